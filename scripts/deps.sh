@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages Hearth needs to build and test on Debian 12 / Ubuntu.
+# Idempotent: packages already present are skipped. Uses sudo when not root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake clang libclang-dev pkg-config libssl-dev   # llama.cpp via bindgen
+  python3 python3-pip python3-venv                                   # model fetcher, test clients
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: cargo not found. Hearth needs Rust 1.80 or newer (https://rustup.rs)." >&2
+  exit 1
+fi
+echo "deps: ok ($(cargo --version))" >&2

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One command from a fresh checkout to a running Hearth on the default model:
+# installs system packages, fetches and verifies the model, builds, creates an admin
+# user and token on first run (printed once), and serves on 0.0.0.0:8080.
+# Extra arguments go to `hearth serve` (e.g. --listen 127.0.0.1:9000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+model=$(python3 models/fetch.py default | tail -n 1)
+cargo build --release --locked
+hearth=./target/release/hearth
+data_dir=${HEARTH_DATA_DIR:-./data}
+
+if "$hearth" users list --data-dir "$data_dir" | grep -q '^No users'; then
+  "$hearth" users add admin --admin --data-dir "$data_dir" >/dev/null
+  token=$("$hearth" tokens create --user admin --label first-run --data-dir "$data_dir" 2>/dev/null | tail -n 1)
+  echo
+  echo "First run: created user 'admin' with this API token (shown once, keep it):"
+  echo "  $token"
+  echo "Try: curl -H \"Authorization: Bearer $token\" -H 'Content-Type: application/json' \\"
+  echo "       -d '{\"message\":\"Hello World\"}' http://127.0.0.1:8080/api/chat"
+  echo
+fi
+
+exec "$hearth" serve --data-dir "$data_dir" --model "$model" --listen "${HEARTH_LISTEN:-0.0.0.0:8080}" "$@"

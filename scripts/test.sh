@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs Hearth's whole test suite on a fresh Debian/Ubuntu machine: installs system
+# packages, fetches the real test models (cached in ~/.cache/hearth/models, verified by
+# sha256), sets up the official `openai` Python client, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+python3 models/fetch.py test default >/dev/null
+
+venv=.venv-test
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' >&2
+fi
+export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
+
+cargo test --locked --all-targets "$@"

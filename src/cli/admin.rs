@@ -1,0 +1,125 @@
+//! `hearth users ...` and `hearth tokens ...`: account administration on the box.
+//! These open the database directly, so they work with or without a running service.
+
+use crate::auth::generate_token;
+use crate::config::Settings;
+use crate::store::{Role, Store};
+use anyhow::Context;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user.
+    Add {
+        /// Name: 1-64 letters, digits, '.', '_', '-' or '@'.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token for a user. The token is printed once, alone on the last
+    /// line; only its hash is stored.
+    Create {
+        /// The user the token acts as.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// A label to tell tokens apart, e.g. "laptop".
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// List tokens (prefixes only; secrets are never stored).
+    List {
+        /// Only this user's tokens.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// Revoke a token by the prefix shown by `tokens list`.
+    Revoke {
+        /// The token's prefix, e.g. hth_1a2b3c4d.
+        prefix: String,
+    },
+}
+
+fn open(settings: &Settings) -> anyhow::Result<Store> {
+    let dir = &settings.storage.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Store::open(&settings.database_path())?)
+}
+
+fn when(ts: i64) -> String {
+    if ts == 0 {
+        return "-".into();
+    }
+    // Seconds since the epoch; shown as age so no time zone database is needed.
+    let age = crate::store::now() - ts;
+    match age {
+        a if a < 120 => format!("{a}s ago"),
+        a if a < 7200 => format!("{}m ago", a / 60),
+        a if a < 172_800 => format!("{}h ago", a / 3600),
+        a => format!("{}d ago", a / 86_400),
+    }
+}
+
+pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings)?;
+    match cmd {
+        UsersCommand::Add { name, admin } => {
+            let role = if admin { Role::Admin } else { Role::User };
+            let user = store.create_user(&name, role)?;
+            println!("Created {} '{}'.", user.role.as_str(), user.name);
+            println!("Next: hearth tokens create --user {}", user.name);
+        }
+        UsersCommand::List => {
+            let users = store.list_users()?;
+            if users.is_empty() {
+                println!("No users. Create one with: hearth users add NAME --admin");
+            }
+            for u in users {
+                println!("{:<24} {:<6} created {}", u.name, u.role.as_str(), when(u.created_at));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings)?;
+    match cmd {
+        TokensCommand::Create { user, label } => {
+            let owner = store.find_user(&user).with_context(|| {
+                format!("no user '{user}'; create it first with `hearth users add {user}`")
+            })?;
+            let token = generate_token();
+            store.insert_token(owner.id, &label, &token.prefix, &token.hash)?;
+            eprintln!("Created token {} for '{}' (label '{label}').", token.prefix, owner.name);
+            eprintln!("Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'.");
+            println!("{}", token.secret);
+        }
+        TokensCommand::List { user } => {
+            let tokens = store.list_tokens(user.as_deref())?;
+            if tokens.is_empty() {
+                println!("No tokens.");
+            }
+            for t in tokens {
+                let status = if t.revoked { "revoked" } else { "active" };
+                let used = t.last_used_at.map_or_else(|| "never".into(), when);
+                println!(
+                    "{:<14} {:<16} {:<16} {:<8} created {:<10} used {}",
+                    t.prefix, t.user, t.label, status, when(t.created_at), used
+                );
+            }
+        }
+        TokensCommand::Revoke { prefix } => {
+            let prefix = crate::auth::visible_prefix(&prefix).to_string();
+            store.revoke_token(&prefix)?;
+            println!("Revoked {prefix}.");
+        }
+    }
+    Ok(())
+}

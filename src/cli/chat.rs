@@ -1,0 +1,191 @@
+//! `hearth chat`: a terminal chat, either with a running service (`--url`, history
+//! kept by the service) or in-process (loads the model here; history lives only for
+//! the session).
+
+use super::ModelArgs;
+use crate::config::Loaded;
+use crate::engine::{ChatMessage, Engine, Event, GenerateParams, ModelState};
+use crate::telemetry::Metrics;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::io::{BufRead, Write};
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Send this one message, print the reply and exit (otherwise: interactive).
+    message: Option<String>,
+
+    /// URL of a running service, e.g. http://127.0.0.1:8080 [env: HEARTH_URL].
+    /// Without it the model is loaded in this process.
+    #[arg(long, env = "HEARTH_URL", value_name = "URL")]
+    url: Option<String>,
+
+    /// API token for --url [env: HEARTH_TOKEN]
+    #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Continue this conversation (with --url).
+    #[arg(long, value_name = "ID")]
+    conversation: Option<String>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// One way of getting replies; prints tokens as they arrive and returns the reply.
+trait Backend {
+    fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String>;
+}
+
+pub fn run(args: ChatArgs, loaded: Loaded) -> anyhow::Result<()> {
+    let mut backend: Box<dyn Backend> = match &args.url {
+        Some(url) => {
+            let token = args.token.clone().context("--url needs --token (or HEARTH_TOKEN)")?;
+            Box::new(Remote {
+                url: format!("{}/api/chat", url.trim_end_matches('/')),
+                token,
+                conversation: args.conversation.clone(),
+            })
+        }
+        None => Box::new(Local::start(&loaded)?),
+    };
+    let stdout = std::io::stdout();
+    if let Some(message) = &args.message {
+        backend.send(message, &mut stdout.lock())?;
+        println!();
+        return Ok(());
+    }
+    eprintln!("Type a message and press Enter. Ctrl-D to quit.");
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match backend.send(line, &mut stdout.lock()) {
+            Ok(_) => println!("\n"),
+            Err(e) => eprintln!("\nerror: {e:#}\n"),
+        }
+    }
+}
+
+/// Chat through a running service's `/api/chat` SSE stream.
+struct Remote {
+    url: String,
+    token: String,
+    conversation: Option<String>,
+}
+
+impl Backend for Remote {
+    fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String> {
+        let body = serde_json::json!({
+            "message": message, "conversation_id": self.conversation, "stream": true,
+        });
+        let response = match ureq::post(&self.url)
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body)
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                bail!("the service answered {code}: {text}");
+            }
+            Err(e) => bail!("cannot reach {}: {e}", self.url),
+        };
+        let mut reply = String::new();
+        let mut event = String::new();
+        for line in std::io::BufReader::new(response.into_reader()).lines() {
+            let line = line?;
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let value: serde_json::Value = serde_json::from_str(data)?;
+                match event.as_str() {
+                    "token" => {
+                        let text = value["text"].as_str().unwrap_or_default();
+                        reply.push_str(text);
+                        write!(out, "{text}")?;
+                        out.flush()?;
+                    }
+                    "done" => {
+                        self.conversation = value["conversation_id"].as_str().map(str::to_owned);
+                        return Ok(reply);
+                    }
+                    "error" => bail!("{}", value["error"]["message"].as_str().unwrap_or(data)),
+                    _ => {}
+                }
+            }
+        }
+        bail!("the stream ended before the reply was complete")
+    }
+}
+
+/// Chat with a model loaded in this process.
+struct Local {
+    engine: Engine,
+    history: Vec<ChatMessage>,
+    params: GenerateParams,
+}
+
+impl Local {
+    fn start(loaded: &Loaded) -> anyhow::Result<Local> {
+        super::serve::prefer_passive_threads();
+        let settings = &loaded.settings;
+        let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        eprintln!("Loading {} ...", path.display());
+        let engine = Engine::start(settings, Ok(path), Metrics::new());
+        let state = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?
+            .block_on(engine.wait_loaded());
+        match state {
+            ModelState::Ready(info) => eprintln!("Model {} ready ({:.1} s).", info.id, info.load_seconds),
+            ModelState::Failed { error, .. } => bail!("{error}"),
+            ModelState::Loading { .. } => bail!("the engine stopped while loading"),
+        }
+        let m = &settings.model;
+        Ok(Local {
+            engine,
+            history: vec![ChatMessage::new("system", m.system_prompt.clone())],
+            params: GenerateParams {
+                temperature: m.temperature,
+                top_p: m.top_p,
+                top_k: m.top_k,
+                seed: None,
+                max_tokens: m.max_tokens,
+                stop: Vec::new(),
+            },
+        })
+    }
+}
+
+impl Backend for Local {
+    fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String> {
+        let mut messages = self.history.clone();
+        messages.push(ChatMessage::new("user", message));
+        let mut rx = self.engine.submit(messages.clone(), self.params.clone())?;
+        let mut reply = String::new();
+        loop {
+            match rx.blocking_recv() {
+                Some(Event::Token(t)) => {
+                    write!(out, "{t}")?;
+                    out.flush()?;
+                    reply.push_str(&t);
+                }
+                Some(Event::Done { .. }) => break,
+                Some(Event::Error(e)) => return Err(e.into()),
+                None => bail!("the engine stopped"),
+            }
+        }
+        messages.push(ChatMessage::new("assistant", reply.clone()));
+        self.history = messages;
+        Ok(reply)
+    }
+}

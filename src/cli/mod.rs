@@ -1,0 +1,217 @@
+//! The `hearth` command line. Flags are parsed here, merged into the layered
+//! configuration, and each subcommand runs from its own module.
+
+mod admin;
+mod chat;
+mod models;
+mod serve;
+
+use crate::config::{self, FlagOverride, Loaded};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "Hearth: a private AI assistant that runs entirely on this box.";
+
+const LONG_ABOUT: &str = "\
+Hearth: a private AI assistant that runs entirely on this box.
+
+It runs a local GGUF language model, keeps chat history in SQLite and serves an
+authenticated HTTP API (Hearth's /api/chat and the OpenAI-compatible /v1/...).
+Nothing leaves the machine.
+
+Settings come from built-in defaults, then /etc/hearth/hearth.toml (or --config),
+then HEARTH_* environment variables, then flags. `hearth print-config` shows the result.
+
+Getting started:
+  hearth users add alice --admin
+  hearth tokens create --user alice        # prints the token once
+  hearth serve --model model.gguf
+  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\
+       -d '{\"message\":\"Hello\"}' http://127.0.0.1:8080/api/chat";
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Configuration file [default: /etc/hearth/hearth.toml when it exists] [env: HEARTH_CONFIG]
+    #[arg(long, global = true, value_name = "FILE", env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Data directory: database and models [env: HEARTH_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Log format [env: HEARTH_LOG_FORMAT]
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service: load the model and answer HTTP requests.
+    Serve(ServeArgs),
+    /// Chat in the terminal, with the running service (--url) or in-process.
+    Chat(chat::ChatArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(admin::UsersCommand),
+    /// Manage API tokens (each belongs to a user).
+    #[command(subcommand)]
+    Tokens(admin::TokensCommand),
+    /// List known models and verify model files.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Print the configuration in effect (all layers merged) as TOML.
+    PrintConfig,
+}
+
+/// Settings that `serve` and in-process `chat` share.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ModelArgs {
+    /// GGUF model file [env: HEARTH_MODEL] [default: the manifest's default model]
+    #[arg(long, value_name = "PATH")]
+    model: Option<String>,
+
+    /// Inference threads, 0 = automatic [env: HEARTH_THREADS]
+    #[arg(long, value_name = "N")]
+    threads: Option<String>,
+
+    /// Context window in tokens [env: HEARTH_CONTEXT_SIZE]
+    #[arg(long, value_name = "TOKENS")]
+    context_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on, e.g. 0.0.0.0:8080 [env: HEARTH_LISTEN]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+impl Cli {
+    fn flag_overrides(&self) -> Vec<FlagOverride> {
+        let mut flags = Vec::new();
+        let mut push = |flag: &'static str, key: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                flags.push(FlagOverride { flag, key, value });
+            }
+        };
+        push("data-dir", "storage.data_dir", self.data_dir.as_ref().map(|d| d.display().to_string()));
+        push(
+            "log-format",
+            "log.format",
+            self.log_format.map(|f| match f {
+                LogFormatArg::Text => "text".into(),
+                LogFormatArg::Json => "json".into(),
+            }),
+        );
+        let model_args = match &self.command {
+            Command::Serve(args) => {
+                push("listen", "server.listen", args.listen.clone());
+                Some(&args.model)
+            }
+            Command::Chat(args) => Some(&args.model),
+            _ => None,
+        };
+        if let Some(m) = model_args {
+            push("model", "model.path", m.model.clone());
+            push("threads", "model.threads", m.threads.clone());
+            push("context-size", "model.context_size", m.context_size.clone());
+        }
+        flags
+    }
+}
+
+/// Parses arguments, loads configuration and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(cli.config.as_deref(), &cli.flag_overrides()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut log = loaded.settings.log.clone();
+    if !matches!(cli.command, Command::Serve(_)) && std::env::var_os("RUST_LOG").is_none() {
+        log.level = "warn".into(); // keep one-shot commands' output clean
+    }
+    crate::telemetry::init_logging(&log);
+    for var in &loaded.unknown_env_vars {
+        tracing::warn!(variable = %var, "ignoring unknown HEARTH_* environment variable");
+    }
+    match run(cli.command, loaded) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => serve::run(loaded).map(|()| ExitCode::SUCCESS),
+        Command::Chat(args) => chat::run(args, loaded).map(|()| ExitCode::SUCCESS),
+        Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Models(cmd) => models::run(cmd, &loaded.settings),
+        Command::PrintConfig => {
+            print_config(&loaded)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_config(loaded: &Loaded) -> anyhow::Result<()> {
+    match &loaded.file {
+        Some(file) => println!("# config file: {}", file.display()),
+        None => println!("# config file: none (built-in defaults)"),
+    }
+    if !loaded.env_vars.is_empty() {
+        println!("# environment: {}", loaded.env_vars.join(", "));
+    }
+    print!("{}", toml::to_string_pretty(&loaded.settings)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_become_overrides() {
+        let cli = Cli::parse_from([
+            "hearth", "serve", "--listen", "0.0.0.0:9000", "--data-dir", "/tmp/d", "--model", "m.gguf",
+        ]);
+        let flags = cli.flag_overrides();
+        let keys: Vec<_> = flags.iter().map(|f| (f.key, f.value.as_str())).collect();
+        assert!(keys.contains(&("server.listen", "0.0.0.0:9000")));
+        assert!(keys.contains(&("storage.data_dir", "/tmp/d")));
+        assert!(keys.contains(&("model.path", "m.gguf")));
+    }
+
+    #[test]
+    fn data_dir_is_accepted_after_the_subcommand() {
+        let cli = Cli::parse_from(["hearth", "tokens", "create", "--user", "a", "--data-dir", "/x"]);
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/x")));
+    }
+}

@@ -1,0 +1,287 @@
+//! Layered configuration: built-in defaults < config file < `HEARTH_*` environment
+//! variables < command-line flags.
+//!
+//! Each layer is a partial TOML table merged onto the ones below it; after each layer
+//! the result is deserialized into [`Settings`] (unknown keys are errors), so a mistake
+//! is reported against the layer that introduced it: the file and key, the variable,
+//! or the flag.
+
+mod settings;
+
+pub use settings::{LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings};
+
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// The file read when no `--config` is given, if it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/hearth/hearth.toml";
+
+/// The type of a setting, for parsing environment variables and flags.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+}
+
+/// Environment variables and the keys they set.
+const ENV_VARS: &[(&str, &str, Kind)] = &[
+    ("HEARTH_LISTEN", "server.listen", Kind::Str),
+    ("HEARTH_MAX_BODY_BYTES", "server.max_body_bytes", Kind::Int),
+    ("HEARTH_WORKERS", "server.workers", Kind::Int),
+    ("HEARTH_MODEL", "model.path", Kind::Str),
+    ("HEARTH_THREADS", "model.threads", Kind::Int),
+    ("HEARTH_CONTEXT_SIZE", "model.context_size", Kind::Int),
+    ("HEARTH_MAX_TOKENS", "model.max_tokens", Kind::Int),
+    ("HEARTH_TEMPERATURE", "model.temperature", Kind::Float),
+    ("HEARTH_SYSTEM_PROMPT", "model.system_prompt", Kind::Str),
+    ("HEARTH_QUEUE_SIZE", "model.queue_size", Kind::Int),
+    ("HEARTH_DATA_DIR", "storage.data_dir", Kind::Str),
+    ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
+    ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
+];
+
+/// Variables with the `HEARTH_` prefix that are read elsewhere (not settings).
+const OTHER_VARS: &[&str] = &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE"];
+
+/// A configuration error, naming where the bad value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("flag --{flag}: {message}")]
+    Flag { flag: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A flag's value, given as the dotted key it sets and the raw text.
+#[derive(Debug, Clone)]
+pub struct FlagOverride {
+    pub flag: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
+/// What [`load`] read, for `print-config` and the startup log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub file: Option<PathBuf>,
+    pub env_vars: Vec<String>,
+    /// `HEARTH_*` variables that match no setting (likely typos).
+    pub unknown_env_vars: Vec<String>,
+}
+
+/// Loads settings from the config file (explicit, or [`SYSTEM_CONFIG`] if present),
+/// the process environment and the given flags.
+pub fn load(config_file: Option<&Path>, flags: &[FlagOverride]) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    load_from(config_file, Path::new(SYSTEM_CONFIG), &env, flags)
+}
+
+fn load_from(
+    explicit_file: Option<&Path>,
+    system_file: &Path,
+    env: &[(String, String)],
+    flags: &[FlagOverride],
+) -> Result<Loaded, ConfigError> {
+    let mut table = Table::new();
+
+    let file = match explicit_file {
+        Some(path) => Some(path.to_path_buf()),
+        None if system_file.exists() => Some(system_file.to_path_buf()),
+        None => None,
+    };
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.clone(), source })?;
+        let file_err = |e: toml::de::Error| ConfigError::File { path: path.clone(), message: e.to_string() };
+        // Parsed from the text (not the table) so errors show the line and key.
+        toml::from_str::<Settings>(&text).map_err(file_err)?;
+        merge(&mut table, toml::from_str(&text).map_err(file_err)?);
+    }
+
+    let mut env_used = Vec::new();
+    let mut unknown_env = Vec::new();
+    for (var, raw) in env {
+        if !var.starts_with("HEARTH_") || OTHER_VARS.contains(&var.as_str()) {
+            continue;
+        }
+        let Some((_, key, kind)) = ENV_VARS.iter().find(|(name, _, _)| name == var) else {
+            if !var.starts_with("HEARTH_TEST") {
+                unknown_env.push(var.clone());
+            }
+            continue;
+        };
+        let err = |message: String| ConfigError::Env { var: var.clone(), message };
+        let value = parse_value(raw, *kind).map_err(err)?;
+        set_key(&mut table, key, value);
+        check(&table).map_err(err)?;
+        env_used.push(var.clone());
+    }
+
+    for flag in flags {
+        let kind = ENV_VARS.iter().find(|(_, key, _)| *key == flag.key).map_or(Kind::Str, |e| e.2);
+        let err = |message: String| ConfigError::Flag { flag: flag.flag.to_string(), message };
+        let value = parse_value(&flag.value, kind).map_err(err)?;
+        set_key(&mut table, flag.key, value);
+        check(&table).map_err(err)?;
+    }
+
+    let settings: Settings = Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        ConfigError::Invalid(e.to_string())
+    })?;
+    settings.validate().map_err(ConfigError::Invalid)?;
+    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env })
+}
+
+/// Deserializes the table so far, reporting unknown keys and wrong types.
+fn check(table: &Table) -> Result<(), String> {
+    Value::Table(table.clone())
+        .try_into::<Settings>()
+        .map(|_| ())
+        .map_err(|e| e.message().trim().to_string())
+}
+
+fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
+    match kind {
+        Kind::Str => Ok(Value::String(raw.to_string())),
+        Kind::Int => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("expected a whole number, got '{raw}'")),
+        Kind::Float => raw
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("expected a number, got '{raw}'")),
+    }
+}
+
+fn set_key(table: &mut Table, dotted: &str, value: Value) {
+    let (section, key) = dotted.split_once('.').expect("keys are section.key");
+    let entry = table.entry(section).or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(section_table) = entry {
+        section_table.insert(key.to_string(), value);
+    }
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    const NO_SYSTEM: &str = "/nonexistent/hearth.toml";
+
+    #[test]
+    fn defaults_match_the_seeds() {
+        let loaded = load_from(None, Path::new(NO_SYSTEM), &[], &[]).unwrap();
+        assert_eq!(loaded.settings.model.max_tokens, 2048);
+        assert_eq!(loaded.settings.model.temperature, 0.7);
+        assert!(loaded.file.is_none());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let f = file("[model]\nthreads = 3\ncontext_size = 1024\nmax_tokens = 100\n");
+        let flags = [FlagOverride { flag: "threads", key: "model.threads", value: "1".into() }];
+        let e = env(&[("HEARTH_THREADS", "2"), ("HEARTH_CONTEXT_SIZE", "2048")]);
+        let loaded = load_from(Some(f.path()), Path::new(NO_SYSTEM), &e, &flags).unwrap();
+        assert_eq!(loaded.settings.model.threads, 1, "flag beats env");
+        assert_eq!(loaded.settings.model.context_size, 2048, "env beats file");
+        assert_eq!(loaded.settings.model.max_tokens, 100, "file beats default");
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_file_and_key() {
+        let f = file("[model]\ntreads = 3\n");
+        let err = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&f.path().display().to_string()), "{text}");
+        assert!(text.contains("treads"), "{text}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let f = file("[modle]\nthreads = 3\n");
+        let err = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("modle"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error() {
+        let err =
+            load_from(Some(Path::new("/nonexistent/x.toml")), Path::new(NO_SYSTEM), &[], &[])
+                .unwrap_err();
+        assert!(matches!(err, ConfigError::Unreadable { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/x.toml"));
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let err = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREADS", "many")]), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("HEARTH_THREADS"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_in_file_is_reported() {
+        let f = file("[model]\ntemperature = \"hot\"\n");
+        let err = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("temperature = \"hot\""), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for (var, value) in [
+            ("HEARTH_TEMPERATURE", "5"),
+            ("HEARTH_LISTEN", "nowhere"),
+            ("HEARTH_MAX_TOKENS", "0"),
+        ] {
+            let err = load_from(None, Path::new(NO_SYSTEM), &env(&[(var, value)]), &[]);
+            assert!(err.is_err(), "{var}={value} accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_env_vars_are_reported_not_fatal() {
+        let loaded =
+            load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREAD", "2")]), &[]).unwrap();
+        assert_eq!(loaded.unknown_env_vars, vec!["HEARTH_THREAD".to_string()]);
+    }
+
+    #[test]
+    fn shipped_default_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hearth.toml");
+        let loaded = load_from(Some(&path), Path::new(NO_SYSTEM), &[], &[]).unwrap();
+        assert_eq!(loaded.settings.storage.data_dir, PathBuf::from("/var/lib/hearth"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The validated settings and their built-in defaults.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// All of Hearth's settings. Every field has a default; files, environment variables
+/// and flags override them in that order (see [`super::load`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub model: ModelSettings,
+    pub storage: StorageSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port the HTTP server listens on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (0: one per core, at most 4). Inference has its own thread.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024, workers: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// GGUF model file. Empty: the manifest's default model, looked up in
+    /// `<data_dir>/models/` and then the model cache (`~/.cache/hearth/models`).
+    pub path: String,
+    /// Inference threads (0: automatic, from the number of cores).
+    pub threads: u32,
+    /// Context window in tokens (clamped to what the model was trained for).
+    pub context_size: u32,
+    /// Upper bound on tokens generated per reply; requests may ask for fewer.
+    pub max_tokens: u32,
+    /// Default sampling temperature (0 = greedy).
+    pub temperature: f32,
+    /// Default nucleus sampling threshold.
+    pub top_p: f32,
+    /// Default top-k cut-off (0 disables it).
+    pub top_k: u32,
+    /// System prompt placed first in every conversation.
+    pub system_prompt: String,
+    /// Requests waiting for the engine before new ones get 429.
+    pub queue_size: usize,
+    /// Check the file's sha256 against the manifest when the file is listed there.
+    pub verify_sha256: bool,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            threads: 0,
+            context_size: 4096,
+            max_tokens: 2048,
+            temperature: 0.7,
+            top_p: 0.95,
+            top_k: 40,
+            system_prompt: "You are Hearth, a helpful assistant running privately on this device. \
+                            Answer clearly and concisely."
+                .into(),
+            queue_size: 16,
+            verify_sha256: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Where the database, indexes and models live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `hearth=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info,llama-cpp-2=warn".into() }
+    }
+}
+
+impl Settings {
+    /// Checks ranges that types alone cannot express. Errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("invalid value for {key}: {why}"));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad(
+                "server.listen",
+                &format!("'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:8080)", self.server.listen),
+            );
+        }
+        if !(1024..=512 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return bad("server.max_body_bytes", "must be between 1024 and 536870912");
+        }
+        let m = &self.model;
+        if m.threads > 256 {
+            return bad("model.threads", "must be at most 256 (0 = automatic)");
+        }
+        if !(128..=1 << 20).contains(&m.context_size) {
+            return bad("model.context_size", "must be between 128 and 1048576");
+        }
+        if m.max_tokens == 0 {
+            return bad("model.max_tokens", "must be at least 1");
+        }
+        if !(0.0..=2.0).contains(&m.temperature) {
+            return bad("model.temperature", "must be between 0 and 2");
+        }
+        if !(m.top_p > 0.0 && m.top_p <= 1.0) {
+            return bad("model.top_p", "must be in (0, 1]");
+        }
+        if !(1..=4096).contains(&m.queue_size) {
+            return bad("model.queue_size", "must be between 1 and 4096");
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return bad("storage.data_dir", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The socket address to bind (validated by [`Settings::validate`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated listen address")
+    }
+
+    /// Inference threads to use: the configured number, or one per core up to four.
+    pub fn inference_threads(&self) -> u32 {
+        if self.model.threads > 0 {
+            return self.model.threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.clamp(1, 4) as u32
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("hearth.db")
+    }
+}

@@ -1,0 +1,40 @@
+//! `GET /api/health` (no authentication: liveness and per-component readiness) and
+//! `GET /metrics` (Prometheus text, authenticated).
+
+use super::{AppState, Caller};
+use crate::engine::ModelState;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    let database_ready = store.run(|s| s.ping()).await.is_ok();
+    let model = match state.engine.state() {
+        ModelState::Loading { .. } => json!({ "ready": false, "state": "loading" }),
+        ModelState::Failed { error, .. } => json!({ "ready": false, "state": "failed", "error": error }),
+        ModelState::Ready(info) => json!({
+            "ready": true,
+            "state": "ready",
+            "id": info.id,
+            "context_size": info.context_size,
+            "threads": info.threads,
+        }),
+    };
+    let ready = database_ready && model["ready"] == true;
+    HttpResponse::Ok().json(json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "ready": ready,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "components": {
+            "database": { "ready": database_ready },
+            "model": model,
+        },
+    }))
+}
+
+pub async fn metrics(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,100 @@
+//! The HTTP API: routes, authentication, request limits, SSE. No domain logic lives
+//! here; handlers translate between HTTP and the engine and store.
+
+mod auth;
+mod chat;
+mod conversations;
+mod health;
+mod limits;
+mod openai;
+mod reply;
+
+pub use auth::Caller;
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub engine: Engine,
+    pub metrics: Metrics,
+    pub started: Instant,
+}
+
+/// Registers every route, extractor limit and error handler on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    let limit = state.settings.server.max_body_bytes;
+    cfg.app_data(web::Data::new(state))
+        .app_data(limits::json_config(limit))
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(limits::query_config())
+        .app_data(limits::path_config())
+        .service(resource("/api/health").route(web::get().to(health::health)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/api/chat").route(web::post().to(chat::chat)))
+        .service(resource("/api/conversations").route(web::get().to(conversations::list)))
+        .service(resource("/api/conversations/{id}").route(web::get().to(conversations::get)))
+        .service(resource("/v1/models").route(web::get().to(openai::models)))
+        .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)));
+}
+
+/// A resource whose unmatched methods answer a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path").error_response()
+    }))
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+}
+
+/// Runs the HTTP server until SIGINT/SIGTERM.
+pub async fn serve(state: AppState) -> std::io::Result<()> {
+    let settings = state.settings.clone();
+    let addr = settings.listen_addr();
+    let workers = match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        let metrics = state.metrics.clone();
+        App::new()
+            .configure(|cfg| configure(cfg, state))
+            .default_service(web::to(not_found))
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let method = req.method().to_string();
+                let metrics = metrics.clone();
+                let fut = srv.call(req);
+                async move {
+                    let res: ServiceResponse = fut.await?;
+                    let status = res.status().as_u16().to_string();
+                    metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
+                    metrics.http_latency.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+    })
+    .workers(workers)
+    .bind(addr)?;
+    tracing::info!(%addr, workers, "listening");
+    server.run().await
+}
+
+/// A JSON response with status 200.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> HttpResponse {
+    HttpResponse::Ok().json(value)
+}

@@ -1,0 +1,16 @@
+//! Hearth: an offline AI assistant appliance.
+//!
+//! One process runs a local GGUF language model, keeps chat history in SQLite and
+//! serves an authenticated HTTP API (native `/api/...` and OpenAI-compatible `/v1/...`).
+//! Each module is shaped like a crate of its own: it owns its types and errors, and
+//! the HTTP layer maps those errors into the one table in [`error`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod models;
+pub mod store;
+pub mod telemetry;

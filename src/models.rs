@@ -1,0 +1,118 @@
+//! The model manifest (`models/manifest.toml`, compiled in) and where model files live.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const MANIFEST_TOML: &str = include_str!("../models/manifest.toml");
+
+/// One known model: the file it is, where it comes from and how it may be used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestModel {
+    pub name: String,
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub license: String,
+    pub role: String,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub system_prompt_required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "model")]
+    pub models: Vec<ManifestModel>,
+}
+
+impl Manifest {
+    pub fn find_by_file(&self, file: &str) -> Option<&ManifestModel> {
+        self.models.iter().find(|m| m.file == file)
+    }
+
+    pub fn find(&self, name: &str) -> Option<&ManifestModel> {
+        self.models.iter().find(|m| m.name == name || m.file == name)
+    }
+
+    /// The default chat model.
+    pub fn default_model(&self) -> &ManifestModel {
+        self.models.iter().find(|m| m.default).expect("the manifest marks one default model")
+    }
+}
+
+/// The compiled-in manifest.
+pub fn manifest() -> &'static Manifest {
+    static MANIFEST: OnceLock<Manifest> = OnceLock::new();
+    MANIFEST.get_or_init(|| toml::from_str(MANIFEST_TOML).expect("models/manifest.toml is valid"))
+}
+
+/// The shared model cache: `$HEARTH_MODEL_CACHE`, else `~/.cache/hearth/models`
+/// (where `models/fetch.py` puts files).
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HEARTH_MODEL_CACHE").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/hearth/models"))
+}
+
+/// Folders searched for model files, in order.
+pub fn search_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![data_dir.join("models")];
+    dirs.extend(cache_dir());
+    dirs
+}
+
+/// The model file to load: the configured path, or the default model found in the
+/// search folders. The error says where it looked and how to fetch it.
+pub fn resolve_model_path(configured: &str, data_dir: &Path) -> Result<PathBuf, String> {
+    if !configured.is_empty() {
+        return Ok(PathBuf::from(configured));
+    }
+    let default = manifest().default_model();
+    let dirs = search_dirs(data_dir);
+    for dir in &dirs {
+        let candidate = dir.join(&default.file);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(format!(
+        "no model configured and the default model {} was not found in {}; \
+         fetch it with `python3 models/fetch.py default` or pass --model PATH",
+        default.file,
+        looked.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_has_one_default_and_well_formed_hashes() {
+        let m = manifest();
+        assert_eq!(m.models.iter().filter(|m| m.default).count(), 1);
+        assert_eq!(m.default_model().file, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+        for model in &m.models {
+            assert_eq!(model.sha256.len(), 64, "{}", model.name);
+            assert!(model.sha256.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(model.bytes > 0);
+        }
+        assert!(m.find("SmolLM2-135M-Instruct.Q4_1.gguf").is_some());
+    }
+
+    #[test]
+    fn explicit_path_wins_and_missing_default_explains() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(resolve_model_path("/x/m.gguf", dir.path()).unwrap(), PathBuf::from("/x/m.gguf"));
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        let file = dir.path().join("models").join(&manifest().default_model().file);
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(resolve_model_path("", dir.path()).unwrap(), file);
+    }
+}

@@ -1,0 +1,213 @@
+//! Users and their API tokens. Tokens are stored only as sha256 hashes.
+
+use super::{now, Result, Store, StoreError};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub user: String,
+    pub label: String,
+    /// The first characters of the token, enough to recognise it; never the secret.
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// Names: 1-64 characters of letters, digits, `.`, `_`, `-` and `@`.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: Role::parse(&row.get::<_, String>(2)?),
+        created_at: row.get(3)?,
+    })
+}
+
+impl Store {
+    pub fn create_user(&self, name: &str, role: Role) -> Result<User> {
+        if !valid_user_name(name) {
+            return Err(StoreError::Conflict(format!(
+                "invalid user name '{name}': use 1-64 letters, digits, '.', '_', '-' or '@'"
+            )));
+        }
+        let conn = self.writer();
+        let created_at = now();
+        let inserted = conn.execute(
+            "INSERT INTO users (name, role, created_at) VALUES (?1, ?2, ?3)",
+            params![name, role.as_str(), created_at],
+        );
+        match inserted {
+            Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at }),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Conflict(format!("user '{name}' already exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn list_users(&self) -> Result<Vec<User>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT id, name, role, created_at FROM users ORDER BY id")?;
+        let users = stmt.query_map([], user_from_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(users)
+    }
+
+    pub fn find_user(&self, name: &str) -> Result<User> {
+        self.reader()
+            .query_row("SELECT id, name, role, created_at FROM users WHERE name = ?1", [name], user_from_row)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("user '{name}'")))
+    }
+
+    /// Stores a token's hash. `prefix` must be unique (it is random).
+    pub fn insert_token(&self, user_id: i64, label: &str, prefix: &str, hash: &[u8]) -> Result<i64> {
+        let conn = self.writer();
+        conn.execute(
+            "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user_id, label, prefix, hash, now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The user owning a live (not revoked) token with this hash.
+    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User)>> {
+        let found = self
+            .reader()
+            .query_row(
+                "SELECT t.id, u.id, u.name, u.role, u.created_at
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1 AND t.revoked_at IS NULL",
+                [hash],
+                |row| {
+                    let token_id: i64 = row.get(0)?;
+                    let user = User {
+                        id: row.get(1)?,
+                        name: row.get(2)?,
+                        role: Role::parse(&row.get::<_, String>(3)?),
+                        created_at: row.get(4)?,
+                    };
+                    Ok((token_id, user))
+                },
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Records when a token was last used (at most once a minute per token).
+    pub fn touch_token(&self, token_id: i64) -> Result<()> {
+        let t = now();
+        self.writer().execute(
+            "UPDATE api_tokens SET last_used_at = ?2
+             WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+            params![token_id, t],
+        )?;
+        Ok(())
+    }
+
+    pub fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT t.id, u.name, t.label, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+             FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE ?1 IS NULL OR u.name = ?1 ORDER BY t.id",
+        )?;
+        let tokens = stmt
+            .query_map([user], |row| {
+                Ok(TokenInfo {
+                    id: row.get(0)?,
+                    user: row.get(1)?,
+                    label: row.get(2)?,
+                    prefix: row.get(3)?,
+                    created_at: row.get(4)?,
+                    last_used_at: row.get(5)?,
+                    revoked: row.get::<_, Option<i64>>(6)?.is_some(),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(tokens)
+    }
+
+    /// Revokes a token by its displayed prefix (or the whole token's prefix part).
+    pub fn revoke_token(&self, prefix: &str) -> Result<()> {
+        let changed = self.writer().execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE prefix = ?1 AND revoked_at IS NULL",
+            params![prefix, now()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("active token with prefix '{prefix}'")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::temp_store;
+
+    #[test]
+    fn users_are_unique_and_named_sensibly() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::Admin).unwrap();
+        assert_eq!(store.find_user("alice").unwrap(), alice);
+        assert!(matches!(store.create_user("alice", Role::User), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.create_user("bad name", Role::User), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.find_user("bob"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn revoked_tokens_stop_working() {
+        let (_dir, store) = temp_store();
+        let user = store.create_user("alice", Role::User).unwrap();
+        store.insert_token(user.id, "laptop", "hth_abcd", b"hash-1").unwrap();
+        let (_, found) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
+        assert_eq!(found.name, "alice");
+        assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
+        store.revoke_token("hth_abcd").unwrap();
+        assert!(store.user_for_token_hash(b"hash-1").unwrap().is_none());
+        assert!(store.revoke_token("hth_abcd").is_err(), "second revoke reports not found");
+        assert!(store.list_tokens(Some("alice")).unwrap()[0].revoked);
+    }
+}

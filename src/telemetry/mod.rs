@@ -1,0 +1,23 @@
+//! Logs (tracing, text or JSON) and Prometheus metrics.
+
+mod metrics;
+
+pub use metrics::Metrics;
+
+use crate::config::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber, writing to stderr. `RUST_LOG`, when set,
+/// takes precedence over the configured level. Safe to call more than once.
+pub fn init_logging(settings: &LogSettings) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(&settings.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,251 @@
+//! Test harness: starts the real `hearth` binary on a free port with a temporary data
+//! dir and a real model, creates users and tokens with the real CLI, and talks HTTP.
+
+#![allow(dead_code)]
+
+pub mod gguf_fixtures;
+
+use serde_json::Value;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+
+fn model_in_cache(file: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("HEARTH_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models"));
+    let path = cache.join(file);
+    assert!(
+        path.is_file(),
+        "test model {} is missing: run `python3 models/fetch.py test default` first",
+        path.display()
+    );
+    path
+}
+
+/// SmolLM2-135M: fast, for tests about plumbing.
+pub fn small_model() -> PathBuf {
+    model_in_cache("SmolLM2-135M-Instruct.Q4_1.gguf", "HEARTH_TEST_SMALL_MODEL")
+}
+
+/// The default chat model, for tests about answers.
+pub fn default_model() -> PathBuf {
+    model_in_cache("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "HEARTH_TEST_DEFAULT_MODEL")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs the CLI against a data dir; returns (exit code, stdout, stderr).
+pub fn cli(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("HEARTH_CONFIG", "/dev/null")
+        .output()
+        .expect("running hearth");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Creates a user and returns a fresh token for it.
+pub fn create_user(data_dir: &Path, name: &str) -> String {
+    let (code, _, err) = cli(data_dir, &["users", "add", name]);
+    assert_eq!(code, 0, "users add failed: {err}");
+    let (code, out, err) = cli(data_dir, &["tokens", "create", "--user", name]);
+    assert_eq!(code, 0, "tokens create failed: {err}");
+    out.lines().last().expect("token line").trim().to_string()
+}
+
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub model: PathBuf,
+    pub context_size: u32,
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    pub fn new(model: PathBuf) -> Self {
+        Self { model, context_size: 2048, env: Vec::new() }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Starts a server with a new data dir and waits until the model settled.
+    pub fn start(options: ServerOptions) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().to_path_buf();
+        let mut server = Server::spawn(data_dir, options);
+        server._temp = Some(temp);
+        server.wait_settled();
+        server
+    }
+
+    fn spawn(data_dir: PathBuf, options: ServerOptions) -> Server {
+        let port = free_port();
+        let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--model")
+            .arg(&options.model)
+            .args(["--context-size", &options.context_size.to_string()])
+            .env("HEARTH_CONFIG", "/dev/null")
+            .env("HEARTH_LOG_LEVEL", "info,hearth=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("starting hearth serve");
+        Server { child, url: format!("http://127.0.0.1:{port}"), data_dir, _temp: None, options }
+    }
+
+    /// Waits until health answers and the model is ready or failed.
+    pub fn wait_settled(&mut self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("hearth exited early with {status}; log:\n{}", self.log());
+            }
+            if let Ok(health) = self.health() {
+                let state = health["components"]["model"]["state"].as_str().unwrap_or("");
+                if state == "ready" || state == "failed" {
+                    return health;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not settle; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn health(&self) -> Result<Value, ureq::Error> {
+        Ok(ureq::get(&format!("{}/api/health", self.url)).call()?.into_json()?)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL, then a new server on the same data dir.
+    pub fn kill_and_restart(mut self) -> Server {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let temp = self._temp.take();
+        let mut next = Server::spawn(self.data_dir.clone(), self.options.clone());
+        next._temp = temp;
+        next.wait_settled();
+        next
+    }
+
+    pub fn user(&self, name: &str) -> String {
+        create_user(&self.data_dir, name)
+    }
+
+    /// A request; returns the status and the body (JSON when it parses, else a string).
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let mut req = ureq::request(method, &format!("{}{}", self.url, path)).timeout(Duration::from_secs(600));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let result = match body {
+            Some(b) => req.send_json(b.clone()),
+            None => req.call(),
+        };
+        response_parts(result)
+    }
+
+    /// Sends raw bytes with a content type.
+    pub fn raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let result = ureq::post(&format!("{}{}", self.url, path))
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Type", content_type)
+            .send_bytes(body);
+        response_parts(result)
+    }
+
+    /// POSTs JSON and returns the raw SSE body (status must be 200).
+    pub fn sse(&self, path: &str, token: &str, body: &Value) -> String {
+        let response = ureq::post(&format!("{}{}", self.url, path))
+            .set("Authorization", &format!("Bearer {token}"))
+            .send_json(body.clone())
+            .unwrap_or_else(|e| panic!("SSE request failed: {e:?}"));
+        assert!(response.content_type().starts_with("text/event-stream"), "{}", response.content_type());
+        let mut text = String::new();
+        response.into_reader().read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses an SSE body into (event name, data) pairs.
+pub fn sse_events(body: &str) -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = String::new();
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push(d);
+            }
+        }
+        events.push((name, data.join("\n")));
+    }
+    events
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}

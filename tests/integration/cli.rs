@@ -1,0 +1,74 @@
+//! The command line: help, configuration layering and errors, tokens.
+
+use crate::common::{cli, BIN};
+use std::process::Command;
+
+#[test]
+fn help_explains_every_subcommand() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for sub in ["serve", "chat", "users", "tokens", "models", "print-config"] {
+        assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
+    }
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--listen", "--data-dir", "--model", "HEARTH_LISTEN", "HEARTH_MODEL"] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn print_config_shows_layers_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hearth.toml");
+    std::fs::write(&file, "[model]\nmax_tokens = 100\ntemperature = 0.2\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["print-config", "--config"])
+        .arg(&file)
+        .env("HEARTH_TEMPERATURE", "0.3")
+        .env("HEARTH_LISTEN", "0.0.0.0:9999")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(parsed["model"]["max_tokens"].as_integer(), Some(100), "file applies");
+    assert_eq!(parsed["model"]["temperature"].as_float(), Some(0.3f32 as f64), "env beats file");
+    assert_eq!(parsed["server"]["listen"].as_str(), Some("0.0.0.0:9999"));
+}
+
+#[test]
+fn config_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hearth.toml");
+    std::fs::write(&file, "[model]\nthreds = 2\n").unwrap();
+    let out = Command::new(BIN).args(["print-config", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(file.to_str().unwrap()) && err.contains("threds"), "{err}");
+
+    let out = Command::new(BIN).args(["print-config", "--config", "/nonexistent/h.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("/nonexistent/h.toml"));
+}
+
+#[test]
+fn tokens_are_printed_once_alone_on_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = cli(dir.path(), &["tokens", "create", "--user", "ghost"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no user 'ghost'"), "{err}");
+
+    let (code, _, _) = cli(dir.path(), &["users", "add", "alice", "--admin"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = cli(dir.path(), &["tokens", "create", "--user", "alice", "--label", "laptop"]);
+    assert_eq!(code, 0);
+    let token = out.lines().last().unwrap();
+    assert!(token.starts_with("hth_") && token.len() == 68, "{out}");
+
+    let (_, listing, _) = cli(dir.path(), &["tokens", "list"]);
+    assert!(listing.contains("laptop") && listing.contains(&token[..12]), "{listing}");
+    assert!(!listing.contains(token), "list must not show the secret");
+    let (_, users, _) = cli(dir.path(), &["users", "list"]);
+    assert!(users.contains("alice") && users.contains("admin"), "{users}");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: one test binary, each test against a real `hearth serve` process
+//! on a real model. Models come from `python3 models/fetch.py test default`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+// The modules below live beside this file in tests/integration/.
+mod auth;
+mod bad_input;
+mod bad_models;
+mod chat;
+mod cli;
+mod openai;
+mod persistence;
