@@ -69,7 +69,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -153,7 +156,10 @@ impl From<crate::store::StoreError> for ApiError {
             other => {
                 // Details go to the log; clients get a stable, unrevealing message.
                 tracing::error!(error = %other, "storage failure");
-                ApiError::new(ErrorCode::StorageError, "the database could not complete the request")
+                ApiError::new(
+                    ErrorCode::StorageError,
+                    "the database could not complete the request",
+                )
             }
         }
     }
@@ -180,7 +186,10 @@ mod tests {
             let status = code.status();
             let server_side = code.kind() == "server_error";
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
-            assert!(status.is_client_error() || status.is_server_error(), "{code:?}");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}"
+            );
         }
     }
 

@@ -81,7 +81,12 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
                 println!("No users. Create one with: hearth users add NAME --admin");
             }
             for u in users {
-                println!("{:<24} {:<6} created {}", u.name, u.role.as_str(), when(u.created_at));
+                println!(
+                    "{:<24} {:<6} created {}",
+                    u.name,
+                    u.role.as_str(),
+                    when(u.created_at)
+                );
             }
         }
     }
@@ -97,8 +102,13 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
             })?;
             let token = generate_token();
             store.insert_token(owner.id, &label, &token.prefix, &token.hash)?;
-            eprintln!("Created token {} for '{}' (label '{label}').", token.prefix, owner.name);
-            eprintln!("Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'.");
+            eprintln!(
+                "Created token {} for '{}' (label '{label}').",
+                token.prefix, owner.name
+            );
+            eprintln!(
+                "Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'."
+            );
             println!("{}", token.secret);
         }
         TokensCommand::List { user } => {
@@ -111,7 +121,12 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
                 let used = t.last_used_at.map_or_else(|| "never".into(), when);
                 println!(
                     "{:<14} {:<16} {:<16} {:<8} created {:<10} used {}",
-                    t.prefix, t.user, t.label, status, when(t.created_at), used
+                    t.prefix,
+                    t.user,
+                    t.label,
+                    status,
+                    when(t.created_at),
+                    used
                 );
             }
         }

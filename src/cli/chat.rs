@@ -21,7 +21,12 @@ pub struct ChatArgs {
     url: Option<String>,
 
     /// API token for --url [env: HEARTH_TOKEN]
-    #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "HEARTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
 
     /// Continue this conversation (with --url).
@@ -40,7 +45,10 @@ trait Backend {
 pub fn run(args: ChatArgs, loaded: Loaded) -> anyhow::Result<()> {
     let mut backend: Box<dyn Backend> = match &args.url {
         Some(url) => {
-            let token = args.token.clone().context("--url needs --token (or HEARTH_TOKEN)")?;
+            let token = args
+                .token
+                .clone()
+                .context("--url needs --token (or HEARTH_TOKEN)")?;
             Box::new(Remote {
                 url: format!("{}/api/chat", url.trim_end_matches('/')),
                 token,
@@ -137,8 +145,9 @@ impl Local {
     fn start(loaded: &Loaded) -> anyhow::Result<Local> {
         super::serve::prefer_passive_threads();
         let settings = &loaded.settings;
-        let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
-            .map_err(anyhow::Error::msg)?;
+        let path =
+            crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
+                .map_err(anyhow::Error::msg)?;
         eprintln!("Loading {} ...", path.display());
         let engine = Engine::start(settings, Ok(path), Metrics::new());
         let state = tokio::runtime::Builder::new_current_thread()
@@ -146,7 +155,9 @@ impl Local {
             .build()?
             .block_on(engine.wait_loaded());
         match state {
-            ModelState::Ready(info) => eprintln!("Model {} ready ({:.1} s).", info.id, info.load_seconds),
+            ModelState::Ready(info) => {
+                eprintln!("Model {} ready ({:.1} s).", info.id, info.load_seconds)
+            }
             ModelState::Failed { error, .. } => bail!("{error}"),
             ModelState::Loading { .. } => bail!("the engine stopped while loading"),
         }

@@ -108,7 +108,11 @@ impl Cli {
                 flags.push(FlagOverride { flag, key, value });
             }
         };
-        push("data-dir", "storage.data_dir", self.data_dir.as_ref().map(|d| d.display().to_string()));
+        push(
+            "data-dir",
+            "storage.data_dir",
+            self.data_dir.as_ref().map(|d| d.display().to_string()),
+        );
         push(
             "log-format",
             "log.format",
@@ -200,7 +204,14 @@ mod tests {
     #[test]
     fn serve_flags_become_overrides() {
         let cli = Cli::parse_from([
-            "hearth", "serve", "--listen", "0.0.0.0:9000", "--data-dir", "/tmp/d", "--model", "m.gguf",
+            "hearth",
+            "serve",
+            "--listen",
+            "0.0.0.0:9000",
+            "--data-dir",
+            "/tmp/d",
+            "--model",
+            "m.gguf",
         ]);
         let flags = cli.flag_overrides();
         let keys: Vec<_> = flags.iter().map(|f| (f.key, f.value.as_str())).collect();
@@ -211,7 +222,15 @@ mod tests {
 
     #[test]
     fn data_dir_is_accepted_after_the_subcommand() {
-        let cli = Cli::parse_from(["hearth", "tokens", "create", "--user", "a", "--data-dir", "/x"]);
+        let cli = Cli::parse_from([
+            "hearth",
+            "tokens",
+            "create",
+            "--user",
+            "a",
+            "--data-dir",
+            "/x",
+        ]);
         assert_eq!(cli.data_dir, Some(PathBuf::from("/x")));
     }
 }

@@ -33,7 +33,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_string(), content: content.into() }
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Token(String),
-    Done { finish_reason: FinishReason, usage: Usage },
+    Done {
+        finish_reason: FinishReason,
+        usage: Usage,
+    },
     Error(EngineError),
 }
 
@@ -92,7 +98,10 @@ pub enum EngineError {
         "the prompt is {prompt_tokens} tokens but the context window is {context_size} tokens; \
          shorten the message or start a new conversation"
     )]
-    ContextLengthExceeded { prompt_tokens: usize, context_size: usize },
+    ContextLengthExceeded {
+        prompt_tokens: usize,
+        context_size: usize,
+    },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("inference failed: {0}")]
@@ -170,8 +179,16 @@ impl Engine {
             Ok(path) => path,
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
-                let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
-                return Engine { jobs: jobs_tx, state, queue_size, metrics };
+                let (_, state) = watch::channel(ModelState::Failed {
+                    path: PathBuf::new(),
+                    error,
+                });
+                return Engine {
+                    jobs: jobs_tx,
+                    state,
+                    queue_size,
+                    metrics,
+                };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone() });
@@ -186,7 +203,12 @@ impl Engine {
             .name("hearth-llm".into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
-        Engine { jobs: jobs_tx, state: state_rx, queue_size, metrics }
+        Engine {
+            jobs: jobs_tx,
+            state: state_rx,
+            queue_size,
+            metrics,
+        }
     }
 
     pub fn state(&self) -> ModelState {
@@ -204,7 +226,9 @@ impl Engine {
     /// Waits until the model is loaded or has failed.
     pub async fn wait_loaded(&self) -> ModelState {
         let mut rx = self.state.clone();
-        let state = rx.wait_for(|s| !matches!(s, ModelState::Loading { .. })).await;
+        let state = rx
+            .wait_for(|s| !matches!(s, ModelState::Loading { .. }))
+            .await;
         match state {
             Ok(s) => s.clone(),
             Err(_) => self.state(),
@@ -219,17 +243,26 @@ impl Engine {
     ) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
         match &*self.state.borrow() {
             ModelState::Ready(_) => {}
-            ModelState::Loading { .. } => return Err(EngineError::NotReady("the model is still loading".into())),
+            ModelState::Loading { .. } => {
+                return Err(EngineError::NotReady("the model is still loading".into()))
+            }
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let job = Job { messages, params, events: tx, queued_at: Instant::now() };
+        let job = Job {
+            messages,
+            params,
+            events: tx,
+            queued_at: Instant::now(),
+        };
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();
                 Ok(rx)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(EngineError::Overloaded(self.queue_size)),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(EngineError::Overloaded(self.queue_size))
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 Err(EngineError::NotReady("the engine has stopped".into()))
             }
@@ -255,12 +288,18 @@ fn run_worker(
     _metrics: Metrics,
 ) {
     let error = "this hearth was built without the `llm` feature".to_string();
-    let _ = state.send(ModelState::Failed { path: config.path, error });
+    let _ = state.send(ModelState::Failed {
+        path: config.path,
+        error,
+    });
 }
 
 /// Validates a model file the way the engine does before loading it: GGUF structure
 /// and metadata bounds, then size and sha256 when the manifest lists the file.
-pub fn verify_model_file(path: &std::path::Path, check_sha256: bool) -> Result<(gguf::GgufSummary, Option<bool>), String> {
+pub fn verify_model_file(
+    path: &std::path::Path,
+    check_sha256: bool,
+) -> Result<(gguf::GgufSummary, Option<bool>), String> {
     let summary = gguf::validate(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let listed = path
         .file_name()

@@ -55,20 +55,26 @@ pub(crate) fn params(
     }
     let top_p = top_p.unwrap_or(defaults.top_p);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::invalid("top_p must be greater than 0 and at most 1"));
+        return Err(ApiError::invalid(
+            "top_p must be greater than 0 and at most 1",
+        ));
     }
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens must be at least 1"));
     }
     if stop.len() > 4 || stop.iter().any(|s| s.len() > 256) {
-        return Err(ApiError::invalid("stop takes at most 4 strings of at most 256 bytes"));
+        return Err(ApiError::invalid(
+            "stop takes at most 4 strings of at most 256 bytes",
+        ));
     }
     Ok(GenerateParams {
         temperature,
         top_p,
         top_k: defaults.top_k,
         seed,
-        max_tokens: max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
+        max_tokens: max_tokens
+            .unwrap_or(defaults.max_tokens)
+            .min(defaults.max_tokens),
         stop,
     })
 }
@@ -94,14 +100,33 @@ pub async fn chat(
             .await
             .map_err(conversation_error)?,
     };
-    let mut messages = vec![ChatMessage::new("system", state.settings.model.system_prompt.clone())];
-    messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
+    let mut messages = vec![ChatMessage::new(
+        "system",
+        state.settings.model.system_prompt.clone(),
+    )];
+    messages.extend(
+        history
+            .into_iter()
+            .map(|m| ChatMessage::new(&m.role, m.content)),
+    );
     messages.push(ChatMessage::new("user", request.message.clone()));
-    let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
+    let params = params(
+        &state,
+        request.temperature,
+        None,
+        request.max_tokens,
+        request.seed,
+        Vec::new(),
+    )?;
     let model = state.engine.model().map(|m| m.id).unwrap_or_default();
 
     let reply = Reply::start(state.engine.submit(messages, params)?).await?;
-    let turn = Turn { state: state.clone(), user_id, request, model };
+    let turn = Turn {
+        state: state.clone(),
+        user_id,
+        request,
+        model,
+    };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))
     } else {
@@ -112,7 +137,9 @@ pub async fn chat(
 
 fn conversation_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound(_) => ApiError::new(ErrorCode::ConversationNotFound, "no such conversation"),
+        StoreError::NotFound(_) => {
+            ApiError::new(ErrorCode::ConversationNotFound, "no such conversation")
+        }
         other => other.into(),
     }
 }
@@ -137,7 +164,12 @@ impl Turn {
             completion_tokens: complete.usage.completion_tokens,
             finish_reason: complete.finish_reason.as_str().to_string(),
         };
-        let ids = self.state.store.run(move |store| store.append_turn(&new_turn)).await.map_err(conversation_error)?;
+        let ids = self
+            .state
+            .store
+            .run(move |store| store.append_turn(&new_turn))
+            .await
+            .map_err(conversation_error)?;
         Ok(ChatResponse {
             conversation_id: ids.conversation_id,
             message_id: ids.reply_id,
@@ -162,7 +194,12 @@ fn stream(
         text: String,
         finished: bool,
     }
-    let initial = State { turn, reply, text: String::new(), finished: false };
+    let initial = State {
+        turn,
+        reply,
+        text: String::new(),
+        finished: false,
+    };
     futures_util::stream::unfold(initial, |mut s| async move {
         if s.finished {
             return None;
@@ -173,11 +210,21 @@ fn stream(
                 s.text.push_str(&t);
                 sse_event(Some("token"), &data)
             }
-            Some(Event::Done { finish_reason, usage }) => {
+            Some(Event::Done {
+                finish_reason,
+                usage,
+            }) => {
                 s.finished = true;
-                let complete = Complete { text: std::mem::take(&mut s.text), finish_reason, usage };
+                let complete = Complete {
+                    text: std::mem::take(&mut s.text),
+                    finish_reason,
+                    usage,
+                };
                 match s.turn.persist(complete).await {
-                    Ok(response) => sse_event(Some("done"), &serde_json::to_string(&response).unwrap_or_default()),
+                    Ok(response) => sse_event(
+                        Some("done"),
+                        &serde_json::to_string(&response).unwrap_or_default(),
+                    ),
                     Err(e) => error_event(&e),
                 }
             }
@@ -187,7 +234,10 @@ fn stream(
             }
             None => {
                 s.finished = true;
-                error_event(&ApiError::new(ErrorCode::EngineError, "the engine stopped before finishing"))
+                error_event(&ApiError::new(
+                    ErrorCode::EngineError,
+                    "the engine stopped before finishing",
+                ))
             }
         };
         Some((Ok(event), s))
@@ -195,5 +245,8 @@ fn stream(
 }
 
 pub(crate) fn error_event(e: &ApiError) -> bytes::Bytes {
-    sse_event(Some("error"), &serde_json::to_string(&e.body()).unwrap_or_default())
+    sse_event(
+        Some("error"),
+        &serde_json::to_string(&e.body()).unwrap_or_default(),
+    )
 }

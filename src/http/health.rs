@@ -11,7 +11,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let database_ready = store.run(|s| s.ping()).await.is_ok();
     let model = match state.engine.state() {
         ModelState::Loading { .. } => json!({ "ready": false, "state": "loading" }),
-        ModelState::Failed { error, .. } => json!({ "ready": false, "state": "failed", "error": error }),
+        ModelState::Failed { error, .. } => {
+            json!({ "ready": false, "state": "failed", "error": error })
+        }
         ModelState::Ready(info) => json!({
             "ready": true,
             "state": "ready",

@@ -51,7 +51,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
 /// A resource whose unmatched methods answer a JSON 405.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
-        ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path").error_response()
+        ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "this method is not allowed on this path",
+        )
+        .error_response()
     }))
 }
 
@@ -64,7 +68,9 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     let settings = state.settings.clone();
     let addr = settings.listen_addr();
     let workers = match settings.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4),
         n => n,
     };
     let server = HttpServer::new(move || {
@@ -73,6 +79,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
         App::new()
             .configure(|cfg| configure(cfg, state))
             .default_service(web::to(not_found))
+            .wrap(actix_web::middleware::from_fn(auth::require_auth))
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -82,8 +89,14 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
                 async move {
                     let res: ServiceResponse = fut.await?;
                     let status = res.status().as_u16().to_string();
-                    metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
-                    metrics.http_latency.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .http_requests
+                        .with_label_values(&[&route, &method, &status])
+                        .inc();
+                    metrics
+                        .http_latency
+                        .with_label_values(&[&route])
+                        .observe(started.elapsed().as_secs_f64());
                     Ok(res)
                 }
             })

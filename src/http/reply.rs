@@ -32,7 +32,10 @@ impl Reply {
     pub async fn start(mut rx: UnboundedReceiver<Event>) -> Result<Reply, ApiError> {
         match rx.recv().await {
             Some(Event::Error(e)) => Err(e.into()),
-            Some(event) => Ok(Reply { rx, first: Some(event) }),
+            Some(event) => Ok(Reply {
+                rx,
+                first: Some(event),
+            }),
             None => Err(stopped()),
         }
     }
@@ -50,7 +53,16 @@ impl Reply {
         loop {
             match self.next().await {
                 Some(Event::Token(t)) => text.push_str(&t),
-                Some(Event::Done { finish_reason, usage }) => return Ok(Complete { text, finish_reason, usage }),
+                Some(Event::Done {
+                    finish_reason,
+                    usage,
+                }) => {
+                    return Ok(Complete {
+                        text,
+                        finish_reason,
+                        usage,
+                    })
+                }
                 Some(Event::Error(e)) => return Err(e.into()),
                 None => return Err(stopped()),
             }
@@ -93,7 +105,10 @@ mod tests {
 
     #[test]
     fn sse_events_split_multiline_data() {
-        assert_eq!(sse_event(Some("token"), "a\nb"), Bytes::from("event: token\ndata: a\ndata: b\n\n"));
+        assert_eq!(
+            sse_event(Some("token"), "a\nb"),
+            Bytes::from("event: token\ndata: a\ndata: b\n\n")
+        );
         assert_eq!(sse_event(None, "[DONE]"), Bytes::from("data: [DONE]\n\n"));
     }
 }
