@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh checkout to a running Hearth on the default model:
 # installs system packages, fetches and verifies the model, builds, creates an admin
-# user and token on first run (printed once), and serves on 0.0.0.0:8080.
+# user and token on first run (printed once), and serves on 0.0.0.0:8080 (or $HEARTH_LISTEN).
 # Extra arguments go to `hearth serve` (e.g. --listen 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +23,6 @@ if "$hearth" users list --data-dir "$data_dir" | grep -q '^No users'; then
   echo
 fi
 
-exec "$hearth" serve --data-dir "$data_dir" --model "$model" --listen "${HEARTH_LISTEN:-0.0.0.0:8080}" "$@"
+# The LAN address by default; a --listen flag among the arguments still wins.
+export HEARTH_LISTEN=${HEARTH_LISTEN:-0.0.0.0:8080}
+exec "$hearth" serve --data-dir "$data_dir" --model "$model" "$@"
