@@ -1,6 +1,6 @@
 //! The command line: help, configuration layering and errors, tokens.
 
-use crate::common::{cli, BIN};
+use crate::common::{cli, small_model, Server, ServerOptions, BIN};
 use std::process::Command;
 
 #[test]
@@ -113,4 +113,58 @@ fn tokens_are_printed_once_alone_on_the_last_line() {
         users.contains("alice") && users.contains("admin"),
         "{users}"
     );
+}
+
+#[test]
+fn chat_talks_to_a_running_service_and_keeps_history_there() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let out = Command::new(BIN)
+        .args(["chat", "--url", &server.url, "--max-tokens-hint-unused"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unknown flags are rejected");
+
+    let out = Command::new(BIN)
+        .args(["chat", "Say hello.", "--url", &server.url])
+        .env("HEARTH_TOKEN", &token)
+        .env("HEARTH_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.trim().is_empty());
+    let (_, list) = server.call("GET", "/api/conversations", Some(&token), None);
+    assert_eq!(list["conversations"][0]["title"], "Say hello.");
+
+    let out = Command::new(BIN)
+        .args(["chat", "Hi", "--url", &server.url, "--token", "hth_wrong"])
+        .env("HEARTH_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+#[test]
+fn chat_runs_in_process_without_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["chat", "Say hello.", "--threads", "1", "--model"])
+        .arg(small_model())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("HEARTH_CONFIG", "/dev/null")
+        .env("HEARTH_MAX_TOKENS", "16")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.trim().is_empty(), "{stderr}");
+    assert!(stderr.contains("ready"), "{stderr}");
 }
