@@ -69,10 +69,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -86,11 +83,7 @@ impl ApiError {
     /// The JSON body: `{"error": {"code", "message", "type"}}` (OpenAI's shape).
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
-            error: ErrorDetail {
-                code: self.code.code(),
-                message: &self.message,
-                kind: self.code.kind(),
-            },
+            error: ErrorDetail { code: self.code.code(), message: &self.message, kind: self.code.kind() },
         }
     }
 }
@@ -156,10 +149,7 @@ impl From<crate::store::StoreError> for ApiError {
             other => {
                 // Details go to the log; clients get a stable, unrevealing message.
                 tracing::error!(error = %other, "storage failure");
-                ApiError::new(
-                    ErrorCode::StorageError,
-                    "the database could not complete the request",
-                )
+                ApiError::new(ErrorCode::StorageError, "the database could not complete the request")
             }
         }
     }
@@ -186,10 +176,7 @@ mod tests {
             let status = code.status();
             let server_side = code.kind() == "server_error";
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
-            assert!(
-                status.is_client_error() || status.is_server_error(),
-                "{code:?}"
-            );
+            assert!(status.is_client_error() || status.is_server_error(), "{code:?}");
         }
     }
 

@@ -35,17 +35,12 @@ impl Manifest {
     }
 
     pub fn find(&self, name: &str) -> Option<&ManifestModel> {
-        self.models
-            .iter()
-            .find(|m| m.name == name || m.file == name)
+        self.models.iter().find(|m| m.name == name || m.file == name)
     }
 
     /// The default chat model.
     pub fn default_model(&self) -> &ManifestModel {
-        self.models
-            .iter()
-            .find(|m| m.default)
-            .expect("the manifest marks one default model")
+        self.models.iter().find(|m| m.default).expect("the manifest marks one default model")
     }
 }
 
@@ -102,16 +97,10 @@ mod tests {
     fn manifest_has_one_default_and_well_formed_hashes() {
         let m = manifest();
         assert_eq!(m.models.iter().filter(|m| m.default).count(), 1);
-        assert_eq!(
-            m.default_model().file,
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-        );
+        assert_eq!(m.default_model().file, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
         for model in &m.models {
             assert_eq!(model.sha256.len(), 64, "{}", model.name);
-            assert!(model
-                .sha256
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(model.sha256.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
             assert!(model.bytes > 0);
         }
         assert!(m.find("SmolLM2-135M-Instruct.Q4_1.gguf").is_some());
@@ -120,15 +109,9 @@ mod tests {
     #[test]
     fn explicit_path_wins_and_missing_default_explains() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            resolve_model_path("/x/m.gguf", dir.path()).unwrap(),
-            PathBuf::from("/x/m.gguf")
-        );
+        assert_eq!(resolve_model_path("/x/m.gguf", dir.path()).unwrap(), PathBuf::from("/x/m.gguf"));
         std::fs::create_dir_all(dir.path().join("models")).unwrap();
-        let file = dir
-            .path()
-            .join("models")
-            .join(&manifest().default_model().file);
+        let file = dir.path().join("models").join(&manifest().default_model().file);
         std::fs::write(&file, b"x").unwrap();
         assert_eq!(resolve_model_path("", dir.path()).unwrap(), file);
     }

@@ -20,9 +20,7 @@ pub struct NewToken {
 
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("NewToken").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
@@ -30,11 +28,7 @@ pub fn generate_token() -> NewToken {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
-    NewToken {
-        prefix: visible_prefix(&secret).to_string(),
-        hash: hash_token(&secret),
-        secret,
-    }
+    NewToken { prefix: visible_prefix(&secret).to_string(), hash: hash_token(&secret), secret }
 }
 
 pub fn hash_token(secret: &str) -> [u8; 32] {
@@ -43,10 +37,7 @@ pub fn hash_token(secret: &str) -> [u8; 32] {
 
 /// The part of a token that may be shown and logged.
 pub fn visible_prefix(secret: &str) -> &str {
-    let end = secret
-        .char_indices()
-        .nth(VISIBLE_CHARS)
-        .map_or(secret.len(), |(i, _)| i);
+    let end = secret.char_indices().nth(VISIBLE_CHARS).map_or(secret.len(), |(i, _)| i);
     &secret[..end]
 }
 
@@ -69,10 +60,7 @@ mod tests {
         assert_eq!(a.secret.len(), 4 + 64);
         assert_eq!(a.hash, hash_token(&a.secret));
         assert!(a.secret.starts_with(&a.prefix));
-        assert!(
-            !format!("{a:?}").contains(&a.secret[VISIBLE_CHARS..]),
-            "Debug hides the secret"
-        );
+        assert!(!format!("{a:?}").contains(&a.secret[VISIBLE_CHARS..]), "Debug hides the secret");
     }
 
     #[test]

@@ -81,12 +81,7 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
                 println!("No users. Create one with: hearth users add NAME --admin");
             }
             for u in users {
-                println!(
-                    "{:<24} {:<6} created {}",
-                    u.name,
-                    u.role.as_str(),
-                    when(u.created_at)
-                );
+                println!("{:<24} {:<6} created {}", u.name, u.role.as_str(), when(u.created_at));
             }
         }
     }
@@ -102,13 +97,8 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
             })?;
             let token = generate_token();
             store.insert_token(owner.id, &label, &token.prefix, &token.hash)?;
-            eprintln!(
-                "Created token {} for '{}' (label '{label}').",
-                token.prefix, owner.name
-            );
-            eprintln!(
-                "Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'."
-            );
+            eprintln!("Created token {} for '{}' (label '{label}').", token.prefix, owner.name);
+            eprintln!("Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'.");
             println!("{}", token.secret);
         }
         TokensCommand::List { user } => {

@@ -21,12 +21,7 @@ pub struct ChatArgs {
     url: Option<String>,
 
     /// API token for --url [env: HEARTH_TOKEN]
-    #[arg(
-        long,
-        env = "HEARTH_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
 
     /// Continue this conversation (with --url).
@@ -45,10 +40,7 @@ trait Backend {
 pub fn run(args: ChatArgs, loaded: Loaded) -> anyhow::Result<()> {
     let mut backend: Box<dyn Backend> = match &args.url {
         Some(url) => {
-            let token = args
-                .token
-                .clone()
-                .context("--url needs --token (or HEARTH_TOKEN)")?;
+            let token = args.token.clone().context("--url needs --token (or HEARTH_TOKEN)")?;
             Box::new(Remote {
                 url: format!("{}/api/chat", url.trim_end_matches('/')),
                 token,
@@ -145,9 +137,8 @@ impl Local {
     fn start(loaded: &Loaded) -> anyhow::Result<Local> {
         super::serve::prefer_passive_threads();
         let settings = &loaded.settings;
-        let path =
-            crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
-                .map_err(anyhow::Error::msg)?;
+        let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
+            .map_err(anyhow::Error::msg)?;
         eprintln!("Loading {} ...", path.display());
         let engine = Engine::start(settings, Ok(path), Metrics::new());
         let state = tokio::runtime::Builder::new_current_thread()

@@ -108,11 +108,7 @@ impl Cli {
                 flags.push(FlagOverride { flag, key, value });
             }
         };
-        push(
-            "data-dir",
-            "storage.data_dir",
-            self.data_dir.as_ref().map(|d| d.display().to_string()),
-        );
+        push("data-dir", "storage.data_dir", self.data_dir.as_ref().map(|d| d.display().to_string()));
         push(
             "log-format",
             "log.format",
@@ -222,15 +218,7 @@ mod tests {
 
     #[test]
     fn data_dir_is_accepted_after_the_subcommand() {
-        let cli = Cli::parse_from([
-            "hearth",
-            "tokens",
-            "create",
-            "--user",
-            "a",
-            "--data-dir",
-            "/x",
-        ]);
+        let cli = Cli::parse_from(["hearth", "tokens", "create", "--user", "a", "--data-dir", "/x"]);
         assert_eq!(cli.data_dir, Some(PathBuf::from("/x")));
     }
 }

@@ -20,10 +20,7 @@ pub enum ModelsCommand {
 }
 
 fn installed(file: &str, settings: &Settings) -> Option<PathBuf> {
-    search_dirs(&settings.storage.data_dir)
-        .into_iter()
-        .map(|d| d.join(file))
-        .find(|p| p.is_file())
+    search_dirs(&settings.storage.data_dir).into_iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
 
 pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -47,11 +44,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
         }
         ModelsCommand::Verify { paths } => {
             let paths = if paths.is_empty() {
-                manifest()
-                    .models
-                    .iter()
-                    .filter_map(|m| installed(&m.file, settings))
-                    .collect()
+                manifest().models.iter().filter_map(|m| installed(&m.file, settings)).collect()
             } else {
                 paths
             };
@@ -80,11 +73,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
 }

@@ -32,16 +32,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let state = AppState {
-        settings,
-        store,
-        engine,
-        metrics,
-        started: Instant::now(),
-    };
-    actix_web::rt::System::new()
-        .block_on(http::serve(state))
-        .context("HTTP server failed")?;
+    let state = AppState { settings, store, engine, metrics, started: Instant::now() };
+    actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,9 +8,7 @@
 
 mod settings;
 
-pub use settings::{
-    LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings,
-};
+pub use settings::{LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings};
 
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -44,21 +42,13 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
 ];
 
 /// Variables with the `HEARTH_` prefix that are read elsewhere (not settings).
-const OTHER_VARS: &[&str] = &[
-    "HEARTH_CONFIG",
-    "HEARTH_URL",
-    "HEARTH_TOKEN",
-    "HEARTH_MODEL_CACHE",
-];
+const OTHER_VARS: &[&str] = &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE"];
 
 /// A configuration error, naming where the bad value came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -108,14 +98,9 @@ fn load_from(
         None => None,
     };
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
-        let file_err = |e: toml::de::Error| ConfigError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Unreadable { path: path.clone(), source })?;
+        let file_err = |e: toml::de::Error| ConfigError::File { path: path.clone(), message: e.to_string() };
         // Parsed from the text (not the table) so errors show the line and key.
         toml::from_str::<Settings>(&text).map_err(file_err)?;
         merge(&mut table, toml::from_str(&text).map_err(file_err)?);
@@ -133,10 +118,7 @@ fn load_from(
             }
             continue;
         };
-        let err = |message: String| ConfigError::Env {
-            var: var.clone(),
-            message,
-        };
+        let err = |message: String| ConfigError::Env { var: var.clone(), message };
         let value = parse_value(raw, *kind).map_err(err)?;
         set_key(&mut table, key, value);
         check(&table).map_err(err)?;
@@ -144,37 +126,22 @@ fn load_from(
     }
 
     for flag in flags {
-        let kind = ENV_VARS
-            .iter()
-            .find(|(_, key, _)| *key == flag.key)
-            .map_or(Kind::Str, |e| e.2);
-        let err = |message: String| ConfigError::Flag {
-            flag: flag.flag.to_string(),
-            message,
-        };
+        let kind = ENV_VARS.iter().find(|(_, key, _)| *key == flag.key).map_or(Kind::Str, |e| e.2);
+        let err = |message: String| ConfigError::Flag { flag: flag.flag.to_string(), message };
         let value = parse_value(&flag.value, kind).map_err(err)?;
         set_key(&mut table, flag.key, value);
         check(&table).map_err(err)?;
     }
 
-    let settings: Settings = Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+    let settings: Settings =
+        Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
     settings.validate().map_err(ConfigError::Invalid)?;
-    Ok(Loaded {
-        settings,
-        file,
-        env_vars: env_used,
-        unknown_env_vars: unknown_env,
-    })
+    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env })
 }
 
 /// Deserializes the table so far, reporting unknown keys and wrong types.
 fn check(table: &Table) -> Result<(), String> {
-    Value::Table(table.clone())
-        .try_into::<Settings>()
-        .map(|_| ())
-        .map_err(|e| e.message().trim().to_string())
+    Value::Table(table.clone()).try_into::<Settings>().map(|_| ()).map_err(|e| e.message().trim().to_string())
 }
 
 fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
@@ -185,19 +152,15 @@ fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
             .parse::<i64>()
             .map(Value::Integer)
             .map_err(|_| format!("expected a whole number, got '{raw}'")),
-        Kind::Float => raw
-            .trim()
-            .parse::<f64>()
-            .map(Value::Float)
-            .map_err(|_| format!("expected a number, got '{raw}'")),
+        Kind::Float => {
+            raw.trim().parse::<f64>().map(Value::Float).map_err(|_| format!("expected a number, got '{raw}'"))
+        }
     }
 }
 
 fn set_key(table: &mut Table, dotted: &str, value: Value) {
     let (section, key) = dotted.split_once('.').expect("keys are section.key");
-    let entry = table
-        .entry(section)
-        .or_insert_with(|| Value::Table(Table::new()));
+    let entry = table.entry(section).or_insert_with(|| Value::Table(Table::new()));
     if let Value::Table(section_table) = entry {
         section_table.insert(key.to_string(), value);
     }
@@ -220,10 +183,7 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -245,11 +205,7 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         let f = file("[model]\nthreads = 3\ncontext_size = 1024\nmax_tokens = 100\n");
-        let flags = [FlagOverride {
-            flag: "threads",
-            key: "model.threads",
-            value: "1".into(),
-        }];
+        let flags = [FlagOverride { flag: "threads", key: "model.threads", value: "1".into() }];
         let e = env(&[("HEARTH_THREADS", "2"), ("HEARTH_CONTEXT_SIZE", "2048")]);
         let loaded = load_from(Some(f.path()), Path::new(NO_SYSTEM), &e, &flags).unwrap();
         assert_eq!(loaded.settings.model.threads, 1, "flag beats env");
@@ -275,26 +231,16 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_an_error() {
-        let err = load_from(
-            Some(Path::new("/nonexistent/x.toml")),
-            Path::new(NO_SYSTEM),
-            &[],
-            &[],
-        )
-        .unwrap_err();
+        let err =
+            load_from(Some(Path::new("/nonexistent/x.toml")), Path::new(NO_SYSTEM), &[], &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Unreadable { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/x.toml"));
     }
 
     #[test]
     fn bad_env_value_names_the_variable() {
-        let err = load_from(
-            None,
-            Path::new(NO_SYSTEM),
-            &env(&[("HEARTH_THREADS", "many")]),
-            &[],
-        )
-        .unwrap_err();
+        let err =
+            load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREADS", "many")]), &[]).unwrap_err();
         assert!(err.to_string().contains("HEARTH_THREADS"), "{err}");
     }
 
@@ -308,11 +254,9 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_rejected() {
-        for (var, value) in [
-            ("HEARTH_TEMPERATURE", "5"),
-            ("HEARTH_LISTEN", "nowhere"),
-            ("HEARTH_MAX_TOKENS", "0"),
-        ] {
+        for (var, value) in
+            [("HEARTH_TEMPERATURE", "5"), ("HEARTH_LISTEN", "nowhere"), ("HEARTH_MAX_TOKENS", "0")]
+        {
             let err = load_from(None, Path::new(NO_SYSTEM), &env(&[(var, value)]), &[]);
             assert!(err.is_err(), "{var}={value} accepted");
         }
@@ -320,13 +264,7 @@ mod tests {
 
     #[test]
     fn unknown_env_vars_are_reported_not_fatal() {
-        let loaded = load_from(
-            None,
-            Path::new(NO_SYSTEM),
-            &env(&[("HEARTH_THREAD", "2")]),
-            &[],
-        )
-        .unwrap();
+        let loaded = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREAD", "2")]), &[]).unwrap();
         assert_eq!(loaded.unknown_env_vars, vec!["HEARTH_THREAD".to_string()]);
     }
 
@@ -334,9 +272,6 @@ mod tests {
     fn shipped_default_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hearth.toml");
         let loaded = load_from(Some(&path), Path::new(NO_SYSTEM), &[], &[]).unwrap();
-        assert_eq!(
-            loaded.settings.storage.data_dir,
-            PathBuf::from("/var/lib/hearth")
-        );
+        assert_eq!(loaded.settings.storage.data_dir, PathBuf::from("/var/lib/hearth"));
     }
 }

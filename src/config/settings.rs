@@ -28,11 +28,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            max_body_bytes: 1024 * 1024,
-            workers: 0,
-        }
+        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024, workers: 0 }
     }
 }
 
@@ -90,9 +86,7 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-        }
+        Self { data_dir: PathBuf::from("./data") }
     }
 }
 
@@ -115,10 +109,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info,llama-cpp-2=warn".into(),
-        }
+        Self { format: LogFormat::Text, level: "info,llama-cpp-2=warn".into() }
     }
 }
 
@@ -129,17 +120,11 @@ impl Settings {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             return bad(
                 "server.listen",
-                &format!(
-                    "'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:8080)",
-                    self.server.listen
-                ),
+                &format!("'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:8080)", self.server.listen),
             );
         }
         if !(1024..=512 * 1024 * 1024).contains(&self.server.max_body_bytes) {
-            return bad(
-                "server.max_body_bytes",
-                "must be between 1024 and 536870912",
-            );
+            return bad("server.max_body_bytes", "must be between 1024 and 536870912");
         }
         let m = &self.model;
         if m.threads > 256 {
@@ -168,10 +153,7 @@ impl Settings {
 
     /// The socket address to bind (validated by [`Settings::validate`]).
     pub fn listen_addr(&self) -> SocketAddr {
-        self.server
-            .listen
-            .parse()
-            .expect("validated listen address")
+        self.server.listen.parse().expect("validated listen address")
     }
 
     /// Inference threads to use: the configured number, or one per core up to four.

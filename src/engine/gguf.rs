@@ -111,12 +111,7 @@ pub enum GgufError {
         "GGUF file is truncated or corrupt: {what} needs {needed} bytes at offset {offset}, \
          but the file is only {file_size} bytes"
     )]
-    Truncated {
-        what: String,
-        offset: u64,
-        needed: u64,
-        file_size: u64,
-    },
+    Truncated { what: String, offset: u64, needed: u64, file_size: u64 },
     /// The container structure is malformed.
     #[error("malformed GGUF file: {reason}")]
     Invalid { reason: String },
@@ -146,17 +141,11 @@ macro_rules! bail {
 /// # Errors
 /// A [`GgufError`] describing the first problem found.
 pub fn validate(path: &Path) -> Result<GgufSummary, GgufError> {
-    let io_err = |source| GgufError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| GgufError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
-        return Err(io_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
+        return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
     }
     let summary = parse(file, meta.len(), path)?;
     tracing::debug!(path = %path.display(), ?summary, "GGUF file passed validation");
@@ -226,10 +215,8 @@ fn ggml_type(id: u32) -> Option<(&'static str, u64, u64)> {
 }
 
 fn value_type_name(ty: u32) -> &'static str {
-    const NAMES: [&str; 13] = [
-        "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64",
-        "f64",
-    ];
+    const NAMES: [&str; 13] =
+        ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"];
     NAMES.get(ty as usize).copied().unwrap_or("unknown type")
 }
 
@@ -244,10 +231,7 @@ fn fixed_size(ty: u32) -> Option<u64> {
 }
 
 fn is_int(ty: u32) -> bool {
-    matches!(
-        ty,
-        T_U8 | T_I8 | T_U16 | T_I16 | T_U32 | T_I32 | T_U64 | T_I64
-    )
+    matches!(ty, T_U8 | T_I8 | T_U16 | T_I16 | T_U32 | T_I32 | T_U64 | T_I64)
 }
 
 /// A metadata value, reduced to what the consistency checks need.
@@ -298,21 +282,13 @@ impl<R: Read + Seek> Reader<'_, R> {
     fn need(&self, n: u64, what: What) -> Result<(), GgufError> {
         if n > self.len.saturating_sub(self.pos) {
             let (offset, needed, file_size) = (self.pos, n, self.len);
-            return Err(GgufError::Truncated {
-                what: what(),
-                offset,
-                needed,
-                file_size,
-            });
+            return Err(GgufError::Truncated { what: what(), offset, needed, file_size });
         }
         Ok(())
     }
 
     fn io(&self, source: io::Error) -> GgufError {
-        GgufError::Io {
-            path: self.path.to_path_buf(),
-            source,
-        }
+        GgufError::Io { path: self.path.to_path_buf(), source }
     }
 
     fn array<const N: usize>(&mut self, what: What) -> Result<[u8; N], GgufError> {
@@ -342,9 +318,7 @@ impl<R: Read + Seek> Reader<'_, R> {
 
     fn skip(&mut self, n: u64, what: What) -> Result<(), GgufError> {
         self.need(n, what)?;
-        let Ok(delta) = i64::try_from(n) else {
-            bail!(Invalid, "{} is too large", what())
-        };
+        let Ok(delta) = i64::try_from(n) else { bail!(Invalid, "{} is too large", what()) };
         self.inner.seek_relative(delta).map_err(|e| self.io(e))?;
         self.pos += n;
         Ok(())
@@ -354,11 +328,7 @@ impl<R: Read + Seek> Reader<'_, R> {
     fn str_len(&mut self, max: u64, what: What) -> Result<u64, GgufError> {
         let len = self.u64(&|| format!("length of {}", what()))?;
         if len > max {
-            bail!(
-                Invalid,
-                "{} claims to be {len} bytes long (limit {max})",
-                what()
-            );
+            bail!(Invalid, "{} claims to be {len} bytes long (limit {max})", what());
         }
         self.need(len, what)?;
         Ok(len)
@@ -388,11 +358,7 @@ impl<R: Read + Seek> Reader<'_, R> {
             T_F64 => self.array::<8>(what).map(|_| Val::Other)?,
             T_BOOL => match self.array::<1>(what)?[0] {
                 0 | 1 => Val::Other,
-                b => bail!(
-                    Invalid,
-                    "{} is a bool with byte value {b} (must be 0 or 1)",
-                    what()
-                ),
+                b => bail!(Invalid, "{} is a bool with byte value {b} (must be 0 or 1)", what()),
             },
             other => bail!(Invalid, "{} has unknown value type {other}", what()),
         })
@@ -419,24 +385,16 @@ impl<R: Read + Seek> Reader<'_, R> {
         let len = self.u64(&|| format!("length of array '{key}'"))?;
         let elem_min = match (elem, fixed_size(elem)) {
             (T_STRING, _) => 8,
-            (T_ARRAY, _) => bail!(
-                Invalid,
-                "'{key}' is an array of arrays, which llama.cpp rejects"
-            ),
+            (T_ARRAY, _) => bail!(Invalid, "'{key}' is an array of arrays, which llama.cpp rejects"),
             (_, Some(size)) => size,
             (_, None) => bail!(Invalid, "array '{key}' has unknown element type {elem}"),
         };
         if len > MAX_ARRAY_LEN {
-            bail!(
-                Invalid,
-                "array '{key}' claims {len} elements (limit {MAX_ARRAY_LEN})"
-            );
+            bail!(Invalid, "array '{key}' claims {len} elements (limit {MAX_ARRAY_LEN})");
         }
         let min_bytes = len * elem_min;
         let elem_name = value_type_name(elem);
-        self.need(min_bytes, &|| {
-            format!("array '{key}' ({len} elements of type {elem_name})")
-        })?;
+        self.need(min_bytes, &|| format!("array '{key}' ({len} elements of type {elem_name})"))?;
         let what = || format!("element of array '{key}'");
         let mut ints = None;
         if elem == T_STRING {
@@ -462,33 +420,16 @@ impl<R: Read + Seek> Reader<'_, R> {
 /// Parses and checks everything up to the tensor data; `len` is the file size.
 fn parse<R: Read + Seek>(inner: R, len: u64, path: &Path) -> Result<GgufSummary, GgufError> {
     let inner = BufReader::with_capacity(64 * 1024, inner);
-    let mut r = Reader {
-        inner,
-        pos: 0,
-        len,
-        path,
-    };
+    let mut r = Reader { inner, pos: 0, len, path };
     let (version, tensor_count, kv_count) = read_header(&mut r)?;
     let kvs = read_metadata(&mut r, kv_count)?;
     let alignment = match kvs.get("general.alignment") {
         None => DEFAULT_ALIGNMENT,
-        Some(Kv {
-            ty: T_U32,
-            val: Val::Int(a),
-        }) => match u64::try_from(*a) {
+        Some(Kv { ty: T_U32, val: Val::Int(a) }) => match u64::try_from(*a) {
             Ok(a) if a.is_power_of_two() => a,
-            _ => bail!(
-                Metadata,
-                "general.alignment",
-                "is {a}, which is not a power of two"
-            ),
+            _ => bail!(Metadata, "general.alignment", "is {a}, which is not a power of two"),
         },
-        Some(kv) => bail!(
-            Metadata,
-            "general.alignment",
-            "must be a u32 but is {}",
-            describe(kv)
-        ),
+        Some(kv) => bail!(Metadata, "general.alignment", "must be a u32 but is {}", describe(kv)),
     };
     let tensors = read_tensor_infos(&mut r, tensor_count)?;
     let Some(data_offset) = r.pos.checked_next_multiple_of(alignment) else {
@@ -500,10 +441,7 @@ fn parse<R: Read + Seek>(inner: R, len: u64, path: &Path) -> Result<GgufSummary,
         version,
         architecture: checked.architecture,
         name: match kvs.get("general.name") {
-            Some(Kv {
-                val: Val::Str(Some(s)),
-                ..
-            }) => Some(s.clone()),
+            Some(Kv { val: Val::Str(Some(s)), .. }) => Some(s.clone()),
             _ => None,
         },
         tensor_count,
@@ -511,9 +449,7 @@ fn parse<R: Read + Seek>(inner: R, len: u64, path: &Path) -> Result<GgufSummary,
         block_count: checked.block_count,
         context_length: checked.context_length,
         file_size: len,
-        has_chat_template: kvs
-            .get("tokenizer.chat_template")
-            .is_some_and(|kv| kv.ty == T_STRING),
+        has_chat_template: kvs.get("tokenizer.chat_template").is_some_and(|kv| kv.ty == T_STRING),
         data_offset,
     })
 }
@@ -522,17 +458,11 @@ fn parse<R: Read + Seek>(inner: R, len: u64, path: &Path) -> Result<GgufSummary,
 fn read_header<R: Read + Seek>(r: &mut Reader<R>) -> Result<(u32, u64, u64), GgufError> {
     let magic = r.bytes(r.len.min(4), &|| "magic".to_string())?;
     if magic != b"GGUF" {
-        return Err(GgufError::NotGguf {
-            found: magic.escape_ascii().to_string(),
-        });
+        return Err(GgufError::NotGguf { found: magic.escape_ascii().to_string() });
     }
     let version = r.u32(&|| "GGUF version".to_string())?;
     if matches!(version.swap_bytes(), 2 | 3) {
-        bail!(
-            Invalid,
-            "it is a big-endian file (version {}), unusable here",
-            version.swap_bytes()
-        );
+        bail!(Invalid, "it is a big-endian file (version {}), unusable here", version.swap_bytes());
     }
     if !matches!(version, 2 | 3) {
         return Err(GgufError::UnsupportedVersion { version });
@@ -541,23 +471,15 @@ fn read_header<R: Read + Seek>(r: &mut Reader<R>) -> Result<(u32, u64, u64), Ggu
     let kv_count = r.u64(&|| "metadata entry count".to_string())?;
     for (count, what) in [(tensor_count, "tensors"), (kv_count, "metadata entries")] {
         if count > MAX_ENTRIES {
-            bail!(
-                Invalid,
-                "the header claims {count} {what} (limit {MAX_ENTRIES})"
-            );
+            bail!(Invalid, "the header claims {count} {what} (limit {MAX_ENTRIES})");
         }
     }
     let min_size = kv_count * MIN_KV_BYTES + tensor_count * MIN_TENSOR_INFO_BYTES;
-    r.need(min_size, &|| {
-        format!("{kv_count} metadata entries and {tensor_count} tensor infos")
-    })?;
+    r.need(min_size, &|| format!("{kv_count} metadata entries and {tensor_count} tensor infos"))?;
     Ok((version, tensor_count, kv_count))
 }
 
-fn read_metadata<R: Read + Seek>(
-    r: &mut Reader<R>,
-    kv_count: u64,
-) -> Result<HashMap<String, Kv>, GgufError> {
+fn read_metadata<R: Read + Seek>(r: &mut Reader<R>, kv_count: u64) -> Result<HashMap<String, Kv>, GgufError> {
     let mut kvs = HashMap::new();
     for i in 0..kv_count {
         let key = r.string(MAX_KEY_LEN, &|| format!("key of metadata entry {i}"))?;
@@ -574,10 +496,7 @@ fn read_metadata<R: Read + Seek>(
     Ok(kvs)
 }
 
-fn read_tensor_infos<R: Read + Seek>(
-    r: &mut Reader<R>,
-    count: u64,
-) -> Result<Vec<TensorInfo>, GgufError> {
+fn read_tensor_infos<R: Read + Seek>(r: &mut Reader<R>, count: u64) -> Result<Vec<TensorInfo>, GgufError> {
     let mut tensors = Vec::with_capacity(count.min(4096) as usize);
     let mut names = HashSet::new();
     for i in 0..count {
@@ -587,11 +506,7 @@ fn read_tensor_infos<R: Read + Seek>(
         }
         if name.len() as u64 > MAX_TENSOR_NAME_LEN {
             let n = name.len();
-            bail!(
-                Tensor,
-                name,
-                "has a {n}-byte name (llama.cpp allows {MAX_TENSOR_NAME_LEN})"
-            );
+            bail!(Tensor, name, "has a {n}-byte name (llama.cpp allows {MAX_TENSOR_NAME_LEN})");
         }
         if !names.insert(name.clone()) {
             bail!(Tensor, name, "appears more than once in the tensor list");
@@ -599,11 +514,7 @@ fn read_tensor_infos<R: Read + Seek>(
         let what = || format!("shape of tensor '{name}'");
         let n_dims = r.u32(&what)?;
         if !(1..=MAX_DIMS).contains(&n_dims) {
-            bail!(
-                Tensor,
-                name,
-                "has {n_dims} dimensions (must be 1 to {MAX_DIMS})"
-            );
+            bail!(Tensor, name, "has {n_dims} dimensions (must be 1 to {MAX_DIMS})");
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for d in 0..n_dims {
@@ -622,26 +533,13 @@ fn read_tensor_infos<R: Read + Seek>(
         };
         if dims[0] % block != 0 {
             let row = dims[0];
-            bail!(
-                Tensor,
-                name,
-                "has {row} elements per row, not a multiple of {type_name}'s {block}"
-            );
+            bail!(Tensor, name, "has {row} elements per row, not a multiple of {type_name}'s {block}");
         }
         let Some(size) = (elements / block).checked_mul(block_bytes) else {
-            bail!(
-                Tensor,
-                name,
-                "has shape {dims:?}, too large for type {type_name}"
-            );
+            bail!(Tensor, name, "has shape {dims:?}, too large for type {type_name}");
         };
         let offset = r.u64(&|| format!("data offset of tensor '{name}'"))?;
-        tensors.push(TensorInfo {
-            name,
-            dims,
-            offset,
-            size,
-        });
+        tensors.push(TensorInfo { name, dims, offset, size });
     }
     Ok(tensors)
 }
@@ -656,11 +554,7 @@ fn check_layout(
     for t in tensors {
         let (offset, size) = (t.offset, t.size);
         if offset % alignment != 0 {
-            bail!(
-                Tensor,
-                t.name,
-                "has data offset {offset}, not a multiple of the alignment {alignment}"
-            );
+            bail!(Tensor, t.name, "has data offset {offset}, not a multiple of the alignment {alignment}");
         }
         let start = data_offset.saturating_add(offset);
         if start.checked_add(size).map_or(true, |end| end > file_size) {
@@ -720,15 +614,9 @@ type Kvs = HashMap<String, Kv>;
 fn scalar(kvs: &Kvs, key: &str, min: u64, max: u64) -> Result<Option<u64>, GgufError> {
     match kvs.get(key) {
         None => Ok(None),
-        Some(Kv {
-            val: Val::Int(v), ..
-        }) => match u64::try_from(*v) {
+        Some(Kv { val: Val::Int(v), .. }) => match u64::try_from(*v) {
             Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
-            _ => bail!(
-                Metadata,
-                key,
-                "is {v}, outside the sane range {min}..={max}"
-            ),
+            _ => bail!(Metadata, key, "is {v}, outside the sane range {min}..={max}"),
         },
         Some(kv) => bail!(Metadata, key, "must be an integer but is {}", describe(kv)),
     }
@@ -736,73 +624,36 @@ fn scalar(kvs: &Kvs, key: &str, min: u64, max: u64) -> Result<Option<u64>, GgufE
 
 /// A scalar or per-layer array of integers in `0..=max`; arrays must have one
 /// value per block.
-fn per_layer(
-    kvs: &Kvs,
-    key: &str,
-    max: u64,
-    blocks: Option<u64>,
-) -> Result<Option<PerLayer>, GgufError> {
-    let Some(
-        kv @ Kv {
-            val: Val::Array { elem, len, ints },
-            ..
-        },
-    ) = kvs.get(key)
-    else {
+fn per_layer(kvs: &Kvs, key: &str, max: u64, blocks: Option<u64>) -> Result<Option<PerLayer>, GgufError> {
+    let Some(kv @ Kv { val: Val::Array { elem, len, ints }, .. }) = kvs.get(key) else {
         let value = scalar(kvs, key, 0, max)?;
-        return Ok(value.map(|v| PerLayer {
-            values: vec![v],
-            is_array: false,
-        }));
+        return Ok(value.map(|v| PerLayer { values: vec![v], is_array: false }));
     };
     let Some(ints) = ints.as_ref().filter(|_| is_int(*elem) && *len > 0) else {
         let kind = describe(kv);
-        bail!(
-            Metadata,
-            key,
-            "must be 1 to {MAX_BLOCK_COUNT} integers but is {kind} of {len}"
-        );
+        bail!(Metadata, key, "must be 1 to {MAX_BLOCK_COUNT} integers but is {kind} of {len}");
     };
     if let Some(b) = blocks.filter(|&b| b != *len) {
-        bail!(
-            Metadata,
-            key,
-            "has {len} per-layer values but the block count is {b}"
-        );
+        bail!(Metadata, key, "has {len} per-layer values but the block count is {b}");
     }
     let mut values = Vec::with_capacity(ints.len());
     for (layer, &v) in ints.iter().enumerate() {
         match u64::try_from(v) {
             Ok(v) if v <= max => values.push(v),
-            _ => bail!(
-                Metadata,
-                key,
-                "is {v} for layer {layer}, outside the sane range 0..={max}"
-            ),
+            _ => bail!(Metadata, key, "is {v} for layer {layer}, outside the sane range 0..={max}"),
         }
     }
-    Ok(Some(PerLayer {
-        values,
-        is_array: true,
-    }))
+    Ok(Some(PerLayer { values, is_array: true }))
 }
 
 /// Length of a tokenizer array, checking its element type.
 fn tokenizer_array(kvs: &Kvs, key: &str, elems: &[u32]) -> Result<Option<u64>, GgufError> {
     match kvs.get(key) {
         None => Ok(None),
-        Some(Kv {
-            val: Val::Array { elem, len, .. },
-            ..
-        }) if elems.contains(elem) => Ok(Some(*len)),
+        Some(Kv { val: Val::Array { elem, len, .. }, .. }) if elems.contains(elem) => Ok(Some(*len)),
         Some(kv) => {
             let expected = value_type_name(elems[0]);
-            bail!(
-                Metadata,
-                key,
-                "must be an array of {expected} but is {}",
-                describe(kv)
-            )
+            bail!(Metadata, key, "must be an array of {expected} but is {}", describe(kv))
         }
     }
 }
@@ -811,43 +662,25 @@ fn check_metadata(kvs: &Kvs, tensors: &[TensorInfo]) -> Result<Checked, GgufErro
     const ARCH: &str = "general.architecture";
     let arch = match kvs.get(ARCH) {
         None => bail!(Metadata, ARCH, "is missing"),
-        Some(Kv {
-            val: Val::Str(Some(s)),
-            ..
-        }) => s.clone(),
+        Some(Kv { val: Val::Str(Some(s)), .. }) => s.clone(),
         Some(Kv { ty: T_STRING, .. }) => bail!(Metadata, ARCH, "is not a short UTF-8 string"),
         Some(kv) => bail!(Metadata, ARCH, "must be a string but is {}", describe(kv)),
     };
     if arch.is_empty() || arch.len() > 64 || !arch.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!(
-            Metadata,
-            ARCH,
-            "is {arch:?}, which is not a valid architecture name"
-        );
+        bail!(Metadata, ARCH, "is {arch:?}, which is not a valid architecture name");
     }
 
     let key = format!("{arch}.block_count");
     let block_count = match kvs.get(&key) {
         None => None,
-        Some(Kv {
-            ty: T_U32 | T_U64, ..
-        }) => scalar(kvs, &key, 1, MAX_BLOCK_COUNT)?,
-        Some(kv) => bail!(
-            Metadata,
-            key,
-            "must be a u32 or u64 but is {}",
-            describe(kv)
-        ),
+        Some(Kv { ty: T_U32 | T_U64, .. }) => scalar(kvs, &key, 1, MAX_BLOCK_COUNT)?,
+        Some(kv) => bail!(Metadata, key, "must be a u32 or u64 but is {}", describe(kv)),
     };
     let max_block = tensors.iter().filter_map(|t| block_index(&t.name)).max();
     if let (Some(count), Some(max)) = (block_count, max_block) {
         let present = max.saturating_add(1);
         if present != count {
-            bail!(
-                Metadata,
-                key,
-                "is {count} but the file has tensors for {present} blocks"
-            );
+            bail!(Metadata, key, "is {count} but the file has tensors for {present} blocks");
         }
     }
 
@@ -856,12 +689,7 @@ fn check_metadata(kvs: &Kvs, tensors: &[TensorInfo]) -> Result<Checked, GgufErro
     let embedding_length = scalar(kvs, &embd_key, 1, 1 << 20)?;
     // Zero is legitimate for these: recurrent models (Mamba, RWKV) write 0
     // heads and feed-forward size, hybrid models 0 KV heads for SSM layers.
-    per_layer(
-        kvs,
-        &format!("{arch}.feed_forward_length"),
-        1 << 20,
-        block_count,
-    )?;
+    per_layer(kvs, &format!("{arch}.feed_forward_length"), 1 << 20, block_count)?;
     let head_key = format!("{arch}.attention.head_count");
     let kv_key = format!("{arch}.attention.head_count_kv");
     let heads = per_layer(kvs, &head_key, 1 << 16, block_count)?;
@@ -875,20 +703,12 @@ fn check_metadata(kvs: &Kvs, tensors: &[TensorInfo]) -> Result<Checked, GgufErro
         };
         for layer in 0..layers {
             let (hv, kv) = (h.get(layer), k.get(layer));
-            let at = if h.is_array || k.is_array {
-                format!(" for layer {layer}")
-            } else {
-                String::new()
-            };
+            let at = if h.is_array || k.is_array { format!(" for layer {layer}") } else { String::new() };
             if hv > 0 && kv == 0 && !h.is_array && !k.is_array {
                 bail!(Metadata, kv_key, "is 0 but {head_key} is {hv}");
             }
             if hv > 0 && kv > 0 && hv % kv != 0 {
-                bail!(
-                    Metadata,
-                    kv_key,
-                    "is {kv}{at}, which does not divide {head_key} ({hv})"
-                );
+                bail!(Metadata, kv_key, "is {kv}{at}, which does not divide {head_key} ({hv})");
             }
         }
     }
@@ -896,11 +716,7 @@ fn check_metadata(kvs: &Kvs, tensors: &[TensorInfo]) -> Result<Checked, GgufErro
     if let (Some(e), Some(t)) = (embedding_length, token_embd) {
         if t.dims[0] != e {
             let dims = &t.dims;
-            bail!(
-                Metadata,
-                embd_key,
-                "is {e} but tensor 'token_embd.weight' has shape {dims:?}"
-            );
+            bail!(Metadata, embd_key, "is {e} but tensor 'token_embd.weight' has shape {dims:?}");
         }
     }
 
@@ -919,48 +735,21 @@ fn check_metadata(kvs: &Kvs, tensors: &[TensorInfo]) -> Result<Checked, GgufErro
         }
     }
     if tokens.is_some_and(|n| n > i32::MAX as u64) {
-        bail!(
-            Metadata,
-            "tokenizer.ggml.tokens",
-            "has more tokens than llama.cpp can index"
-        );
+        bail!(Metadata, "tokenizer.ggml.tokens", "has more tokens than llama.cpp can index");
     }
     for key in SPECIAL_TOKEN_KEYS {
         match (kvs.get(key), tokens) {
             (None, _) => {}
-            (
-                Some(Kv {
-                    val: Val::Int(id), ..
-                }),
-                Some(n),
-            ) if *id >= i128::from(n) => {
-                bail!(
-                    Metadata,
-                    key,
-                    "is {id} but the vocabulary has only {n} tokens"
-                )
+            (Some(Kv { val: Val::Int(id), .. }), Some(n)) if *id >= i128::from(n) => {
+                bail!(Metadata, key, "is {id} but the vocabulary has only {n} tokens")
             }
-            (
-                Some(Kv {
-                    val: Val::Int(id), ..
-                }),
-                _,
-            ) if *id < 0 => bail!(Metadata, key, "is negative ({id})"),
-            (
-                Some(Kv {
-                    val: Val::Int(_), ..
-                }),
-                _,
-            ) => {}
+            (Some(Kv { val: Val::Int(id), .. }), _) if *id < 0 => bail!(Metadata, key, "is negative ({id})"),
+            (Some(Kv { val: Val::Int(_), .. }), _) => {}
             (Some(kv), _) => bail!(Metadata, key, "must be an integer but is {}", describe(kv)),
         }
     }
 
-    Ok(Checked {
-        architecture: arch,
-        block_count,
-        context_length,
-    })
+    Ok(Checked { architecture: arch, block_count, context_length })
 }
 
 #[cfg(test)]
@@ -971,11 +760,7 @@ mod tests {
     use std::io::Cursor;
 
     fn check(bytes: &[u8]) -> Result<GgufSummary, GgufError> {
-        parse(
-            Cursor::new(bytes),
-            bytes.len() as u64,
-            Path::new("<memory>"),
-        )
+        parse(Cursor::new(bytes), bytes.len() as u64, Path::new("<memory>"))
     }
 
     fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -1024,8 +809,7 @@ mod tests {
             self.arr(key, T_STRING, v.len(), &body)
         }
         fn tensor(mut self, name: &str, dims: &[u64], ty: u32, offset: Option<u64>) -> Self {
-            self.tensors
-                .push((name.to_string(), dims.to_vec(), ty, offset));
+            self.tensors.push((name.to_string(), dims.to_vec(), ty, offset));
             self
         }
         fn build(&self) -> Vec<u8> {
@@ -1042,10 +826,7 @@ mod tests {
             for (name, dims, ty, offset) in &self.tensors {
                 let off = offset.unwrap_or_else(|| {
                     let (_, block, bytes) = ggml_type(*ty).unwrap_or(("", 1, 4));
-                    let n = dims
-                        .iter()
-                        .try_fold(1u64, |a, &d| a.checked_mul(d))
-                        .unwrap_or(0);
+                    let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(0);
                     data_end = next + n / block * bytes;
                     std::mem::replace(&mut next, data_end.next_multiple_of(self.alignment))
                 });
@@ -1055,10 +836,7 @@ mod tests {
                 out.extend(ty.to_le_bytes());
                 out.extend(off.to_le_bytes());
             }
-            out.resize(
-                (out.len() as u64).next_multiple_of(self.alignment) as usize,
-                0,
-            );
+            out.resize((out.len() as u64).next_multiple_of(self.alignment) as usize, 0);
             out.extend((0..data_end).map(|i| (i % 251) as u8));
             out
         }
@@ -1067,47 +845,28 @@ mod tests {
     /// A small but complete llama-style model; the last tensor ends the file.
     fn model() -> Builder {
         let tensors = Vec::new();
-        Builder {
-            version: 3,
-            kv_count: None,
-            alignment: 32,
-            kvs: Vec::new(),
-            tensors,
-        }
-        .str("general.architecture", "llama")
-        .str("general.name", "Tiny test model")
-        .u32("llama.block_count", 2)
-        .u32("llama.context_length", 2048)
-        .u32("llama.embedding_length", 8)
-        .u32("llama.feed_forward_length", 16)
-        .u32("llama.attention.head_count", 4)
-        .u32("llama.attention.head_count_kv", 2)
-        .kv("llama.rope.freq_base", T_F32, &10000f32.to_le_bytes())
-        .kv("tokenizer.ggml.add_bos_token", T_BOOL, &[1])
-        .strs("tokenizer.ggml.tokens", &["<unk>", "<s>", "</s>", "a", "b"])
-        .arr(
-            "tokenizer.ggml.scores",
-            T_F32,
-            5,
-            &le(&[0f32; 5], f32::to_le_bytes),
-        )
-        .arr(
-            "tokenizer.ggml.token_type",
-            T_I32,
-            5,
-            &le(&[2, 3, 3, 1, 1], i32::to_le_bytes),
-        )
-        .u32("tokenizer.ggml.bos_token_id", 1)
-        .u32("tokenizer.ggml.eos_token_id", 2)
-        .str(
-            "tokenizer.chat_template",
-            "{% for m in messages %}{{ m.content }}{% endfor %}",
-        )
-        .tensor("token_embd.weight", &[8, 5], 0, None)
-        .tensor("rope_freqs.weight", &[3], 0, None)
-        .tensor("blk.0.attn_q.weight", &[8, 8], 0, None)
-        .tensor("blk.1.attn_q.weight", &[8, 8], 0, None)
-        .tensor("output_norm.weight", &[8], 0, None)
+        Builder { version: 3, kv_count: None, alignment: 32, kvs: Vec::new(), tensors }
+            .str("general.architecture", "llama")
+            .str("general.name", "Tiny test model")
+            .u32("llama.block_count", 2)
+            .u32("llama.context_length", 2048)
+            .u32("llama.embedding_length", 8)
+            .u32("llama.feed_forward_length", 16)
+            .u32("llama.attention.head_count", 4)
+            .u32("llama.attention.head_count_kv", 2)
+            .kv("llama.rope.freq_base", T_F32, &10000f32.to_le_bytes())
+            .kv("tokenizer.ggml.add_bos_token", T_BOOL, &[1])
+            .strs("tokenizer.ggml.tokens", &["<unk>", "<s>", "</s>", "a", "b"])
+            .arr("tokenizer.ggml.scores", T_F32, 5, &le(&[0f32; 5], f32::to_le_bytes))
+            .arr("tokenizer.ggml.token_type", T_I32, 5, &le(&[2, 3, 3, 1, 1], i32::to_le_bytes))
+            .u32("tokenizer.ggml.bos_token_id", 1)
+            .u32("tokenizer.ggml.eos_token_id", 2)
+            .str("tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}")
+            .tensor("token_embd.weight", &[8, 5], 0, None)
+            .tensor("rope_freqs.weight", &[3], 0, None)
+            .tensor("blk.0.attn_q.weight", &[8, 8], 0, None)
+            .tensor("blk.1.attn_q.weight", &[8, 8], 0, None)
+            .tensor("output_norm.weight", &[8], 0, None)
     }
 
     /// Bytes in the data section of `model()`: 160 + 12 (padded to 32) + 256 + 256 + 32.
@@ -1116,9 +875,7 @@ mod tests {
     /// Asserts that the file is rejected with a message containing `needle`.
     #[track_caller]
     fn rejects(b: Builder, needle: &str) {
-        let msg = check(&b.build())
-            .expect_err("file should have been rejected")
-            .to_string();
+        let msg = check(&b.build()).expect_err("file should have been rejected").to_string();
         assert!(msg.contains(needle), "expected {needle:?} in {msg:?}");
     }
 
@@ -1143,18 +900,7 @@ mod tests {
         assert!(s.has_chat_template);
         assert_eq!(s.data_offset % 32, 0);
         assert_eq!(s.file_size - s.data_offset, MODEL_DATA);
-        assert_eq!(
-            check(
-                &Builder {
-                    version: 2,
-                    ..model()
-                }
-                .build()
-            )
-            .unwrap()
-            .version,
-            2
-        );
+        assert_eq!(check(&Builder { version: 2, ..model() }.build()).unwrap().version, 2);
         let missing = validate(Path::new("/nonexistent/model.gguf"));
         assert!(matches!(missing, Err(GgufError::Io { .. })));
     }
@@ -1175,27 +921,16 @@ mod tests {
         assert!(matches!(check(b"GG"), Err(GgufError::NotGguf { .. })));
         for version in [0, 1, 4, 99] {
             let result = check(&Builder { version, ..model() }.build());
-            assert!(
-                matches!(result, Err(GgufError::UnsupportedVersion { version: v }) if v == version)
-            );
+            assert!(matches!(result, Err(GgufError::UnsupportedVersion { version: v }) if v == version));
         }
-        rejects(
-            Builder {
-                version: 3u32.swap_bytes(),
-                ..model()
-            },
-            "big-endian",
-        );
+        rejects(Builder { version: 3u32.swap_bytes(), ..model() }, "big-endian");
     }
 
     #[test]
     fn every_truncation_is_an_error() {
         let bytes = model().build();
         for cut in 0..bytes.len() {
-            assert!(
-                check(&bytes[..cut]).is_err(),
-                "file cut to {cut} bytes was accepted"
-            );
+            assert!(check(&bytes[..cut]).is_err(), "file cut to {cut} bytes was accepted");
         }
         let msg = check(&bytes[..bytes.len() - 1]).unwrap_err().to_string();
         let expected = format!(
@@ -1238,14 +973,8 @@ mod tests {
             msg.to_string(),
             "invalid model metadata: llama.block_count is 1000 but the file has tensors for 2 blocks"
         );
-        rejects(
-            model().u32("llama.block_count", 5000),
-            "outside the sane range",
-        );
-        rejects(
-            model().u32("llama.block_count", 0),
-            "outside the sane range",
-        );
+        rejects(model().u32("llama.block_count", 5000), "outside the sane range");
+        rejects(model().u32("llama.block_count", 0), "outside the sane range");
         let signed = model().kv("llama.block_count", T_I32, &2i32.to_le_bytes());
         rejects(signed, "must be a u32 or u64 but is a i32");
     }
@@ -1256,97 +985,48 @@ mod tests {
         b.kv_count = Some(u64::MAX);
         assert!(matches!(check(&b.build()), Err(GgufError::Invalid { .. })));
         b.kv_count = Some(MAX_ENTRIES);
-        assert!(matches!(
-            check(&b.build()),
-            Err(GgufError::Truncated { .. })
-        ));
+        assert!(matches!(check(&b.build()), Err(GgufError::Truncated { .. })));
         // A key whose length prefix is u64::MAX.
         let mut raw = b"GGUF\x03\0\0\0".to_vec();
         raw.extend(le(&[0u64, 1, u64::MAX, 0, 0, 0], u64::to_le_bytes));
         assert!(matches!(check(&raw), Err(GgufError::Invalid { .. })));
         // String values claiming more than the cap, and more than the file.
-        rejects(
-            model().kv("general.name", T_STRING, &(1u64 << 40).to_le_bytes()),
-            "limit",
-        );
+        rejects(model().kv("general.name", T_STRING, &(1u64 << 40).to_le_bytes()), "limit");
         let long = model().kv("general.name", T_STRING, &(1u64 << 20).to_le_bytes());
-        assert!(matches!(
-            check(&long.build()),
-            Err(GgufError::Truncated { .. })
-        ));
+        assert!(matches!(check(&long.build()), Err(GgufError::Truncated { .. })));
         let mut array = T_U64.to_le_bytes().to_vec();
         array.extend((1u64 << 29).to_le_bytes());
         let array = model().kv("x.arr", T_ARRAY, &array);
-        assert!(matches!(
-            check(&array.build()),
-            Err(GgufError::Truncated { .. })
-        ));
+        assert!(matches!(check(&array.build()), Err(GgufError::Truncated { .. })));
     }
 
     #[test]
     fn tensor_layout_errors() {
-        rejects(
-            model().tensor("x.weight", &[8], 0, Some(1 << 20)),
-            "extends past end of file",
-        );
-        rejects(
-            model().tensor("x.weight", &[8], 0, Some(0)),
-            "overlaps tensor 'token_embd",
-        );
-        rejects(
-            model().tensor("x.weight", &[4], 0, Some(1040)),
-            "not a multiple of the alignment",
-        );
+        rejects(model().tensor("x.weight", &[8], 0, Some(1 << 20)), "extends past end of file");
+        rejects(model().tensor("x.weight", &[8], 0, Some(0)), "overlaps tensor 'token_embd");
+        rejects(model().tensor("x.weight", &[4], 0, Some(1040)), "not a multiple of the alignment");
         for ty in [4, 31, 43, 1000] {
-            rejects(
-                model().tensor("x.weight", &[8], ty, None),
-                "unsupported ggml type",
-            );
+            rejects(model().tensor("x.weight", &[8], ty, None), "unsupported ggml type");
         }
-        rejects(
-            model().tensor("blk.0.attn_q.weight", &[8], 0, None),
-            "appears more than once",
-        );
-        rejects(
-            model().tensor("x.weight", &[8, 0], 0, None),
-            "size 0 in dimension 1",
-        );
+        rejects(model().tensor("blk.0.attn_q.weight", &[8], 0, None), "appears more than once");
+        rejects(model().tensor("x.weight", &[8, 0], 0, None), "size 0 in dimension 1");
         rejects(model().tensor("x.weight", &[1; 5], 0, None), "5 dimensions");
-        rejects(
-            model().tensor("x.weight", &[1 << 40, 1 << 40], 0, None),
-            "too many elements",
-        );
-        rejects(
-            model().tensor(&"n".repeat(64), &[8], 0, None),
-            "64-byte name",
-        );
+        rejects(model().tensor("x.weight", &[1 << 40, 1 << 40], 0, None), "too many elements");
+        rejects(model().tensor(&"n".repeat(64), &[8], 0, None), "64-byte name");
         // Quantized sizes come from the type table: Q4_0 is 18 bytes per 32 elements.
         let s = check(&model().tensor("q.weight", &[64, 2], 2, None).build()).unwrap();
         assert_eq!(s.file_size - s.data_offset, MODEL_DATA + 72);
-        rejects(
-            model().tensor("q.weight", &[33], 2, None),
-            "not a multiple of Q4_0's 32",
-        );
+        rejects(model().tensor("q.weight", &[33], 2, None), "not a multiple of Q4_0's 32");
     }
 
     #[test]
     fn structural_metadata_errors() {
         let mut dup = model();
-        dup.kvs.push((
-            "llama.context_length".into(),
-            T_U32,
-            1u32.to_le_bytes().to_vec(),
-        ));
+        dup.kvs.push(("llama.context_length".into(), T_U32, 1u32.to_le_bytes().to_vec()));
         rejects(dup, "'llama.context_length' appears more than once");
         rejects(model().u32("general.alignment", 48), "not a power of two");
-        rejects(
-            model().kv("general.alignment", T_U64, &64u64.to_le_bytes()),
-            "must be a u32",
-        );
-        let aligned = Builder {
-            alignment: 64,
-            ..model().u32("general.alignment", 64)
-        };
+        rejects(model().kv("general.alignment", T_U64, &64u64.to_le_bytes()), "must be a u32");
+        let aligned = Builder { alignment: 64, ..model().u32("general.alignment", 64) };
         assert_eq!(check(&aligned.build()).unwrap().data_offset % 64, 0);
         let nested = le(&[T_ARRAY, 0, 0], u32::to_le_bytes);
         rejects(model().kv("x.nested", T_ARRAY, &nested), "array of arrays");
@@ -1359,18 +1039,9 @@ mod tests {
         let mut no_arch = model();
         no_arch.kvs.retain(|(k, _, _)| k != "general.architecture");
         rejects(no_arch, "general.architecture is missing");
-        rejects(
-            model().u32("general.architecture", 7),
-            "must be a string but is a u32",
-        );
-        rejects(
-            model().u32("llama.context_length", 0),
-            "llama.context_length is 0",
-        );
-        rejects(
-            model().u32("llama.attention.head_count", 1 << 20),
-            "outside the sane range",
-        );
+        rejects(model().u32("general.architecture", 7), "must be a string but is a u32");
+        rejects(model().u32("llama.context_length", 0), "llama.context_length is 0");
+        rejects(model().u32("llama.attention.head_count", 1 << 20), "outside the sane range");
         rejects(
             model().u32("llama.attention.head_count_kv", 3),
             "head_count_kv is 3, which does not divide llama.attention.head_count (4)",
@@ -1379,33 +1050,18 @@ mod tests {
         // Per-layer arrays: zero KV heads for a layer is fine, a wrong length is not.
         let kv_key = "llama.attention.head_count_kv";
         assert!(check(&model().kv(kv_key, T_ARRAY, &u32_arr(&[2, 0])).build()).is_ok());
-        rejects(
-            model().kv(kv_key, T_ARRAY, &u32_arr(&[2, 2, 2])),
-            "3 per-layer values",
-        );
-        rejects(
-            model().kv(kv_key, T_ARRAY, &u32_arr(&[2, 3])),
-            "is 3 for layer 1",
-        );
-        rejects(
-            model().u32("llama.embedding_length", 16),
-            "tensor 'token_embd.weight'",
-        );
+        rejects(model().kv(kv_key, T_ARRAY, &u32_arr(&[2, 2, 2])), "3 per-layer values");
+        rejects(model().kv(kv_key, T_ARRAY, &u32_arr(&[2, 3])), "is 3 for layer 1");
+        rejects(model().u32("llama.embedding_length", 16), "tensor 'token_embd.weight'");
         rejects(
             model().arr("tokenizer.ggml.scores", T_F32, 4, &[0; 16]),
             "tokenizer.ggml.scores has 4 entries but tokenizer.ggml.tokens has 5",
         );
-        rejects(
-            model().kv("tokenizer.ggml.scores", T_ARRAY, &u32_arr(&[0; 5])),
-            "array of f32",
-        );
+        rejects(model().kv("tokenizer.ggml.scores", T_ARRAY, &u32_arr(&[0; 5])), "array of f32");
         rejects(
             model().u32("tokenizer.ggml.bos_token_id", 5),
             "bos_token_id is 5 but the vocabulary has only 5 tokens",
         );
-        rejects(
-            model().str("tokenizer.ggml.eos_token_id", "2"),
-            "must be an integer",
-        );
+        rejects(model().str("tokenizer.ggml.eos_token_id", "2"), "must be an integer");
     }
 }

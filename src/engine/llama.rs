@@ -1,8 +1,8 @@
 //! The engine thread: owns llama.cpp's model and context and serves jobs one at a time.
 
 use super::{
-    verify_model_file, ChatMessage, EngineError, Event, FinishReason, GenerateParams, Job,
-    ModelInfo, ModelState, StopMatcher, Usage, Utf8Stream, WorkerConfig,
+    verify_model_file, ChatMessage, EngineError, Event, FinishReason, GenerateParams, Job, ModelInfo,
+    ModelState, StopMatcher, Timings, Usage, Utf8Stream, WorkerConfig,
 };
 use crate::telemetry::Metrics;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -29,10 +29,7 @@ pub(super) fn run(
     let fail = |error: String| {
         tracing::error!(path = %config.path.display(), %error, "model not loaded");
         metrics.model_load_failures.inc();
-        let _ = state.send(ModelState::Failed {
-            path: config.path.clone(),
-            error,
-        });
+        let _ = state.send(ModelState::Failed { path: config.path.clone(), error });
     };
 
     let started = Instant::now();
@@ -45,16 +42,10 @@ pub(super) fn run(
         Err(e) => return fail(format!("llama.cpp backend: {e}")),
     };
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    let model =
-        match LlamaModel::load_from_file(&backend, &config.path, &LlamaModelParams::default()) {
-            Ok(m) => m,
-            Err(e) => {
-                return fail(format!(
-                    "llama.cpp could not load {}: {e}",
-                    config.path.display()
-                ))
-            }
-        };
+    let model = match LlamaModel::load_from_file(&backend, &config.path, &LlamaModelParams::default()) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("llama.cpp could not load {}: {e}", config.path.display())),
+    };
     let trained = model.n_ctx_train();
     let context_size = config.context_size.min(trained.max(128));
     let threads = config.threads as i32;
@@ -70,18 +61,13 @@ pub(super) fn run(
     };
     let (template, template_name) = match model.chat_template(None) {
         Ok(t) => (t, "gguf".to_string()),
-        Err(_) => (
-            LlamaChatTemplate::new("chatml").expect("static name"),
-            "chatml (fallback)".into(),
-        ),
+        Err(_) => (LlamaChatTemplate::new("chatml").expect("static name"), "chatml (fallback)".into()),
     };
 
     let info = ModelInfo {
         id: model_id(&config.path),
         path: config.path.clone(),
-        architecture: model
-            .meta_val_str("general.architecture")
-            .unwrap_or_default(),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
         file_size: std::fs::metadata(&config.path).map_or(0, |m| m.len()),
         context_size,
         trained_context: trained,
@@ -99,35 +85,25 @@ pub(super) fn run(
     metrics.model_loaded.set(1);
     let _ = state.send(ModelState::Ready(Box::new(info)));
 
-    let engine = Worker {
-        model: &model,
-        template: &template,
-        metrics: &metrics,
-    };
+    let engine = Worker { model: &model, template: &template, metrics: &metrics };
     while let Some(job) = jobs.blocking_recv() {
         metrics.queue_depth.dec();
         if job.events.is_closed() {
             continue; // the client left while waiting
         }
         let waited = job.queued_at.elapsed();
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| engine.generate(&mut ctx, &job)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| engine.generate(&mut ctx, &job)));
         let event = match outcome {
-            Ok(Ok((finish_reason, usage))) => {
-                tracing::debug!(?waited, ?usage, "reply finished");
-                Event::Done {
-                    finish_reason,
-                    usage,
-                }
+            Ok(Ok((finish_reason, usage, timings))) => {
+                tracing::debug!(?waited, ?usage, ?timings, "reply finished");
+                Event::Done { finish_reason, usage, timings }
             }
             Ok(Err(Cancelled)) => {
                 tracing::debug!("client went away; generation stopped");
                 continue;
             }
             Ok(Err(Failed(e))) => Event::Error(e),
-            Err(_) => Event::Error(EngineError::Failed(
-                "the engine panicked on this request".into(),
-            )),
+            Err(_) => Event::Error(EngineError::Failed("the engine panicked on this request".into())),
         };
         let _ = job.events.send(event);
     }
@@ -159,9 +135,7 @@ impl Worker<'_> {
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                EngineError::InvalidRequest("messages must not contain NUL characters".into())
-            })?;
+            .map_err(|_| EngineError::InvalidRequest("messages must not contain NUL characters".into()))?;
         self.model
             .apply_chat_template(self.template, &chat, true)
             .map_err(|e| EngineError::Failed(format!("chat template: {e}")))
@@ -171,7 +145,7 @@ impl Worker<'_> {
         &self,
         ctx: &mut LlamaContext<'_>,
         job: &Job,
-    ) -> Result<(FinishReason, Usage), Stop> {
+    ) -> Result<(FinishReason, Usage, Timings), Stop> {
         let prompt = self.render(&job.messages)?;
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
@@ -185,6 +159,7 @@ impl Worker<'_> {
         let budget = (job.params.max_tokens as usize).min(context_size - tokens.len());
         self.metrics.prompt_tokens.inc_by(tokens.len() as u64);
 
+        let prefill_started = Instant::now();
         ctx.clear_kv_cache();
         let mut batch = LlamaBatch::new(PREFILL_CHUNK, 1);
         for (chunk_index, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
@@ -192,9 +167,7 @@ impl Worker<'_> {
             let base = chunk_index * PREFILL_CHUNK;
             for (i, token) in chunk.iter().enumerate() {
                 let pos = base + i;
-                batch
-                    .add(*token, pos as i32, &[0], pos + 1 == tokens.len())
-                    .map_err(failed)?;
+                batch.add(*token, pos as i32, &[0], pos + 1 == tokens.len()).map_err(failed)?;
             }
             ctx.decode(&mut batch).map_err(failed)?;
             if job.events.is_closed() {
@@ -202,6 +175,8 @@ impl Worker<'_> {
             }
         }
 
+        let prompt_ms = prefill_started.elapsed().as_secs_f64() * 1000.0;
+        let generation_started = Instant::now();
         let mut sampler = sampler(&job.params);
         let mut utf8 = Utf8Stream::default();
         let mut stops = StopMatcher::new(job.params.stop.clone());
@@ -228,9 +203,7 @@ impl Worker<'_> {
                 break FinishReason::Length;
             }
             batch.clear();
-            batch
-                .add(token, position as i32, &[0], true)
-                .map_err(failed)?;
+            batch.add(token, position as i32, &[0], true).map_err(failed)?;
             position += 1;
             ctx.decode(&mut batch).map_err(failed)?;
         };
@@ -249,7 +222,9 @@ impl Worker<'_> {
             completion_tokens: generated as u32,
             total_tokens: (tokens.len() + generated) as u32,
         };
-        Ok((finish, usage))
+        let predicted_ms = generation_started.elapsed().as_secs_f64() * 1000.0;
+        let timings = Timings::new(tokens.len() as u32, prompt_ms, generated as u32, predicted_ms, 0);
+        Ok((finish, usage, timings))
     }
 }
 

@@ -33,10 +33,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self {
-            role: role.to_string(),
-            content: content.into(),
-        }
+        Self { role: role.to_string(), content: content.into() }
     }
 }
 
@@ -76,14 +73,41 @@ pub struct Usage {
     pub total_tokens: u32,
 }
 
+/// Where the time went, in llama-server's field names (benchmarks compare the two).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Timings {
+    /// Prompt tokens evaluated for this request.
+    pub prompt_n: u32,
+    pub prompt_ms: f64,
+    pub prompt_per_second: f64,
+    /// Tokens generated.
+    pub predicted_n: u32,
+    pub predicted_ms: f64,
+    pub predicted_per_second: f64,
+    /// Prompt tokens reused from the cache instead of evaluated.
+    pub cache_n: u32,
+}
+
+impl Timings {
+    pub fn new(prompt_n: u32, prompt_ms: f64, predicted_n: u32, predicted_ms: f64, cache_n: u32) -> Self {
+        let rate = |n: u32, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+        Timings {
+            prompt_n,
+            prompt_ms,
+            prompt_per_second: rate(prompt_n, prompt_ms),
+            predicted_n,
+            predicted_ms,
+            predicted_per_second: rate(predicted_n, predicted_ms),
+            cache_n,
+        }
+    }
+}
+
 /// What the engine sends back for a request, in order: tokens, then `Done` or `Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Token(String),
-    Done {
-        finish_reason: FinishReason,
-        usage: Usage,
-    },
+    Done { finish_reason: FinishReason, usage: Usage, timings: Timings },
     Error(EngineError),
 }
 
@@ -98,10 +122,7 @@ pub enum EngineError {
         "the prompt is {prompt_tokens} tokens but the context window is {context_size} tokens; \
          shorten the message or start a new conversation"
     )]
-    ContextLengthExceeded {
-        prompt_tokens: usize,
-        context_size: usize,
-    },
+    ContextLengthExceeded { prompt_tokens: usize, context_size: usize },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("inference failed: {0}")]
@@ -179,16 +200,8 @@ impl Engine {
             Ok(path) => path,
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
-                let (_, state) = watch::channel(ModelState::Failed {
-                    path: PathBuf::new(),
-                    error,
-                });
-                return Engine {
-                    jobs: jobs_tx,
-                    state,
-                    queue_size,
-                    metrics,
-                };
+                let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
+                return Engine { jobs: jobs_tx, state, queue_size, metrics };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone() });
@@ -203,12 +216,7 @@ impl Engine {
             .name("hearth-llm".into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
-        Engine {
-            jobs: jobs_tx,
-            state: state_rx,
-            queue_size,
-            metrics,
-        }
+        Engine { jobs: jobs_tx, state: state_rx, queue_size, metrics }
     }
 
     pub fn state(&self) -> ModelState {
@@ -226,9 +234,7 @@ impl Engine {
     /// Waits until the model is loaded or has failed.
     pub async fn wait_loaded(&self) -> ModelState {
         let mut rx = self.state.clone();
-        let state = rx
-            .wait_for(|s| !matches!(s, ModelState::Loading { .. }))
-            .await;
+        let state = rx.wait_for(|s| !matches!(s, ModelState::Loading { .. })).await;
         match state {
             Ok(s) => s.clone(),
             Err(_) => self.state(),
@@ -249,20 +255,13 @@ impl Engine {
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let job = Job {
-            messages,
-            params,
-            events: tx,
-            queued_at: Instant::now(),
-        };
+        let job = Job { messages, params, events: tx, queued_at: Instant::now() };
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();
                 Ok(rx)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Err(EngineError::Overloaded(self.queue_size))
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EngineError::Overloaded(self.queue_size)),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 Err(EngineError::NotReady("the engine has stopped".into()))
             }
@@ -288,10 +287,7 @@ fn run_worker(
     _metrics: Metrics,
 ) {
     let error = "this hearth was built without the `llm` feature".to_string();
-    let _ = state.send(ModelState::Failed {
-        path: config.path,
-        error,
-    });
+    let _ = state.send(ModelState::Failed { path: config.path, error });
 }
 
 /// Validates a model file the way the engine does before loading it: GGUF structure

@@ -24,9 +24,7 @@ impl Utf8Stream {
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
-                    out.push_str(
-                        std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"),
-                    );
+                    out.push_str(std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"));
                     match e.error_len() {
                         // Incomplete character at the end: wait for more bytes.
                         None => {
@@ -45,11 +43,8 @@ impl Utf8Stream {
 
     /// Ends the stream; an incomplete trailing character becomes U+FFFD.
     pub fn finish(&mut self) -> String {
-        let out = if self.pending.is_empty() {
-            String::new()
-        } else {
-            char::REPLACEMENT_CHARACTER.to_string()
-        };
+        let out =
+            if self.pending.is_empty() { String::new() } else { char::REPLACEMENT_CHARACTER.to_string() };
         self.pending.clear();
         out
     }
@@ -64,22 +59,14 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
-        Self {
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
-            pending: String::new(),
-        }
+        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), pending: String::new() }
     }
 
     /// Adds text. Returns the text safe to emit and whether a stop string was reached
     /// (the stop string itself and anything after it are never emitted).
     pub fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(at) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return (out, true);

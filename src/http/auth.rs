@@ -51,17 +51,11 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     let header = match req.headers().get(AUTHORIZATION) {
-        None => {
-            return Err(unauthorized(
-                "missing 'Authorization: Bearer <token>' header",
-            ))
-        }
-        Some(h) => h
-            .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not valid text"))?,
+        None => return Err(unauthorized("missing 'Authorization: Bearer <token>' header")),
+        Some(h) => h.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?,
     };
-    let token = bearer(header)
-        .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+    let token =
+        bearer(header).ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
     let hash = hash_token(token);
     let found = state
         .store
@@ -86,10 +80,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Set by `require_auth`; absent only if a route escaped the middleware.
         ready(
-            req.extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| unauthorized("authentication required")),
+            req.extensions().get::<Caller>().cloned().ok_or_else(|| unauthorized("authentication required")),
         )
     }
 }

@@ -7,7 +7,7 @@
 
 use super::reply::{sse_event, sse_response, Complete, Reply};
 use super::{json, AppState, Caller};
-use crate::engine::{ChatMessage, GenerateParams, Usage};
+use crate::engine::{ChatMessage, GenerateParams, Timings, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{NewTurn, StoreError};
 use actix_web::{web, HttpResponse};
@@ -37,6 +37,7 @@ pub struct ChatResponse {
     pub model: String,
     pub finish_reason: &'static str,
     pub usage: Usage,
+    pub timings: Timings,
 }
 
 /// Resolves per-request sampling options against the configured defaults.
@@ -55,26 +56,20 @@ pub(crate) fn params(
     }
     let top_p = top_p.unwrap_or(defaults.top_p);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::invalid(
-            "top_p must be greater than 0 and at most 1",
-        ));
+        return Err(ApiError::invalid("top_p must be greater than 0 and at most 1"));
     }
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens must be at least 1"));
     }
     if stop.len() > 4 || stop.iter().any(|s| s.len() > 256) {
-        return Err(ApiError::invalid(
-            "stop takes at most 4 strings of at most 256 bytes",
-        ));
+        return Err(ApiError::invalid("stop takes at most 4 strings of at most 256 bytes"));
     }
     Ok(GenerateParams {
         temperature,
         top_p,
         top_k: defaults.top_k,
         seed,
-        max_tokens: max_tokens
-            .unwrap_or(defaults.max_tokens)
-            .min(defaults.max_tokens),
+        max_tokens: max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
         stop,
     })
 }
@@ -100,33 +95,14 @@ pub async fn chat(
             .await
             .map_err(conversation_error)?,
     };
-    let mut messages = vec![ChatMessage::new(
-        "system",
-        state.settings.model.system_prompt.clone(),
-    )];
-    messages.extend(
-        history
-            .into_iter()
-            .map(|m| ChatMessage::new(&m.role, m.content)),
-    );
+    let mut messages = vec![ChatMessage::new("system", state.settings.model.system_prompt.clone())];
+    messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
     messages.push(ChatMessage::new("user", request.message.clone()));
-    let params = params(
-        &state,
-        request.temperature,
-        None,
-        request.max_tokens,
-        request.seed,
-        Vec::new(),
-    )?;
+    let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
     let model = state.engine.model().map(|m| m.id).unwrap_or_default();
 
     let reply = Reply::start(state.engine.submit(messages, params)?).await?;
-    let turn = Turn {
-        state: state.clone(),
-        user_id,
-        request,
-        model,
-    };
+    let turn = Turn { state: state.clone(), user_id, request, model };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))
     } else {
@@ -137,9 +113,7 @@ pub async fn chat(
 
 fn conversation_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound(_) => {
-            ApiError::new(ErrorCode::ConversationNotFound, "no such conversation")
-        }
+        StoreError::NotFound(_) => ApiError::new(ErrorCode::ConversationNotFound, "no such conversation"),
         other => other.into(),
     }
 }
@@ -177,6 +151,7 @@ impl Turn {
             model: self.model.clone(),
             finish_reason: complete.finish_reason.as_str(),
             usage: complete.usage,
+            timings: complete.timings,
         })
     }
 }
@@ -194,12 +169,7 @@ fn stream(
         text: String,
         finished: bool,
     }
-    let initial = State {
-        turn,
-        reply,
-        text: String::new(),
-        finished: false,
-    };
+    let initial = State { turn, reply, text: String::new(), finished: false };
     futures_util::stream::unfold(initial, |mut s| async move {
         if s.finished {
             return None;
@@ -210,21 +180,14 @@ fn stream(
                 s.text.push_str(&t);
                 sse_event(Some("token"), &data)
             }
-            Some(Event::Done {
-                finish_reason,
-                usage,
-            }) => {
+            Some(Event::Done { finish_reason, usage, timings }) => {
                 s.finished = true;
-                let complete = Complete {
-                    text: std::mem::take(&mut s.text),
-                    finish_reason,
-                    usage,
-                };
+                let text = std::mem::take(&mut s.text);
+                let complete = Complete { text, finish_reason, usage, timings };
                 match s.turn.persist(complete).await {
-                    Ok(response) => sse_event(
-                        Some("done"),
-                        &serde_json::to_string(&response).unwrap_or_default(),
-                    ),
+                    Ok(response) => {
+                        sse_event(Some("done"), &serde_json::to_string(&response).unwrap_or_default())
+                    }
                     Err(e) => error_event(&e),
                 }
             }
@@ -234,10 +197,7 @@ fn stream(
             }
             None => {
                 s.finished = true;
-                error_event(&ApiError::new(
-                    ErrorCode::EngineError,
-                    "the engine stopped before finishing",
-                ))
+                error_event(&ApiError::new(ErrorCode::EngineError, "the engine stopped before finishing"))
             }
         };
         Some((Ok(event), s))
@@ -245,8 +205,5 @@ fn stream(
 }
 
 pub(crate) fn error_event(e: &ApiError) -> bytes::Bytes {
-    sse_event(
-        Some("error"),
-        &serde_json::to_string(&e.body()).unwrap_or_default(),
-    )
+    sse_event(Some("error"), &serde_json::to_string(&e.body()).unwrap_or_default())
 }

@@ -28,10 +28,8 @@ pub async fn list(
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
     let (user_id, limit, offset) = (caller.user.id, page.limit, page.offset);
-    let conversations = state
-        .store
-        .run(move |store| store.list_conversations(user_id, limit, offset))
-        .await?;
+    let conversations =
+        state.store.run(move |store| store.list_conversations(user_id, limit, offset)).await?;
     Ok(json(&serde_json::json!({ "conversations": conversations })))
 }
 
@@ -54,18 +52,14 @@ pub async fn get(
         .run(move |store| {
             let conversation = store.conversation(user_id, &id)?;
             let messages = store.messages(user_id, &id)?;
-            Ok(ConversationWithMessages {
-                conversation,
-                messages,
-            })
+            Ok(ConversationWithMessages { conversation, messages })
         })
         .await;
     match found {
         Ok(c) => Ok(json(&c)),
-        Err(StoreError::NotFound(_)) => Err(ApiError::new(
-            ErrorCode::ConversationNotFound,
-            "no such conversation",
-        )),
+        Err(StoreError::NotFound(_)) => {
+            Err(ApiError::new(ErrorCode::ConversationNotFound, "no such conversation"))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -51,11 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
 /// A resource whose unmatched methods answer a JSON 405.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
-        ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            "this method is not allowed on this path",
-        )
-        .error_response()
+        ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this path").error_response()
     }))
 }
 
@@ -68,9 +64,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     let settings = state.settings.clone();
     let addr = settings.listen_addr();
     let workers = match settings.server.workers {
-        0 => std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
         n => n,
     };
     let server = HttpServer::new(move || {
@@ -89,10 +83,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
                 async move {
                     let res: ServiceResponse = fut.await?;
                     let status = res.status().as_u16().to_string();
-                    metrics
-                        .http_requests
-                        .with_label_values(&[&route, &method, &status])
-                        .inc();
+                    metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
                     metrics
                         .http_latency
                         .with_label_values(&[&route])

@@ -85,14 +85,9 @@ pub async fn models(state: web::Data<AppState>, _caller: Caller) -> HttpResponse
 
 /// Converts OpenAI messages, putting the configured system prompt first when the
 /// client sent none.
-fn chat_messages(
-    state: &AppState,
-    messages: Vec<RequestMessage>,
-) -> Result<Vec<ChatMessage>, ApiError> {
+fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages must contain at least one message",
-        ));
+        return Err(ApiError::invalid("messages must contain at least one message"));
     }
     let mut out = Vec::with_capacity(messages.len() + 1);
     for (i, m) in messages.into_iter().enumerate() {
@@ -127,10 +122,7 @@ fn chat_messages(
         out.push(ChatMessage::new(role, content));
     }
     if out[0].role != "system" {
-        out.insert(
-            0,
-            ChatMessage::new("system", state.settings.model.system_prompt.clone()),
-        );
+        out.insert(0, ChatMessage::new("system", state.settings.model.system_prompt.clone()));
     }
     Ok(out)
 }
@@ -141,11 +133,10 @@ pub async fn chat_completions(
     body: web::Json<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let info = state.engine.model().ok_or_else(|| {
-        ApiError::from(crate::engine::EngineError::NotReady(not_ready_reason(
-            &state,
-        )))
-    })?;
+    let info = state
+        .engine
+        .model()
+        .ok_or_else(|| ApiError::from(crate::engine::EngineError::NotReady(not_ready_reason(&state))))?;
     if let Some(name) = &request.model {
         if name != &info.id && !ALIASES.contains(&name.as_str()) {
             return Err(ApiError::new(
@@ -163,14 +154,7 @@ pub async fn chat_completions(
         Some(Stop::Many(v)) => v,
     };
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    let params = params(
-        &state,
-        request.temperature,
-        request.top_p,
-        max_tokens,
-        request.seed,
-        stop,
-    )?;
+    let params = params(&state, request.temperature, request.top_p, max_tokens, request.seed, stop)?;
     let messages = chat_messages(&state, request.messages)?;
     let reply = Reply::start(state.engine.submit(messages, params)?).await?;
 
@@ -178,12 +162,7 @@ pub async fn chat_completions(
     let created = crate::store::now();
     if request.stream {
         let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-        let chunks = Chunks {
-            id,
-            created,
-            model: info.id,
-            include_usage,
-        };
+        let chunks = Chunks { id, created, model: info.id, include_usage };
         return Ok(sse_response(chunks.stream(reply)));
     }
     let complete = reply.collect().await?;
@@ -198,6 +177,7 @@ pub async fn chat_completions(
             "finish_reason": complete.finish_reason.as_str(),
         }],
         "usage": complete.usage,
+        "timings": complete.timings,
     })))
 }
 
@@ -247,10 +227,7 @@ impl Chunks {
                     out.extend_from_slice(&chunks.chunk(json!({ "content": text }), None));
                     return Some((Ok(bytes::Bytes::from(out)), (chunks, reply, None, false)));
                 }
-                Some(Event::Done {
-                    finish_reason,
-                    usage,
-                }) => {
+                Some(Event::Done { finish_reason, usage, timings }) => {
                     out.extend_from_slice(&chunks.chunk(json!({}), Some(finish_reason.as_str())));
                     if chunks.include_usage {
                         let usage_chunk = json!({
@@ -260,6 +237,7 @@ impl Chunks {
                             "model": chunks.model,
                             "choices": [],
                             "usage": usage,
+                            "timings": timings,
                         });
                         out.extend_from_slice(&sse_event(None, &usage_chunk.to_string()));
                     }

@@ -1,6 +1,6 @@
 //! Reading a reply from the engine: all at once, or as an SSE stream.
 
-use crate::engine::{EngineError, Event, FinishReason, Usage};
+use crate::engine::{EngineError, Event, FinishReason, Timings, Usage};
 use crate::error::ApiError;
 use actix_web::http::header;
 use actix_web::HttpResponse;
@@ -19,6 +19,7 @@ pub struct Complete {
     pub text: String,
     pub finish_reason: FinishReason,
     pub usage: Usage,
+    pub timings: Timings,
 }
 
 fn stopped() -> ApiError {
@@ -32,10 +33,7 @@ impl Reply {
     pub async fn start(mut rx: UnboundedReceiver<Event>) -> Result<Reply, ApiError> {
         match rx.recv().await {
             Some(Event::Error(e)) => Err(e.into()),
-            Some(event) => Ok(Reply {
-                rx,
-                first: Some(event),
-            }),
+            Some(event) => Ok(Reply { rx, first: Some(event) }),
             None => Err(stopped()),
         }
     }
@@ -53,15 +51,8 @@ impl Reply {
         loop {
             match self.next().await {
                 Some(Event::Token(t)) => text.push_str(&t),
-                Some(Event::Done {
-                    finish_reason,
-                    usage,
-                }) => {
-                    return Ok(Complete {
-                        text,
-                        finish_reason,
-                        usage,
-                    })
+                Some(Event::Done { finish_reason, usage, timings }) => {
+                    return Ok(Complete { text, finish_reason, usage, timings })
                 }
                 Some(Event::Error(e)) => return Err(e.into()),
                 None => return Err(stopped()),
@@ -105,10 +96,7 @@ mod tests {
 
     #[test]
     fn sse_events_split_multiline_data() {
-        assert_eq!(
-            sse_event(Some("token"), "a\nb"),
-            Bytes::from("event: token\ndata: a\ndata: b\n\n")
-        );
+        assert_eq!(sse_event(Some("token"), "a\nb"), Bytes::from("event: token\ndata: a\ndata: b\n\n"));
         assert_eq!(sse_event(None, "[DONE]"), Bytes::from("data: [DONE]\n\n"));
     }
 }

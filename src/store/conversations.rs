@@ -53,11 +53,7 @@ pub struct TurnIds {
 const TITLE_CHARS: usize = 60;
 
 fn title_from(message: &str) -> String {
-    let line = message
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("New conversation");
+    let line = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New conversation");
     let mut title: String = line.chars().take(TITLE_CHARS).collect();
     if line.chars().count() > TITLE_CHARS {
         title.push('…');
@@ -113,11 +109,7 @@ impl Store {
         )?;
         let reply_id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(TurnIds {
-            conversation_id,
-            user_message_id,
-            reply_id,
-        })
+        Ok(TurnIds { conversation_id, user_message_id, reply_id })
     }
 
     /// A conversation of this user, or `NotFound` (also for other users' ids).
@@ -140,12 +132,7 @@ impl Store {
     }
 
     /// This user's conversations, most recently active first.
-    pub fn list_conversations(
-        &self,
-        user_id: i64,
-        limit: u32,
-        offset: u32,
-    ) -> Result<Vec<Conversation>> {
+    pub fn list_conversations(&self, user_id: i64, limit: u32, offset: u32) -> Result<Vec<Conversation>> {
         let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT id, title, created_at, updated_at FROM conversations
@@ -216,31 +203,19 @@ mod tests {
         let bob = store.create_user("bob", Role::User).unwrap();
         let first = store.append_turn(&turn(alice.id, None, "hello")).unwrap();
         let id = first.conversation_id.clone();
-        store
-            .append_turn(&turn(alice.id, Some(id.clone()), "again"))
-            .unwrap();
+        store.append_turn(&turn(alice.id, Some(id.clone()), "again")).unwrap();
 
         let messages = store.messages(alice.id, &id).unwrap();
         let texts: Vec<_> = messages.iter().map(|m| m.content.as_str()).collect();
-        assert_eq!(
-            texts,
-            ["hello", "reply to hello", "again", "reply to again"]
-        );
+        assert_eq!(texts, ["hello", "reply to hello", "again", "reply to again"]);
         assert_eq!(store.conversation(alice.id, &id).unwrap().title, "hello");
 
         assert!(store.messages(bob.id, &id).unwrap().is_empty());
-        assert!(matches!(
-            store.conversation(bob.id, &id),
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(store.conversation(bob.id, &id), Err(StoreError::NotFound(_))));
         assert!(store.list_conversations(bob.id, 50, 0).unwrap().is_empty());
         let stolen = store.append_turn(&turn(bob.id, Some(id.clone()), "mine now"));
         assert!(matches!(stolen, Err(StoreError::NotFound(_))));
-        assert_eq!(
-            store.messages(alice.id, &id).unwrap().len(),
-            4,
-            "failed turn left no trace"
-        );
+        assert_eq!(store.messages(alice.id, &id).unwrap().len(), 4, "failed turn left no trace");
     }
 
     #[test]

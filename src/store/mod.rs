@@ -53,13 +53,9 @@ struct Inner {
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
-        let open_err = |message: String| StoreError::Open {
-            path: path.to_path_buf(),
-            message,
-        };
+        let open_err = |message: String| StoreError::Open { path: path.to_path_buf(), message };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
         }
         let mut writer = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         configure(&writer).map_err(|e| open_err(e.to_string()))?;
@@ -67,8 +63,7 @@ impl Store {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let reader =
-                Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+            let reader = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
             reader.busy_timeout(std::time::Duration::from_secs(5))?;
             readers.push(Mutex::new(reader));
         }
@@ -93,9 +88,7 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// The single writer. Hold it only for one transaction.
@@ -107,9 +100,7 @@ impl Store {
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
         let n = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
-        self.inner.readers[n]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.readers[n].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A quick liveness check for `/api/health`.
@@ -130,9 +121,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -51,9 +51,7 @@ pub struct TokenInfo {
 /// Names: 1-64 characters of letters, digits, `.`, `_`, `-` and `@`.
 pub fn valid_user_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
@@ -79,18 +77,11 @@ impl Store {
             params![name, role.as_str(), created_at],
         );
         match inserted {
-            Ok(_) => Ok(User {
-                id: conn.last_insert_rowid(),
-                name: name.into(),
-                role,
-                created_at,
-            }),
+            Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at }),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Conflict(format!(
-                    "user '{name}' already exists"
-                )))
+                Err(StoreError::Conflict(format!("user '{name}' already exists")))
             }
             Err(e) => Err(e.into()),
         }
@@ -99,31 +90,19 @@ impl Store {
     pub fn list_users(&self) -> Result<Vec<User>> {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT id, name, role, created_at FROM users ORDER BY id")?;
-        let users = stmt
-            .query_map([], user_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
+        let users = stmt.query_map([], user_from_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(users)
     }
 
     pub fn find_user(&self, name: &str) -> Result<User> {
         self.reader()
-            .query_row(
-                "SELECT id, name, role, created_at FROM users WHERE name = ?1",
-                [name],
-                user_from_row,
-            )
+            .query_row("SELECT id, name, role, created_at FROM users WHERE name = ?1", [name], user_from_row)
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("user '{name}'")))
     }
 
     /// Stores a token's hash. `prefix` must be unique (it is random).
-    pub fn insert_token(
-        &self,
-        user_id: i64,
-        label: &str,
-        prefix: &str,
-        hash: &[u8],
-    ) -> Result<i64> {
+    pub fn insert_token(&self, user_id: i64, label: &str, prefix: &str, hash: &[u8]) -> Result<i64> {
         let conn = self.writer();
         conn.execute(
             "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -197,9 +176,7 @@ impl Store {
             params![prefix, now()],
         )?;
         if changed == 0 {
-            return Err(StoreError::NotFound(format!(
-                "active token with prefix '{prefix}'"
-            )));
+            return Err(StoreError::NotFound(format!("active token with prefix '{prefix}'")));
         }
         Ok(())
     }
@@ -215,36 +192,22 @@ mod tests {
         let (_dir, store) = temp_store();
         let alice = store.create_user("alice", Role::Admin).unwrap();
         assert_eq!(store.find_user("alice").unwrap(), alice);
-        assert!(matches!(
-            store.create_user("alice", Role::User),
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(matches!(
-            store.create_user("bad name", Role::User),
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(matches!(
-            store.find_user("bob"),
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(store.create_user("alice", Role::User), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.create_user("bad name", Role::User), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.find_user("bob"), Err(StoreError::NotFound(_))));
     }
 
     #[test]
     fn revoked_tokens_stop_working() {
         let (_dir, store) = temp_store();
         let user = store.create_user("alice", Role::User).unwrap();
-        store
-            .insert_token(user.id, "laptop", "hth_abcd", b"hash-1")
-            .unwrap();
+        store.insert_token(user.id, "laptop", "hth_abcd", b"hash-1").unwrap();
         let (_, found) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
         assert_eq!(found.name, "alice");
         assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
         store.revoke_token("hth_abcd").unwrap();
         assert!(store.user_for_token_hash(b"hash-1").unwrap().is_none());
-        assert!(
-            store.revoke_token("hth_abcd").is_err(),
-            "second revoke reports not found"
-        );
+        assert!(store.revoke_token("hth_abcd").is_err(), "second revoke reports not found");
         assert!(store.list_tokens(Some("alice")).unwrap()[0].revoked);
     }
 }

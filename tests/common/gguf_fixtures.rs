@@ -20,10 +20,7 @@ const GGUF_TYPE_ARRAY: u32 = 9;
 pub fn truncated_copy(src: &Path, dst: &Path, keep_bytes: u64) -> io::Result<()> {
     let len = fs::metadata(src)?.len();
     if keep_bytes >= len {
-        let msg = format!(
-            "cannot truncate {} ({len} bytes) to {keep_bytes} bytes",
-            src.display()
-        );
+        let msg = format!("cannot truncate {} ({len} bytes) to {keep_bytes} bytes", src.display());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     }
     let mut input = File::open(src)?.take(keep_bytes);
@@ -59,10 +56,7 @@ pub fn random_bytes_after_header(dst: &Path, len: usize, seed: u64) -> io::Resul
 pub fn with_u32_kv(src: &Path, dst: &Path, key: &str, value: u32) -> io::Result<()> {
     let (ty, offset) = find_kv_value(src, key)?;
     if ty != GGUF_TYPE_UINT32 {
-        let msg = format!(
-            "metadata key {key} in {} has GGUF type {ty}, not u32",
-            src.display()
-        );
+        let msg = format!("metadata key {key} in {} has GGUF type {ty}, not u32", src.display());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     }
     fs::copy(src, dst)?;
@@ -77,19 +71,12 @@ pub fn with_u32_kv(src: &Path, dst: &Path, key: &str, value: u32) -> io::Result<
 pub fn find_kv_value(path: &Path, key: &str) -> io::Result<(u32, u64)> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    let mut r = Cursor {
-        inner: BufReader::new(file),
-        pos: 0,
-        len,
-    };
+    let mut r = Cursor { inner: BufReader::new(file), pos: 0, len };
     let mut magic = [0u8; 4];
     r.read(&mut magic)?;
     let version = r.u32()?;
     if &magic != b"GGUF" || !(2..=3).contains(&version) {
-        return Err(bad_data(format!(
-            "{} is not a GGUF v2/v3 file",
-            path.display()
-        )));
+        return Err(bad_data(format!("{} is not a GGUF v2/v3 file", path.display())));
     }
     let _tensor_count = r.u64()?;
     let kv_count = r.u64()?;
@@ -193,10 +180,7 @@ impl Cursor {
                 }
                 Ok(())
             }
-            _ => Err(bad_data(format!(
-                "unknown or too deeply nested GGUF type {ty} at offset {}",
-                self.pos
-            ))),
+            _ => Err(bad_data(format!("unknown or too deeply nested GGUF type {ty} at offset {}", self.pos))),
         }
     }
 }

@@ -20,9 +20,7 @@ fn model_in_cache(file: &str, env_var: &str) -> PathBuf {
     }
     let cache = std::env::var_os("HEARTH_MODEL_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models"));
     let path = cache.join(file);
     assert!(
         path.is_file(),
@@ -39,18 +37,11 @@ pub fn small_model() -> PathBuf {
 
 /// The default chat model, for tests about answers.
 pub fn default_model() -> PathBuf {
-    model_in_cache(
-        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        "HEARTH_TEST_DEFAULT_MODEL",
-    )
+    model_in_cache("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "HEARTH_TEST_DEFAULT_MODEL")
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Runs the CLI against a data dir; returns (exit code, stdout, stderr).
@@ -87,11 +78,7 @@ pub struct ServerOptions {
 
 impl ServerOptions {
     pub fn new(model: PathBuf) -> Self {
-        Self {
-            model,
-            context_size: 2048,
-            env: Vec::new(),
-        }
+        Self { model, context_size: 2048, env: Vec::new() }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -123,34 +110,22 @@ impl Server {
         let port = free_port();
         let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            "1",
-        ])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--model")
-        .arg(&options.model)
-        .args(["--context-size", &options.context_size.to_string()])
-        .env("HEARTH_CONFIG", "/dev/null")
-        .env("HEARTH_LOG_LEVEL", "info,hearth=debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--model")
+            .arg(&options.model)
+            .args(["--context-size", &options.context_size.to_string()])
+            .env("HEARTH_CONFIG", "/dev/null")
+            .env("HEARTH_LOG_LEVEL", "info,hearth=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("starting hearth serve");
-        Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            data_dir,
-            _temp: None,
-            options,
-        }
+        Server { child, url: format!("http://127.0.0.1:{port}"), data_dir, _temp: None, options }
     }
 
     /// Waits until health answers and the model is ready or failed.
@@ -161,26 +136,18 @@ impl Server {
                 panic!("hearth exited early with {status}; log:\n{}", self.log());
             }
             if let Ok(health) = self.health() {
-                let state = health["components"]["model"]["state"]
-                    .as_str()
-                    .unwrap_or("");
+                let state = health["components"]["model"]["state"].as_str().unwrap_or("");
                 if state == "ready" || state == "failed" {
                     return health;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "server did not settle; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "server did not settle; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn health(&self) -> Result<Value, ureq::Error> {
-        Ok(ureq::get(&format!("{}/api/health", self.url))
-            .call()?
-            .into_json()?)
+        Ok(ureq::get(&format!("{}/api/health", self.url)).call()?.into_json()?)
     }
 
     pub fn log(&self) -> String {
@@ -208,15 +175,9 @@ impl Server {
     }
 
     /// A request; returns the status and the body (JSON when it parses, else a string).
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let mut req = ureq::request(method, &format!("{}{}", self.url, path))
-            .timeout(Duration::from_secs(600));
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let mut req =
+            ureq::request(method, &format!("{}{}", self.url, path)).timeout(Duration::from_secs(600));
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
@@ -242,11 +203,7 @@ impl Server {
             .set("Authorization", &format!("Bearer {token}"))
             .send_json(body.clone())
             .unwrap_or_else(|e| panic!("SSE request failed: {e:?}"));
-        assert!(
-            response.content_type().starts_with("text/event-stream"),
-            "{}",
-            response.content_type()
-        );
+        assert!(response.content_type().starts_with("text/event-stream"), "{}", response.content_type());
         let mut text = String::new();
         response.into_reader().read_to_string(&mut text).unwrap();
         text
@@ -261,10 +218,7 @@ fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     };
     let status = response.status();
     let text = response.into_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 impl Drop for Server {

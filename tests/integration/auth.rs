@@ -22,8 +22,7 @@ fn every_route_but_health_needs_a_valid_token() {
     let body = json!({"message": "hi", "messages": [{"role": "user", "content": "hi"}]});
     for (method, path) in routes {
         for bad in [None, Some("hth_0000"), Some("")] {
-            let (status, err) =
-                server.call(method, path, bad, Some(&body).filter(|_| method == "POST"));
+            let (status, err) = server.call(method, path, bad, Some(&body).filter(|_| method == "POST"));
             assert_eq!(status, 401, "{method} {path} with {bad:?}: {err}");
             assert_eq!(code(&err), "unauthorized");
         }
@@ -31,10 +30,7 @@ fn every_route_but_health_needs_a_valid_token() {
     // A token belonging to nobody is refused; the right one works.
     let (status, _) = server.call("GET", "/v1/models", Some(&token), None);
     assert_eq!(status, 200);
-    assert!(
-        !server.log().contains(&token),
-        "the secret token appeared in the log"
-    );
+    assert!(!server.log().contains(&token), "the secret token appeared in the log");
 }
 
 #[test]
@@ -76,11 +72,6 @@ fn users_never_see_each_others_conversations() {
     assert_eq!((status, code(&body)), (404, "conversation_not_found"));
 
     // Alice still has exactly her one turn.
-    let (_, convo) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&alice),
-        None,
-    );
+    let (_, convo) = server.call("GET", &format!("/api/conversations/{id}"), Some(&alice), None);
     assert_eq!(convo["messages"].as_array().unwrap().len(), 2);
 }

@@ -6,41 +6,14 @@ use serde_json::json;
 #[test]
 fn bad_requests_get_clear_client_errors() {
     let options = ServerOptions::new(small_model()).env("HEARTH_MAX_BODY_BYTES", "4096");
-    let server = Server::start(ServerOptions {
-        context_size: 256,
-        ..options
-    });
+    let server = Server::start(ServerOptions { context_size: 256, ..options });
     let token = server.user("alice");
 
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        (
-            "malformed JSON",
-            "application/json",
-            b"{\"message\": ".to_vec(),
-            400,
-            "invalid_json",
-        ),
-        (
-            "not JSON at all",
-            "application/json",
-            b"hello".to_vec(),
-            400,
-            "invalid_json",
-        ),
-        (
-            "wrong type",
-            "application/json",
-            br#"{"message": 42}"#.to_vec(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "missing field",
-            "application/json",
-            br#"{"text": "hi"}"#.to_vec(),
-            400,
-            "invalid_request",
-        ),
+        ("malformed JSON", "application/json", b"{\"message\": ".to_vec(), 400, "invalid_json"),
+        ("not JSON at all", "application/json", b"hello".to_vec(), 400, "invalid_json"),
+        ("wrong type", "application/json", br#"{"message": 42}"#.to_vec(), 400, "invalid_request"),
+        ("missing field", "application/json", br#"{"text": "hi"}"#.to_vec(), 400, "invalid_request"),
         (
             "unknown field",
             "application/json",
@@ -48,13 +21,7 @@ fn bad_requests_get_clear_client_errors() {
             400,
             "invalid_request",
         ),
-        (
-            "empty message",
-            "application/json",
-            br#"{"message": "   "}"#.to_vec(),
-            400,
-            "invalid_request",
-        ),
+        ("empty message", "application/json", br#"{"message": "   "}"#.to_vec(), 400, "invalid_request"),
         (
             "bad temperature",
             "application/json",
@@ -69,13 +36,7 @@ fn bad_requests_get_clear_client_errors() {
             400,
             "invalid_request",
         ),
-        (
-            "wrong content type",
-            "text/plain",
-            br#"{"message": "hi"}"#.to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
+        ("wrong content type", "text/plain", br#"{"message": "hi"}"#.to_vec(), 415, "unsupported_media_type"),
         (
             "body over the limit",
             "application/json",
@@ -94,27 +55,13 @@ fn bad_requests_get_clear_client_errors() {
     for (what, content_type, body, status, expected) in cases {
         let (got, err) = server.raw("/api/chat", &token, content_type, &body);
         assert_eq!((got, code(&err)), (status, expected), "{what}: {err}");
-        assert!(
-            err["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{what}: {err}"
-        );
+        assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {err}");
     }
 
     // A message longer than the 256-token context window (but under the body limit).
     let long = "word ".repeat(600);
-    let (status, err) = server.call(
-        "POST",
-        "/api/chat",
-        Some(&token),
-        Some(&json!({"message": long})),
-    );
-    assert_eq!(
-        (status, code(&err)),
-        (400, "context_length_exceeded"),
-        "{err}"
-    );
+    let (status, err) = server.call("POST", "/api/chat", Some(&token), Some(&json!({"message": long})));
+    assert_eq!((status, code(&err)), (400, "context_length_exceeded"), "{err}");
     let (status, err) = server.call(
         "POST",
         "/v1/chat/completions",
@@ -138,22 +85,10 @@ fn bad_requests_get_clear_client_errors() {
     // OpenAI endpoint validation.
     for (body, expected) in [
         (json!({"messages": []}), "invalid_request"),
-        (
-            json!({"messages": [{"role": "wizard", "content": "hi"}]}),
-            "invalid_request",
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-            "invalid_request",
-        ),
-        (
-            json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}),
-            "invalid_request",
-        ),
-        (
-            json!({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}),
-            "model_not_found",
-        ),
+        (json!({"messages": [{"role": "wizard", "content": "hi"}]}), "invalid_request"),
+        (json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}), "invalid_request"),
+        (json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}), "invalid_request"),
+        (json!({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}), "model_not_found"),
         (json!({"messages": "hi"}), "invalid_request"),
     ] {
         let (status, err) = server.call("POST", "/v1/chat/completions", Some(&token), Some(&body));
@@ -164,12 +99,8 @@ fn bad_requests_get_clear_client_errors() {
     // After all that, the server is alive and still answers.
     let mut server = server;
     assert!(server.alive());
-    let (status, reply) = server.call(
-        "POST",
-        "/api/chat",
-        Some(&token),
-        Some(&json!({"message": "Hello", "max_tokens": 4})),
-    );
+    let (status, reply) =
+        server.call("POST", "/api/chat", Some(&token), Some(&json!({"message": "Hello", "max_tokens": 4})));
     assert_eq!(status, 200, "{reply}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }

@@ -11,19 +11,11 @@ fn assert_refused(model: &Path, expected: &str) {
     let model_health = &health["components"]["model"];
     assert_eq!(model_health["state"], "failed", "{health}");
     let error = model_health["error"].as_str().unwrap();
-    assert!(
-        error.contains(expected),
-        "expected '{expected}' in: {error}"
-    );
+    assert!(error.contains(expected), "expected '{expected}' in: {error}");
     assert_eq!(health["components"]["database"]["ready"], true);
 
     let token = server.user("alice");
-    let (status, body) = server.call(
-        "POST",
-        "/api/chat",
-        Some(&token),
-        Some(&json!({"message": "hi"})),
-    );
+    let (status, body) = server.call("POST", "/api/chat", Some(&token), Some(&json!({"message": "hi"})));
     assert_eq!((status, code(&body)), (503, "model_not_ready"), "{body}");
     let (status, body) = server.call(
         "POST",
@@ -38,10 +30,7 @@ fn assert_refused(model: &Path, expected: &str) {
     assert!(server.alive(), "the process died:\n{}", server.log());
 
     // `hearth models verify` reports the same problem with a failing exit code.
-    let (exit, out, _) = cli(
-        &server.data_dir,
-        &["models", "verify", model.to_str().unwrap()],
-    );
+    let (exit, out, _) = cli(&server.data_dir, &["models", "verify", model.to_str().unwrap()]);
     assert_eq!(exit, 1, "{out}");
     assert!(out.contains("FAILED") && out.contains(expected), "{out}");
 }

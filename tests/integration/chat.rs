@@ -23,9 +23,7 @@ fn the_default_model_answers_a_question() {
     assert_eq!(body["model"], "qwen2.5-coder-0.5b-instruct");
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
-    assert!(body["conversation_id"]
-        .as_str()
-        .is_some_and(|id| !id.is_empty()));
+    assert!(body["conversation_id"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
 #[test]
@@ -48,18 +46,10 @@ fn a_conversation_continues_and_is_listed() {
         "{first} {second}"
     );
 
-    let (status, conversation) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&token),
-        None,
-    );
+    let (status, conversation) = server.call("GET", &format!("/api/conversations/{id}"), Some(&token), None);
     assert_eq!(status, 200);
     let messages = conversation["messages"].as_array().unwrap();
-    let roles: Vec<&str> = messages
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
     assert_eq!(messages[0]["content"], "Hello, my name is Ada.");
     assert_eq!(messages[1]["content"], first["reply"]);
@@ -68,12 +58,8 @@ fn a_conversation_continues_and_is_listed() {
 
     let (status, list) = server.call("GET", "/api/conversations", Some(&token), None);
     assert_eq!(status, 200);
-    let ids: Vec<&str> = list["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        list["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [id.as_str()]);
 }
 
@@ -91,47 +77,26 @@ fn chat_streams_tokens_then_a_stored_done_event() {
     assert_eq!(last_name, "done", "{body}");
     let tokens: Vec<&(String, String)> = events.iter().filter(|(n, _)| n == "token").collect();
     assert!(tokens.len() >= 2, "expected several token events: {body}");
-    assert_eq!(
-        tokens.len() + 1,
-        events.len(),
-        "only token events before done: {body}"
-    );
+    assert_eq!(tokens.len() + 1, events.len(), "only token events before done: {body}");
     let streamed: String = tokens
         .iter()
-        .map(|(_, d)| {
-            serde_json::from_str::<Value>(d).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["text"].as_str().unwrap().to_string())
         .collect();
     let done: Value = serde_json::from_str(last_data).unwrap();
     assert_eq!(done["reply"].as_str().unwrap(), streamed);
 
     // The streamed turn was stored.
     let id = done["conversation_id"].as_str().unwrap();
-    let (_, conversation) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&token),
-        None,
-    );
-    assert_eq!(
-        conversation["messages"][1]["content"].as_str().unwrap(),
-        streamed
-    );
+    let (_, conversation) = server.call("GET", &format!("/api/conversations/{id}"), Some(&token), None);
+    assert_eq!(conversation["messages"][1]["content"].as_str().unwrap(), streamed);
 }
 
 #[test]
 fn metrics_count_requests_and_tokens() {
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
-    let (status, _) = server.call(
-        "POST",
-        "/api/chat",
-        Some(&token),
-        Some(&json!({"message": "Hi", "max_tokens": 5})),
-    );
+    let (status, _) =
+        server.call("POST", "/api/chat", Some(&token), Some(&json!({"message": "Hi", "max_tokens": 5})));
     assert_eq!(status, 200);
     let (status, text) = server.call("GET", "/metrics", Some(&token), None);
     assert_eq!(status, 200);
@@ -147,9 +112,6 @@ fn metrics_count_requests_and_tokens() {
     assert!(value("hearth_prompt_tokens_total") >= 1.0);
     assert_eq!(value("hearth_model_loaded"), 1.0);
     assert_eq!(value("hearth_engine_queue_depth"), 0.0);
-    assert!(
-        value("hearth_http_requests_total{method=\"POST\",route=\"/api/chat\",status=\"200\"}")
-            >= 1.0
-    );
+    assert!(value("hearth_http_requests_total{method=\"POST\",route=\"/api/chat\",status=\"200\"}") >= 1.0);
     assert!(text.contains("hearth_http_request_duration_seconds_bucket{route=\"/api/chat\""));
 }

@@ -10,18 +10,9 @@ fn help_explains_every_subcommand() {
     for sub in ["serve", "chat", "users", "tokens", "models", "print-config"] {
         assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
     }
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in [
-        "--listen",
-        "--data-dir",
-        "--model",
-        "HEARTH_LISTEN",
-        "HEARTH_MODEL",
-    ] {
+    for flag in ["--listen", "--data-dir", "--model", "HEARTH_LISTEN", "HEARTH_MODEL"] {
         assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
     }
 }
@@ -38,23 +29,11 @@ fn print_config_shows_layers_in_order() {
         .env("HEARTH_LISTEN", "0.0.0.0:9999")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let parsed: toml::Table = toml::from_str(&text).unwrap();
-    assert_eq!(
-        parsed["model"]["max_tokens"].as_integer(),
-        Some(100),
-        "file applies"
-    );
-    assert_eq!(
-        parsed["model"]["temperature"].as_float(),
-        Some(0.3f32 as f64),
-        "env beats file"
-    );
+    assert_eq!(parsed["model"]["max_tokens"].as_integer(), Some(100), "file applies");
+    assert_eq!(parsed["model"]["temperature"].as_float(), Some(0.3f32 as f64), "env beats file");
     assert_eq!(parsed["server"]["listen"].as_str(), Some("0.0.0.0:9999"));
 }
 
@@ -63,26 +42,14 @@ fn config_errors_name_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hearth.toml");
     std::fs::write(&file, "[model]\nthreds = 2\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["print-config", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["print-config", "--config"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains(file.to_str().unwrap()) && err.contains("threds"),
-        "{err}"
-    );
+    assert!(err.contains(file.to_str().unwrap()) && err.contains("threds"), "{err}");
 
-    let out = Command::new(BIN)
-        .args(["print-config", "--config", "/nonexistent/h.toml"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["print-config", "--config", "/nonexistent/h.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("/nonexistent/h.toml"));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("/nonexistent/h.toml"));
 }
 
 #[test]
@@ -94,35 +61,24 @@ fn tokens_are_printed_once_alone_on_the_last_line() {
 
     let (code, _, _) = cli(dir.path(), &["users", "add", "alice", "--admin"]);
     assert_eq!(code, 0);
-    let (code, out, _) = cli(
-        dir.path(),
-        &["tokens", "create", "--user", "alice", "--label", "laptop"],
-    );
+    let (code, out, _) = cli(dir.path(), &["tokens", "create", "--user", "alice", "--label", "laptop"]);
     assert_eq!(code, 0);
     let token = out.lines().last().unwrap();
     assert!(token.starts_with("hth_") && token.len() == 68, "{out}");
 
     let (_, listing, _) = cli(dir.path(), &["tokens", "list"]);
-    assert!(
-        listing.contains("laptop") && listing.contains(&token[..12]),
-        "{listing}"
-    );
+    assert!(listing.contains("laptop") && listing.contains(&token[..12]), "{listing}");
     assert!(!listing.contains(token), "list must not show the secret");
     let (_, users, _) = cli(dir.path(), &["users", "list"]);
-    assert!(
-        users.contains("alice") && users.contains("admin"),
-        "{users}"
-    );
+    assert!(users.contains("alice") && users.contains("admin"), "{users}");
 }
 
 #[test]
 fn chat_talks_to_a_running_service_and_keeps_history_there() {
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
-    let out = Command::new(BIN)
-        .args(["chat", "--url", &server.url, "--max-tokens-hint-unused"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).args(["chat", "--url", &server.url, "--max-tokens-hint-unused"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "unknown flags are rejected");
 
     let out = Command::new(BIN)
@@ -132,11 +88,7 @@ fn chat_talks_to_a_running_service_and_keeps_history_there() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.trim().is_empty());
     let (_, list) = server.call("GET", "/api/conversations", Some(&token), None);
     assert_eq!(list["conversations"][0]["title"], "Say hello.");

@@ -27,12 +27,7 @@ fn models_and_completions_have_openai_shapes() {
     assert_eq!(models["data"][0]["id"], "smollm2-135m-instruct");
     assert_eq!(models["data"][0]["object"], "model");
 
-    let (status, body) = server.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&token),
-        Some(&request(false)),
-    );
+    let (status, body) = server.call("POST", "/v1/chat/completions", Some(&token), Some(&request(false)));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["object"], "chat.completion");
     assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
@@ -50,21 +45,13 @@ fn models_and_completions_have_openai_shapes() {
     let sse = server.sse("/v1/chat/completions", &token, &request(true));
     let events = sse_events(&sse);
     assert_eq!(events.last().unwrap().1, "[DONE]", "{sse}");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|(_, d)| serde_json::from_str(d).unwrap())
-        .collect();
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text, choice["message"]["content"].as_str().unwrap());
     let finish = &chunks[chunks.len() - 2];
-    assert_eq!(
-        finish["choices"][0]["finish_reason"],
-        choice["finish_reason"]
-    );
+    assert_eq!(finish["choices"][0]["finish_reason"], choice["finish_reason"]);
     let usage_chunk = chunks.last().unwrap();
     assert_eq!(usage_chunk["choices"].as_array().unwrap().len(), 0);
     assert_eq!(usage_chunk["usage"], body["usage"]);
@@ -83,31 +70,20 @@ fn stop_strings_and_max_tokens_are_honoured() {
             "messages": [{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
             "temperature": 0, "max_tokens": 60
         });
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        let (status, reply) =
-            server.call("POST", "/v1/chat/completions", Some(&token), Some(&body));
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (status, reply) = server.call("POST", "/v1/chat/completions", Some(&token), Some(&body));
         assert_eq!(status, 200, "{reply}");
         reply
     };
     let full = ask(json!({}));
-    let full_text = full["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let full_text = full["choices"][0]["message"]["content"].as_str().unwrap().to_string();
     assert!(full_text.contains('5'), "{full_text}");
 
     let stopped = ask(json!({"stop": ["5"]}));
-    let text = stopped["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap();
+    let text = stopped["choices"][0]["message"]["content"].as_str().unwrap();
     assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
     assert!(!text.contains('5'), "stop string leaked: {text}");
-    assert!(
-        full_text.starts_with(text),
-        "'{text}' is not a prefix of '{full_text}'"
-    );
+    assert!(full_text.starts_with(text), "'{text}' is not a prefix of '{full_text}'");
 
     let short = ask(json!({"max_tokens": 3}));
     assert_eq!(short["choices"][0]["finish_reason"], "length");
@@ -121,10 +97,7 @@ fn the_official_python_client_streams_a_reply() {
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
     let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/openai_stream.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_stream.py");
     let out = std::process::Command::new(&python)
         .arg(script)
         .env("OPENAI_BASE_URL", format!("{}/v1", server.url))
@@ -133,13 +106,13 @@ fn the_official_python_client_streams_a_reply() {
         .unwrap_or_else(|e| panic!("running {python}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "openai client failed (is the `openai` package installed for {python}?)\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "openai client failed (is the `openai` package installed for {python}?)\n{stdout}\n{stderr}"
+    );
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert!(report["chunks"].as_u64().unwrap() >= 2, "{report}");
     assert!(!report["text"].as_str().unwrap().is_empty(), "{report}");
     assert_eq!(report["model"], "smollm2-135m-instruct");
-    assert!(
-        ["stop", "length"].contains(&report["finish_reason"].as_str().unwrap()),
-        "{report}"
-    );
+    assert!(["stop", "length"].contains(&report["finish_reason"].as_str().unwrap()), "{report}");
 }

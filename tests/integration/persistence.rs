@@ -17,21 +17,11 @@ fn history_survives_kill_9_and_restart() {
         ids.push(reply["message_id"].as_i64().unwrap());
     }
     let id = conversation.unwrap();
-    let (_, before) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&token),
-        None,
-    );
+    let (_, before) = server.call("GET", &format!("/api/conversations/{id}"), Some(&token), None);
 
     // SIGKILL straight after the acknowledgement: no clean shutdown, no flush.
     let server = server.kill_and_restart();
-    let (status, after) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&token),
-        None,
-    );
+    let (status, after) = server.call("GET", &format!("/api/conversations/{id}"), Some(&token), None);
     assert_eq!(status, 200, "{after}");
     assert_eq!(after, before);
     assert_eq!(after["messages"].as_array().unwrap().len(), 4);
@@ -41,11 +31,6 @@ fn history_survives_kill_9_and_restart() {
     let body = json!({"message": "What word?", "conversation_id": id, "max_tokens": 8});
     let (status, _) = server.call("POST", "/api/chat", Some(&token), Some(&body));
     assert_eq!(status, 200);
-    let (_, later) = server.call(
-        "GET",
-        &format!("/api/conversations/{id}"),
-        Some(&token),
-        None,
-    );
+    let (_, later) = server.call("GET", &format!("/api/conversations/{id}"), Some(&token), None);
     assert_eq!(later["messages"].as_array().unwrap().len(), 6);
 }
