@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "deps: cargo not found. Hearth needs Rust 1.80 or newer (https://rustup.rs)." >&2
+  echo "deps: cargo not found. Hearth needs Rust 1.89 or newer (https://rustup.rs)." >&2
   exit 1
 fi
 echo "deps: ok ($(cargo --version))" >&2

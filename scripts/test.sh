@@ -15,4 +15,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev
 fi
 export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 
+# The Yocto recipe lists every crate; it must follow Cargo.lock.
+python3 yocto/meta-hearth/scripts/update-crates-inc.py --check
+
 cargo test --locked --all-targets "$@"
