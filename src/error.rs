@@ -52,6 +52,7 @@ error_codes! {
     UnsupportedMediaType  => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",  "invalid_request_error";
     Overloaded            => TOO_MANY_REQUESTS,      "overloaded",              "rate_limit_error";
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
+    Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
     StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
     EngineError           => INTERNAL_SERVER_ERROR,  "engine_error",            "server_error";
     Internal              => INTERNAL_SERVER_ERROR,  "internal_error",          "server_error";
@@ -134,6 +135,7 @@ impl From<crate::engine::EngineError> for ApiError {
             E::Overloaded(_) => ErrorCode::Overloaded,
             E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
             E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            E::Timeout(_) => ErrorCode::Timeout,
             _ => ErrorCode::EngineError,
         };
         ApiError::new(code, e.to_string())

@@ -54,6 +54,13 @@ pub struct ModelSettings {
     pub system_prompt: String,
     /// Requests waiting for the engine before new ones get 429.
     pub queue_size: usize,
+    /// Requests generating at once; they share each decoding step (continuous batching).
+    pub parallel: u32,
+    /// Token cells in the KV cache, shared by all conversations (0: context_size x parallel).
+    /// Conversations keep their cache between turns until it is needed for others.
+    pub kv_cache_tokens: u32,
+    /// A request still unfinished after this many seconds (queueing included) is stopped.
+    pub request_timeout_secs: u64,
     /// Check the file's sha256 against the manifest when the file is listed there.
     pub verify_sha256: bool,
 }
@@ -72,6 +79,9 @@ impl Default for ModelSettings {
                             Answer clearly and concisely."
                 .into(),
             queue_size: 16,
+            parallel: 4,
+            kv_cache_tokens: 0,
+            request_timeout_secs: 600,
             verify_sha256: true,
         }
     }
@@ -144,6 +154,15 @@ impl Settings {
         }
         if !(1..=4096).contains(&m.queue_size) {
             return bad("model.queue_size", "must be between 1 and 4096");
+        }
+        if !(1..=64).contains(&m.parallel) {
+            return bad("model.parallel", "must be between 1 and 64");
+        }
+        if m.kv_cache_tokens != 0 && m.kv_cache_tokens < m.context_size {
+            return bad("model.kv_cache_tokens", "must be 0 (automatic) or at least model.context_size");
+        }
+        if m.request_timeout_secs == 0 {
+            return bad("model.request_timeout_secs", "must be at least 1");
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return bad("storage.data_dir", "must not be empty");

@@ -462,7 +462,11 @@ fn read_header<R: Read + Seek>(r: &mut Reader<R>) -> Result<(u32, u64, u64), Ggu
     }
     let version = r.u32(&|| "GGUF version".to_string())?;
     if matches!(version.swap_bytes(), 2 | 3) {
-        bail!(Invalid, "it is a big-endian file (version {}), unusable here", version.swap_bytes());
+        bail!(
+            Invalid,
+            "it is a big-endian GGUF (version {}), which cannot be loaded here",
+            version.swap_bytes()
+        );
     }
     if !matches!(version, 2 | 3) {
         return Err(GgufError::UnsupportedVersion { version });
@@ -533,7 +537,11 @@ fn read_tensor_infos<R: Read + Seek>(r: &mut Reader<R>, count: u64) -> Result<Ve
         };
         if dims[0] % block != 0 {
             let row = dims[0];
-            bail!(Tensor, name, "has {row} elements per row, not a multiple of {type_name}'s {block}");
+            bail!(
+                Tensor,
+                name,
+                "has {row} elements per row, not a multiple of the {type_name} block size {block}"
+            );
         }
         let Some(size) = (elements / block).checked_mul(block_bytes) else {
             bail!(Tensor, name, "has shape {dims:?}, too large for type {type_name}");
@@ -557,7 +565,7 @@ fn check_layout(
             bail!(Tensor, t.name, "has data offset {offset}, not a multiple of the alignment {alignment}");
         }
         let start = data_offset.saturating_add(offset);
-        if start.checked_add(size).map_or(true, |end| end > file_size) {
+        if start > file_size || size > file_size - start {
             bail!(
                 Tensor,
                 t.name,
@@ -1016,7 +1024,7 @@ mod tests {
         // Quantized sizes come from the type table: Q4_0 is 18 bytes per 32 elements.
         let s = check(&model().tensor("q.weight", &[64, 2], 2, None).build()).unwrap();
         assert_eq!(s.file_size - s.data_offset, MODEL_DATA + 72);
-        rejects(model().tensor("q.weight", &[33], 2, None), "not a multiple of Q4_0's 32");
+        rejects(model().tensor("q.weight", &[33], 2, None), "not a multiple of the Q4_0 block size 32");
     }
 
     #[test]

@@ -13,159 +13,27 @@
 pub mod gguf;
 #[cfg(feature = "llm")]
 mod llama;
+#[cfg(feature = "llm")]
+mod scheduler;
+mod slots;
 mod text;
+mod types;
 
 pub use text::{StopMatcher, Utf8Stream};
+pub use types::{
+    ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, ModelInfo, ModelState, Prompt,
+    Timings, Usage,
+};
 
 use crate::config::Settings;
 use crate::telemetry::Metrics;
-use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// One message of a chat, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_string(), content: content.into() }
-    }
-}
-
-/// Sampling and length settings for one request, already resolved against defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateParams {
-    pub temperature: f32,
-    pub top_p: f32,
-    pub top_k: u32,
-    pub seed: Option<u32>,
-    pub max_tokens: u32,
-    pub stop: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinishReason {
-    /// The model ended its turn or a stop string was reached.
-    Stop,
-    /// `max_tokens` or the context window was reached.
-    Length,
-}
-
-impl FinishReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub total_tokens: u32,
-}
-
-/// Where the time went, in llama-server's field names (benchmarks compare the two).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
-pub struct Timings {
-    /// Prompt tokens evaluated for this request.
-    pub prompt_n: u32,
-    pub prompt_ms: f64,
-    pub prompt_per_second: f64,
-    /// Tokens generated.
-    pub predicted_n: u32,
-    pub predicted_ms: f64,
-    pub predicted_per_second: f64,
-    /// Prompt tokens reused from the cache instead of evaluated.
-    pub cache_n: u32,
-}
-
-impl Timings {
-    pub fn new(prompt_n: u32, prompt_ms: f64, predicted_n: u32, predicted_ms: f64, cache_n: u32) -> Self {
-        let rate = |n: u32, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
-        Timings {
-            prompt_n,
-            prompt_ms,
-            prompt_per_second: rate(prompt_n, prompt_ms),
-            predicted_n,
-            predicted_ms,
-            predicted_per_second: rate(predicted_n, predicted_ms),
-            cache_n,
-        }
-    }
-}
-
-/// What the engine sends back for a request, in order: tokens, then `Done` or `Error`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Token(String),
-    Done { finish_reason: FinishReason, usage: Usage, timings: Timings },
-    Error(EngineError),
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    #[error("the model is not ready: {0}")]
-    NotReady(String),
-    #[error("the engine is busy ({0} requests waiting); retry shortly")]
-    Overloaded(usize),
-    #[error(
-        "the prompt is {prompt_tokens} tokens but the context window is {context_size} tokens; \
-         shorten the message or start a new conversation"
-    )]
-    ContextLengthExceeded { prompt_tokens: usize, context_size: usize },
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error("inference failed: {0}")]
-    Failed(String),
-}
-
-/// Facts about the loaded model, for `/v1/models` and `/api/health`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelInfo {
-    /// The name clients use (`model` in OpenAI requests).
-    pub id: String,
-    pub path: PathBuf,
-    pub architecture: String,
-    pub file_size: u64,
-    pub context_size: u32,
-    pub trained_context: u32,
-    pub parameters: u64,
-    pub threads: u32,
-    /// `Some(true)` when the file matched the manifest's sha256; `None` when unlisted.
-    pub sha256_verified: Option<bool>,
-    pub chat_template: String,
-    pub load_seconds: f64,
-    pub loaded_at: i64,
-}
-
-/// The model's lifecycle, published by the engine thread.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub enum ModelState {
-    Loading { path: PathBuf },
-    Ready(Box<ModelInfo>),
-    Failed { path: PathBuf, error: String },
-}
-
-impl ModelState {
-    pub fn is_ready(&self) -> bool {
-        matches!(self, ModelState::Ready(_))
-    }
-}
 
 /// A request queued for the engine thread.
 pub(crate) struct Job {
-    messages: Vec<ChatMessage>,
+    prompt: Prompt,
     params: GenerateParams,
     events: mpsc::UnboundedSender<Event>,
     queued_at: Instant,
@@ -178,6 +46,9 @@ pub(crate) struct WorkerConfig {
     pub threads: u32,
     pub context_size: u32,
     pub verify_sha256: bool,
+    pub parallel: usize,
+    pub kv_cache_tokens: u32,
+    pub timeout: Duration,
 }
 
 /// A handle to the engine; clone it freely.
@@ -210,6 +81,9 @@ impl Engine {
             threads: settings.inference_threads(),
             context_size: settings.model.context_size,
             verify_sha256: settings.model.verify_sha256,
+            parallel: settings.model.parallel as usize,
+            kv_cache_tokens: settings.model.kv_cache_tokens,
+            timeout: Duration::from_secs(settings.model.request_timeout_secs),
         };
         let worker_metrics = metrics.clone();
         std::thread::Builder::new()
@@ -244,7 +118,7 @@ impl Engine {
     /// Queues a chat; tokens arrive on the returned channel.
     pub fn submit(
         &self,
-        messages: Vec<ChatMessage>,
+        prompt: Prompt,
         params: GenerateParams,
     ) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
         match &*self.state.borrow() {
@@ -255,7 +129,7 @@ impl Engine {
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let job = Job { messages, params, events: tx, queued_at: Instant::now() };
+        let job = Job { prompt, params, events: tx, queued_at: Instant::now() };
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();

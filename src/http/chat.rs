@@ -7,7 +7,7 @@
 
 use super::reply::{sse_event, sse_response, Complete, Reply};
 use super::{json, AppState, Caller};
-use crate::engine::{ChatMessage, GenerateParams, Timings, Usage};
+use crate::engine::{ChatMessage, GenerateParams, Prompt, Timings, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{NewTurn, StoreError};
 use actix_web::{web, HttpResponse};
@@ -38,6 +38,9 @@ pub struct ChatResponse {
     pub finish_reason: &'static str,
     pub usage: Usage,
     pub timings: Timings,
+    /// Oldest messages of the conversation left out of the prompt to fit the context
+    /// window (they stay in the history).
+    pub dropped_messages: u32,
 }
 
 /// Resolves per-request sampling options against the configured defaults.
@@ -101,7 +104,7 @@ pub async fn chat(
     let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
     let model = state.engine.model().map(|m| m.id).unwrap_or_default();
 
-    let reply = Reply::start(state.engine.submit(messages, params)?).await?;
+    let reply = Reply::start(state.engine.submit(Prompt::Chat(messages), params)?).await?;
     let turn = Turn { state: state.clone(), user_id, request, model };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))
@@ -134,9 +137,9 @@ impl Turn {
             user_message: self.request.message.clone(),
             reply: complete.text.clone(),
             model: self.model.clone(),
-            prompt_tokens: complete.usage.prompt_tokens,
-            completion_tokens: complete.usage.completion_tokens,
-            finish_reason: complete.finish_reason.as_str().to_string(),
+            prompt_tokens: complete.finished.usage.prompt_tokens,
+            completion_tokens: complete.finished.usage.completion_tokens,
+            finish_reason: complete.finished.finish_reason.as_str().to_string(),
         };
         let ids = self
             .state
@@ -149,9 +152,10 @@ impl Turn {
             message_id: ids.reply_id,
             reply: complete.text,
             model: self.model.clone(),
-            finish_reason: complete.finish_reason.as_str(),
-            usage: complete.usage,
-            timings: complete.timings,
+            finish_reason: complete.finished.finish_reason.as_str(),
+            usage: complete.finished.usage,
+            timings: complete.finished.timings,
+            dropped_messages: complete.finished.dropped_messages,
         })
     }
 }
@@ -180,10 +184,9 @@ fn stream(
                 s.text.push_str(&t);
                 sse_event(Some("token"), &data)
             }
-            Some(Event::Done { finish_reason, usage, timings }) => {
+            Some(Event::Done(finished)) => {
                 s.finished = true;
-                let text = std::mem::take(&mut s.text);
-                let complete = Complete { text, finish_reason, usage, timings };
+                let complete = Complete { text: std::mem::take(&mut s.text), finished };
                 match s.turn.persist(complete).await {
                     Ok(response) => {
                         sse_event(Some("done"), &serde_json::to_string(&response).unwrap_or_default())

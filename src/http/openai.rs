@@ -5,7 +5,7 @@
 use super::chat::params;
 use super::reply::{sse_event, sse_response, Reply};
 use super::{json, AppState, Caller};
-use crate::engine::{ChatMessage, Event, ModelInfo};
+use crate::engine::{ChatMessage, Event, ModelInfo, Prompt};
 use crate::error::{ApiError, ErrorCode};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -156,7 +156,7 @@ pub async fn chat_completions(
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let params = params(&state, request.temperature, request.top_p, max_tokens, request.seed, stop)?;
     let messages = chat_messages(&state, request.messages)?;
-    let reply = Reply::start(state.engine.submit(messages, params)?).await?;
+    let reply = Reply::start(state.engine.submit(Prompt::Chat(messages), params)?).await?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
@@ -166,7 +166,8 @@ pub async fn chat_completions(
         return Ok(sse_response(chunks.stream(reply)));
     }
     let complete = reply.collect().await?;
-    Ok(json(&json!({
+    let finished = complete.finished;
+    let mut body = json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
@@ -174,11 +175,15 @@ pub async fn chat_completions(
         "choices": [{
             "index": 0,
             "message": { "role": "assistant", "content": complete.text },
-            "finish_reason": complete.finish_reason.as_str(),
+            "finish_reason": finished.finish_reason.as_str(),
         }],
-        "usage": complete.usage,
-        "timings": complete.timings,
-    })))
+        "usage": finished.usage,
+        "timings": finished.timings,
+    });
+    if finished.dropped_messages > 0 {
+        body["dropped_messages"] = finished.dropped_messages.into();
+    }
+    Ok(json(&body))
 }
 
 fn not_ready_reason(state: &AppState) -> String {
@@ -227,8 +232,9 @@ impl Chunks {
                     out.extend_from_slice(&chunks.chunk(json!({ "content": text }), None));
                     return Some((Ok(bytes::Bytes::from(out)), (chunks, reply, None, false)));
                 }
-                Some(Event::Done { finish_reason, usage, timings }) => {
-                    out.extend_from_slice(&chunks.chunk(json!({}), Some(finish_reason.as_str())));
+                Some(Event::Done(finished)) => {
+                    let reason = finished.finish_reason.as_str();
+                    out.extend_from_slice(&chunks.chunk(json!({}), Some(reason)));
                     if chunks.include_usage {
                         let usage_chunk = json!({
                             "id": chunks.id,
@@ -236,8 +242,8 @@ impl Chunks {
                             "created": chunks.created,
                             "model": chunks.model,
                             "choices": [],
-                            "usage": usage,
-                            "timings": timings,
+                            "usage": finished.usage,
+                            "timings": finished.timings,
                         });
                         out.extend_from_slice(&sse_event(None, &usage_chunk.to_string()));
                     }

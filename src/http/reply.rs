@@ -1,6 +1,6 @@
 //! Reading a reply from the engine: all at once, or as an SSE stream.
 
-use crate::engine::{EngineError, Event, FinishReason, Timings, Usage};
+use crate::engine::{EngineError, Event, Finished};
 use crate::error::ApiError;
 use actix_web::http::header;
 use actix_web::HttpResponse;
@@ -17,9 +17,7 @@ pub struct Reply {
 /// A finished reply.
 pub struct Complete {
     pub text: String,
-    pub finish_reason: FinishReason,
-    pub usage: Usage,
-    pub timings: Timings,
+    pub finished: Finished,
 }
 
 fn stopped() -> ApiError {
@@ -51,9 +49,7 @@ impl Reply {
         loop {
             match self.next().await {
                 Some(Event::Token(t)) => text.push_str(&t),
-                Some(Event::Done { finish_reason, usage, timings }) => {
-                    return Ok(Complete { text, finish_reason, usage, timings })
-                }
+                Some(Event::Done(finished)) => return Ok(Complete { text, finished }),
                 Some(Event::Error(e)) => return Err(e.into()),
                 None => return Err(stopped()),
             }

@@ -1,0 +1,468 @@
+//! Continuous batching over one llama.cpp context.
+//!
+//! Every step builds one batch: the last sampled token of each generating request, then
+//! chunks of prompts still being read, up to [`BATCH_TOKENS`]. New requests are admitted
+//! between steps, so a long prompt is read a chunk at a time while other replies keep
+//! streaming. Each request runs in a slot (a KV sequence); a finished conversation keeps
+//! its cache, and its next turn evaluates only the tokens after the shared prefix.
+
+use super::llama::BATCH_TOKENS;
+use super::slots::{fit_history, Placement, Slots};
+use super::{
+    ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, Job, Prompt, StopMatcher,
+    Timings, Usage, Utf8Stream,
+};
+use crate::telemetry::Metrics;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub(super) struct Limits {
+    /// Most tokens one request may span (prompt and reply).
+    pub context_size: usize,
+    /// Requests generating at once.
+    pub parallel: usize,
+    /// KV sequences (at least `parallel`); idle ones keep finished conversations.
+    pub sequences: usize,
+    pub timeout: Duration,
+}
+
+/// A request being served.
+struct Active {
+    job: Job,
+    slot: usize,
+    prompt: Vec<LlamaToken>,
+    /// Next prompt token to evaluate; prompt tokens before it are in the cache.
+    next_prompt: usize,
+    reused: usize,
+    dropped: usize,
+    /// A sampled token not yet written to the cache.
+    pending: Option<LlamaToken>,
+    /// This request's logits in the current batch.
+    logits_at: Option<i32>,
+    /// Tokens this request added to the current batch.
+    added: Vec<i32>,
+    budget: usize,
+    generated: usize,
+    sampler: LlamaSampler,
+    utf8: Utf8Stream,
+    stops: StopMatcher,
+    prefill_started: Instant,
+    prefill_ms: Option<f64>,
+    deadline: Instant,
+}
+
+/// How a request leaves the scheduler.
+enum Outcome {
+    Finished(FinishReason),
+    Failed(EngineError),
+    /// The client went away: nothing to send.
+    Gone,
+}
+
+pub(super) struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    template: &'m LlamaChatTemplate,
+    ctx: LlamaContext<'m>,
+    metrics: &'m Metrics,
+    limits: Limits,
+    slots: Slots,
+    active: Vec<Active>,
+    batch: LlamaBatch<'static>,
+}
+
+impl<'m> Scheduler<'m> {
+    pub fn new(
+        model: &'m LlamaModel,
+        template: &'m LlamaChatTemplate,
+        ctx: LlamaContext<'m>,
+        metrics: &'m Metrics,
+        limits: Limits,
+    ) -> Self {
+        let slots = Slots::new(limits.sequences.max(limits.parallel));
+        Scheduler {
+            model,
+            template,
+            ctx,
+            metrics,
+            limits,
+            slots,
+            active: Vec::new(),
+            batch: LlamaBatch::new(BATCH_TOKENS, 1),
+        }
+    }
+
+    /// Serves jobs until the queue's senders are gone. A panic in one step fails the
+    /// requests of that step and the loop goes on.
+    pub fn run(&mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            if !self.admit(&mut jobs) {
+                return;
+            }
+            if self.active.is_empty() {
+                continue;
+            }
+            if std::panic::catch_unwind(AssertUnwindSafe(|| self.step())).is_err() {
+                tracing::error!("engine step panicked; failing its requests");
+                let active = std::mem::take(&mut self.active);
+                for a in active {
+                    let seq = a.slot as i32;
+                    let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+                    self.slots.clear(a.slot);
+                    self.finish(a, Outcome::Failed(EngineError::Failed("the engine panicked".into())));
+                }
+            }
+            self.metrics.active_sequences.set(self.active.len() as i64);
+        }
+    }
+
+    /// Takes new jobs while there is room. Blocks only when nothing is running.
+    /// Returns false when the queue is closed and nothing is left to do.
+    fn admit(&mut self, jobs: &mut mpsc::Receiver<Job>) -> bool {
+        while self.active.len() < self.limits.parallel {
+            let job = if self.active.is_empty() {
+                match jobs.blocking_recv() {
+                    Some(job) => job,
+                    None => return false,
+                }
+            } else {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            };
+            self.metrics.queue_depth.dec();
+            if job.events.is_closed() {
+                self.metrics.requests_cancelled.inc();
+                continue;
+            }
+            if job.queued_at.elapsed() >= self.limits.timeout {
+                self.metrics.requests_timed_out.inc();
+                let _ = job.events.send(Event::Error(EngineError::Timeout(self.limits.timeout.as_secs())));
+                continue;
+            }
+            match self.start(job) {
+                Ok(active) => self.active.push(active),
+                Err((job, e)) => {
+                    let _ = job.events.send(Event::Error(e));
+                }
+            }
+        }
+        true
+    }
+
+    fn render(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
+        let chat = messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| EngineError::InvalidRequest("messages must not contain NUL characters".into()))?;
+        let text = self
+            .model
+            .apply_chat_template(self.template, &chat, true)
+            .map_err(|e| EngineError::Failed(format!("chat template: {e}")))?;
+        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+    }
+
+    /// Tokenizes a job, fits it into the window and places it in a slot.
+    fn start(&mut self, job: Job) -> Result<Active, (Job, EngineError)> {
+        let context = self.limits.context_size;
+        let reserve = (job.params.max_tokens as usize).min(context / 4).max(1);
+        let fitted = match &job.prompt {
+            Prompt::Chat(messages) => fit_history(messages.clone(), context, reserve, |m| {
+                Ok(self.render(m)?.into_iter().map(|t| t.0).collect())
+            })
+            .map(|f| (f.tokens, f.dropped)),
+            Prompt::Text(text) => {
+                let tokens: Vec<i32> = self
+                    .model
+                    .vocab()
+                    .tokenize(text.as_bytes(), true, false)
+                    .into_iter()
+                    .map(|t| t.0)
+                    .collect();
+                if tokens.is_empty() || tokens.len() >= context {
+                    Err(EngineError::ContextLengthExceeded {
+                        prompt_tokens: tokens.len(),
+                        context_size: context,
+                    })
+                } else {
+                    Ok((tokens, 0))
+                }
+            }
+        };
+        let (tokens, dropped) = match fitted {
+            Ok(f) => f,
+            Err(e) => return Err((job, e)),
+        };
+        let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
+        let placement = self.prepare_cache(placement);
+        self.slots.take(placement);
+        let reuse = placement.reuse;
+        self.metrics.prompt_tokens.inc_by(tokens.len() as u64);
+        self.metrics.prompt_tokens_reused.inc_by(reuse as u64);
+        if dropped > 0 {
+            tracing::debug!(dropped, "dropped the oldest messages to fit the context window");
+        }
+        let budget = (job.params.max_tokens as usize).min(context - tokens.len());
+        let deadline = job.queued_at + self.limits.timeout;
+        Ok(Active {
+            slot: placement.slot,
+            prompt: tokens.into_iter().map(LlamaToken).collect(),
+            next_prompt: reuse,
+            reused: reuse,
+            dropped,
+            pending: None,
+            logits_at: None,
+            added: Vec::new(),
+            budget,
+            generated: 0,
+            sampler: sampler(&job.params),
+            utf8: Utf8Stream::default(),
+            stops: StopMatcher::new(job.params.stop.clone()),
+            prefill_started: Instant::now(),
+            prefill_ms: None,
+            deadline,
+            job,
+        })
+    }
+
+    /// Makes a slot's sequence hold exactly the prefix the placement starts from:
+    /// its own cache cut after the shared part, or the donor's prefix copied (the
+    /// unified cache shares those cells). Returns the placement actually applied.
+    fn prepare_cache(&mut self, placement: Placement) -> Placement {
+        let seq = placement.slot as i32;
+        if let Some(from) = placement.copy_from {
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            let end = placement.reuse as u32;
+            if self.ctx.kv_cache_seq_cp(from as i32, seq, Some(0), Some(end)).is_ok() {
+                return placement;
+            }
+            return Placement { reuse: 0, copy_from: None, ..placement };
+        }
+        let cached = self.slots.get(placement.slot).cached.len();
+        if placement.reuse >= cached
+            || self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok()
+        {
+            return placement;
+        }
+        // Some caches (recurrent, sliding-window) cannot drop a suffix: start over.
+        let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        Placement { reuse: 0, ..placement }
+    }
+
+    /// One decode over all active requests, then sampling for those that need it.
+    fn step(&mut self) {
+        self.drop_departed();
+        if self.active.is_empty() {
+            return;
+        }
+        self.fill_batch();
+        loop {
+            match self.ctx.decode(&mut self.batch) {
+                Ok(()) => break,
+                Err(DecodeError::NoKvCacheSlot) if self.evict_one() => continue,
+                Err(e) => {
+                    // Nothing idle to evict: the newest request gives way.
+                    let a = self.active.pop().expect("a non-empty batch has requests");
+                    let _ = self.ctx.kv_cache_seq_rm(a.slot as i32, None, None);
+                    self.slots.clear(a.slot);
+                    let error = EngineError::Failed(format!("the KV cache is full ({e}); retry shortly"));
+                    self.finish(a, Outcome::Failed(error));
+                    return;
+                }
+            }
+        }
+        let mut done = Vec::new();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            self.slots.extend(a.slot, &a.added);
+            if a.pending.take().is_none() {
+                a.next_prompt += a.added.len();
+            }
+            a.added.clear();
+            if let Some(at) = a.logits_at.take() {
+                if let Some(outcome) = sample(self.model, &self.ctx, self.metrics, a, at) {
+                    done.push((i, outcome));
+                }
+            }
+        }
+        for (i, outcome) in done.into_iter().rev() {
+            let a = self.active.swap_remove(i);
+            self.finish(a, outcome);
+        }
+    }
+
+    /// Ends requests whose client left or whose time is up, before spending work on them.
+    fn drop_departed(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.active.len() {
+            let a = &self.active[i];
+            let outcome = if a.job.events.is_closed() {
+                Some(Outcome::Gone)
+            } else if now >= a.deadline {
+                Some(Outcome::Failed(EngineError::Timeout(self.limits.timeout.as_secs())))
+            } else {
+                None
+            };
+            match outcome {
+                Some(outcome) => {
+                    let a = self.active.swap_remove(i);
+                    self.finish(a, outcome);
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Generating requests first (one token each), then prompt chunks in arrival order.
+    fn fill_batch(&mut self) {
+        self.batch.clear();
+        for a in self.active.iter_mut() {
+            a.added.clear();
+            a.logits_at = None;
+        }
+        for a in self.active.iter_mut() {
+            if let Some(token) = a.pending {
+                let pos = self.slots.get(a.slot).cached.len() as i32;
+                a.logits_at = Some(self.batch.n_tokens());
+                self.batch
+                    .add(token, pos, &[a.slot as i32], true)
+                    .expect("batch has room for every sequence");
+                a.added.push(token.0);
+            }
+        }
+        for a in self.active.iter_mut() {
+            let room = BATCH_TOKENS - self.batch.n_tokens() as usize;
+            if a.pending.is_some() || room == 0 {
+                continue;
+            }
+            let start = a.next_prompt;
+            let end = (start + room).min(a.prompt.len());
+            let base = self.slots.get(a.slot).cached.len();
+            for (offset, token) in a.prompt[start..end].iter().enumerate() {
+                let last = start + offset + 1 == a.prompt.len();
+                if last {
+                    a.logits_at = Some(self.batch.n_tokens());
+                }
+                self.batch.add(*token, (base + offset) as i32, &[a.slot as i32], last).expect("room checked");
+                a.added.push(token.0);
+            }
+        }
+    }
+
+    /// Frees the least recently used idle sequence. False when none is left.
+    fn evict_one(&mut self) -> bool {
+        let Some(slot) = self.slots.eviction_candidate() else { return false };
+        let _ = self.ctx.kv_cache_seq_rm(slot as i32, None, None);
+        self.slots.clear(slot);
+        tracing::debug!(slot, "evicted an idle conversation from the KV cache");
+        true
+    }
+
+    fn finish(&mut self, mut a: Active, outcome: Outcome) {
+        self.slots.release(a.slot);
+        let event = match outcome {
+            Outcome::Gone => {
+                self.metrics.requests_cancelled.inc();
+                tracing::debug!(slot = a.slot, "client went away; generation stopped");
+                return;
+            }
+            Outcome::Failed(e) => {
+                if matches!(e, EngineError::Timeout(_)) {
+                    self.metrics.requests_timed_out.inc();
+                }
+                Event::Error(e)
+            }
+            Outcome::Finished(finish_reason) => {
+                let tail = a.stops.push(&a.utf8.finish()).0 + &a.stops.finish();
+                if !tail.is_empty() && a.job.events.send(Event::Token(tail)).is_err() {
+                    return;
+                }
+                let prompt_ms = a.prefill_ms.unwrap_or_default();
+                let total_ms = a.prefill_started.elapsed().as_secs_f64() * 1000.0;
+                let predicted_ms = (total_ms - prompt_ms).max(0.0);
+                let evaluated = a.prompt.len() - a.reused;
+                let timings = Timings::new(
+                    evaluated as u32,
+                    prompt_ms,
+                    a.generated as u32,
+                    predicted_ms,
+                    a.reused as u32,
+                );
+                self.metrics.generation_tokens_per_second.set(timings.predicted_per_second);
+                Event::Done(Finished {
+                    finish_reason,
+                    usage: Usage {
+                        prompt_tokens: a.prompt.len() as u32,
+                        completion_tokens: a.generated as u32,
+                        total_tokens: (a.prompt.len() + a.generated) as u32,
+                    },
+                    timings,
+                    dropped_messages: a.dropped as u32,
+                })
+            }
+        };
+        let _ = a.job.events.send(event);
+    }
+}
+
+/// Samples the next token for one request and streams its text.
+/// Returns how the request ends, or `None` if it goes on.
+fn sample(
+    model: &LlamaModel,
+    ctx: &LlamaContext<'_>,
+    metrics: &Metrics,
+    a: &mut Active,
+    at: i32,
+) -> Option<Outcome> {
+    if a.prefill_ms.is_none() {
+        a.prefill_ms = Some(a.prefill_started.elapsed().as_secs_f64() * 1000.0);
+        metrics.prompt_tokens_evaluated.inc_by((a.prompt.len() - a.reused) as u64);
+        metrics.time_to_first_token.observe(a.job.queued_at.elapsed().as_secs_f64());
+    }
+    let token = a.sampler.sample(ctx, at);
+    let vocab = model.vocab();
+    if vocab.is_eog(token) {
+        return Some(Outcome::Finished(FinishReason::Stop));
+    }
+    a.generated += 1;
+    metrics.tokens_generated.inc();
+    let piece = a.utf8.push(&vocab.token_to_piece(token, false, None));
+    let (text, stopped) = a.stops.push(&piece);
+    if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {
+        return Some(Outcome::Gone);
+    }
+    if stopped {
+        // Nothing after a stop string is sent, not even held-back text.
+        a.utf8 = Utf8Stream::default();
+        a.stops = StopMatcher::default();
+        return Some(Outcome::Finished(FinishReason::Stop));
+    }
+    if a.generated >= a.budget {
+        return Some(Outcome::Finished(FinishReason::Length));
+    }
+    a.pending = Some(token);
+    None
+}
+
+fn sampler(params: &GenerateParams) -> LlamaSampler {
+    if params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let seed = params.seed.unwrap_or_else(rand::random);
+    let mut chain = Vec::new();
+    if params.top_k > 0 {
+        chain.push(LlamaSampler::top_k(params.top_k as i32));
+    }
+    chain.push(LlamaSampler::top_p(params.top_p, 1));
+    chain.push(LlamaSampler::temp(params.temperature));
+    chain.push(LlamaSampler::dist(seed));
+    LlamaSampler::chain_simple(chain)
+}

@@ -1,0 +1,169 @@
+//! The engine's public vocabulary: prompts, sampling settings, streamed events,
+//! errors and model state.
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// One message of a chat, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self { role: role.to_string(), content: content.into() }
+    }
+}
+
+/// Sampling and length settings for one request, already resolved against defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: u32,
+    pub seed: Option<u32>,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The model ended its turn or a stop string was reached.
+    Stop,
+    /// `max_tokens` or the context window was reached.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+/// Where the time went, in llama-server's field names (benchmarks compare the two).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Timings {
+    /// Prompt tokens evaluated for this request.
+    pub prompt_n: u32,
+    pub prompt_ms: f64,
+    pub prompt_per_second: f64,
+    /// Tokens generated.
+    pub predicted_n: u32,
+    pub predicted_ms: f64,
+    pub predicted_per_second: f64,
+    /// Prompt tokens reused from the cache instead of evaluated.
+    pub cache_n: u32,
+}
+
+impl Timings {
+    pub fn new(prompt_n: u32, prompt_ms: f64, predicted_n: u32, predicted_ms: f64, cache_n: u32) -> Self {
+        let rate = |n: u32, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+        Timings {
+            prompt_n,
+            prompt_ms,
+            prompt_per_second: rate(prompt_n, prompt_ms),
+            predicted_n,
+            predicted_ms,
+            predicted_per_second: rate(predicted_n, predicted_ms),
+            cache_n,
+        }
+    }
+}
+
+/// How a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Finished {
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+    /// Oldest messages left out so the conversation fits the context window.
+    pub dropped_messages: u32,
+}
+
+/// What the engine sends back for a request, in order: tokens, then `Done` or `Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Token(String),
+    Done(Finished),
+    Error(EngineError),
+}
+
+/// What to generate from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// A chat, rendered with the model's chat template. Old turns may be dropped to fit.
+    Chat(Vec<ChatMessage>),
+    /// Raw text, continued as is (`/v1/completions`).
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("the model is not ready: {0}")]
+    NotReady(String),
+    #[error("the engine is busy ({0} requests waiting); retry shortly")]
+    Overloaded(usize),
+    #[error(
+        "the prompt is {prompt_tokens} tokens but the context window is {context_size} tokens; \
+         shorten the message or start a new conversation"
+    )]
+    ContextLengthExceeded { prompt_tokens: usize, context_size: usize },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the request did not finish within {0} seconds")]
+    Timeout(u64),
+    #[error("inference failed: {0}")]
+    Failed(String),
+}
+
+/// Facts about the loaded model, for `/v1/models` and `/api/health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The name clients use (`model` in OpenAI requests).
+    pub id: String,
+    pub path: PathBuf,
+    pub architecture: String,
+    pub file_size: u64,
+    pub context_size: u32,
+    pub trained_context: u32,
+    pub parameters: u64,
+    pub threads: u32,
+    /// Requests generating at once (continuous batching).
+    pub parallel: u32,
+    /// Token cells in the KV cache, shared by all sequences.
+    pub kv_cache_tokens: u32,
+    /// `Some(true)` when the file matched the manifest's sha256; `None` when unlisted.
+    pub sha256_verified: Option<bool>,
+    pub chat_template: String,
+    pub load_seconds: f64,
+    pub loaded_at: i64,
+}
+
+/// The model's lifecycle, published by the engine thread.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum ModelState {
+    Loading { path: PathBuf },
+    Ready(Box<ModelInfo>),
+    Failed { path: PathBuf, error: String },
+}
+
+impl ModelState {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, ModelState::Ready(_))
+    }
+}
