@@ -118,7 +118,6 @@ impl<'m> Scheduler<'m> {
                     self.finish(a, Outcome::Failed(EngineError::Failed("the engine panicked".into())));
                 }
             }
-            self.metrics.active_sequences.set(self.active.len() as i64);
         }
     }
 
@@ -148,7 +147,10 @@ impl<'m> Scheduler<'m> {
                 continue;
             }
             match self.start(job) {
-                Ok(active) => self.active.push(active),
+                Ok(active) => {
+                    self.active.push(active);
+                    self.metrics.active_sequences.set(self.active.len() as i64);
+                }
                 Err((job, e)) => {
                     let _ = job.events.send(Event::Error(e));
                 }
@@ -366,8 +368,10 @@ impl<'m> Scheduler<'m> {
         true
     }
 
+    /// Sends a request's last event. The caller has already removed it from `active`.
     fn finish(&mut self, mut a: Active, outcome: Outcome) {
         self.slots.release(a.slot);
+        self.metrics.active_sequences.set(self.active.len() as i64);
         let event = match outcome {
             Outcome::Gone => {
                 self.metrics.requests_cancelled.inc();

@@ -10,5 +10,6 @@ mod bad_input;
 mod bad_models;
 mod chat;
 mod cli;
+mod engine;
 mod openai;
 mod persistence;

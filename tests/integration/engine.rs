@@ -1,0 +1,200 @@
+//! The scheduler: batching without cross-talk, KV prefix reuse, cancellation,
+//! admission control, context overflow and timeouts. No assertion depends on timing.
+
+use crate::common::{code, default_model, small_model, Server, ServerOptions};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+}
+
+/// Reads one metric's value from `/metrics`.
+fn metric(server: &Server, token: &str, name: &str) -> f64 {
+    let (_, text) = server.call("GET", "/metrics", Some(token), None);
+    let text = text.as_str().unwrap().to_string();
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+}
+
+/// Waits until a metric reaches a value (the engine updates them between steps).
+fn wait_metric(server: &Server, token: &str, name: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(server, token, name) != value {
+        assert!(Instant::now() < deadline, "{name} never reached {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a streaming chat and returns the open reader once the first token arrived.
+fn stream_until_first_token(server: &Server, token: &str, body: &Value) -> impl BufRead {
+    let response = ureq::post(&format!("{}/api/chat", server.url))
+        .set("Authorization", &format!("Bearer {token}"))
+        .send_json(body.clone())
+        .expect("stream starts");
+    let mut reader = BufReader::new(response.into_reader());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before a token");
+        if line.starts_with("event: token") {
+            return reader;
+        }
+    }
+}
+
+fn ask(server: &Server, token: &str, body: Value) -> Value {
+    let (status, reply) = server.call("POST", "/api/chat", Some(token), Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+#[test]
+fn batched_conversations_match_their_solo_runs() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let prompts = ["List five fruits, one per line.", "Count from one to ten in words."];
+    let body = |message: &str| json!({"message": message, "temperature": 0, "max_tokens": 48});
+    let solo: Vec<String> = prompts
+        .iter()
+        .map(|p| ask(&server, &token, body(p))["reply"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(solo[0], solo[1]);
+
+    // Run both at once: the second is admitted while the first is generating.
+    let (batched_a, batched_b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            let mut b = body(prompts[0]);
+            b["stream"] = true.into();
+            let body = server.sse("/api/chat", &token, &b);
+            let done = body.split("event: done\ndata: ").nth(1).expect("done event").trim().to_string();
+            serde_json::from_str::<Value>(&done).unwrap()["reply"].as_str().unwrap().to_string()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let b = ask(&server, &token, body(prompts[1]))["reply"].as_str().unwrap().to_string();
+        (a.join().unwrap(), b)
+    });
+
+    // Greedy decoding: each batched reply follows its own solo reply (a rare near-tie
+    // can flip late in a reply), and clearly not the other one.
+    for (batched, own, other) in [(&batched_a, &solo[0], &solo[1]), (&batched_b, &solo[1], &solo[0])] {
+        let with_own = common_prefix(batched, own);
+        assert!(with_own >= own.chars().count().min(24), "'{batched}' diverges early from its solo '{own}'");
+        assert!(with_own > common_prefix(batched, other), "'{batched}' looks like the other reply '{other}'");
+    }
+}
+
+#[test]
+fn the_next_turn_reuses_the_cached_conversation() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let first = ask(&server, &token, json!({"message": "Tell me about the sea.", "max_tokens": 40}));
+    let id = first["conversation_id"].as_str().unwrap();
+    let second =
+        ask(&server, &token, json!({"message": "And the sky?", "conversation_id": id, "max_tokens": 20}));
+    let (usage, timings) = (&second["usage"], &second["timings"]);
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let reused = timings["cache_n"].as_u64().unwrap();
+    let evaluated = timings["prompt_n"].as_u64().unwrap();
+    assert_eq!(reused + evaluated, prompt, "{second}");
+    assert!(
+        reused >= first["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "the whole first prompt should come from the cache: {second}"
+    );
+    assert!(evaluated < prompt / 2, "only the new turn should be evaluated: {second}");
+
+    // A new conversation shares the system prompt with the cached one.
+    let other = ask(&server, &token, json!({"message": "Hello there.", "max_tokens": 8}));
+    assert!(other["timings"]["cache_n"].as_u64().unwrap() >= 10, "{other}");
+    // And the first conversation's cache survived it.
+    let third = ask(&server, &token, json!({"message": "Thanks.", "conversation_id": id, "max_tokens": 8}));
+    assert!(third["timings"]["cache_n"].as_u64().unwrap() >= prompt, "{third}");
+    assert!(metric(&server, &token, "hearth_prompt_tokens_reused_total") >= (reused + prompt) as f64);
+}
+
+#[test]
+fn a_client_that_disconnects_frees_its_slot() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let long = json!({"message": "Write a very long story about a lighthouse keeper.", "stream": true,
+                      "max_tokens": 1500});
+    let reader = stream_until_first_token(&server, &token, &long);
+    assert_eq!(metric(&server, &token, "hearth_engine_active_sequences"), 1.0);
+    drop(reader);
+
+    wait_metric(&server, &token, "hearth_requests_cancelled_total", 1.0);
+    wait_metric(&server, &token, "hearth_engine_active_sequences", 0.0);
+    // The single slot serves the next request, and nothing was stored for the abandoned one.
+    ask(&server, &token, json!({"message": "Hi", "max_tokens": 4}));
+    let (_, list) = server.call("GET", "/api/conversations", Some(&token), None);
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_QUEUE_SIZE", "1");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let long =
+        json!({"message": "Write a very long story about a dragon.", "stream": true, "max_tokens": 1500});
+    let running = stream_until_first_token(&server, &token, &long);
+
+    std::thread::scope(|scope| {
+        let queued = scope.spawn(|| ask(&server, &token, json!({"message": "Hi", "max_tokens": 4})));
+        wait_metric(&server, &token, "hearth_engine_queue_depth", 1.0);
+
+        let refused = ureq::post(&format!("{}/api/chat", server.url))
+            .set("Authorization", &format!("Bearer {token}"))
+            .send_json(json!({"message": "Hello?"}));
+        let Err(ureq::Error::Status(429, response)) = refused else { panic!("expected 429") };
+        assert_eq!(response.header("Retry-After"), Some("2"));
+        let body: Value = response.into_json().unwrap();
+        assert_eq!(code(&body), "overloaded");
+
+        drop(running); // frees the slot; the queued request is served
+        assert!(!queued.join().unwrap()["reply"].as_str().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn an_overlong_conversation_drops_its_oldest_turns() {
+    let server = Server::start(ServerOptions { context_size: 512, ..ServerOptions::new(small_model()) });
+    let token = server.user("alice");
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let mut conversation: Option<String> = None;
+    let mut dropped = 0;
+    for turn in 0..8 {
+        let body = json!({"message": format!("Turn {turn}: {filler}"), "conversation_id": conversation,
+                          "max_tokens": 16});
+        let reply = ask(&server, &token, body);
+        conversation = reply["conversation_id"].as_str().map(str::to_owned);
+        assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() < 512);
+        dropped = reply["dropped_messages"].as_u64().unwrap();
+    }
+    assert!(dropped >= 2 && dropped % 2 == 0, "whole exchanges are dropped: {dropped}");
+    // The stored history keeps everything.
+    let (_, stored) =
+        server.call("GET", &format!("/api/conversations/{}", conversation.unwrap()), Some(&token), None);
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn a_request_past_its_timeout_is_stopped() {
+    let options = ServerOptions::new(default_model()).env("HEARTH_REQUEST_TIMEOUT_SECS", "1");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let (status, body) = server.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&token),
+        Some(&json!({"messages": [{"role": "user", "content": "Write a 3000-word essay on rivers."}],
+                     "max_tokens": 3000})),
+    );
+    assert_eq!((status, code(&body)), (504, "timeout"), "{body}");
+    assert_eq!(metric(&server, &token, "hearth_requests_timed_out_total"), 1.0);
+    wait_metric(&server, &token, "hearth_engine_active_sequences", 0.0);
+}
