@@ -116,3 +116,40 @@ fn the_official_python_client_streams_a_reply() {
     assert_eq!(report["model"], "smollm2-135m-instruct");
     assert!(["stop", "length"].contains(&report["finish_reason"].as_str().unwrap()), "{report}");
 }
+
+#[test]
+fn text_completions_continue_a_raw_prompt() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let body = json!({"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0});
+    let (status, reply) = server.call("POST", "/v1/completions", Some(&token), Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["object"], "text_completion");
+    let text = reply["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(!text.is_empty());
+    assert_eq!(reply["usage"]["completion_tokens"], 12);
+    // No chat template: the prompt is only the text (and a BOS token at most).
+    assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() <= 6, "{reply}");
+
+    let mut echo = body.clone();
+    echo["echo"] = true.into();
+    let (_, echoed) = server.call("POST", "/v1/completions", Some(&token), Some(&echo));
+    assert_eq!(echoed["choices"][0]["text"].as_str().unwrap(), format!("Once upon a time{text}"));
+
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let events = sse_events(&server.sse("/v1/completions", &token, &streamed));
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let joined: String = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["choices"][0]["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(joined, text);
+
+    for bad in [json!({"prompt": ""}), json!({"prompt": ["a", "b"]}), json!({"prompt": "a", "suffix": "b"})] {
+        let (status, err) = server.call("POST", "/v1/completions", Some(&token), Some(&bad));
+        assert_eq!((status, crate::common::code(&err)), (400, "invalid_request"), "{bad}");
+    }
+}

@@ -1,0 +1,122 @@
+//! `POST /v1/chat/completions`.
+
+use super::stream::{Chunks, Kind};
+use super::Sampling;
+use crate::engine::{ChatMessage, Prompt};
+use crate::error::ApiError;
+use crate::http::reply::{sse_response, Reply};
+use crate::http::{json, AppState, Caller};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    messages: Vec<RequestMessage>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// Converts OpenAI messages, putting the configured system prompt first when the
+/// client sent none.
+fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid("messages must contain at least one message"));
+    }
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    for (i, m) in messages.into_iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "messages[{i}].role '{other}' is not supported (use system, developer, user or assistant)"
+                )))
+            }
+        };
+        let content = match m.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t,
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), part.text) {
+                        ("text", Some(t)) => text.push_str(&t),
+                        (kind, _) => {
+                            return Err(ApiError::invalid(format!(
+                                "messages[{i}] has a '{kind}' content part; only text is supported"
+                            )))
+                        }
+                    }
+                }
+                text
+            }
+        };
+        out.push(ChatMessage::new(role, content));
+    }
+    if out[0].role != "system" {
+        out.insert(0, ChatMessage::new("system", state.settings.model.system_prompt.clone()));
+    }
+    Ok(out)
+}
+
+pub async fn chat_completions(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    body: web::Json<ChatCompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let prepared = request.sampling.prepare(&state)?;
+    let messages = chat_messages(&state, request.messages)?;
+    let reply = Reply::start(state.engine.submit(Prompt::Chat(messages), prepared.params)?).await?;
+
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = crate::store::now();
+    let model = prepared.model.id;
+    if prepared.stream {
+        let chunks = Chunks { kind: Kind::Chat, id, created, model, include_usage: prepared.include_usage };
+        return Ok(sse_response(chunks.stream(reply)));
+    }
+    let complete = reply.collect().await?;
+    let finished = complete.finished;
+    let mut body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": complete.text },
+            "finish_reason": finished.finish_reason.as_str(),
+        }],
+        "usage": finished.usage,
+        "timings": finished.timings,
+    });
+    if finished.dropped_messages > 0 {
+        body["dropped_messages"] = finished.dropped_messages.into();
+    }
+    Ok(json(&body))
+}

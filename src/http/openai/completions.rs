@@ -1,0 +1,74 @@
+//! `POST /v1/completions`: raw text continued as is, without the chat template.
+
+use super::stream::{Chunks, Kind};
+use super::Sampling;
+use crate::engine::Prompt;
+use crate::error::ApiError;
+use crate::http::reply::{sse_response, Reply};
+use crate::http::{json, AppState, Caller};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    prompt: PromptInput,
+    #[serde(default)]
+    echo: bool,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PromptInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+pub async fn completions(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    body: web::Json<CompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let prompt = match request.prompt {
+        PromptInput::One(p) => p,
+        PromptInput::Many(mut v) if v.len() == 1 => v.remove(0),
+        PromptInput::Many(_) => {
+            return Err(ApiError::invalid("prompt must be one string (batches are not supported)"))
+        }
+    };
+    if prompt.is_empty() {
+        return Err(ApiError::invalid("prompt must not be empty"));
+    }
+    if request.suffix.is_some() {
+        return Err(ApiError::invalid("suffix (fill-in-the-middle) is not supported"));
+    }
+    let prepared = request.sampling.prepare(&state)?;
+    let reply = Reply::start(state.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?).await?;
+
+    let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = crate::store::now();
+    let model = prepared.model.id;
+    if prepared.stream {
+        let chunks = Chunks { kind: Kind::Text, id, created, model, include_usage: prepared.include_usage };
+        return Ok(sse_response(chunks.stream(reply)));
+    }
+    let complete = reply.collect().await?;
+    let text = if request.echo { prompt + &complete.text } else { complete.text };
+    let finished = complete.finished;
+    Ok(json(&json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0, "text": text, "logprobs": null, "finish_reason": finished.finish_reason.as_str(),
+        }],
+        "usage": finished.usage,
+        "timings": finished.timings,
+    })))
+}

@@ -1,0 +1,109 @@
+//! Streaming OpenAI replies: `chat.completion.chunk` or `text_completion` events, a
+//! final chunk with `finish_reason`, optional usage, then `data: [DONE]`.
+
+use crate::engine::{Event, Finished};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::reply::{sse_event, Reply};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Chat,
+    Text,
+}
+
+/// The fixed parts of every chunk of one reply.
+pub(super) struct Chunks {
+    pub kind: Kind,
+    pub id: String,
+    pub created: i64,
+    pub model: String,
+    pub include_usage: bool,
+}
+
+impl Chunks {
+    fn object(&self) -> &'static str {
+        match self.kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Text => "text_completion",
+        }
+    }
+
+    fn envelope(&self, choices: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.object(),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        })
+    }
+
+    /// A chunk carrying `text` (or none) and the finish reason (or null).
+    fn chunk(&self, text: Option<&str>, finish_reason: Option<&str>) -> Bytes {
+        let choice = match self.kind {
+            Kind::Chat => {
+                let delta = text.map_or_else(|| json!({}), |t| json!({ "content": t }));
+                json!({ "index": 0, "delta": delta, "finish_reason": finish_reason })
+            }
+            Kind::Text => json!({
+                "index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish_reason,
+            }),
+        };
+        sse_event(None, &self.envelope(json!([choice])).to_string())
+    }
+
+    fn opening(&self) -> Option<Bytes> {
+        (self.kind == Kind::Chat).then(|| {
+            let choice = json!({ "index": 0, "delta": { "role": "assistant", "content": "" },
+                                 "finish_reason": null });
+            sse_event(None, &self.envelope(json!([choice])).to_string())
+        })
+    }
+
+    fn closing(&self, finished: &Finished) -> Vec<u8> {
+        let mut out = self.chunk(None, Some(finished.finish_reason.as_str())).to_vec();
+        if self.include_usage {
+            let mut usage = self.envelope(json!([]));
+            usage["usage"] = json!(finished.usage);
+            usage["timings"] = json!(finished.timings);
+            out.extend_from_slice(&sse_event(None, &usage.to_string()));
+        }
+        out
+    }
+
+    pub fn stream(self, reply: Reply) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+        let opening = self.opening();
+        futures_util::stream::unfold(
+            (self, reply, opening, false),
+            |(chunks, mut reply, opening, done)| async move {
+                if let Some(bytes) = opening {
+                    return Some((Ok(bytes), (chunks, reply, None, done)));
+                }
+                if done {
+                    return None;
+                }
+                let mut out = match reply.next().await {
+                    Some(Event::Token(text)) => {
+                        let bytes = chunks.chunk(Some(&text), None);
+                        return Some((Ok(bytes), (chunks, reply, None, false)));
+                    }
+                    Some(Event::Done(finished)) => chunks.closing(&finished),
+                    Some(Event::Error(e)) => error_event(&e.into()),
+                    None => error_event(&ApiError::new(
+                        ErrorCode::EngineError,
+                        "the engine stopped before finishing",
+                    )),
+                };
+                out.extend_from_slice(&sse_event(None, "[DONE]"));
+                Some((Ok(Bytes::from(out)), (chunks, reply, None, true)))
+            },
+        )
+    }
+}
+
+/// OpenAI streams report errors as a plain `data:` line carrying the error body.
+fn error_event(e: &ApiError) -> Vec<u8> {
+    sse_event(None, &serde_json::to_string(&e.body()).unwrap_or_default()).to_vec()
+}
