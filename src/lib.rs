@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod models;
 pub mod store;
 pub mod telemetry;

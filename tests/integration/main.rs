@@ -11,5 +11,6 @@ mod bad_models;
 mod chat;
 mod cli;
 mod engine;
+mod import;
 mod openai;
 mod persistence;

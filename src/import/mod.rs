@@ -1,0 +1,1 @@
+//! Importing models from other formats into GGUF (see `hearth models import`).

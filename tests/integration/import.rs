@@ -1,0 +1,1 @@
+//! `hearth models import`: converting safetensors models to GGUF.
