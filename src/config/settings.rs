@@ -61,6 +61,8 @@ pub struct ModelSettings {
     pub kv_cache_tokens: u32,
     /// A request still unfinished after this many seconds (queueing included) is stopped.
     pub request_timeout_secs: u64,
+    /// Models other than the configured one are unloaded after this long unused.
+    pub idle_unload_secs: u64,
     /// Check the file's sha256 against the manifest when the file is listed there.
     pub verify_sha256: bool,
 }
@@ -82,6 +84,7 @@ impl Default for ModelSettings {
             parallel: 4,
             kv_cache_tokens: 0,
             request_timeout_secs: 600,
+            idle_unload_secs: 900,
             verify_sha256: true,
         }
     }
@@ -160,6 +163,9 @@ impl Settings {
         }
         if m.kv_cache_tokens != 0 && m.kv_cache_tokens < m.context_size {
             return bad("model.kv_cache_tokens", "must be 0 (automatic) or at least model.context_size");
+        }
+        if m.idle_unload_secs == 0 {
+            return bad("model.idle_unload_secs", "must be at least 1");
         }
         if m.request_timeout_secs == 0 {
             return bad("model.request_timeout_secs", "must be at least 1");

@@ -8,11 +8,22 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use std::num::NonZeroU32;
+use std::sync::OnceLock;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 /// Tokens per llama.cpp decode call: generating sequences plus prompt chunks.
 pub(super) const BATCH_TOKENS: usize = 512;
+
+/// llama.cpp's backend, initialised once for the process (several models share it).
+fn backend() -> &'static Result<LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp backend: {e}"))?;
+        llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        Ok(backend)
+    })
+}
 
 pub(super) fn run(
     config: WorkerConfig,
@@ -31,12 +42,11 @@ pub(super) fn run(
         Ok((_, verified)) => verified,
         Err(e) => return fail(e),
     };
-    let backend = match LlamaBackend::init() {
+    let backend = match backend() {
         Ok(b) => b,
-        Err(e) => return fail(format!("llama.cpp backend: {e}")),
+        Err(e) => return fail(e.clone()),
     };
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    let model = match LlamaModel::load_from_file(&backend, &config.path, &LlamaModelParams::default()) {
+    let model = match LlamaModel::load_from_file(backend, &config.path, &LlamaModelParams::default()) {
         Ok(m) => m,
         Err(e) => return fail(format!("llama.cpp could not load {}: {e}", config.path.display())),
     };
@@ -59,7 +69,7 @@ pub(super) fn run(
         .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let ctx = match model.new_context(&backend, params) {
+    let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => return fail(format!("llama.cpp context ({kv_cache_tokens} KV cells): {e}")),
     };
@@ -69,7 +79,7 @@ pub(super) fn run(
     };
 
     let info = ModelInfo {
-        id: model_id(&config.path),
+        id: crate::models::model_id(&config.path),
         path: config.path.clone(),
         architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
         file_size: std::fs::metadata(&config.path).map_or(0, |m| m.len()),
@@ -105,13 +115,4 @@ pub(super) fn run(
     );
     scheduler.run(jobs);
     metrics.model_loaded.set(0);
-}
-
-/// The name clients use for a model: its manifest name, or the file stem.
-fn model_id(path: &std::path::Path) -> String {
-    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    match crate::models::manifest().find_by_file(file) {
-        Some(entry) => entry.name.clone(),
-        None => file.strip_suffix(".gguf").unwrap_or(file).to_string(),
-    }
 }

@@ -13,12 +13,14 @@
 pub mod gguf;
 #[cfg(feature = "llm")]
 mod llama;
+mod registry;
 #[cfg(feature = "llm")]
 mod scheduler;
 mod slots;
 mod text;
 mod types;
 
+pub use registry::{Installed, Registry, ALIASES};
 pub use text::{StopMatcher, Utf8Stream};
 pub use types::{
     ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, ModelInfo, ModelState, Prompt,
@@ -91,6 +93,16 @@ impl Engine {
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
         Engine { jobs: jobs_tx, state: state_rx, queue_size, metrics }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        jobs: mpsc::Sender<Job>,
+        state: watch::Receiver<ModelState>,
+        queue_size: usize,
+        metrics: Metrics,
+    ) -> Engine {
+        Engine { jobs, state, queue_size, metrics }
     }
 
     pub fn state(&self) -> ModelState {

@@ -126,6 +126,14 @@ pub enum EngineError {
     InvalidRequest(String),
     #[error("the request did not finish within {0} seconds")]
     Timeout(u64),
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error(
+        "not enough memory to load this model: it needs about {} MiB, {} MiB can be freed",
+        needed >> 20,
+        available >> 20
+    )]
+    InsufficientMemory { needed: u64, available: u64 },
     #[error("inference failed: {0}")]
     Failed(String),
 }

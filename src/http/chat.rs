@@ -27,6 +27,9 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub seed: Option<u32>,
+    /// An installed model to answer with; the configured model when absent.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,9 +105,9 @@ pub async fn chat(
     messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
     messages.push(ChatMessage::new("user", request.message.clone()));
     let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
-    let model = state.engine.model().map(|m| m.id).unwrap_or_default();
-
-    let reply = Reply::start(state.engine.submit(Prompt::Chat(messages), params)?).await?;
+    let (engine, info) = super::ready_engine(&state, request.model.as_deref()).await?;
+    let model = info.id;
+    let reply = Reply::start(engine.submit(Prompt::Chat(messages), params)?).await?;
     let turn = Turn { state: state.clone(), user_id, request, model };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))

@@ -9,7 +9,7 @@ use serde_json::json;
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     let database_ready = store.run(|s| s.ping()).await.is_ok();
-    let model = match state.engine.state() {
+    let model = match state.models.default_engine().state() {
         ModelState::Loading { .. } => json!({ "ready": false, "state": "loading" }),
         ModelState::Failed { error, .. } => {
             json!({ "ready": false, "state": "failed", "error": error })
@@ -31,6 +31,14 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "components": {
             "database": { "ready": database_ready },
             "model": model,
+            "models": state.models.states().into_iter().map(|(id, s)| json!({
+                "id": id,
+                "state": match s {
+                    ModelState::Loading { .. } => "loading",
+                    ModelState::Ready(_) => "ready",
+                    ModelState::Failed { .. } => "failed",
+                },
+            })).collect::<Vec<_>>(),
         },
     }))
 }

@@ -12,7 +12,7 @@ mod reply;
 pub use auth::Caller;
 
 use crate::config::Settings;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -26,7 +26,7 @@ use std::time::Instant;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
-    pub engine: Engine,
+    pub models: Registry,
     pub metrics: Metrics,
     pub started: Instant,
 }
@@ -63,6 +63,7 @@ async fn not_found() -> HttpResponse {
 /// Runs the HTTP server until SIGINT/SIGTERM.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let settings = state.settings.clone();
+    let models = state.models.clone();
     let addr = settings.listen_addr();
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
@@ -96,7 +97,29 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     .workers(workers)
     .bind(addr)?;
     tracing::info!(%addr, workers, "listening");
+    let idle = std::time::Duration::from_secs(settings.model.idle_unload_secs);
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(idle.min(std::time::Duration::from_secs(30)));
+        loop {
+            tick.tick().await;
+            models.unload_idle(idle);
+        }
+    });
     server.run().await
+}
+
+/// The engine for a requested model (the configured one when `None`), ready to serve,
+/// and what it is.
+pub(crate) async fn ready_engine(
+    state: &AppState,
+    name: Option<&str>,
+) -> Result<(Engine, ModelInfo), ApiError> {
+    let engine = state.models.engine(name).await?;
+    match engine.state() {
+        ModelState::Ready(info) => Ok((engine, *info)),
+        ModelState::Failed { error, .. } => Err(EngineError::NotReady(error).into()),
+        ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into()).into()),
+    }
 }
 
 /// A JSON response with status 200.

@@ -12,5 +12,6 @@ mod chat;
 mod cli;
 mod engine;
 mod import;
+mod models;
 mod openai;
 mod persistence;

@@ -89,9 +89,9 @@ pub async fn chat_completions(
     body: web::Json<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let prepared = request.sampling.prepare(&state)?;
+    let prepared = request.sampling.prepare(&state).await?;
     let messages = chat_messages(&state, request.messages)?;
-    let reply = Reply::start(state.engine.submit(Prompt::Chat(messages), prepared.params)?).await?;
+    let reply = Reply::start(prepared.engine.submit(Prompt::Chat(messages), prepared.params)?).await?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();

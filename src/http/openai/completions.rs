@@ -47,8 +47,8 @@ pub async fn completions(
     if request.suffix.is_some() {
         return Err(ApiError::invalid("suffix (fill-in-the-middle) is not supported"));
     }
-    let prepared = request.sampling.prepare(&state)?;
-    let reply = Reply::start(state.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?).await?;
+    let prepared = request.sampling.prepare(&state).await?;
+    let reply = Reply::start(prepared.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?).await?;
 
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();

@@ -10,15 +10,12 @@ pub use chat::chat_completions;
 pub use completions::completions;
 
 use super::chat::params;
-use super::{json, AppState, Caller};
-use crate::engine::{EngineError, GenerateParams, ModelInfo, ModelState};
-use crate::error::{ApiError, ErrorCode};
+use super::{json, ready_engine, AppState, Caller};
+use crate::engine::{Engine, GenerateParams, ModelInfo, ModelState};
+use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// Names accepted for the loaded model besides its own id.
-const ALIASES: &[&str] = &["default", "hearth"];
 
 /// Sampling and streaming fields shared by chat and text completions.
 #[derive(Debug, Deserialize)]
@@ -60,6 +57,7 @@ enum Stop {
 
 /// A validated request: the model that serves it and the engine parameters.
 struct Prepared {
+    engine: Engine,
     model: ModelInfo,
     params: GenerateParams,
     stream: bool,
@@ -67,22 +65,7 @@ struct Prepared {
 }
 
 impl Sampling {
-    fn prepare(self, state: &AppState) -> Result<Prepared, ApiError> {
-        let model = state.engine.model().ok_or_else(|| {
-            let reason = match state.engine.state() {
-                ModelState::Failed { error, .. } => error,
-                _ => "the model is still loading".into(),
-            };
-            ApiError::from(EngineError::NotReady(reason))
-        })?;
-        if let Some(name) = &self.model {
-            if name != &model.id && !ALIASES.contains(&name.as_str()) {
-                return Err(ApiError::new(
-                    ErrorCode::ModelNotFound,
-                    format!("model '{name}' is not loaded; available: '{}'", model.id),
-                ));
-            }
-        }
+    async fn prepare(self, state: &AppState) -> Result<Prepared, ApiError> {
         if self.n.unwrap_or(1) != 1 {
             return Err(ApiError::invalid("only n = 1 is supported"));
         }
@@ -94,15 +77,29 @@ impl Sampling {
         let max_tokens = self.max_completion_tokens.or(self.max_tokens);
         let params = params(state, self.temperature, self.top_p, max_tokens, self.seed, stop)?;
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
-        Ok(Prepared { model, params, stream: self.stream, include_usage })
+        let (engine, model) = ready_engine(state, self.model.as_deref()).await?;
+        Ok(Prepared { engine, model, params, stream: self.stream, include_usage })
     }
 }
 
-fn model_card(info: &ModelInfo) -> Value {
-    json!({ "id": info.id, "object": "model", "created": info.loaded_at, "owned_by": "hearth" })
-}
-
+/// Installed models, the configured one first (unless it failed to load). `role` and
+/// `loaded` are Hearth's additions to OpenAI's model object.
 pub async fn models(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
-    let data: Vec<Value> = state.engine.model().iter().map(model_card).collect();
+    let default_failed = matches!(state.models.default_engine().state(), ModelState::Failed { .. });
+    let data: Vec<Value> = state
+        .models
+        .installed()
+        .into_iter()
+        .filter(|m| !(m.default && default_failed))
+        .map(|m| {
+            let created = std::fs::metadata(&m.path)
+                .and_then(|md| md.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            json!({ "id": m.id, "object": "model", "created": created, "owned_by": "hearth",
+                    "role": m.role, "loaded": m.loaded })
+        })
+        .collect();
     json(&json!({ "object": "list", "data": data }))
 }

@@ -1,0 +1,278 @@
+//! Several models on one box: which are installed, which are loaded, loading on demand
+//! within the memory the machine has, and unloading models nobody used for a while.
+//!
+//! The configured model is loaded at start and stays. Any other installed model (a
+//! manifest entry found in the model folders, or a `.gguf` in `<data_dir>/models`)
+//! loads when a request names it. Before loading, its memory (file plus KV cache) is
+//! checked against the available RAM; idle models are unloaded, least recently used
+//! first, to make room. An unloaded engine stops once its last request finishes.
+
+use super::{Engine, EngineError, ModelState};
+use crate::config::Settings;
+use crate::models::{manifest, model_id, search_dirs};
+use crate::telemetry::Metrics;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Names that always mean the configured model.
+pub const ALIASES: &[&str] = &["default", "hearth"];
+
+/// Memory kept free for the system, the HTTP server and SQLite.
+const RESERVE_BYTES: u64 = 256 << 20;
+
+/// A model file that can be served.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Installed {
+    pub id: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// From the manifest ("chat", "test", "embedding", ...), or "unlisted".
+    pub role: String,
+    pub default: bool,
+    pub loaded: bool,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Arc<Settings>,
+    metrics: Metrics,
+    default_id: String,
+    default_path: Option<PathBuf>,
+    default: Engine,
+    others: Mutex<HashMap<String, Loaded>>,
+}
+
+struct Loaded {
+    engine: Engine,
+    last_used: Instant,
+    estimate: u64,
+}
+
+impl Registry {
+    /// Starts loading the configured model.
+    pub fn start(settings: Arc<Settings>, model: Result<PathBuf, String>, metrics: Metrics) -> Registry {
+        let default_path = model.as_ref().ok().cloned();
+        let default_id = default_path.as_deref().map_or_else(|| "default".into(), model_id);
+        let default = Engine::start(&settings, model, metrics.clone());
+        Registry {
+            inner: Arc::new(Inner {
+                settings,
+                metrics,
+                default_id,
+                default_path,
+                default,
+                others: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The configured model's engine (ready, loading or failed).
+    pub fn default_engine(&self) -> &Engine {
+        &self.inner.default
+    }
+
+    fn others(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded>> {
+        self.inner.others.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every servable model: the configured one first, then installed ones by name.
+    pub fn installed(&self) -> Vec<Installed> {
+        let loaded: Vec<String> = self.others().keys().cloned().collect();
+        let mut found: Vec<Installed> = Vec::new();
+        let mut add = |path: PathBuf, default: bool| {
+            let id = model_id(&path);
+            if found.iter().any(|m| m.id == id) {
+                return;
+            }
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            let role = manifest().find_by_file(file).map_or_else(|| "unlisted".into(), |m| m.role.clone());
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let is_loaded = default || loaded.contains(&id);
+            found.push(Installed { id, path, bytes, role, default, loaded: is_loaded });
+        };
+        if let Some(path) = &self.inner.default_path {
+            add(path.clone(), true);
+        }
+        for dir in search_dirs(&self.inner.settings.storage.data_dir) {
+            for entry in &manifest().models {
+                let path = dir.join(&entry.file);
+                if path.is_file() {
+                    add(path, false);
+                }
+            }
+        }
+        let own = self.inner.settings.storage.data_dir.join("models");
+        if let Ok(entries) = std::fs::read_dir(own) {
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "gguf")) {
+                add(path, false);
+            }
+        }
+        found[usize::from(self.inner.default_path.is_some())..].sort_by(|a, b| a.id.cmp(&b.id));
+        found
+    }
+
+    /// The engine for a model name (`None` or an alias: the configured model), loading it
+    /// if needed. Returns once the model is ready.
+    pub async fn engine(&self, name: Option<&str>) -> Result<Engine, EngineError> {
+        let name = match name {
+            None => return Ok(self.inner.default.clone()),
+            Some(n) if ALIASES.contains(&n) || n == self.inner.default_id => {
+                return Ok(self.inner.default.clone())
+            }
+            Some(n) => n,
+        };
+        let engine = match self.others().get_mut(name) {
+            Some(loaded) => {
+                loaded.last_used = Instant::now();
+                Some(loaded.engine.clone())
+            }
+            None => None,
+        };
+        let engine = match engine {
+            Some(engine) => engine,
+            None => self.load(name)?,
+        };
+        match engine.wait_loaded().await {
+            ModelState::Ready(_) => Ok(engine),
+            ModelState::Failed { error, .. } => {
+                self.others().remove(name);
+                Err(EngineError::NotReady(error))
+            }
+            ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into())),
+        }
+    }
+
+    /// Starts loading an installed model, making room for it first.
+    fn load(&self, name: &str) -> Result<Engine, EngineError> {
+        let installed = self.installed();
+        let Some(model) = installed.iter().find(|m| m.id == name) else {
+            let names: Vec<&str> = installed.iter().map(|m| m.id.as_str()).collect();
+            return Err(EngineError::ModelNotFound(format!(
+                "model '{name}' is not installed; available: {}",
+                names.join(", ")
+            )));
+        };
+        if model.role == "embedding" {
+            return Err(EngineError::InvalidRequest(format!(
+                "'{name}' is an embedding model; it cannot generate text"
+            )));
+        }
+        let estimate = estimate_bytes(&model.path, &self.inner.settings);
+        let mut others = self.others();
+        if let Some(loaded) = others.get(name) {
+            return Ok(loaded.engine.clone()); // another request started it meanwhile
+        }
+        make_room(&mut others, estimate, available_memory())?;
+        tracing::info!(model = name, estimate_mb = estimate >> 20, "loading model on demand");
+        let engine = Engine::start(&self.inner.settings, Ok(model.path.clone()), self.inner.metrics.clone());
+        let loaded = Loaded { engine: engine.clone(), last_used: Instant::now(), estimate };
+        others.insert(name.to_string(), loaded);
+        Ok(engine)
+    }
+
+    /// Unloads models (never the configured one) unused for `idle`. Returns their names.
+    pub fn unload_idle(&self, idle: Duration) -> Vec<String> {
+        let mut others = self.others();
+        let stale: Vec<String> =
+            others.iter().filter(|(_, l)| l.last_used.elapsed() >= idle).map(|(n, _)| n.clone()).collect();
+        for name in &stale {
+            others.remove(name);
+            tracing::info!(model = %name, "unloaded idle model");
+        }
+        stale
+    }
+
+    /// The state of every loaded model, the configured one first.
+    pub fn states(&self) -> Vec<(String, ModelState)> {
+        let mut states = vec![(self.inner.default_id.clone(), self.inner.default.state())];
+        let mut others: Vec<(String, ModelState)> =
+            self.others().iter().map(|(n, l)| (n.clone(), l.engine.state())).collect();
+        others.sort_by(|a, b| a.0.cmp(&b.0));
+        states.extend(others);
+        states
+    }
+}
+
+fn available_memory() -> u64 {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    system.available_memory()
+}
+
+/// Memory a model will take: its file (mapped and read) plus its KV cache, estimated from
+/// the layer count at 1 KiB per token per layer (f16 K and V for a 256-wide GQA cache;
+/// small models are narrower, so this errs on the safe side).
+fn estimate_bytes(path: &Path, settings: &Settings) -> u64 {
+    let file = std::fs::metadata(path).map_or(0, |m| m.len());
+    let layers = super::gguf::validate(path).ok().and_then(|s| s.block_count).unwrap_or(32);
+    let m = &settings.model;
+    let kv_tokens = match m.kv_cache_tokens {
+        0 => u64::from(m.context_size) * u64::from(m.parallel),
+        n => u64::from(n),
+    };
+    file + kv_tokens * layers * 1024
+}
+
+/// Unloads least recently used models until `needed` fits beside the reserve.
+fn make_room(others: &mut HashMap<String, Loaded>, needed: u64, available: u64) -> Result<(), EngineError> {
+    let freeable: u64 = others.values().map(|l| l.estimate).sum();
+    if needed + RESERVE_BYTES > available + freeable {
+        return Err(EngineError::InsufficientMemory { needed, available: available + freeable });
+    }
+    let mut freed = 0u64;
+    while needed + RESERVE_BYTES > available + freed {
+        let Some(oldest) = others.iter().min_by_key(|(_, l)| l.last_used).map(|(n, _)| n.clone()) else {
+            return Err(EngineError::InsufficientMemory { needed, available: available + freed });
+        };
+        let loaded = others.remove(&oldest).expect("present");
+        freed += loaded.estimate;
+        tracing::info!(model = %oldest, "unloaded to make room for another model");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(estimate: u64, age_secs: u64) -> Loaded {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let (_, state) = tokio::sync::watch::channel(ModelState::Loading { path: PathBuf::new() });
+        let engine = Engine::from_parts(tx, state, 1, Metrics::new());
+        Loaded { engine, last_used: Instant::now() - Duration::from_secs(age_secs), estimate }
+    }
+
+    #[test]
+    fn room_is_made_by_unloading_the_least_recently_used() {
+        let mut others = HashMap::from([
+            ("old".to_string(), loaded(400 << 20, 100)),
+            ("recent".to_string(), loaded(400 << 20, 1)),
+        ]);
+        make_room(&mut others, 500 << 20, 500 << 20).unwrap();
+        assert!(others.contains_key("recent") && !others.contains_key("old"));
+    }
+
+    #[test]
+    fn a_model_too_big_for_the_box_is_refused() {
+        let mut others = HashMap::from([("a".to_string(), loaded(100 << 20, 5))]);
+        let err = make_room(&mut others, 8 << 30, 1 << 30).unwrap_err();
+        assert!(matches!(err, EngineError::InsufficientMemory { .. }), "{err}");
+        assert_eq!(others.len(), 1, "nothing is unloaded for a model that cannot fit anyway");
+    }
+
+    #[test]
+    fn nothing_is_unloaded_when_there_is_room() {
+        let mut others = HashMap::from([("a".to_string(), loaded(100 << 20, 5))]);
+        make_room(&mut others, 100 << 20, 4 << 30).unwrap();
+        assert_eq!(others.len(), 1);
+    }
+}
