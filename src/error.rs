@@ -54,6 +54,7 @@ error_codes! {
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
     Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
     InsufficientMemory    => SERVICE_UNAVAILABLE,    "insufficient_memory",     "server_error";
+    NoEmbeddingModel      => BAD_REQUEST,            "no_embedding_model",      "invalid_request_error";
     StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
     EngineError           => INTERNAL_SERVER_ERROR,  "engine_error",            "server_error";
     Internal              => INTERNAL_SERVER_ERROR,  "internal_error",          "server_error";
@@ -139,6 +140,7 @@ impl From<crate::engine::EngineError> for ApiError {
             E::Timeout(_) => ErrorCode::Timeout,
             E::ModelNotFound(_) => ErrorCode::ModelNotFound,
             E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
+            E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
             _ => ErrorCode::EngineError,
         };
         ApiError::new(code, e.to_string())

@@ -139,18 +139,27 @@ impl Local {
         let settings = &loaded.settings;
         let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
             .map_err(anyhow::Error::msg)?;
-        eprintln!("Loading {} ...", path.display());
-        let engine = Engine::start(settings, Ok(path), Metrics::new());
-        let state = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?
-            .block_on(engine.wait_loaded());
-        match state {
-            ModelState::Ready(info) => {
-                eprintln!("Model {} ready ({:.1} s).", info.id, info.load_seconds)
+        let engine = Engine::start(settings, Ok(path.clone()), Metrics::new());
+        let state = loop {
+            match engine.state() {
+                ModelState::Loading { progress, .. } => {
+                    let filled = (progress * 30.0).round() as usize;
+                    eprint!(
+                        "\rLoading {} [{:<30}] {:>3.0}%",
+                        path.display(),
+                        "#".repeat(filled),
+                        progress * 100.0
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                settled => break settled,
             }
+        };
+        eprintln!();
+        match state {
+            ModelState::Ready(info) => eprintln!("Model {} ready ({:.1} s).", info.id, info.load_seconds),
             ModelState::Failed { error, .. } => bail!("{error}"),
-            ModelState::Loading { .. } => bail!("the engine stopped while loading"),
+            ModelState::Loading { .. } => unreachable!("the loop ends when loading does"),
         }
         let m = &settings.model;
         Ok(Local {

@@ -40,6 +40,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KV_CACHE_TOKENS", "model.kv_cache_tokens", Kind::Int),
     ("HEARTH_REQUEST_TIMEOUT_SECS", "model.request_timeout_secs", Kind::Int),
     ("HEARTH_IDLE_UNLOAD_SECS", "model.idle_unload_secs", Kind::Int),
+    ("HEARTH_EMBEDDING_MODEL", "model.embedding_model", Kind::Str),
     ("HEARTH_DATA_DIR", "storage.data_dir", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),

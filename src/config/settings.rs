@@ -63,6 +63,8 @@ pub struct ModelSettings {
     pub request_timeout_secs: u64,
     /// Models other than the configured one are unloaded after this long unused.
     pub idle_unload_secs: u64,
+    /// The model `/v1/embeddings` uses when a request names none (empty: none).
+    pub embedding_model: String,
     /// Check the file's sha256 against the manifest when the file is listed there.
     pub verify_sha256: bool,
 }
@@ -85,6 +87,7 @@ impl Default for ModelSettings {
             kv_cache_tokens: 0,
             request_timeout_secs: 600,
             idle_unload_secs: 900,
+            embedding_model: String::new(),
             verify_sha256: true,
         }
     }

@@ -8,7 +8,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
@@ -25,12 +25,37 @@ fn backend() -> &'static Result<LlamaBackend, String> {
     })
 }
 
+/// Validates a model file and loads it (the backend is shared by every model).
+/// Returns the backend, the model and whether its sha256 matched the manifest.
+/// Loading progress is published to `state` in steps of 5%.
+pub(super) fn load_model(
+    path: &std::path::Path,
+    verify_sha256: bool,
+    state: &Arc<watch::Sender<ModelState>>,
+) -> Result<(&'static LlamaBackend, LlamaModel, Option<bool>), String> {
+    let (_, verified) = verify_model_file(path, verify_sha256)?;
+    let backend = backend().as_ref().map_err(Clone::clone)?;
+    let (state, owned_path) = (state.clone(), path.to_path_buf());
+    let mut shown = 0.0f32;
+    let params = LlamaModelParams::default().with_progress_callback(move |progress| {
+        if progress >= shown + 0.05 || progress >= 1.0 {
+            shown = progress;
+            let _ = state.send(ModelState::Loading { path: owned_path.clone(), progress });
+        }
+        true // never abort
+    });
+    let model = LlamaModel::load_from_file(backend, path, &params)
+        .map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
+    Ok((backend, model, verified))
+}
+
 pub(super) fn run(
     config: WorkerConfig,
     jobs: mpsc::Receiver<Job>,
     state: watch::Sender<ModelState>,
     metrics: Metrics,
 ) {
+    let state = Arc::new(state);
     let fail = |error: String| {
         tracing::error!(path = %config.path.display(), %error, "model not loaded");
         metrics.model_load_failures.inc();
@@ -38,17 +63,9 @@ pub(super) fn run(
     };
 
     let started = Instant::now();
-    let verified = match verify_model_file(&config.path, config.verify_sha256) {
-        Ok((_, verified)) => verified,
+    let (backend, model, verified) = match load_model(&config.path, config.verify_sha256, &state) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(e),
-    };
-    let backend = match backend() {
-        Ok(b) => b,
-        Err(e) => return fail(e.clone()),
-    };
-    let model = match LlamaModel::load_from_file(backend, &config.path, &LlamaModelParams::default()) {
-        Ok(m) => m,
-        Err(e) => return fail(format!("llama.cpp could not load {}: {e}", config.path.display())),
     };
     let trained = model.n_ctx_train();
     let context_size = config.context_size.min(trained.max(128));

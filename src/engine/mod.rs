@@ -10,6 +10,7 @@
 //! llama.cpp sees them: a corrupt or hostile file leaves the engine in
 //! [`ModelState::Failed`] and the process running.
 
+mod embed;
 pub mod gguf;
 #[cfg(feature = "llm")]
 mod llama;
@@ -20,6 +21,7 @@ mod slots;
 mod text;
 mod types;
 
+pub use embed::{Embedder, Embeddings, MAX_INPUTS};
 pub use registry::{Installed, Registry, ALIASES};
 pub use text::{StopMatcher, Utf8Stream};
 pub use types::{
@@ -77,7 +79,7 @@ impl Engine {
                 return Engine { jobs: jobs_tx, state, queue_size, metrics };
             }
         };
-        let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone() });
+        let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
         let config = WorkerConfig {
             path,
             threads: settings.inference_threads(),

@@ -7,7 +7,7 @@
 //! checked against the available RAM; idle models are unloaded, least recently used
 //! first, to make room. An unloaded engine stops once its last request finishes.
 
-use super::{Engine, EngineError, ModelState};
+use super::{Embedder, Engine, EngineError, ModelState};
 use crate::config::Settings;
 use crate::models::{manifest, model_id, search_dirs};
 use crate::telemetry::Metrics;
@@ -47,6 +47,7 @@ struct Inner {
     default_path: Option<PathBuf>,
     default: Engine,
     others: Mutex<HashMap<String, Loaded>>,
+    embedders: Mutex<HashMap<String, (Embedder, Instant)>>,
 }
 
 struct Loaded {
@@ -69,6 +70,7 @@ impl Registry {
                 default_path,
                 default,
                 others: Mutex::new(HashMap::new()),
+                embedders: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -179,13 +181,70 @@ impl Registry {
         Ok(engine)
     }
 
+    fn embedders(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Embedder, Instant)>> {
+        self.inner.embedders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The embedding model for a name (`None`: the configured `model.embedding_model`),
+    /// loading it if needed. Any installed GGUF can embed; embedding models embed best.
+    pub async fn embedder(&self, name: Option<&str>) -> Result<Embedder, EngineError> {
+        let configured = self.inner.settings.model.embedding_model.as_str();
+        let name = match name {
+            Some(n) if !ALIASES.contains(&n) => n,
+            _ if !configured.is_empty() => configured,
+            _ => return Err(EngineError::NoEmbeddingModel),
+        };
+        let existing = self.embedders().get_mut(name).map(|(e, used)| {
+            *used = Instant::now();
+            e.clone()
+        });
+        let embedder = match existing {
+            Some(e) => e,
+            None => {
+                let installed = self.installed();
+                let Some(model) = installed.iter().find(|m| m.id == name) else {
+                    let names: Vec<&str> = installed.iter().map(|m| m.id.as_str()).collect();
+                    return Err(EngineError::ModelNotFound(format!(
+                        "model '{name}' is not installed; available: {}",
+                        names.join(", ")
+                    )));
+                };
+                let mut embedders = self.embedders();
+                let (embedder, _) = embedders.entry(name.to_string()).or_insert_with(|| {
+                    tracing::info!(model = name, "loading embedding model");
+                    (Embedder::start(&self.inner.settings, model.path.clone()), Instant::now())
+                });
+                embedder.clone()
+            }
+        };
+        match embedder.wait_loaded().await {
+            ModelState::Ready(_) => Ok(embedder),
+            ModelState::Failed { error, .. } => {
+                self.embedders().remove(name);
+                Err(EngineError::NotReady(error))
+            }
+            ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into())),
+        }
+    }
+
     /// Unloads models (never the configured one) unused for `idle`. Returns their names.
     pub fn unload_idle(&self, idle: Duration) -> Vec<String> {
-        let mut others = self.others();
-        let stale: Vec<String> =
-            others.iter().filter(|(_, l)| l.last_used.elapsed() >= idle).map(|(n, _)| n.clone()).collect();
+        let mut stale = Vec::new();
+        self.others().retain(|name, l| {
+            let keep = l.last_used.elapsed() < idle;
+            if !keep {
+                stale.push(name.clone());
+            }
+            keep
+        });
+        self.embedders().retain(|name, (_, used)| {
+            let keep = used.elapsed() < idle;
+            if !keep {
+                stale.push(format!("{name} (embeddings)"));
+            }
+            keep
+        });
         for name in &stale {
-            others.remove(name);
             tracing::info!(model = %name, "unloaded idle model");
         }
         stale
@@ -196,6 +255,7 @@ impl Registry {
         let mut states = vec![(self.inner.default_id.clone(), self.inner.default.state())];
         let mut others: Vec<(String, ModelState)> =
             self.others().iter().map(|(n, l)| (n.clone(), l.engine.state())).collect();
+        others.extend(self.embedders().iter().map(|(n, (e, _))| (format!("{n} (embeddings)"), e.state())));
         others.sort_by(|a, b| a.0.cmp(&b.0));
         states.extend(others);
         states
@@ -246,7 +306,8 @@ mod tests {
 
     fn loaded(estimate: u64, age_secs: u64) -> Loaded {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        let (_, state) = tokio::sync::watch::channel(ModelState::Loading { path: PathBuf::new() });
+        let (_, state) =
+            tokio::sync::watch::channel(ModelState::Loading { path: PathBuf::new(), progress: 0.0 });
         let engine = Engine::from_parts(tx, state, 1, Metrics::new());
         Loaded { engine, last_used: Instant::now() - Duration::from_secs(age_secs), estimate }
     }

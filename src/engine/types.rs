@@ -134,6 +134,11 @@ pub enum EngineError {
         available >> 20
     )]
     InsufficientMemory { needed: u64, available: u64 },
+    #[error(
+        "no embedding model is configured: set model.embedding_model (e.g. all-minilm-l6-v2, \
+         fetched with `python3 models/fetch.py all-minilm-l6-v2`) or name one in the request"
+    )]
+    NoEmbeddingModel,
     #[error("inference failed: {0}")]
     Failed(String),
 }
@@ -165,9 +170,16 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum ModelState {
-    Loading { path: PathBuf },
+    /// `progress` runs from 0 to 1 while llama.cpp reads the weights.
+    Loading {
+        path: PathBuf,
+        progress: f32,
+    },
     Ready(Box<ModelInfo>),
-    Failed { path: PathBuf, error: String },
+    Failed {
+        path: PathBuf,
+        error: String,
+    },
 }
 
 impl ModelState {

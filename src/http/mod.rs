@@ -46,7 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/conversations/{id}").route(web::get().to(conversations::get)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
-        .service(resource("/v1/completions").route(web::post().to(openai::completions)));
+        .service(resource("/v1/completions").route(web::post().to(openai::completions)))
+        .service(resource("/v1/embeddings").route(web::post().to(openai::embeddings)));
 }
 
 /// A resource whose unmatched methods answer a JSON 405.

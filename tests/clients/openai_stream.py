@@ -1,4 +1,4 @@
-"""Streams one reply from Hearth with the official `openai` client.
+"""Streams one reply and embeds two texts with the official `openai` client.
 
 Reads OPENAI_BASE_URL and OPENAI_API_KEY; prints one JSON line summarising the stream.
 """
@@ -24,4 +24,8 @@ for chunk in stream:
     choice = chunk.choices[0]
     text += choice.delta.content or ""
     finish_reason = choice.finish_reason or finish_reason
-print(json.dumps({"model": model, "chunks": chunks, "text": text, "finish_reason": finish_reason}))
+vectors = client.embeddings.create(model="default", input=["hello", "a warm hearth"]).data
+print(json.dumps({
+    "model": model, "chunks": chunks, "text": text, "finish_reason": finish_reason,
+    "embedding_dims": [len(v.embedding) for v in vectors],
+}))

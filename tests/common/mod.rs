@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
-fn model_in_cache(file: &str, env_var: &str) -> PathBuf {
+pub fn model_in_cache(file: &str, env_var: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_var) {
         return PathBuf::from(path);
     }

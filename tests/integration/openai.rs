@@ -94,7 +94,8 @@ fn stop_strings_and_max_tokens_are_honoured() {
 /// `openai` package (scripts/test.sh provides it in .venv-test).
 #[test]
 fn the_official_python_client_streams_a_reply() {
-    let server = Server::start(ServerOptions::new(small_model()));
+    let options = ServerOptions::new(small_model()).env("HEARTH_EMBEDDING_MODEL", "all-minilm-l6-v2");
+    let server = Server::start(options);
     let token = server.user("alice");
     let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_stream.py");
@@ -115,6 +116,7 @@ fn the_official_python_client_streams_a_reply() {
     assert!(!report["text"].as_str().unwrap().is_empty(), "{report}");
     assert_eq!(report["model"], "smollm2-135m-instruct");
     assert!(["stop", "length"].contains(&report["finish_reason"].as_str().unwrap()), "{report}");
+    assert_eq!(report["embedding_dims"], json!([384, 384]), "base64 embeddings decode: {report}");
 }
 
 #[test]
@@ -152,4 +154,84 @@ fn text_completions_continue_a_raw_prompt() {
         let (status, err) = server.call("POST", "/v1/completions", Some(&token), Some(&bad));
         assert_eq!((status, crate::common::code(&err)), (400, "invalid_request"), "{bad}");
     }
+}
+
+fn minilm() -> std::path::PathBuf {
+    crate::common::model_in_cache("all-minilm-l6-v2-f16.gguf", "HEARTH_TEST_EMBEDDING_MODEL")
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn embeddings_come_from_the_configured_embedding_model() {
+    assert!(minilm().is_file());
+    let options = ServerOptions::new(small_model()).env("HEARTH_EMBEDDING_MODEL", "all-minilm-l6-v2");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let inputs =
+        ["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."];
+    let (status, body) = server.call(
+        "POST",
+        "/v1/embeddings",
+        Some(&token),
+        Some(&json!({"input": inputs, "encoding_format": "float"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "all-minilm-l6-v2");
+    let vectors: Vec<Vec<f64>> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(d["index"], i);
+            d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect();
+    assert_eq!(vectors.len(), 3);
+    assert_eq!(vectors[0].len(), 384);
+    for v in &vectors {
+        assert!((cosine(v, v) - 1.0).abs() < 1e-3, "vectors are unit length");
+    }
+    let (similar, unrelated) = (cosine(&vectors[0], &vectors[1]), cosine(&vectors[0], &vectors[2]));
+    assert!(similar > unrelated + 0.3, "similar {similar:.3} vs unrelated {unrelated:.3}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+
+    // base64 (the official client's default) carries the same little-endian f32 values.
+    let (_, b64) = server.call(
+        "POST",
+        "/v1/embeddings",
+        Some(&token),
+        Some(&json!({"input": inputs[0], "encoding_format": "base64", "model": "all-minilm-l6-v2"})),
+    );
+    let text = b64["data"][0]["embedding"].as_str().unwrap();
+    assert_eq!(text.len(), (384 * 4usize).div_ceil(3) * 4);
+
+    for (bad, expected) in [
+        (json!({"input": []}), "invalid_request"),
+        (json!({"input": [""]}), "invalid_request"),
+        (json!({"input": [[1, 2, 3]]}), "invalid_request"),
+        (json!({"input": "x", "encoding_format": "hex"}), "invalid_request"),
+        (json!({"input": "x", "dimensions": 7}), "invalid_request"),
+        (json!({"input": "x", "model": "nope"}), "model_not_found"),
+        (json!({"input": "word ".repeat(2000)}), "invalid_request"),
+    ] {
+        let (status, err) = server.call("POST", "/v1/embeddings", Some(&token), Some(&bad));
+        assert_eq!(
+            (status, crate::common::code(&err)),
+            (if expected == "model_not_found" { 404 } else { 400 }, expected),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn embeddings_without_a_configured_model_explain_what_to_do() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let (status, err) = server.call("POST", "/v1/embeddings", Some(&token), Some(&json!({"input": "hello"})));
+    assert_eq!((status, crate::common::code(&err)), (400, "no_embedding_model"), "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("model.embedding_model"));
 }

@@ -1,13 +1,15 @@
-//! OpenAI-compatible `/v1/models`, `/v1/chat/completions` and `/v1/completions`, so the
-//! official `openai` clients, Open WebUI and LangChain work unchanged. These calls are
-//! stateless: the client sends the whole conversation each time.
+//! OpenAI-compatible `/v1/models`, `/v1/chat/completions`, `/v1/completions` and
+//! `/v1/embeddings`, so the official `openai` clients, Open WebUI and LangChain work
+//! unchanged. These calls are stateless: the client sends the whole conversation each time.
 
 mod chat;
 mod completions;
+mod embeddings;
 mod stream;
 
 pub use chat::chat_completions;
 pub use completions::completions;
+pub use embeddings::embeddings;
 
 use super::chat::params;
 use super::{json, ready_engine, AppState, Caller};
