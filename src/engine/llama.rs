@@ -115,7 +115,7 @@ pub(super) fn run(
         model = %info.id, context = context_size, kv_cache_tokens, parallel, sequences, threads,
         seconds = format!("{:.1}", info.load_seconds), "model ready"
     );
-    metrics.model_loaded.set(1);
+    metrics.model_loaded.inc();
     let _ = state.send(ModelState::Ready(Box::new(info)));
 
     let mut scheduler = Scheduler::new(
@@ -131,5 +131,5 @@ pub(super) fn run(
         },
     );
     scheduler.run(jobs);
-    metrics.model_loaded.set(0);
+    metrics.model_loaded.dec();
 }

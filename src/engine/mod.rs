@@ -1,10 +1,12 @@
-//! The language model engine.
+//! The language model engines.
 //!
-//! llama.cpp runs on a dedicated thread that owns the model and its context; FFI and
-//! CPU work never touch the async runtime. Requests reach it over a bounded channel
-//! (a full queue is an immediate [`EngineError::Overloaded`]); each request carries its
-//! own channel on which tokens stream back. A client that goes away closes that
-//! channel, and the engine stops working on it at the next token.
+//! Each loaded model runs on a dedicated thread that owns its llama.cpp model and
+//! context; FFI and CPU work never touch the async runtime. Requests reach it over a
+//! bounded channel (a full queue is an immediate [`EngineError::Overloaded`]); each
+//! request carries its own channel on which tokens stream back, and a client that goes
+//! away closes it, which stops the work at the next step. The thread runs a
+//! continuous-batching scheduler with per-conversation KV reuse (`scheduler`, `slots`).
+//! The [`Registry`] decides which models are loaded; [`Embedder`] serves embeddings.
 //!
 //! Model files are validated ([`gguf::validate`], sha256 against the manifest) before
 //! llama.cpp sees them: a corrupt or hostile file leaves the engine in

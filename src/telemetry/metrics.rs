@@ -94,7 +94,7 @@ impl Metrics {
                 "Requests stopped because the client went away",
             ),
             requests_timed_out: counter(r, "requests_timed_out_total", "Requests stopped by the timeout"),
-            model_loaded: gauge(r, "model_loaded", "1 when the language model is loaded and ready"),
+            model_loaded: gauge(r, "model_loaded", "Language models loaded and ready (generation engines)"),
             model_load_failures: counter(r, "model_load_failures_total", "Model files that failed to load"),
             registry,
         }
