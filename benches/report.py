@@ -1,0 +1,281 @@
+"""Build provenance and the results table for benches/compare.py (stdlib only)."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import harness as h
+
+REF_SRC = h.WORK / "llama.cpp-ref"
+GOALS = {"single": 0.97, "concurrent": 1.0, "turns": 1.3, "contention": 0.4}
+
+
+# --------------------------------------------------------------------------- provenance
+
+def _ggml_version(tree: Path) -> str | None:
+    try:
+        text = (tree / "ggml/CMakeLists.txt").read_text()
+    except OSError:
+        return None
+    parts = [re.search(rf"set\(GGML_VERSION_{k}\s+(\d+)\)", text) for k in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m.group(1) for m in parts) if all(parts) else None
+
+
+def _tree_digest(tree: Path) -> tuple[dict, str]:
+    files = {}
+    for sub in ("src", "include", "ggml/src", "ggml/include"):
+        for p in sorted((tree / sub).rglob("*")):
+            if p.is_file() and p.suffix in (".c", ".cpp", ".h", ".hpp", ".cu", ".inc"):
+                files[str(p.relative_to(tree))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return files, hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cargo_lock_version(name: str) -> str | None:
+    try:
+        lock = (h.REPO / "Cargo.lock").read_text()
+    except OSError:
+        return None
+    m = re.search(rf'name = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
+    return m.group(1) if m else None
+
+
+def ref_build_info() -> dict:
+    """Which llama.cpp each side is built from. The reference tree's commit comes from the
+    llama-cpp-python CHANGELOG (recorded by build_ref.sh and baked into the binaries);
+    the crate's vendored copy carries no commit, so it is identified by crate version,
+    ggml version, a digest of its C/C++ sources, and how many files differ from the reference."""
+    info: dict = {"reference": {}, "hearth_vendored": {}}
+    ref = info["reference"]
+    for key, name in (("sdist", "SDIST_VERSION"), ("commit", "SDIST_LLAMA_CPP_COMMIT")):
+        try:
+            ref[key] = (REF_SRC / name).read_text().strip()
+        except OSError:
+            ref[key] = None
+    ref["ggml"] = _ggml_version(REF_SRC)
+    server = REF_SRC / "build/bin/llama-server"
+    if server.is_file():
+        try:
+            out = subprocess.run([str(server), "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 timeout=30).stdout.decode(errors="replace")
+            ref["version_line"] = next((l.strip() for l in out.splitlines() if l.startswith("version")), None)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    ver = _cargo_lock_version("llama-cpp-sys-2")
+    crate = info["hearth_vendored"]
+    crate["crate"] = f"llama-cpp-sys-2 {ver}" if ver else None
+    trees = glob.glob(str(Path.home() / f".cargo/registry/src/*/llama-cpp-sys-2-{ver}/llama.cpp")) if ver else []
+    if trees:
+        tree = Path(trees[0])
+        crate["ggml"] = _ggml_version(tree)
+        try:
+            vcs = json.loads((tree.parent / ".cargo_vcs_info.json").read_text())
+            crate["llama_cpp_rs_git"] = vcs.get("git", {}).get("sha1")
+        except (OSError, ValueError):
+            pass
+        crate["commit"] = "not recorded in the crate"
+        if REF_SRC.is_dir():
+            a, da = _tree_digest(tree)
+            b, db = _tree_digest(REF_SRC)
+            differ = sum(1 for k in set(a) | set(b) if a.get(k) != b.get(k))
+            crate["source_digest"], ref["source_digest"] = da, db
+            crate["files_differing_from_reference"] = f"{differ} of {len(set(a) | set(b))}"
+    return info
+
+
+# --------------------------------------------------------------------------- table
+
+def _f(v, unit="", nd=1):
+    if v is None:
+        return "—"
+    return f"{v:,.{nd}f}{unit}"
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def _verdict(value, goal, higher_is_better=True):
+    if value is None or goal is None:
+        return "—"
+    ok = value >= goal if higher_is_better else value <= goal
+    return "PASS" if ok else "FAIL"
+
+
+def rows(data: dict) -> list[list[str]]:
+    """[metric, Hearth, reference, Hearth/ref, goal, verdict] per line."""
+    P = data.get("parts", {})
+    meta = data.get("meta", {})
+    sz = meta.get("sizes", {})
+    out: list[list[str]] = []
+
+    a = P.get("a") or {}
+    ah, ar = a.get("hearth") or {}, a.get("ref") or {}
+    if a:
+        for key, label in (("pp", f"pp{sz.get('pp')} prompt tok/s"), ("tg", f"tg{sz.get('tg')} generation tok/s")):
+            r = _ratio(ah.get(key), ar.get(key))
+            out.append([f"a. single stream {label}", _f(ah.get(key)), _f(ar.get(key)) + " (llama-bench)",
+                        _f(r, "×", 2), "≥ 0.97×", _verdict(r, GOALS["single"])])
+
+    b = P.get("b") or {}
+    bh, br = b.get("hearth") or {}, b.get("ref") or {}
+    for n in sorted({*bh, *br}, key=lambda x: int(x)):
+        hv, rv = (bh.get(n) or {}).get("aggregate"), (br.get(n) or {}).get("aggregate")
+        r = _ratio(hv, rv)
+        out.append([f"b. aggregate gen tok/s, {n} stream(s)", _f(hv), _f(rv) + f" (llama-server -np {n})",
+                    _f(r, "×", 2), "≥ 1.0×", _verdict(r, GOALS["concurrent"])])
+
+    c = P.get("c") or {}
+    hv1, hn, cr = [(c.get(k) or {}).get("median_ms") for k in ("hearth_v1", "hearth_native", "ref")]
+    n_turns = len(next((x for x in (hv1, hn, cr) if x), []))
+    for t in [t for t in (1, 5, 10, 20) if t <= n_turns]:
+        pick = lambda xs: xs[t - 1] if xs and len(xs) >= t else None  # noqa: E731
+        out.append([f"c. TTFT turn {t}, ms, /v1/chat/completions", _f(pick(hv1), nd=0),
+                    _f(pick(cr), nd=0) + " (llama-server cache_prompt)", _f(_ratio(pick(hv1), pick(cr)), "×", 2),
+                    "lower is better", "—"])
+        if hn:
+            out.append([f"c. TTFT turn {t}, ms, Hearth /api/chat + conversation_id", _f(pick(hn), nd=0),
+                        _f(pick(cr), nd=0), _f(_ratio(pick(hn), pick(cr)), "×", 2), "lower is better", "—"])
+    if n_turns:
+        last = n_turns
+        growth = lambda xs: _ratio(xs[last - 1], xs[0]) if xs and len(xs) >= last else None  # noqa: E731
+        for name, xs in (("/v1/chat/completions", hv1), ("/api/chat", hn)):
+            g = growth(xs)
+            out.append([f"c. TTFT turn {last} / turn 1, Hearth {name}", _f(g, "×", 2), _f(growth(cr), "×", 2),
+                        "—", "≤ 1.3×", _verdict(g, GOALS["turns"], higher_is_better=False)])
+
+    srv = data.get("servers") or {}
+    mb = meta.get("model_bytes") or 0
+    over = lambda kib: (kib * 1024 - mb) / 2**20 if kib else None  # noqa: E731
+    if "d" in meta.get("parts", []):
+        hm = over(srv.get("hearth-main"))
+        nps = sorted((k for k in srv if k.startswith("llama-server-np")), key=lambda k: int(k[15:]))
+        for k in nps[:1] + nps[-1:] if len(nps) > 1 else nps:
+            rv = over(srv.get(k))
+            out.append([f"d. peak RSS − model file, MiB", _f(hm, nd=0), _f(rv, nd=0) + f" ({k[:12]} -np {k[15:]})",
+                        _f(_ratio(hm, rv), "×", 2), "lower is better", "—"])
+        if not nps and hm is not None:
+            out.append(["d. peak RSS − model file, MiB", _f(hm, nd=0), "—", "—", "lower is better", "—"])
+
+    e = P.get("e") or {}
+    eh, er = e.get("hearth") or {}, e.get("ref") or {}
+    if e:
+        out.append([f"e. gen tok/s quiet (default threads: Hearth {eh.get('threads', '?')}, "
+                    f"llama-bench {er.get('threads', '?')})", _f(eh.get("quiet")), _f(er.get("quiet")),
+                    _f(_ratio(eh.get("quiet"), er.get("quiet")), "×", 2), "—", "—"])
+        out.append(["e. gen tok/s with 1 busy process", _f(eh.get("busy")), _f(er.get("busy")),
+                    _f(_ratio(eh.get("busy"), er.get("busy")), "×", 2), "—", "—"])
+        out.append(["e. busy / quiet", _f(eh.get("fraction"), "×", 2), _f(er.get("fraction"), "×", 2),
+                    _f(_ratio(eh.get("fraction"), er.get("fraction")), "×", 2), "Hearth ≥ 0.4×",
+                    _verdict(eh.get("fraction"), GOALS["contention"])])
+    return out
+
+
+def table(data: dict) -> str:
+    head = ["Metric (median)", "Hearth", "Reference", "Hearth/ref", "Goal", "Result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(data)]
+    return "\n".join(lines)
+
+
+def _version_note(hearth_ggml, ref_ggml) -> str | None:
+    try:
+        a, b = (tuple(int(x) for x in v.split(".")) for v in (hearth_ggml, ref_ggml))
+    except (AttributeError, ValueError):
+        return None
+    if a == b:
+        return None
+    newer = "Hearth's" if a > b else "the reference's"
+    return (f"the two llama.cpp trees differ (ggml {hearth_ggml} vs {ref_ggml}; {newer} is newer): "
+            "part of a gap in a or e may come from llama.cpp itself")
+
+
+def _kv_table(d: dict) -> str:
+    return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in d.items() if v not in (None, "")])
+
+
+def _round(v):
+    if isinstance(v, float):
+        return round(v, 2)
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    return v
+
+
+def _details(data: dict) -> list[str]:
+    """One compact JSON line per part and side."""
+    out = []
+    for part, sides in sorted((data.get("parts") or {}).items()):
+        for side, v in (sides or {}).items():
+            out.append(f"{part}.{side}: {json.dumps(_round(v), separators=(',', ':'))}")
+    out.append(f"peak_rss_kib: {json.dumps(data.get('servers'), separators=(',', ':'))}")
+    return out
+
+
+def write(data: dict, path: Path) -> str:
+    """Writes RESULTS.md; returns the table (for printing)."""
+    meta = data.get("meta", {})
+    m = meta.get("machine", {})
+    ref = (meta.get("ref") or {}).get("reference", {})
+    ven = (meta.get("ref") or {}).get("hearth_vendored", {})
+    hb = meta.get("hearth", {})
+    lb = data.get("llama_bench_build") or {}
+    tbl = table(data)
+    sz = meta.get("sizes", {})
+    md = [
+        "# Hearth vs llama.cpp: benchmark results",
+        "",
+        f"Produced by `{meta.get('command', 'benches/run.sh')}` on {m.get('date')} "
+        f"({'QUICK smoke run: small sizes, few repetitions; not for comparison' if meta.get('quick') else 'full run'}, "
+        f"{meta.get('duration_s', '?')} s). Generated file: rerun the command instead of editing it. "
+        "How each figure is measured: `benches/README.md`.",
+        "",
+        f"Model `{Path(meta.get('model', '')).name}` ({(meta.get('model_bytes') or 0):,} bytes), "
+        f"threads {meta.get('threads')} (part e: each side's default), context {meta.get('context')} per sequence, "
+        f"{sz.get('reps')} repetitions for part a. Parts run: {', '.join(meta.get('parts', []))}. "
+        "Ratios are Hearth / reference; for times (TTFT, RSS) lower is better.",
+        "",
+        tbl,
+        "",
+    ]
+    if data.get("errors"):
+        md += ["## Errors", ""] + [f"- part {k}: {e}" for k, v in data["errors"].items() for e in v] + [""]
+    md += [
+        "## Machine", "",
+        _kv_table({"CPU": m.get("cpu"), "logical CPUs": m.get("logical_cpus"), "physical cores": m.get("physical_cores"),
+                   "SIMD": m.get("simd"), "RAM": f"{m.get('ram_gib')} GiB", "kernel": m.get("kernel"),
+                   "OS": m.get("os"), "virtualization": m.get("virtualization"),
+                   "load average at start": " ".join(m.get("loadavg_at_start") or []), "date": m.get("date")}),
+        "",
+        "## Builds", "",
+        _kv_table({
+            "Hearth": f"git {hb.get('git')}, {', '.join(f'{k} {v}' for k, v in (hb.get('crates') or {}).items())}, "
+                      f"{hb.get('rustc')}, `cargo build --release`",
+            "Hearth's llama.cpp (vendored in the crate)":
+                f"{ven.get('crate')}; llama.cpp commit {ven.get('commit')}; ggml {ven.get('ggml')}; "
+                f"llama-cpp-rs git {ven.get('llama_cpp_rs_git')}; sources digest {ven.get('source_digest')}; "
+                f"{ven.get('files_differing_from_reference')} C/C++ files differ from the reference tree",
+            "Reference llama.cpp": f"ggml-org/llama.cpp@{ref.get('commit')} (from llama-cpp-python {ref.get('sdist')} "
+                                   f"sdist); ggml {ref.get('ggml')}; sources digest {ref.get('source_digest')}; "
+                                   f"`{ref.get('version_line')}`; llama-bench build_commit {lb.get('build_commit')}",
+            "Note": _version_note(ven.get("ggml"), ref.get("ggml")),
+            "Reference build": "cmake Release, static, GGML_NATIVE=OFF, OpenMP (benches/build_ref.sh)",
+            "llama-bench backend / CPU": f"{lb.get('backends')} / {lb.get('cpu_info')}",
+        }),
+        "",
+        "## Details", "",
+        "Raw samples (tok/s or ms) as measured; the full record is `benches/work/results.json`.",
+        "",
+        "```",
+        *_details(data),
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(md))
+    return tbl
