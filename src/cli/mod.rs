@@ -81,7 +81,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "PATH")]
     model: Option<String>,
 
-    /// Inference threads, 0 = automatic [env: HEARTH_THREADS]
+    /// Generation threads, 0 = automatic: one less than the cores [env: HEARTH_THREADS]
     #[arg(long, value_name = "N")]
     threads: Option<String>,
 

@@ -31,6 +31,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_WORKERS", "server.workers", Kind::Int),
     ("HEARTH_MODEL", "model.path", Kind::Str),
     ("HEARTH_THREADS", "model.threads", Kind::Int),
+    ("HEARTH_THREADS_BATCH", "model.threads_batch", Kind::Int),
     ("HEARTH_CONTEXT_SIZE", "model.context_size", Kind::Int),
     ("HEARTH_MAX_TOKENS", "model.max_tokens", Kind::Int),
     ("HEARTH_TEMPERATURE", "model.temperature", Kind::Float),
@@ -271,6 +272,18 @@ mod tests {
     fn unknown_env_vars_are_reported_not_fatal() {
         let loaded = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREAD", "2")]), &[]).unwrap();
         assert_eq!(loaded.unknown_env_vars, vec!["HEARTH_THREAD".to_string()]);
+    }
+
+    #[test]
+    fn automatic_threads_leave_a_core_for_the_rest_of_the_box() {
+        let settings = Settings::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        assert_eq!(settings.inference_threads(), (cores - 1).clamp(1, 4));
+        assert!(settings.batch_threads() >= settings.inference_threads());
+        let mut fixed = Settings::default();
+        fixed.model.threads = 3;
+        fixed.model.threads_batch = 1;
+        assert_eq!((fixed.inference_threads(), fixed.batch_threads()), (3, 1));
     }
 
     #[test]

@@ -38,8 +38,12 @@ pub struct ModelSettings {
     /// GGUF model file. Empty: the manifest's default model, looked up in
     /// `<data_dir>/models/` and then the model cache (`~/.cache/hearth/models`).
     pub path: String,
-    /// Inference threads (0: automatic, from the number of cores).
+    /// Threads for generating tokens (0: automatic, one less than the cores, at least 1).
+    /// Generation is memory-bound, and ggml's threads wait for each other at every layer:
+    /// when another busy process takes a core they all stall, so one core is left free.
     pub threads: u32,
+    /// Threads for reading prompts, which is compute-bound and brief (0: one per core).
+    pub threads_batch: u32,
     /// Context window in tokens (clamped to what the model was trained for).
     pub context_size: u32,
     /// Upper bound on tokens generated per reply; requests may ask for fewer.
@@ -74,6 +78,7 @@ impl Default for ModelSettings {
         Self {
             path: String::new(),
             threads: 0,
+            threads_batch: 0,
             context_size: 4096,
             max_tokens: 2048,
             temperature: 0.7,
@@ -146,6 +151,9 @@ impl Settings {
         if m.threads > 256 {
             return bad("model.threads", "must be at most 256 (0 = automatic)");
         }
+        if m.threads_batch > 256 {
+            return bad("model.threads_batch", "must be at most 256 (0 = automatic)");
+        }
         if !(128..=1 << 20).contains(&m.context_size) {
             return bad("model.context_size", "must be between 128 and 1048576");
         }
@@ -184,16 +192,29 @@ impl Settings {
         self.server.listen.parse().expect("validated listen address")
     }
 
-    /// Inference threads to use: the configured number, or one per core up to four.
+    /// Threads for generation: the configured number, else one less than the cores
+    /// (at least one, at most four).
     pub fn inference_threads(&self) -> u32 {
-        if self.model.threads > 0 {
-            return self.model.threads;
+        match self.model.threads {
+            0 => (cores() - 1).clamp(1, 4),
+            n => n,
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores.clamp(1, 4) as u32
+    }
+
+    /// Threads for prompt reading: the configured number, else one per core (at most 8),
+    /// and never fewer than the generation threads.
+    pub fn batch_threads(&self) -> u32 {
+        match self.model.threads_batch {
+            0 => cores().clamp(1, 8).max(self.inference_threads()),
+            n => n,
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {
         self.storage.data_dir.join("hearth.db")
     }
+}
+
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
 }

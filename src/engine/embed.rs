@@ -33,7 +33,8 @@ impl Embedder {
     pub fn start(settings: &Settings, path: PathBuf) -> Embedder {
         let (jobs_tx, jobs_rx) = mpsc::channel(settings.model.queue_size);
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
-        let threads = settings.inference_threads() as i32;
+        // Embedding is all prompt reading: the batch threads.
+        let threads = settings.batch_threads() as i32;
         let verify = settings.model.verify_sha256;
         std::thread::Builder::new()
             .name("hearth-embed".into())

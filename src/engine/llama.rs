@@ -77,7 +77,7 @@ pub(super) fn run(
         0 => context_size.saturating_mul(parallel as u32),
         n => n.max(context_size),
     };
-    let threads = config.threads as i32;
+    let (threads, threads_batch) = (config.threads as i32, config.threads_batch as i32);
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(kv_cache_tokens))
         .with_n_batch(BATCH_TOKENS as u32)
@@ -85,7 +85,7 @@ pub(super) fn run(
         .with_n_seq_max(sequences as u32)
         .with_kv_unified(true)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(threads_batch);
     let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => return fail(format!("llama.cpp context ({kv_cache_tokens} KV cells): {e}")),
@@ -112,7 +112,7 @@ pub(super) fn run(
         loaded_at: crate::store::now(),
     };
     tracing::info!(
-        model = %info.id, context = context_size, kv_cache_tokens, parallel, sequences, threads,
+        model = %info.id, context = context_size, kv_cache_tokens, parallel, sequences, threads, threads_batch,
         seconds = format!("{:.1}", info.load_seconds), "model ready"
     );
     metrics.model_loaded.inc();

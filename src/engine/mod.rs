@@ -50,6 +50,7 @@ pub(crate) struct Job {
 pub(crate) struct WorkerConfig {
     pub path: PathBuf,
     pub threads: u32,
+    pub threads_batch: u32,
     pub context_size: u32,
     pub verify_sha256: bool,
     pub parallel: usize,
@@ -85,6 +86,7 @@ impl Engine {
         let config = WorkerConfig {
             path,
             threads: settings.inference_threads(),
+            threads_batch: settings.batch_threads(),
             context_size: settings.model.context_size,
             verify_sha256: settings.model.verify_sha256,
             parallel: settings.model.parallel as usize,
