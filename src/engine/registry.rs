@@ -143,14 +143,10 @@ impl Registry {
             Some(engine) => engine,
             None => self.load(name)?,
         };
-        match engine.wait_loaded().await {
-            ModelState::Ready(_) => Ok(engine),
-            ModelState::Failed { error, .. } => {
-                self.others().remove(name);
-                Err(EngineError::NotReady(error))
-            }
-            ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into())),
-        }
+        settled(engine.wait_loaded().await).inspect_err(|_| {
+            self.others().remove(name);
+        })?;
+        Ok(engine)
     }
 
     /// Starts loading an installed model, making room for it first.
@@ -217,14 +213,10 @@ impl Registry {
                 embedder.clone()
             }
         };
-        match embedder.wait_loaded().await {
-            ModelState::Ready(_) => Ok(embedder),
-            ModelState::Failed { error, .. } => {
-                self.embedders().remove(name);
-                Err(EngineError::NotReady(error))
-            }
-            ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into())),
-        }
+        settled(embedder.wait_loaded().await).inspect_err(|_| {
+            self.embedders().remove(name);
+        })?;
+        Ok(embedder)
     }
 
     /// Unloads models (never the configured one) unused for `idle`. Returns their names.
@@ -259,6 +251,15 @@ impl Registry {
         others.sort_by(|a, b| a.0.cmp(&b.0));
         states.extend(others);
         states
+    }
+}
+
+/// A loaded model's state as a result: ready, or why not.
+fn settled(state: ModelState) -> Result<(), EngineError> {
+    match state {
+        ModelState::Ready(_) => Ok(()),
+        ModelState::Failed { error, .. } => Err(EngineError::NotReady(error)),
+        ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into())),
     }
 }
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::ImportError;
+use crate::engine::gguf::{T_ARRAY, T_BOOL, T_F32, T_I32, T_STRING, T_U32};
 
 /// Alignment of the data section and of every tensor in it.
 pub const ALIGNMENT: u64 = 32;
@@ -32,13 +33,6 @@ pub enum Value {
     StrArray(Vec<String>),
     I32Array(Vec<i32>),
 }
-
-const T_U32: u32 = 4;
-const T_I32: u32 = 5;
-const T_F32: u32 = 6;
-const T_BOOL: u32 = 7;
-const T_STRING: u32 = 8;
-const T_ARRAY: u32 = 9;
 
 /// Storage type of a tensor in the output file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
