@@ -135,7 +135,6 @@ struct Local {
 
 impl Local {
     fn start(loaded: &Loaded) -> anyhow::Result<Local> {
-        super::serve::prefer_passive_threads();
         let settings = &loaded.settings;
         let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
             .map_err(anyhow::Error::msg)?;

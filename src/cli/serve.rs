@@ -11,7 +11,6 @@ use std::time::Instant;
 
 pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let settings = Arc::new(loaded.settings);
-    prefer_passive_threads();
     let data_dir = &settings.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -36,14 +35,4 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// ggml's OpenMP workers spin while waiting for work, which starves everything else
-/// on a small box (measured: 15-50x slowdowns on 2 cores). Ask them to sleep instead,
-/// unless the operator chose otherwise. Must run before any thread starts.
-pub fn prefer_passive_threads() {
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-        // Start-up, before the engine or HTTP threads exist.
-        std::env::set_var("OMP_WAIT_POLICY", "passive");
-    }
 }
