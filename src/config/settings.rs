@@ -41,8 +41,8 @@ pub struct ModelSettings {
     /// Threads for generating tokens (0: automatic, one less than the cores, at least 1).
     /// Generation is memory-bound, and ggml's threads wait for each other at every layer:
     /// when another busy process takes a core they all stall, so one core is left free.
-    /// (Making the waiting threads sleep instead, OMP_WAIT_POLICY=passive, was measured
-    /// to halve quiet speed on 2 cores; it remains the operator's choice.)
+    /// (Making waiting threads sleep instead, OMP_WAIT_POLICY=passive, cost 7-18% of quiet
+    /// speed on 2 cores in benches/run.sh; it remains the operator's choice.)
     pub threads: u32,
     /// Threads for reading prompts, which is compute-bound and brief (0: one per core).
     pub threads_batch: u32,
