@@ -121,6 +121,9 @@ mod worker {
             .with_n_batch(window)
             .with_n_ubatch(window)
             .with_n_seq_max(SEQUENCES as u32)
+            // Unified: every sequence may use the whole window (otherwise llama.cpp gives
+            // each a 1/SEQUENCES share, rounded up to 256, shorter than the model reads).
+            .with_kv_unified(true)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         let mut ctx = match model.new_context(backend, params) {

@@ -170,8 +170,13 @@ fn embeddings_come_from_the_configured_embedding_model() {
     let options = ServerOptions::new(small_model()).env("HEARTH_EMBEDDING_MODEL", "all-minilm-l6-v2");
     let server = Server::start(options);
     let token = server.user("alice");
-    let inputs =
-        ["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."];
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(40); // ~400 tokens
+    let inputs = [
+        "The cat sits on the mat.",
+        "A cat is sitting on a mat.",
+        "Stock markets fell sharply today.",
+        long.as_str(),
+    ];
     let (status, body) = server.call(
         "POST",
         "/v1/embeddings",
@@ -190,7 +195,7 @@ fn embeddings_come_from_the_configured_embedding_model() {
             d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
         })
         .collect();
-    assert_eq!(vectors.len(), 3);
+    assert_eq!(vectors.len(), 4, "a ~400-token input fits the 512-token window");
     assert_eq!(vectors[0].len(), 384);
     for v in &vectors {
         assert!((cosine(v, v) - 1.0).abs() < 1e-3, "vectors are unit length");
