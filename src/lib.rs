@@ -15,3 +15,4 @@ pub mod import;
 pub mod models;
 pub mod store;
 pub mod telemetry;
+pub mod web;

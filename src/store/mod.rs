@@ -6,10 +6,12 @@
 //! blocking; async callers run them through [`Store::run`], which moves them off the
 //! async runtime.
 
+mod accounts;
 mod conversations;
 mod migrations;
 mod users;
 
+pub use accounts::{Account, Onboarded};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
 pub use users::{Role, TokenInfo, User};
 
