@@ -2,7 +2,7 @@
 // with a stop button, regenerate, and model/temperature settings.
 
 import { api, stream } from './api.js';
-import { h, set, add, ago } from './dom.js';
+import { h, set, ago } from './dom.js';
 import { render } from './markdown.js';
 
 const SETTINGS = 'hearth.chat.settings';
@@ -332,7 +332,6 @@ export function chatPage(ctx) {
   empty();
   loadList();
   loadModels();
-  add(el);
   return {
     el,
     focus: () => input.focus(),
