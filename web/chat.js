@@ -102,7 +102,7 @@ export function chatPage(ctx) {
     }, h('span', { text: c.title }), h('small', { text: ago(c.updated_at) }));
     const li = h('li', { 'data-id': c.id }, open,
       h('button', { type: 'button', class: 'small ghost', 'aria-label': `Rename "${c.title}"`, text: '✎', onclick: () => rename(c, li) }),
-      h('button', { type: 'button', class: 'small ghost', 'aria-label': `Delete "${c.title}"`, text: '🗑', onclick: () => remove(c) }));
+      h('button', { type: 'button', class: 'small ghost', 'aria-label': `Delete "${c.title}"`, text: '×', onclick: () => remove(c) }));
     return li;
   }
 

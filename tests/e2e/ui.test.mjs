@@ -21,7 +21,7 @@ const TIMEOUT = 30_000;
 before(async () => {
   server = await Server.start();
   browser = await launchBrowser();
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
   page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -93,16 +93,16 @@ test('a reply streams in token by token and is stored', async () => {
 });
 
 test('screenshots of the chat page at phone and desktop width', async () => {
-  await page.screenshot({ path: path.join(SHOTS, 'chat-desktop.png') });
+  await page.screenshot({ path: path.join(SHOTS, 'chat-desktop.png'), animations: 'disabled' });
   await page.setViewportSize({ width: 360, height: 740 });
   await page.locator('#prompt').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(overflow <= 360, `no sideways scrolling on a phone (width ${overflow})`);
   assert.ok(await page.locator('.menu').isVisible(), 'the conversation list is behind a menu button');
-  await page.screenshot({ path: path.join(SHOTS, 'chat-phone.png') });
+  await page.screenshot({ path: path.join(SHOTS, 'chat-phone.png'), animations: 'disabled' });
   await page.locator('.menu').click();
   await page.locator('#sidebar.open').waitFor();
-  await page.screenshot({ path: path.join(SHOTS, 'chat-phone-menu.png') });
+  await page.screenshot({ path: path.join(SHOTS, 'chat-phone-menu.png'), animations: 'disabled' });
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 

@@ -15,3 +15,4 @@ mod import;
 mod models;
 mod openai;
 mod persistence;
+mod web;
