@@ -170,7 +170,11 @@ pub async fn login(
 }
 
 /// `POST /api/logout`: ends this session and clears the cookie.
-pub async fn logout(req: HttpRequest, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     if let Credential::Session(id) = caller.credential {
         state.store.run(move |store| store.delete_session(id)).await?;
     }
@@ -201,7 +205,8 @@ pub async fn change_password(
     let changed = state
         .store
         .run(move |store| {
-            let ok = matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
+            let ok =
+                matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
             if ok {
                 store.set_password(user_id, &hash_password(&new))?;
             }

@@ -56,7 +56,8 @@ pub async fn create_user(
     let NewUser { name, password, admin: make_admin } = body.into_inner();
     check_new_password(&password).map_err(ApiError::invalid)?;
     let role = if make_admin { Role::Admin } else { Role::User };
-    let user = state.store.run(move |store| store.create_account(&name, role, &hash_password(&password))).await?;
+    let user =
+        state.store.run(move |store| store.create_account(&name, role, &hash_password(&password))).await?;
     tracing::info!(by = %admin.0.user.name, user = %user.name, role = role.as_str(), "user created");
     Ok(HttpResponse::Created().json(json!({ "user": user })))
 }
@@ -141,7 +142,8 @@ pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRes
 /// the hottest thermal zone.
 fn system_figures() -> serde_json::Value {
     static SYSTEM: OnceLock<Mutex<sysinfo::System>> = OnceLock::new();
-    let mut sys = SYSTEM.get_or_init(|| Mutex::new(sysinfo::System::new())).lock().unwrap_or_else(|p| p.into_inner());
+    let mut sys =
+        SYSTEM.get_or_init(|| Mutex::new(sysinfo::System::new())).lock().unwrap_or_else(|p| p.into_inner());
     sys.refresh_cpu_usage();
     sys.refresh_memory();
     let load = sysinfo::System::load_average();

@@ -90,9 +90,10 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(header) = req.headers().get(AUTHORIZATION) {
-        let header = header.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?;
-        let token =
-            bearer(header).ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let header =
+            header.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+        let token = bearer(header)
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         return token_caller(&state, hash_token(token)).await;
     }
     if let Some(secret) = session_secret(req.headers()) {

@@ -53,20 +53,31 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::delete().to(conversations::delete)),
         )
         .service(
-            resource("/api/conversations/{id}/last-turn").route(web::delete().to(conversations::delete_last_turn)),
+            resource("/api/conversations/{id}/last-turn")
+                .route(web::delete().to(conversations::delete_last_turn)),
         )
         .service(resource("/").route(web::get().to(ui::index)))
         .service(resource("/assets/{version}/{file}").route(web::get().to(ui::asset)))
         .service(
-            resource("/api/onboard").route(web::get().to(account::status)).route(web::post().to(account::onboard)),
+            resource("/api/onboard")
+                .route(web::get().to(account::status))
+                .route(web::post().to(account::onboard)),
         )
         .service(resource("/api/login").route(web::post().to(account::login)))
         .service(resource("/api/logout").route(web::post().to(account::logout)))
         .service(resource("/api/me").route(web::get().to(account::me)))
         .service(resource("/api/me/password").route(web::put().to(account::change_password)))
-        .service(resource("/api/users").route(web::get().to(admin::list_users)).route(web::post().to(admin::create_user)))
+        .service(
+            resource("/api/users")
+                .route(web::get().to(admin::list_users))
+                .route(web::post().to(admin::create_user)),
+        )
         .service(resource("/api/users/{id}/password").route(web::put().to(admin::set_password)))
-        .service(resource("/api/tokens").route(web::get().to(admin::list_tokens)).route(web::post().to(admin::create_token)))
+        .service(
+            resource("/api/tokens")
+                .route(web::get().to(admin::list_tokens))
+                .route(web::post().to(admin::create_token)),
+        )
         .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
         .service(resource("/api/system").route(web::get().to(admin::system)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))

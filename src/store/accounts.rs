@@ -38,11 +38,18 @@ fn role(s: &str) -> Role {
 }
 
 fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User { id: row.get(0)?, name: row.get(1)?, role: role(&row.get::<_, String>(2)?), created_at: row.get(3)? })
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: role(&row.get::<_, String>(2)?),
+        created_at: row.get(3)?,
+    })
 }
 
 fn invalid_name(name: &str) -> StoreError {
-    StoreError::Conflict(format!("invalid user name '{name}': use 1-64 letters, digits, '.', '_', '-' or '@'"))
+    StoreError::Conflict(format!(
+        "invalid user name '{name}': use 1-64 letters, digits, '.', '_', '-' or '@'"
+    ))
 }
 
 const NEEDS_ONBOARDING: &str =
@@ -92,7 +99,10 @@ impl Store {
             .optional()?;
         let user = match existing {
             Some(user) if user.role == Role::Admin => {
-                tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user.id, password_hash])?;
+                tx.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                    params![user.id, password_hash],
+                )?;
                 user
             }
             Some(_) => {
@@ -180,9 +190,8 @@ impl Store {
     /// Every user, with whether they can log in to the web UI.
     pub fn list_accounts(&self) -> Result<Vec<Account>> {
         let conn = self.reader();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, role, created_at, password_hash IS NOT NULL FROM users ORDER BY id",
-        )?;
+        let mut stmt = conn
+            .prepare("SELECT id, name, role, created_at, password_hash IS NOT NULL FROM users ORDER BY id")?;
         let rows = stmt
             .query_map([], |row| Ok(Account { user: user_row(row)?, has_password: row.get(4)? }))?
             .collect::<rusqlite::Result<_>>()?;
@@ -202,7 +211,9 @@ impl Store {
         );
         match inserted {
             Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at: t }),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 Err(StoreError::Conflict(format!("user '{name}' already exists")))
             }
             Err(e) => Err(e.into()),

@@ -145,8 +145,9 @@ impl Store {
 
     /// Deletes one of this user's conversations and its messages.
     pub fn delete_conversation(&self, user_id: i64, id: &str) -> Result<()> {
-        let changed =
-            self.writer().execute("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2", params![id, user_id])?;
+        let changed = self
+            .writer()
+            .execute("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2", params![id, user_id])?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("conversation '{id}'")));
         }

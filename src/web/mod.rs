@@ -46,7 +46,8 @@ impl Asset {
     fn new(content_type: &'static str, body: Vec<u8>) -> Asset {
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..20]);
         let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-        let gzip = encoder.write_all(&body).and_then(|()| encoder.finish()).ok().filter(|g| g.len() < body.len());
+        let gzip =
+            encoder.write_all(&body).and_then(|()| encoder.finish()).ok().filter(|g| g.len() < body.len());
         Asset { content_type, body, gzip, etag }
     }
 
@@ -87,7 +88,8 @@ pub fn bundle() -> &'static Bundle {
         }
         let version = hex::encode(hasher.finalize())[..12].to_string();
         let index = String::from_utf8_lossy(INDEX).replace(VERSION_MARK, &version);
-        let assets = FILES.iter().map(|(name, kind, bytes)| (*name, Asset::new(kind, bytes.to_vec()))).collect();
+        let assets =
+            FILES.iter().map(|(name, kind, bytes)| (*name, Asset::new(kind, bytes.to_vec()))).collect();
         Bundle { index: Asset::new("text/html; charset=utf-8", index.into_bytes()), version, assets }
     })
 }
@@ -102,7 +104,8 @@ mod tests {
         let index = String::from_utf8(b.index.body.clone()).unwrap();
         assert!(!index.contains(VERSION_MARK));
         let prefix = format!("/assets/{}/", b.version);
-        let named: Vec<&str> = index.split(&prefix).skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+        let named: Vec<&str> =
+            index.split(&prefix).skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
         assert!(named.contains(&"app.js") && named.contains(&"app.css"), "{named:?}");
         for name in named {
             assert!(b.asset(name).is_some(), "index.html names a missing asset {name}");
@@ -115,7 +118,8 @@ mod tests {
             let text = std::str::from_utf8(bytes).unwrap();
             for line in text.lines().filter(|l| l.starts_with("import ")) {
                 let target = line.rsplit("from").next().unwrap().trim().trim_matches(|c| "'\";".contains(c));
-                let file = target.strip_prefix("./").unwrap_or_else(|| panic!("{name}: non-local import {line}"));
+                let file =
+                    target.strip_prefix("./").unwrap_or_else(|| panic!("{name}: non-local import {line}"));
                 assert!(bundle().asset(file).is_some(), "{name} imports missing {file}");
             }
             assert!(!text.contains("innerHTML"), "{name}: build DOM nodes, never innerHTML");

@@ -13,7 +13,14 @@ struct Answer {
 }
 
 /// A request with optional session cookie and CSRF header.
-fn send(server: &Server, method: &str, path: &str, cookie: Option<&str>, csrf: bool, body: Option<Value>) -> Answer {
+fn send(
+    server: &Server,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: bool,
+    body: Option<Value>,
+) -> Answer {
     let mut req = ureq::request(method, &format!("{}{}", server.url, path));
     if let Some(c) = cookie {
         req = req.set("Cookie", &format!("hearth_session={c}"));
@@ -38,7 +45,8 @@ fn send(server: &Server, method: &str, path: &str, cookie: Option<&str>, csrf: b
 
 /// The session secret in a `Set-Cookie` value.
 fn session_of(set_cookie: &str) -> String {
-    let value = set_cookie.split(';').next().unwrap().strip_prefix("hearth_session=").expect("session cookie");
+    let value =
+        set_cookie.split(';').next().unwrap().strip_prefix("hearth_session=").expect("session cookie");
     value.to_string()
 }
 
@@ -55,7 +63,14 @@ fn onboarding_login_logout_and_the_session_cookie() {
     assert_eq!(send(&server, "GET", "/api/onboard", None, false, None).body["needed"], true);
     let code_ = setup_code(&server);
     let onboard = |code_: &str, pw: &str, csrf: bool| {
-        send(&server, "POST", "/api/onboard", None, csrf, Some(json!({"code": code_, "name": "root", "password": pw})))
+        send(
+            &server,
+            "POST",
+            "/api/onboard",
+            None,
+            csrf,
+            Some(json!({"code": code_, "name": "root", "password": pw})),
+        )
     };
 
     let a = onboard(&code_, password, false);
@@ -97,7 +112,8 @@ fn onboarding_login_logout_and_the_session_cookie() {
         assert_eq!((a.status, code(&a.body)), (401, "invalid_credentials"), "{name}");
         assert!(a.set_cookie.is_none());
     }
-    let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": "root", "password": password})));
+    let a =
+        send(&server, "POST", "/api/login", None, true, Some(json!({"name": "root", "password": password})));
     assert_eq!(a.status, 200, "{}", a.body);
     let second = session_of(&a.set_cookie.unwrap());
     assert_ne!(second, session);
@@ -122,8 +138,12 @@ fn admins_manage_users_and_tokens_and_plain_users_cannot() {
     let root = out.lines().last().unwrap().trim().to_string();
 
     // Bearer clients need no CSRF header and work as before.
-    let (status, body) =
-        server.call("POST", "/api/users", Some(&root), Some(&json!({"name": "bob", "password": "bob password"})));
+    let (status, body) = server.call(
+        "POST",
+        "/api/users",
+        Some(&root),
+        Some(&json!({"name": "bob", "password": "bob password"})),
+    );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["role"], "user");
     let (status, body) = server.call("GET", "/api/users", Some(&root), None);
@@ -134,7 +154,14 @@ fn admins_manage_users_and_tokens_and_plain_users_cannot() {
     assert_eq!(status, 200, "{body}");
     assert!(body["system"]["memory_total_bytes"].as_u64().unwrap() > 0);
 
-    let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": "bob", "password": "bob password"})));
+    let a = send(
+        &server,
+        "POST",
+        "/api/login",
+        None,
+        true,
+        Some(json!({"name": "bob", "password": "bob password"})),
+    );
     let bob = session_of(&a.set_cookie.expect("bob logs in"));
     for (method, path, body) in [
         ("GET", "/api/users", None),
@@ -149,12 +176,14 @@ fn admins_manage_users_and_tokens_and_plain_users_cannot() {
     // Everyone manages their own tokens; an admin sees and revokes all.
     let a = send(&server, "POST", "/api/tokens", Some(&bob), true, Some(json!({"label": "phone"})));
     assert_eq!(a.status, 201, "{}", a.body);
-    let (bob_token, bob_token_id) = (a.body["token"].as_str().unwrap().to_string(), a.body["id"].as_i64().unwrap());
+    let (bob_token, bob_token_id) =
+        (a.body["token"].as_str().unwrap().to_string(), a.body["id"].as_i64().unwrap());
     assert_eq!(server.call("GET", "/api/me", Some(&bob_token), None).1["user"]["name"], "bob");
     let mine = send(&server, "GET", "/api/tokens?all=true", Some(&bob), false, None);
     assert_eq!(mine.body["tokens"].as_array().unwrap().len(), 1, "a plain user sees only their own");
     let (_, all) = server.call("GET", "/api/tokens?all=true", Some(&root), None);
-    let root_token_id = all["tokens"].as_array().unwrap().iter().find(|t| t["user"] == "root").unwrap()["id"].clone();
+    let root_token_id =
+        all["tokens"].as_array().unwrap().iter().find(|t| t["user"] == "root").unwrap()["id"].clone();
     assert_eq!(all["tokens"].as_array().unwrap().len(), 2);
     let a = send(&server, "DELETE", &format!("/api/tokens/{root_token_id}"), Some(&bob), true, None);
     assert_eq!(a.status, 404, "bob cannot revoke root's token");
@@ -168,8 +197,12 @@ fn conversations_are_renamed_deleted_and_trimmed_only_by_their_owner() {
     let server = Server::start(ServerOptions::new(small_model()));
     let alice = server.user("alice");
     let bob = server.user("bob");
-    let (status, reply) =
-        server.call("POST", "/api/chat", Some(&alice), Some(&json!({"message": "Hello there", "max_tokens": 4})));
+    let (status, reply) = server.call(
+        "POST",
+        "/api/chat",
+        Some(&alice),
+        Some(&json!({"message": "Hello there", "max_tokens": 4})),
+    );
     assert_eq!(status, 200, "{reply}");
     let id = reply["conversation_id"].as_str().unwrap();
     let path = format!("/api/conversations/{id}");
@@ -230,7 +263,11 @@ fn the_ui_is_embedded_and_served_with_cache_headers() {
     assert!(asset.header("Cache-Control").unwrap().contains("immutable"));
     assert!(asset.header("ETag").is_some());
     let stale = get("/assets/000000000000/app.js", &[]);
-    assert_eq!((stale.status(), stale.header("Cache-Control")), (200, Some("no-cache")), "an old page still loads");
+    assert_eq!(
+        (stale.status(), stale.header("Cache-Control")),
+        (200, Some("no-cache")),
+        "an old page still loads"
+    );
     assert_eq!(get("/assets/x/missing.js", &[]).status(), 404);
 
     // The UI's files are public; the API behind them is not.
@@ -243,7 +280,11 @@ fn raw_head(server: &Server, path: &str) -> String {
     use std::io::{Read, Write};
     let addr = server.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).unwrap();
     let text = String::from_utf8_lossy(&bytes);
