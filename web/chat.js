@@ -50,7 +50,7 @@ export function chatPage(ctx) {
 
   // Messages and the composer.
   const messages = h('div', { class: 'messages', id: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
-  const input = h('textarea', { id: 'prompt', rows: '1', placeholder: 'Message Hearth… (Enter sends, Shift+Enter for a new line)', 'aria-label': 'Message' });
+  const input = h('textarea', { id: 'prompt', rows: '1', placeholder: 'Message Hearth…', 'aria-label': 'Message (Enter sends, Shift+Enter starts a new line)' });
   const send = h('button', { type: 'submit', class: 'primary', id: 'send', text: 'Send' });
   const stop = h('button', { type: 'button', class: 'danger', id: 'stop', text: 'Stop', hidden: true, onclick: () => running?.abort() });
   const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } }, input, send, stop);
@@ -58,6 +58,7 @@ export function chatPage(ctx) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   input.addEventListener('input', grow);
+  sidebar.addEventListener('keydown', (e) => { if (e.key === 'Escape') { toggleSidebar(false); menu.focus(); } });
 
   const main = h('main', { class: 'chat-main' }, settingsPanel, messages, form);
   const el = h('div', { class: 'page chat-page' }, ctx.topbar([menu]), h('div', { class: 'chat-layout' }, sidebar, main));

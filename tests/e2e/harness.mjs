@@ -40,7 +40,7 @@ export class Server {
     const log = fs.openSync(s.logFile, 'w');
     s.child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--threads', '1', '--data-dir', s.dataDir,
       '--model', MODEL, '--context-size', '2048'], {
-      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '48' },
+      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '200' },
       stdio: ['ignore', log, log],
     });
     await s.waitReady();

@@ -92,6 +92,40 @@ test('a reply streams in token by token and is stored', async () => {
   assert.equal(await page.locator('.conv-list li').count(), 1);
 });
 
+test('regenerate replaces the last reply instead of adding a turn', async () => {
+  const before = await lastReply().locator('.meta').textContent();
+  await lastReply().getByRole('button', { name: 'Regenerate' }).click();
+  await page.locator('.msg.assistant.streaming').waitFor({ state: 'detached' });
+  await lastReply().locator('.meta', { hasText: 'tokens' }).waitFor();
+  assert.equal(await page.locator('.msg.assistant').count(), 1);
+  const stored = await page.evaluate(async () => {
+    const list = await (await fetch('/api/conversations')).json();
+    const convo = await (await fetch(`/api/conversations/${list.conversations[0].id}`)).json();
+    return { conversations: list.conversations.length, messages: convo.messages.length };
+  });
+  assert.deepEqual(stored, { conversations: 1, messages: 2 }, `was: ${before}`);
+});
+
+test('the stop button ends a long reply, which is then not stored', async () => {
+  // Ask for a long answer: the UI sends no max_tokens, so add one on the way out.
+  await page.route('**/api/chat', (route) => route.continue({
+    postData: JSON.stringify({ ...route.request().postDataJSON(), max_tokens: 200, temperature: 0 }),
+  }));
+  await page.locator('#prompt').fill('Count from 1 to 300, separated by commas.');
+  await page.locator('#prompt').press('Enter');
+  await page.locator('.msg.assistant.streaming .body p').waitFor();
+  await page.locator('#stop').click();
+  await lastReply().locator('.meta', { hasText: 'Stopped' }).waitFor();
+  await page.unroute('**/api/chat');
+  assert.ok(await page.locator('#send').isVisible(), 'ready for the next message');
+  await page.waitForTimeout(500);
+  const stored = await page.evaluate(async () => {
+    const list = await (await fetch('/api/conversations')).json();
+    return (await (await fetch(`/api/conversations/${list.conversations[0].id}`)).json()).messages.length;
+  });
+  assert.equal(stored, 2, 'the stopped turn left no trace');
+});
+
 test('screenshots of the chat page at phone and desktop width', async () => {
   await page.screenshot({ path: path.join(SHOTS, 'chat-desktop.png'), animations: 'disabled' });
   await page.setViewportSize({ width: 360, height: 740 });
