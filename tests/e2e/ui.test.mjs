@@ -94,9 +94,10 @@ test('a reply streams in token by token and is stored', async () => {
 
 test('regenerate replaces the last reply instead of adding a turn', async () => {
   const before = await lastReply().locator('.meta').textContent();
+  await lastReply().evaluate((el) => { el.dataset.old = '1'; });
   await lastReply().getByRole('button', { name: 'Regenerate' }).click();
-  await page.locator('.msg.assistant.streaming').waitFor({ state: 'detached' });
-  await lastReply().locator('.meta', { hasText: 'tokens' }).waitFor();
+  await page.locator('.msg.assistant[data-old]').waitFor({ state: 'detached' });
+  await page.locator('.msg.assistant:not(.streaming) .meta', { hasText: 'tokens' }).waitFor();
   assert.equal(await page.locator('.msg.assistant').count(), 1);
   const stored = await page.evaluate(async () => {
     const list = await (await fetch('/api/conversations')).json();
@@ -113,7 +114,7 @@ test('the stop button ends a long reply, which is then not stored', async () => 
   }));
   await page.locator('#prompt').fill('Count from 1 to 300, separated by commas.');
   await page.locator('#prompt').press('Enter');
-  await page.locator('.msg.assistant.streaming .body p').waitFor();
+  await page.waitForFunction(() => document.querySelector('.msg.assistant.streaming .body')?.textContent.length > 0);
   await page.locator('#stop').click();
   await lastReply().locator('.meta', { hasText: 'Stopped' }).waitFor();
   await page.unroute('**/api/chat');
@@ -228,6 +229,11 @@ test('admin page: health, live figures, users and API tokens', async () => {
   const me = await fetch(`${server.url}/api/me`, { headers: { Authorization: `Bearer ${secret}` } });
   assert.equal(me.status, 200, 'a token made in the UI works for API clients');
   assert.equal((await me.json()).auth, 'token');
+  await page.screenshot({ path: path.join(SHOTS, 'admin-desktop.png'), fullPage: true, animations: 'disabled' });
+  await page.setViewportSize({ width: 360, height: 740 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 360, 'admin page fits a phone');
+  await page.screenshot({ path: path.join(SHOTS, 'admin-phone.png'), fullPage: true, animations: 'disabled' });
+  await page.setViewportSize({ width: 1280, height: 800 });
 });
 
 test('logout ends the session', async () => {
