@@ -59,6 +59,7 @@ test('onboarding: a wrong setup code is refused, the logged one creates the admi
   await page.getByLabel('Repeat the password').fill('correct horse battery');
   await page.getByRole('button', { name: 'Create administrator' }).click();
   await page.getByText('wrong or expired setup code').waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'onboarding.png'), animations: 'disabled' });
 
   await page.getByLabel('Setup code').fill(server.setupCode().toLowerCase());
   await page.getByRole('button', { name: 'Create administrator' }).click();
