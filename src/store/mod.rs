@@ -7,10 +7,16 @@
 //! async runtime.
 
 mod conversations;
+mod documents;
+mod jobs;
 mod migrations;
+mod outbox;
 mod users;
 
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
+pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk};
+pub use jobs::{Job, MAX_ATTEMPTS};
+pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use users::{Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};
