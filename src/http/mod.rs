@@ -4,16 +4,20 @@
 mod auth;
 mod chat;
 mod conversations;
+mod documents;
 mod health;
 mod limits;
 mod openai;
 mod reply;
+mod search;
 
 pub use auth::Caller;
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
 use crate::error::{ApiError, ErrorCode};
+use crate::jobs::JobRunner;
+use crate::knowledge::Knowledge;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use actix_web::dev::{Service, ServiceResponse};
@@ -29,6 +33,8 @@ pub struct AppState {
     pub models: Registry,
     pub metrics: Metrics,
     pub started: Instant,
+    pub knowledge: Knowledge,
+    pub jobs: JobRunner,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -44,6 +50,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/chat").route(web::post().to(chat::chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
         .service(resource("/api/conversations/{id}").route(web::get().to(conversations::get)))
+        .service(
+            resource("/api/documents")
+                .route(web::get().to(documents::list))
+                .route(web::post().to(documents::upload)),
+        )
+        .service(
+            resource("/api/documents/{id}")
+                .route(web::get().to(documents::get))
+                .route(web::delete().to(documents::delete)),
+        )
+        .service(resource("/api/jobs").route(web::get().to(documents::jobs)))
+        .service(resource("/api/jobs/{id}").route(web::get().to(documents::job)))
+        .service(resource("/api/search").route(web::get().to(search::search)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))

@@ -23,16 +23,21 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
-    /// Starts the worker and heartbeat threads. `runtime` serves the async calls that
-    /// jobs make (embeddings).
-    pub fn start(knowledge: Knowledge, runtime: tokio::runtime::Handle) -> JobRunner {
+    /// Starts the worker and heartbeat threads.
+    pub fn start(knowledge: Knowledge) -> JobRunner {
         let owner: Arc<str> = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()).into();
         let runner = JobRunner { wake: Arc::new((Mutex::new(false), Condvar::new())), owner };
         let worker = runner.clone();
         let worker_knowledge = knowledge.clone();
         std::thread::Builder::new()
             .name("hearth-jobs".into())
-            .spawn(move || worker.work(worker_knowledge, runtime))
+            .spawn(move || {
+                // Jobs make a few async calls (embeddings) from this thread.
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => worker.work(worker_knowledge, runtime.handle()),
+                    Err(e) => tracing::error!(error = %e, "cannot start the job runtime; jobs will not run"),
+                }
+            })
             .expect("spawning the job thread");
         let beat = runner.owner.clone();
         std::thread::Builder::new()
@@ -62,10 +67,10 @@ impl JobRunner {
         *woken = false;
     }
 
-    fn work(&self, knowledge: Knowledge, runtime: tokio::runtime::Handle) {
+    fn work(&self, knowledge: Knowledge, runtime: &tokio::runtime::Handle) {
         loop {
             match knowledge.store.claim_job(&self.owner, STALE_SECS) {
-                Ok(Some(job)) => self.run(&knowledge, &runtime, job),
+                Ok(Some(job)) => self.run(&knowledge, runtime, job),
                 Ok(None) => self.wait(),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim jobs");

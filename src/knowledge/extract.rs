@@ -87,7 +87,7 @@ pub fn extract(kind: DocKind, data: &[u8]) -> Result<String, ExtractError> {
             let s = std::str::from_utf8(data).map_err(|_| ExtractError::NotText)?;
             s.strip_prefix('\u{feff}').unwrap_or(s).replace("\r\n", "\n")
         }
-        DocKind::Html => html2text::config::plain()
+        DocKind::Html => html2text::config::plain_no_decorate()
             .no_table_borders()
             .string_from_read(data, 10_000)
             .map_err(|_| ExtractError::NotText)?,

@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn fusion_rewards_agreement() {
-        assert_eq!(fuse(&[vec![1, 2, 3], vec![3, 2, 9]]), [2, 3, 1, 9]);
+        assert_eq!(fuse(&[vec![1, 2, 3], vec![2, 9]]), [2, 1, 9, 3]);
         assert_eq!(fuse(&[vec![5, 6], vec![]]), [5, 6]);
     }
 

@@ -47,7 +47,6 @@ pub struct SearchIndex {
 
 struct Inner {
     dir: PathBuf,
-    index: Index,
     reader: IndexReader,
     fields: Fields,
     writer: Mutex<IndexWriter<TantivyDocument>>,
@@ -91,7 +90,6 @@ impl SearchIndex {
         Ok(SearchIndex {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                index,
                 reader,
                 fields,
                 writer: Mutex::new(writer),
@@ -107,6 +105,27 @@ impl SearchIndex {
     /// Documents in the index (messages plus chunks).
     pub fn num_docs(&self) -> u64 {
         self.inner.reader.searcher().num_docs()
+    }
+
+    /// Keeps the index following the database on a thread of its own: reconciles once
+    /// (rebuilding a lost index without delaying startup), then applies new changes
+    /// every `every`.
+    pub fn follow(&self, store: crate::store::Store, every: std::time::Duration) {
+        let index = self.clone();
+        std::thread::Builder::new()
+            .name("hearth-indexer".into())
+            .spawn(move || {
+                if let Err(e) = index.reconcile(&store) {
+                    tracing::error!(error = %e, "search index reconciliation failed");
+                }
+                loop {
+                    std::thread::sleep(every);
+                    if let Err(e) = index.sync(&store) {
+                        tracing::warn!(error = %e, "search index update failed; retrying");
+                    }
+                }
+            })
+            .expect("spawning the indexer thread");
     }
 
     fn writer(&self) -> MutexGuard<'_, IndexWriter<TantivyDocument>> {

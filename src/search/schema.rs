@@ -46,6 +46,16 @@ pub fn build() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
+/// English function words: they match everything and would drown the words that
+/// matter in a question ("what is the ... of my ...").
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for",
+    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no",
+    "not", "of", "on", "or", "our", "should", "so", "such", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "would", "you", "your",
+];
+
 /// Words split on non-alphanumerics, lower-cased, English stop words removed, stemmed:
 /// "Passwords" finds "password".
 pub fn analyzer() -> TextAnalyzer {
@@ -53,11 +63,8 @@ pub fn analyzer() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .dynamic();
-    let builder = match StopWordFilter::new(Language::English) {
-        Some(stop) => builder.filter_dynamic(stop),
-        None => builder,
-    };
-    builder.filter_dynamic(Stemmer::new(Language::English)).build()
+    let stop = StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string()));
+    builder.filter_dynamic(stop).filter_dynamic(Stemmer::new(Language::English)).build()
 }
 
 /// The analyzed terms of `text`, each once, in order of first appearance.
