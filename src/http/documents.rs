@@ -142,9 +142,11 @@ pub async fn upload(
 
 fn detect_error(name: &str, e: ExtractError) -> ApiError {
     match e {
-        ExtractError::Unsupported | ExtractError::NotText => {
-            ApiError::new(ErrorCode::UnsupportedMediaType, format!("'{name}': {e}; supported: {}", crate::knowledge::SUPPORTED.join(", ")))
-        }
+        ExtractError::Unsupported => ApiError::new(ErrorCode::UnsupportedMediaType, format!("'{name}': {e}")),
+        ExtractError::NotText => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("'{name}': {e}; supported: {}", crate::knowledge::SUPPORTED.join(", ")),
+        ),
         other => ApiError::invalid(format!("'{name}': {other}")),
     }
 }
