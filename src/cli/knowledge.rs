@@ -113,7 +113,8 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let index = open_index_if_free(&settings)?;
-    let models = Registry::start(settings.clone(), Err("no chat model in `hearth ingest`".into()), Metrics::new());
+    let models =
+        Registry::start(settings.clone(), Err("no chat model in `hearth ingest`".into()), Metrics::new());
     let knowledge = Knowledge { store: store.clone(), index: index.clone(), models, settings };
     let runner = JobRunner::start(knowledge);
     runner.wake();
@@ -131,7 +132,8 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
 fn follow_jobs(store: &Store, jobs: &[(String, String)]) -> anyhow::Result<usize> {
     let bar = ProgressBar::new(jobs.len() as u64 * 100);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {elapsed} {msg}")?.progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {elapsed} {msg}")?
+            .progress_chars("=> "),
     );
     loop {
         let mut total = 0.0;

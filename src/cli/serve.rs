@@ -33,7 +33,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let index = SearchIndex::open(&settings.index_dir())
         .with_context(|| format!("cannot open the search index in {}", settings.index_dir().display()))?;
     index.follow(store.clone(), std::time::Duration::from_secs(3));
-    let knowledge = Knowledge { store: store.clone(), index: Some(index), models: models.clone(), settings: settings.clone() };
+    let knowledge = Knowledge {
+        store: store.clone(),
+        index: Some(index),
+        models: models.clone(),
+        settings: settings.clone(),
+    };
     let jobs = JobRunner::start(knowledge.clone());
     tracing::info!(
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),

@@ -8,7 +8,9 @@
 
 mod settings;
 
-pub use settings::{LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings, KnowledgeSettings};
+pub use settings::{
+    KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings,
+};
 
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};

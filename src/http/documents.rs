@@ -79,7 +79,8 @@ async fn read_uploads(mut multipart: Multipart, limit: usize) -> Result<Vec<Uplo
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(multipart_error)?;
         let disposition = field.content_disposition().cloned();
-        let is_file = field.name() == Some("file") || disposition.as_ref().and_then(|d| d.get_filename()).is_some();
+        let is_file =
+            field.name() == Some("file") || disposition.as_ref().and_then(|d| d.get_filename()).is_some();
         if !is_file {
             // Drain and ignore other fields.
             while let Some(chunk) = field.next().await {
@@ -98,7 +99,9 @@ async fn read_uploads(mut multipart: Multipart, limit: usize) -> Result<Vec<Uplo
             if data.len() + chunk.len() > limit {
                 return Err(ApiError::new(
                     ErrorCode::PayloadTooLarge,
-                    format!("'{name}' is larger than the {limit}-byte upload limit (knowledge.max_upload_bytes)"),
+                    format!(
+                        "'{name}' is larger than the {limit}-byte upload limit (knowledge.max_upload_bytes)"
+                    ),
                 ));
             }
             data.extend_from_slice(&chunk);

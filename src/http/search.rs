@@ -90,7 +90,8 @@ pub async fn search(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    let results: Vec<Result> = page.hits.into_iter().filter_map(|hit| enrich(hit, &messages, &chunks)).collect();
+    let results: Vec<Result> =
+        page.hits.into_iter().filter_map(|hit| enrich(hit, &messages, &chunks)).collect();
     Ok(json(&serde_json::json!({
         "query": p.q,
         "total": page.total,

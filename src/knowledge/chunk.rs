@@ -139,9 +139,15 @@ mod tests {
     #[test]
     fn paragraphs_are_packed_and_never_cut() {
         let text = "First paragraph here.\n\nSecond one.\n\n\nThird paragraph, a bit longer than the rest.";
-        assert_eq!(chunk(text, 1000), ["First paragraph here.\n\nSecond one.\n\nThird paragraph, a bit longer than the rest."]);
+        assert_eq!(
+            chunk(text, 1000),
+            ["First paragraph here.\n\nSecond one.\n\nThird paragraph, a bit longer than the rest."]
+        );
         let small = chunk(text, 60);
-        assert_eq!(small, ["First paragraph here.\n\nSecond one.", "Third paragraph, a bit longer than the rest."]);
+        assert_eq!(
+            small,
+            ["First paragraph here.\n\nSecond one.", "Third paragraph, a bit longer than the rest."]
+        );
     }
 
     #[test]

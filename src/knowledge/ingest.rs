@@ -23,7 +23,8 @@ impl Knowledge {
             StoreError::NotFound(_) => deleted(),
             other => other.to_string(),
         })?;
-        let kind = DocKind::parse(&document.kind).ok_or_else(|| format!("unknown kind '{}'", document.kind))?;
+        let kind =
+            DocKind::parse(&document.kind).ok_or_else(|| format!("unknown kind '{}'", document.kind))?;
         progress(5.0);
         let text = match extract(kind, &data) {
             Ok(text) => text,

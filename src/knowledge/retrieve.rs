@@ -43,9 +43,10 @@ impl Knowledge {
         let vector_ranking = self.vector_ranking(user_id, question).await;
         let this = self.clone();
         let question_owned = question.to_string();
-        let chunks = tokio::task::spawn_blocking(move || this.ranked_chunks(user_id, &question_owned, vector_ranking))
-            .await
-            .map_err(|e| e.to_string())??;
+        let chunks =
+            tokio::task::spawn_blocking(move || this.ranked_chunks(user_id, &question_owned, vector_ranking))
+                .await
+                .map_err(|e| e.to_string())??;
         if chunks.is_empty() {
             return Ok(None);
         }
@@ -90,7 +91,12 @@ impl Knowledge {
 
     /// BM25 ranking fused with the vector ranking; rows re-read from SQLite, where
     /// ownership is checked a second time.
-    fn ranked_chunks(&self, user_id: i64, question: &str, vectors: Vec<i64>) -> Result<Vec<ChunkRow>, String> {
+    fn ranked_chunks(
+        &self,
+        user_id: i64,
+        question: &str,
+        vectors: Vec<i64>,
+    ) -> Result<Vec<ChunkRow>, String> {
         let mut words = Vec::new();
         if let Some(index) = &self.index {
             index.sync(&self.store).map_err(|e| e.to_string())?;
@@ -173,7 +179,8 @@ mod tests {
 
     #[test]
     fn the_budget_limits_retrieved_text() {
-        let settings = crate::config::KnowledgeSettings { context_tokens: 50, top_k: 3, ..Default::default() };
+        let settings =
+            crate::config::KnowledgeSettings { context_tokens: 50, top_k: 3, ..Default::default() };
         let chunks = vec![row(1, &"a".repeat(150)), row(2, &"b".repeat(100)), row(3, &"c".repeat(40))];
         let r = assemble("Why?", chunks, &settings);
         let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();

@@ -97,7 +97,9 @@ impl SearchIndex {
             clauses.push((Occur::Must, exact(Term::from_field_text(f.conversation, c))));
         }
         if q.from.is_some() || q.to.is_some() {
-            let bound = |t: Option<i64>| t.map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_i64(f.created, t)));
+            let bound = |t: Option<i64>| {
+                t.map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_i64(f.created, t)))
+            };
             clauses.push((Occur::Must, Box::new(RangeQuery::new(bound(q.from), bound(q.to)))));
         }
         let query = BooleanQuery::new(clauses);

@@ -50,10 +50,10 @@ pub fn build() -> (Schema, Fields) {
 /// matter in a question ("what is the ... of my ...").
 const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for",
-    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no",
-    "not", "of", "on", "or", "our", "should", "so", "such", "that", "the", "their", "then", "there",
-    "these", "they", "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who",
-    "whom", "why", "will", "with", "would", "you", "your",
+    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not",
+    "of", "on", "or", "our", "should", "so", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why",
+    "will", "with", "would", "you", "your",
 ];
 
 /// Words split on non-alphanumerics, lower-cased, English stop words removed, stemmed:

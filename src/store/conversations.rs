@@ -97,7 +97,10 @@ impl Store {
             }
         };
         if let Some(knowledge) = turn.knowledge {
-            tx.execute("UPDATE conversations SET knowledge = ?2 WHERE id = ?1", params![conversation_id, knowledge])?;
+            tx.execute(
+                "UPDATE conversations SET knowledge = ?2 WHERE id = ?1",
+                params![conversation_id, knowledge],
+            )?;
         }
         tx.execute(
             "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?1, 'user', ?2, ?3)",
@@ -195,9 +198,7 @@ impl Store {
                     completion_tokens: row.get(5)?,
                     finish_reason: row.get(6)?,
                     created_at: row.get(7)?,
-                    citations: row
-                        .get::<_, Option<String>>(8)?
-                        .and_then(|c| serde_json::from_str(&c).ok()),
+                    citations: row.get::<_, Option<String>>(8)?.and_then(|c| serde_json::from_str(&c).ok()),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

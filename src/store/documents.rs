@@ -191,7 +191,8 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("document {id}")))?;
-        let data = conn.query_row("SELECT data FROM blobs WHERE sha256 = ?1", [&document.sha256], |r| r.get(0))?;
+        let data =
+            conn.query_row("SELECT data FROM blobs WHERE sha256 = ?1", [&document.sha256], |r| r.get(0))?;
         Ok((document, data))
     }
 
@@ -259,8 +260,8 @@ impl Store {
     /// Every embedded chunk of this user: (chunk id, unit vector).
     pub fn chunk_vectors(&self, user_id: i64) -> Result<Vec<(i64, Vec<f32>)>> {
         let conn = self.reader();
-        let mut stmt = conn
-            .prepare("SELECT id, embedding FROM chunks WHERE user_id = ?1 AND embedding IS NOT NULL")?;
+        let mut stmt =
+            conn.prepare("SELECT id, embedding FROM chunks WHERE user_id = ?1 AND embedding IS NOT NULL")?;
         let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, decode_vector(&r.get::<_, Vec<u8>>(1)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -145,7 +145,10 @@ mod tests {
         let (_dir, store) = temp_store();
         let alice = store.create_user("alice", Role::User).unwrap();
         let doc = store.add_document(alice.id, "a.txt", "text", b"one two").unwrap().document;
-        let chunks = vec![NewChunk { text: "one".into(), embedding: None }, NewChunk { text: "two".into(), embedding: None }];
+        let chunks = vec![
+            NewChunk { text: "one".into(), embedding: None },
+            NewChunk { text: "two".into(), embedding: None },
+        ];
         store.finish_document(doc.id, &chunks).unwrap();
         let batch = store.outbox_batch(100).unwrap();
         assert_eq!(batch.len(), 2);

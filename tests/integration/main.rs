@@ -12,6 +12,7 @@ mod chat;
 mod cli;
 mod engine;
 mod import;
+mod knowledge;
 mod models;
 mod openai;
 mod persistence;
