@@ -56,10 +56,12 @@ impl SearchIndex {
             store.outbox_ack(last)?;
             applied += batch.len();
         }
-        drop(writer);
         if applied > 0 {
+            // Reload before letting go of the writer: a concurrent `sync` that finds
+            // nothing to apply must not search an older view than this commit.
             self.inner.reader.reload()?;
         }
+        drop(writer);
         Ok(applied)
     }
 
@@ -88,9 +90,9 @@ impl SearchIndex {
         }
         writer.commit()?;
         store.outbox_ack(head)?;
-        drop(writer);
         *self.inner.needs_rebuild.lock().unwrap_or_else(|p| p.into_inner()) = false;
         self.inner.reader.reload()?;
+        drop(writer);
         Ok(done)
     }
 
