@@ -146,6 +146,14 @@ mod tests {
     }
 
     #[test]
+    fn pdf_text_is_extracted_and_a_password_is_reported() {
+        let text = extract(DocKind::Pdf, include_bytes!("../../tests/data/house.pdf")).unwrap();
+        assert!(text.contains("blue flowerpot") && text.contains("Tuesday evenings"), "{text}");
+        let locked = extract(DocKind::Pdf, include_bytes!("../../tests/data/locked.pdf"));
+        assert_eq!(locked, Err(ExtractError::Encrypted));
+    }
+
+    #[test]
     fn broken_and_empty_documents_fail_cleanly() {
         assert!(matches!(extract(DocKind::Pdf, b"%PDF-1.4\n garbage"), Err(ExtractError::BrokenPdf(_))));
         assert_eq!(extract(DocKind::Text, b"  \n\n "), Err(ExtractError::Empty));

@@ -219,8 +219,14 @@ fn bad_uploads_get_clear_errors_and_break_nothing() {
     assert!(job["error"].as_str().unwrap().contains("PDF could not be read"), "{job}");
     let (_, stored) = server.call("GET", &format!("/api/documents/{}", document["id"]), Some(&token), None);
     assert_eq!(stored["status"], "failed");
+    let locked = ingest(&server, &token, &[("locked.pdf", include_bytes!("../data/locked.pdf"))]);
+    assert_eq!(locked[0].1["state"], "failed");
+    assert!(locked[0].1["error"].as_str().unwrap().contains("encrypted with a password"), "{:?}", locked[0]);
     let good = ingest(&server, &token, &[("network.md", NETWORK.as_bytes())]);
     assert_eq!(good[0].1["state"], "done");
+    let pdf = ingest(&server, &token, &[("house.pdf", include_bytes!("../data/house.pdf"))]);
+    assert_eq!(pdf[0].1["state"], "done", "{:?}", pdf[0]);
+    assert_eq!(search(&server, &token, "q=flowerpot")["results"][0]["document_name"], "house.pdf");
 
     // The same content again is recognised, not stored twice.
     let (status, again) = server.upload(&token, &[("renamed.md", NETWORK.as_bytes())]);
@@ -351,4 +357,29 @@ fn retrieval_recall_at_5_on_a_household_corpus() {
     );
     assert!(recall >= 0.9, "recall@5 {recall:.2}");
     assert!(recall_1 >= 0.75, "recall@1 {recall_1:.2}");
+}
+
+#[test]
+fn with_an_embedding_model_retrieval_also_matches_by_meaning() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_EMBEDDING_MODEL", "all-minilm-l6-v2");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let pets = "# Pets\n\nMilo the cat is fed twice a day: half a pouch at 7 am and half at 6 pm.";
+    let car = "# Car\n\nTyre pressure should be 2.3 bar at the front and 2.1 bar at the rear.";
+    let done = ingest(
+        &server,
+        &token,
+        &[("pets.md", pets.as_bytes()), ("car.md", car.as_bytes()), ("network.md", NETWORK.as_bytes())],
+    );
+    assert!(done.iter().all(|(_, job)| job["state"] == "done"), "{done:?}");
+
+    let question = "How often should our kitty get meals?";
+    let words = search(
+        &server,
+        &token,
+        &format!("q={}&kind=document", question.replace(' ', "%20").replace('?', "%3F")),
+    );
+    assert_eq!(words["total"], 0, "no word in common: {words}");
+    let answer = chat(&server, &token, json!({"message": question, "knowledge": true, "max_tokens": 1}));
+    assert_eq!(cited_names(&answer).first().map(String::as_str), Some("pets.md"), "{answer}");
 }
