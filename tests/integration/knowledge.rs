@@ -309,6 +309,9 @@ fn cli_ingests_folders_and_the_index_rebuilds_from_the_database() {
     let mut server = crate::common::Server::start_in(&data, ServerOptions::new(small_model()));
     let token = server.user("bob");
     assert_eq!(search(&server, &token, "q=tomatoes")["total"], 0, "bob owns nothing");
+    let health = server.health().unwrap();
+    assert_eq!(health["components"]["index"], json!({"ready": true, "items": 2}), "{health}");
+    assert_eq!(health["components"]["jobs"]["pending"], 0);
     let (code, _, err) = cli(&data, &["index", "rebuild"]);
     assert_ne!(code, 0, "the running service holds the index");
     assert!(err.contains("stop it first"), "{err}");
