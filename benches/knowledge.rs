@@ -75,7 +75,7 @@ impl Words {
         let mut p = String::with_capacity(PARAGRAPH_CHARS + 20);
         while p.len() < PARAGRAPH_CHARS {
             p.push_str(self.sample(rng, 0));
-            p.push(if rng.next() % 12 == 0 { '.' } else { ' ' });
+            p.push(if rng.next().is_multiple_of(12) { '.' } else { ' ' });
             if p.ends_with('.') {
                 p.push(' ');
             }

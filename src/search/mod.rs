@@ -136,7 +136,7 @@ impl SearchIndex {
 
 fn open_index(dir: &Path) -> Result<Index> {
     let (schema, _) = schema::build();
-    let directory = MmapDirectory::open(dir).map_err(|e| tantivy::TantivyError::from(e))?;
+    let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
     let index = Index::open_or_create(directory, schema)?;
     index.tokenizers().register(ANALYZER, schema::analyzer());
     Ok(index)

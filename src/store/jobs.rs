@@ -64,12 +64,17 @@ pub(super) fn insert_job(
     Ok(id)
 }
 
-/// Whether the process that wrote `owner` (`pid:...`) is still alive on this machine.
-fn owner_alive(owner: &str) -> bool {
+/// Whether the runner that wrote `owner` (`pid:random`) is still alive on this machine.
+/// An owner with our own pid but another id is an earlier process that had our pid
+/// (common in containers, where the service is often pid 1).
+fn owner_alive(owner: &str, me: &str) -> bool {
     let Some(pid) = owner.split(':').next().and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return owner == me;
+    }
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Store {
@@ -100,7 +105,9 @@ impl Store {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         let t = now();
-        let candidates: Vec<(String, String, Option<String>, Option<i64>, i64)> = {
+        // (id, state, owner, heartbeat_at, attempts)
+        type Candidate = (String, String, Option<String>, Option<i64>, i64);
+        let candidates: Vec<Candidate> = {
             let mut stmt = tx.prepare(
                 "SELECT id, state, owner, heartbeat_at, attempts FROM jobs
                  WHERE state IN ('queued', 'running') ORDER BY created_at, rowid",
@@ -111,7 +118,7 @@ impl Store {
         let mut claimed = None;
         for (id, state, job_owner, heartbeat, attempts) in candidates {
             let runnable = state == "queued"
-                || !job_owner.as_deref().is_some_and(owner_alive)
+                || !job_owner.as_deref().is_some_and(|o| owner_alive(o, owner))
                 || heartbeat.is_none_or(|h| t - h > stale_secs);
             if !runnable {
                 continue;
@@ -213,6 +220,8 @@ mod tests {
         assert_eq!(again.attempts, 2);
         assert!(store.job_progress(&job_id, &me, 50.0).unwrap());
         assert!(!store.job_progress(&job_id, "other:1", 60.0).unwrap(), "only the owner reports");
+        let earlier_me = format!("{}:old", std::process::id());
+        assert!(!super::owner_alive(&earlier_me, &me), "an earlier process with our pid is gone");
         store.finish_job(&job_id, &me, Ok(())).unwrap();
         let done = store.job(Some(alice.id), &job_id).unwrap();
         assert_eq!((done.state.as_str(), done.progress), ("done", 100.0));
