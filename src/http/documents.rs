@@ -3,6 +3,7 @@
 //! that ingest them, `GET /api/jobs` and `GET /api/jobs/{id}`. Each caller sees only
 //! their own documents and jobs.
 
+use super::paging::Page;
 use super::{json, AppState, Caller};
 use crate::error::{ApiError, ErrorCode};
 use crate::knowledge::{extract, ExtractError};
@@ -10,31 +11,10 @@ use crate::store::{Enqueued, StoreError};
 use actix_multipart::Multipart;
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
-use serde::Deserialize;
 
 /// Most files in one upload request.
 const MAX_FILES: usize = 20;
 const MAX_NAME_CHARS: usize = 200;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    #[serde(default = "default_limit")]
-    limit: u32,
-    #[serde(default)]
-    offset: u32,
-}
-
-fn default_limit() -> u32 {
-    50
-}
-
-fn check(page: &Page) -> Result<(), ApiError> {
-    if !(1..=500).contains(&page.limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 500"));
-    }
-    Ok(())
-}
 
 fn not_found(code: ErrorCode, what: &str) -> impl Fn(StoreError) -> ApiError + '_ {
     move |e| match e {
@@ -159,8 +139,7 @@ pub async fn list(
     caller: Caller,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    check(&page)?;
-    let (user_id, limit, offset) = (caller.user.id, page.limit, page.offset);
+    let ((limit, offset), user_id) = (page.checked()?, caller.user.id);
     let documents = state.store.run(move |store| store.documents(user_id, limit, offset)).await?;
     Ok(json(&serde_json::json!({ "documents": documents })))
 }
@@ -208,8 +187,7 @@ pub async fn jobs(
     caller: Caller,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    check(&page)?;
-    let (user_id, limit, offset) = (caller.user.id, page.limit, page.offset);
+    let ((limit, offset), user_id) = (page.checked()?, caller.user.id);
     let jobs = state.store.run(move |store| store.jobs(user_id, limit, offset)).await?;
     Ok(json(&serde_json::json!({ "jobs": jobs })))
 }

@@ -8,6 +8,7 @@ mod documents;
 mod health;
 mod limits;
 mod openai;
+mod paging;
 mod reply;
 mod search;
 
