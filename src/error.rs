@@ -52,6 +52,8 @@ error_codes! {
     MethodNotAllowed      => METHOD_NOT_ALLOWED,     "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => PAYLOAD_TOO_LARGE,      "payload_too_large",       "invalid_request_error";
     UnsupportedMediaType  => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",  "invalid_request_error";
+    InvalidAudio          => BAD_REQUEST,            "invalid_audio",           "invalid_request_error";
+    AudioTooLong          => PAYLOAD_TOO_LARGE,      "audio_too_long",          "invalid_request_error";
     Overloaded            => TOO_MANY_REQUESTS,      "overloaded",              "rate_limit_error";
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
     Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";

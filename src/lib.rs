@@ -5,6 +5,7 @@
 //! Each module is shaped like a crate of its own: it owns its types and errors, and
 //! the HTTP layer maps those errors into the one table in [`error`].
 
+pub mod audio;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -18,20 +18,22 @@ pub enum ModelsCommand {
         /// GGUF files to check.
         paths: Vec<PathBuf>,
     },
-    /// Convert a Hugging Face / sentence-transformers BERT model folder (config.json,
-    /// model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/) into a GGUF that
-    /// llama.cpp loads as an embedding model. Prints one line per tensor to stderr and
-    /// the output path, size and sha256 to stdout.
+    /// Convert a model folder: a Hugging Face / sentence-transformers BERT model
+    /// (config.json, model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/) into a
+    /// GGUF that llama.cpp loads as an embedding model, or a CTranslate2 (faster-whisper)
+    /// Whisper model (model.bin, vocabulary.txt) into a whisper.cpp ggml .bin file.
+    /// Prints one line per tensor to stderr and the output path, size and sha256 to stdout.
     Import {
         /// The model folder.
         src: PathBuf,
-        /// The GGUF file to write (written as FILE.partial, validated, then renamed).
-        #[arg(long, value_name = "FILE.gguf")]
+        /// The file to write (written as FILE.partial, validated, then renamed).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Storage of the 2-D weight matrices; norms and biases always stay f32.
         #[arg(long, value_enum, default_value_t = OutTypeArg::F16)]
         outtype: OutTypeArg,
-        /// The model name stored in the file [default: FILE's stem without -f16/-f32].
+        /// The model name stored in a GGUF [default: FILE's stem without -f16/-f32]
+        /// (whisper ggml files have no name).
         #[arg(long)]
         name: Option<String>,
         /// Replace FILE if it exists.
