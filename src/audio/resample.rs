@@ -7,9 +7,9 @@
 //! chunks gives exactly the same samples as the whole buffer at once.
 
 /// Zero crossings of the sinc on each side, at the narrower of the two rates.
-const ZERO_CROSSINGS: usize = 32;
+const ZERO_CROSSINGS: usize = 48;
 /// The pass band ends at this fraction of the lower Nyquist frequency.
-const ROLLOFF: f64 = 0.9;
+const ROLLOFF: f64 = 0.94;
 /// Kaiser β: about 90 dB of stop-band attenuation.
 const KAISER_BETA: f64 = 9.0;
 /// Above this many phases the coefficients are computed per sample instead of tabled.

@@ -213,9 +213,7 @@ fn parse_fmt(b: &[u8]) -> Result<Fmt, AudioError> {
         }
         let valid_bits = u16_at(b, 18);
         if valid_bits > bits {
-            return Err(AudioError::corrupt(format!(
-                "{valid_bits} valid bits in a {bits}-bit container"
-            )));
+            return Err(AudioError::corrupt(format!("{valid_bits} valid bits in a {bits}-bit container")));
         }
         if b[26..40] != SUBTYPE_TAIL {
             return Err(AudioError::encoding("an unknown WAVE_FORMAT_EXTENSIBLE sub-format"));
@@ -307,7 +305,9 @@ fn decode_samples(raw: &[u8], encoding: Encoding) -> Vec<f32> {
     const I16: f32 = 1.0 / 32_768.0;
     match encoding {
         Encoding::PcmU8 => raw.iter().map(|&v| (f32::from(v) - 128.0) / 128.0).collect(),
-        Encoding::PcmI16 => raw.chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * I16).collect(),
+        Encoding::PcmI16 => {
+            raw.chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * I16).collect()
+        }
         Encoding::PcmI24 => raw
             .chunks_exact(3)
             .map(|c| (i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) as f32 / 8_388_608.0)

@@ -85,6 +85,29 @@ fn import(src: &Path, out: &Path, outtype: OutTypeArg, name: Option<String>, for
     }
 }
 
+/// `hearth models verify` for a whisper.cpp ggml file; false if it failed.
+fn verify_whisper(path: &Path) -> bool {
+    match crate::import::whisper::verify_file(path) {
+        Ok((summary, verified)) => {
+            let sha = match verified {
+                Some(true) => "sha256 matches the manifest",
+                _ => "not in the manifest (structure checked only)",
+            };
+            println!(
+                "ok      {} (whisper ggml, {} tensors, {:.1} MB; {sha})",
+                path.display(),
+                summary.tensors.len(),
+                summary.bytes as f64 / 1e6
+            );
+            true
+        }
+        Err(e) => {
+            println!("FAILED  {e}");
+            false
+        }
+    }
+}
+
 fn installed(file: &str, settings: &Settings) -> Option<PathBuf> {
     search_dirs(&settings.storage.data_dir).into_iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
@@ -119,6 +142,10 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
             }
             let mut failed = false;
             for path in paths {
+                if crate::import::whisper::is_ggml_file(&path) {
+                    failed |= !verify_whisper(&path);
+                    continue;
+                }
                 match verify_model_file(&path, true) {
                     Ok((summary, verified)) => {
                         let sha = match verified {

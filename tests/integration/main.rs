@@ -16,3 +16,4 @@ mod knowledge;
 mod models;
 mod openai;
 mod persistence;
+mod voice_import;

@@ -147,7 +147,8 @@ impl Ct2Model {
             }
             let shape = (0..rank).map(|_| r.u32().map(u64::from)).collect::<Result<Vec<_>, _>>()?;
             let id = r.u8()?;
-            let dtype = DType::from_id(id).ok_or_else(|| r.bad(format!("variable '{name}' has data type {id}")))?;
+            let dtype =
+                DType::from_id(id).ok_or_else(|| r.bad(format!("variable '{name}' has data type {id}")))?;
             let bytes = u64::from(r.u32()?);
             let var = Var { shape, dtype, offset: r.pos };
             let elements = var.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
@@ -222,7 +223,9 @@ impl Ct2Model {
         Ok(match var.dtype {
             DType::F16 => Data::F16(raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
             DType::F32 => Data::F32(floats(4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            DType::BF16 => Data::F32(floats(2, |c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))),
+            DType::BF16 => {
+                Data::F32(floats(2, |c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)))
+            }
             DType::I8 | DType::I16 => {
                 let values = match var.dtype {
                     DType::I8 => floats(1, |c| f32::from(c[0] as i8)),
@@ -297,7 +300,9 @@ impl Cursor<'_> {
             return Err(self.bad(format!("truncated at byte {} of {}", self.pos, self.len)));
         }
         let mut b = [0u8; N];
-        self.file.read_exact(&mut b).map_err(|source| ImportError::Io { path: self.path.to_path_buf(), source })?;
+        self.file
+            .read_exact(&mut b)
+            .map_err(|source| ImportError::Io { path: self.path.to_path_buf(), source })?;
         self.pos += N as u64;
         Ok(b)
     }
@@ -316,17 +321,22 @@ impl Cursor<'_> {
             return Err(self.bad(format!("bad string of length {n} at byte {}", self.pos)));
         }
         let mut b = vec![0u8; n as usize];
-        self.file.read_exact(&mut b).map_err(|source| ImportError::Io { path: self.path.to_path_buf(), source })?;
+        self.file
+            .read_exact(&mut b)
+            .map_err(|source| ImportError::Io { path: self.path.to_path_buf(), source })?;
         self.pos += n;
         if b.pop() != Some(0) {
             return Err(self.bad(format!("string without its NUL at byte {}", self.pos)));
         }
-        String::from_utf8(b).map_err(|_| self.bad(format!("string that is not UTF-8 before byte {}", self.pos)))
+        String::from_utf8(b)
+            .map_err(|_| self.bad(format!("string that is not UTF-8 before byte {}", self.pos)))
     }
 
     fn skip(&mut self, n: u64) -> Result<(), ImportError> {
         if self.pos + n > self.len {
-            return Err(self.bad(format!("truncated: a variable of {n} bytes at byte {} of {}", self.pos, self.len)));
+            return Err(
+                self.bad(format!("truncated: a variable of {n} bytes at byte {} of {}", self.pos, self.len))
+            );
         }
         self.file
             .seek_relative(n as i64)

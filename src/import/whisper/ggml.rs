@@ -78,7 +78,11 @@ pub struct GgmlWriter {
 
 impl GgmlWriter {
     pub fn create(path: &Path) -> io::Result<GgmlWriter> {
-        Ok(GgmlWriter { out: BufWriter::with_capacity(1 << 20, File::create(path)?), hash: Sha256::new(), bytes: 0 })
+        Ok(GgmlWriter {
+            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            hash: Sha256::new(),
+            bytes: 0,
+        })
     }
 
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
@@ -193,8 +197,12 @@ pub fn read_summary(path: &Path) -> Result<GgmlSummary, String> {
     let mut tensors = Vec::new();
     while r.pos < len {
         let (n_dims, name_len, ty) = (r.i32()?, r.i32()?, r.i32()?);
-        if !(1..=MAX_DIMS).contains(&n_dims) || !(1..=MAX_NAME).contains(&name_len) || !(0..=1).contains(&ty) {
-            return Err(format!("bad tensor header ({n_dims} dims, name of {name_len}, type {ty}) at {}", r.pos));
+        if !(1..=MAX_DIMS).contains(&n_dims) || !(1..=MAX_NAME).contains(&name_len) || !(0..=1).contains(&ty)
+        {
+            return Err(format!(
+                "bad tensor header ({n_dims} dims, name of {name_len}, type {ty}) at {}",
+                r.pos
+            ));
         }
         let mut dims = Vec::new();
         for _ in 0..n_dims {

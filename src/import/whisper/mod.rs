@@ -61,16 +61,25 @@ pub fn import(
     check_key_biases(&mut model, &hp)?;
 
     let partial = PathBuf::from(format!("{}.partial", out.display()));
-    let result = write(&mut model, &partial, &hp, &mel, &vocab, &plan, progress).and_then(|(bytes, sha256)| {
-        let summary = ggml::read_summary(&partial)
-            .map_err(|reason| ImportError::Ggml { path: partial.clone(), reason })?;
-        if summary.tensors.len() != plan.len() || summary.bytes != bytes {
-            let reason = format!("read back {} tensors and {} bytes", summary.tensors.len(), summary.bytes);
-            return Err(ImportError::Ggml { path: partial.clone(), reason });
-        }
-        fs::rename(&partial, out).map_err(|source| ImportError::Write { path: out.to_path_buf(), source })?;
-        Ok(ImportReport { path: out.to_path_buf(), bytes, sha256, architecture: "whisper", tensors: plan.len() })
-    });
+    let result =
+        write(&mut model, &partial, &hp, &mel, &vocab, &plan, progress).and_then(|(bytes, sha256)| {
+            let summary = ggml::read_summary(&partial)
+                .map_err(|reason| ImportError::Ggml { path: partial.clone(), reason })?;
+            if summary.tensors.len() != plan.len() || summary.bytes != bytes {
+                let reason =
+                    format!("read back {} tensors and {} bytes", summary.tensors.len(), summary.bytes);
+                return Err(ImportError::Ggml { path: partial.clone(), reason });
+            }
+            fs::rename(&partial, out)
+                .map_err(|source| ImportError::Write { path: out.to_path_buf(), source })?;
+            Ok(ImportReport {
+                path: out.to_path_buf(),
+                bytes,
+                sha256,
+                architecture: "whisper",
+                tensors: plan.len(),
+            })
+        });
     if result.is_err() {
         let _ = fs::remove_file(&partial);
     }
@@ -126,11 +135,14 @@ fn dim(model: &Ct2Model, name: &str, axis: usize) -> Result<i32, ImportError> {
         name: name.into(),
         reason: format!("has shape {shape:?}, expected at least {} dimensions", axis + 1),
     })?;
-    i32::try_from(d).map_err(|_| ImportError::Tensor { name: name.into(), reason: format!("dimension {d} is too large") })
+    i32::try_from(d)
+        .map_err(|_| ImportError::Tensor { name: name.into(), reason: format!("dimension {d} is too large") })
 }
 
 fn count_layers(model: &Ct2Model, side: &str) -> i32 {
-    (0..).take_while(|i| model.get(&format!("{side}/layer_{i}/self_attention/linear_1/weight")).is_some()).count() as i32
+    (0..)
+        .take_while(|i| model.get(&format!("{side}/layer_{i}/self_attention/linear_1/weight")).is_some())
+        .count() as i32
 }
 
 fn heads(model: &mut Ct2Model, side: &str, state: i32) -> Result<i32, ImportError> {
@@ -247,6 +259,41 @@ fn check_key_biases(model: &mut Ct2Model, hp: &Hparams) -> Result<(), ImportErro
         check(format!("decoder/layer_{i}/attention/linear_1/bias"), 0..t)?;
     }
     Ok(())
+}
+
+/// Whether the file starts with the whisper ggml magic.
+pub fn is_ggml_file(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && u32::from_le_bytes(magic) == ggml::MAGIC
+}
+
+/// Checks a whisper ggml file's structure and, when the manifest lists its
+/// file name, its size and sha256. `Some(true)`: the manifest's sha256 matches;
+/// `None`: the file is not in the manifest.
+pub fn verify_file(path: &Path) -> Result<(ggml::GgmlSummary, Option<bool>), String> {
+    let summary = ggml::read_summary(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Some(entry) = crate::models::manifest().find_by_file(name) else { return Ok((summary, None)) };
+    if summary.bytes != entry.bytes {
+        return Err(format!(
+            "{}: size {} does not match the manifest's {} bytes for {}; the file is incomplete or corrupt",
+            path.display(),
+            summary.bytes,
+            entry.bytes,
+            entry.name
+        ));
+    }
+    let actual = crate::engine::gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if actual != entry.sha256 {
+        return Err(format!(
+            "{}: sha256 {actual} does not match the manifest's {} for {}; the file is corrupt",
+            path.display(),
+            entry.sha256,
+            entry.name
+        ));
+    }
+    Ok((summary, Some(true)))
 }
 
 mod plan;

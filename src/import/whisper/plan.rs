@@ -12,7 +12,14 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn push(&mut self, name: String, source: String, range: Option<std::ops::Range<usize>>, shape: Vec<u64>, f32: bool) {
+    fn push(
+        &mut self,
+        name: String,
+        source: String,
+        range: Option<std::ops::Range<usize>>,
+        shape: Vec<u64>,
+        f32: bool,
+    ) {
         let ty = if shape.len() < 2 || f32 || !self.f16 { TensorType::F32 } else { TensorType::F16 };
         let dims = shape.into_iter().rev().collect();
         self.out.push(Planned { name, source, range, dims, ty });
@@ -29,14 +36,24 @@ impl Planner<'_> {
     fn column(&mut self, name: &str, source: &str) -> Result<(), ImportError> {
         let shape = self.model.shape(source)?;
         if shape.len() != 1 {
-            return Err(ImportError::Tensor { name: source.into(), reason: format!("has shape {shape:?}, expected 1-D") });
+            return Err(ImportError::Tensor {
+                name: source.into(),
+                reason: format!("has shape {shape:?}, expected 1-D"),
+            });
         }
         self.push(name.into(), source.into(), None, vec![shape[0], 1], true);
         Ok(())
     }
 
     /// Rows `part * d .. (part + 1) * d` of a variable made of `parts` stacked blocks.
-    fn rows(&mut self, name: String, source: String, d: u64, part: u64, parts: u64) -> Result<(), ImportError> {
+    fn rows(
+        &mut self,
+        name: String,
+        source: String,
+        d: u64,
+        part: u64,
+        parts: u64,
+    ) -> Result<(), ImportError> {
         let shape = self.model.shape(&source)?;
         if shape.first() != Some(&(parts * d)) {
             let reason = format!("has shape {shape:?}, expected {parts} blocks of {d} rows");
