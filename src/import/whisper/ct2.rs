@@ -85,6 +85,10 @@ impl Data {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Elements `range` (row-major).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Data {
         match self {

@@ -124,8 +124,11 @@ fn model_dir(vars: &[Var], vocab: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Every tensor of a written file: name → (dims, type, raw data).
-fn tensors(path: &Path) -> (Vec<i32>, Vec<Vec<u8>>, BTreeMap<String, (Vec<u64>, i32, Vec<u8>)>) {
+/// A written tensor: dims, type (0 f32, 1 f16), raw data.
+type Tensor = (Vec<u64>, i32, Vec<u8>);
+
+/// Hyper-parameters, vocabulary and every tensor of a written file.
+fn tensors(path: &Path) -> (Vec<i32>, Vec<Vec<u8>>, BTreeMap<String, Tensor>) {
     let b = std::fs::read(path).unwrap();
     let i32_at = |at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
     let hp: Vec<i32> = (0..11).map(|i| i32_at(4 + 4 * i)).collect();
