@@ -19,3 +19,4 @@ pub mod models;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod voice;
