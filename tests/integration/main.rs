@@ -17,3 +17,4 @@ mod models;
 mod openai;
 mod persistence;
 mod voice_import;
+mod voice_wyoming;
