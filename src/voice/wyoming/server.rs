@@ -21,7 +21,10 @@ use super::events::{
     Transcribe, Transcript, TranscriptStart,
 };
 use super::info::Info;
-use crate::audio::{resample, s16le_to_f32, to_mono, MAX_CHANNELS, MAX_RATE, MIN_RATE, SPEECH_RATE};
+use crate::audio::{resample, s16le_to_f32, to_mono, MAX_RATE, MIN_RATE, SPEECH_RATE};
+
+/// Satellites send mono (some stereo) audio; more channels are refused.
+const MAX_CHANNELS: u16 = 2;
 
 /// Synthesized speech: interleaved 16-bit samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,8 +80,10 @@ pub struct ServerOptions {
     pub limits: Limits,
     pub max_connections: usize,
     pub idle_timeout: Duration,
-    /// Longest utterance accepted for transcription.
+    /// Longest utterance accepted for transcription, in seconds and in bytes
+    /// of PCM (whichever is reached first).
     pub max_utterance_seconds: f64,
+    pub max_utterance_bytes: usize,
     /// Samples per `audio-chunk` of synthesized speech.
     pub samples_per_chunk: usize,
 }
@@ -90,12 +95,14 @@ impl Default for ServerOptions {
             max_connections: 8,
             idle_timeout: Duration::from_secs(300),
             max_utterance_seconds: 60.0,
+            max_utterance_bytes: 16 * 1024 * 1024,
             samples_per_chunk: 1024,
         }
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` completes.
+/// Accepts connections on `listener` until `shutdown` completes; then the open
+/// connections are dropped.
 pub async fn serve<S: VoiceServices>(
     listener: TcpListener,
     services: Arc<S>,
@@ -104,10 +111,16 @@ pub async fn serve<S: VoiceServices>(
 ) {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let options = Arc::new(options);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (mut stream, peer) = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                connections.abort_all();
+                return;
+            }
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -126,7 +139,7 @@ pub async fn serve<S: VoiceServices>(
             continue;
         };
         let (services, options) = (services.clone(), options.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             tracing::debug!(%peer, "wyoming: connected");
             if let Err(e) = handle_connection(stream, &*services, &options).await {
@@ -264,7 +277,8 @@ impl Session {
         }
         let f = utterance.format;
         let max_bytes =
-            (options.max_utterance_seconds * f64::from(f.rate)) as usize * usize::from(f.channels) * 2;
+            ((options.max_utterance_seconds * f64::from(f.rate)) as usize * usize::from(f.channels) * 2)
+                .min(options.max_utterance_bytes);
         if utterance.too_long || utterance.pcm.len() + chunk.audio.len() > max_bytes {
             utterance.too_long = true;
             utterance.pcm = Vec::new();

@@ -157,6 +157,9 @@ async fn bad_audio_gets_error_events() {
     assert_eq!(code(client.recv().await), "unsupported_audio");
     client.send(Event::AudioStop(AudioStop::default())).await;
     assert_eq!(code(client.recv().await), "invalid_event");
+    let surround = AudioFormat { rate: 48_000, width: 2, channels: 6 };
+    client.send(Event::AudioStart(AudioStart { format: surround, timestamp: None })).await;
+    assert_eq!(code(client.recv().await), "unsupported_audio");
 
     let format = AudioFormat { rate: 16_000, width: 2, channels: 1 };
     client.send(Event::AudioStart(AudioStart { format, timestamp: None })).await;
@@ -242,6 +245,8 @@ async fn tcp_server_answers_and_refuses_beyond_its_connection_limit() {
         "{refused:?}"
     );
 
+    // Shutting down closes the open connection too.
     stop.send(()).unwrap();
     server.await.unwrap();
+    assert!(read_event(&mut read, &Limits::default()).await.unwrap().is_none());
 }
