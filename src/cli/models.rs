@@ -120,7 +120,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                 let location = installed(&m.file, settings)
                     .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
                 println!(
-                    "{mark} {:<30} {:<9} {:>8.1} MB  {:<11} {}",
+                    "{mark} {:<30} {:<14} {:>8.1} MB  {:<11} {}",
                     m.name,
                     m.role,
                     m.bytes as f64 / 1e6,
