@@ -12,8 +12,11 @@ const ZERO_CROSSINGS: usize = 48;
 const ROLLOFF: f64 = 0.94;
 /// Kaiser β: about 90 dB of stop-band attenuation.
 const KAISER_BETA: f64 = 9.0;
-/// Above this many phases the coefficients are computed per sample instead of tabled.
-const MAX_TABLE_PHASES: usize = 4096;
+/// Above this many coefficients (phases × taps) they are computed per sample instead of tabled.
+const MAX_TABLE: usize = 1 << 20;
+/// Taps on each side at most: downsampling by more than 256× gets a shorter
+/// (less steep) filter rather than an unbounded one.
+const MAX_HALF: usize = ZERO_CROSSINGS * 256;
 
 /// Converts a whole mono buffer from `from` Hz to `to` Hz.
 pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
@@ -60,7 +63,7 @@ impl Resampler {
         // widens it in input samples by the same factor.
         let ratio = (phases as f64 / step as f64).min(1.0);
         let cutoff = 0.5 * ratio * ROLLOFF;
-        let half = (ZERO_CROSSINGS as f64 / ratio).ceil() as usize;
+        let half = ((ZERO_CROSSINGS as f64 / ratio).ceil() as usize).min(MAX_HALF);
         let mut r = Resampler {
             step,
             phases,
@@ -74,7 +77,7 @@ impl Resampler {
             received: 0,
             identity: from == to,
         };
-        if phases as usize <= MAX_TABLE_PHASES {
+        if (phases as usize).saturating_mul(2 * half) <= MAX_TABLE {
             let mut table = vec![0.0; phases as usize * 2 * half];
             for (p, row) in table.chunks_exact_mut(2 * half).enumerate() {
                 r.fill_row(p as u64, row);

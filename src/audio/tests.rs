@@ -138,6 +138,9 @@ fn odd_ratios_without_a_table_still_work() {
     let out = resample(&input, 44_099, 16_000);
     assert_eq!(out.len(), (input.len() * 16_000).div_ceil(44_099));
     assert!((frequency(&out[500..3_500], 16_000) - 500.0).abs() < 0.5);
+    // Absurd ratios stay bounded in time and memory.
+    assert_eq!(resample(&[0.5; 10_000], u32::MAX, 1).len(), 1);
+    assert_eq!(resample(&[0.5; 3], 1, 1_000).len(), 3_000);
 }
 
 #[test]
