@@ -1,6 +1,6 @@
 //! Audio in and out: WAV decoding to the 16 kHz mono `f32` that speech
 //! recognition wants, band-limited resampling, WAV encoding for synthesized
-//! speech, and framing of 16 kHz s16le PCM streams.
+//! speech, framing of 16 kHz s16le PCM streams, and voice activity detection.
 //!
 //! Everything here is pure Rust and works on bytes already in memory. Input is
 //! untrusted: any byte string gives either audio or a typed [`AudioError`],
@@ -18,11 +18,13 @@
 mod encode;
 mod frames;
 mod resample;
+mod vad;
 mod wav;
 
 pub use encode::{encode_wav, f32_to_i16, wav_header, WavSample, STREAMING_DATA_LEN};
 pub use frames::{f32_to_s16le, s16le_to_f32, PcmFramer, FRAME_SAMPLES_20MS};
 pub use resample::{resample, Resampler};
+pub use vad::{level_dbfs, Vad, VadConfig, VadEvent};
 pub use wav::{decode_wav, probe_wav, to_mono, Encoding, WavAudio, WavInfo};
 
 use crate::error::{ApiError, ErrorCode};
