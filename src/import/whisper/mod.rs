@@ -60,7 +60,9 @@ pub fn import(
     let plan = plan(&model, &hp)?;
     check_key_biases(&mut model, &hp)?;
 
-    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     let result =
         write(&mut model, &partial, &hp, &mel, &vocab, &plan, progress).and_then(|(bytes, sha256)| {
             let summary = ggml::read_summary(&partial)
