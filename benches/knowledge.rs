@@ -2,8 +2,9 @@
 //! and the Tantivy index) and search latency p50/p99 over 100k chunks.
 //!
 //! `cargo bench --bench knowledge` runs the full size and prints a Markdown table;
-//! `cargo test --all-targets` runs it at a tiny size as a smoke test. Options after
-//! `--`: `--chunks N` (default 100000), `--queries N` (default 500).
+//! `cargo bench --bench knowledge -- --write benches/RESULTS.md` also puts it in its
+//! section of RESULTS.md. `cargo test --all-targets` runs it at a tiny size as a smoke
+//! test. Options after `--`: `--chunks N` (default 100000), `--queries N` (default 500).
 //!
 //! The corpus is synthetic but shaped like prose: a Zipf-distributed vocabulary of
 //! 20,000 words in paragraphs of ~1,000 characters, so posting lists have realistic
@@ -148,21 +149,55 @@ fn main() -> anyhow::Result<()> {
     }
     latencies.sort();
 
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!("| corpus | {stored_chunks} chunks in {documents} documents, {mb:.1} MB of text |");
-    println!(
-        "| ingest (chunk + SQLite + index) | {:.2} MB/s ({:.0} chunks/s, {:.1} s) |",
-        mb / ingest.as_secs_f64(),
-        stored_chunks as f64 / ingest.as_secs_f64(),
-        ingest.as_secs_f64()
-    );
-    println!(
-        "| search latency over {stored_chunks} chunks ({queries} queries, top 20 with snippets) | p50 {:.2} ms, p99 {:.2} ms |",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
-    );
-    println!("| mean hits per query | {:.1} |", hits as f64 / queries as f64);
+    let table = [
+        "| figure | value |".to_string(),
+        "|---|---|".to_string(),
+        format!("| corpus | {stored_chunks} chunks in {documents} documents, {mb:.1} MB of text |"),
+        format!(
+            "| ingest (chunk + SQLite + index) | {:.2} MB/s ({:.0} chunks/s, {:.1} s) |",
+            mb / ingest.as_secs_f64(),
+            stored_chunks as f64 / ingest.as_secs_f64(),
+            ingest.as_secs_f64()
+        ),
+        format!(
+            "| search over {stored_chunks} chunks ({queries} queries, top 20 with snippets) | p50 {:.2} ms, p99 {:.2} ms |",
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        ),
+        format!("| mean hits per query | {:.1} |", hits as f64 / queries as f64),
+    ]
+    .join("\n");
+    println!("{table}");
     assert!(hits > 0, "queries found nothing: the corpus or the index is broken");
+    if let Some(path) = args.iter().position(|a| a == "--write").and_then(|i| args.get(i + 1)) {
+        write_section(std::path::Path::new(path), &table)?;
+    }
+    Ok(())
+}
+
+const START: &str = "<!-- knowledge:start -->";
+const END: &str = "<!-- knowledge:end -->";
+
+/// Replaces this benchmark's section of RESULTS.md (appending it the first time).
+fn write_section(path: &std::path::Path, table: &str) -> anyhow::Result<()> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let section = format!(
+        "{START}\n## Knowledge base: ingest and search\n\nProduced by `cargo bench --bench knowledge -- --write \
+         benches/RESULTS.md` ({} profile) on {cpus} logical CPUs, load average at start {}. Synthetic prose \
+         (Zipf vocabulary of {VOCABULARY} words, ~{PARAGRAPH_CHARS}-character paragraphs, {CHUNK_CHARS}-character \
+         chunks); ingest is extraction-free text through chunking, SQLite (synchronous=FULL) and the Tantivy \
+         index, without embeddings. How it is measured: `benches/knowledge.rs`.\n\n{table}\n{END}\n",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    );
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{section}{}", &old[..a], &old[b + END.len()..].trim_start_matches('\n'))
+        }
+        _ => format!("{}\n{section}", old.trim_end()),
+    };
+    std::fs::write(path, new)?;
     Ok(())
 }
