@@ -12,6 +12,7 @@
 mod query;
 mod schema;
 mod sync;
+mod tokenizer;
 
 pub use query::{Hit, HitKind, Page, SearchQuery};
 pub use schema::terms;

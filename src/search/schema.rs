@@ -2,11 +2,9 @@
 //! changes: an index of another version is discarded and rebuilt from SQLite.
 
 use tantivy::schema::{Field, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING};
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer};
 
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 pub const ANALYZER: &str = "hearth_en";
 
 /// The fields of the one index that holds both messages and document chunks.
@@ -56,10 +54,10 @@ const STOP_WORDS: &[&str] = &[
     "will", "with", "would", "you", "your",
 ];
 
-/// Words split on non-alphanumerics, lower-cased, English stop words removed, stemmed:
+/// Words split on non-alphanumerics (each CJK character a word), lower-cased, English stop words removed, stemmed:
 /// "Passwords" finds "password".
 pub fn analyzer() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+    let builder = TextAnalyzer::builder(super::tokenizer::WordTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .dynamic();
@@ -88,5 +86,6 @@ mod tests {
         assert_eq!(super::terms("What is THE guest wifi Passwords? password"), ["guest", "wifi", "password"]);
         assert!(super::terms("the of and").is_empty());
         assert_eq!(super::terms("AND OR NOT (field:x"), ["field", "x"], "query syntax is just text");
+        assert_eq!(super::terms("密码"), ["密", "码"]);
     }
 }

@@ -130,6 +130,11 @@ fn search_finds_earlier_conversations_with_filters_and_paging() {
     assert_eq!(all["total"], page2["total"]);
     assert_ne!(all["results"][0]["id"], page2["results"][0]["id"]);
 
+    // Text without spaces between words (Chinese) is searchable by its characters.
+    let chinese = chat(&server, &token, json!({"message": "请记住访客网络的密码", "max_tokens": 4}));
+    let found = search(&server, &token, "q=%E5%AF%86%E7%A0%81"); // 密码
+    assert_eq!(found["results"][0]["conversation_id"], chinese["conversation_id"], "{found}");
+
     // Query syntax is plain text; bad parameters are 400s with codes.
     let odd = search(&server, &token, "q=zeppelin%20AND%20(title%3A%22&limit=5");
     assert!(odd["total"].as_u64().unwrap() >= 2, "{odd}");
