@@ -6,7 +6,12 @@ set -euo pipefail
 packages=(
   build-essential cmake clang libclang-dev pkg-config libssl-dev   # llama.cpp via bindgen
   python3 python3-pip python3-venv                                   # model fetcher, test clients
+  chromium                                                           # web UI end-to-end tests
 )
+# Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when
+# a Node.js is already installed some other way (e.g. NodeSource, whose package
+# conflicts with Debian's npm).
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

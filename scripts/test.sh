@@ -2,7 +2,8 @@
 # Runs Hearth's whole test suite on a fresh Debian/Ubuntu machine: installs system
 # packages, builds, fetches the real test models (cached in ~/.cache/hearth/models, verified
 # by sha256; hearth itself converts the embedding model), sets up the official `openai`
-# Python client, then runs every test.
+# Python client, then runs every test, and last the web UI's end-to-end tests in
+# headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,8 @@ export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 python3 yocto/meta-hearth/scripts/update-crates-inc.py --check
 
 cargo test --locked --all-targets "$@"
+
+# The web UI: its download size, then end-to-end tests in headless Chromium against the
+# server built above (screenshots in target/e2e-screenshots/).
+cargo test --locked --lib web::tests::the_bundle_stays_small -- --nocapture 2>&1 | grep 'web UI bundle' >&2
+bash tests/e2e/run.sh

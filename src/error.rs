@@ -44,6 +44,11 @@ error_codes! {
     ContextLengthExceeded => BAD_REQUEST,            "context_length_exceeded", "invalid_request_error";
     Unauthorized          => UNAUTHORIZED,           "unauthorized",            "authentication_error";
     Forbidden             => FORBIDDEN,              "forbidden",               "permission_error";
+    InvalidCredentials    => UNAUTHORIZED,           "invalid_credentials",     "authentication_error";
+    InvalidSetupCode      => UNAUTHORIZED,           "invalid_setup_code",      "authentication_error";
+    CsrfRejected          => FORBIDDEN,              "csrf_rejected",           "permission_error";
+    AlreadyOnboarded      => CONFLICT,               "already_onboarded",       "invalid_request_error";
+    TooManyAttempts       => TOO_MANY_REQUESTS,      "too_many_attempts",       "rate_limit_error";
     NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
     ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
     ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";

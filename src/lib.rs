@@ -20,3 +20,4 @@ pub mod search;
 pub mod store;
 pub mod telemetry;
 pub mod voice;
+pub mod web;

@@ -5,6 +5,10 @@
 //! would add nothing but latency to every request). The first 12 characters are kept
 //! as a visible prefix so owners can tell tokens apart and revoke them.
 
+pub mod password;
+pub mod session;
+pub mod throttle;
+
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

@@ -5,6 +5,7 @@ mod admin;
 mod chat;
 mod knowledge;
 mod models;
+mod onboard;
 mod serve;
 
 use crate::config::{self, FlagOverride, Loaded};
@@ -62,6 +63,8 @@ enum Command {
     Serve(ServeArgs),
     /// Chat in the terminal, with the running service (--url) or in-process.
     Chat(chat::ChatArgs),
+    /// Print a one-time setup code for creating the first administrator in the web UI.
+    Onboard,
     /// Manage users.
     #[command(subcommand)]
     Users(admin::UsersCommand),
@@ -171,6 +174,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(_) => serve::run(loaded).map(|()| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args, loaded).map(|()| ExitCode::SUCCESS),
+        Command::Onboard => onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Models(cmd) => models::run(cmd, &loaded.settings),

@@ -18,12 +18,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let store = Store::open(&settings.database_path())?;
-    if store.list_users()?.is_empty() {
-        tracing::warn!(
-            "no users yet: create one with `hearth users add NAME --admin` and a token with \
-             `hearth tokens create --user NAME`"
-        );
-    }
+    super::onboard::announce_if_needed(&store, &settings)?;
     let metrics = Metrics::new();
     let model = crate::models::resolve_model_path(&settings.model.path, data_dir);
     if let Err(e) = &model {

@@ -1,39 +1,78 @@
 //! Authentication runs as middleware in front of every route except the public ones,
 //! before any extractor reads the body: an unauthenticated client learns nothing about
 //! the route or its validation. The authenticated [`Caller`] is then a handler
-//! argument, so a handler that needs a user cannot run without one.
+//! argument, so a handler that needs a user cannot run without one; [`Admin`] likewise
+//! for administrators.
+//!
+//! Two credentials are accepted: `Authorization: Bearer <token>` (API clients) and the
+//! web UI's session cookie. A request carrying the cookie that could change state (any
+//! method but GET/HEAD/OPTIONS) must also send `X-Hearth-CSRF: 1`: a cross-site page
+//! cannot add a custom header without a CORS preflight, which Hearth never answers
+//! with permission. The cookie is also `SameSite=Strict`. Bearer requests need no such
+//! header, since browsers never attach tokens on their own.
 
 use super::AppState;
+use crate::auth::session::{cookie_value, sha256, CSRF_HEADER, SESSION_COOKIE};
 use crate::auth::{bearer, hash_token};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::User;
+use crate::store::{Role, User};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{HeaderMap, AUTHORIZATION, COOKIE};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use std::future::{ready, Ready};
 
-/// Paths served without authentication.
-const PUBLIC_PATHS: &[&str] = &["/api/health"];
+/// API paths served without authentication (the web UI's own files are public too).
+const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/login", "/api/onboard"];
 
-/// The user behind a valid `Authorization: Bearer` token.
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || path == "/" || path.starts_with("/assets/")
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An API token, by id.
+    Token(i64),
+    /// A web session, by id.
+    Session(i64),
+}
+
+/// The authenticated user of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: User,
-    pub token_id: i64,
+    pub credential: Credential,
 }
+
+/// A caller who is an administrator; any other caller gets 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
-/// Middleware: rejects requests without a valid token with 401 before routing.
+/// True when the request carries the anti-CSRF header the web UI sends.
+pub fn csrf_header_ok(headers: &HeaderMap) -> bool {
+    headers.get(CSRF_HEADER).is_some_and(|v| v.as_bytes() == b"1")
+}
+
+pub fn csrf_rejected() -> ApiError {
+    ApiError::new(
+        ErrorCode::CsrfRejected,
+        format!("requests from the web UI that change anything must carry the '{CSRF_HEADER}: 1' header"),
+    )
+}
+
+/// Middleware: rejects requests without valid credentials with 401 before routing.
 pub async fn require_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if PUBLIC_PATHS.contains(&req.path()) {
+    if is_public(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     match authenticate(&req).await {
@@ -50,13 +89,34 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let header = match req.headers().get(AUTHORIZATION) {
-        None => return Err(unauthorized("missing 'Authorization: Bearer <token>' header")),
-        Some(h) => h.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?,
-    };
-    let token =
-        bearer(header).ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-    let hash = hash_token(token);
+    if let Some(header) = req.headers().get(AUTHORIZATION) {
+        let header =
+            header.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+        let token = bearer(header)
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        return token_caller(&state, hash_token(token)).await;
+    }
+    if let Some(secret) = session_secret(req.headers()) {
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && !csrf_header_ok(req.headers()) {
+            return Err(csrf_rejected());
+        }
+        return session_caller(&state, sha256(&secret)).await;
+    }
+    Err(unauthorized("missing 'Authorization: Bearer <token>' header (or a web session)"))
+}
+
+/// The session secret in the request's cookie, if any.
+pub fn session_secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .find_map(|h| cookie_value(h, SESSION_COOKIE))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+async fn token_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiError> {
     let found = state
         .store
         .run(move |store| {
@@ -70,7 +130,24 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         })
         .await?;
     let (token_id, user) = found.ok_or_else(|| unauthorized("invalid or revoked token"))?;
-    Ok(Caller { user, token_id })
+    Ok(Caller { user, credential: Credential::Token(token_id) })
+}
+
+async fn session_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiError> {
+    let found = state
+        .store
+        .run(move |store| {
+            let found = store.user_for_session_hash(&hash)?;
+            if let Some((session_id, _)) = &found {
+                if let Err(e) = store.touch_session(*session_id) {
+                    tracing::warn!(error = %e, "could not record session use");
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+    let (session_id, user) = found.ok_or_else(|| unauthorized("the session has expired; log in again"))?;
+    Ok(Caller { user, credential: Credential::Session(session_id) })
 }
 
 impl FromRequest for Caller {
@@ -82,5 +159,34 @@ impl FromRequest for Caller {
         ready(
             req.extensions().get::<Caller>().cloned().ok_or_else(|| unauthorized("authentication required")),
         )
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = req.extensions().get::<Caller>().cloned();
+        ready(match caller {
+            None => Err(unauthorized("authentication required")),
+            Some(c) if c.user.role == Role::Admin => Ok(Admin(c)),
+            Some(_) => Err(ApiError::new(ErrorCode::Forbidden, "only an administrator may do this")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_health_login_onboarding_and_the_ui_are_public() {
+        for path in ["/", "/assets/abc/app.js", "/api/health", "/api/login", "/api/onboard"] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/api/me", "/api/logout", "/api/users", "/metrics", "/v1/models", "/index.html"] {
+            assert!(!is_public(path), "{path}");
+        }
     }
 }

@@ -63,3 +63,68 @@ pub async fn get(
         Err(e) => Err(e.into()),
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    title: String,
+}
+
+fn not_found_as_conversation(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::new(ErrorCode::ConversationNotFound, "no such conversation"),
+        other => other.into(),
+    }
+}
+
+/// `PATCH /api/conversations/{id}` with `{"title"}`.
+pub async fn rename(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<Rename>,
+) -> Result<HttpResponse, ApiError> {
+    let title = body.into_inner().title.trim().to_string();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::invalid("title must have 1-200 characters"));
+    }
+    let (user_id, id) = (caller.user.id, id.into_inner());
+    let stored = title.clone();
+    state
+        .store
+        .run(move |store| store.rename_conversation(user_id, &id, &stored))
+        .await
+        .map_err(not_found_as_conversation)?;
+    Ok(json(&serde_json::json!({ "ok": true, "title": title })))
+}
+
+/// `DELETE /api/conversations/{id}`: the conversation and its messages.
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, id) = (caller.user.id, id.into_inner());
+    state
+        .store
+        .run(move |store| store.delete_conversation(user_id, &id))
+        .await
+        .map_err(not_found_as_conversation)?;
+    Ok(json(&serde_json::json!({ "ok": true })))
+}
+
+/// `DELETE /api/conversations/{id}/last-turn`: removes the newest question and its
+/// reply, so the web UI can regenerate an answer without duplicating history.
+pub async fn delete_last_turn(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (user_id, id) = (caller.user.id, id.into_inner());
+    state
+        .store
+        .run(move |store| store.delete_last_turn(user_id, &id))
+        .await
+        .map_err(not_found_as_conversation)?;
+    Ok(json(&serde_json::json!({ "ok": true })))
+}

@@ -1,6 +1,8 @@
 //! The HTTP API: routes, authentication, request limits, SSE. No domain logic lives
 //! here; handlers translate between HTTP and the engine and store.
 
+mod account;
+mod admin;
 mod auth;
 mod chat;
 mod conversations;
@@ -11,8 +13,9 @@ mod openai;
 mod paging;
 mod reply;
 mod search;
+mod ui;
 
-pub use auth::Caller;
+pub use auth::{Admin, Caller, Credential};
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
@@ -50,7 +53,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/api/chat").route(web::post().to(chat::chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
-        .service(resource("/api/conversations/{id}").route(web::get().to(conversations::get)))
         .service(
             resource("/api/documents")
                 .route(web::get().to(documents::list))
@@ -64,6 +66,40 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/jobs").route(web::get().to(documents::jobs)))
         .service(resource("/api/jobs/{id}").route(web::get().to(documents::job)))
         .service(resource("/api/search").route(web::get().to(search::search)))
+        .service(
+            resource("/api/conversations/{id}")
+                .route(web::get().to(conversations::get))
+                .route(web::patch().to(conversations::rename))
+                .route(web::delete().to(conversations::delete)),
+        )
+        .service(
+            resource("/api/conversations/{id}/last-turn")
+                .route(web::delete().to(conversations::delete_last_turn)),
+        )
+        .service(resource("/").route(web::get().to(ui::index)))
+        .service(resource("/assets/{version}/{file}").route(web::get().to(ui::asset)))
+        .service(
+            resource("/api/onboard")
+                .route(web::get().to(account::status))
+                .route(web::post().to(account::onboard)),
+        )
+        .service(resource("/api/login").route(web::post().to(account::login)))
+        .service(resource("/api/logout").route(web::post().to(account::logout)))
+        .service(resource("/api/me").route(web::get().to(account::me)))
+        .service(resource("/api/me/password").route(web::put().to(account::change_password)))
+        .service(
+            resource("/api/users")
+                .route(web::get().to(admin::list_users))
+                .route(web::post().to(admin::create_user)),
+        )
+        .service(resource("/api/users/{id}/password").route(web::put().to(admin::set_password)))
+        .service(
+            resource("/api/tokens")
+                .route(web::get().to(admin::list_tokens))
+                .route(web::post().to(admin::create_token)),
+        )
+        .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
+        .service(resource("/api/system").route(web::get().to(admin::system)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))

@@ -158,6 +158,48 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("conversation '{id}'")))
     }
 
+    /// Renames one of this user's conversations.
+    pub fn rename_conversation(&self, user_id: i64, id: &str, title: &str) -> Result<()> {
+        let changed = self.writer().execute(
+            "UPDATE conversations SET title = ?3 WHERE id = ?1 AND user_id = ?2",
+            params![id, user_id, title],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation '{id}'")));
+        }
+        Ok(())
+    }
+
+    /// Deletes one of this user's conversations and its messages.
+    pub fn delete_conversation(&self, user_id: i64, id: &str) -> Result<()> {
+        let changed = self
+            .writer()
+            .execute("DELETE FROM conversations WHERE id = ?1 AND user_id = ?2", params![id, user_id])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("conversation '{id}'")));
+        }
+        Ok(())
+    }
+
+    /// Deletes the newest turn (the last user message and everything after it) of one
+    /// of this user's conversations, so a reply can be regenerated.
+    pub fn delete_last_turn(&self, user_id: i64, id: &str) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let last_user: Option<i64> = tx.query_row(
+            "SELECT MAX(m.id) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.id = ?1 AND c.user_id = ?2 AND m.role = 'user'",
+            params![id, user_id],
+            |r| r.get(0),
+        )?;
+        let Some(from) = last_user else {
+            return Err(StoreError::NotFound(format!("a turn in conversation '{id}'")));
+        };
+        tx.execute("DELETE FROM messages WHERE conversation_id = ?1 AND id >= ?2", params![id, from])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// This user's conversations, most recently active first.
     pub fn list_conversations(&self, user_id: i64, limit: u32, offset: u32) -> Result<Vec<Conversation>> {
         let conn = self.reader();
@@ -246,6 +288,26 @@ mod tests {
         let stolen = store.append_turn(&turn(bob.id, Some(id.clone()), "mine now"));
         assert!(matches!(stolen, Err(StoreError::NotFound(_))));
         assert_eq!(store.messages(alice.id, &id).unwrap().len(), 4, "failed turn left no trace");
+    }
+
+    #[test]
+    fn conversations_are_renamed_and_deleted_only_by_their_owner() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap();
+        let bob = store.create_user("bob", Role::User).unwrap();
+        let id = store.append_turn(&turn(alice.id, None, "hello")).unwrap().conversation_id;
+        assert!(matches!(store.rename_conversation(bob.id, &id, "x"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_conversation(bob.id, &id), Err(StoreError::NotFound(_))));
+        store.append_turn(&turn(alice.id, Some(id.clone()), "again")).unwrap();
+        assert!(store.delete_last_turn(bob.id, &id).is_err());
+        store.delete_last_turn(alice.id, &id).unwrap();
+        let texts: Vec<_> = store.messages(alice.id, &id).unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(texts, ["hello", "reply to hello"], "only the newest turn went");
+        store.rename_conversation(alice.id, &id, "Greetings").unwrap();
+        assert_eq!(store.conversation(alice.id, &id).unwrap().title, "Greetings");
+        store.delete_conversation(alice.id, &id).unwrap();
+        assert!(store.messages(alice.id, &id).unwrap().is_empty(), "messages go with it");
+        assert!(matches!(store.conversation(alice.id, &id), Err(StoreError::NotFound(_))));
     }
 
     #[test]

@@ -113,6 +113,24 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'message', id, 'add' FROM messages WHERE role != 'system' ORDER BY id;
     ALTER TABLE messages ADD COLUMN citations TEXT;
     ALTER TABLE conversations ADD COLUMN knowledge INTEGER;",
+    // 3: web accounts: password hashes (Argon2id PHC strings; NULL = no web login),
+    // browser sessions and first-run setup codes (both stored only as sha256).
+    "ALTER TABLE users ADD COLUMN password_hash TEXT;
+    CREATE TABLE sessions (
+        id           INTEGER PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        hash         BLOB NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE TABLE setup_codes (
+        id          INTEGER PRIMARY KEY,
+        hash        BLOB NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

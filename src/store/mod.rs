@@ -6,6 +6,7 @@
 //! blocking; async callers run them through [`Store::run`], which moves them off the
 //! async runtime.
 
+mod accounts;
 mod conversations;
 mod documents;
 mod jobs;
@@ -14,6 +15,7 @@ mod migrations;
 mod outbox;
 mod users;
 
+pub use accounts::{Account, Onboarded};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
 pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk};
 pub use jobs::{Job, MAX_ATTEMPTS};

@@ -18,3 +18,4 @@ mod openai;
 mod persistence;
 mod voice_import;
 mod voice_wyoming;
+mod web;

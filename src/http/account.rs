@@ -1,0 +1,224 @@
+//! The web UI's account API: first-run onboarding, login, logout and the current user.
+//!
+//! `GET /api/onboard` and `POST /api/onboard`, `POST /api/login` are public; they
+//! require the `X-Hearth-CSRF: 1` header like every state-changing browser request, so
+//! another site cannot log a visitor in to an account of its choosing. Failures are
+//! slowed down and counted per client address ([`Throttle`]). Passwords are never
+//! logged; only user names and addresses are.
+
+use super::auth::{csrf_header_ok, csrf_rejected, Credential};
+use super::{json, AppState, Caller};
+use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
+use crate::auth::session::{new_session, session_cookie, setup_code_hash, SESSION_SECS};
+use crate::auth::throttle::{Throttle, FAILURE_DELAY};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::{Onboarded, User};
+use actix_web::http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    name: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardRequest {
+    code: String,
+    name: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// The client's address as the socket saw it (forwarding headers can be forged).
+fn client_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+/// Whether the browser reached us over TLS, so the cookie may be marked `Secure`.
+fn over_tls(req: &HttpRequest) -> bool {
+    req.app_config().secure() || req.connection_info().scheme() == "https"
+}
+
+fn locked_out(wait_secs: u64) -> HttpResponse {
+    let mut response = ApiError::new(
+        ErrorCode::TooManyAttempts,
+        format!("too many failed attempts from this address; try again in {wait_secs} seconds"),
+    )
+    .error_response();
+    if let Ok(value) = wait_secs.to_string().parse() {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Refuses requests without the CSRF header or from a locked-out address.
+fn precheck(req: &HttpRequest) -> Result<Option<HttpResponse>, ApiError> {
+    if !csrf_header_ok(req.headers()) {
+        return Err(csrf_rejected());
+    }
+    Ok(Throttle::logins().check(client_ip(req)).err().map(locked_out))
+}
+
+async fn failed(req: &HttpRequest, error: ApiError) -> ApiError {
+    Throttle::logins().record_failure(client_ip(req));
+    tokio::time::sleep(FAILURE_DELAY).await;
+    error
+}
+
+/// Starts a session for `user` and answers with its cookie.
+async fn start_session(state: &AppState, req: &HttpRequest, user: User) -> Result<HttpResponse, ApiError> {
+    Throttle::logins().record_success(client_ip(req));
+    let (secret, hash) = new_session();
+    let user_id = user.id;
+    state.store.run(move |store| store.create_session(user_id, &hash, SESSION_SECS)).await?;
+    tracing::info!(user = %user.name, ip = %client_ip(req), "web login");
+    Ok(HttpResponse::Ok()
+        .insert_header((SET_COOKIE, session_cookie(Some(&secret), over_tls(req))))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(json!({ "user": user })))
+}
+
+/// `GET /api/onboard`: whether first-run onboarding is still open.
+pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let needed = state.store.run(|store| store.needs_onboarding()).await?;
+    Ok(json(&json!({ "needed": needed })))
+}
+
+/// `POST /api/onboard`: creates the first administrator with a setup code, logs in.
+pub async fn onboard(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<OnboardRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(refused) = precheck(&req)? {
+        return Ok(refused);
+    }
+    let OnboardRequest { code, name, password } = body.into_inner();
+    check_new_password(&password).map_err(ApiError::invalid)?;
+    let code_hash = setup_code_hash(&code);
+    let outcome = state
+        .store
+        .run(move |store| {
+            if !store.needs_onboarding()? {
+                return Ok(Onboarded::AlreadyDone);
+            }
+            store.onboard(&code_hash, &name, &hash_password(&password))
+        })
+        .await?;
+    match outcome {
+        Onboarded::Done(user) => {
+            tracing::info!(user = %user.name, "onboarding complete: administrator created");
+            start_session(&state, &req, user).await
+        }
+        Onboarded::AlreadyDone => Err(ApiError::new(
+            ErrorCode::AlreadyOnboarded,
+            "this box is already set up; log in, or ask an administrator for an account",
+        )),
+        Onboarded::InvalidCode => {
+            let e = ApiError::new(
+                ErrorCode::InvalidSetupCode,
+                "wrong or expired setup code; see the server log or run `hearth onboard` on the box",
+            );
+            Err(failed(&req, e).await)
+        }
+    }
+}
+
+/// `POST /api/login`: name and password in, session cookie out.
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(refused) = precheck(&req)? {
+        return Ok(refused);
+    }
+    let LoginRequest { name, password } = body.into_inner();
+    let logged_name = name.clone();
+    let user = state
+        .store
+        .run(move |store| {
+            Ok(match store.login_candidate(&name)? {
+                Some((user, hash)) => verify_password(&password, &hash).then_some(user),
+                None => {
+                    verify_against_dummy(&password);
+                    None
+                }
+            })
+        })
+        .await?;
+    match user {
+        Some(user) => start_session(&state, &req, user).await,
+        None => {
+            tracing::info!(user = %logged_name, ip = %client_ip(&req), "failed web login");
+            let e = ApiError::new(ErrorCode::InvalidCredentials, "wrong user name or password");
+            Err(failed(&req, e).await)
+        }
+    }
+}
+
+/// `POST /api/logout`: ends this session and clears the cookie.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    if let Credential::Session(id) = caller.credential {
+        state.store.run(move |store| store.delete_session(id)).await?;
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((SET_COOKIE, session_cookie(None, over_tls(&req))))
+        .json(json!({ "ok": true })))
+}
+
+/// `GET /api/me`: who is logged in, and how.
+pub async fn me(caller: Caller) -> HttpResponse {
+    let via = match caller.credential {
+        Credential::Session(_) => "session",
+        Credential::Token(_) => "token",
+    };
+    json(&json!({ "user": caller.user, "auth": via }))
+}
+
+/// `PUT /api/me/password`: changes the caller's own password; other sessions end.
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    let PasswordChange { current, new } = body.into_inner();
+    check_new_password(&new).map_err(ApiError::invalid)?;
+    let (user_id, name) = (caller.user.id, caller.user.name.clone());
+    let changed = state
+        .store
+        .run(move |store| {
+            let ok =
+                matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
+            if ok {
+                store.set_password(user_id, &hash_password(&new))?;
+            }
+            Ok(ok)
+        })
+        .await?;
+    if !changed {
+        let e = ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong");
+        return Err(failed(&req, e).await);
+    }
+    match caller.credential {
+        Credential::Session(_) => start_session(&state, &req, caller.user).await,
+        Credential::Token(_) => Ok(json(&json!({ "ok": true }))),
+    }
+}

@@ -1,0 +1,169 @@
+//! Account administration from the web UI: users (administrators only), API tokens
+//! (everyone manages their own; administrators may see and revoke all) and live
+//! system figures for the admin page.
+
+use super::auth::Admin;
+use super::{json, AppState, Caller};
+use crate::auth::generate_token;
+use crate::auth::password::{check_new_password, hash_password};
+use crate::error::ApiError;
+use crate::store::Role;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFilter {
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    label: String,
+}
+
+/// `GET /api/users`
+pub async fn list_users(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let users = state.store.run(|store| store.list_accounts()).await?;
+    Ok(json(&json!({ "users": users })))
+}
+
+/// `POST /api/users`: a user who logs in with a password.
+pub async fn create_user(
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let NewUser { name, password, admin: make_admin } = body.into_inner();
+    check_new_password(&password).map_err(ApiError::invalid)?;
+    let role = if make_admin { Role::Admin } else { Role::User };
+    let user =
+        state.store.run(move |store| store.create_account(&name, role, &hash_password(&password))).await?;
+    tracing::info!(by = %admin.0.user.name, user = %user.name, role = role.as_str(), "user created");
+    Ok(HttpResponse::Created().json(json!({ "user": user })))
+}
+
+/// `PUT /api/users/{id}/password`: sets any user's password (e.g. one made with the
+/// CLI, who has none yet); that user's sessions end.
+pub async fn set_password(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    body: web::Json<NewPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let password = body.into_inner().password;
+    check_new_password(&password).map_err(ApiError::invalid)?;
+    let id = id.into_inner();
+    state.store.run(move |store| store.set_password(id, &hash_password(&password))).await?;
+    tracing::info!(by = %admin.0.user.name, user_id = id, "password set by an administrator");
+    Ok(json(&json!({ "ok": true })))
+}
+
+/// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for all.
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    caller: Caller,
+    filter: web::Query<TokenFilter>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = (!(filter.all && caller.user.role == Role::Admin)).then(|| caller.user.name.clone());
+    let tokens = state.store.run(move |store| store.list_tokens(owner.as_deref())).await?;
+    Ok(json(&json!({ "tokens": tokens })))
+}
+
+/// `POST /api/tokens`: a new token for the caller; the secret is in this answer only.
+pub async fn create_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<NewToken>,
+) -> Result<HttpResponse, ApiError> {
+    let label = body.into_inner().label.trim().to_string();
+    if label.is_empty() || label.chars().count() > 64 {
+        return Err(ApiError::invalid("label must have 1-64 characters"));
+    }
+    let token = generate_token();
+    let (user_id, prefix, hash) = (caller.user.id, token.prefix.clone(), token.hash);
+    let stored_label = label.clone();
+    let id = state.store.run(move |store| store.insert_token(user_id, &stored_label, &prefix, &hash)).await?;
+    tracing::info!(user = %caller.user.name, prefix = %token.prefix, "token created from the web UI");
+    Ok(HttpResponse::Created().json(json!({
+        "id": id, "label": label, "prefix": token.prefix, "token": token.secret,
+    })))
+}
+
+/// `DELETE /api/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin).
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let owner = (caller.user.role != Role::Admin).then_some(caller.user.id);
+    state.store.run(move |store| store.revoke_token_id(id, owner)).await?;
+    tracing::info!(by = %caller.user.name, token_id = id, "token revoked");
+    Ok(json(&json!({ "ok": true })))
+}
+
+/// `GET /api/system`: live figures for the admin page.
+pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let figures = web::block(system_figures).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let m = &state.metrics;
+    Ok(json(&json!({
+        "system": figures,
+        "engine": {
+            "tokens_per_second": m.generation_tokens_per_second.get(),
+            "tokens_generated": m.tokens_generated.get(),
+            "queue_depth": m.queue_depth.get(),
+            "active_sequences": m.active_sequences.get(),
+        },
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    })))
+}
+
+/// CPU use since the previous call (so the first answer reads 0), memory, load and
+/// the hottest thermal zone.
+fn system_figures() -> serde_json::Value {
+    static SYSTEM: OnceLock<Mutex<sysinfo::System>> = OnceLock::new();
+    let mut sys =
+        SYSTEM.get_or_init(|| Mutex::new(sysinfo::System::new())).lock().unwrap_or_else(|p| p.into_inner());
+    sys.refresh_cpu_usage();
+    sys.refresh_memory();
+    let load = sysinfo::System::load_average();
+    json!({
+        "cpu_percent": sys.global_cpu_usage(),
+        "cpus": sys.cpus().len(),
+        "memory_total_bytes": sys.total_memory(),
+        "memory_used_bytes": sys.used_memory(),
+        "load_average": [load.one, load.five, load.fifteen],
+        "temperature_celsius": hottest_thermal_zone(),
+        "boot_uptime_seconds": sysinfo::System::uptime(),
+    })
+}
+
+/// Linux thermal zones report millidegrees; `None` where there are none (VMs).
+fn hottest_thermal_zone() -> Option<f64> {
+    let zones = std::fs::read_dir("/sys/class/thermal").ok()?;
+    zones
+        .filter_map(|z| std::fs::read_to_string(z.ok()?.path().join("temp")).ok())
+        .filter_map(|t| t.trim().parse::<f64>().ok())
+        .map(|milli| milli / 1000.0)
+        .reduce(f64::max)
+}

@@ -1,0 +1,306 @@
+//! Web accounts: passwords, browser sessions and first-run onboarding.
+//!
+//! Password hashes are Argon2id PHC strings made by [`crate::auth::password`]; session
+//! secrets and setup codes are stored only as sha256 hashes, so a copy of the database
+//! lets nobody in.
+
+use super::users::valid_user_name;
+use super::{now, Result, Role, Store, StoreError, User};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// A user as the admin page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    #[serde(flatten)]
+    pub user: User,
+    /// Whether the user can log in to the web UI.
+    pub has_password: bool,
+}
+
+/// The outcome of an onboarding attempt.
+#[derive(Debug)]
+pub enum Onboarded {
+    /// The administrator exists and has a password.
+    Done(User),
+    /// An administrator with a password already exists: onboarding is closed.
+    AlreadyDone,
+    /// The setup code is unknown or expired.
+    InvalidCode,
+}
+
+fn role(s: &str) -> Role {
+    if s == "admin" {
+        Role::Admin
+    } else {
+        Role::User
+    }
+}
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        role: role(&row.get::<_, String>(2)?),
+        created_at: row.get(3)?,
+    })
+}
+
+fn invalid_name(name: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "invalid user name '{name}': use 1-64 letters, digits, '.', '_', '-' or '@'"
+    ))
+}
+
+const NEEDS_ONBOARDING: &str =
+    "SELECT NOT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND password_hash IS NOT NULL)";
+
+impl Store {
+    /// True until some administrator has a password.
+    pub fn needs_onboarding(&self) -> Result<bool> {
+        Ok(self.reader().query_row(NEEDS_ONBOARDING, [], |r| r.get(0))?)
+    }
+
+    /// Stores a setup code's hash, valid for `valid_secs`; drops expired codes.
+    pub fn add_setup_code(&self, hash: &[u8], valid_secs: i64) -> Result<()> {
+        let t = now();
+        let conn = self.writer();
+        conn.execute("DELETE FROM setup_codes WHERE expires_at <= ?1", [t])?;
+        conn.execute(
+            "INSERT INTO setup_codes (hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
+            params![hash, t, t + valid_secs],
+        )?;
+        Ok(())
+    }
+
+    /// Creates the first administrator (or gives a password to an existing admin of
+    /// that name who has none) if the code is valid, then deletes every setup code.
+    /// All in one transaction, so two racing attempts cannot both succeed.
+    pub fn onboard(&self, code_hash: &[u8], name: &str, password_hash: &str) -> Result<Onboarded> {
+        if !valid_user_name(name) {
+            return Err(invalid_name(name));
+        }
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let t = now();
+        if !tx.query_row(NEEDS_ONBOARDING, [], |r| r.get::<_, bool>(0))? {
+            return Ok(Onboarded::AlreadyDone);
+        }
+        let valid: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM setup_codes WHERE hash = ?1 AND expires_at > ?2)",
+            params![code_hash, t],
+            |r| r.get(0),
+        )?;
+        if !valid {
+            return Ok(Onboarded::InvalidCode);
+        }
+        let existing = tx
+            .query_row("SELECT id, name, role, created_at FROM users WHERE name = ?1", [name], user_row)
+            .optional()?;
+        let user = match existing {
+            Some(user) if user.role == Role::Admin => {
+                tx.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                    params![user.id, password_hash],
+                )?;
+                user
+            }
+            Some(_) => {
+                return Err(StoreError::Conflict(format!(
+                    "user '{name}' exists and is not an administrator; choose another name"
+                )))
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO users (name, role, created_at, password_hash) VALUES (?1, 'admin', ?2, ?3)",
+                    params![name, t, password_hash],
+                )?;
+                User { id: tx.last_insert_rowid(), name: name.into(), role: Role::Admin, created_at: t }
+            }
+        };
+        tx.execute("DELETE FROM setup_codes", [])?;
+        tx.commit()?;
+        Ok(Onboarded::Done(user))
+    }
+
+    /// A user and their password hash, when the user exists and has a password.
+    pub fn login_candidate(&self, name: &str) -> Result<Option<(User, String)>> {
+        let found = self
+            .reader()
+            .query_row(
+                "SELECT id, name, role, created_at, password_hash FROM users
+                 WHERE name = ?1 AND password_hash IS NOT NULL",
+                [name],
+                |row| Ok((user_row(row)?, row.get::<_, String>(4)?)),
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Starts a session lasting `valid_secs`; drops expired sessions.
+    pub fn create_session(&self, user_id: i64, hash: &[u8], valid_secs: i64) -> Result<i64> {
+        let t = now();
+        let conn = self.writer();
+        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [t])?;
+        conn.execute(
+            "INSERT INTO sessions (user_id, hash, created_at, last_seen_at, expires_at)
+             VALUES (?1, ?2, ?3, ?3, ?4)",
+            params![user_id, hash, t, t + valid_secs],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The user of a live session with this hash.
+    pub fn user_for_session_hash(&self, hash: &[u8]) -> Result<Option<(i64, User)>> {
+        let found = self
+            .reader()
+            .query_row(
+                "SELECT s.id, u.id, u.name, u.role, u.created_at
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.hash = ?1 AND s.expires_at > ?2",
+                params![hash, now()],
+                |row| {
+                    let user = User {
+                        id: row.get(1)?,
+                        name: row.get(2)?,
+                        role: role(&row.get::<_, String>(3)?),
+                        created_at: row.get(4)?,
+                    };
+                    Ok((row.get(0)?, user))
+                },
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Records session activity (at most once a minute).
+    pub fn touch_session(&self, session_id: i64) -> Result<()> {
+        self.writer().execute(
+            "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2 - 60",
+            params![session_id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, session_id: i64) -> Result<()> {
+        self.writer().execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
+        Ok(())
+    }
+
+    /// Every user, with whether they can log in to the web UI.
+    pub fn list_accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT id, name, role, created_at, password_hash IS NOT NULL FROM users ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |row| Ok(Account { user: user_row(row)?, has_password: row.get(4)? }))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Creates a user who can log in with a password.
+    pub fn create_account(&self, name: &str, role: Role, password_hash: &str) -> Result<User> {
+        if !valid_user_name(name) {
+            return Err(invalid_name(name));
+        }
+        let conn = self.writer();
+        let t = now();
+        let inserted = conn.execute(
+            "INSERT INTO users (name, role, created_at, password_hash) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), t, password_hash],
+        );
+        match inserted {
+            Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at: t }),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Conflict(format!("user '{name}' already exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets a user's password and ends all of their sessions.
+    pub fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let changed =
+            tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user_id, password_hash])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Revokes a token by id; with `owner`, only if that user owns it.
+    pub fn revoke_token_id(&self, token_id: i64, owner: Option<i64>) -> Result<()> {
+        let changed = self.writer().execute(
+            "UPDATE api_tokens SET revoked_at = ?3
+             WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at IS NULL",
+            params![token_id, owner, now()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("active token {token_id}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::temp_store;
+
+    #[test]
+    fn onboarding_needs_a_valid_code_and_happens_once() {
+        let (_dir, store) = temp_store();
+        assert!(store.needs_onboarding().unwrap());
+        store.add_setup_code(b"code-1", 60).unwrap();
+        store.add_setup_code(b"expired", -1).unwrap();
+        assert!(matches!(store.onboard(b"wrong", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        assert!(matches!(store.onboard(b"expired", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        let Onboarded::Done(admin) = store.onboard(b"code-1", "root", "phc").unwrap() else { panic!() };
+        assert_eq!(admin.role, Role::Admin);
+        assert!(!store.needs_onboarding().unwrap());
+        assert!(matches!(store.onboard(b"code-1", "other", "phc").unwrap(), Onboarded::AlreadyDone));
+        assert_eq!(store.login_candidate("root").unwrap().unwrap().1, "phc");
+    }
+
+    #[test]
+    fn an_existing_cli_admin_can_onboard_but_a_plain_user_cannot_be_taken_over() {
+        let (_dir, store) = temp_store();
+        store.create_user("bob", Role::User).unwrap();
+        store.create_user("root", Role::Admin).unwrap();
+        assert!(store.login_candidate("root").unwrap().is_none(), "no password yet");
+        store.add_setup_code(b"c", 60).unwrap();
+        assert!(matches!(store.onboard(b"c", "bob", "phc"), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.onboard(b"c", "root", "phc").unwrap(), Onboarded::Done(_)));
+    }
+
+    #[test]
+    fn sessions_expire_and_end_on_password_change() {
+        let (_dir, store) = temp_store();
+        let user = store.create_account("alice", Role::User, "phc").unwrap();
+        let id = store.create_session(user.id, b"s1", 60).unwrap();
+        store.create_session(user.id, b"old", -1).unwrap();
+        assert_eq!(store.user_for_session_hash(b"s1").unwrap().unwrap().0, id);
+        assert!(store.user_for_session_hash(b"old").unwrap().is_none());
+        store.set_password(user.id, "phc2").unwrap();
+        assert!(store.user_for_session_hash(b"s1").unwrap().is_none());
+        let accounts = store.list_accounts().unwrap();
+        assert!(accounts[0].has_password);
+    }
+
+    #[test]
+    fn tokens_are_revoked_only_by_their_owner_or_an_admin() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap();
+        let bob = store.create_user("bob", Role::User).unwrap();
+        let token = store.insert_token(alice.id, "laptop", "hth_a", b"h").unwrap();
+        assert!(matches!(store.revoke_token_id(token, Some(bob.id)), Err(StoreError::NotFound(_))));
+        store.revoke_token_id(token, Some(alice.id)).unwrap();
+        assert!(store.revoke_token_id(token, None).is_err(), "already revoked");
+    }
+}

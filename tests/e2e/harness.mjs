@@ -1,0 +1,102 @@
+// Starts the real `hearth serve` (small test model, temporary data dir) and Debian's
+// headless Chromium through playwright-core. Nothing is downloaded: the browser is
+// /usr/bin/chromium (override with CHROMIUM), the binary target/debug/hearth
+// (override with HEARTH_BIN).
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target');
+export const BIN = process.env.HEARTH_BIN || path.join(TARGET, 'debug', 'hearth');
+export const SHOTS = path.join(TARGET, 'e2e-screenshots');
+const MODEL = process.env.HEARTH_TEST_SMALL_MODEL
+  || path.join(process.env.HEARTH_MODEL_CACHE || path.join(os.homedir(), '.cache/hearth/models'), 'SmolLM2-135M-Instruct.Q4_1.gguf');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+    srv.on('error', reject);
+  });
+}
+
+export class Server {
+  static async start() {
+    for (const [what, file] of [['hearth binary', BIN], ['test model', MODEL], ['chromium', CHROMIUM]]) {
+      if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file} (run scripts/test.sh, which builds and fetches everything)`);
+    }
+    const s = new Server();
+    s.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-e2e-'));
+    s.logFile = path.join(s.dataDir, 'server.log');
+    const port = await freePort();
+    s.url = `http://127.0.0.1:${port}`;
+    const log = fs.openSync(s.logFile, 'w');
+    s.child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--threads', '1', '--data-dir', s.dataDir,
+      '--model', MODEL, '--context-size', '2048'], {
+      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '200' },
+      stdio: ['ignore', log, log],
+    });
+    await s.waitReady();
+    return s;
+  }
+
+  async waitReady() {
+    const deadline = Date.now() + 180_000;
+    while (Date.now() < deadline) {
+      if (this.child.exitCode !== null) throw new Error(`hearth exited early:\n${this.log()}`);
+      try {
+        const health = await (await fetch(`${this.url}/api/health`)).json();
+        const state = health.components.model.state;
+        if (state === 'ready') return;
+        if (state === 'failed') throw new Error(`model failed to load:\n${this.log()}`);
+      } catch (e) {
+        if (String(e.message).startsWith('model failed')) throw e;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`hearth did not become ready:\n${this.log()}`);
+  }
+
+  log() {
+    return fs.readFileSync(this.logFile, 'utf8');
+  }
+
+  /** The first-run setup code, as the server logged it. */
+  setupCode() {
+    const m = this.log().match(/setup code ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})/);
+    if (!m) throw new Error(`no setup code in the log:\n${this.log()}`);
+    return m[1];
+  }
+
+  /** Runs SQL on the live database (WAL allows a second writer connection). */
+  sql(statement, params) {
+    const script = 'import sqlite3, sys, json\n'
+      + 'c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2], json.loads(sys.argv[3])); c.commit()';
+    execFileSync('python3', ['-c', script, path.join(this.dataDir, 'hearth.db'), statement, JSON.stringify(params)]);
+  }
+
+  async stop() {
+    if (this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      await new Promise((r) => { this.child.once('exit', r); setTimeout(r, 5000); });
+    }
+    fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Headless Chromium with a fresh profile, no network beyond the test server. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}

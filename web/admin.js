@@ -1,0 +1,156 @@
+// The admin page (the "Account" page for plain users): health, live system figures,
+// models, users, API tokens and one's own password.
+
+import { api } from './api.js';
+import { h, set, add, ago, bytes, field } from './dom.js';
+
+export function adminPage(ctx) {
+  const admin = ctx.user.role === 'admin';
+  const sections = h('div', { class: 'admin-grid' });
+  const el = h('div', { class: 'page admin-page' }, ctx.topbar(),
+    h('main', { class: 'admin-main' }, h('h1', { text: admin ? 'Administration' : 'Your account' }), sections));
+  let timer = null;
+
+  const section = (title, ...body) => h('section', { class: 'panel', 'aria-label': title }, h('h2', { text: title }), body);
+  const table = (head, rows) => h('table', {},
+    h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: String(head.length), class: 'muted', text: 'None.' }))));
+  const row = (...cells) => h('tr', {}, cells.map((c) => h('td', {}, c)));
+  const stat = (label, value) => h('div', { class: 'stat' }, h('span', { text: label }), h('strong', { text: value }));
+
+  // ---- health and live figures ----
+  const health = h('div', { class: 'stats' });
+  const system = h('div', { class: 'stats', id: 'system' });
+  async function refresh() {
+    try {
+      const res = await api('GET', '/api/health');
+      const c = res.components;
+      set(health,
+        stat('Status', res.status),
+        stat('Database', c.database.ready ? 'ready' : 'down'),
+        stat('Model', c.model.state + (c.model.id ? ` (${c.model.id})` : '')),
+        stat('Version', res.version),
+        stat('Uptime', `${Math.floor(res.uptime_seconds / 60)} min`));
+      if (c.model.error) add(health, stat('Model error', c.model.error));
+      if (!admin) return;
+      const s = await api('GET', '/api/system');
+      const m = s.system;
+      set(system,
+        stat('CPU', `${m.cpu_percent.toFixed(0)} % of ${m.cpus} cores`),
+        stat('Memory', `${bytes(m.memory_used_bytes)} / ${bytes(m.memory_total_bytes)}`),
+        stat('Load', m.load_average.map((x) => x.toFixed(2)).join(' ')),
+        stat('Temperature', m.temperature_celsius == null ? 'n/a' : `${m.temperature_celsius.toFixed(0)} °C`),
+        stat('Generation', `${s.engine.tokens_per_second.toFixed(1)} tokens/s`),
+        stat('Tokens generated', String(s.engine.tokens_generated)),
+        stat('Active / queued', `${s.engine.active_sequences} / ${s.engine.queue_depth}`));
+    } catch (e) {
+      ctx.showError(e);
+    }
+  }
+
+  // ---- models ----
+  const models = h('div', {});
+  async function loadModels() {
+    try {
+      const res = await api('GET', '/v1/models');
+      set(models, table(['Model', 'Role', 'Loaded'],
+        res.data.map((m) => row(m.id, m.role || '', m.loaded ? 'yes' : 'no'))));
+    } catch (e) { ctx.showError(e); }
+  }
+
+  // ---- users (admin) ----
+  const users = h('div', {});
+  async function loadUsers() {
+    try {
+      const res = await api('GET', '/api/users');
+      set(users, table(['Name', 'Role', 'Web login', 'Created', ''], res.users.map((u) => row(
+        u.name, u.role, u.has_password ? 'yes' : 'no', ago(u.created_at),
+        h('button', { type: 'button', class: 'small', text: 'Set password', onclick: () => setPassword(u) })))));
+    } catch (e) { ctx.showError(e); }
+  }
+  async function setPassword(u) {
+    const password = prompt(`New password for ${u.name} (at least 8 characters):`);
+    if (!password) return;
+    try {
+      await api('PUT', `/api/users/${u.id}/password`, { password });
+      loadUsers();
+    } catch (e) { ctx.showError(e); }
+  }
+  const [newName, nameInput] = field('Name', { required: true, autocomplete: 'off' });
+  const [newPass, passInput] = field('Password', { type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
+  const adminBox = h('input', { type: 'checkbox', id: 'new-admin' });
+  const userForm = h('form', { class: 'row-form', 'aria-label': 'Create user' }, newName, newPass,
+    h('div', { class: 'field check' }, adminBox, h('label', { for: 'new-admin', text: 'Administrator' })),
+    h('button', { type: 'submit', class: 'primary', text: 'Create user' }));
+  userForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await api('POST', '/api/users', { name: nameInput.value.trim(), password: passInput.value, admin: adminBox.checked });
+      userForm.reset();
+      loadUsers();
+    } catch (err) { ctx.showError(err); }
+  });
+
+  // ---- tokens ----
+  const tokens = h('div', {});
+  const secret = h('div', { class: 'secret', role: 'status', hidden: true });
+  const allBox = h('input', { type: 'checkbox', id: 'all-tokens', onchange: () => loadTokens() });
+  async function loadTokens() {
+    try {
+      const res = await api('GET', `/api/tokens${allBox.checked ? '?all=true' : ''}`);
+      set(tokens, table(['Prefix', 'User', 'Label', 'Created', 'Last used', ''], res.tokens.map((t) => row(
+        h('code', { text: t.prefix }), t.user, t.label, ago(t.created_at), t.last_used_at ? ago(t.last_used_at) : 'never',
+        t.revoked ? h('span', { class: 'muted', text: 'revoked' })
+          : h('button', { type: 'button', class: 'small danger', text: 'Revoke', onclick: () => revoke(t) })))));
+    } catch (e) { ctx.showError(e); }
+  }
+  async function revoke(t) {
+    if (!confirm(`Revoke token ${t.prefix} (${t.label})? Programs using it stop working.`)) return;
+    try { await api('DELETE', `/api/tokens/${t.id}`); loadTokens(); } catch (e) { ctx.showError(e); }
+  }
+  const [labelField, labelInput] = field('Label', { required: true, placeholder: 'e.g. laptop', maxlength: '64' });
+  const tokenForm = h('form', { class: 'row-form', 'aria-label': 'Create token' }, labelField,
+    h('button', { type: 'submit', class: 'primary', text: 'Create token' }));
+  tokenForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const t = await api('POST', '/api/tokens', { label: labelInput.value.trim() });
+      tokenForm.reset();
+      set(secret, h('p', { text: 'Copy this token now; it is shown only once:' }), h('code', { class: 'token', text: t.token }),
+        h('button', { type: 'button', class: 'small', text: 'Copy', onclick: () => navigator.clipboard?.writeText(t.token) }));
+      secret.hidden = false;
+      loadTokens();
+    } catch (err) { ctx.showError(err); }
+  });
+
+  // ---- own password ----
+  const [curField, cur] = field('Current password', { type: 'password', required: true, autocomplete: 'current-password' });
+  const [nextField, next] = field('New password', { type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
+  const passDone = h('p', { class: 'muted', role: 'status' });
+  const passForm = h('form', { class: 'row-form', 'aria-label': 'Change password' }, curField, nextField,
+    h('button', { type: 'submit', class: 'primary', text: 'Change password' }), passDone);
+  passForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await api('PUT', '/api/me/password', { current: cur.value, new: next.value });
+      passForm.reset();
+      passDone.textContent = 'Password changed. Other sessions were logged out.';
+    } catch (err) { ctx.showError(err); }
+  });
+
+  add(sections,
+    section('Health', health),
+    admin && section('System (live)', system),
+    section('Models', models),
+    admin && section('Users', users, userForm),
+    section('API tokens', admin && h('div', { class: 'field check' }, allBox, h('label', { for: 'all-tokens', text: 'Show every user\'s tokens' })),
+      tokens, tokenForm, secret),
+    section('Password', passForm));
+
+  refresh();
+  loadModels();
+  loadTokens();
+  if (admin) loadUsers();
+  timer = setInterval(() => { if (!document.hidden) refresh(); }, 3000);
+  return { el, destroy: () => clearInterval(timer) };
+}

@@ -1,0 +1,57 @@
+// The onboarding and login forms shown before anyone is signed in.
+
+import { api } from './api.js';
+import { h, field } from './dom.js';
+
+function card(title, intro, fields, submitText, onSubmit) {
+  const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const button = h('button', { type: 'submit', class: 'primary wide', text: submitText });
+  const form = h('form', { class: 'card', 'aria-label': title },
+    h('h1', { text: title }), intro, fields, error, button);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    button.disabled = true;
+    try {
+      await onSubmit();
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('div', { class: 'center' }, form);
+}
+
+/** First run: create the administrator with the setup code from the server log. */
+export function onboardPage(done) {
+  const [codeField, code] = field('Setup code', { name: 'code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX-XXXX', spellcheck: 'false' });
+  const [nameField, name] = field('Administrator name', { name: 'username', required: true, autocomplete: 'username', value: 'admin' });
+  const [passField, pass] = field('Password (at least 8 characters)', { name: 'password', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
+  const [againField, again] = field('Repeat the password', { name: 'password2', type: 'password', required: true, autocomplete: 'new-password' });
+  const intro = h('p', {},
+    'Welcome! Create the administrator account. The one-time setup code is in the server log ',
+    '(look for "setup code"), or run ', h('code', { text: 'hearth onboard' }), ' on the box.');
+  return card('Set up Hearth', intro, [codeField, nameField, passField, againField], 'Create administrator', async () => {
+    if (pass.value !== again.value) throw new Error('The two passwords differ.');
+    const res = await api('POST', '/api/onboard', { code: code.value, name: name.value.trim(), password: pass.value });
+    done(res.user);
+  });
+}
+
+/** Name and password. */
+export function loginPage(done) {
+  const [nameField, name] = field('Name', { name: 'username', required: true, autocomplete: 'username' });
+  const [passField, pass] = field('Password', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
+  return card('Log in to Hearth', null, [nameField, passField], 'Log in', async () => {
+    try {
+      const res = await api('POST', '/api/login', { name: name.value.trim(), password: pass.value });
+      done(res.user);
+    } catch (e) {
+      pass.value = '';
+      pass.focus();
+      throw e;
+    }
+  });
+}
