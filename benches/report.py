@@ -218,6 +218,9 @@ def _details(data: dict) -> list[str]:
     return out
 
 
+KEEP_MARKER = "<!-- other benchmarks below: kept when benches/run.sh rewrites this file -->"
+
+
 def write(data: dict, path: Path) -> str:
     """Writes RESULTS.md; returns the table (for printing)."""
     meta = data.get("meta", {})
@@ -277,5 +280,9 @@ def write(data: dict, path: Path) -> str:
         "```",
         "",
     ]
-    path.write_text("\n".join(md))
+    # Sections written by other benchmarks (benches/knowledge.rs) follow this marker;
+    # they are kept when this file is rewritten.
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else KEEP_MARKER + "\n"
+    path.write_text("\n".join(md) + "\n" + kept)
     return tbl

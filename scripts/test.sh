@@ -11,12 +11,12 @@ bash scripts/deps.sh
 # hearth itself converts the embedding model (hearth models import), so build first;
 # the tests below reuse this build.
 cargo build --locked
-python3 models/fetch.py test default all-minilm-l6-v2 --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
+python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' 'wyoming>=1.5,<2' >&2
 fi
 export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 

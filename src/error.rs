@@ -52,15 +52,20 @@ error_codes! {
     NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
     ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
     ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";
+    DocumentNotFound      => NOT_FOUND,              "document_not_found",      "invalid_request_error";
+    JobNotFound           => NOT_FOUND,              "job_not_found",           "invalid_request_error";
     MethodNotAllowed      => METHOD_NOT_ALLOWED,     "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => PAYLOAD_TOO_LARGE,      "payload_too_large",       "invalid_request_error";
     UnsupportedMediaType  => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",  "invalid_request_error";
+    InvalidAudio          => BAD_REQUEST,            "invalid_audio",           "invalid_request_error";
+    AudioTooLong          => PAYLOAD_TOO_LARGE,      "audio_too_long",          "invalid_request_error";
     Overloaded            => TOO_MANY_REQUESTS,      "overloaded",              "rate_limit_error";
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
     Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
     InsufficientMemory    => SERVICE_UNAVAILABLE,    "insufficient_memory",     "server_error";
     NoEmbeddingModel      => BAD_REQUEST,            "no_embedding_model",      "invalid_request_error";
     StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
+    SearchError           => INTERNAL_SERVER_ERROR,  "search_error",            "server_error";
     EngineError           => INTERNAL_SERVER_ERROR,  "engine_error",            "server_error";
     Internal              => INTERNAL_SERVER_ERROR,  "internal_error",          "server_error";
 }
@@ -149,6 +154,18 @@ impl From<crate::engine::EngineError> for ApiError {
             _ => ErrorCode::EngineError,
         };
         ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::search::SearchError> for ApiError {
+    fn from(e: crate::search::SearchError) -> Self {
+        match e {
+            crate::search::SearchError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "search failure");
+                ApiError::new(ErrorCode::SearchError, "the search index could not complete the request")
+            }
+        }
     }
 }
 

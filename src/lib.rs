@@ -5,6 +5,7 @@
 //! Each module is shaped like a crate of its own: it owns its types and errors, and
 //! the HTTP layer maps those errors into the one table in [`error`].
 
+pub mod audio;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -12,7 +13,11 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod import;
+pub mod jobs;
+pub mod knowledge;
 pub mod models;
+pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod voice;
 pub mod web;

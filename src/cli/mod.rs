@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod knowledge;
 mod models;
 mod onboard;
 mod serve;
@@ -73,6 +74,11 @@ enum Command {
     /// List known models and verify model files.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Add documents (files and folders) to a user's knowledge base, with progress.
+    Ingest(knowledge::IngestArgs),
+    /// Inspect or rebuild the search index of history and documents.
+    #[command(subcommand)]
+    Index(knowledge::IndexCommand),
     /// Print the configuration in effect (all layers merged) as TOML.
     PrintConfig,
 }
@@ -172,6 +178,8 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Models(cmd) => models::run(cmd, &loaded.settings),
+        Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
+        Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)

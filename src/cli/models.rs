@@ -18,20 +18,22 @@ pub enum ModelsCommand {
         /// GGUF files to check.
         paths: Vec<PathBuf>,
     },
-    /// Convert a Hugging Face / sentence-transformers BERT model folder (config.json,
-    /// model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/) into a GGUF that
-    /// llama.cpp loads as an embedding model. Prints one line per tensor to stderr and
-    /// the output path, size and sha256 to stdout.
+    /// Convert a model folder: a Hugging Face / sentence-transformers BERT model
+    /// (config.json, model.safetensors, vocab.txt or tokenizer.json, 1_Pooling/) into a
+    /// GGUF that llama.cpp loads as an embedding model, or a CTranslate2 (faster-whisper)
+    /// Whisper model (model.bin, vocabulary.txt) into a whisper.cpp ggml .bin file.
+    /// Prints one line per tensor to stderr and the output path, size and sha256 to stdout.
     Import {
         /// The model folder.
         src: PathBuf,
-        /// The GGUF file to write (written as FILE.partial, validated, then renamed).
-        #[arg(long, value_name = "FILE.gguf")]
+        /// The file to write (written as FILE.partial, validated, then renamed).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Storage of the 2-D weight matrices; norms and biases always stay f32.
         #[arg(long, value_enum, default_value_t = OutTypeArg::F16)]
         outtype: OutTypeArg,
-        /// The model name stored in the file [default: FILE's stem without -f16/-f32].
+        /// The model name stored in a GGUF [default: FILE's stem without -f16/-f32]
+        /// (whisper ggml files have no name).
         #[arg(long)]
         name: Option<String>,
         /// Replace FILE if it exists.
@@ -83,6 +85,29 @@ fn import(src: &Path, out: &Path, outtype: OutTypeArg, name: Option<String>, for
     }
 }
 
+/// `hearth models verify` for a whisper.cpp ggml file; false if it failed.
+fn verify_whisper(path: &Path) -> bool {
+    match crate::import::whisper::verify_file(path) {
+        Ok((summary, verified)) => {
+            let sha = match verified {
+                Some(true) => "sha256 matches the manifest",
+                _ => "not in the manifest (structure checked only)",
+            };
+            println!(
+                "ok      {} (whisper ggml, {} tensors, {:.1} MB; {sha})",
+                path.display(),
+                summary.tensors.len(),
+                summary.bytes as f64 / 1e6
+            );
+            true
+        }
+        Err(e) => {
+            println!("FAILED  {e}");
+            false
+        }
+    }
+}
+
 fn installed(file: &str, settings: &Settings) -> Option<PathBuf> {
     search_dirs(&settings.storage.data_dir).into_iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
@@ -95,7 +120,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                 let location = installed(&m.file, settings)
                     .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
                 println!(
-                    "{mark} {:<30} {:<9} {:>8.1} MB  {:<11} {}",
+                    "{mark} {:<30} {:<14} {:>8.1} MB  {:<11} {}",
                     m.name,
                     m.role,
                     m.bytes as f64 / 1e6,
@@ -117,6 +142,10 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
             }
             let mut failed = false;
             for path in paths {
+                if crate::import::whisper::is_ggml_file(&path) {
+                    failed |= !verify_whisper(&path);
+                    continue;
+                }
                 match verify_model_file(&path, true) {
                     Ok((summary, verified)) => {
                         let sha = match verified {

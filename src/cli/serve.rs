@@ -3,6 +3,9 @@
 use crate::config::Loaded;
 use crate::engine::Registry;
 use crate::http::{self, AppState};
+use crate::jobs::JobRunner;
+use crate::knowledge::Knowledge;
+use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use anyhow::Context;
@@ -22,11 +25,21 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");
     }
     let models = Registry::start(settings.clone(), model, metrics.clone());
+    let index = SearchIndex::open(&settings.index_dir())
+        .with_context(|| format!("cannot open the search index in {}", settings.index_dir().display()))?;
+    index.follow(store.clone(), std::time::Duration::from_secs(3));
+    let knowledge = Knowledge {
+        store: store.clone(),
+        index: Some(index),
+        models: models.clone(),
+        settings: settings.clone(),
+    };
+    let jobs = JobRunner::start(knowledge.clone());
     tracing::info!(
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let state = AppState { settings, store, models, metrics, started: Instant::now() };
+    let state = AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs };
     actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())

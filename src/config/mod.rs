@@ -8,7 +8,9 @@
 
 mod settings;
 
-pub use settings::{LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings};
+pub use settings::{
+    KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings,
+};
 
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -22,6 +24,7 @@ enum Kind {
     Str,
     Int,
     Float,
+    Bool,
 }
 
 /// Environment variables and the keys they set.
@@ -43,6 +46,11 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_IDLE_UNLOAD_SECS", "model.idle_unload_secs", Kind::Int),
     ("HEARTH_EMBEDDING_MODEL", "model.embedding_model", Kind::Str),
     ("HEARTH_DATA_DIR", "storage.data_dir", Kind::Str),
+    ("HEARTH_MAX_UPLOAD_BYTES", "knowledge.max_upload_bytes", Kind::Int),
+    ("HEARTH_CHUNK_CHARS", "knowledge.chunk_chars", Kind::Int),
+    ("HEARTH_KNOWLEDGE_CONTEXT_TOKENS", "knowledge.context_tokens", Kind::Int),
+    ("HEARTH_KNOWLEDGE_TOP_K", "knowledge.top_k", Kind::Int),
+    ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];
@@ -161,6 +169,11 @@ fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
         Kind::Float => {
             raw.trim().parse::<f64>().map(Value::Float).map_err(|_| format!("expected a number, got '{raw}'"))
         }
+        Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "0" | "false" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got '{raw}'")),
+        },
     }
 }
 

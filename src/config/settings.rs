@@ -12,6 +12,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub model: ModelSettings,
     pub storage: StorageSettings,
+    pub knowledge: KnowledgeSettings,
     pub log: LogSettings,
 }
 
@@ -113,6 +114,35 @@ impl Default for StorageSettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    /// Largest document accepted by `POST /api/documents` and `hearth ingest`, in bytes.
+    pub max_upload_bytes: usize,
+    /// Target size of a document chunk in characters; chunks follow paragraphs.
+    pub chunk_chars: usize,
+    /// Budget for retrieved text in a chat prompt, in tokens (estimated at 4 characters
+    /// per token). Small keeps prompts fast on slow boxes.
+    pub context_tokens: usize,
+    /// Most chunks retrieved for one chat turn.
+    pub top_k: usize,
+    /// Whether chats use the user's documents when neither the request nor the
+    /// conversation says.
+    pub chat_default: bool,
+}
+
+impl Default for KnowledgeSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 20 * 1024 * 1024,
+            chunk_chars: 1200,
+            context_tokens: 600,
+            top_k: 4,
+            chat_default: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -186,6 +216,19 @@ impl Settings {
         if self.storage.data_dir.as_os_str().is_empty() {
             return bad("storage.data_dir", "must not be empty");
         }
+        let k = &self.knowledge;
+        if !(1024..=1 << 30).contains(&k.max_upload_bytes) {
+            return bad("knowledge.max_upload_bytes", "must be between 1024 and 1073741824");
+        }
+        if !(200..=20_000).contains(&k.chunk_chars) {
+            return bad("knowledge.chunk_chars", "must be between 200 and 20000");
+        }
+        if !(1..=64).contains(&k.top_k) {
+            return bad("knowledge.top_k", "must be between 1 and 64");
+        }
+        if k.context_tokens < 50 {
+            return bad("knowledge.context_tokens", "must be at least 50");
+        }
         Ok(())
     }
 
@@ -214,6 +257,11 @@ impl Settings {
 
     pub fn database_path(&self) -> PathBuf {
         self.storage.data_dir.join("hearth.db")
+    }
+
+    /// The search index directory (derived from the database; safe to delete).
+    pub fn index_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("index")
     }
 }
 

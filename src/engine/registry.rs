@@ -103,7 +103,8 @@ impl Registry {
             add(path.clone(), true);
         }
         for dir in search_dirs(&self.inner.settings.storage.data_dir) {
-            for entry in &manifest().models {
+            // Only GGUF models serve chat and embeddings (not, say, whisper.cpp files).
+            for entry in manifest().models.iter().filter(|m| m.file.ends_with(".gguf")) {
                 let path = dir.join(&entry.file);
                 if path.is_file() {
                     add(path, false);

@@ -9,6 +9,7 @@ use super::reply::{sse_event, sse_response, Complete, Reply};
 use super::{json, AppState, Caller};
 use crate::engine::{ChatMessage, GenerateParams, Prompt, Timings, Usage};
 use crate::error::{ApiError, ErrorCode};
+use crate::knowledge::{Citation, Retrieved};
 use crate::store::{NewTurn, StoreError};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,11 @@ pub struct ChatRequest {
     /// An installed model to answer with; the configured model when absent.
     #[serde(default)]
     pub model: Option<String>,
+    /// Answer from the caller's documents (with citations). When absent, the
+    /// conversation's last choice, else `knowledge.chat_default`. Remembered for the
+    /// conversation.
+    #[serde(default)]
+    pub knowledge: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +50,10 @@ pub struct ChatResponse {
     /// Oldest messages of the conversation left out of the prompt to fit the context
     /// window (they stay in the history).
     pub dropped_messages: u32,
+    /// Whether the caller's documents were consulted.
+    pub knowledge: bool,
+    /// The document excerpts given to the model, numbered as the reply cites them.
+    pub citations: Vec<Citation>,
 }
 
 /// Resolves per-request sampling options against the configured defaults.
@@ -90,30 +100,46 @@ pub async fn chat(
         return Err(ApiError::invalid("message must not be empty"));
     }
     let user_id = caller.user.id;
-    let history = match request.conversation_id.clone() {
-        None => Vec::new(),
+    let (history, remembered) = match request.conversation_id.clone() {
+        None => (Vec::new(), None),
         Some(id) => state
             .store
             .run(move |store| {
-                store.conversation(user_id, &id)?;
-                store.messages(user_id, &id)
+                let remembered = store.conversation_knowledge(user_id, &id)?;
+                Ok((store.messages(user_id, &id)?, remembered))
             })
             .await
             .map_err(conversation_error)?,
     };
+    let knowledge = request.knowledge.or(remembered).unwrap_or(state.settings.knowledge.chat_default);
+    let retrieved = if knowledge { retrieve(&state, user_id, &request.message).await } else { None };
     let mut messages = vec![ChatMessage::new("system", state.settings.model.system_prompt.clone())];
     messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
-    messages.push(ChatMessage::new("user", request.message.clone()));
+    let prompt = retrieved.as_ref().map_or_else(|| request.message.clone(), |r| r.prompt.clone());
+    messages.push(ChatMessage::new("user", prompt));
+    let citations = retrieved.map(|r| r.citations).unwrap_or_default();
     let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
     let (engine, info) = super::ready_engine(&state, request.model.as_deref()).await?;
     let model = info.id;
     let reply = Reply::start(engine.submit(Prompt::Chat(messages), params)?).await?;
-    let turn = Turn { state: state.clone(), user_id, request, model };
+    let turn = Turn { state: state.clone(), user_id, request, model, knowledge, citations };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))
     } else {
         let complete = reply.collect().await?;
         Ok(json(&turn.persist(complete).await?))
+    }
+}
+
+/// Retrieval from the caller's documents for a chat turn. A failure is logged and the
+/// turn goes on without documents rather than failing the chat.
+pub(crate) async fn retrieve(state: &AppState, user_id: i64, question: &str) -> Option<Retrieved> {
+    match state.knowledge.retrieve(user_id, question).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "retrieval failed; answering without documents");
+            None
+        }
     }
 }
 
@@ -130,6 +156,8 @@ struct Turn {
     user_id: i64,
     request: ChatRequest,
     model: String,
+    knowledge: bool,
+    citations: Vec<Citation>,
 }
 
 impl Turn {
@@ -143,6 +171,9 @@ impl Turn {
             prompt_tokens: complete.finished.usage.prompt_tokens,
             completion_tokens: complete.finished.usage.completion_tokens,
             finish_reason: complete.finished.finish_reason.as_str().to_string(),
+            knowledge: self.request.knowledge,
+            citations: (!self.citations.is_empty())
+                .then(|| serde_json::to_string(&self.citations).unwrap_or_default()),
         };
         let ids = self
             .state
@@ -159,6 +190,8 @@ impl Turn {
             usage: complete.finished.usage,
             timings: complete.finished.timings,
             dropped_messages: complete.finished.dropped_messages,
+            knowledge: self.knowledge,
+            citations: self.citations.clone(),
         })
     }
 }

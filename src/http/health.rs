@@ -9,6 +9,11 @@ use serde_json::json;
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     let database_ready = store.run(|s| s.ping()).await.is_ok();
+    let pending_jobs = state.store.run(|s| s.pending_jobs()).await.ok();
+    let index = match &state.knowledge.index {
+        Some(index) => json!({ "ready": true, "items": index.num_docs() }),
+        None => json!({ "ready": false }),
+    };
     let model = match state.models.default_engine().state() {
         ModelState::Loading { .. } => json!({ "ready": false, "state": "loading" }),
         ModelState::Failed { error, .. } => {
@@ -30,6 +35,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "components": {
             "database": { "ready": database_ready },
+            "index": index,
+            "jobs": { "pending": pending_jobs },
             "model": model,
             "models": state.models.states().into_iter().map(|(id, s)| json!({
                 "id": id,

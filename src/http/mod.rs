@@ -6,10 +6,13 @@ mod admin;
 mod auth;
 mod chat;
 mod conversations;
+mod documents;
 mod health;
 mod limits;
 mod openai;
+mod paging;
 mod reply;
+mod search;
 mod ui;
 
 pub use auth::{Admin, Caller, Credential};
@@ -17,6 +20,8 @@ pub use auth::{Admin, Caller, Credential};
 use crate::config::Settings;
 use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
 use crate::error::{ApiError, ErrorCode};
+use crate::jobs::JobRunner;
+use crate::knowledge::Knowledge;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use actix_web::dev::{Service, ServiceResponse};
@@ -32,6 +37,8 @@ pub struct AppState {
     pub models: Registry,
     pub metrics: Metrics,
     pub started: Instant,
+    pub knowledge: Knowledge,
+    pub jobs: JobRunner,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -46,6 +53,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/api/chat").route(web::post().to(chat::chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
+        .service(
+            resource("/api/documents")
+                .route(web::get().to(documents::list))
+                .route(web::post().to(documents::upload)),
+        )
+        .service(
+            resource("/api/documents/{id}")
+                .route(web::get().to(documents::get))
+                .route(web::delete().to(documents::delete)),
+        )
+        .service(resource("/api/jobs").route(web::get().to(documents::jobs)))
+        .service(resource("/api/jobs/{id}").route(web::get().to(documents::job)))
+        .service(resource("/api/search").route(web::get().to(search::search)))
         .service(
             resource("/api/conversations/{id}")
                 .route(web::get().to(conversations::get))

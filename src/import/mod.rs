@@ -1,10 +1,12 @@
 //! Importing models from other formats into GGUF (see `hearth models import`).
 //!
-//! Today one family is supported: BERT encoders as sentence-transformers ships
+//! Two families are supported. BERT encoders as sentence-transformers ships
 //! them (a Hugging Face folder with `config.json`, `model.safetensors`,
 //! `vocab.txt` or `tokenizer.json`, and `1_Pooling/config.json`). They become a
 //! GGUF that llama.cpp loads as an embedding model (architecture `bert`, the
-//! pooling the model was trained with). Nothing here needs Python or the
+//! pooling the model was trained with). Whisper speech-recognition models in
+//! CTranslate2 (faster-whisper) format become whisper.cpp ggml files
+//! ([`whisper`]). Nothing here needs Python or the
 //! network; bad input of any kind is a typed [`ImportError`], never a panic,
 //! and the output is validated ([`crate::engine::gguf::validate`]) before it
 //! is renamed into place.
@@ -13,6 +15,7 @@ mod bert;
 mod gguf_writer;
 mod safetensors;
 mod vocab;
+pub mod whisper;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -89,7 +92,8 @@ pub enum ImportError {
     Config { path: PathBuf, reason: String },
     #[error(
         "{}: unsupported model architecture {found}; `hearth models import` converts BERT encoders \
-         (model_type \"bert\", architectures {}), such as sentence-transformers embedding models",
+         (model_type \"bert\", architectures {}), such as sentence-transformers embedding models, \
+         and CTranslate2 (faster-whisper) Whisper models",
         .path.display(),
         bert::ARCHITECTURES.join(", ")
     )]
@@ -102,6 +106,10 @@ pub enum ImportError {
     Vocab { path: PathBuf, reason: String },
     #[error("{} already exists (pass --force to replace it)", .path.display())]
     OutputExists { path: PathBuf },
+    #[error("{}: not a valid CTranslate2 model: {reason}", .path.display())]
+    Ct2 { path: PathBuf, reason: String },
+    #[error("the converted file {} failed ggml validation: {reason}", .path.display())]
+    Ggml { path: PathBuf, reason: String },
     #[error("the converted file failed GGUF validation: {0}")]
     Invalid(#[from] crate::engine::gguf::GgufError),
 }
@@ -115,11 +123,16 @@ pub fn import(
     progress: &mut dyn FnMut(&TensorProgress),
 ) -> Result<ImportReport, ImportError> {
     if !src.is_dir() {
-        let hint = "pass the folder that holds config.json and model.safetensors".to_string();
+        let hint = "pass the folder that holds config.json and model.safetensors, or model.bin and \
+                    vocabulary.txt"
+            .to_string();
         return Err(ImportError::Missing { path: src.to_path_buf(), what: "model folder", hint });
     }
     if out.is_dir() || (out.exists() && !options.overwrite) {
         return Err(ImportError::OutputExists { path: out.to_path_buf() });
+    }
+    if whisper::is_ct2_dir(src) {
+        return whisper::import(src, out, options, progress);
     }
     let config_path = src.join("config.json");
     let config = read_json(&config_path)?;

@@ -26,6 +26,9 @@ pub struct Message {
     pub completion_tokens: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
+    /// The document excerpts a reply was given (see `knowledge::Citation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub citations: Option<serde_json::Value>,
     pub created_at: i64,
 }
 
@@ -41,6 +44,10 @@ pub struct NewTurn {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub finish_reason: String,
+    /// The conversation's knowledge setting to remember, when the request gave one.
+    pub knowledge: Option<bool>,
+    /// JSON citations of the reply, when documents were used.
+    pub citations: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +87,7 @@ impl Store {
             }
             None => {
                 let id = uuid::Uuid::new_v4().to_string();
+                // (The knowledge setting is stored below, for new and old conversations.)
                 tx.execute(
                     "INSERT INTO conversations (id, user_id, title, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -88,15 +96,21 @@ impl Store {
                 id
             }
         };
+        if let Some(knowledge) = turn.knowledge {
+            tx.execute(
+                "UPDATE conversations SET knowledge = ?2 WHERE id = ?1",
+                params![conversation_id, knowledge],
+            )?;
+        }
         tx.execute(
             "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?1, 'user', ?2, ?3)",
             params![conversation_id, turn.user_message, t],
         )?;
         let user_message_id = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO messages
-               (conversation_id, role, content, model, prompt_tokens, completion_tokens, finish_reason, created_at)
-             VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (conversation_id, role, content, model, prompt_tokens, completion_tokens,
+                                   finish_reason, created_at, citations)
+             VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 conversation_id,
                 turn.reply,
@@ -104,7 +118,8 @@ impl Store {
                 turn.prompt_tokens,
                 turn.completion_tokens,
                 turn.finish_reason,
-                t
+                t,
+                turn.citations
             ],
         )?;
         let reply_id = tx.last_insert_rowid();
@@ -126,6 +141,18 @@ impl Store {
                         updated_at: row.get(3)?,
                     })
                 },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("conversation '{id}'")))
+    }
+
+    /// The knowledge setting remembered for one of this user's conversations.
+    pub fn conversation_knowledge(&self, user_id: i64, id: &str) -> Result<Option<bool>> {
+        self.reader()
+            .query_row(
+                "SELECT knowledge FROM conversations WHERE id = ?1 AND user_id = ?2",
+                params![id, user_id],
+                |row| row.get::<_, Option<bool>>(0),
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("conversation '{id}'")))
@@ -198,7 +225,7 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens,
-                    m.finish_reason, m.created_at
+                    m.finish_reason, m.created_at, m.citations
              FROM messages m JOIN conversations c ON c.id = m.conversation_id
              WHERE c.id = ?1 AND c.user_id = ?2 ORDER BY m.id",
         )?;
@@ -213,6 +240,7 @@ impl Store {
                     completion_tokens: row.get(5)?,
                     finish_reason: row.get(6)?,
                     created_at: row.get(7)?,
+                    citations: row.get::<_, Option<String>>(8)?.and_then(|c| serde_json::from_str(&c).ok()),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -235,6 +263,8 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 3,
             finish_reason: "stop".into(),
+            knowledge: None,
+            citations: None,
         }
     }
 

@@ -42,7 +42,78 @@ const MIGRATIONS: &[&str] = &[
         created_at        INTEGER NOT NULL
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);",
-    // Web accounts: password hashes (Argon2id PHC strings; NULL = no web login),
+    // 2: documents (content stored once per sha256), their chunks, persistent jobs, and
+    // the outbox through which the derived search index follows SQLite. Triggers fill
+    // the outbox in the same transaction as the change, so the index can never get
+    // ahead of SQLite and never miss a committed row.
+    "CREATE TABLE blobs (
+        sha256      TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        data        BLOB NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE documents (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('text', 'markdown', 'html', 'pdf')),
+        sha256      TEXT NOT NULL REFERENCES blobs(sha256),
+        size        INTEGER NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('pending', 'ready', 'failed')),
+        error       TEXT,
+        chunk_count INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (user_id, sha256)
+    );
+    CREATE INDEX documents_by_user ON documents(user_id, id DESC);
+    CREATE TABLE chunks (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        user_id     INTEGER NOT NULL,
+        ord         INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        embedding   BLOB,
+        UNIQUE (document_id, ord)
+    );
+    CREATE INDEX chunks_by_user ON chunks(user_id);
+    CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        kind         TEXT NOT NULL,
+        document_id  INTEGER REFERENCES documents(id) ON DELETE SET NULL,
+        state        TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        progress     REAL NOT NULL DEFAULT 0,
+        error        TEXT,
+        owner        TEXT,
+        heartbeat_at INTEGER,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs(state, created_at);
+    CREATE TABLE index_outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT NOT NULL CHECK (kind IN ('message', 'chunk')),
+        item_id INTEGER NOT NULL,
+        op      TEXT NOT NULL CHECK (op IN ('add', 'delete'))
+    );
+    CREATE TRIGGER messages_outbox_add AFTER INSERT ON messages WHEN NEW.role != 'system' BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('message', NEW.id, 'add');
+    END;
+    CREATE TRIGGER messages_outbox_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('message', OLD.id, 'delete');
+    END;
+    CREATE TRIGGER chunks_outbox_add AFTER INSERT ON chunks BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('chunk', NEW.id, 'add');
+    END;
+    CREATE TRIGGER chunks_outbox_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('chunk', OLD.id, 'delete');
+    END;
+    INSERT INTO index_outbox (kind, item_id, op)
+        SELECT 'message', id, 'add' FROM messages WHERE role != 'system' ORDER BY id;
+    ALTER TABLE messages ADD COLUMN citations TEXT;
+    ALTER TABLE conversations ADD COLUMN knowledge INTEGER;",
+    // 3: web accounts: password hashes (Argon2id PHC strings; NULL = no web login),
     // browser sessions and first-run setup codes (both stored only as sha256).
     "ALTER TABLE users ADD COLUMN password_hash TEXT;
     CREATE TABLE sessions (

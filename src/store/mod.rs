@@ -8,11 +8,19 @@
 
 mod accounts;
 mod conversations;
+mod documents;
+mod jobs;
+mod lookup;
 mod migrations;
+mod outbox;
 mod users;
 
 pub use accounts::{Account, Onboarded};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
+pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk};
+pub use jobs::{Job, MAX_ATTEMPTS};
+pub use lookup::MessageRef;
+pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use users::{Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};

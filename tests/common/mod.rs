@@ -106,6 +106,13 @@ impl Server {
         server
     }
 
+    /// Starts a server on an existing data dir (kept after the server stops).
+    pub fn start_in(data_dir: &Path, options: ServerOptions) -> Server {
+        let mut server = Server::spawn(data_dir.to_path_buf(), options);
+        server.wait_settled();
+        server
+    }
+
     fn spawn(data_dir: PathBuf, options: ServerOptions) -> Server {
         let port = free_port();
         let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
@@ -195,6 +202,39 @@ impl Server {
             .set("Content-Type", content_type)
             .send_bytes(body);
         response_parts(result)
+    }
+
+    /// POSTs `multipart/form-data` with one `file` field per (file name, bytes).
+    pub fn upload(&self, token: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
+        let boundary = "hearth-test-boundary-7d1f";
+        let mut body = Vec::new();
+        for (name, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.raw("/api/documents", token, &format!("multipart/form-data; boundary={boundary}"), &body)
+    }
+
+    /// Polls a job until it is done or failed; returns it.
+    pub fn wait_job(&self, token: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, job) = self.call("GET", &format!("/api/jobs/{id}"), Some(token), None);
+            assert_eq!(status, 200, "{job}");
+            if job["state"] == "done" || job["state"] == "failed" {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not end: {job}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// POSTs JSON and returns the raw SSE body (status must be 200).

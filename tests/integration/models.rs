@@ -27,6 +27,8 @@ fn a_request_may_name_another_installed_model() {
     let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids[0], "smollm2-135m-instruct", "the configured model comes first: {list}");
     assert!(ids.contains(&"qwen2.5-coder-0.5b-instruct"), "{list}");
+    // Speech models in the same cache (whisper.cpp files) are not offered for chat.
+    assert!(ids.iter().all(|id| !id.contains("whisper")), "{list}");
     assert_eq!(loaded_ids(&server), ["smollm2-135m-instruct"]);
 
     let body = json!({"message": "What is the capital of France? One word.", "temperature": 0,

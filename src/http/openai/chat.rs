@@ -13,6 +13,9 @@ use serde_json::json;
 #[derive(Debug, Deserialize)]
 pub struct ChatCompletionRequest {
     messages: Vec<RequestMessage>,
+    /// Hearth extension: answer from the caller's documents, with `citations`.
+    #[serde(default)]
+    knowledge: bool,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -85,19 +88,30 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
 
 pub async fn chat_completions(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     body: web::Json<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let prepared = request.sampling.prepare(&state).await?;
-    let messages = chat_messages(&state, request.messages)?;
+    let mut messages = chat_messages(&state, request.messages)?;
+    let mut citations = None;
+    if request.knowledge {
+        if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") {
+            if let Some(found) = crate::http::chat::retrieve(&state, caller.user.id, &last.content).await {
+                last.content = found.prompt;
+                citations = Some(json!(found.citations));
+            }
+        }
+        citations.get_or_insert_with(|| json!([]));
+    }
     let reply = Reply::start(prepared.engine.submit(Prompt::Chat(messages), prepared.params)?).await?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
     let model = prepared.model.id;
     if prepared.stream {
-        let chunks = Chunks { kind: Kind::Chat, id, created, model, include_usage: prepared.include_usage };
+        let chunks =
+            Chunks { kind: Kind::Chat, id, created, model, include_usage: prepared.include_usage, citations };
         return Ok(sse_response(chunks.stream(reply)));
     }
     let complete = reply.collect().await?;
@@ -117,6 +131,9 @@ pub async fn chat_completions(
     });
     if finished.dropped_messages > 0 {
         body["dropped_messages"] = finished.dropped_messages.into();
+    }
+    if let Some(citations) = citations {
+        body["citations"] = citations;
     }
     Ok(json(&body))
 }

@@ -54,7 +54,14 @@ pub async fn completions(
     let created = crate::store::now();
     let model = prepared.model.id;
     if prepared.stream {
-        let chunks = Chunks { kind: Kind::Text, id, created, model, include_usage: prepared.include_usage };
+        let chunks = Chunks {
+            kind: Kind::Text,
+            id,
+            created,
+            model,
+            include_usage: prepared.include_usage,
+            citations: None,
+        };
         return Ok(sse_response(chunks.stream(reply)));
     }
     let complete = reply.collect().await?;

@@ -20,6 +20,8 @@ pub(super) struct Chunks {
     pub created: i64,
     pub model: String,
     pub include_usage: bool,
+    /// Sources retrieved from the caller's documents, sent with the first chunk.
+    pub citations: Option<Value>,
 }
 
 impl Chunks {
@@ -58,7 +60,11 @@ impl Chunks {
         (self.kind == Kind::Chat).then(|| {
             let choice = json!({ "index": 0, "delta": { "role": "assistant", "content": "" },
                                  "finish_reason": null });
-            sse_event(None, &self.envelope(json!([choice])).to_string())
+            let mut first = self.envelope(json!([choice]));
+            if let Some(citations) = &self.citations {
+                first["citations"] = citations.clone();
+            }
+            sse_event(None, &first.to_string())
         })
     }
 

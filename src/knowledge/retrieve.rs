@@ -1,0 +1,191 @@
+//! Retrieval for chat: the user's own chunks that best match a question, ranked by
+//! BM25 and, with an embedding model, by cosine similarity too, the two lists fused by
+//! reciprocal rank. What fits the token budget goes into the prompt, numbered, and
+//! comes back as citations.
+
+use super::Knowledge;
+use crate::search::{HitKind, SearchQuery};
+use crate::store::ChunkRow;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Candidates taken from each ranking before fusion.
+const CANDIDATES: usize = 20;
+/// Reciprocal-rank-fusion constant (the usual 60).
+const RRF_K: f64 = 60.0;
+/// Characters per token, for the budget (a deliberate over-estimate of the tokens).
+const CHARS_PER_TOKEN: usize = 4;
+const SNIPPET_CHARS: usize = 200;
+
+/// A source the answer may rely on.
+#[derive(Debug, Clone, Serialize, PartialEq, serde::Deserialize)]
+pub struct Citation {
+    /// The number the prompt gave it: `[n]`.
+    pub n: usize,
+    pub document_id: i64,
+    pub document_name: String,
+    pub chunk_id: i64,
+    /// The chunk's position in its document (0-based).
+    pub chunk: i64,
+    pub snippet: String,
+}
+
+/// The prompt to send in place of the user's message, and its sources.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    pub prompt: String,
+    pub citations: Vec<Citation>,
+}
+
+impl Knowledge {
+    /// Retrieves for `question`; `None` when nothing of this user's matches.
+    pub async fn retrieve(&self, user_id: i64, question: &str) -> Result<Option<Retrieved>, String> {
+        let vector_ranking = self.vector_ranking(user_id, question).await;
+        let this = self.clone();
+        let question_owned = question.to_string();
+        let chunks =
+            tokio::task::spawn_blocking(move || this.ranked_chunks(user_id, &question_owned, vector_ranking))
+                .await
+                .map_err(|e| e.to_string())??;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(assemble(question, chunks, &self.settings.knowledge)))
+    }
+
+    /// Chunk ids by cosine similarity to the question, best first; empty without an
+    /// embedding model or vectors.
+    async fn vector_ranking(&self, user_id: i64, question: &str) -> Vec<i64> {
+        if !self.embeds() {
+            return Vec::new();
+        }
+        let query = match self.models.embedder(None).await {
+            Ok(embedder) => match embedder.embed(vec![question.to_string()]).await {
+                Ok(mut e) => e.vectors.pop().unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not embed the question; using words only");
+                    return Vec::new();
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding model unavailable; using words only");
+                return Vec::new();
+            }
+        };
+        let store = self.store.clone();
+        let vectors = match store.run(move |s| s.chunk_vectors(user_id)).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read chunk vectors");
+                return Vec::new();
+            }
+        };
+        let mut scored: Vec<(f32, i64)> = vectors
+            .iter()
+            .filter(|(_, v)| v.len() == query.len())
+            .map(|(id, v)| (v.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>(), *id))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().take(CANDIDATES).map(|(_, id)| id).collect()
+    }
+
+    /// BM25 ranking fused with the vector ranking; rows re-read from SQLite, where
+    /// ownership is checked a second time.
+    fn ranked_chunks(
+        &self,
+        user_id: i64,
+        question: &str,
+        vectors: Vec<i64>,
+    ) -> Result<Vec<ChunkRow>, String> {
+        let mut words = Vec::new();
+        if let Some(index) = &self.index {
+            index.sync(&self.store).map_err(|e| e.to_string())?;
+            let query = SearchQuery {
+                user_id,
+                text: question.to_string(),
+                kind: Some(HitKind::Document),
+                limit: CANDIDATES,
+                ..SearchQuery::default()
+            };
+            words = index.search(&query).map_err(|e| e.to_string())?.hits.into_iter().map(|h| h.id).collect();
+        }
+        let ids = fuse(&[words, vectors]);
+        let ids: Vec<i64> = ids.into_iter().take(self.settings.knowledge.top_k * 2).collect();
+        self.store.chunks_by_ids(user_id, &ids).map_err(|e| e.to_string())
+    }
+}
+
+/// Reciprocal rank fusion of several rankings (best first) into one.
+pub fn fuse(rankings: &[Vec<i64>]) -> Vec<i64> {
+    let mut scores: HashMap<i64, f64> = HashMap::new();
+    for ranking in rankings {
+        for (rank, id) in ranking.iter().enumerate() {
+            *scores.entry(*id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+        }
+    }
+    let mut fused: Vec<(i64, f64)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Numbers the chunks that fit the budget and writes the prompt around the question.
+fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::KnowledgeSettings) -> Retrieved {
+    let budget = settings.context_tokens * CHARS_PER_TOKEN;
+    let mut used = 0;
+    let mut citations = Vec::new();
+    let mut excerpts = String::new();
+    for chunk in chunks {
+        let size = chunk.text.chars().count();
+        if citations.len() == settings.top_k || (used + size > budget && !citations.is_empty()) {
+            continue;
+        }
+        let text: String = chunk.text.chars().take(budget).collect();
+        used += text.chars().count();
+        let n = citations.len() + 1;
+        excerpts.push_str(&format!("[{n}] (from \"{}\")\n{}\n\n", chunk.document_name, text.trim()));
+        let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
+        if size > SNIPPET_CHARS {
+            snippet.push('…');
+        }
+        citations.push(Citation {
+            n,
+            document_id: chunk.document_id,
+            document_name: chunk.document_name,
+            chunk_id: chunk.id,
+            chunk: chunk.ord,
+            snippet,
+        });
+    }
+    let prompt = format!(
+        "Excerpts from my documents:\n\n{excerpts}Answer my question using the excerpts above when they are \
+         relevant, and cite them by number like [1].\n\nMy question: {question}"
+    );
+    Retrieved { prompt, citations }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, text: &str) -> ChunkRow {
+        ChunkRow { id, document_id: 1, document_name: "notes.md".into(), ord: id, text: text.into() }
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        assert_eq!(fuse(&[vec![1, 2, 3], vec![2, 9]]), [2, 1, 9, 3]);
+        assert_eq!(fuse(&[vec![5, 6], vec![]]), [5, 6]);
+    }
+
+    #[test]
+    fn the_budget_limits_retrieved_text() {
+        let settings =
+            crate::config::KnowledgeSettings { context_tokens: 50, top_k: 3, ..Default::default() };
+        let chunks = vec![row(1, &"a".repeat(150)), row(2, &"b".repeat(100)), row(3, &"c".repeat(40))];
+        let r = assemble("Why?", chunks, &settings);
+        let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();
+        assert_eq!(numbered, [1, 3], "the 100-char chunk does not fit 200 chars after the first");
+        assert!(r.prompt.contains("[2] (from \"notes.md\")\ncccc"), "{}", r.prompt);
+        assert!(r.prompt.ends_with("My question: Why?"));
+    }
+}
