@@ -1,11 +1,12 @@
 // Entry point: decides between onboarding, login, chat and admin, owns the error
-// banner and the top bar shared by the pages. Pages are #/ (chat) and #/admin.
+// banner and the top bar shared by the pages. Pages: #/ (chat), #/documents, #/admin.
 
 import { api, onSessionExpired, ApiError } from './api.js';
 import { h, set } from './dom.js';
 import { loginPage, onboardPage } from './auth.js';
 import { chatPage } from './chat.js';
 import { adminPage } from './admin.js';
+import { documentsPage } from './documents.js';
 
 const root = document.getElementById('app');
 const banner = document.getElementById('banner');
@@ -43,13 +44,15 @@ async function probe() {
 
 function topbar(extra = []) {
   const admin = user.role === 'admin';
-  const onAdmin = location.hash.startsWith('#/admin');
+  const at = (prefix) => (location.hash.startsWith(prefix) ? 'page' : null);
+  const onChat = !location.hash.startsWith('#/admin') && !location.hash.startsWith('#/documents');
   return h('header', { class: 'topbar' },
     extra,
     h('a', { class: 'brand', href: '#/', text: 'Hearth' }),
     h('nav', { 'aria-label': 'Main' },
-      h('a', { href: '#/', 'aria-current': onAdmin ? null : 'page', text: 'Chat' }),
-      h('a', { href: '#/admin', 'aria-current': onAdmin ? 'page' : null, text: admin ? 'Admin' : 'Account' })),
+      h('a', { href: '#/', 'aria-current': onChat ? 'page' : null, text: 'Chat' }),
+      h('a', { href: '#/documents', 'aria-current': at('#/documents'), text: 'Documents' }),
+      h('a', { href: '#/admin', 'aria-current': at('#/admin'), text: admin ? 'Admin' : 'Account' })),
     h('span', { class: 'who', text: user.name }),
     h('button', { type: 'button', class: 'small', id: 'logout', text: 'Log out', onclick: logout }));
 }
@@ -84,7 +87,8 @@ function route() {
   if (!user) return;
   page?.destroy?.();
   const ctx = { user, showError, clearError, topbar };
-  page = location.hash.startsWith('#/admin') ? adminPage(ctx) : chatPage(ctx);
+  const hash = location.hash;
+  page = hash.startsWith('#/admin') ? adminPage(ctx) : hash.startsWith('#/documents') ? documentsPage(ctx) : chatPage(ctx);
   set(root, page.el);
   page.focus?.();
 }

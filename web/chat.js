@@ -9,9 +9,9 @@ const SETTINGS = 'hearth.chat.settings';
 
 function loadSettings() {
   try {
-    return { model: '', temperature: 0.7, ...JSON.parse(localStorage.getItem(SETTINGS) || '{}') };
+    return { model: '', temperature: 0.7, knowledge: false, ...JSON.parse(localStorage.getItem(SETTINGS) || '{}') };
   } catch {
-    return { model: '', temperature: 0.7 };
+    return { model: '', temperature: 0.7, knowledge: false };
   }
 }
 
@@ -44,7 +44,12 @@ export function chatPage(ctx) {
     id: 'temperature', type: 'range', min: '0', max: '2', step: '0.1', value: String(settings.temperature),
     oninput: () => { settings.temperature = Number(temperature.value); tempOut.textContent = temperature.value; saveSettings(); },
   });
+  const knowledge = h('input', {
+    id: 'knowledge', type: 'checkbox', checked: settings.knowledge,
+    onchange: () => { settings.knowledge = knowledge.checked; saveSettings(); },
+  });
   const settingsPanel = h('details', { class: 'settings' }, h('summary', { text: 'Settings' }),
+    h('div', { class: 'field check' }, knowledge, h('label', { for: 'knowledge', text: 'Use my documents' })),
     h('div', { class: 'field inline' }, h('label', { for: 'model', text: 'Model' }), model),
     h('div', { class: 'field inline' }, h('label', { for: 'temperature', text: 'Temperature' }), temperature, tempOut));
 
@@ -153,11 +158,12 @@ export function chatPage(ctx) {
       const hits = res.results || res.hits || [];
       set(results, hits.length
         ? hits.slice(0, 20).map((hit) => {
-          const id = hit.conversation_id || hit.conversation?.id;
-          const label = hit.title || hit.conversation?.title || 'Conversation';
-          const snippet = hit.snippet || hit.content || hit.text || '';
-          return h('li', {}, h('button', { type: 'button', class: 'conv-title', disabled: !id, onclick: () => id && openConversation(id) },
-            h('span', { text: label }), h('small', { text: snippet.slice(0, 120) })));
+          const doc = hit.kind === 'document';
+          const id = hit.conversation_id;
+          const label = doc ? `Document · ${hit.document_name || 'untitled'}` : hit.conversation_title || 'Conversation';
+          const open = () => (doc ? (location.hash = `#/documents/${hit.document_id}`) : id && openConversation(id));
+          return h('li', {}, h('button', { type: 'button', class: 'conv-title', disabled: !doc && !id, onclick: open },
+            h('span', { text: label }), h('small', { text: (hit.snippet || '').slice(0, 120) })));
         })
         : h('li', { class: 'muted', text: 'No messages match.' }));
       results.hidden = false;
@@ -193,6 +199,16 @@ export function chatPage(ctx) {
     messages.scrollTop = messages.scrollHeight;
   }
 
+  /** Lists the document excerpts a reply was given, numbered as it cites them. */
+  function sources(view, citations) {
+    if (!Array.isArray(citations) || !citations.length) return;
+    view.art.querySelector('.sources')?.remove();
+    const items = citations.map((c) => h('li', {},
+      h('a', { href: `#/documents/${Number(c.document_id)}`, text: `[${c.n}] ${c.document_name}` }),
+      h('span', { class: 'muted', text: ` — ${String(c.snippet || '').slice(0, 140)}` })));
+    view.meta.before(h('details', { class: 'sources' }, h('summary', { text: `Sources (${citations.length})` }), h('ol', {}, items)));
+  }
+
   /** Adds Copy and Regenerate to the newest reply (and removes them elsewhere). */
   function actions(view, text, stored) {
     messages.querySelectorAll('.msg .actions').forEach((a) => a.remove());
@@ -211,7 +227,11 @@ export function chatPage(ctx) {
       let last = null;
       for (const m of c.messages) {
         const view = bubble(m.role, m.content);
-        if (m.role === 'assistant') { last = { view, text: m.content }; if (m.model) view.meta.textContent = m.model; }
+        if (m.role === 'assistant') {
+          last = { view, text: m.content };
+          if (m.model) view.meta.textContent = m.model;
+          sources(view, m.citations);
+        }
       }
       if (last) actions(last.view, last.text, true);
       if (!c.messages.length) empty();
@@ -261,6 +281,7 @@ export function chatPage(ctx) {
     };
     const body = { message: text, stream: true, temperature: settings.temperature };
     if (conversationId) body.conversation_id = conversationId;
+    body.knowledge = settings.knowledge;
     if (settings.model) body.model = settings.model;
     try {
       for await (const { event, data } of stream('/api/chat', body, running.signal)) {
@@ -274,6 +295,7 @@ export function chatPage(ctx) {
           answer = data.reply;
           const rate = data.timings?.predicted_per_second;
           view.meta.textContent = `${data.model} · ${data.usage.completion_tokens} tokens${rate ? ` · ${rate.toFixed(1)} tokens/s` : ''}`;
+          sources(view, data.citations);
           if (first || conversations[0]?.id !== conversationId) loadList();
         } else if (event === 'error') {
           throw Object.assign(new Error(data.error?.message || 'The reply failed.'), { code: data.error?.code });

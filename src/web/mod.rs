@@ -29,6 +29,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("auth.js", JS, include_bytes!("../../web/auth.js")),
     ("chat.js", JS, include_bytes!("../../web/chat.js")),
     ("admin.js", JS, include_bytes!("../../web/admin.js")),
+    ("documents.js", JS, include_bytes!("../../web/documents.js")),
     ("icon.svg", SVG, include_bytes!("../../web/icon.svg")),
 ];
 

@@ -211,6 +211,38 @@ test('conversations can be renamed and deleted', async () => {
   assert.ok(dialogs.some((d) => d.startsWith('Delete the conversation')), 'deleting asks first');
 });
 
+test('documents: upload with progress, a cited answer, delete', async () => {
+  await page.getByRole('link', { name: 'Documents' }).click();
+  await page.getByRole('heading', { name: 'Documents' }).waitFor();
+  await page.locator('#files').setInputFiles({
+    name: 'lighthouse.txt', mimeType: 'text/plain',
+    buffer: Buffer.from('Lighthouse notes.\n\nThe launch code of the old lighthouse is PELICAN-42. Keep it safe.\n'),
+  });
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('#upload-status', { hasText: 'Uploaded 1 file' }).waitFor();
+  const row = page.locator('tbody tr', { hasText: 'lighthouse.txt' });
+  await row.locator('.status', { hasText: 'ready' }).waitFor();
+
+  await page.getByRole('link', { name: 'Chat' }).click();
+  await page.locator('#new-chat').click();
+  await page.locator('.settings summary').click();
+  await page.getByLabel('Use my documents').check();
+  await page.locator('#prompt').fill('What is the launch code of the old lighthouse?');
+  await page.locator('#prompt').press('Enter');
+  await lastReply().locator('.meta', { hasText: 'tokens' }).waitFor();
+  const source = lastReply().locator('.sources a', { hasText: 'lighthouse.txt' });
+  await lastReply().locator('.sources summary').click();
+  await page.screenshot({ path: path.join(SHOTS, 'chat-citations.png'), animations: 'disabled' });
+  await source.click();
+  await page.locator('tr.focus', { hasText: 'lighthouse.txt' }).waitFor();
+
+  await row.getByRole('button', { name: 'Delete lighthouse.txt' }).click();
+  await row.waitFor({ state: 'detached' });
+  await page.getByRole('link', { name: 'Chat' }).click();
+  await page.locator('.settings summary').click();
+  await page.getByLabel('Use my documents').uncheck();
+});
+
 test('admin page: health, live figures, users and API tokens', async () => {
   await page.getByRole('link', { name: 'Admin' }).click();
   await page.getByRole('heading', { name: 'Administration' }).waitFor();
