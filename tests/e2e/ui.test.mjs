@@ -128,6 +128,17 @@ test('the stop button ends a long reply, which is then not stored', async () => 
   assert.equal(stored, 2, 'the stopped turn left no trace');
 });
 
+test('history search finds messages on the server and opens their conversation', async () => {
+  await page.locator('#new-chat').click();
+  await page.getByLabel('Search history').fill('sea');
+  const hit = page.locator('.results .conv-title').first();
+  await hit.waitFor();
+  await hit.click();
+  await page.locator('.msg.user', { hasText: 'about the sea' }).waitFor();
+  await page.getByLabel('Search history').fill('');
+  assert.ok(await page.locator('.results').isHidden());
+});
+
 test('screenshots of the chat page at phone and desktop width', async () => {
   await page.screenshot({ path: path.join(SHOTS, 'chat-desktop.png'), animations: 'disabled' });
   await page.setViewportSize({ width: 360, height: 740 });
