@@ -6,8 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$major" -lt 18 ]; then
+  echo "e2e: Node.js 18 or newer is needed (found $(node --version))" >&2
+  exit 1
+fi
 if ! node -e "require.resolve('playwright-core')" 2>/dev/null; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-node --test --test-concurrency=1 markdown.test.mjs ui.test.mjs
+node --test markdown.test.mjs ui.test.mjs
 echo "e2e: screenshots in ${CARGO_TARGET_DIR:-target}/e2e-screenshots/" >&2
