@@ -59,6 +59,7 @@ impl Throttle {
         entry.0 += 1;
     }
 
+    /// Forgets an address's failures.
     pub fn record_success(&self, ip: IpAddr) {
         self.map().remove(&ip);
     }

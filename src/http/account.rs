@@ -79,7 +79,8 @@ async fn failed(req: &HttpRequest, error: ApiError) -> ApiError {
 
 /// Starts a session for `user` and answers with its cookie.
 async fn start_session(state: &AppState, req: &HttpRequest, user: User) -> Result<HttpResponse, ApiError> {
-    Throttle::logins().record_success(client_ip(req));
+    // Failures are not forgiven by a success: otherwise someone with an account of
+    // their own could log in between guesses and never reach the limit.
     let (secret, hash) = new_session();
     let user_id = user.id;
     state.store.run(move |store| store.create_session(user_id, &hash, SESSION_SECS)).await?;

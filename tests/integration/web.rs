@@ -295,3 +295,37 @@ fn raw_head(server: &Server, path: &str) -> String {
     let text = String::from_utf8_lossy(&bytes);
     text.split("\r\n\r\n").next().unwrap().to_string()
 }
+
+#[test]
+fn repeated_failed_logins_lock_the_address_out() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let root = json!({"name": "root", "password": "root password"});
+    assert_eq!(cli(&server.data_dir, &["users", "add", "root", "--admin"]).0, 0);
+    let (_, out, _) = cli(&server.data_dir, &["tokens", "create", "--user", "root"]);
+    let token = out.lines().last().unwrap().trim().to_string();
+    let (status, _) = server.call(
+        "PUT",
+        "/api/users/1/password",
+        Some(&token),
+        Some(&json!({"password": "root password"})),
+    );
+    assert_eq!(status, 200);
+
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        let a = send(
+            &server,
+            "POST",
+            "/api/login",
+            None,
+            true,
+            Some(json!({"name": "root", "password": "guess"})),
+        );
+        assert_eq!((a.status, code(&a.body)), (401, "invalid_credentials"));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "each failure is slowed down");
+    let a = send(&server, "POST", "/api/login", None, true, Some(root));
+    assert_eq!((a.status, code(&a.body)), (429, "too_many_attempts"), "even the right password waits");
+    // Bearer clients are not affected.
+    assert_eq!(server.call("GET", "/api/me", Some(&token), None).0, 200);
+}
