@@ -300,6 +300,14 @@ test('a bad login is rejected; the right password logs in', async () => {
   assert.equal(await page.getByRole('link', { name: 'Admin' }).count(), 0, 'bob is not an admin');
 });
 
+test('an unreachable server is reported in a banner', async () => {
+  server.child.kill('SIGKILL');
+  await new Promise((r) => server.child.once('exit', r));
+  await page.getByRole('link', { name: 'Documents' }).click();
+  await page.locator('#banner', { hasText: 'Cannot reach the Hearth server' }).waitFor();
+  assert.equal(await page.locator('#banner').getAttribute('role'), 'alert');
+});
+
 test('no script errors on any page', () => {
   assert.deepEqual(pageErrors, []);
 });
