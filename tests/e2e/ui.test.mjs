@@ -94,7 +94,10 @@ test('a reply streams in token by token and is stored', async () => {
 
 test('regenerate replaces the last reply instead of adding a turn', async () => {
   const before = await lastReply().locator('.meta').textContent();
+  const old = await lastReply().elementHandle();
   await lastReply().getByRole('button', { name: 'Regenerate' }).click();
+  // The old reply goes first (after the stored turn is deleted), then the new one streams.
+  await page.waitForFunction((el) => !el.isConnected, old);
   await page.locator('.msg.assistant.streaming').waitFor({ state: 'detached' });
   await lastReply().locator('.meta', { hasText: 'tokens' }).waitFor();
   assert.equal(await page.locator('.msg.assistant').count(), 1);
