@@ -111,6 +111,8 @@ pub async fn chat(
             .await
             .map_err(conversation_error)?,
     };
+    let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
+    let (engine, info) = super::ready_engine(&state, request.model.as_deref()).await?;
     let knowledge = request.knowledge.or(remembered).unwrap_or(state.settings.knowledge.chat_default);
     let retrieved = if knowledge { retrieve(&state, user_id, &request.message).await } else { None };
     let mut messages = vec![ChatMessage::new("system", state.settings.model.system_prompt.clone())];
@@ -118,8 +120,6 @@ pub async fn chat(
     let prompt = retrieved.as_ref().map_or_else(|| request.message.clone(), |r| r.prompt.clone());
     messages.push(ChatMessage::new("user", prompt));
     let citations = retrieved.map(|r| r.citations).unwrap_or_default();
-    let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
-    let (engine, info) = super::ready_engine(&state, request.model.as_deref()).await?;
     let model = info.id;
     let reply = Reply::start(engine.submit(Prompt::Chat(messages), params)?).await?;
     let turn = Turn { state: state.clone(), user_id, request, model, knowledge, citations };
