@@ -51,6 +51,32 @@ pub fn manifest() -> &'static Manifest {
 }
 
 /// The name clients use for a model file: its manifest name, or the file stem.
+/// Checks a model file of `bytes` bytes against its manifest entry, when the manifest
+/// lists its file name: size first (cheap), then sha256. `Ok(Some(true))`: both match;
+/// `Ok(None)`: not listed.
+pub fn check_listed(path: &Path, bytes: u64) -> Result<Option<bool>, String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Some(entry) = manifest().find_by_file(name) else { return Ok(None) };
+    if bytes != entry.bytes {
+        return Err(format!(
+            "{}: size {bytes} does not match the manifest's {} bytes for {}; the file is incomplete or corrupt",
+            path.display(),
+            entry.bytes,
+            entry.name
+        ));
+    }
+    let actual = crate::engine::gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if actual != entry.sha256 {
+        return Err(format!(
+            "{}: sha256 {actual} does not match the manifest's {} for {}; the file is corrupt",
+            path.display(),
+            entry.sha256,
+            entry.name
+        ));
+    }
+    Ok(Some(true))
+}
+
 pub fn model_id(path: &Path) -> String {
     let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     match manifest().find_by_file(file) {

@@ -118,7 +118,7 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     let knowledge = Knowledge { store: store.clone(), index: index.clone(), models, settings };
     let runner = JobRunner::start(knowledge);
     runner.wake();
-    let failed = follow_jobs(&store, &jobs)?;
+    let failed = follow_jobs(&store, user.id, &jobs)?;
     match index {
         Some(index) => {
             index.sync(&store)?;
@@ -129,7 +129,7 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
 }
 
 /// Shows one progress bar over the jobs until all have ended; returns how many failed.
-fn follow_jobs(store: &Store, jobs: &[(String, String)]) -> anyhow::Result<usize> {
+fn follow_jobs(store: &Store, user_id: i64, jobs: &[(String, String)]) -> anyhow::Result<usize> {
     let bar = ProgressBar::new(jobs.len() as u64 * 100);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {elapsed} {msg}")?
@@ -166,7 +166,7 @@ fn follow_jobs(store: &Store, jobs: &[(String, String)]) -> anyhow::Result<usize
         let job = store.job(None, id)?;
         match (job.state.as_str(), job.document_id) {
             ("done", Some(doc)) => {
-                let chunks = store.document_content(doc).map(|(d, _)| d.chunk_count).unwrap_or(0);
+                let chunks = store.document(user_id, doc).map_or(0, |d| d.chunk_count);
                 eprintln!("ok      {shown} ({chunks} chunks)");
             }
             _ => {

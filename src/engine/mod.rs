@@ -189,33 +189,6 @@ pub fn verify_model_file(
     check_sha256: bool,
 ) -> Result<(gguf::GgufSummary, Option<bool>), String> {
     let summary = gguf::validate(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let listed = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|name| crate::models::manifest().find_by_file(name).cloned());
-    let verified = match listed {
-        Some(entry) if check_sha256 => {
-            if summary.file_size != entry.bytes {
-                return Err(format!(
-                    "{}: size {} does not match the manifest's {} bytes for {}; the file is incomplete or corrupt",
-                    path.display(),
-                    summary.file_size,
-                    entry.bytes,
-                    entry.name
-                ));
-            }
-            let actual = gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if actual != entry.sha256 {
-                return Err(format!(
-                    "{}: sha256 {actual} does not match the manifest's {} for {}; the file is corrupt",
-                    path.display(),
-                    entry.sha256,
-                    entry.name
-                ));
-            }
-            Some(true)
-        }
-        _ => None,
-    };
+    let verified = if check_sha256 { crate::models::check_listed(path, summary.file_size)? } else { None };
     Ok((summary, verified))
 }

@@ -26,14 +26,8 @@ impl Knowledge {
         let kind =
             DocKind::parse(&document.kind).ok_or_else(|| format!("unknown kind '{}'", document.kind))?;
         progress(5.0);
-        let text = match extract(kind, &data) {
-            Ok(text) => text,
-            Err(e) => {
-                let message = e.to_string();
-                self.store.fail_document(id, &message).map_err(|e| e.to_string())?;
-                return Err(message);
-            }
-        };
+        // On failure the job runner marks the document failed with this message.
+        let text = extract(kind, &data).map_err(|e| e.to_string())?;
         let texts = super::chunk::chunk(&text, self.settings.knowledge.chunk_chars);
         if !progress(20.0) {
             return Err(deleted());

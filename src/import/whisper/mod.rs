@@ -275,27 +275,8 @@ pub fn is_ggml_file(path: &Path) -> bool {
 /// `None`: the file is not in the manifest.
 pub fn verify_file(path: &Path) -> Result<(ggml::GgmlSummary, Option<bool>), String> {
     let summary = ggml::read_summary(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let Some(entry) = crate::models::manifest().find_by_file(name) else { return Ok((summary, None)) };
-    if summary.bytes != entry.bytes {
-        return Err(format!(
-            "{}: size {} does not match the manifest's {} bytes for {}; the file is incomplete or corrupt",
-            path.display(),
-            summary.bytes,
-            entry.bytes,
-            entry.name
-        ));
-    }
-    let actual = crate::engine::gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if actual != entry.sha256 {
-        return Err(format!(
-            "{}: sha256 {actual} does not match the manifest's {} for {}; the file is corrupt",
-            path.display(),
-            entry.sha256,
-            entry.name
-        ));
-    }
-    Ok((summary, Some(true)))
+    let verified = crate::models::check_listed(path, summary.bytes)?;
+    Ok((summary, verified))
 }
 
 mod plan;
