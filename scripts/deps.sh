@@ -31,3 +31,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 echo "deps: ok ($(cargo --version))" >&2
+
+# The one static ggml that llama.cpp and whisper.cpp share (see scripts/ggml.sh).
+bash "$(dirname "$0")/ggml.sh"

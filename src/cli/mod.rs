@@ -7,6 +7,7 @@ mod knowledge;
 mod models;
 mod onboard;
 mod serve;
+mod speech;
 
 use crate::config::{self, FlagOverride, Loaded};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -79,6 +80,8 @@ enum Command {
     /// Inspect or rebuild the search index of history and documents.
     #[command(subcommand)]
     Index(knowledge::IndexCommand),
+    /// Transcribe a WAV file with the local speech model (whisper.cpp).
+    Transcribe(speech::TranscribeArgs),
     /// Print the configuration in effect (all layers merged) as TOML.
     PrintConfig,
 }
@@ -180,6 +183,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Models(cmd) => models::run(cmd, &loaded.settings),
         Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
+        Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)
