@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod doctor;
 mod knowledge;
 mod models;
 mod onboard;
@@ -83,6 +84,8 @@ enum Command {
     /// Transcribe a WAV file with the local speech model (whisper.cpp).
     Transcribe(speech::TranscribeArgs),
     /// Print the configuration in effect (all layers merged) as TOML.
+    /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
+    Doctor,
     PrintConfig,
 }
 
@@ -184,6 +187,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Doctor => Ok(doctor::run(&loaded.settings)),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)

@@ -205,24 +205,19 @@ impl Transcriber {
     }
 }
 
-/// Checks a whisper.cpp model file before whisper.cpp reads it: the ggml magic, and size
+/// Checks a whisper.cpp model file before whisper.cpp reads it: the ggml magic, the
+/// structure (hyperparameters, vocabulary and every tensor within the file), and size
 /// and sha256 when the manifest lists the file.
 pub fn check_model(path: &Path) -> Result<(), String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("{}: cannot read the header: {e}", path.display()))?;
-    if u32::from_le_bytes(magic) != 0x6767_6d6c {
+    std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !crate::import::whisper::is_ggml_file(path) {
         return Err(format!(
             "{} is not a whisper.cpp ggml model (bad magic); convert a faster-whisper model with \
              `hearth models import`",
             path.display()
         ));
     }
-    crate::models::check_listed(path, meta.len())?;
-    Ok(())
+    crate::import::whisper::verify_file(path).map(|_| ())
 }
 
 /// Joins segment texts the way whisper prints them, trimmed.
