@@ -63,6 +63,14 @@ export BINDGEN_EXTRA_CLANG_ARGS = "--sysroot=${RECIPE_SYSROOT}"
 HEARTH_CARGO_FEATURES ??= ""
 CARGO_BUILD_FLAGS:append = " ${@'--features ' + d.getVar('HEARTH_CARGO_FEATURES') if d.getVar('HEARTH_CARGO_FEATURES') else ''}"
 
+# llama.cpp and whisper.cpp link one static ggml, which scripts/ggml.sh builds from the
+# vendored llama-cpp-sys-2 source before cargo runs (see .cargo/config.toml). Here it is
+# built with the target's compilers; this step has not yet been run under bitbake.
+do_compile:prepend() {
+    ( cd ${S} && CC="${CC}" CXX="${CXX}" bash scripts/ggml.sh \
+        -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=${TARGET_ARCH} )
+}
+
 # --- Install ------------------------------------------------------------------
 # Replaces cargo_do_install, which would also install libhearth.rlib.
 do_install() {
