@@ -1,9 +1,11 @@
 // The chat page: conversation list (open, rename, delete, search), streamed replies
-// with a stop button, regenerate, and model/temperature settings.
+// with a stop button, regenerate, model/temperature settings, and push-to-talk turns
+// (voice.js), which are drawn here like typed ones.
 
 import { api, stream } from './api.js';
 import { h, set, ago } from './dom.js';
 import { render } from './markdown.js';
+import { voiceControl } from './voice.js';
 
 const SETTINGS = 'hearth.chat.settings';
 
@@ -58,14 +60,20 @@ export function chatPage(ctx) {
   const input = h('textarea', { id: 'prompt', rows: '1', placeholder: 'Message Hearth…', 'aria-label': 'Message (Enter sends, Shift+Enter starts a new line)' });
   const send = h('button', { type: 'submit', class: 'primary', id: 'send', text: 'Send' });
   const stop = h('button', { type: 'button', class: 'danger', id: 'stop', text: 'Stop', hidden: true, onclick: () => running?.abort() });
-  const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } }, input, send, stop);
+  const voice = voiceControl({
+    conversationId: () => conversationId,
+    knowledge: () => settings.knowledge,
+    interrupt: () => running?.abort(),
+    onEvent: voiceEvent,
+  });
+  const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } }, input, voice.button, send, stop);
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   input.addEventListener('input', grow);
   sidebar.addEventListener('keydown', (e) => { if (e.key === 'Escape') { toggleSidebar(false); menu.focus(); } });
 
-  const main = h('main', { class: 'chat-main' }, settingsPanel, messages, form);
+  const main = h('main', { class: 'chat-main' }, settingsPanel, messages, voice.bar, form);
   const el = h('div', { class: 'page chat-page' }, ctx.topbar([menu]), h('div', { class: 'chat-layout' }, sidebar, main));
 
   function grow() {
@@ -219,6 +227,7 @@ export function chatPage(ctx) {
 
   async function openConversation(id) {
     if (running) running.abort();
+    voice.cancel();
     toggleSidebar(false);
     try {
       const c = await api('GET', `/api/conversations/${encodeURIComponent(id)}`);
@@ -245,6 +254,7 @@ export function chatPage(ctx) {
 
   function newChat() {
     if (running) running.abort();
+    voice.cancel();
     conversationId = null;
     empty();
     drawList();
@@ -254,7 +264,7 @@ export function chatPage(ctx) {
 
   async function submit() {
     const text = input.value.trim();
-    if (!text || running) return;
+    if (!text || running || voice.busy()) return;
     input.value = '';
     grow();
     bubble('user', text);
@@ -322,6 +332,55 @@ export function chatPage(ctx) {
     }
   }
 
+  // ---- spoken turns: the transcript, then the reply as it streams (its audio plays in voice.js) ----
+
+  let spoken = null; // {view, answer, frame} of the spoken turn being drawn
+
+  function voiceEvent(type, data) {
+    if (type === 'transcript') {
+      bubble('user', data.text);
+      const view = bubble('assistant', '');
+      view.art.classList.add('streaming');
+      set(view.body, h('span', { class: 'typing', 'aria-label': 'Hearth is thinking' }));
+      spoken = { view, answer: '', frame: 0 };
+      scrollDown();
+      return;
+    }
+    if (type === 'done') {
+      const first = !conversationId;
+      conversationId = data.conversation_id;
+      if (first || conversations[0]?.id !== conversationId) loadList();
+    }
+    const turn = spoken;
+    if (!turn) return;
+    const { view } = turn;
+    if (type === 'delta') {
+      turn.answer += data.text;
+      turn.frame ||= requestAnimationFrame(() => {
+        turn.frame = 0;
+        const follow = nearBottom();
+        fill(view.body, 'assistant', turn.answer);
+        if (follow) scrollDown();
+      });
+      return;
+    }
+    if (type === 'done') {
+      turn.answer = data.reply;
+      const wait = data.metrics?.speech_end_to_first_audio_ms;
+      view.meta.textContent = `${data.model} · spoken${wait == null ? '' : ` · first audio ${Math.round(wait)} ms after you stopped`}`;
+    } else if (type === 'stopped') {
+      view.meta.textContent = 'Stopped. A stopped reply is not saved.';
+    } else if (type === 'failed') {
+      view.art.classList.add('failed');
+      view.meta.textContent = data.message;
+    }
+    cancelAnimationFrame(turn.frame);
+    spoken = null;
+    view.art.classList.remove('streaming');
+    fill(view.body, 'assistant', turn.answer);
+    actions(view, turn.answer, type === 'done');
+  }
+
   /** Asks again: the stored last turn is deleted first, then the same message is re-sent. */
   async function regenerate(view, stored) {
     if (running) return;
@@ -358,6 +417,6 @@ export function chatPage(ctx) {
   return {
     el,
     focus: () => input.focus(),
-    destroy: () => { running?.abort(); clearTimeout(searchTimer); },
+    destroy: () => { running?.abort(); voice.destroy(); clearTimeout(searchTimer); },
   };
 }

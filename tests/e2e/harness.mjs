@@ -28,7 +28,8 @@ function freePort() {
 }
 
 export class Server {
-  static async start() {
+  /** `env`: more environment for the server (e.g. speech models). */
+  static async start({ env = {} } = {}) {
     for (const [what, file] of [['hearth binary', BIN], ['test model', MODEL], ['chromium', CHROMIUM]]) {
       if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file} (run scripts/test.sh, which builds and fetches everything)`);
     }
@@ -40,7 +41,7 @@ export class Server {
     const log = fs.openSync(s.logFile, 'w');
     s.child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--threads', '1', '--data-dir', s.dataDir,
       '--model', MODEL, '--context-size', '2048'], {
-      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '200' },
+      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '200', ...env },
       stdio: ['ignore', log, log],
     });
     await s.waitReady();
@@ -92,11 +93,16 @@ export class Server {
 }
 
 /** Headless Chromium with a fresh profile, no network beyond the test server. */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
+}
+
+/** Chromium flags that make `wav` the microphone (played in a loop) and grant its use. */
+export function fakeMicrophone(wav) {
+  return ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`];
 }

@@ -14,5 +14,5 @@ fi
 if ! node -e "require.resolve('playwright-core')" 2>/dev/null; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-node --test markdown.test.mjs ui.test.mjs
+node --test markdown.test.mjs voice.test.mjs ui.test.mjs
 echo "e2e: screenshots in ${CARGO_TARGET_DIR:-target}/e2e-screenshots/" >&2
