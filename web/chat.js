@@ -367,7 +367,7 @@ export function chatPage(ctx) {
     if (type === 'done') {
       turn.answer = data.reply;
       const wait = data.metrics?.speech_end_to_first_audio_ms;
-      view.meta.textContent = `${data.model} · spoken${wait == null ? '' : ` · first audio ${Math.round(wait)} ms after you stopped`}`;
+      view.meta.textContent = `${data.model} · spoken${wait == null ? '' : ` · answered aloud in ${(wait / 1000).toFixed(1)} s`}`;
     } else if (type === 'stopped') {
       view.meta.textContent = 'Stopped. A stopped reply is not saved.';
     } else if (type === 'failed') {
