@@ -8,8 +8,6 @@ use crate::knowledge::Knowledge;
 use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::voice::assistant::Assistant;
-use crate::voice::wyoming::{self, ServerOptions};
 use crate::voice::Voice;
 use anyhow::Context;
 use std::sync::Arc;
