@@ -3,7 +3,8 @@
 
 use super::stt::{SttState, TranscribeRequest};
 use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
-use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel};
+use super::tts::{SpeakRequest, TtsState};
+use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel, TtsProgram, TtsVoice};
 use super::wyoming::{ServiceError, Synthesized, VoiceServices};
 use super::Voice;
 use crate::engine::{ChatMessage, Event, GenerateParams, Prompt, Registry};
@@ -67,6 +68,39 @@ impl Assistant {
             }],
             supports_transcript_streaming: false,
         }]
+    }
+
+    fn tts(&self) -> Vec<TtsProgram> {
+        if !matches!(self.voice.tts.state(), TtsState::Ready { .. }) {
+            return Vec::new();
+        }
+        let voices = self
+            .voice
+            .tts
+            .voices()
+            .into_iter()
+            .map(|v| TtsVoice {
+                artifact: Artifact::new(&v.name, "Piper voice", ("Piper", "https://github.com/rhasspy/piper"), None),
+                languages: vec![v.language],
+                speakers: None,
+            })
+            .collect();
+        vec![TtsProgram {
+            artifact: Artifact::new("hearth-piper", "Text to speech (Piper)", BY, None),
+            voices,
+            supports_synthesize_streaming: false,
+        }]
+    }
+
+    async fn speak(&self, request: &Synthesize) -> Result<Synthesized, ServiceError> {
+        let voice = request.voice.as_ref().and_then(|v| v.name.clone()).filter(|n| n != "default");
+        let speech = self
+            .voice
+            .tts
+            .synthesize(SpeakRequest { text: request.text.clone(), voice, speed: None })
+            .await
+            .map_err(failure)?;
+        Ok(Synthesized { rate: speech.rate, channels: 1, samples: speech.samples })
     }
 
     fn handle_programs(&self) -> Vec<HandleProgram> {

@@ -52,7 +52,15 @@ pub(super) fn run(
         }
     };
     let multilingual = ctx.is_multilingual();
-    tracing::info!(model = %model, multilingual, threads, "speech to text ready");
+    // One short warm-up run, so the first utterance does not pay for first-use allocations.
+    let warm_up = Job {
+        request: super::TranscribeRequest { audio: vec![0.0; 8000], fast: true, ..Default::default() },
+        reply: tokio::sync::oneshot::channel().0,
+        cancelled: Arc::new(AtomicBool::new(false)),
+    };
+    let started = Instant::now();
+    let _ = transcribe(&mut whisper_state, multilingual, threads, &warm_up);
+    tracing::info!(model = %model, multilingual, threads, warm_up_ms = started.elapsed().as_millis() as u64, "speech to text ready");
     let _ = state.send(SttState::Ready { model: model.clone(), multilingual });
 
     while let Some(job) = jobs.blocking_recv() {
