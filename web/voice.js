@@ -295,8 +295,6 @@ export function voiceControl(hooks) {
   // ---- the microphone ----
 
   async function openMic() {
-    if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) throw { code: 'insecure' };
-    if (!window.AudioWorkletNode) throw { code: 'unsupported' };
     if (!ctx) {
       ctx = new AudioContext({ latencyHint: 'interactive' });
       ctx.loaded = ctx.audioWorklet.addModule(new URL('./voice-worklet.js', import.meta.url));
@@ -334,6 +332,8 @@ export function voiceControl(hooks) {
 
   async function press() {
     if (holding || closed) return;
+    if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) return fail({ code: 'insecure' });
+    if (!window.AudioWorkletNode) return fail({ code: 'unsupported' });
     holding = true;
     noSpeech = false;
     button.setAttribute('aria-pressed', 'true');
@@ -348,10 +348,16 @@ export function voiceControl(hooks) {
     } catch (e) {
       holding = false;
       button.setAttribute('aria-pressed', 'false');
+      outbox.length = 0;
       fail(e);
       return;
     }
-    if (!holding) { closeMic(m); show('idle', 'Hold the button while you speak.'); return; }
+    if (!holding) {
+      closeMic(m);
+      outbox.length = 0;
+      show('idle', 'Hold the button while you speak.');
+      return;
+    }
     mic = m;
     show(ready ? 'listening' : 'connecting', ready ? 'Listening… let go to send.' : 'Connecting…');
   }

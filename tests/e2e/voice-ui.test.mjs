@@ -38,8 +38,8 @@ after(async () => {
 });
 
 /** A fresh page, logged in (the first call creates the administrator). */
-async function newPage(setup) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
+async function newPage(setup, { using = browser, url = server.url } = {}) {
+  const context = await using.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -53,7 +53,7 @@ async function newPage(setup) {
     };
   });
   await setup?.(page);
-  await page.goto(server.url);
+  await page.goto(url);
   const onboarding = page.getByRole('heading', { name: 'Set up Hearth' });
   const login = page.getByRole('heading', { name: 'Log in to Hearth' });
   await onboarding.or(login).waitFor();
@@ -303,6 +303,31 @@ test('a dropped socket is reconnected, and the next turn works', async () => {
   const replies = await page.locator('.msg.assistant .meta', { hasText: 'spoken' }).count();
   await holdMic(page, 200);
   await page.locator('.msg.assistant .meta', { hasText: 'spoken' }).nth(replies).waitFor();
+});
+
+test('microphone problems are explained: permission refused, or a page that is not secure', async () => {
+  // No --use-fake-ui-for-media-stream: headless Chromium refuses the permission prompt.
+  const other = await launchBrowser(['--use-fake-device-for-media-stream', '--host-resolver-rules=MAP hearth.test 127.0.0.1']);
+  try {
+    const refused = await newPage(null, { using: other });
+    await refused.locator('#mic').hover();
+    await refused.mouse.down();
+    await refused.locator('#voice-bar.error', { hasText: 'Microphone permission was denied' }).waitFor();
+    await refused.mouse.up();
+    assert.equal(await refused.locator('#mic').getAttribute('aria-pressed'), 'false');
+
+    // A LAN-style name over plain HTTP is not a secure context (localhost is).
+    const lan = await newPage(null, { using: other, url: server.url.replace('127.0.0.1', 'hearth.test') });
+    assert.equal(await lan.evaluate(() => window.isSecureContext), false);
+    await lan.locator('#mic').hover();
+    await lan.mouse.down();
+    await lan.locator('#voice-bar.error', { hasText: 'secure page' }).waitFor();
+    await lan.mouse.up();
+    assert.match(await lan.locator('#voice-status').textContent(), /localhost.*HTTPS/);
+    await lan.screenshot({ path: path.join(SHOTS, 'voice-insecure.png'), animations: 'disabled' });
+  } finally {
+    await other.close();
+  }
 });
 
 test('no script errors on the page', () => {
