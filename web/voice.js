@@ -86,7 +86,7 @@ export function voiceControl(hooks) {
   const outbox = []; // messages waiting for the socket (or for a cancelled turn to end)
   let holding = false;
   let mic = null; // the open microphone: {stream, source, node, live, sent, ended, flushed}
-  let turn = null; // {cancelSent, heard}: from the release until done, cancelled, no_speech or error
+  let turn = null; // {cancelSent}: from the release until done, cancelled, no_speech or error
   let noSpeech = false;
   let ctx = null;
   let rate = 22050;
@@ -191,7 +191,6 @@ export function voiceControl(hooks) {
         break;
       case 'transcript':
         if (!turn) break;
-        turn.heard = true;
         hooks.onEvent('transcript', { text: m.text });
         show('thinking', 'Thinking…');
         break;
@@ -207,7 +206,7 @@ export function voiceControl(hooks) {
         break;
       case 'audio_end':
         audioEnded = true;
-        if (!playing.size && !turn) show('idle');
+        if (!playing.size && !turn && !holding) show('idle');
         break;
       case 'no_speech':
         turn = null;
@@ -219,19 +218,20 @@ export function voiceControl(hooks) {
         const stopped = turn?.cancelSent;
         turn = null;
         hooks.onEvent('done', m);
-        if (stopped || (!playing.size && audioEnded)) show('idle');
+        if (!holding && (stopped || (!playing.size && audioEnded))) show('idle');
         flush();
         break;
       }
       case 'cancelled':
         if (!turn?.cancelSent) break; // a turn that had already finished
         turn = null;
-        show('idle');
+        if (!holding) show('idle');
         flush();
         break;
       case 'error':
         if (noSpeech && m.code === 'invalid_request') break; // the server's echo of no_speech
-        if (turn && !turn.cancelSent) hooks.onEvent('failed', { message: voiceErrorText(m) });
+        if (turn?.cancelSent) { turn = null; flush(); break; } // how a stopped answer ended
+        if (turn) hooks.onEvent('failed', { message: voiceErrorText(m) });
         turn = null;
         if (holding) release(true);
         stopPlayback();
@@ -376,7 +376,7 @@ export function voiceControl(hooks) {
       outbox.length = 0;
       return;
     }
-    turn = { cancelSent: false, heard: false };
+    turn = { cancelSent: false };
     show('thinking', ready ? 'Transcribing…' : 'Connecting…');
     // The worklet hands over its last partial frame before `stop` goes out.
     await new Promise((resolve) => {

@@ -256,6 +256,7 @@ test('talking over an answer cancels it first; new audio waits until the server 
   const held = mock.log.binary.length;
   confirm();
   await page.waitForTimeout(300);
+  assert.equal(await page.locator('#voice-bar').getAttribute('data-state'), 'listening', 'still listening');
   await page.mouse.up();
   await stopped.nth(stoppedBefore).waitFor();
   await page.locator('.msg.assistant').last().locator('.meta', { hasText: 'spoken' }).waitFor();
@@ -328,6 +329,90 @@ test('microphone problems are explained: permission refused, or a page that is n
   } finally {
     await other.close();
   }
+});
+
+/** Why the real speech test cannot run here, or null. */
+function speechMissing() {
+  const stt = path.join(CACHE, 'ggml-tiny.en.bin');
+  if (!fs.existsSync(stt)) return `no ${stt}: run python3 models/fetch.py whisper-tiny-en piper-joe onnxruntime`;
+  return null;
+}
+
+/** Waits until the server's speech recognition is ready. */
+async function speechReady() {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const health = await (await fetch(`${server.url}/api/health`)).json();
+    const stt = health.components.speech_to_text;
+    if (stt?.state === 'ready') return;
+    if (stt?.state === 'failed' || Date.now() > deadline) throw new Error(`speech to text not ready: ${JSON.stringify(stt)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('real speech: hold the button and say it; the transcript, a spoken reply, and the turn stored', { skip: speechMissing() }, async () => {
+  await speechReady();
+  const page = await newPage();
+  const seen = { sent: 0, audioBytes: 0, events: [] };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => { if (typeof f.payload !== 'string') seen.sent += f.payload.length; });
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string') seen.events.push(JSON.parse(f.payload));
+      else seen.audioBytes += f.payload.length;
+    });
+  });
+  await page.evaluate(() => {
+    window.__states = [];
+    const bar = document.getElementById('voice-bar');
+    new MutationObserver(() => {
+      if (window.__states.at(-1) !== bar.dataset.state) window.__states.push(bar.dataset.state);
+    }).observe(bar, { attributes: true, attributeFilter: ['data-state'] });
+  });
+
+  await holdMic(page, 4000, 'voice-real-listening.png');
+  const user = page.locator('.msg.user').last();
+  await user.waitFor({ timeout: 60_000 });
+  const transcript = (await user.textContent()).trim();
+  assert.match(transcript, /kitchen/i, `transcript: ${transcript}`);
+  const reply = page.locator('.msg.assistant').last();
+  await reply.locator('.meta', { hasText: 'spoken' }).waitFor({ timeout: 240_000 });
+  const replyText = (await reply.locator('.body').textContent()).trim();
+  assert.ok(replyText.length > 0, 'the reply has text');
+  await page.screenshot({ path: path.join(SHOTS, 'voice-real.png'), animations: 'disabled' });
+
+  assert.ok(seen.sent > 3 * 32000 && seen.sent < 5 * 32000, `about 4 s of 16 kHz s16le went up: ${seen.sent} bytes`);
+  const types = seen.events.map((e) => e.type);
+  for (const type of ['ready', 'transcript', 'reply_delta', 'audio_start', 'audio_end', 'done']) {
+    assert.ok(types.includes(type), `${type} in ${types}`);
+  }
+  assert.ok(types.indexOf('transcript') < types.indexOf('reply_delta') && types.indexOf('audio_end') < types.indexOf('done'));
+  const done = seen.events.find((e) => e.type === 'done');
+  const start = seen.events.find((e) => e.type === 'audio_start');
+  assert.equal(typeof done.metrics.speech_end_to_transcript_ms, 'number');
+  assert.equal(typeof done.metrics.speech_end_to_first_audio_ms, 'number');
+  const samples = Number(await page.locator('#voice-bar').getAttribute('data-audio-samples'));
+  assert.equal(samples, seen.audioBytes / 2, 'every sample received was scheduled for playback');
+  assert.ok(samples > start.rate / 2, `at least half a second of speech: ${samples} samples at ${start.rate} Hz`);
+  await page.locator('#voice-bar').waitFor({ state: 'hidden', timeout: 120_000 }); // played to the end
+  const states = await page.evaluate(() => window.__states);
+  for (const state of ['listening', 'thinking', 'speaking', 'idle']) assert.ok(states.includes(state), `${state} in ${states}`);
+
+  // Stored like a typed turn: in the list, and there after a reload.
+  const stored = await page.evaluate(async () => {
+    const list = await (await fetch('/api/conversations')).json();
+    const convo = await (await fetch(`/api/conversations/${list.conversations[0].id}`)).json();
+    return { count: list.conversations.length, id: convo.id, messages: convo.messages.map((m) => [m.role, m.content]) };
+  });
+  assert.equal(stored.count, 1);
+  assert.equal(stored.id, done.conversation_id);
+  assert.deepEqual(stored.messages.map(([role]) => role), ['user', 'assistant']);
+  assert.match(stored.messages[0][1], /kitchen/i);
+  assert.equal(stored.messages[1][1].trim(), done.reply.trim());
+  await page.reload();
+  await page.locator('.conv-list li').first().locator('.conv-title').click();
+  await page.locator('.msg.user', { hasText: /kitchen/i }).waitFor();
+  assert.equal(await page.locator('.msg').count(), 2);
+  await page.context().close();
 });
 
 test('no script errors on the page', () => {
