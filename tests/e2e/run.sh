@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The web UI's end-to-end tests: real `hearth serve` (target/debug/hearth, the small
 # test model) driven in Debian's headless Chromium (/usr/bin/chromium) through
-# playwright-core from npm. No browser is downloaded. Screenshots of the chat page
-# land in target/e2e-screenshots/.
+# playwright-core from npm. No browser is downloaded. Push-to-talk runs with Chromium's
+# fake microphone playing tests/data/speech_kitchen.wav, and with the real speech models
+# (whisper-tiny-en, piper-joe) when they are in the model cache. Screenshots of the chat
+# page land in target/e2e-screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,5 +16,5 @@ fi
 if ! node -e "require.resolve('playwright-core')" 2>/dev/null; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-node --test markdown.test.mjs voice.test.mjs ui.test.mjs
+node --test markdown.test.mjs voice.test.mjs ui.test.mjs voice-ui.test.mjs
 echo "e2e: screenshots in ${CARGO_TARGET_DIR:-target}/e2e-screenshots/" >&2
