@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake clang libclang-dev pkg-config libssl-dev   # llama.cpp via bindgen
   python3 python3-pip python3-venv                                   # model fetcher, test clients
+  libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
   chromium                                                           # web UI end-to-end tests
 )
 # Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when
@@ -27,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "deps: cargo not found. Hearth needs Rust 1.89 or newer (https://rustup.rs)." >&2
+  echo "deps: cargo not found. Hearth needs Rust 1.92 or newer (https://rustup.rs)." >&2
   exit 1
 fi
 echo "deps: ok ($(cargo --version))" >&2

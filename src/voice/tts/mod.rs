@@ -13,7 +13,10 @@ mod engine;
 #[cfg(feature = "tts")]
 mod espeak;
 mod runtime;
+// Without the `tts` feature only the pure parts (and their tests) remain.
+#[cfg_attr(not(feature = "tts"), allow(dead_code))]
 mod text;
+#[cfg_attr(not(feature = "tts"), allow(dead_code))]
 mod voice;
 
 pub use runtime::{check_elf, locate_onnxruntime, ONNXRUNTIME_MODEL};
@@ -114,6 +117,7 @@ impl From<TtsError> for ApiError {
     }
 }
 
+#[cfg_attr(not(feature = "tts"), allow(dead_code))]
 pub(crate) struct Job {
     request: SpeakRequest,
     reply: oneshot::Sender<Result<Speech, TtsError>>,
@@ -298,7 +302,7 @@ fn voice_names(path: &Path) -> Vec<String> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tts"))]
 mod tests;
 #[cfg(test)]
 mod text_tests;
