@@ -82,6 +82,8 @@ enum Command {
     Index(knowledge::IndexCommand),
     /// Transcribe a WAV file with the local speech model (whisper.cpp).
     Transcribe(speech::TranscribeArgs),
+    /// Say text with the local Piper voice and write a WAV file.
+    Speak(speech::SpeakArgs),
     /// Print the configuration in effect (all layers merged) as TOML.
     PrintConfig,
 }
@@ -184,6 +186,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)
