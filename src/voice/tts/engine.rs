@@ -106,10 +106,24 @@ fn environment(library: &Path) -> Result<ort::environment::Environment, String> 
     let built = ort::init_from(library)
         .map_err(|e| format!("ONNX Runtime {}: {e}", library.display()))?
         .with_name("hearth")
+        .with_logger(Arc::new(log_onnxruntime))
         .build()
         .map_err(|e| format!("ONNX Runtime {}: {e}", library.display()))?;
     tracing::info!(library = %library.display(), %version, "ONNX Runtime loaded");
     Ok(env.insert(built).clone())
+}
+
+/// ONNX Runtime's warnings and errors go to the log; its info messages (each graph
+/// transform, each arena allocation) would flood it.
+fn log_onnxruntime(level: ort::logging::LogLevel, category: &str, _id: &str, location: &str, message: &str) {
+    use ort::logging::LogLevel;
+    match level {
+        LogLevel::Warning => tracing::warn!(target: "onnxruntime", category, location, "{message}"),
+        LogLevel::Error | LogLevel::Fatal => {
+            tracing::error!(target: "onnxruntime", category, location, "{message}")
+        }
+        LogLevel::Verbose | LogLevel::Info => {}
+    }
 }
 
 impl Engine {
