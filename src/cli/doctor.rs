@@ -25,14 +25,20 @@ impl Check {
         Check { component, status: Status::Ok, detail: detail.into(), fix: None }
     }
 
-    fn bad(component: &'static str, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn bad(
+        component: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check { component, status, detail: detail.into(), fix: Some(fix.into()) }
     }
 }
 
 /// Runs every check and prints a report; fails when anything needed is missing or broken.
 pub fn run(settings: &Settings) -> ExitCode {
-    let mut checks = vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
+    let mut checks =
+        vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
     checks.push(wyoming(settings));
     checks.push(machine(settings));
     for c in &checks {
@@ -60,7 +66,12 @@ pub fn run(settings: &Settings) -> ExitCode {
 fn data_dir(dir: &Path) -> Check {
     const C: &str = "data directory";
     if let Err(e) = std::fs::create_dir_all(dir) {
-        return Check::bad(C, Status::Failed, format!("{}: {e}", dir.display()), "check storage.data_dir and its owner");
+        return Check::bad(
+            C,
+            Status::Failed,
+            format!("{}: {e}", dir.display()),
+            "check storage.data_dir and its owner",
+        );
     }
     let probe = dir.join(".doctor-probe");
     match std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)) {
@@ -83,7 +94,12 @@ fn chat_model(settings: &Settings) -> Check {
     match crate::engine::verify_model_file(&path, settings.model.verify_sha256) {
         Ok((summary, _)) => Check::ok(
             C,
-            format!("{} ({}, {:.0} MB, checked)", path.display(), summary.architecture, summary.file_size as f64 / 1e6),
+            format!(
+                "{} ({}, {:.0} MB, checked)",
+                path.display(),
+                summary.architecture,
+                summary.file_size as f64 / 1e6
+            ),
         ),
         Err(e) => Check::bad(C, Status::Failed, e, "fetch the model again: python3 models/fetch.py default"),
     }
@@ -92,14 +108,24 @@ fn chat_model(settings: &Settings) -> Check {
 fn speech_to_text(settings: &Settings) -> Check {
     const C: &str = "speech to text";
     if !cfg!(feature = "stt") {
-        return Check::bad(C, Status::Off, "built without the `stt` feature", "rebuild with default features");
+        return Check::bad(
+            C,
+            Status::Off,
+            "built without the `stt` feature",
+            "rebuild with default features",
+        );
     }
     let preferred = crate::voice::stt::PREFERRED_MODELS;
     let path = match locate(&settings.voice.stt_model, preferred, &settings.storage.data_dir) {
         Ok(path) => path,
         Err(e) => {
             let name = preferred.last().copied().unwrap_or_default();
-            return Check::bad(C, Status::Missing, e, format!("python3 models/fetch.py {name} --hearth $(which hearth)"));
+            return Check::bad(
+                C,
+                Status::Missing,
+                e,
+                format!("python3 models/fetch.py {name} --hearth $(which hearth)"),
+            );
         }
     };
     match crate::voice::stt::check_model(&path) {
@@ -142,7 +168,11 @@ fn machine(settings: &Settings) -> Check {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        if avx2 { "AVX2" } else { "no AVX2 (the portable build needs it)" }
+        if avx2 {
+            "AVX2"
+        } else {
+            "no AVX2 (the portable build needs it)"
+        }
     } else {
         "NEON"
     };
@@ -151,7 +181,12 @@ fn machine(settings: &Settings) -> Check {
         settings.inference_threads()
     );
     if simd.starts_with("no ") {
-        return Check::bad("machine", Status::Failed, detail, "run on a CPU with AVX2 (x86-64-v3) or build from source");
+        return Check::bad(
+            "machine",
+            Status::Failed,
+            detail,
+            "run on a CPU with AVX2 (x86-64-v3) or build from source",
+        );
     }
     if avail < model_gb + 0.5 {
         return Check::bad("machine", Status::Failed, detail, "free memory or use a smaller model");

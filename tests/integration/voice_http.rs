@@ -32,7 +32,8 @@ fn form(file: Option<&[u8]>, fields: &[(&str, &str)]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
         );
     }
     if let Some(bytes) = file {
@@ -92,7 +93,8 @@ fn voice_transcription_in_every_format_and_beside_the_llm() {
     let segments = verbose["segments"].as_array().unwrap();
     assert!(!segments.is_empty() && segments[0]["start"].as_f64() == Some(0.0), "{verbose}");
 
-    let (status, text) = transcribe(&server, &token, SPEECH, &[("response_format", "text"), ("language", "en")]);
+    let (status, text) =
+        transcribe(&server, &token, SPEECH, &[("response_format", "text"), ("language", "en")]);
     assert_eq!(status, 200);
     assert!(words(text.as_str().unwrap()).contains("kitchen"), "{text}");
 
@@ -122,7 +124,13 @@ fn voice_transcription_rejects_bad_audio_and_requests_with_codes() {
     corrupt.extend_from_slice(&SPEECH[44..2000]);
     let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
         ("not audio", b"hello, this is text".to_vec(), vec![], 415, "unsupported_media_type"),
-        ("an MP3", b"ID3\x04\x00\x00\x00\x00\x00\x00 mp3 frames".to_vec(), vec![], 415, "unsupported_media_type"),
+        (
+            "an MP3",
+            b"ID3\x04\x00\x00\x00\x00\x00\x00 mp3 frames".to_vec(),
+            vec![],
+            415,
+            "unsupported_media_type",
+        ),
         ("a truncated WAV", SPEECH[..30].to_vec(), vec![], 400, "invalid_audio"),
         ("an unknown sample format", corrupt, vec![], 415, "unsupported_media_type"),
         ("an empty file", Vec::new(), vec![], 400, "invalid_audio"),
@@ -139,7 +147,8 @@ fn voice_transcription_rejects_bad_audio_and_requests_with_codes() {
     assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
     let (status, body) = server.raw("/v1/audio/transcriptions", &token, "application/json", b"{}");
     assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
-    let (status, body) = server.raw("/v1/audio/transcriptions", "hth_wrong", &content_type, &form(Some(SPEECH), &[]));
+    let (status, body) =
+        server.raw("/v1/audio/transcriptions", "hth_wrong", &content_type, &form(Some(SPEECH), &[]));
     assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
     // Still serving.
     let (status, body) = transcribe(&server, &token, SPEECH, &[]);

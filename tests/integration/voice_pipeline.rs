@@ -135,7 +135,9 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     assert_eq!(turn.of("audio_start")[0]["rate"], 22050);
     assert!(turn.audio_bytes > 22050, "at least half a second of speech: {} bytes", turn.audio_bytes);
     assert_eq!(turn.of("audio_end").len(), 1);
-    for stage in ["speech_end_to_transcript_ms", "transcript_to_first_token_ms", "speech_end_to_first_audio_ms"] {
+    for stage in
+        ["speech_end_to_transcript_ms", "transcript_to_first_token_ms", "speech_end_to_first_audio_ms"]
+    {
         assert!(done["metrics"][stage].as_f64().is_some_and(|v| v >= 0.0), "{stage}: {done}");
     }
 
@@ -177,7 +179,10 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
         .unwrap()
         .into_string()
         .unwrap();
-    assert!(metrics.contains("hearth_voice_stage_seconds_count{stage=\"speech_end_to_first_audio\"}"), "{metrics}");
+    assert!(
+        metrics.contains("hearth_voice_stage_seconds_count{stage=\"speech_end_to_first_audio\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -204,14 +209,17 @@ fn python() -> Option<String> {
     if probe.is_ok_and(|o| o.status.success()) {
         Some(python)
     } else {
-        eprintln!("SKIPPED: {python} has no `wyoming` package (pip install wyoming, or set HEARTH_TEST_PYTHON)");
+        eprintln!(
+            "SKIPPED: {python} has no `wyoming` package (pip install wyoming, or set HEARTH_TEST_PYTHON)"
+        );
         None
     }
 }
 
 fn wyoming_client(python: &str, port: u16, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/wyoming_hearth.py");
-    let out = Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(args).output().unwrap();
+    let out =
+        Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(args).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "wyoming client failed:\n{stdout}\n{stderr}");
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
@@ -245,7 +253,8 @@ fn voice_wyoming_wants_a_token_from_peers_off_the_allowlist() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hearth.toml");
-    std::fs::write(&config, format!("[voice]\nwyoming_listen = \"127.0.0.1:{port}\"\nwyoming_allow = []\n")).unwrap();
+    std::fs::write(&config, format!("[voice]\nwyoming_listen = \"127.0.0.1:{port}\"\nwyoming_allow = []\n"))
+        .unwrap();
     let server = Server::start(options().env("HEARTH_CONFIG", config.to_str().unwrap()));
     wait_voice(&server);
     let refused = wyoming_client(&python, port, &["--expect-refusal"]);
