@@ -39,6 +39,7 @@ impl Check {
 pub fn run(settings: &Settings) -> ExitCode {
     let mut checks =
         vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
+    checks.extend(text_to_speech(settings));
     checks.push(wyoming(settings));
     checks.push(machine(settings));
     for c in &checks {
@@ -132,6 +133,50 @@ fn speech_to_text(settings: &Settings) -> Check {
         Ok(()) => Check::ok(C, format!("{} (whisper.cpp, checked)", path.display())),
         Err(e) => Check::bad(C, Status::Failed, e, "fetch or import the whisper model again"),
     }
+}
+
+#[cfg(not(feature = "tts"))]
+fn text_to_speech(_settings: &Settings) -> Vec<Check> {
+    vec![Check::bad(
+        "text to speech",
+        Status::Off,
+        "built without the `tts` feature",
+        "rebuild with default features",
+    )]
+}
+
+/// The voice (and its espeak-ng language), and the ONNX Runtime library it runs on.
+#[cfg(feature = "tts")]
+fn text_to_speech(settings: &Settings) -> Vec<Check> {
+    use crate::voice::tts::{check_library, check_voice, locate_onnxruntime, PREFERRED_VOICES};
+    const VOICE: &str = "text to speech";
+    const RUNTIME: &str = "onnx runtime";
+    let data_dir = &settings.storage.data_dir;
+    let voice = match locate(&settings.voice.tts_voice, PREFERRED_VOICES, data_dir) {
+        Err(e) => Check::bad(VOICE, Status::Missing, e, "python3 models/fetch.py piper-joe"),
+        Ok(path) => match check_voice(&path) {
+            Ok((language, rate)) => {
+                Check::ok(VOICE, format!("{} ({language}, {rate} Hz, espeak-ng ok)", path.display()))
+            }
+            Err(e) if e.contains("espeak") => {
+                Check::bad(VOICE, Status::Failed, e, "sudo apt-get install espeak-ng-data libespeak-ng1")
+            }
+            Err(e) => Check::bad(
+                VOICE,
+                Status::Failed,
+                e,
+                "fetch the voice again: python3 models/fetch.py piper-joe",
+            ),
+        },
+    };
+    let runtime = match locate_onnxruntime(&settings.voice.onnxruntime, data_dir) {
+        Err(e) => Check::bad(RUNTIME, Status::Missing, e, "python3 models/fetch.py onnxruntime"),
+        Ok(path) => match check_library(&path) {
+            Ok(version) => Check::ok(RUNTIME, format!("{} (version {version})", path.display())),
+            Err(e) => Check::bad(RUNTIME, Status::Failed, e, "python3 models/fetch.py onnxruntime"),
+        },
+    };
+    vec![voice, runtime]
 }
 
 fn wyoming(settings: &Settings) -> Check {

@@ -183,8 +183,14 @@ fn voice_speech_round_trips_through_whisper_and_streams_pcm() {
 
     // Text → speech (WAV) → text recovers the sentence.
     let sentence = "Please turn on the kitchen light.";
-    let (status, wav, content_type, _) = speak(&server, &token, json!({"input": sentence, "voice": "default"}));
-    assert_eq!((status, content_type.as_deref()), (200, Some("audio/wav")), "{}", String::from_utf8_lossy(&wav));
+    let (status, wav, content_type, _) =
+        speak(&server, &token, json!({"input": sentence, "voice": "default"}));
+    assert_eq!(
+        (status, content_type.as_deref()),
+        (200, Some("audio/wav")),
+        "{}",
+        String::from_utf8_lossy(&wav)
+    );
     let audio = decode_wav(&wav, &AudioLimits::default()).unwrap();
     assert_eq!((audio.info.sample_rate, audio.info.channels), (22_050, 1));
     let (status, body) = transcribe(&server, &token, &wav, &[]);
@@ -213,4 +219,38 @@ fn voice_speech_round_trips_through_whisper_and_streams_pcm() {
         let error: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         assert_eq!((got, code(&error)), (status, expected), "{body}: {error}");
     }
+}
+
+#[test]
+fn voice_doctor_says_what_is_missing_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(crate::common::BIN);
+        cmd.args(["doctor", "--data-dir"]).arg(dir.path()).env("HEARTH_CONFIG", "/dev/null");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // With the test models installed in the cache, speech is ready.
+    let (code, out) = run(&[("HEARTH_STT_MODEL", "whisper-tiny-en")]);
+    assert!(out.contains("ok      speech to text") && out.contains("ok      text to speech"), "{out}");
+    assert!(out.contains("ok      onnx runtime"), "{out}");
+    assert!(code.is_some(), "{out}");
+    // A missing voice and a file that is not ONNX Runtime are named, with fixes; exit 1.
+    let bogus = dir.path().join("libonnxruntime.so");
+    std::fs::write(&bogus, b"not a library").unwrap();
+    let (code, out) = run(&[
+        ("HEARTH_STT_MODEL", "/nowhere/ggml.bin"),
+        ("HEARTH_TTS_VOICE", "/nowhere/voice.onnx"),
+        ("HEARTH_ONNXRUNTIME", bogus.to_str().unwrap()),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("MISSING speech to text"), "{out}");
+    assert!(
+        out.contains("MISSING text to speech") && out.contains("fix: python3 models/fetch.py piper-joe"),
+        "{out}"
+    );
+    assert!(out.contains("FAILED  onnx runtime") && out.contains("not a shared library"), "{out}");
 }

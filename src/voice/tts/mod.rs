@@ -19,7 +19,19 @@ mod text;
 #[cfg_attr(not(feature = "tts"), allow(dead_code))]
 mod voice;
 
+#[cfg(feature = "tts")]
+pub use runtime::check_library;
 pub use runtime::{check_elf, locate_onnxruntime, ONNXRUNTIME_MODEL};
+
+/// Checks a voice without loading it into ONNX Runtime: its `.onnx.json`, and that
+/// espeak-ng can phonemize in its language. Returns the voice's language and rate.
+#[cfg(feature = "tts")]
+pub fn check_voice(model: &Path) -> Result<(String, u32), String> {
+    std::fs::metadata(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let config = voice::VoiceConfig::load(model)?;
+    espeak::phonemize(&config.espeak_voice, "Hello.")?;
+    Ok((config.language, config.sample_rate))
+}
 pub use text::split_sentences;
 
 use crate::error::{ApiError, ErrorCode};
