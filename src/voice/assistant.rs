@@ -71,7 +71,8 @@ impl Assistant {
                 ),
                 languages,
             }],
-            supports_transcript_streaming: false,
+            // Segments come as `transcript-chunk`s between `transcript-start` and `-stop`.
+            supports_transcript_streaming: true,
         }]
     }
 

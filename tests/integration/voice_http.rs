@@ -122,7 +122,8 @@ fn voice_transcription_rejects_bad_audio_and_requests_with_codes() {
     let mut corrupt = SPEECH[..44].to_vec();
     corrupt[20] = 0x55; // format tag: nothing known
     corrupt.extend_from_slice(&SPEECH[44..2000]);
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("not audio", b"hello, this is text".to_vec(), vec![], 415, "unsupported_media_type"),
         (
             "an MP3",

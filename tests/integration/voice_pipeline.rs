@@ -241,6 +241,13 @@ fn voice_wyoming_serves_home_assistant_with_the_real_engines() {
     assert_eq!(report["handle"], json!(["hearth-assistant"]), "{report}");
     assert!(report["tts_voices"].as_array().is_some_and(|v| !v.is_empty()), "{report}");
     assert!(words(report["transcript"].as_str().unwrap()).contains("kitchen"), "{report}");
+    let streaming = &report["streaming"];
+    assert_eq!(
+        (streaming["start"].as_bool(), streaming["stop"].as_bool()),
+        (Some(true), Some(true)),
+        "{report}"
+    );
+    assert_eq!(streaming["chunks"].as_str().map(str::trim), report["transcript"].as_str(), "{report}");
     assert_eq!((report["tts"]["rate"].as_u64(), report["tts"]["width"].as_u64()), (Some(22050), Some(2)));
     // Text → speech → text recovers the sentence.
     assert!(words(report["round_trip"].as_str().unwrap()).contains("kitchen light"), "{report}");
