@@ -48,6 +48,16 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
+/// Stops a spawned task when the turn that owns it ends early (cancelled, or the client
+/// went away): a dropped `JoinHandle` alone would let it run on.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a turn; returns the conversation it was stored in.
 pub async fn run(
     state: web::Data<AppState>,
@@ -120,8 +130,12 @@ async fn answer(
 
     // Sentences go to the speaker task as they complete; it streams their audio back.
     let (sentences_tx, sentences_rx) = mpsc::unbounded_channel::<String>();
-    let speaker =
-        actix_web::rt::spawn(speak(state.clone(), settings.voice.clone(), sentences_rx, session.clone()));
+    let mut speaker = AbortOnDrop(actix_web::rt::spawn(speak(
+        state.clone(),
+        settings.voice.clone(),
+        sentences_rx,
+        session.clone(),
+    )));
     let mut sentences = Sentences::default();
     let mut text = String::new();
     let mut first_token = None;
@@ -147,7 +161,8 @@ async fn answer(
         let _ = sentences_tx.send(rest);
     }
     drop(sentences_tx);
-    let spoken = speaker.await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
+    let spoken =
+        (&mut speaker.0).await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
 
     let turn = NewTurn {
         conversation_id,

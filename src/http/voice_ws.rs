@@ -177,10 +177,11 @@ async fn run(
                     continue;
                 }
                 Ok(ClientMessage::Cancel) => {
+                    // Acknowledged whether or not an answer was running (it may just have ended).
                     if let Some(handle) = turn.take() {
                         handle.abort();
-                        send(&mut session, json!({"type": "cancelled"})).await;
                     }
+                    send(&mut session, json!({"type": "cancelled"})).await;
                     capture.reset();
                     continue;
                 }

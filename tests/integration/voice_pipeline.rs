@@ -164,6 +164,29 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     send(&mut socket, json!({"type": "stop"}));
     assert_eq!(next_json(&mut socket)["type"], "no_speech");
 
+    // Cancel stops an answer and its speech: nothing of it arrives after `cancelled`
+    // (read_turn fails on audio before the next turn's audio_start).
+    send(&mut socket, json!({"type": "text", "text": "Tell me a long story about a kitchen."}));
+    loop {
+        match socket.read().unwrap() {
+            Message::Text(t) if t.contains("\"audio_start\"") => break,
+            Message::Text(t) if t.contains("\"done\"") => break,
+            _ => {}
+        }
+    }
+    send(&mut socket, json!({"type": "cancel"}));
+    loop {
+        if let Message::Text(t) = socket.read().unwrap() {
+            if t.contains("\"cancelled\"") {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    send(&mut socket, json!({"type": "text", "text": "Hello."}));
+    let turn = read_turn(&mut socket);
+    assert_eq!(turn.last()["type"], "done", "{:?}", turn.events);
+
     // Hanging up mid-answer stops it; the server goes on serving.
     send(&mut socket, json!({"type": "text", "text": "Tell me a long story about a kitchen."}));
     let first = next_json(&mut socket);
