@@ -135,6 +135,8 @@ fn voice_transcription_rejects_bad_audio_and_requests_with_codes() {
         ("a truncated WAV", SPEECH[..30].to_vec(), vec![], 400, "invalid_audio"),
         ("an unknown sample format", corrupt, vec![], 415, "unsupported_media_type"),
         ("an empty file", Vec::new(), vec![], 400, "invalid_audio"),
+        // Past voice.max_audio_seconds (300 by default): 301 s of 8 kHz silence.
+        ("too long", encode_wav(&vec![0i16; 8000 * 301], 8000, 1), vec![], 413, "audio_too_long"),
         ("a bad format", SPEECH.to_vec(), vec![("response_format", "mp3")], 400, "invalid_request"),
         ("a bad temperature", SPEECH.to_vec(), vec![("temperature", "hot")], 400, "invalid_request"),
         ("an unknown language", SPEECH.to_vec(), vec![("language", "xx")], 400, "invalid_request"),

@@ -135,6 +135,7 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     assert_eq!(turn.of("audio_start")[0]["rate"], 22050);
     assert!(turn.audio_bytes > 22050, "at least half a second of speech: {} bytes", turn.audio_bytes);
     assert_eq!(turn.of("audio_end").len(), 1);
+    eprintln!("voice turn stages: {}", done["metrics"]);
     for stage in
         ["speech_end_to_transcript_ms", "transcript_to_first_token_ms", "speech_end_to_first_audio_ms"]
     {
