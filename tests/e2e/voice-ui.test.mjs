@@ -333,24 +333,30 @@ test('microphone problems are explained: permission refused, or a page that is n
 
 /** Why the real speech test cannot run here, or null. */
 function speechMissing() {
-  const stt = path.join(CACHE, 'ggml-tiny.en.bin');
-  if (!fs.existsSync(stt)) return `no ${stt}: run python3 models/fetch.py whisper-tiny-en piper-joe onnxruntime`;
-  return null;
+  const have = fs.existsSync(CACHE) ? fs.readdirSync(CACHE) : [];
+  const need = [['ggml-tiny.en.bin', /^ggml-tiny\.en\.bin$/], ['en_US-joe-medium.onnx', /^en_US-joe-medium\.onnx$/],
+    ['libonnxruntime.so', /^libonnxruntime\.so/]];
+  const missing = need.filter(([, re]) => !have.some((f) => re.test(f))).map(([name]) => name);
+  return missing.length
+    ? `${missing.join(', ')} not in ${CACHE}: run python3 models/fetch.py whisper-tiny-en piper-joe onnxruntime`
+    : null;
 }
 
-/** Waits until the server's speech recognition is ready. */
+/** Waits until the server hears and speaks. */
 async function speechReady() {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const health = await (await fetch(`${server.url}/api/health`)).json();
-    const stt = health.components.speech_to_text;
-    if (stt?.state === 'ready') return;
-    if (stt?.state === 'failed' || Date.now() > deadline) throw new Error(`speech to text not ready: ${JSON.stringify(stt)}`);
+    const { components } = await (await fetch(`${server.url}/api/health`)).json();
+    const parts = [components.speech_to_text, components.text_to_speech];
+    if (parts.every((p) => p?.state === 'ready')) return;
+    if (parts.some((p) => p?.state === 'failed') || Date.now() > deadline) {
+      throw new Error(`speech not ready: ${JSON.stringify(parts)}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
-test('real speech: hold the button and say it; the transcript, a spoken reply, and the turn stored', { skip: speechMissing() }, async () => {
+test('real speech: hold the button and say it; the transcript, a spoken reply, and the turn stored', { skip: speechMissing() || false }, async () => {
   await speechReady();
   const page = await newPage();
   const seen = { sent: 0, audioBytes: 0, events: [] };
@@ -369,13 +375,21 @@ test('real speech: hold the button and say it; the transcript, a spoken reply, a
     }).observe(bar, { attributes: true, attributeFilter: ['data-state'] });
   });
 
+  // On a failure, say what the socket and the voice bar showed.
+  const explain = async (e) => {
+    const status = await page.locator('#voice-bar').textContent().catch(() => '?');
+    const log = server.log().split('\n').filter((l) => !/whisper_|llama|ggml|print_info|load_tensors/.test(l)).slice(-30);
+    e.message += `\nvoice bar: ${status}\nevents: ${JSON.stringify(seen.events).slice(0, 2000)}\nsent ${seen.sent} bytes`
+      + `\nserver log:\n${log.join('\n')}`;
+    throw e;
+  };
   await holdMic(page, 4000, 'voice-real-listening.png');
   const user = page.locator('.msg.user').last();
-  await user.waitFor({ timeout: 60_000 });
+  await user.waitFor({ timeout: 60_000 }).catch(explain);
   const transcript = (await user.textContent()).trim();
   assert.match(transcript, /kitchen/i, `transcript: ${transcript}`);
   const reply = page.locator('.msg.assistant').last();
-  await reply.locator('.meta', { hasText: 'spoken' }).waitFor({ timeout: 240_000 });
+  await reply.locator('.meta', { hasText: 'spoken' }).waitFor({ timeout: 240_000 }).catch(explain);
   const replyText = (await reply.locator('.body').textContent()).trim();
   assert.ok(replyText.length > 0, 'the reply has text');
   await page.screenshot({ path: path.join(SHOTS, 'voice-real.png'), animations: 'disabled' });
