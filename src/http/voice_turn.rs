@@ -58,7 +58,8 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs a turn; returns the conversation it was stored in.
+/// Runs a turn; returns the conversation it was stored in (none when nothing was said
+/// or it failed; failures are reported to the client).
 pub async fn run(
     state: web::Data<AppState>,
     user_id: i64,
@@ -67,7 +68,7 @@ pub async fn run(
     mut session: Session,
 ) -> Option<String> {
     match answer(&state, user_id, &settings, input, &mut session).await {
-        Ok(conversation) => Some(conversation),
+        Ok(conversation) => conversation,
         Err(e) => {
             let body = json!({"type": "error", "code": e.code.code(), "message": e.message});
             let _ = session.text(body.to_string()).await;
@@ -82,7 +83,7 @@ async fn answer(
     settings: &TurnSettings,
     input: Input,
     session: &mut Session,
-) -> Result<String, ApiError> {
+) -> Result<Option<String>, ApiError> {
     let closed = || ApiError::new(ErrorCode::Internal, "the client went away");
     let (question, started, transcribed) = match input {
         Input::Text(text) => {
@@ -101,7 +102,7 @@ async fn answer(
     };
     if question.trim().is_empty() {
         session.text(json!({"type": "no_speech"}).to_string()).await.map_err(|_| closed())?;
-        return Err(ApiError::invalid("nothing was said"));
+        return Ok(None);
     }
     state.metrics.observe_stage("speech_end_to_transcript", transcribed - started);
 
@@ -204,7 +205,7 @@ async fn answer(
         "metrics": metrics,
     });
     session.text(done.to_string()).await.map_err(|_| closed())?;
-    Ok(ids.conversation_id)
+    Ok(Some(ids.conversation_id))
 }
 
 /// Speaks each sentence as it arrives; returns when the first audio was sent.

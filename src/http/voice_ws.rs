@@ -122,7 +122,16 @@ async fn run(
             }
         };
         let input = match message {
-            None | Some(Err(_)) | Some(Ok(AggregatedMessage::Close(_))) => break,
+            None | Some(Ok(AggregatedMessage::Close(_))) => break,
+            Some(Err(e)) => {
+                // An over-long message or a broken frame: say why, then hang up.
+                let code = match e {
+                    actix_ws::ProtocolError::Overflow => ErrorCode::PayloadTooLarge,
+                    _ => ErrorCode::InvalidRequest,
+                };
+                send_error(&mut session, &ApiError::new(code, format!("WebSocket error: {e}"))).await;
+                break;
+            }
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 let _ = session.pong(&bytes).await;
                 continue;

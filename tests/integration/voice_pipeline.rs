@@ -225,6 +225,15 @@ fn voice_websocket_needs_auth_and_the_same_origin() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
         other => panic!("expected 403, got {other:?}"),
     }
+    // A message over the 1 MiB limit is refused with a code, then the socket is closed.
+    let mut socket = connect(&server, &token);
+    socket.send(Message::binary(vec![0u8; 2 << 20])).unwrap();
+    let error = next_json(&mut socket);
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("payload_too_large")),
+        "{error}"
+    );
 }
 
 fn python() -> Option<String> {
