@@ -87,7 +87,6 @@ export function voiceControl(hooks) {
   let holding = false;
   let mic = null; // the open microphone: {stream, source, node, live, sent, ended, flushed}
   let turn = null; // {cancelSent}: from the release until done, cancelled, no_speech or error
-  let noSpeech = false;
   let ctx = null;
   let rate = 22050;
   let carry = null;
@@ -210,7 +209,6 @@ export function voiceControl(hooks) {
         break;
       case 'no_speech':
         turn = null;
-        noSpeech = true;
         show('idle', 'I didn\'t catch that. Hold the button while you speak.');
         flush();
         break;
@@ -229,7 +227,6 @@ export function voiceControl(hooks) {
         flush();
         break;
       case 'error':
-        if (noSpeech && m.code === 'invalid_request') break; // the server's echo of no_speech
         if (turn?.cancelSent) { turn = null; flush(); break; } // how a stopped answer ended
         if (turn) hooks.onEvent('failed', { message: voiceErrorText(m) });
         turn = null;
@@ -335,7 +332,6 @@ export function voiceControl(hooks) {
     if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) return fail({ code: 'insecure' });
     if (!window.AudioWorkletNode) return fail({ code: 'unsupported' });
     holding = true;
-    noSpeech = false;
     button.setAttribute('aria-pressed', 'true');
     hooks.interrupt?.();
     cancel(); // talking over the answer stops it
