@@ -27,7 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "deps: cargo not found. Hearth needs Rust 1.89 or newer (https://rustup.rs)." >&2
+  echo "deps: cargo not found. Hearth needs Rust 1.93 or newer (https://rustup.rs)." >&2
+  exit 1
+fi
+# Cargo config `include` (.cargo/config.toml, for the shared ggml) is stable from 1.93.
+minor=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
+if [ -n "$minor" ] && [ "$minor" -lt 93 ]; then
+  echo "deps: $(cargo --version) is too old; Hearth needs Rust 1.93 or newer (rustup update)." >&2
   exit 1
 fi
 echo "deps: ok ($(cargo --version))" >&2
+
+# The one static ggml that llama.cpp and whisper.cpp share (see scripts/ggml.sh).
+bash "$(dirname "$0")/ggml.sh"

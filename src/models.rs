@@ -124,6 +124,48 @@ pub fn resolve_model_path(configured: &str, data_dir: &Path) -> Result<PathBuf, 
     ))
 }
 
+/// Finds a model file by setting: a path (anything with a `/` or ending in a file
+/// extension the manifest doesn't list is taken as given), a manifest name, or, when
+/// `configured` is empty, the first of `preferred` (manifest names) that is installed.
+/// The error names what was looked for and where, and how to fetch it.
+pub fn locate(configured: &str, preferred: &[&str], data_dir: &Path) -> Result<PathBuf, String> {
+    let dirs = search_dirs(data_dir);
+    let find = |entry: &ManifestModel| dirs.iter().map(|d| d.join(&entry.file)).find(|p| p.is_file());
+    let looked = || dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    if !configured.is_empty() {
+        return match manifest().find(configured) {
+            Some(entry) if !configured.contains('/') => find(entry).ok_or_else(|| {
+                format!(
+                    "{} ({}) is not installed in {}; fetch it with `python3 models/fetch.py {}`",
+                    entry.name,
+                    entry.file,
+                    looked(),
+                    entry.name
+                )
+            }),
+            _ => {
+                let path = PathBuf::from(configured);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(format!("{configured}: no such file, and no manifest model has that name"))
+                }
+            }
+        };
+    }
+    for name in preferred {
+        if let Some(path) = manifest().find(name).and_then(find) {
+            return Ok(path);
+        }
+    }
+    Err(format!(
+        "none of {} is installed in {}; fetch one with `python3 models/fetch.py {}`",
+        preferred.join(", "),
+        looked(),
+        preferred.last().copied().unwrap_or_default()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,12 @@
 
 mod admin;
 mod chat;
+mod doctor;
 mod knowledge;
 mod models;
 mod onboard;
 mod serve;
+mod speech;
 
 use crate::config::{self, FlagOverride, Loaded};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -79,7 +81,11 @@ enum Command {
     /// Inspect or rebuild the search index of history and documents.
     #[command(subcommand)]
     Index(knowledge::IndexCommand),
+    /// Transcribe a WAV file with the local speech model (whisper.cpp).
+    Transcribe(speech::TranscribeArgs),
     /// Print the configuration in effect (all layers merged) as TOML.
+    /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
+    Doctor,
     PrintConfig,
 }
 
@@ -180,6 +186,8 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Models(cmd) => models::run(cmd, &loaded.settings),
         Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
+        Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Doctor => Ok(doctor::run(&loaded.settings)),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)

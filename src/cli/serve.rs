@@ -8,6 +8,7 @@ use crate::knowledge::Knowledge;
 use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::voice::Voice;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,11 +36,13 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         settings: settings.clone(),
     };
     let jobs = JobRunner::start(knowledge.clone());
+    let voice = Voice::start(&settings, &metrics);
     tracing::info!(
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let state = AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs };
+    let state =
+        AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs, voice };
     actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())

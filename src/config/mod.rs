@@ -7,9 +7,11 @@
 //! or the flag.
 
 mod settings;
+mod voice;
 
 pub use settings::{
     KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings,
+    VoiceSettings,
 };
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,11 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KNOWLEDGE_CONTEXT_TOKENS", "knowledge.context_tokens", Kind::Int),
     ("HEARTH_KNOWLEDGE_TOP_K", "knowledge.top_k", Kind::Int),
     ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
+    ("HEARTH_STT_MODEL", "voice.stt_model", Kind::Str),
+    ("HEARTH_TTS_VOICE", "voice.tts_voice", Kind::Str),
+    ("HEARTH_ONNXRUNTIME", "voice.onnxruntime", Kind::Str),
+    ("HEARTH_VOICE_THREADS", "voice.threads", Kind::Int),
+    ("HEARTH_WYOMING_LISTEN", "voice.wyoming_listen", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::voice::VoiceSettings;
+
 /// All of Hearth's settings. Every field has a default; files, environment variables
 /// and flags override them in that order (see [`super::load`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -13,6 +15,7 @@ pub struct Settings {
     pub model: ModelSettings,
     pub storage: StorageSettings,
     pub knowledge: KnowledgeSettings,
+    pub voice: VoiceSettings,
     pub log: LogSettings,
 }
 
@@ -229,7 +232,7 @@ impl Settings {
         if k.context_tokens < 50 {
             return bad("knowledge.context_tokens", "must be at least 50");
         }
-        Ok(())
+        self.voice.validate()
     }
 
     /// The socket address to bind (validated by [`Settings::validate`]).

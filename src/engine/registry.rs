@@ -76,6 +76,11 @@ impl Registry {
     }
 
     /// The configured model's engine (ready, loading or failed).
+    /// The configured model's name.
+    pub fn default_id(&self) -> &str {
+        &self.inner.default_id
+    }
+
     pub fn default_engine(&self) -> &Engine {
         &self.inner.default
     }

@@ -38,6 +38,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "index": index,
             "jobs": { "pending": pending_jobs },
             "model": model,
+            "speech_to_text": state.voice.stt.state(),
             "models": state.models.states().into_iter().map(|(id, s)| json!({
                 "id": id,
                 "state": match s {

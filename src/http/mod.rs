@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod audio;
 mod auth;
 mod chat;
 mod conversations;
@@ -24,6 +25,7 @@ use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::voice::Voice;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub struct AppState {
     pub started: Instant,
     pub knowledge: Knowledge,
     pub jobs: JobRunner,
+    pub voice: Voice,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -103,7 +106,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))
-        .service(resource("/v1/embeddings").route(web::post().to(openai::embeddings)));
+        .service(resource("/v1/embeddings").route(web::post().to(openai::embeddings)))
+        .service(resource("/v1/audio/transcriptions").route(web::post().to(audio::transcriptions)));
 }
 
 /// A resource whose unmatched methods answer a JSON 405.

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub requests_timed_out: IntCounter,
     pub model_loaded: IntGauge,
     pub model_load_failures: IntCounter,
+    /// Seconds spent in each voice stage: `transcribe`, `synthesize`, and the pipeline's
+    /// `vad_end_to_transcript`, `transcript_to_first_token`, `first_token_to_first_audio`,
+    /// `speech_end_to_first_audio`.
+    pub voice_stage_seconds: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -65,6 +69,13 @@ impl Metrics {
             "Generation speed of the last finished request (tokens per second)",
         )
         .unwrap();
+        let voice_stage_seconds = HistogramVec::new(
+            HistogramOpts::new("voice_stage_seconds", "Time spent in each stage of speech work")
+                .buckets(vec![0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0]),
+            &["stage"],
+        )
+        .unwrap();
+        registry.register(Box::new(voice_stage_seconds.clone())).expect("unique metric name");
         registry.register(Box::new(http_requests.clone())).expect("unique metric name");
         registry.register(Box::new(http_latency.clone())).expect("unique metric name");
         registry.register(Box::new(time_to_first_token.clone())).expect("unique metric name");
@@ -96,8 +107,14 @@ impl Metrics {
             requests_timed_out: counter(r, "requests_timed_out_total", "Requests stopped by the timeout"),
             model_loaded: gauge(r, "model_loaded", "Language models loaded and ready (generation engines)"),
             model_load_failures: counter(r, "model_load_failures_total", "Model files that failed to load"),
+            voice_stage_seconds,
             registry,
         }
+    }
+
+    /// Records the time one voice stage took.
+    pub fn observe_stage(&self, stage: &str, elapsed: std::time::Duration) {
+        self.voice_stage_seconds.with_label_values(&[stage]).observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.

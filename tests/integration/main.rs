@@ -16,6 +16,7 @@ mod knowledge;
 mod models;
 mod openai;
 mod persistence;
+mod voice_http;
 mod voice_import;
 mod voice_wyoming;
 mod web;

@@ -13,7 +13,9 @@ pub mod server;
 pub use codec::{encode_event, read_event, write_event, Limits, RawEvent, WyomingError, PROTOCOL_VERSION};
 pub use events::Event;
 pub use info::Info;
-pub use server::{handle_connection, serve, ServerOptions, ServiceError, Synthesized, VoiceServices};
+pub use server::{
+    handle_connection, serve, serve_connection, ServerOptions, ServiceError, Synthesized, VoiceServices,
+};
 
 #[cfg(test)]
 mod server_tests;

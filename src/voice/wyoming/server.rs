@@ -8,6 +8,7 @@
 //! a connection idle for [`ServerOptions::idle_timeout`] is closed.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,13 @@ pub trait VoiceServices: Send + Sync + 'static {
         &self,
         transcript: &Transcript,
     ) -> impl Future<Output = Result<Option<Handled>, ServiceError>> + Send;
+
+    /// Whether `token` (from an `auth` event) admits a peer that is not on the
+    /// allowlist. By default no token does.
+    fn authorize(&self, token: &str) -> impl Future<Output = bool> + Send {
+        let _ = token;
+        async { false }
+    }
 }
 
 /// Server settings.
@@ -86,6 +94,11 @@ pub struct ServerOptions {
     pub max_utterance_bytes: usize,
     /// Samples per `audio-chunk` of synthesized speech.
     pub samples_per_chunk: usize,
+    /// When set, only peers at these addresses are served straight away (Home Assistant
+    /// cannot send a token); any other peer must first send
+    /// `{"type": "auth", "data": {"token": "hth_..."}}`, checked by
+    /// [`VoiceServices::authorize`]. `None`: every peer is served (tests, loopback tools).
+    pub allow: Option<Vec<IpAddr>>,
 }
 
 impl Default for ServerOptions {
@@ -97,6 +110,7 @@ impl Default for ServerOptions {
             max_utterance_seconds: 60.0,
             max_utterance_bytes: 16 * 1024 * 1024,
             samples_per_chunk: 1024,
+            allow: None,
         }
     }
 }
@@ -142,7 +156,8 @@ pub async fn serve<S: VoiceServices>(
         connections.spawn(async move {
             let _permit = permit;
             tracing::debug!(%peer, "wyoming: connected");
-            if let Err(e) = handle_connection(stream, &*services, &options).await {
+            let admitted = options.allow.as_ref().is_none_or(|allow| allow.contains(&canonical(peer.ip())));
+            if let Err(e) = serve_connection(stream, &*services, &options, admitted).await {
                 tracing::info!(%peer, error = %e, "wyoming: connection ended with an error");
             }
         });
@@ -153,6 +168,14 @@ fn error_event(code: &str, text: impl Into<String>) -> Event {
     Event::Error(ErrorEvent { text: text.into(), code: Some(code.into()) })
 }
 
+/// An IPv4 peer reached over an IPv6 socket, as its IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Serves one connection until the peer closes it, it idles out, or the
 /// stream breaks. Events that are read whole but not understood get an
 /// `error` event and the connection goes on.
@@ -160,6 +183,22 @@ pub async fn handle_connection<S, T>(
     stream: T,
     services: &S,
     options: &ServerOptions,
+) -> Result<(), WyomingError>
+where
+    S: VoiceServices,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    serve_connection(stream, services, options, true).await
+}
+
+/// [`handle_connection`] for a peer that may have to authenticate first: until it
+/// sends an `auth` event with a token that [`VoiceServices::authorize`] accepts, any
+/// other event gets an `unauthorized` error and the connection is closed.
+pub async fn serve_connection<S, T>(
+    stream: T,
+    services: &S,
+    options: &ServerOptions,
+    mut admitted: bool,
 ) -> Result<(), WyomingError>
 where
     S: VoiceServices,
@@ -179,6 +218,22 @@ where
                 return Err(e);
             }
         };
+        if raw.kind == "auth" {
+            let token = raw.data.get("token").and_then(|t| t.as_str()).unwrap_or_default();
+            admitted = services.authorize(token).await;
+            if !admitted {
+                let refused = error_event("unauthorized", "invalid or revoked token");
+                write_event(&mut write, &refused.to_raw()).await?;
+                return Ok(());
+            }
+            continue;
+        }
+        if !admitted {
+            let text = "this Wyoming server needs a token: send {\"type\": \"auth\", \"data\": {\"token\": \"hth_...\"}} \
+                        first, or add this address to voice.wyoming_allow";
+            write_event(&mut write, &error_event("unauthorized", text).to_raw()).await?;
+            return Ok(());
+        }
         let replies = match Event::from_raw(raw) {
             Ok(event) => session.handle(event, services, options).await,
             Err(e) => vec![error_event("invalid_event", e.to_string())],

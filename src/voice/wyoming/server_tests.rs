@@ -47,6 +47,10 @@ impl VoiceServices for Recorder {
         Ok((transcript.text != "gibberish")
             .then(|| Handled { text: Some(format!("you said: {}", transcript.text)), context: None }))
     }
+
+    async fn authorize(&self, token: &str) -> bool {
+        token == "hth_good"
+    }
 }
 
 struct Client {
@@ -74,6 +78,44 @@ fn start(services: Recorder, options: ServerOptions) -> (Client, Arc<Recorder>, 
     });
     let (read, writer) = tokio::io::split(ours);
     (Client { reader: BufReader::new(read), writer }, services, task)
+}
+
+/// A connection from a peer that is not on the allowlist.
+fn start_unadmitted() -> Client {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let _ = serve_connection(theirs, &Recorder::default(), &ServerOptions::default(), false).await;
+    });
+    let (read, writer) = tokio::io::split(ours);
+    Client { reader: BufReader::new(read), writer }
+}
+
+fn auth(token: &str) -> Event {
+    let mut raw = RawEvent::new("auth");
+    raw.data.insert("token".into(), token.into());
+    Event::Other(raw)
+}
+
+#[tokio::test]
+async fn peers_off_the_allowlist_need_a_token_first() {
+    // Anything before `auth` is refused, and the connection closed.
+    let mut client = start_unadmitted();
+    client.send(Event::Describe).await;
+    let Event::Error(e) = client.recv().await else { panic!("expected an error") };
+    assert_eq!(e.code.as_deref(), Some("unauthorized"));
+    assert!(read_event(&mut client.reader, &Limits::default()).await.unwrap().is_none(), "closed");
+
+    // A wrong token is refused.
+    let mut client = start_unadmitted();
+    client.send(auth("hth_bad")).await;
+    let Event::Error(e) = client.recv().await else { panic!("expected an error") };
+    assert_eq!(e.code.as_deref(), Some("unauthorized"));
+
+    // A good one admits the peer.
+    let mut client = start_unadmitted();
+    client.send(auth("hth_good")).await;
+    client.send(Event::Describe).await;
+    assert!(matches!(client.recv().await, Event::Info(_)));
 }
 
 fn s16le(samples: &[i16]) -> Vec<u8> {

@@ -1,0 +1,91 @@
+//! The `[voice]` settings: speech to text, text to speech and the Wyoming server.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceSettings {
+    /// Whisper model (whisper.cpp ggml file): a manifest name such as `whisper-base`, or a
+    /// path. Empty: the best installed manifest model (base, else tiny.en).
+    pub stt_model: String,
+    /// Piper voice: a manifest name, or a path to the `.onnx` file (its `.onnx.json` beside
+    /// it). Empty: the manifest's default voice.
+    pub tts_voice: String,
+    /// ONNX Runtime shared library Piper runs on. Empty: the one `models/fetch.py
+    /// onnxruntime` installs (data dir, then the model cache), else the system's.
+    pub onnxruntime: String,
+    /// Threads for speech recognition and synthesis (0: one per core, at most 4).
+    pub threads: u32,
+    /// Longest audio accepted for transcription, in seconds.
+    pub max_audio_seconds: u32,
+    /// Longest text accepted for synthesis, in characters.
+    pub max_speech_chars: usize,
+    /// Address the Wyoming server (Home Assistant voice satellites) listens on, e.g.
+    /// `0.0.0.0:10300`. Empty: off.
+    pub wyoming_listen: String,
+    /// Peers the Wyoming server serves without a token (Home Assistant cannot send
+    /// one); others must send an `auth` event with an API token first.
+    pub wyoming_allow: Vec<String>,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> Self {
+        Self {
+            stt_model: String::new(),
+            tts_voice: String::new(),
+            onnxruntime: String::new(),
+            threads: 0,
+            max_audio_seconds: 300,
+            max_speech_chars: 4000,
+            wyoming_listen: String::new(),
+            wyoming_allow: vec!["127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+impl VoiceSettings {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("invalid value for voice.{key}: {why}"));
+        if self.threads > 64 {
+            return bad("threads", "must be at most 64 (0 = automatic)");
+        }
+        if !(1..=3600).contains(&self.max_audio_seconds) {
+            return bad("max_audio_seconds", "must be between 1 and 3600");
+        }
+        if !(1..=100_000).contains(&self.max_speech_chars) {
+            return bad("max_speech_chars", "must be between 1 and 100000");
+        }
+        if !self.wyoming_listen.is_empty() && self.wyoming_listen.parse::<SocketAddr>().is_err() {
+            return bad(
+                "wyoming_listen",
+                &format!(
+                    "'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:10300), or empty for off",
+                    self.wyoming_listen
+                ),
+            );
+        }
+        if let Some(peer) = self.wyoming_allow.iter().find(|a| a.parse::<IpAddr>().is_err()) {
+            return bad("wyoming_allow", &format!("'{peer}' is not an IP address"));
+        }
+        Ok(())
+    }
+
+    /// The Wyoming server's address, when it is on.
+    pub fn wyoming_addr(&self) -> Option<SocketAddr> {
+        self.wyoming_listen.parse().ok()
+    }
+
+    /// Peers served without a token.
+    pub fn wyoming_allowed(&self) -> Vec<IpAddr> {
+        self.wyoming_allow.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// Threads for the speech engines: the configured number, else one per core (at most 4).
+    pub fn speech_threads(&self) -> u32 {
+        match self.threads {
+            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).clamp(1, 4),
+            n => n,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! One turn of the voice pipeline: transcribe, answer with the language model while
+//! speaking each sentence as soon as it is complete, store the turn, report latencies.
+
+use super::chat::{params, retrieve};
+use super::reply::Reply;
+use super::AppState;
+use crate::engine::{ChatMessage, Event, Prompt};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::NewTurn;
+use crate::voice::assistant::SPOKEN_STYLE;
+use crate::voice::pipeline::Sentences;
+use crate::voice::stt::TranscribeRequest;
+use crate::voice::tts::SpeakRequest;
+use actix_web::web;
+use actix_ws::Session;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Bytes of synthesized audio per binary message.
+const AUDIO_FRAME_BYTES: usize = 8192;
+
+/// What the client chose for its turns.
+#[derive(Debug, Clone)]
+pub struct TurnSettings {
+    pub conversation_id: Option<String>,
+    pub voice: Option<String>,
+    pub knowledge: Option<bool>,
+    pub vad_silence_ms: u32,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        TurnSettings { conversation_id: None, voice: None, knowledge: None, vad_silence_ms: 500 }
+    }
+}
+
+pub enum Input {
+    /// An utterance and when it ended (the end of speech).
+    Audio { audio: Vec<f32>, ended: Instant },
+    Text(String),
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+/// Runs a turn; returns the conversation it was stored in.
+pub async fn run(
+    state: web::Data<AppState>,
+    user_id: i64,
+    settings: TurnSettings,
+    input: Input,
+    mut session: Session,
+) -> Option<String> {
+    match answer(&state, user_id, &settings, input, &mut session).await {
+        Ok(conversation) => Some(conversation),
+        Err(e) => {
+            let body = json!({"type": "error", "code": e.code.as_str(), "message": e.message});
+            let _ = session.text(body.to_string()).await;
+            None
+        }
+    }
+}
+
+async fn answer(
+    state: &web::Data<AppState>,
+    user_id: i64,
+    settings: &TurnSettings,
+    input: Input,
+    session: &mut Session,
+) -> Result<String, ApiError> {
+    let closed = || ApiError::new(ErrorCode::Internal, "the client went away");
+    let (question, started, transcribed) = match input {
+        Input::Text(text) => {
+            let now = Instant::now();
+            (text, now, now)
+        }
+        Input::Audio { audio, ended } => {
+            let request = TranscribeRequest { audio, language: None, prompt: None, fast: true };
+            let t = state.voice.stt.transcribe(request).await?;
+            session.text(json!({"type": "transcript", "text": t.text}).to_string()).await.map_err(|_| closed())?;
+            (t.text, ended, Instant::now())
+        }
+    };
+    if question.trim().is_empty() {
+        session.text(json!({"type": "no_speech"}).to_string()).await.map_err(|_| closed())?;
+        return Err(ApiError::invalid("nothing was said"));
+    }
+    state.metrics.observe_stage("speech_end_to_transcript", transcribed - started);
+
+    // The conversation so far, and the documents if asked.
+    let conversation_id = settings.conversation_id.clone();
+    let history = match conversation_id.clone() {
+        None => Vec::new(),
+        Some(id) => state.store.run(move |s| s.messages(user_id, &id)).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => {
+                ApiError::new(ErrorCode::ConversationNotFound, "no such conversation")
+            }
+            other => other.into(),
+        })?,
+    };
+    let knowledge = settings.knowledge.unwrap_or(state.settings.knowledge.chat_default);
+    let retrieved = if knowledge { retrieve(state, user_id, &question).await } else { None };
+    let system = format!("{} {SPOKEN_STYLE}", state.settings.model.system_prompt);
+    let mut messages = vec![ChatMessage::new("system", system)];
+    messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
+    messages.push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
+    let (engine, info) = super::ready_engine(state, None).await?;
+    let mut reply = Reply::start(engine.submit(Prompt::Chat(messages), params(state, None, None, None, None, vec![])?)?)
+        .await?;
+
+    // Sentences go to the speaker task as they complete; it streams their audio back.
+    let (sentences_tx, sentences_rx) = mpsc::unbounded_channel::<String>();
+    let speaker = actix_web::rt::spawn(speak(state.clone(), settings.voice.clone(), sentences_rx, session.clone()));
+    let mut sentences = Sentences::default();
+    let mut text = String::new();
+    let mut first_token = None;
+    let finished = loop {
+        match reply.next().await {
+            Some(Event::Token(t)) => {
+                first_token.get_or_insert_with(Instant::now);
+                text.push_str(&t);
+                session.text(json!({"type": "reply_delta", "text": t}).to_string()).await.map_err(|_| closed())?;
+                for sentence in sentences.push(&t) {
+                    let _ = sentences_tx.send(sentence);
+                }
+            }
+            Some(Event::Done(finished)) => break finished,
+            Some(Event::Error(e)) => return Err(e.into()),
+            None => return Err(ApiError::new(ErrorCode::EngineError, "the engine stopped before finishing")),
+        }
+    };
+    if let Some(rest) = sentences.finish() {
+        let _ = sentences_tx.send(rest);
+    }
+    drop(sentences_tx);
+    let spoken = speaker.await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
+
+    let turn = NewTurn {
+        conversation_id,
+        user_id,
+        user_message: question,
+        reply: text.clone(),
+        model: info.id.clone(),
+        prompt_tokens: finished.usage.prompt_tokens,
+        completion_tokens: finished.usage.completion_tokens,
+        finish_reason: finished.finish_reason.as_str().to_string(),
+        knowledge: settings.knowledge,
+        citations: retrieved
+            .filter(|r| !r.citations.is_empty())
+            .map(|r| serde_json::to_string(&r.citations).unwrap_or_default()),
+    };
+    let ids = state.store.run(move |s| s.append_turn(&turn)).await?;
+
+    let first_token = first_token.unwrap_or(transcribed);
+    let mut metrics = json!({
+        "speech_end_to_transcript_ms": ms(transcribed - started),
+        "transcript_to_first_token_ms": ms(first_token - transcribed),
+    });
+    state.metrics.observe_stage("transcript_to_first_token", first_token - transcribed);
+    if let Some(first_audio) = spoken {
+        metrics["first_token_to_first_audio_ms"] = json!(ms(first_audio.saturating_duration_since(first_token)));
+        metrics["speech_end_to_first_audio_ms"] = json!(ms(first_audio - started));
+        state.metrics.observe_stage("first_token_to_first_audio", first_audio.saturating_duration_since(first_token));
+        state.metrics.observe_stage("speech_end_to_first_audio", first_audio - started);
+    }
+    let done = json!({
+        "type": "done",
+        "conversation_id": ids.conversation_id,
+        "message_id": ids.reply_id,
+        "reply": text,
+        "model": info.id,
+        "metrics": metrics,
+    });
+    session.text(done.to_string()).await.map_err(|_| closed())?;
+    Ok(ids.conversation_id)
+}
+
+/// Speaks each sentence as it arrives; returns when the first audio was sent.
+async fn speak(
+    state: web::Data<AppState>,
+    voice: Option<String>,
+    mut sentences: mpsc::UnboundedReceiver<String>,
+    mut session: Session,
+) -> Result<Option<Instant>, ApiError> {
+    let closed = || ApiError::new(ErrorCode::Internal, "the client went away");
+    let mut first_audio = None;
+    while let Some(text) = sentences.recv().await {
+        let speech = state.voice.tts.synthesize(SpeakRequest { text, voice: voice.clone(), speed: None }).await?;
+        if first_audio.is_none() {
+            let start = json!({"type": "audio_start", "rate": speech.rate, "channels": 1, "format": "s16le"});
+            session.text(start.to_string()).await.map_err(|_| closed())?;
+        }
+        let bytes: Vec<u8> = speech.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        for frame in bytes.chunks(AUDIO_FRAME_BYTES) {
+            session.binary(frame.to_vec()).await.map_err(|_| closed())?;
+            first_audio.get_or_insert_with(Instant::now);
+        }
+    }
+    if first_audio.is_some() {
+        session.text(json!({"type": "audio_end"}).to_string()).await.map_err(|_| closed())?;
+    }
+    Ok(first_audio)
+}

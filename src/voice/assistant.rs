@@ -1,0 +1,154 @@
+//! Hearth's engines behind the Wyoming protocol: whisper for `transcribe`, Piper for
+//! `synthesize`, the language model for `handle`, and API tokens for `auth`.
+
+use super::stt::{SttState, TranscribeRequest};
+use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
+use super::tts::{SpeakRequest, TtsState};
+use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel, TtsProgram, TtsVoice};
+use super::wyoming::{ServiceError, Synthesized, VoiceServices};
+use super::Voice;
+use crate::engine::{ChatMessage, Event, GenerateParams, Prompt, Registry};
+use crate::store::Store;
+use std::sync::Arc;
+
+const BY: (&str, &str) = ("Hearth", "https://github.com/hearth-appliance/hearth");
+
+/// Added to the system prompt when the answer will be spoken.
+pub const SPOKEN_STYLE: &str = "Your answer will be read aloud by a speech synthesizer: answer in one to \
+     three short sentences of plain text, without lists, markdown, code or emoji.";
+
+/// The services one server offers over Wyoming.
+pub struct Assistant {
+    pub voice: Voice,
+    pub models: Registry,
+    pub store: Store,
+    pub settings: Arc<crate::config::Settings>,
+}
+
+fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
+    let e = e.into();
+    ServiceError::new(e.code.as_str(), e.message)
+}
+
+impl Assistant {
+    /// The language model's spoken answer to one utterance.
+    pub async fn answer(&self, text: &str) -> Result<String, ServiceError> {
+        let engine = self.models.engine(None).await.map_err(failure)?;
+        let m = &self.settings.model;
+        let system = format!("{} {SPOKEN_STYLE}", m.system_prompt);
+        let messages = vec![ChatMessage::new("system", system), ChatMessage::new("user", text)];
+        let params = GenerateParams {
+            temperature: m.temperature,
+            top_p: m.top_p,
+            top_k: m.top_k,
+            seed: None,
+            max_tokens: m.max_tokens.min(256),
+            stop: Vec::new(),
+        };
+        let mut events = engine.submit(Prompt::Chat(messages), params).map_err(failure)?;
+        let mut reply = String::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Token(t) => reply.push_str(&t),
+                Event::Done(_) => return Ok(reply.trim().to_string()),
+                Event::Error(e) => return Err(failure(e)),
+            }
+        }
+        Err(ServiceError::new("engine_error", "the engine stopped before finishing the reply"))
+    }
+
+    fn asr(&self) -> Vec<AsrProgram> {
+        let SttState::Ready { model, multilingual } = self.voice.stt.state() else { return Vec::new() };
+        let languages = if multilingual { whisper_languages() } else { vec!["en".to_string()] };
+        vec![AsrProgram {
+            artifact: Artifact::new("hearth-whisper", "Speech to text (whisper.cpp)", BY, None),
+            models: vec![LanguageModel {
+                artifact: Artifact::new(&model, "Whisper", ("OpenAI", "https://github.com/openai/whisper"), None),
+                languages,
+            }],
+            supports_transcript_streaming: false,
+        }]
+    }
+
+    fn tts(&self) -> Vec<TtsProgram> {
+        if !matches!(self.voice.tts.state(), TtsState::Ready { .. }) {
+            return Vec::new();
+        }
+        let voices = self
+            .voice
+            .tts
+            .voices()
+            .into_iter()
+            .map(|v| TtsVoice {
+                artifact: Artifact::new(&v.name, "Piper voice", ("Piper", "https://github.com/rhasspy/piper"), None),
+                languages: vec![v.language],
+                speakers: None,
+            })
+            .collect();
+        vec![TtsProgram {
+            artifact: Artifact::new("hearth-piper", "Text to speech (Piper)", BY, None),
+            voices,
+            supports_synthesize_streaming: false,
+        }]
+    }
+
+    async fn speak(&self, request: &Synthesize) -> Result<Synthesized, ServiceError> {
+        let voice = request.voice.as_ref().and_then(|v| v.name.clone()).filter(|n| n != "default");
+        let speech = self
+            .voice
+            .tts
+            .synthesize(SpeakRequest { text: request.text.clone(), voice, speed: None })
+            .await
+            .map_err(failure)?;
+        Ok(Synthesized { rate: speech.rate, channels: 1, samples: speech.samples })
+    }
+
+    fn handle_programs(&self) -> Vec<HandleProgram> {
+        let model = self.models.default_id().to_string();
+        vec![HandleProgram {
+            artifact: Artifact::new("hearth-assistant", "Answers with the local language model", BY, None),
+            models: vec![LanguageModel {
+                artifact: Artifact::new(&model, "Local language model", BY, None),
+                languages: vec!["en".into()],
+            }],
+            supports_handled_streaming: false,
+        }]
+    }
+}
+
+/// Languages a multilingual whisper model understands.
+fn whisper_languages() -> Vec<String> {
+    ["en", "de", "fr", "es", "it", "nl", "pt", "pl", "ru", "uk", "zh", "ja", "ko", "sv", "da", "no", "fi", "tr"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl VoiceServices for Assistant {
+    fn info(&self) -> Info {
+        Info { asr: self.asr(), tts: self.tts(), handle: self.handle_programs(), ..Default::default() }
+    }
+
+    async fn transcribe(&self, request: &Transcribe, audio: Vec<f32>) -> Result<Transcript, ServiceError> {
+        let request = TranscribeRequest { audio, language: request.language.clone(), prompt: None, fast: true };
+        let t = self.voice.stt.transcribe(request).await.map_err(failure)?;
+        Ok(Transcript { text: t.text, language: Some(t.language), context: None })
+    }
+
+    async fn synthesize(&self, request: &Synthesize) -> Result<Synthesized, ServiceError> {
+        self.speak(request).await
+    }
+
+    async fn handle(&self, transcript: &Transcript) -> Result<Option<Handled>, ServiceError> {
+        if transcript.text.trim().is_empty() {
+            return Ok(None);
+        }
+        let text = self.answer(&transcript.text).await?;
+        Ok(Some(Handled { text: Some(text), context: None }))
+    }
+
+    async fn authorize(&self, token: &str) -> bool {
+        let hash = crate::auth::hash_token(token);
+        matches!(self.store.run(move |s| s.user_for_token_hash(&hash)).await, Ok(Some(_)))
+    }
+}
