@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build whisper.cpp's own CLI (`whisper-cli`, the reference side of the speech-to-text
-# benchmark) offline, into benches/work/whisper.cpp-ref/build/bin/.
+# benchmark) offline, into benches/work/whisper.cpp-ref/build*/bin/.
 #
 # The library is the whisper.cpp tree vendored in the whisper-rs-sys crate that Hearth
 # links (0.15.0 = whisper.cpp v1.8.3), so both sides run the same whisper.cpp and ggml
@@ -14,8 +14,9 @@
 # 0.13.1) from the PyPI sdist of pywhispercpp 1.5.1, for a check against a newer release.
 #
 # Built with whisper.cpp's CMake: Release, static, GGML_NATIVE=OFF (the same portable
-# x86-64 baseline the crate builds), OpenMP (whisper.cpp's default; whisper-rs "openmp").
-# Idempotent: does nothing when the binary exists (delete benches/work/whisper.cpp-ref
+# x86-64 baseline the crate builds), OpenMP (whisper.cpp's default; Hearth's ggml too), twice:
+# build/ with whisper.cpp's defaults and build-llamafile/ with GGML_LLAMAFILE=ON (see below).
+# Idempotent: does nothing when both binaries exist (delete benches/work/whisper.cpp-ref
 # to rebuild). Env: WHISPER_REF (crate|upstream), WHISPER_SYS_VERSION (default: from
 # Cargo.lock, else 0.15.0), JOBS (default: nproc).
 set -euo pipefail
@@ -31,6 +32,7 @@ case "$WHISPER_REF" in
 esac
 SRC="$REF/src"
 BIN="$REF/build/bin/whisper-cli"
+BIN_LF="$REF/build-llamafile/bin/whisper-cli"
 NPM_PKG="@fugood/whisper.node"
 NPM_VER="1.0.16"
 NPM_TGZ="fugood-whisper.node-$NPM_VER.tgz"
@@ -40,8 +42,8 @@ JOBS="${JOBS:-$(nproc)}"
 log() { printf '[build_whisper_ref] %s\n' "$*" >&2; }
 die() { printf '[build_whisper_ref] ERROR: %s\n' "$*" >&2; exit 1; }
 
-if [[ -x "$BIN" ]]; then
-    log "reference whisper-cli present: $BIN (delete $REF to rebuild)"
+if [[ -x "$BIN" && -x "$BIN_LF" ]]; then
+    log "reference whisper-cli builds present: $BIN, $BIN_LF (delete $REF to rebuild)"
     exit 0
 fi
 for tool in cmake c++ tar python3; do
@@ -150,23 +152,34 @@ EOF
 fi
 log "$(tr '\n' ';' <"$REF/PROVENANCE")"
 
-log "configuring; log: $WORK/whisper-ref-configure.log"
+# Two builds of the same tree: "stock" with whisper.cpp's own defaults (GGML_LLAMAFILE off,
+# as upstream's CMake builds the CLI), and "llamafile" with GGML_LLAMAFILE=ON, the ggml CPU
+# flag Hearth's shared ggml is built with (scripts/ggml.sh): like for like with Hearth.
 export GIT_CEILING_DIRECTORIES="$WORK"
-cmake -S "$SRC" -B "$REF/build" \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=OFF \
-    -DGGML_NATIVE=OFF \
-    -DGGML_OPENMP=ON \
-    -DWHISPER_BUILD_EXAMPLES=ON \
-    -DWHISPER_BUILD_TESTS=OFF \
-    -DWHISPER_BUILD_SERVER=OFF \
-    -DWHISPER_SDL2=OFF \
-    -DWHISPER_FFMPEG=OFF \
-    -DWHISPER_CURL=OFF \
-    >"$WORK/whisper-ref-configure.log" 2>&1 || die "cmake configure failed, see $WORK/whisper-ref-configure.log"
-log "building whisper-cli with -j$JOBS (~3-5 min on 2 cores); log: $WORK/whisper-ref-build.log"
-start=$(date +%s)
-cmake --build "$REF/build" -j"$JOBS" --target whisper-cli \
-    >"$WORK/whisper-ref-build.log" 2>&1 || die "build failed, see tail of $WORK/whisper-ref-build.log"
-log "built in $(( $(date +%s) - start )) s"
-[[ -x "$BIN" ]] || die "build finished but $BIN is missing"
+for flavor in stock llamafile; do
+    build="$REF/build"; extra=()
+    [[ "$flavor" == llamafile ]] && { build="$REF/build-llamafile"; extra=(-DGGML_LLAMAFILE=ON); }
+    [[ -x "$build/bin/whisper-cli" ]] && continue
+    log "configuring ($flavor); log: $WORK/whisper-ref-configure-$flavor.log"
+    cmake -S "$SRC" -B "$build" \
+        -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF \
+        -DGGML_NATIVE=OFF \
+        -DGGML_OPENMP=ON \
+        -DGGML_CCACHE=OFF \
+        -DWHISPER_BUILD_EXAMPLES=ON \
+        -DWHISPER_BUILD_TESTS=OFF \
+        -DWHISPER_BUILD_SERVER=OFF \
+        -DWHISPER_SDL2=OFF \
+        -DWHISPER_FFMPEG=OFF \
+        -DWHISPER_CURL=OFF \
+        ${extra[@]+"${extra[@]}"} \
+        >"$WORK/whisper-ref-configure-$flavor.log" 2>&1 \
+        || die "cmake configure failed, see $WORK/whisper-ref-configure-$flavor.log"
+    log "building whisper-cli ($flavor) with -j$JOBS (~1.5-3 min on 2 cores); log: $WORK/whisper-ref-build-$flavor.log"
+    start=$(date +%s)
+    cmake --build "$build" -j"$JOBS" --target whisper-cli \
+        >"$WORK/whisper-ref-build-$flavor.log" 2>&1 || die "build failed, see tail of $WORK/whisper-ref-build-$flavor.log"
+    log "built in $(( $(date +%s) - start )) s"
+    [[ -x "$build/bin/whisper-cli" ]] || die "build finished but $build/bin/whisper-cli is missing"
+done

@@ -33,7 +33,6 @@ import harness as h
 
 MODELS = Path(os.environ.get("HEARTH_MODEL_CACHE", Path.home() / ".cache/hearth/models"))
 WHISPER_REF = h.WORK / "whisper.cpp-ref"
-WHISPER_CLI = WHISPER_REF / "build/bin/whisper-cli"
 AUDIO_DIR = h.WORK / "audio"
 OUT_DIR = h.WORK / "voice-out"
 RESULTS_JSON = h.WORK / "voice-results.json"
@@ -79,12 +78,64 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / w.getframerate()
 
 
-def run(cmd: list, timeout: float, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    """Runs a process to completion; returns (wall seconds, result). stdin is closed."""
+def _cpu_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores, /proc/stat)."""
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Quiet:
+    """The box is shared: before each measured run, wait until other processes use less than
+    `threshold` cores; after it, compute how much CPU everything else used during the run
+    (machine busy time minus the child's own CPU time). A run during which others used more
+    than `threshold` cores is repeated (up to `retries` times) and flagged if it stays noisy.
+    OpenMP's spinning threads make such runs 2-50x slower, so one would decide a median."""
+
+    def __init__(self, threshold: float, max_wait: float, retries: int):
+        self.threshold, self.max_wait, self.retries = threshold, max_wait, retries
+        self.waited_s = 0.0
+        self.repeated = 0
+
+    def wait(self) -> None:
+        t_end = time.monotonic() + self.max_wait
+        while True:
+            b0, t0 = _cpu_busy_s(), time.monotonic()
+            time.sleep(0.5)
+            busy = (_cpu_busy_s() - b0) / (time.monotonic() - t0)
+            if busy < self.threshold or time.monotonic() > t_end:
+                return
+            self.waited_s += 2.5
+            time.sleep(2.0)
+
+    def run(self, cmd: list, timeout: float, env: dict | None = None):
+        """Returns (wall seconds, result, cores others used during the run)."""
+        for attempt in range(1 + self.retries):
+            self.wait()
+            wall, r, other = run(cmd, timeout, env)
+            if other < self.threshold or r.returncode != 0:
+                break
+            if attempt < self.retries:
+                self.repeated += 1
+                log(f"  other processes used {other:.2f} cores during that run: repeating it")
+        return wall, r, other
+
+
+def run(cmd: list, timeout: float, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess, float]:
+    """Runs a process to completion; returns (wall seconds, result, cores used by other
+    processes meanwhile). stdin is closed."""
+    b0, c0 = _cpu_busy_s(), _children_cpu_s()
     t0 = time.perf_counter()
     r = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        stdin=subprocess.DEVNULL, timeout=timeout, env=env or h.clean_env())
-    return time.perf_counter() - t0, r
+    wall = time.perf_counter() - t0
+    other = max(0.0, (_cpu_busy_s() - b0) - (_children_cpu_s() - c0)) / wall
+    return wall, r, other
 
 
 def logged(name: str, cmd: list, r: subprocess.CompletedProcess) -> None:
@@ -190,12 +241,22 @@ def hearth_env() -> dict:
 # --------------------------------------------------------------------------- part 1: stt
 
 TIMING_RE = re.compile(r"whisper_print_timings:\s+(\w+) time =\s+([0-9.]+) ms")
+STAGES = ("mel", "sample", "encode", "decode", "batchd", "prompt")
+# The sides of part 1, in the order their runs interleave.
+STT_SIDES = {
+    "cli": "whisper-cli, whisper.cpp's defaults",
+    "cli_llamafile": "whisper-cli, GGML_LLAMAFILE=ON (Hearth's ggml flag)",
+    "hearth": "hearth transcribe",
+}
+FAST_PADDING_FRAMES = 64  # src/voice/stt/whisper.rs: encoder frames kept beyond a short clip
 
 
 def parse_cli_timings(stderr: str) -> dict:
     t = {m.group(1): float(m.group(2)) for m in TIMING_RE.finditer(stderr)}
-    if "total" in t and "load" in t:
-        t["engine"] = t["total"] - t["load"]   # state init + whisper_full (+ printing)
+    if all(k in t for k in STAGES):
+        # Time inside whisper_full's stages: what Hearth's elapsed_ms (around whisper_full) is
+        # compared with. total - load would add the state's buffer allocation and printing.
+        t["compute"] = sum(t[k] for k in STAGES)
     return t
 
 
@@ -205,9 +266,19 @@ def cli_text(stdout: str) -> str:
     return " ".join(l for l in lines if l)
 
 
+def fast_audio_ctx(seconds: float) -> int | None:
+    """The encoder window `hearth transcribe --fast` uses (src/voice/stt/whisper.rs)."""
+    if seconds >= 28.0:
+        return None
+    import math
+    return int(min(1500, math.ceil(seconds * 50 + FAST_PADDING_FRAMES)))
+
+
 def part_stt(args, res: dict) -> None:
-    if not WHISPER_CLI.is_file():
-        raise h.BenchError(f"whisper-cli missing: {WHISPER_CLI} (benches/build_whisper_ref.sh builds it)")
+    clis = {"cli": WHISPER_REF / "build/bin/whisper-cli", "cli_llamafile": WHISPER_REF / "build-llamafile/bin/whisper-cli"}
+    for p in clis.values():
+        if not p.is_file():
+            raise h.BenchError(f"whisper-cli missing: {p} (benches/build_whisper_ref.sh builds it)")
     models = [MODELS / "ggml-tiny.en.bin"]
     if not models[0].is_file():
         raise h.BenchError(f"{models[0]} missing: python3 models/fetch.py whisper-tiny-en --hearth <hearth binary>")
@@ -222,55 +293,79 @@ def part_stt(args, res: dict) -> None:
         res["notes"].append(f"stt: `hearth transcribe` not available in {binary}; reference side only")
     cli_extra = args.cli_args.split()
     out = res["parts"].setdefault("stt", {})
-    for model in models:
-        for name, clip in cl.items():
-            key = f"{model.name}/{name}"
-            cli_cmd = [WHISPER_CLI, "-m", model, "-f", clip["path"], "-t", args.threads, "-nfa", *cli_extra]
-            hearth_cmd = [binary, "transcribe", clip["path"], "--model", model, "--threads", args.threads,
-                          "--format", "json", *args.hearth_transcribe_args.split()]
-            rec = {"clip": name, "model": model.name, "cli": {"wall_ms": [], "engine_ms": [], "timings": []},
-                   "hearth": {"wall_ms": [], "elapsed_ms": []} if have_hearth else None}
-            log(f"stt {key}: {1 + args.reps} runs per side (first is a warm-up)")
-            for i in range(1 + args.reps):
-                wall, r = run(cli_cmd, 600)
-                logged("whisper-cli", cli_cmd, r)
+    cases = [(m, name, clip, False) for m in models for name, clip in cl.items()]
+    # Short-clip mode (what the voice pipeline uses): Hearth's --fast vs whisper-cli -ac N.
+    cases += [(m, "short", cl["short"], True) for m in models[:1] if fast_audio_ctx(cl["short"]["seconds"])]
+    for model, name, clip, fast in cases:
+        key = f"{model.name}/{name}" + ("/fast" if fast else "")
+        cmds, twice = {}, {}
+        for side, cli in clis.items():
+            flags = ["-t", args.threads, "-nfa", *cli_extra] + (["-ac", fast_audio_ctx(clip["seconds"])] if fast else [])
+            cmds[side] = [cli, "-m", model, "-f", clip["path"], *flags]
+            # The clip twice in one process: the second whisper_full runs on a warm state, as
+            # Hearth's does (it warms up after loading), so the CLI's engine time is
+            # (both runs' stages) - (one run's stages).
+            twice[side] = [cli, "-m", model, "-f", clip["path"], "-f", clip["path"], *flags]
+        if have_hearth:
+            cmds["hearth"] = [binary, "transcribe", clip["path"], "--model", model, "--threads", args.threads,
+                              "--format", "json", *args.hearth_transcribe_args.split()] + (["--fast"] if fast else [])
+        rec = {"clip": name, "model": model.name, "fast": fast,
+               "audio_ctx": fast_audio_ctx(clip["seconds"]) if fast else None,
+               **{side: {"wall_ms": [], "engine_ms": [], "cold_engine_ms": [], "other_cores": [], "stages": []}
+                  for side in cmds}}
+        log(f"stt {key}: {1 + args.reps} runs per side (first is a warm-up), sides {', '.join(cmds)}")
+        for i in range(1 + args.reps):
+            for side, cmd in cmds.items():
+                env = hearth_env() if side == "hearth" else None
+                wall, r, other = args.quiet.run(cmd, 600, env) if i else run(cmd, 600, env)
+                logged(side, cmd, r)
                 if r.returncode != 0:
-                    raise h.BenchError(f"whisper-cli exited with {r.returncode} (log: {h.LOGS}/voice-whisper-cli.log)")
-                t = parse_cli_timings(r.stderr.decode(errors="replace"))
-                if i == 0:
-                    rec["cli"]["text"] = cli_text(r.stdout.decode(errors="replace"))
-                else:
-                    rec["cli"]["wall_ms"].append(wall * 1000)
-                    rec["cli"]["engine_ms"].append(t.get("engine"))
-                    rec["cli"]["timings"].append(t)
-                if have_hearth:
-                    wall, r = run(hearth_cmd, 600, hearth_env())
-                    logged("hearth-transcribe", hearth_cmd, r)
-                    if r.returncode != 0:
-                        raise h.BenchError(f"hearth transcribe exited with {r.returncode} "
-                                           f"(log: {h.LOGS}/voice-hearth-transcribe.log)")
+                    raise h.BenchError(f"{side} exited with {r.returncode} (log: {h.LOGS}/voice-{side}.log)")
+                d = rec[side]
+                if side == "hearth":
                     try:
                         j = json.loads(r.stdout)
                     except ValueError as e:
                         raise h.BenchError(f"hearth transcribe printed no JSON: {r.stdout[:300]!r}") from e
-                    if i == 0:
-                        rec["hearth"]["text"] = j.get("text", "")
-                    else:
-                        rec["hearth"]["wall_ms"].append(wall * 1000)
-                        rec["hearth"]["elapsed_ms"].append(j.get("elapsed_ms"))
-            c = rec["cli"]
-            c["wall_median"], c["engine_median"] = median(c["wall_ms"]), median(c["engine_ms"])
-            c["stage_median"] = {k: median([t.get(k) for t in c["timings"]])
-                                 for k in ("load", "mel", "encode", "decode", "batchd", "prompt", "total")}
-            del c["timings"]
-            if rec["hearth"]:
-                hh = rec["hearth"]
-                hh["wall_median"], hh["elapsed_median"] = median(hh["wall_ms"]), median(hh["elapsed_ms"])
-                rec["same_words"] = words(hh.get("text", "")) == words(c.get("text", ""))
-            out[key] = rec
-            log(f"stt {key}: whisper-cli wall {_fmt(c['wall_median'])} ms, engine {_fmt(c['engine_median'])} ms"
-                + (f"; hearth wall {_fmt(rec['hearth']['wall_median'])} ms, engine "
-                   f"{_fmt(rec['hearth']['elapsed_median'])} ms" if rec["hearth"] else ""))
+                    text, engine, stages = j.get("text", ""), j.get("elapsed_ms"), None
+                else:
+                    stages = parse_cli_timings(r.stderr.decode(errors="replace"))
+                    text, engine = cli_text(r.stdout.decode(errors="replace")), None
+                    if i:
+                        _, r2, other2 = args.quiet.run(twice[side], 600)
+                        logged(side, twice[side], r2)
+                        both = parse_cli_timings(r2.stderr.decode(errors="replace")).get("compute")
+                        if r2.returncode == 0 and both is not None and stages.get("compute") is not None:
+                            engine = both - stages["compute"]
+                        other = max(other, other2)
+                if i == 0:
+                    d["text"] = text.strip()
+                    continue
+                d["wall_ms"].append(wall * 1000)
+                d["engine_ms"].append(engine)
+                d["other_cores"].append(round(other, 3))
+                if stages:
+                    d["cold_engine_ms"].append(stages.get("compute"))
+                    d["stages"].append(stages)
+        for side in cmds:
+            d = rec[side]
+            # Medians over the runs during which nothing else used the CPU (all runs if none was quiet).
+            quiet = [k for k, o in enumerate(d["other_cores"]) if o < args.quiet.threshold] or list(range(len(d["other_cores"])))
+            d["noisy_runs"] = len(d["other_cores"]) - len([o for o in d["other_cores"] if o < args.quiet.threshold])
+            pick = lambda xs: [xs[k] for k in quiet if k < len(xs)]  # noqa: E731
+            d["wall_median"], d["engine_median"] = median(pick(d["wall_ms"])), median(pick(d["engine_ms"]))
+            if d["stages"]:
+                d["cold_engine_median"] = median(pick(d["cold_engine_ms"]))
+                d["stage_median"] = {k: median([t.get(k) for t in pick(d["stages"])])
+                                     for k in ("load", *STAGES, "compute", "total")}
+            else:
+                del d["cold_engine_ms"]
+            del d["stages"]
+        if have_hearth:
+            rec["same_words"] = {side: words(rec["hearth"]["text"]) == words(rec[side]["text"]) for side in clis}
+        out[key] = rec
+        log(f"stt {key}: " + "; ".join(f"{side} wall {_fmt(rec[side]['wall_median'])} ms, engine "
+                                       f"{_fmt(rec[side]['engine_median'])} ms" for side in cmds))
 
 
 def _fmt(v, nd=0):
@@ -350,7 +445,7 @@ def part_tts(args, res: dict) -> None:
            "hearth": {"rtf": [], "wall_ms": [], "audio_s": [], "process_rtf": []} if have_hearth else None}
     log(f"tts: {1 + args.reps} runs per side (first is a warm-up), {len(TTS_TEXT)} characters")
     for i in range(1 + args.reps):
-        wall, r = run(ref_cmd + ["--warm", "2" if i == 1 else "0"], 600)
+        wall, r, other = args.quiet.run(ref_cmd + ["--warm", "2" if i == 1 else "0"], 600)
         logged("piper-ref", ref_cmd, r)
         if r.returncode != 0:
             raise h.BenchError(f"piper-tts reference exited with {r.returncode} (log: {h.LOGS}/voice-piper-ref.log)")
@@ -366,7 +461,7 @@ def part_tts(args, res: dict) -> None:
             ref["audio_s"].append(j["audio_s"])
         if have_hearth:
             hearth_wav.unlink(missing_ok=True)
-            wall, r = run(hearth_cmd, 600, hearth_env())
+            wall, r, other = args.quiet.run(hearth_cmd, 600, hearth_env())
             logged("hearth-speak", hearth_cmd, r)
             if r.returncode != 0:
                 raise h.BenchError(f"hearth speak exited with {r.returncode} (log: {h.LOGS}/voice-hearth-speak.log)")
@@ -499,7 +594,7 @@ def provenance(args) -> dict:
     binary = Path(args.hearth)
     profile = args.hearth_profile or ("release" if "/release/" in str(binary) else
                                       "debug" if "/debug/" in str(binary) else "unknown")
-    hv = {"binary": str(binary), "profile": profile, **h.hearth_build_info()}
+    hv = {"binary": str(binary.resolve()), "profile": profile, **h.hearth_build_info()}
     sys_ver = _cargo_lock("whisper-rs-sys")
     hv["whisper-rs"] = _cargo_lock("whisper-rs")
     hv["whisper-rs-sys"] = sys_ver
@@ -524,7 +619,15 @@ def provenance(args) -> dict:
     for name in ("ort", "piper-rs"):
         if _cargo_lock(name):
             hv[name] = _cargo_lock(name)
-    return {"hearth": hv, "whisper_ref": ref}
+    flags = {}
+    for name, build in (("defaults", "build"), ("LLAMAFILE=ON", "build-llamafile")):
+        try:
+            cache = (WHISPER_REF / build / "CMakeCache.txt").read_text()
+            flags[name] = " ".join(f"{k}={v}" for k, v in re.findall(
+                r"^GGML_(LLAMAFILE|OPENMP|NATIVE|AVX2|FMA|F16C|CPU_REPACK):BOOL=(\w+)", cache, re.M))
+        except OSError:
+            pass
+    return {"hearth": hv, "whisper_ref": ref, "cli_ggml_flags": flags}
 
 
 # --------------------------------------------------------------------------- report
@@ -539,29 +642,43 @@ def _verdict(v, goal, higher=True):
     return "PASS" if (v >= goal if higher else v < goal) else "FAIL"
 
 
+def stt_table(res: dict) -> str:
+    head = ["Speech to text (median ms)", "Hearth", "whisper-cli (defaults)", "speed ratio",
+            "whisper-cli (LLAMAFILE=ON)", "speed ratio", "Goal ≥ 1.0×"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    secs = res["meta"].get("clips", {})
+    for key, rec in (res["parts"].get("stt") or {}).items():
+        label = f"{rec['model']}, {rec['clip']} clip ({secs.get(rec['clip'], {}).get('seconds', '?')} s)"
+        if rec.get("fast"):
+            label += f", short-clip mode (`--fast` / `-ac {rec.get('audio_ctx')}`)"
+        hh = rec.get("hearth") or {}
+        for what, field in (("process wall, load incl.", "wall_median"), ("engine (warm whisper_full)", "engine_median")):
+            r1 = _ratio((rec.get("cli") or {}).get(field), hh.get(field))
+            r2 = _ratio((rec.get("cli_llamafile") or {}).get(field), hh.get(field))
+            ok = [r for r in (r1, r2) if r is not None]
+            verdict = "—" if not ok else ("PASS" if min(ok) >= GOALS["stt"] else
+                                          "PASS vs defaults only" if r1 is not None and r1 >= GOALS["stt"] else "FAIL")
+            lines.append("| " + " | ".join([f"{label}: {what}", _fmt(hh.get(field)),
+                                            _fmt((rec.get("cli") or {}).get(field)), _x(r1),
+                                            _fmt((rec.get("cli_llamafile") or {}).get(field)), _x(r2), verdict]) + " |")
+    return "\n".join(lines)
+
+
+def _x(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
 def rows(res: dict) -> list[list[str]]:
     out = []
-    for key, rec in (res["parts"].get("stt") or {}).items():
-        c, hh = rec["cli"], rec.get("hearth") or {}
-        label = f"{rec['model']}, {rec['clip']} clip ({res['meta'].get('clips', {}).get(rec['clip'], {}).get('seconds', '?')} s)"
-        r = _ratio(c.get("wall_median"), hh.get("wall_median"))
-        out.append([f"1. STT wall ms (process, load incl.), {label}", _fmt(hh.get("wall_median")),
-                    _fmt(c.get("wall_median")) + " (whisper-cli)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
-                    _verdict(r, GOALS["stt"])])
-        r = _ratio(c.get("engine_median"), hh.get("elapsed_median"))
-        out.append([f"1. STT engine ms, {label}", _fmt(hh.get("elapsed_median")),
-                    _fmt(c.get("engine_median")) + " (total − load)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
-                    _verdict(r, GOALS["stt"])])
     t = res["parts"].get("tts")
     if t:
         rm, hm = t["ref"]["median"], (t.get("hearth") or {}).get("median") or {}
         r = _ratio(rm.get("rtf"), hm.get("rtf"))
-        out.append(["2. TTS real-time factor (synthesis ÷ audio, lower is faster)", _fmt(hm.get("rtf"), 3),
-                    _fmt(rm.get("rtf"), 3) + " (piper-tts)", _fmt(r, 2) + ("×" if r else ""), "≥ 1.0×",
-                    _verdict(r, GOALS["tts"])])
+        out.append(["2. TTS real-time factor (synthesis ÷ audio; lower is faster)", _fmt(hm.get("rtf"), 3),
+                    _fmt(rm.get("rtf"), 3) + " (piper-tts)", _x(r), "≥ 1.0×", _verdict(r, GOALS["tts"])])
         r = _ratio(rm.get("process_rtf"), hm.get("process_rtf"))
         out.append(["2. TTS process wall ÷ audio (load and imports incl.)", _fmt(hm.get("process_rtf"), 3),
-                    _fmt(rm.get("process_rtf"), 3), _fmt(r, 2) + ("×" if r else ""), "—", "—"])
+                    _fmt(rm.get("process_rtf"), 3), _x(r), "—", "—"])
     p = res["parts"].get("pipeline")
     if p:
         out.append(["3. end of speech → first audio byte, ms (client)", _fmt(p.get("median_ms")), "—", "—",
@@ -572,10 +689,15 @@ def rows(res: dict) -> list[list[str]]:
 
 
 def table(res: dict) -> str:
-    head = ["Metric (median)", "Hearth", "Reference", "Speed ratio (ref ÷ Hearth)", "Goal", "Result"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows(res)]
-    return "\n".join(lines)
+    parts = []
+    if res["parts"].get("stt"):
+        parts.append(stt_table(res))
+    r = rows(res)
+    if r:
+        head = ["Metric (median)", "Hearth", "Reference", "Speed ratio (ref ÷ Hearth)", "Goal", "Result"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        parts.append("\n".join(lines + ["| " + " | ".join(x) + " |" for x in r]))
+    return "\n\n".join(parts)
 
 
 def section(res: dict) -> str:
@@ -589,7 +711,10 @@ def section(res: dict) -> str:
         f"Produced by `{meta.get('command')}` on {m.get('date')} "
         f"({'QUICK smoke run: not for comparison' if meta.get('quick') else 'full run'}, {meta.get('duration_s')} s), "
         f"threads {meta.get('threads')}, {meta.get('reps')} measured runs per side after one warm-up, runs of the "
-        "two sides interleaved. Machine: "
+        "sides interleaved, each run started on a quiet box and repeated when other processes used more than "
+        f"{(meta.get('quiet') or {}).get('threshold_cores')} cores during it "
+        f"({(meta.get('quiet') or {}).get('repeated_runs')} repeated, {(meta.get('quiet') or {}).get('waited_s')} s "
+        "spent waiting). Speed ratio = reference time ÷ Hearth time (above 1: Hearth is faster). Machine: "
         f"{m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('ram_gib')} GiB, {m.get('os')}, kernel "
         f"{m.get('kernel')}, {m.get('virtualization')}; load average at start {' '.join(m.get('loadavg_at_start') or [])}. "
         "How each figure is measured: `benches/README.md` (Voice).",
@@ -604,12 +729,15 @@ def section(res: dict) -> str:
     builds = {
         "Hearth": f"{hv.get('binary')} ({hv.get('profile')} build), git {hv.get('git')}; whisper-rs {hv.get('whisper-rs')}"
                   f" / whisper-rs-sys {hv.get('whisper-rs-sys')} = whisper.cpp {hv.get('whisper.cpp')}, "
-                  f"{hv.get('ggml')}; ort {hv.get('ort')}",
+                  f"{hv.get('ggml')}" + (f"; ort {hv['ort']}" if hv.get("ort") else ""),
         "Reference whisper-cli": f"whisper.cpp {wr.get('whisper_version')} ({wr.get('library')}, whisper-rs git "
-                                 f"{wr.get('whisper_rs_git')}), ggml {wr.get('ggml_version')}; CLI sources: "
+                                 f"{wr.get('whisper_rs_git')}), its own ggml {wr.get('ggml_version')}; CLI sources: "
                                  f"{wr.get('cli_sources')}; cmake Release, static, GGML_NATIVE=OFF, OpenMP "
-                                 "(benches/build_whisper_ref.sh)",
-        "whisper-cli flags": f"`-t {meta.get('threads')} -nfa {meta.get('cli_args')}`",
+                                 "(benches/build_whisper_ref.sh); ggml flags: "
+                                 + "; ".join(f"{k}: {v}" for k, v in (prov.get("cli_ggml_flags") or {}).items()),
+        "Commands": f"`whisper-cli -m MODEL -f WAV -t {meta.get('threads')} -nfa {meta.get('cli_args')}`; "
+                    f"`hearth transcribe WAV --model MODEL --threads {meta.get('threads')} --format json "
+                    f"{meta.get('hearth_transcribe_args')}`",
         "Reference TTS": f"piper-tts {meta.get('piper_tts')} on onnxruntime {meta.get('ref_onnxruntime')} "
                          f"(intra-op threads {meta.get('threads')}, inter-op 1)",
         "Voice": (lambda v: f"{Path(v['path']).name}, {v['bytes']:,} bytes, sha256 {v['sha256'][:16]}…")(meta["voice"])
@@ -621,13 +749,19 @@ def section(res: dict) -> str:
     lines += ["Raw samples (ms or RTF); the full record, with transcripts and per-turn events, is "
               "`benches/work/voice-results.json`.", "", "```"]
     for key, rec in (res["parts"].get("stt") or {}).items():
-        c, hh = rec["cli"], rec.get("hearth") or {}
-        lines.append(f"stt {key} whisper-cli: wall {_r(c['wall_ms'], 0)} engine {_r(c['engine_ms'], 0)} "
-                     f"stages {json.dumps(_r(c['stage_median'], 0), separators=(',', ':'))}")
-        if hh:
-            lines.append(f"stt {key} hearth: wall {_r(hh['wall_ms'], 0)} engine {_r(hh['elapsed_ms'], 0)} "
-                         f"same words: {rec.get('same_words')}")
-        lines.append(f"stt {key} text (whisper-cli): {c.get('text', '')[:160]}")
+        for side in STT_SIDES:
+            d = rec.get(side)
+            if not d:
+                continue
+            extra = (f" cold engine {_r(d['cold_engine_ms'], 0)} stages (cold run) "
+                     f"{json.dumps(_r(d['stage_median'], 0), separators=(',', ':'))}") if d.get("stage_median") else ""
+            lines.append(f"stt {key} {side}: wall {_r(d['wall_ms'], 0)} engine {_r(d['engine_ms'], 0)}{extra} "
+                         f"others' cores {d['other_cores']}")
+        if rec.get("same_words") is not None:
+            lines.append(f"stt {key} Hearth's words equal the CLI's: {rec['same_words']}")
+        lines.append(f"stt {key} text (whisper-cli): {rec['cli'].get('text', '')[:150]}")
+        if rec.get("hearth"):
+            lines.append(f"stt {key} text (hearth): {rec['hearth'].get('text', '')[:150]}")
     t = res["parts"].get("tts")
     if t:
         lines.append(f"tts piper-tts: rtf {_r(t['ref']['rtf'], 3)} warm {_r(t['ref']['warm_rtf'], 3)} "
@@ -674,9 +808,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="measured runs per side (default 5; 2 with --quick)")
     ap.add_argument("--hearth", default=str(h.WORK / "target/release/hearth"), help="the hearth binary")
     ap.add_argument("--hearth-profile", default="", help="release|debug (default: from the binary's path)")
-    ap.add_argument("--cli-args", default="-bs 1",
-                    help="extra whisper-cli flags, to match Hearth's decoding (default greedy: '-bs 1')")
-    ap.add_argument("--hearth-transcribe-args", default="", help="extra `hearth transcribe` flags")
+    ap.add_argument("--cli-args", default="-l en -bs 1 -bo 1",
+                    help="extra whisper-cli flags matching Hearth's decoding (greedy, best of 1; English)")
+    ap.add_argument("--hearth-transcribe-args", default="--language en",
+                    help="extra `hearth transcribe` flags (English, as the CLI's -l en)")
     ap.add_argument("--hearth-speak-args", default="", help="extra `hearth speak` flags")
     ap.add_argument("--voice", default=None, help="Piper .onnx (default: model cache, else the PyPI wheel)")
     ap.add_argument("--llm", default=str(MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -684,6 +819,10 @@ def main(argv=None) -> int:
     ap.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for `hearth serve` (repeatable), e.g. the speech model and voice settings")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra `hearth serve` argument (repeatable)")
+    ap.add_argument("--quiet-threshold", type=float, default=0.1,
+                    help="cores other processes may use during a measured run before it is repeated")
+    ap.add_argument("--quiet-wait", type=float, default=300, help="longest wait for a quiet box before a run, s")
+    ap.add_argument("--retries", type=int, default=3, help="repeats of a run during which the box was busy")
     ap.add_argument("--python", default=sys.executable, help="Python with piper-tts (for the reference TTS)")
     ap.add_argument("--results", default=str(h.BENCH_DIR / "RESULTS.md"))
     ap.add_argument("--json", default=str(RESULTS_JSON))
@@ -691,6 +830,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 5)
     args.threads = int(args.threads)
+    args.quiet = Quiet(args.quiet_threshold, args.quiet_wait, args.retries)
     h.LOGS.mkdir(parents=True, exist_ok=True)
 
     if args.command == "report":
@@ -710,6 +850,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     res = {"meta": {"machine": h.machine(), "threads": args.threads, "reps": args.reps, "quick": args.quick,
                     "parts": parts, "command": args.command_line, "cli_args": args.cli_args,
+                    "hearth_transcribe_args": args.hearth_transcribe_args,
                     "piper_tts": piper_version, "provenance": provenance(args)},
            "parts": {}, "errors": [], "notes": []}
     funcs = {"stt": part_stt, "tts": part_tts, "pipeline": part_pipeline}
@@ -722,6 +863,8 @@ def main(argv=None) -> int:
             res["errors"].append(f"{p}: {e}")
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     res["meta"]["duration_s"] = round(time.time() - t_start)
+    res["meta"]["quiet"] = {"threshold_cores": args.quiet.threshold, "waited_s": round(args.quiet.waited_s),
+                            "repeated_runs": args.quiet.repeated}
     Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     write_section(res, Path(args.results))
     print(table(res))

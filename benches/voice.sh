@@ -110,6 +110,12 @@ if [[ -z "$HEARTH" ]]; then
     HEARTH="$WORK/target/$PROFILE/hearth"
     if [[ "$SKIP_BUILD" == 0 ]]; then
         command -v cargo >/dev/null || die "cargo not found"
+        # llama.cpp and whisper.cpp share one static ggml, built first (target/ggml).
+        if [[ -x "$REPO/scripts/ggml.sh" ]]; then
+            say "scripts/ggml.sh (the shared ggml; log: $WORK/ggml-build.log)"
+            step "$WORK/ggml-build.log" "$REPO/scripts/ggml.sh" \
+                || { tail -n 20 "$WORK/ggml-build.log" >&2; die "scripts/ggml.sh failed"; }
+        fi
         flag=(); [[ "$PROFILE" == release ]] && flag=(--release)
         say "cargo build ${flag[*]} (CARGO_TARGET_DIR=benches/work/target; log: $WORK/hearth-build.log)"
         start=$(date +%s)
