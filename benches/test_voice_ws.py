@@ -42,6 +42,7 @@ class FakeVoiceServer:
 
     def handler(self, ws):
         token = ws.request.path.split("token=", 1)[-1] if "token=" in ws.request.path else None
+        self.auth = ws.request.headers.get("Authorization")
         start = json.loads(ws.recv())
         n_frames, silent, speaking, got_stop = 0, 0, False, False
         if self.mode == "error":
@@ -113,6 +114,7 @@ class VoiceWsTest(unittest.TestCase):
         start, n_frames, got_stop, token = self.fake.seen[0]
         self.assertEqual(start, {"type": "start", "conversation_id": None, "voice": "default"})
         self.assertEqual(token, "tok%20en%2F1")
+        self.assertEqual(self.fake.auth, "Bearer tok en/1")
         self.assertFalse(got_stop)
         self.assertGreaterEqual(n_frames, 30)
         # The server answers 10 silent frames (10 x 5 ms) + REPLY_DELAY_S after the end of speech.
@@ -140,6 +142,11 @@ class VoiceWsTest(unittest.TestCase):
         self.assertTrue(self.fake.seen[0][2])
         self.assertIsNone(self.fake.seen[0][3])
         self.assertIsNotNone(turn.end_of_speech_to_first_audio_ms)
+
+    def test_reports_a_refused_connection(self):
+        turn = voice_ws.run_turn("ws://127.0.0.1:9/api/ws", "t", speech_pcm(0.1), frame_s=0.002, open_timeout=2)
+        self.assertIn("cannot open", turn.error)
+        self.assertIsNone(turn.end_of_speech_to_first_audio_ms)
 
     def test_reports_server_errors(self):
         url = self.url("error")

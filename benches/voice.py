@@ -234,8 +234,24 @@ def hearth_has(binary: Path, sub: str) -> bool:
     return r.returncode == 0
 
 
-def hearth_env() -> dict:
-    return h.clean_env({"HEARTH_CONFIG": "/dev/null"})
+def ort_library() -> Path | None:
+    """libonnxruntime from the onnxruntime wheel the reference runs on (this Python's), so that
+    both sides of part 2 run the very same ONNX Runtime build."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    libs = sorted(Path(onnxruntime.__file__).parent.glob("capi/libonnxruntime.so.*"))
+    return libs[0] if libs else None
+
+
+def hearth_env(extra: dict | None = None) -> dict:
+    env = {"HEARTH_CONFIG": "/dev/null"}
+    lib = ort_library()
+    if lib:
+        env["HEARTH_ONNXRUNTIME"] = str(lib)
+    env.update(extra or {})
+    return h.clean_env(env)
 
 
 # --------------------------------------------------------------------------- part 1: stt
@@ -497,12 +513,16 @@ def start_voice_server(args) -> h.Server:
     if data.exists():
         subprocess.run(["rm", "-rf", str(data)], check=True)
     data.mkdir(parents=True)
-    extra = {"HEARTH_SYSTEM_PROMPT": SYSTEM_PROMPT, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info")}
-    extra["HEARTH_CONFIG"] = args.hearth_config or "/dev/null"
+    # The tiny models, this run's voice and threads, the reference's ONNX Runtime.
+    extra = {"HEARTH_SYSTEM_PROMPT": SYSTEM_PROMPT, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
+             "HEARTH_STT_MODEL": str(MODELS / "ggml-tiny.en.bin"), "HEARTH_TTS_VOICE": str(find_voice(args.voice)),
+             "HEARTH_VOICE_THREADS": str(args.threads)}
+    if args.hearth_config:
+        extra["HEARTH_CONFIG"] = args.hearth_config
     for kv in args.serve_env:
         k, _, v = kv.partition("=")
         extra[k] = v
-    env = h.clean_env(extra)
+    env = hearth_env(extra)
     log_path = h.LOGS / "hearth-voice.log"
     log_path.unlink(missing_ok=True)
 
@@ -540,13 +560,15 @@ def part_pipeline(args, res: dict) -> None:
     wav = cl["short"]["path"]
     res["meta"]["pipeline_clip"] = {"source": cl["short"]["source"], "seconds": cl["short"]["seconds"]}
     res["meta"]["llm"] = Path(args.llm).name
+    res["meta"]["hearth_onnxruntime"] = str(ort_library())
     srv = start_voice_server(args)
     try:
         url = f"ws://127.0.0.1:{srv.ep.port}/api/ws"
         turns = 2 if args.quick else 5
-        log(f"pipeline: {turns} turns of {wav.name} ({cl['short']['seconds']} s) + 0.8 s silence, real time")
-        out = voice_ws.run_turns(url, srv.ep.token, voice_ws.read_pcm16k(wav), turns, log=log,
-                                 silence_s=0.8, timeout_s=120)
+        log(f"pipeline: 1 warm-up + {turns} turns of {wav.name} ({cl['short']['seconds']} s) + 0.8 s silence, "
+            "real time")
+        out = voice_ws.run_turns(url, srv.ep.token, voice_ws.read_pcm16k(wav), turns, log=log, warmup=1,
+                                 before=args.quiet.wait, silence_s=0.8, timeout_s=120)
         out["health"] = srv.info
     finally:
         srv.stop()
@@ -739,7 +761,8 @@ def section(res: dict) -> str:
                     f"`hearth transcribe WAV --model MODEL --threads {meta.get('threads')} --format json "
                     f"{meta.get('hearth_transcribe_args')}`",
         "Reference TTS": f"piper-tts {meta.get('piper_tts')} on onnxruntime {meta.get('ref_onnxruntime')} "
-                         f"(intra-op threads {meta.get('threads')}, inter-op 1)",
+                         f"(intra-op threads {meta.get('threads')}, inter-op 1); Hearth is pointed at the same "
+                         "libonnxruntime (HEARTH_ONNXRUNTIME)" if meta.get("ref_onnxruntime") else None,
         "Voice": (lambda v: f"{Path(v['path']).name}, {v['bytes']:,} bytes, sha256 {v['sha256'][:16]}…")(meta["voice"])
                  if meta.get("voice") else None,
         "Clips": "; ".join(f"{k}: {v['seconds']} s, {v['source']}" for k, v in (meta.get("clips") or {}).items()),
@@ -771,9 +794,10 @@ def section(res: dict) -> str:
                          f"audio_s {_r(t['hearth']['audio_s'], 2)}")
     p = res["parts"].get("pipeline")
     if p:
-        lines.append(f"pipeline: first audio ms {p['samples_ms']}")
-        for i, turn in enumerate(p.get("turns") or []):
-            lines.append(f"pipeline turn {i + 1}: metrics {json.dumps(turn.get('metrics'), separators=(',', ':'))} "
+        lines.append(f"pipeline: first audio ms {p['samples_ms']}; warm-up (first) turn "
+                     f"{[t.get('first_audio_ms') for t in p.get('warmup') or []]}")
+        for i, turn in enumerate((p.get("warmup") or []) + (p.get("turns") or [])):
+            lines.append(f"pipeline turn {i}{' (warm-up)' if i == 0 and p.get('warmup') else ''}: metrics {json.dumps(turn.get('metrics'), separators=(',', ':'))} "
                          f"transcript {turn.get('transcript')!r} reply {turn.get('reply', '')[:80]!r}")
     lines += ["```", END]
     return "\n".join(lines)

@@ -111,9 +111,9 @@ if [[ -z "$HEARTH" ]]; then
     if [[ "$SKIP_BUILD" == 0 ]]; then
         command -v cargo >/dev/null || die "cargo not found"
         # llama.cpp and whisper.cpp share one static ggml, built first (target/ggml).
-        if [[ -x "$REPO/scripts/ggml.sh" ]]; then
+        if [[ -f "$REPO/scripts/ggml.sh" ]]; then
             say "scripts/ggml.sh (the shared ggml; log: $WORK/ggml-build.log)"
-            step "$WORK/ggml-build.log" "$REPO/scripts/ggml.sh" \
+            step "$WORK/ggml-build.log" bash "$REPO/scripts/ggml.sh" \
                 || { tail -n 20 "$WORK/ggml-build.log" >&2; die "scripts/ggml.sh failed"; }
         fi
         flag=(); [[ "$PROFILE" == release ]] && flag=(--release)

@@ -9,7 +9,7 @@ Speaks Hearth's voice WebSocket protocol (`ws://HOST/api/ws?token=...`):
           binary audio frames, {"type":"audio_end"}, {"type":"done","metrics":{...}},
           {"type":"error","code","message"}.
 
-One turn: the speech is sent as 20 ms frames in real time, then ~0.8 s of silence frames; the
+The token is sent as `?token=` and as `Authorization: Bearer`. One turn: the speech is sent as 20 ms frames in real time, then ~0.8 s of silence frames; the
 figure is the time from sending the last speech frame (end of speech) to receiving the first
 binary audio frame. Needs the `websockets` package (PyPI; benches/voice.sh installs it into
 benches/work/venv).
@@ -121,7 +121,14 @@ def run_turn(url: str, token: str | None, pcm: bytes, *, silence_s: float = 0.8,
     finished = threading.Event()
     lock = threading.Lock()
 
-    with connect(full, open_timeout=open_timeout, max_size=None, compression=None) as ws:
+    # The token goes both ways: `?token=` (what a browser can send) and the Authorization header.
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        ws = connect(full, open_timeout=open_timeout, max_size=None, compression=None, additional_headers=headers)
+    except Exception as e:  # refused, HTTP status instead of an upgrade, timeout
+        turn.error = f"cannot open {url}: {e}"
+        return turn
+    with ws:
         ws.send(json.dumps({"type": "start", "conversation_id": conversation_id, "voice": voice}))
 
         first_audio_at: list[float] = []
@@ -215,14 +222,20 @@ def _sleep_until(t: float) -> None:
         time.sleep(d)
 
 
-def run_turns(url: str, token: str | None, pcm: bytes, turns: int, pause_s: float = 0.5, log=None, **kw) -> dict:
-    """`turns` utterances, one connection each; returns samples, the median and every turn."""
-    results = []
-    for i in range(turns):
+def run_turns(url: str, token: str | None, pcm: bytes, turns: int, pause_s: float = 0.5, log=None,
+              before=None, warmup: int = 0, **kw) -> dict:
+    """`warmup` + `turns` utterances, one connection each; returns the measured turns' samples,
+    their median and every turn (warm-up turns under "warmup"). `before`, when given, is called
+    before each turn (the bench waits for a quiet box there)."""
+    results, warm = [], []
+    for i in range(warmup + turns):
+        if before:
+            before()
         t = run_turn(url, token, pcm, **kw)
-        results.append(t)
+        (warm if i < warmup else results).append(t)
         if log:
-            log(f"turn {i + 1}/{turns}: end of speech -> first audio "
+            label = f"warm-up turn {i + 1}" if i < warmup else f"turn {i + 1 - warmup}/{turns}"
+            log(f"{label}: end of speech -> first audio "
                 f"{_fmt(t.end_of_speech_to_first_audio_ms)} ms; server {json.dumps(t.metrics)}"
                 + (f"; ERROR {t.error}" if t.error else "") + (" (stop sent)" if t.stop_sent else ""))
         time.sleep(pause_s)
@@ -236,7 +249,7 @@ def run_turns(url: str, token: str | None, pcm: bytes, turns: int, pause_s: floa
             server[key] = statistics.median(vals)
     return {"samples_ms": [_r(s) for s in samples], "median_ms": _r(statistics.median(ok)) if ok else None,
             "server_median_ms": server, "errors": [t.error for t in results if t.error],
-            "turns": [t.summary() for t in results]}
+            "turns": [t.summary() for t in results], "warmup": [t.summary() for t in warm]}
 
 
 def _fmt(v):
