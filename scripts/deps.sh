@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake clang libclang-dev pkg-config libssl-dev   # llama.cpp via bindgen
   python3 python3-pip python3-venv                                   # model fetcher, test clients
+  libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
   chromium                                                           # web UI end-to-end tests
 )
 # Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh checkout to a running Hearth on the default model:
-# installs system packages, fetches and verifies the model, builds, creates an admin
+# installs system packages, fetches and verifies the model (and the voice models), builds, creates an admin
 # user and token on first run (printed once), and serves on 0.0.0.0:8080 (or $HEARTH_LISTEN).
 # Extra arguments go to `hearth serve` (e.g. --listen 127.0.0.1:9000).
 set -euo pipefail
@@ -10,6 +10,10 @@ bash scripts/deps.sh
 model=$(python3 models/fetch.py default | tail -n 1)
 cargo build --release --locked
 hearth=./target/release/hearth
+# Voice: a whisper model (converted by hearth itself), a Piper voice and ONNX Runtime.
+# Without them the rest works; `hearth doctor` says what is missing.
+python3 models/fetch.py whisper-base piper-joe onnxruntime --hearth "$hearth" >/dev/null \
+  || echo "run.sh: the voice models could not be fetched; speech is off (see: $hearth doctor)" >&2
 data_dir=${HEARTH_DATA_DIR:-./data}
 
 if "$hearth" users list --data-dir "$data_dir" | grep -q '^No users'; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Hearth's whole test suite on a fresh Debian/Ubuntu machine: installs system
 # packages, builds, fetches the real test models (cached in ~/.cache/hearth/models, verified
-# by sha256; hearth itself converts the embedding model), sets up the official `openai`
+# by sha256; hearth itself converts the embedding model; the Piper voice and ONNX Runtime too), sets up the official `openai`
 # Python client, then runs every test, and last the web UI's end-to-end tests in
 # headless Chromium.
 set -euo pipefail
@@ -11,7 +11,7 @@ bash scripts/deps.sh
 # hearth itself converts the embedding model (hearth models import), so build first;
 # the tests below reuse this build.
 cargo build --locked
-python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
+python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en piper-joe onnxruntime --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then

@@ -52,6 +52,7 @@ error_codes! {
     NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
     ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
     ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";
+    VoiceNotFound         => NOT_FOUND,              "voice_not_found",         "invalid_request_error";
     DocumentNotFound      => NOT_FOUND,              "document_not_found",      "invalid_request_error";
     JobNotFound           => NOT_FOUND,              "job_not_found",           "invalid_request_error";
     MethodNotAllowed      => METHOD_NOT_ALLOWED,     "method_not_allowed",      "invalid_request_error";

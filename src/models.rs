@@ -1,6 +1,7 @@
 //! The model manifest (`models/manifest.toml`, compiled in) and where model files live.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -11,8 +12,15 @@ const MANIFEST_TOML: &str = include_str!("../models/manifest.toml");
 pub struct ManifestModel {
     pub name: String,
     pub file: String,
+    /// Size and sha256 of the file; for a native library, of this architecture's build
+    /// (filled in from `arch` when the manifest is read).
+    #[serde(default)]
     pub bytes: u64,
+    #[serde(default)]
     pub sha256: String,
+    /// Native libraries: one build per CPU architecture (`x86_64`, `aarch64`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arch: BTreeMap<String, ArchBuild>,
     pub license: String,
     pub role: String,
     #[serde(default)]
@@ -21,6 +29,15 @@ pub struct ManifestModel {
     pub description: String,
     #[serde(default)]
     pub system_prompt_required: bool,
+}
+
+/// One architecture's build of a native library.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchBuild {
+    pub bytes: u64,
+    pub sha256: String,
+    /// The wheel platform tag it is fetched for.
+    pub platform: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,10 +61,27 @@ impl Manifest {
     }
 }
 
-/// The compiled-in manifest.
+/// The compiled-in manifest, as it applies to this machine's architecture.
 pub fn manifest() -> &'static Manifest {
     static MANIFEST: OnceLock<Manifest> = OnceLock::new();
-    MANIFEST.get_or_init(|| toml::from_str(MANIFEST_TOML).expect("models/manifest.toml is valid"))
+    MANIFEST.get_or_init(|| {
+        let manifest = toml::from_str(MANIFEST_TOML).expect("models/manifest.toml is valid");
+        for_arch(manifest, std::env::consts::ARCH)
+    })
+}
+
+/// Models with per-architecture builds take `arch`'s size and sha256; those without a
+/// build for it are left out.
+fn for_arch(mut manifest: Manifest, arch: &str) -> Manifest {
+    manifest.models.retain_mut(|m| {
+        if m.arch.is_empty() {
+            return true;
+        }
+        let Some(build) = m.arch.get(arch) else { return false };
+        (m.bytes, m.sha256) = (build.bytes, build.sha256.clone());
+        true
+    });
+    manifest
 }
 
 /// The name clients use for a model file: its manifest name, or the file stem.
@@ -181,6 +215,20 @@ mod tests {
             assert!(model.bytes > 0);
         }
         assert!(m.find("SmolLM2-135M-Instruct.Q4_1.gguf").is_some());
+    }
+
+    #[test]
+    fn native_libraries_take_their_architecture_build() {
+        let parse = || toml::from_str::<Manifest>(MANIFEST_TOML).unwrap();
+        let ort = |m: &Manifest| m.find("onnxruntime").map(|o| (o.bytes, o.sha256.clone()));
+        let x86 = ort(&for_arch(parse(), "x86_64")).unwrap();
+        let arm = ort(&for_arch(parse(), "aarch64")).unwrap();
+        assert!(x86.0 > 0 && arm.0 > 0 && x86.1 != arm.1);
+        let other = for_arch(parse(), "riscv64");
+        assert!(ort(&other).is_none() && other.find("piper-joe").is_some());
+        // Chat models are still exactly the GGUF files.
+        let gguf = |m: &Manifest| m.models.iter().filter(|m| m.file.ends_with(".gguf")).count();
+        assert_eq!(gguf(&other), gguf(&parse()));
     }
 
     #[test]

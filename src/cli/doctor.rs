@@ -25,14 +25,21 @@ impl Check {
         Check { component, status: Status::Ok, detail: detail.into(), fix: None }
     }
 
-    fn bad(component: &'static str, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    fn bad(
+        component: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check { component, status, detail: detail.into(), fix: Some(fix.into()) }
     }
 }
 
 /// Runs every check and prints a report; fails when anything needed is missing or broken.
 pub fn run(settings: &Settings) -> ExitCode {
-    let mut checks = vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
+    let mut checks =
+        vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
+    checks.extend(text_to_speech(settings));
     checks.push(wyoming(settings));
     checks.push(machine(settings));
     for c in &checks {
@@ -60,7 +67,12 @@ pub fn run(settings: &Settings) -> ExitCode {
 fn data_dir(dir: &Path) -> Check {
     const C: &str = "data directory";
     if let Err(e) = std::fs::create_dir_all(dir) {
-        return Check::bad(C, Status::Failed, format!("{}: {e}", dir.display()), "check storage.data_dir and its owner");
+        return Check::bad(
+            C,
+            Status::Failed,
+            format!("{}: {e}", dir.display()),
+            "check storage.data_dir and its owner",
+        );
     }
     let probe = dir.join(".doctor-probe");
     match std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)) {
@@ -83,7 +95,12 @@ fn chat_model(settings: &Settings) -> Check {
     match crate::engine::verify_model_file(&path, settings.model.verify_sha256) {
         Ok((summary, _)) => Check::ok(
             C,
-            format!("{} ({}, {:.0} MB, checked)", path.display(), summary.architecture, summary.file_size as f64 / 1e6),
+            format!(
+                "{} ({}, {:.0} MB, checked)",
+                path.display(),
+                summary.architecture,
+                summary.file_size as f64 / 1e6
+            ),
         ),
         Err(e) => Check::bad(C, Status::Failed, e, "fetch the model again: python3 models/fetch.py default"),
     }
@@ -92,20 +109,74 @@ fn chat_model(settings: &Settings) -> Check {
 fn speech_to_text(settings: &Settings) -> Check {
     const C: &str = "speech to text";
     if !cfg!(feature = "stt") {
-        return Check::bad(C, Status::Off, "built without the `stt` feature", "rebuild with default features");
+        return Check::bad(
+            C,
+            Status::Off,
+            "built without the `stt` feature",
+            "rebuild with default features",
+        );
     }
     let preferred = crate::voice::stt::PREFERRED_MODELS;
     let path = match locate(&settings.voice.stt_model, preferred, &settings.storage.data_dir) {
         Ok(path) => path,
         Err(e) => {
             let name = preferred.last().copied().unwrap_or_default();
-            return Check::bad(C, Status::Missing, e, format!("python3 models/fetch.py {name} --hearth $(which hearth)"));
+            return Check::bad(
+                C,
+                Status::Missing,
+                e,
+                format!("python3 models/fetch.py {name} --hearth $(which hearth)"),
+            );
         }
     };
     match crate::voice::stt::check_model(&path) {
         Ok(()) => Check::ok(C, format!("{} (whisper.cpp, checked)", path.display())),
         Err(e) => Check::bad(C, Status::Failed, e, "fetch or import the whisper model again"),
     }
+}
+
+#[cfg(not(feature = "tts"))]
+fn text_to_speech(_settings: &Settings) -> Vec<Check> {
+    vec![Check::bad(
+        "text to speech",
+        Status::Off,
+        "built without the `tts` feature",
+        "rebuild with default features",
+    )]
+}
+
+/// The voice (and its espeak-ng language), and the ONNX Runtime library it runs on.
+#[cfg(feature = "tts")]
+fn text_to_speech(settings: &Settings) -> Vec<Check> {
+    use crate::voice::tts::{check_library, check_voice, locate_onnxruntime, PREFERRED_VOICES};
+    const VOICE: &str = "text to speech";
+    const RUNTIME: &str = "onnx runtime";
+    let data_dir = &settings.storage.data_dir;
+    let voice = match locate(&settings.voice.tts_voice, PREFERRED_VOICES, data_dir) {
+        Err(e) => Check::bad(VOICE, Status::Missing, e, "python3 models/fetch.py piper-joe"),
+        Ok(path) => match check_voice(&path) {
+            Ok((language, rate)) => {
+                Check::ok(VOICE, format!("{} ({language}, {rate} Hz, espeak-ng ok)", path.display()))
+            }
+            Err(e) if e.contains("espeak") => {
+                Check::bad(VOICE, Status::Failed, e, "sudo apt-get install espeak-ng-data libespeak-ng1")
+            }
+            Err(e) => Check::bad(
+                VOICE,
+                Status::Failed,
+                e,
+                "fetch the voice again: python3 models/fetch.py piper-joe",
+            ),
+        },
+    };
+    let runtime = match locate_onnxruntime(&settings.voice.onnxruntime, data_dir) {
+        Err(e) => Check::bad(RUNTIME, Status::Missing, e, "python3 models/fetch.py onnxruntime"),
+        Ok(path) => match check_library(&path) {
+            Ok(version) => Check::ok(RUNTIME, format!("{} (version {version})", path.display())),
+            Err(e) => Check::bad(RUNTIME, Status::Failed, e, "python3 models/fetch.py onnxruntime"),
+        },
+    };
+    vec![voice, runtime]
 }
 
 fn wyoming(settings: &Settings) -> Check {
@@ -142,7 +213,11 @@ fn machine(settings: &Settings) -> Check {
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        if avx2 { "AVX2" } else { "no AVX2 (the portable build needs it)" }
+        if avx2 {
+            "AVX2"
+        } else {
+            "no AVX2 (the portable build needs it)"
+        }
     } else {
         "NEON"
     };
@@ -151,7 +226,12 @@ fn machine(settings: &Settings) -> Check {
         settings.inference_threads()
     );
     if simd.starts_with("no ") {
-        return Check::bad("machine", Status::Failed, detail, "run on a CPU with AVX2 (x86-64-v3) or build from source");
+        return Check::bad(
+            "machine",
+            Status::Failed,
+            detail,
+            "run on a CPU with AVX2 (x86-64-v3) or build from source",
+        );
     }
     if avail < model_gb + 0.5 {
         return Check::bad("machine", Status::Failed, detail, "free memory or use a smaller model");

@@ -83,6 +83,8 @@ enum Command {
     Index(knowledge::IndexCommand),
     /// Transcribe a WAV file with the local speech model (whisper.cpp).
     Transcribe(speech::TranscribeArgs),
+    /// Say text with the local Piper voice and write a WAV file.
+    Speak(speech::SpeakArgs),
     /// Print the configuration in effect (all layers merged) as TOML.
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
     Doctor,
@@ -188,6 +190,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Doctor => Ok(doctor::run(&loaded.settings)),
+        Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)

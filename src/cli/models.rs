@@ -108,6 +108,33 @@ fn verify_whisper(path: &Path) -> bool {
     }
 }
 
+/// A manifest file that is neither GGUF nor whisper ggml (a voice, a runtime library).
+fn is_listed_other(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    !name.ends_with(".gguf") && manifest().find_by_file(name).is_some()
+}
+
+/// `hearth models verify` by size and sha256 only; false if it failed.
+fn verify_listed(path: &Path) -> bool {
+    let checked = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|m| crate::models::check_listed(path, m.len()).map(|_| m.len()));
+    match checked {
+        Ok(bytes) => {
+            println!(
+                "ok      {} ({:.1} MB; sha256 matches the manifest)",
+                path.display(),
+                bytes as f64 / 1e6
+            );
+            true
+        }
+        Err(e) => {
+            println!("FAILED  {e}");
+            false
+        }
+    }
+}
+
 fn installed(file: &str, settings: &Settings) -> Option<PathBuf> {
     search_dirs(&settings.storage.data_dir).into_iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
@@ -144,6 +171,10 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
             for path in paths {
                 if crate::import::whisper::is_ggml_file(&path) {
                     failed |= !verify_whisper(&path);
+                    continue;
+                }
+                if is_listed_other(&path) {
+                    failed |= !verify_listed(&path);
                     continue;
                 }
                 match verify_model_file(&path, true) {

@@ -8,6 +8,8 @@ use crate::knowledge::Knowledge;
 use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::voice::assistant::Assistant;
+use crate::voice::wyoming::{self, ServerOptions};
 use crate::voice::Voice;
 use anyhow::Context;
 use std::sync::Arc;
@@ -41,9 +43,38 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
+    let wyoming = match settings.voice.wyoming_addr() {
+        None => None,
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen for Wyoming on {addr} (voice.wyoming_listen)"))?;
+            listener.set_nonblocking(true)?;
+            let assistant = Assistant {
+                voice: voice.clone(),
+                models: models.clone(),
+                store: store.clone(),
+                settings: settings.clone(),
+            };
+            let options = ServerOptions {
+                allow: Some(settings.voice.wyoming_allowed()),
+                max_utterance_seconds: f64::from(settings.voice.max_audio_seconds.min(120)),
+                ..ServerOptions::default()
+            };
+            tracing::info!(%addr, allow = ?settings.voice.wyoming_allow, "Wyoming server for voice satellites");
+            Some((listener, Arc::new(assistant), options))
+        }
+    };
     let state =
         AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs, voice };
-    actix_web::rt::System::new().block_on(http::serve(state)).context("HTTP server failed")?;
+    actix_web::rt::System::new()
+        .block_on(async move {
+            if let Some((listener, assistant, options)) = wyoming {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tokio::spawn(wyoming::serve(listener, assistant, options, std::future::pending()));
+            }
+            http::serve(state).await
+        })
+        .context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -39,6 +39,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "jobs": { "pending": pending_jobs },
             "model": model,
             "speech_to_text": state.voice.stt.state(),
+            "text_to_speech": state.voice.tts.state(),
             "models": state.models.states().into_iter().map(|(id, s)| json!({
                 "id": id,
                 "state": match s {

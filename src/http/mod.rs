@@ -14,7 +14,10 @@ mod openai;
 mod paging;
 mod reply;
 mod search;
+mod speech;
 mod ui;
+mod voice_turn;
+mod voice_ws;
 
 pub use auth::{Admin, Caller, Credential};
 
@@ -107,7 +110,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))
         .service(resource("/v1/embeddings").route(web::post().to(openai::embeddings)))
-        .service(resource("/v1/audio/transcriptions").route(web::post().to(audio::transcriptions)));
+        .service(resource("/v1/audio/transcriptions").route(web::post().to(audio::transcriptions)))
+        .service(resource("/v1/audio/speech").route(web::post().to(speech::speech)))
+        .service(resource("/v1/audio/voices").route(web::get().to(speech::voices)))
+        .service(resource("/api/ws").route(web::get().to(voice_ws::ws)));
 }
 
 /// A resource whose unmatched methods answer a JSON 405.

@@ -14,6 +14,7 @@ use serde_json::json;
 pub struct SpeechRequest {
     /// `tts-1` and the like, or a voice model name: the installed voice answers either way.
     #[serde(default)]
+    #[allow(dead_code)]
     pub model: Option<String>,
     pub input: String,
     /// An installed voice, or `default` for the configured one.
@@ -28,6 +29,7 @@ pub struct SpeechRequest {
     pub speed: Option<f32>,
     /// Accepted for compatibility; Piper voices take no instructions.
     #[serde(default)]
+    #[allow(dead_code)]
     pub instructions: Option<String>,
     #[serde(default)]
     pub stream_format: Option<String>,
@@ -72,15 +74,17 @@ pub async fn speech(
             let head = tts.synthesize(speak(first)).await?;
             let rate = head.rate;
             let first_bytes = pcm_bytes(&head.samples);
-            let rest = futures_util::stream::unfold((sentences, tts, speak), |(mut left, tts, speak)| async move {
-                let text = left.next()?;
-                let chunk = match tts.synthesize(speak(text)).await {
-                    Ok(speech) => Ok(pcm_bytes(&speech.samples)),
-                    Err(e) => Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-                };
-                Some((chunk, (left, tts, speak)))
-            });
-            let body = futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(first_bytes) }), rest);
+            let rest =
+                futures_util::stream::unfold((sentences, tts, speak), |(mut left, tts, speak)| async move {
+                    let text = left.next()?;
+                    let chunk = match tts.synthesize(speak(text)).await {
+                        Ok(speech) => Ok(pcm_bytes(&speech.samples)),
+                        Err(e) => Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                    };
+                    Some((chunk, (left, tts, speak)))
+                });
+            let body =
+                futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(first_bytes) }), rest);
             Ok(HttpResponse::Ok()
                 .content_type("audio/pcm")
                 .insert_header(("X-Sample-Rate", rate.to_string()))

@@ -37,12 +37,25 @@ impl Default for TurnSettings {
 
 pub enum Input {
     /// An utterance and when it ended (the end of speech).
-    Audio { audio: Vec<f32>, ended: Instant },
+    Audio {
+        audio: Vec<f32>,
+        ended: Instant,
+    },
     Text(String),
 }
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+/// Stops a spawned task when the turn that owns it ends early (cancelled, or the client
+/// went away): a dropped `JoinHandle` alone would let it run on.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs a turn; returns the conversation it was stored in.
@@ -56,7 +69,7 @@ pub async fn run(
     match answer(&state, user_id, &settings, input, &mut session).await {
         Ok(conversation) => Some(conversation),
         Err(e) => {
-            let body = json!({"type": "error", "code": e.code.as_str(), "message": e.message});
+            let body = json!({"type": "error", "code": e.code.code(), "message": e.message});
             let _ = session.text(body.to_string()).await;
             None
         }
@@ -79,7 +92,10 @@ async fn answer(
         Input::Audio { audio, ended } => {
             let request = TranscribeRequest { audio, language: None, prompt: None, fast: true };
             let t = state.voice.stt.transcribe(request).await?;
-            session.text(json!({"type": "transcript", "text": t.text}).to_string()).await.map_err(|_| closed())?;
+            session
+                .text(json!({"type": "transcript", "text": t.text}).to_string())
+                .await
+                .map_err(|_| closed())?;
             (t.text, ended, Instant::now())
         }
     };
@@ -105,14 +121,21 @@ async fn answer(
     let system = format!("{} {SPOKEN_STYLE}", state.settings.model.system_prompt);
     let mut messages = vec![ChatMessage::new("system", system)];
     messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
-    messages.push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
+    messages
+        .push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
     let (engine, info) = super::ready_engine(state, None).await?;
-    let mut reply = Reply::start(engine.submit(Prompt::Chat(messages), params(state, None, None, None, None, vec![])?)?)
-        .await?;
+    let mut reply =
+        Reply::start(engine.submit(Prompt::Chat(messages), params(state, None, None, None, None, vec![])?)?)
+            .await?;
 
     // Sentences go to the speaker task as they complete; it streams their audio back.
     let (sentences_tx, sentences_rx) = mpsc::unbounded_channel::<String>();
-    let speaker = actix_web::rt::spawn(speak(state.clone(), settings.voice.clone(), sentences_rx, session.clone()));
+    let mut speaker = AbortOnDrop(actix_web::rt::spawn(speak(
+        state.clone(),
+        settings.voice.clone(),
+        sentences_rx,
+        session.clone(),
+    )));
     let mut sentences = Sentences::default();
     let mut text = String::new();
     let mut first_token = None;
@@ -121,7 +144,10 @@ async fn answer(
             Some(Event::Token(t)) => {
                 first_token.get_or_insert_with(Instant::now);
                 text.push_str(&t);
-                session.text(json!({"type": "reply_delta", "text": t}).to_string()).await.map_err(|_| closed())?;
+                session
+                    .text(json!({"type": "reply_delta", "text": t}).to_string())
+                    .await
+                    .map_err(|_| closed())?;
                 for sentence in sentences.push(&t) {
                     let _ = sentences_tx.send(sentence);
                 }
@@ -135,7 +161,8 @@ async fn answer(
         let _ = sentences_tx.send(rest);
     }
     drop(sentences_tx);
-    let spoken = speaker.await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
+    let spoken =
+        (&mut speaker.0).await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
 
     let turn = NewTurn {
         conversation_id,
@@ -160,9 +187,12 @@ async fn answer(
     });
     state.metrics.observe_stage("transcript_to_first_token", first_token - transcribed);
     if let Some(first_audio) = spoken {
-        metrics["first_token_to_first_audio_ms"] = json!(ms(first_audio.saturating_duration_since(first_token)));
+        metrics["first_token_to_first_audio_ms"] =
+            json!(ms(first_audio.saturating_duration_since(first_token)));
         metrics["speech_end_to_first_audio_ms"] = json!(ms(first_audio - started));
-        state.metrics.observe_stage("first_token_to_first_audio", first_audio.saturating_duration_since(first_token));
+        state
+            .metrics
+            .observe_stage("first_token_to_first_audio", first_audio.saturating_duration_since(first_token));
         state.metrics.observe_stage("speech_end_to_first_audio", first_audio - started);
     }
     let done = json!({
@@ -187,7 +217,8 @@ async fn speak(
     let closed = || ApiError::new(ErrorCode::Internal, "the client went away");
     let mut first_audio = None;
     while let Some(text) = sentences.recv().await {
-        let speech = state.voice.tts.synthesize(SpeakRequest { text, voice: voice.clone(), speed: None }).await?;
+        let speech =
+            state.voice.tts.synthesize(SpeakRequest { text, voice: voice.clone(), speed: None }).await?;
         if first_audio.is_none() {
             let start = json!({"type": "audio_start", "rate": speech.rate, "channels": 1, "format": "s16le"});
             session.text(start.to_string()).await.map_err(|_| closed())?;

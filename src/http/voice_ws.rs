@@ -69,7 +69,10 @@ pub async fn ws(
     check_origin(&req)?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::invalid(format!("not a WebSocket handshake: {e}")))?;
-    let stream = stream.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
+    let stream = stream
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_MESSAGE_BYTES);
     actix_web::rt::spawn(run(state, caller, session, stream));
     Ok(response)
 }
@@ -79,7 +82,7 @@ async fn send(session: &mut Session, value: serde_json::Value) -> bool {
 }
 
 async fn send_error(session: &mut Session, e: &ApiError) -> bool {
-    send(session, json!({"type": "error", "code": e.code.as_str(), "message": e.message})).await
+    send(session, json!({"type": "error", "code": e.code.code(), "message": e.message})).await
 }
 
 async fn run(
@@ -140,7 +143,10 @@ async fn run(
                             input = Some(Input::Audio { audio, ended: Instant::now() });
                         }
                         CaptureEvent::TooLong => {
-                            let e = ApiError::new(ErrorCode::AudioTooLong, "the utterance is too long; it was dropped");
+                            let e = ApiError::new(
+                                ErrorCode::AudioTooLong,
+                                "the utterance is too long; it was dropped",
+                            );
                             send_error(&mut session, &e).await;
                         }
                     }
@@ -171,10 +177,11 @@ async fn run(
                     continue;
                 }
                 Ok(ClientMessage::Cancel) => {
+                    // Acknowledged whether or not an answer was running (it may just have ended).
                     if let Some(handle) = turn.take() {
                         handle.abort();
-                        send(&mut session, json!({"type": "cancelled"})).await;
                     }
+                    send(&mut session, json!({"type": "cancelled"})).await;
                     capture.reset();
                     continue;
                 }

@@ -2,8 +2,8 @@
 //! `synthesize`, the language model for `handle`, and API tokens for `auth`.
 
 use super::stt::{SttState, TranscribeRequest};
-use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
 use super::tts::{SpeakRequest, TtsState};
+use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
 use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel, TtsProgram, TtsVoice};
 use super::wyoming::{ServiceError, Synthesized, VoiceServices};
 use super::Voice;
@@ -27,7 +27,7 @@ pub struct Assistant {
 
 fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
     let e = e.into();
-    ServiceError::new(e.code.as_str(), e.message)
+    ServiceError::new(e.code.code(), e.message)
 }
 
 impl Assistant {
@@ -63,10 +63,16 @@ impl Assistant {
         vec![AsrProgram {
             artifact: Artifact::new("hearth-whisper", "Speech to text (whisper.cpp)", BY, None),
             models: vec![LanguageModel {
-                artifact: Artifact::new(&model, "Whisper", ("OpenAI", "https://github.com/openai/whisper"), None),
+                artifact: Artifact::new(
+                    &model,
+                    "Whisper",
+                    ("OpenAI", "https://github.com/openai/whisper"),
+                    None,
+                ),
                 languages,
             }],
-            supports_transcript_streaming: false,
+            // Segments come as `transcript-chunk`s between `transcript-start` and `-stop`.
+            supports_transcript_streaming: true,
         }]
     }
 
@@ -80,7 +86,12 @@ impl Assistant {
             .voices()
             .into_iter()
             .map(|v| TtsVoice {
-                artifact: Artifact::new(&v.name, "Piper voice", ("Piper", "https://github.com/rhasspy/piper"), None),
+                artifact: Artifact::new(
+                    &v.name,
+                    "Piper voice",
+                    ("Piper", "https://github.com/rhasspy/piper"),
+                    None,
+                ),
                 languages: vec![v.language],
                 speakers: None,
             })
@@ -118,10 +129,13 @@ impl Assistant {
 
 /// Languages a multilingual whisper model understands.
 fn whisper_languages() -> Vec<String> {
-    ["en", "de", "fr", "es", "it", "nl", "pt", "pl", "ru", "uk", "zh", "ja", "ko", "sv", "da", "no", "fi", "tr"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "en", "de", "fr", "es", "it", "nl", "pt", "pl", "ru", "uk", "zh", "ja", "ko", "sv", "da", "no", "fi",
+        "tr",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 impl VoiceServices for Assistant {
@@ -130,7 +144,8 @@ impl VoiceServices for Assistant {
     }
 
     async fn transcribe(&self, request: &Transcribe, audio: Vec<f32>) -> Result<Transcript, ServiceError> {
-        let request = TranscribeRequest { audio, language: request.language.clone(), prompt: None, fast: true };
+        let request =
+            TranscribeRequest { audio, language: request.language.clone(), prompt: None, fast: true };
         let t = self.voice.stt.transcribe(request).await.map_err(failure)?;
         Ok(Transcript { text: t.text, language: Some(t.language), context: None })
     }

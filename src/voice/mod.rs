@@ -1,10 +1,13 @@
 //! Voice: the speech engines and the protocols that connect them to clients:
-//! speech to text on whisper.cpp ([`stt`]) and the Wyoming protocol ([`wyoming`])
-//! that Home Assistant's voice satellites speak.
+//! speech to text on whisper.cpp ([`stt`]), text to speech with Piper voices ([`tts`]),
+//! the streamed pipeline's pieces ([`pipeline`]), and the Wyoming protocol ([`wyoming`])
+//! that Home Assistant's voice satellites speak, served by [`assistant`].
 
+pub mod assistant;
 pub mod pipeline;
 mod service;
 pub mod stt;
+pub mod tts;
 pub mod wyoming;
 
 pub use service::Voice;

@@ -193,7 +193,7 @@ impl Sentences {
             match c {
                 '\n' if text[..at].trim().chars().count() > 0 => return Some(end),
                 '.' | '!' | '?' | '。' | '！' | '？' => {
-                    let Some(next) = next else { return None };
+                    let next = next?;
                     let cjk = matches!(c, '。' | '！' | '？');
                     if (cjk || next.is_whitespace())
                         && long_enough
@@ -202,12 +202,11 @@ impl Sentences {
                         return Some(end);
                     }
                 }
-                ',' | ';' | ':' | '，' | '；' => {
+                ',' | ';' | ':' | '，' | '；'
                     if next.is_some_and(char::is_whitespace)
-                        && text[..end].chars().count() >= LONG_CLAUSE_CHARS
-                    {
-                        return Some(end);
-                    }
+                        && text[..end].chars().count() >= LONG_CLAUSE_CHARS =>
+                {
+                    return Some(end);
                 }
                 _ => {}
             }

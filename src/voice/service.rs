@@ -1,6 +1,7 @@
 //! The speech engines a server runs, started from the settings.
 
 use super::stt::{Transcriber, PREFERRED_MODELS};
+use super::tts::{locate_onnxruntime, Synthesizer, PREFERRED_VOICES};
 use crate::config::Settings;
 use crate::telemetry::Metrics;
 
@@ -8,6 +9,7 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct Voice {
     pub stt: Transcriber,
+    pub tts: Synthesizer,
 }
 
 impl Voice {
@@ -21,6 +23,16 @@ impl Voice {
             tracing::warn!(error = %e, "speech to text is off");
         }
         let stt = Transcriber::start(stt_model, voice.speech_threads()).with_metrics(metrics.clone());
-        Voice { stt }
+        let tts_voice = crate::models::locate(&voice.tts_voice, PREFERRED_VOICES, data_dir);
+        if let Err(e) = &tts_voice {
+            tracing::warn!(error = %e, "text to speech is off");
+        }
+        let runtime = locate_onnxruntime(&voice.onnxruntime, data_dir);
+        // Synthesis overlaps generation in the voice pipeline: leave the language model a core.
+        let tts_threads = voice.speech_threads().min(settings.batch_threads().saturating_sub(1).max(1));
+        let tts = Synthesizer::start(tts_voice, runtime, tts_threads)
+            .with_metrics(metrics.clone())
+            .with_max_chars(voice.max_speech_chars);
+        Voice { stt, tts }
     }
 }

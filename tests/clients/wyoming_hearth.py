@@ -13,7 +13,7 @@ import asyncio
 import json
 import wave
 
-from wyoming.asr import Transcribe, Transcript
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -34,17 +34,27 @@ async def read(client):
     return event
 
 
-async def transcribe(client, pcm, rate, width, channels):
+async def transcribe(client, pcm, rate, width, channels, report):
     await client.write_event(Transcribe(language="en").event())
     await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
     step = 2048 * width * channels
     for at in range(0, len(pcm), step):
         await client.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=pcm[at:at + step]).event())
     await client.write_event(AudioStop().event())
+    # A streaming server sends transcript-start, -chunk(s), the transcript, then -stop.
+    seen, chunks = [], ""
     event = await read(client)
     while not Transcript.is_type(event.type):
+        seen.append(event.type)
+        if TranscriptChunk.is_type(event.type):
+            chunks += TranscriptChunk.from_event(event).text
         event = await read(client)
-    return Transcript.from_event(event).text
+    text = Transcript.from_event(event).text
+    if seen:
+        stop = await read(client)
+        report["streaming"] = {"start": TranscriptStart.is_type(seen[0]), "chunks": chunks,
+                               "stop": TranscriptStop.is_type(stop.type)}
+    return text
 
 
 async def main(args):
@@ -67,7 +77,8 @@ async def main(args):
 
         with wave.open(args.wav, "rb") as w:
             pcm = w.readframes(w.getnframes())
-            report["transcript"] = await transcribe(client, pcm, w.getframerate(), w.getsampwidth(), w.getnchannels())
+            report["transcript"] = await transcribe(client, pcm, w.getframerate(), w.getsampwidth(), w.getnchannels(),
+                                                    report)
 
         await client.write_event(Synthesize(text="Please turn on the kitchen light.").event())
         start = AudioStart.from_event(await read(client))
@@ -78,7 +89,7 @@ async def main(args):
                 break
             audio += AudioChunk.from_event(event).audio
         report["tts"] = {"rate": start.rate, "width": start.width, "channels": start.channels, "bytes": len(audio)}
-        report["round_trip"] = await transcribe(client, audio, start.rate, start.width, start.channels)
+        report["round_trip"] = await transcribe(client, audio, start.rate, start.width, start.channels, {})
 
         await client.write_event(Transcript(text=report["transcript"]).event())
         event = await read(client)

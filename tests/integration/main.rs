@@ -18,5 +18,6 @@ mod openai;
 mod persistence;
 mod voice_http;
 mod voice_import;
+mod voice_pipeline;
 mod voice_wyoming;
 mod web;

@@ -135,7 +135,10 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     assert_eq!(turn.of("audio_start")[0]["rate"], 22050);
     assert!(turn.audio_bytes > 22050, "at least half a second of speech: {} bytes", turn.audio_bytes);
     assert_eq!(turn.of("audio_end").len(), 1);
-    for stage in ["speech_end_to_transcript_ms", "transcript_to_first_token_ms", "speech_end_to_first_audio_ms"] {
+    eprintln!("voice turn stages: {}", done["metrics"]);
+    for stage in
+        ["speech_end_to_transcript_ms", "transcript_to_first_token_ms", "speech_end_to_first_audio_ms"]
+    {
         assert!(done["metrics"][stage].as_f64().is_some_and(|v| v >= 0.0), "{stage}: {done}");
     }
 
@@ -162,6 +165,29 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     send(&mut socket, json!({"type": "stop"}));
     assert_eq!(next_json(&mut socket)["type"], "no_speech");
 
+    // Cancel stops an answer and its speech: nothing of it arrives after `cancelled`
+    // (read_turn fails on audio before the next turn's audio_start).
+    send(&mut socket, json!({"type": "text", "text": "Tell me a long story about a kitchen."}));
+    loop {
+        match socket.read().unwrap() {
+            Message::Text(t) if t.contains("\"audio_start\"") => break,
+            Message::Text(t) if t.contains("\"done\"") => break,
+            _ => {}
+        }
+    }
+    send(&mut socket, json!({"type": "cancel"}));
+    loop {
+        if let Message::Text(t) = socket.read().unwrap() {
+            if t.contains("\"cancelled\"") {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    send(&mut socket, json!({"type": "text", "text": "Hello."}));
+    let turn = read_turn(&mut socket);
+    assert_eq!(turn.last()["type"], "done", "{:?}", turn.events);
+
     // Hanging up mid-answer stops it; the server goes on serving.
     send(&mut socket, json!({"type": "text", "text": "Tell me a long story about a kitchen."}));
     let first = next_json(&mut socket);
@@ -177,7 +203,10 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
         .unwrap()
         .into_string()
         .unwrap();
-    assert!(metrics.contains("hearth_voice_stage_seconds_count{stage=\"speech_end_to_first_audio\"}"), "{metrics}");
+    assert!(
+        metrics.contains("hearth_voice_stage_seconds_count{stage=\"speech_end_to_first_audio\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -204,14 +233,17 @@ fn python() -> Option<String> {
     if probe.is_ok_and(|o| o.status.success()) {
         Some(python)
     } else {
-        eprintln!("SKIPPED: {python} has no `wyoming` package (pip install wyoming, or set HEARTH_TEST_PYTHON)");
+        eprintln!(
+            "SKIPPED: {python} has no `wyoming` package (pip install wyoming, or set HEARTH_TEST_PYTHON)"
+        );
         None
     }
 }
 
 fn wyoming_client(python: &str, port: u16, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/wyoming_hearth.py");
-    let out = Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(args).output().unwrap();
+    let out =
+        Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(args).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "wyoming client failed:\n{stdout}\n{stderr}");
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
@@ -233,6 +265,13 @@ fn voice_wyoming_serves_home_assistant_with_the_real_engines() {
     assert_eq!(report["handle"], json!(["hearth-assistant"]), "{report}");
     assert!(report["tts_voices"].as_array().is_some_and(|v| !v.is_empty()), "{report}");
     assert!(words(report["transcript"].as_str().unwrap()).contains("kitchen"), "{report}");
+    let streaming = &report["streaming"];
+    assert_eq!(
+        (streaming["start"].as_bool(), streaming["stop"].as_bool()),
+        (Some(true), Some(true)),
+        "{report}"
+    );
+    assert_eq!(streaming["chunks"].as_str().map(str::trim), report["transcript"].as_str(), "{report}");
     assert_eq!((report["tts"]["rate"].as_u64(), report["tts"]["width"].as_u64()), (Some(22050), Some(2)));
     // Text → speech → text recovers the sentence.
     assert!(words(report["round_trip"].as_str().unwrap()).contains("kitchen light"), "{report}");
@@ -245,7 +284,8 @@ fn voice_wyoming_wants_a_token_from_peers_off_the_allowlist() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hearth.toml");
-    std::fs::write(&config, format!("[voice]\nwyoming_listen = \"127.0.0.1:{port}\"\nwyoming_allow = []\n")).unwrap();
+    std::fs::write(&config, format!("[voice]\nwyoming_listen = \"127.0.0.1:{port}\"\nwyoming_allow = []\n"))
+        .unwrap();
     let server = Server::start(options().env("HEARTH_CONFIG", config.to_str().unwrap()));
     wait_voice(&server);
     let refused = wyoming_client(&python, port, &["--expect-refusal"]);

@@ -71,6 +71,16 @@ do_compile:prepend() {
         -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=${TARGET_ARCH} )
 }
 
+# Text to speech (cargo feature `tts`, a default) links libespeak-ng, which neither poky
+# nor meta-oe carries (meta-oe has the old espeak only). Until a layer provides an
+# espeak-ng recipe, hearth is built without it (`hearth speak` then says so); set
+# HEARTH_TTS = "1" in local.conf once one does. ONNX Runtime is not linked: it is loaded
+# at run time from the file `models/fetch.py onnxruntime` installs.
+HEARTH_TTS ??= "0"
+DEPENDS += "${@'espeak-ng' if d.getVar('HEARTH_TTS') == '1' else ''}"
+RDEPENDS:${PN} += "${@'espeak-ng-data' if d.getVar('HEARTH_TTS') == '1' else ''}"
+CARGO_BUILD_FLAGS:append = " ${@'' if d.getVar('HEARTH_TTS') == '1' else '--no-default-features --features llm,stt'}"
+
 # --- Install ------------------------------------------------------------------
 # Replaces cargo_do_install, which would also install libhearth.rlib.
 do_install() {
