@@ -133,6 +133,18 @@ class VoiceWsTest(unittest.TestCase):
         self.assertLess(turn.events[0]["t_ms"], 0)   # speech_start came before the end of speech
         self.assertNotIn("text", turn.events[3])     # reply text is not repeated in the events
 
+    def test_measures_from_the_last_voiced_frame_too(self):
+        url = self.url()
+        pcm = speech_pcm(0.2) + b"\0" * (2 * 1600)  # 10 voiced frames, then 5 quiet ones
+        turn = voice_ws.run_turn(url, "t", pcm, silence_s=0.3, frame_s=0.005, timeout_s=10)
+        self.assertIsNone(turn.error)
+        self.assertGreaterEqual(turn.trailing_quiet_ms, 4 * 5)
+        self.assertLess(turn.trailing_quiet_ms, 200)
+        self.assertAlmostEqual(turn.last_voice_to_first_audio_ms - turn.end_of_speech_to_first_audio_ms,
+                               turn.trailing_quiet_ms, delta=1.0)
+        self.assertEqual(voice_ws.last_voiced(voice_ws.frames(pcm)), 9)
+        self.assertIsNone(voice_ws.last_voiced([b"\0" * 640]))
+
     def test_sends_stop_when_the_server_never_reports_speech_end(self):
         url = self.url("no_vad")
         turn = voice_ws.run_turn(url, None, speech_pcm(0.1), silence_s=0.1, frame_s=0.002,

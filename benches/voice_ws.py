@@ -34,6 +34,19 @@ from urllib.parse import quote
 RATE = 16000
 FRAME_MS = 20
 FRAME_SAMPLES = RATE * FRAME_MS // 1000  # 320 samples = 640 bytes
+VOICED_RMS = 300  # a frame louder than this (about -40 dBFS) counts as voice
+
+
+def last_voiced(frs: list[bytes]) -> int | None:
+    """Index of the last frame whose RMS is above VOICED_RMS (None: all quiet)."""
+    for i in range(len(frs) - 1, -1, -1):
+        a = array.array("h")
+        a.frombytes(frs[i])
+        if sys.byteorder == "big":
+            a.byteswap()
+        if a and (sum(x * x for x in a) / len(a)) ** 0.5 > VOICED_RMS:
+            return i
+    return None
 
 
 def read_pcm16k(path: Path) -> bytes:
@@ -80,6 +93,10 @@ class Turn:
     """What one utterance produced. Times are seconds relative to the end of speech
     (the moment the last speech frame was sent); negative means before it."""
     end_of_speech_to_first_audio_ms: float | None = None
+    # From sending the last *voiced* frame (a clip may end in silence, which the server's VAD
+    # counts towards its end-of-speech silence) to the first audio frame.
+    last_voice_to_first_audio_ms: float | None = None
+    trailing_quiet_ms: float | None = None               # audio sent after the last voiced frame
     events: list[dict] = field(default_factory=list)   # each JSON message with "t_ms"
     metrics: dict | None = None                         # the server's `done` metrics
     transcript: str = ""
@@ -90,7 +107,9 @@ class Turn:
     error: str | None = None
 
     def summary(self) -> dict:
-        return {"first_audio_ms": _r(self.end_of_speech_to_first_audio_ms), "metrics": self.metrics,
+        return {"first_audio_ms": _r(self.end_of_speech_to_first_audio_ms),
+                "last_voice_to_first_audio_ms": _r(self.last_voice_to_first_audio_ms),
+                "trailing_quiet_ms": _r(self.trailing_quiet_ms), "metrics": self.metrics,
                 "transcript": self.transcript, "reply": self.reply, "audio_bytes": self.audio_bytes,
                 "audio_seconds": _r(self.audio_seconds(), 3), "stop_sent": self.stop_sent, "error": self.error,
                 "events": [{k: (_r(v) if k == "t_ms" else v) for k, v in e.items()} for e in self.events]}
@@ -116,6 +135,8 @@ def run_turn(url: str, token: str | None, pcm: bytes, *, silence_s: float = 0.8,
     full = url + (("&" if "?" in url else "?") + "token=" + quote(token, safe="") if token else "")
     turn = Turn()
     speech = frames(pcm)
+    voiced_idx = last_voiced(speech)
+    voiced_at: list[float] = []
     silence = [b"\0" * (FRAME_SAMPLES * 2)] * max(0, round(silence_s / (FRAME_MS / 1000)))
     speech_end_seen = threading.Event()
     finished = threading.Event()
@@ -186,6 +207,8 @@ def run_turn(url: str, token: str | None, pcm: bytes, *, silence_s: float = 0.8,
             _sleep_until(t0 + i * frame_s)
             if finished.is_set() or not _send(ws, fr):
                 break
+            if i == voiced_idx:
+                voiced_at.append(time.monotonic())
         eos = time.monotonic()
         t1 = t0 + len(speech) * frame_s
         for i, fr in enumerate(silence):
@@ -204,6 +227,10 @@ def run_turn(url: str, token: str | None, pcm: bytes, *, silence_s: float = 0.8,
             e["t_ms"] = (e.pop("_t") - eos) * 1000
         if first_audio_at:
             turn.end_of_speech_to_first_audio_ms = (first_audio_at[0] - eos) * 1000
+            if voiced_at:
+                turn.last_voice_to_first_audio_ms = (first_audio_at[0] - voiced_at[0]) * 1000
+        if voiced_at:
+            turn.trailing_quiet_ms = (eos - voiced_at[0]) * 1000
     return turn
 
 
@@ -241,6 +268,7 @@ def run_turns(url: str, token: str | None, pcm: bytes, turns: int, pause_s: floa
         time.sleep(pause_s)
     samples = [t.end_of_speech_to_first_audio_ms for t in results]
     ok = [s for s in samples if s is not None]
+    voice = [t.last_voice_to_first_audio_ms for t in results if t.last_voice_to_first_audio_ms is not None]
     server = {}
     for key in ("speech_end_to_transcript_ms", "transcript_to_first_token_ms", "first_token_to_first_audio_ms",
                 "speech_end_to_first_audio_ms"):
@@ -248,6 +276,8 @@ def run_turns(url: str, token: str | None, pcm: bytes, turns: int, pause_s: floa
         if vals:
             server[key] = statistics.median(vals)
     return {"samples_ms": [_r(s) for s in samples], "median_ms": _r(statistics.median(ok)) if ok else None,
+            "last_voice_median_ms": _r(statistics.median(voice)) if voice else None,
+            "trailing_quiet_ms": results[0].trailing_quiet_ms if results else None,
             "server_median_ms": server, "errors": [t.error for t in results if t.error],
             "turns": [t.summary() for t in results], "warmup": [t.summary() for t in warm]}
 
