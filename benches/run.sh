@@ -89,6 +89,9 @@ if [[ "$SKIP_BUILD" == 0 ]]; then
     command -v cargo >/dev/null || die "cargo not found"
     echo "[run.sh] cargo build --release (CARGO_TARGET_DIR=benches/work/target; log: $WORK/hearth-build.log)" >&2
     start=$(date +%s)
+    # The static ggml that llama.cpp and whisper.cpp share (skipped when up to date).
+    step "$WORK/ggml-build.log" bash "$REPO/scripts/ggml.sh" \
+        || { tail -n 30 "$WORK/ggml-build.log" >&2; die "ggml build failed (log: $WORK/ggml-build.log)"; }
     step "$WORK/hearth-build.log" env -C "$REPO" CARGO_TARGET_DIR="$WORK/target" \
         cargo build --release --bin hearth \
         || { tail -n 30 "$WORK/hearth-build.log" >&2; die "Hearth build failed (log: $WORK/hearth-build.log)"; }

@@ -57,6 +57,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_TTS_VOICE", "voice.tts_voice", Kind::Str),
     ("HEARTH_ONNXRUNTIME", "voice.onnxruntime", Kind::Str),
     ("HEARTH_VOICE_THREADS", "voice.threads", Kind::Int),
+    ("HEARTH_VOICE_LANGUAGE", "voice.language", Kind::Str),
     ("HEARTH_WYOMING_LISTEN", "voice.wyoming_listen", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),

@@ -15,6 +15,10 @@ pub struct VoiceSettings {
     /// ONNX Runtime shared library Piper runs on. Empty: the one `models/fetch.py
     /// onnxruntime` installs (data dir, then the model cache), else the system's.
     pub onnxruntime: String,
+    /// The language people speak to the box, ISO 639-1 (`en`, `de`), used when a request
+    /// does not say. Empty: detected per utterance, which costs multilingual models (base)
+    /// a full extra encoder pass (about 0.8 s on 2 cores); English-only models assume `en`.
+    pub language: String,
     /// Threads for speech recognition and synthesis (0: one per core, at most 4).
     pub threads: u32,
     /// Longest audio accepted for transcription, in seconds.
@@ -35,6 +39,7 @@ impl Default for VoiceSettings {
             stt_model: String::new(),
             tts_voice: String::new(),
             onnxruntime: String::new(),
+            language: String::new(),
             threads: 0,
             max_audio_seconds: 300,
             max_speech_chars: 4000,
@@ -49,6 +54,14 @@ impl VoiceSettings {
         let bad = |key: &str, why: &str| Err(format!("invalid value for voice.{key}: {why}"));
         if self.threads > 64 {
             return bad("threads", "must be at most 64 (0 = automatic)");
+        }
+        if !self.language.is_empty()
+            && !(self.language.len() == 2 && self.language.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            return bad(
+                "language",
+                "must be a two-letter ISO 639-1 code such as en or de, or empty to detect",
+            );
         }
         if !(1..=3600).contains(&self.max_audio_seconds) {
             return bad("max_audio_seconds", "must be between 1 and 3600");
@@ -81,11 +94,40 @@ impl VoiceSettings {
         self.wyoming_allow.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
+    /// The configured language, if any.
+    pub fn default_language(&self) -> Option<String> {
+        (!self.language.is_empty()).then(|| self.language.clone())
+    }
+
     /// Threads for the speech engines: the configured number, else one per core (at most 4).
     pub fn speech_threads(&self) -> u32 {
         match self.threads {
             0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).clamp(1, 4),
             n => n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voice_settings_are_checked() {
+        assert_eq!(VoiceSettings::default().validate(), Ok(()));
+        let with = |f: fn(&mut VoiceSettings)| {
+            let mut v = VoiceSettings::default();
+            f(&mut v);
+            v.validate()
+        };
+        assert!(with(|v| v.language = "english".into()).unwrap_err().contains("voice.language"));
+        assert_eq!(with(|v| v.language = "de".into()), Ok(()));
+        assert!(with(|v| v.wyoming_listen = "10300".into()).unwrap_err().contains("voice.wyoming_listen"));
+        assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()]).unwrap_err().contains("not an IP"));
+        assert!(with(|v| v.max_audio_seconds = 0).is_err());
+        let on = VoiceSettings { wyoming_listen: "0.0.0.0:10300".into(), ..VoiceSettings::default() };
+        assert_eq!(on.wyoming_addr().map(|a| a.port()), Some(10300));
+        assert_eq!(on.wyoming_allowed().len(), 2);
+        assert_eq!(VoiceSettings::default().wyoming_addr(), None, "off by default");
     }
 }

@@ -26,12 +26,20 @@ pub struct TurnSettings {
     pub conversation_id: Option<String>,
     pub voice: Option<String>,
     pub knowledge: Option<bool>,
+    /// The language spoken (ISO 639-1); `None`: `voice.language`, else detected.
+    pub language: Option<String>,
     pub vad_silence_ms: u32,
 }
 
 impl Default for TurnSettings {
     fn default() -> Self {
-        TurnSettings { conversation_id: None, voice: None, knowledge: None, vad_silence_ms: 500 }
+        TurnSettings {
+            conversation_id: None,
+            voice: None,
+            knowledge: None,
+            language: None,
+            vad_silence_ms: 500,
+        }
     }
 }
 
@@ -91,7 +99,8 @@ async fn answer(
             (text, now, now)
         }
         Input::Audio { audio, ended } => {
-            let request = TranscribeRequest { audio, language: None, prompt: None, fast: true };
+            let language = settings.language.clone().or_else(|| state.settings.voice.default_language());
+            let request = TranscribeRequest { audio, language, prompt: None, fast: true };
             let t = state.voice.stt.transcribe(request).await?;
             session
                 .text(json!({"type": "transcript", "text": t.text}).to_string())

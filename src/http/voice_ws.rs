@@ -1,7 +1,7 @@
 //! `GET /api/ws`: the streamed voice pipeline over a WebSocket.
 //!
 //! Client → server: a text message `{"type": "start", "conversation_id"?, "voice"?,
-//! "knowledge"?, "vad_silence_ms"?}` (optional; settings for the turns that follow), then
+//! "knowledge"?, "language"?, "vad_silence_ms"?}` (optional; settings for the turns that follow), then
 //! binary frames of 16 kHz mono s16le PCM. An utterance ends when the client sends
 //! `{"type": "stop"}` (push-to-talk release) or after `vad_silence_ms` of quiet
 //! (hands-free). `{"type": "text", "text": ...}` asks by text and still gets a spoken
@@ -39,6 +39,8 @@ enum ClientMessage {
         knowledge: Option<bool>,
         #[serde(default)]
         vad_silence_ms: Option<u32>,
+        #[serde(default)]
+        language: Option<String>,
     },
     Stop,
     Text {
@@ -170,7 +172,7 @@ async fn run(
                     send_error(&mut session, &ApiError::new(ErrorCode::InvalidJson, e.to_string())).await;
                     continue;
                 }
-                Ok(ClientMessage::Start { conversation_id, voice, knowledge, vad_silence_ms }) => {
+                Ok(ClientMessage::Start { conversation_id, voice, knowledge, vad_silence_ms, language }) => {
                     if let Some(ms) = vad_silence_ms {
                         if !(100..=5000).contains(&ms) {
                             let e = ApiError::invalid("vad_silence_ms must be between 100 and 5000");
@@ -183,6 +185,7 @@ async fn run(
                     settings.conversation_id = conversation_id;
                     settings.voice = voice;
                     settings.knowledge = knowledge;
+                    settings.language = language.filter(|l| !l.is_empty());
                     continue;
                 }
                 Ok(ClientMessage::Cancel) => {

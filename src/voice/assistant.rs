@@ -144,8 +144,12 @@ impl VoiceServices for Assistant {
     }
 
     async fn transcribe(&self, request: &Transcribe, audio: Vec<f32>) -> Result<Transcript, ServiceError> {
-        let request =
-            TranscribeRequest { audio, language: request.language.clone(), prompt: None, fast: true };
+        let request = TranscribeRequest {
+            audio,
+            language: request.language.clone().or_else(|| self.settings.voice.default_language()),
+            prompt: None,
+            fast: true,
+        };
         let t = self.voice.stt.transcribe(request).await.map_err(failure)?;
         Ok(Transcript { text: t.text, language: Some(t.language), context: None })
     }

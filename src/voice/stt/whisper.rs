@@ -54,7 +54,13 @@ pub(super) fn run(
     let multilingual = ctx.is_multilingual();
     // One short warm-up run, so the first utterance does not pay for first-use allocations.
     let warm_up = Job {
-        request: super::TranscribeRequest { audio: vec![0.0; 8000], fast: true, ..Default::default() },
+        // A set language: detecting one would cost a full 30 s encoder pass.
+        request: super::TranscribeRequest {
+            audio: vec![0.0; 8000],
+            language: Some("en".into()),
+            fast: true,
+            ..Default::default()
+        },
         reply: tokio::sync::oneshot::channel().0,
         cancelled: Arc::new(AtomicBool::new(false)),
     };
