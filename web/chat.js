@@ -67,6 +67,12 @@ export function chatPage(ctx) {
     onEvent: voiceEvent,
   });
   const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } }, input, voice.button, send, stop);
+  // A box without speech models keeps the button, disabled, saying why.
+  api('GET', '/api/health').then((health) => {
+    const c = health.components || {};
+    const off = ['speech_to_text', 'text_to_speech'].filter((k) => c[k]?.state === 'failed');
+    if (off.length) voice.unavailable(`Voice is not set up on this box (${off.map((k) => k.replaceAll('_', ' ')).join(', ')}); run hearth doctor there.`);
+  }).catch(() => {});
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });

@@ -416,6 +416,12 @@ export function voiceControl(hooks) {
   return {
     button,
     bar,
+    /** Speech is not installed: the button stays, disabled, with the reason. */
+    unavailable(reason) {
+      button.disabled = true;
+      button.title = reason;
+      button.setAttribute('aria-label', reason);
+    },
     /** A spoken turn is being answered. */
     busy: () => Boolean(turn || holding),
     cancel,

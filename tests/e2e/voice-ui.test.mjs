@@ -328,6 +328,20 @@ test('microphone problems are explained: permission refused, or a page that is n
   }
 });
 
+test('a box without speech models shows the button disabled, saying why', async () => {
+  const main = server;
+  server = await Server.start({ env: { HEARTH_STT_MODEL: '/nowhere/ggml-none.bin' } });
+  try {
+    const page = await newPage(null, { url: server.url });
+    const mic = page.locator('#mic');
+    await page.locator('#mic:disabled').waitFor();
+    assert.match(await mic.getAttribute('title'), /not set up on this box \(speech to text\).*hearth doctor/);
+  } finally {
+    await server.stop();
+    server = main;
+  }
+});
+
 /** Why the real speech test cannot run here, or null. */
 function speechMissing() {
   const have = fs.existsSync(CACHE) ? fs.readdirSync(CACHE) : [];
