@@ -123,7 +123,9 @@ mod tests {
         assert!(with(|v| v.language = "english".into()).unwrap_err().contains("voice.language"));
         assert_eq!(with(|v| v.language = "de".into()), Ok(()));
         assert!(with(|v| v.wyoming_listen = "10300".into()).unwrap_err().contains("voice.wyoming_listen"));
-        assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()]).unwrap_err().contains("not an IP"));
+        assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()])
+            .unwrap_err()
+            .contains("not an IP"));
         assert!(with(|v| v.max_audio_seconds = 0).is_err());
         let on = VoiceSettings { wyoming_listen: "0.0.0.0:10300".into(), ..VoiceSettings::default() };
         assert_eq!(on.wyoming_addr().map(|a| a.port()), Some(10300));

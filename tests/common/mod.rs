@@ -153,6 +153,26 @@ impl Server {
         }
     }
 
+    /// Waits until speech to text and text to speech are ready (a failure fails the test).
+    pub fn wait_voice(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let health = self.health().unwrap();
+            let states =
+                ["speech_to_text", "text_to_speech"].map(|c| health["components"][c]["state"].clone());
+            if states.iter().all(|s| s == "ready") {
+                return;
+            }
+            assert!(
+                !states.iter().any(|s| s == "failed"),
+                "a speech engine failed: {health}\n{}",
+                self.log()
+            );
+            assert!(Instant::now() < deadline, "speech engines did not load: {health}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn health(&self) -> Result<Value, ureq::Error> {
         Ok(ureq::get(&format!("{}/api/health", self.url)).call()?.into_json()?)
     }

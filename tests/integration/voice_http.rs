@@ -4,7 +4,7 @@
 use crate::common::{code, small_model, Server, ServerOptions};
 use hearth::audio::{decode_wav, encode_wav, resample, AudioLimits};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SPEECH: &[u8] = include_bytes!("../data/speech_kitchen.wav");
 const BOUNDARY: &str = "hearth-audio-boundary-51c2";
@@ -12,17 +12,7 @@ const BOUNDARY: &str = "hearth-audio-boundary-51c2";
 /// A server with the small LLM, whisper tiny.en and the Piper voice, all ready.
 fn voice_server() -> (Server, String) {
     let server = Server::start(ServerOptions::new(small_model()).env("HEARTH_STT_MODEL", "whisper-tiny-en"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let health = server.health().unwrap();
-        let states = ["speech_to_text", "text_to_speech"].map(|c| health["components"][c]["state"].clone());
-        if states.iter().all(|s| s == "ready") {
-            break;
-        }
-        assert!(!states.iter().any(|s| s == "failed"), "a speech engine failed: {health}\n{}", server.log());
-        assert!(Instant::now() < deadline, "speech to text did not load:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_voice();
     let token = server.user("alice");
     (server, token)
 }

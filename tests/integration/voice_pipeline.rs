@@ -7,7 +7,7 @@ use hearth::audio::{decode_wav, AudioLimits};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::{client::IntoClientRequest, stream::MaybeTlsStream, Message, WebSocket};
 
 const SPEECH: &[u8] = include_bytes!("../data/speech_kitchen.wav");
@@ -21,21 +21,6 @@ fn options() -> ServerOptions {
         .env("HEARTH_STT_MODEL", "whisper-tiny-en")
         .env("HEARTH_TTS_VOICE", "piper-joe")
         .env("HEARTH_MAX_TOKENS", "40")
-}
-
-/// Waits until speech to text and text to speech are ready.
-fn wait_voice(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let health = server.health().unwrap();
-        let states = ["speech_to_text", "text_to_speech"].map(|c| health["components"][c]["state"].clone());
-        if states.iter().all(|s| s == "ready") {
-            return;
-        }
-        assert!(!states.iter().any(|s| s == "failed"), "a speech engine failed: {health}\n{}", server.log());
-        assert!(Instant::now() < deadline, "speech engines did not load: {health}\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -115,7 +100,7 @@ fn pcm_16k() -> Vec<u8> {
 #[test]
 fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     let server = Server::start(options());
-    wait_voice(&server);
+    server.wait_voice();
     let token = server.user("alice");
     let mut socket = connect(&server, &token);
 
@@ -267,7 +252,7 @@ fn voice_wyoming_serves_home_assistant_with_the_real_engines() {
     let Some(python) = python() else { return };
     let port = free_port();
     let server = Server::start(options().env("HEARTH_WYOMING_LISTEN", &format!("127.0.0.1:{port}")));
-    wait_voice(&server);
+    server.wait_voice();
     let wav = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/speech_kitchen.wav");
     let report = wyoming_client(&python, port, &[wav]);
     assert_eq!(report["asr"], json!(["hearth-whisper"]), "{report}");
@@ -296,7 +281,7 @@ fn voice_wyoming_wants_a_token_from_peers_off_the_allowlist() {
     std::fs::write(&config, format!("[voice]\nwyoming_listen = \"127.0.0.1:{port}\"\nwyoming_allow = []\n"))
         .unwrap();
     let server = Server::start(options().env("HEARTH_CONFIG", config.to_str().unwrap()));
-    wait_voice(&server);
+    server.wait_voice();
     let refused = wyoming_client(&python, port, &["--expect-refusal"]);
     assert_eq!(refused, json!({"refused": "unauthorized", "closed": true}));
     let token = server.user("carol");
