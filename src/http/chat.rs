@@ -143,7 +143,7 @@ pub(crate) async fn retrieve(state: &AppState, user_id: i64, question: &str) -> 
     }
 }
 
-fn conversation_error(e: StoreError) -> ApiError {
+pub(crate) fn conversation_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound(_) => ApiError::new(ErrorCode::ConversationNotFound, "no such conversation"),
         other => other.into(),

@@ -1,7 +1,7 @@
 //! One turn of the voice pipeline: transcribe, answer with the language model while
 //! speaking each sentence as soon as it is complete, store the turn, report latencies.
 
-use super::chat::{params, retrieve};
+use super::chat::{conversation_error, params, retrieve};
 use super::reply::Reply;
 use super::AppState;
 use crate::engine::{ChatMessage, Event, Prompt};
@@ -119,12 +119,7 @@ async fn answer(
     let conversation_id = settings.conversation_id.clone();
     let history = match conversation_id.clone() {
         None => Vec::new(),
-        Some(id) => state.store.run(move |s| s.messages(user_id, &id)).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound(_) => {
-                ApiError::new(ErrorCode::ConversationNotFound, "no such conversation")
-            }
-            other => other.into(),
-        })?,
+        Some(id) => state.store.run(move |s| s.messages(user_id, &id)).await.map_err(conversation_error)?,
     };
     let knowledge = settings.knowledge.unwrap_or(state.settings.knowledge.chat_default);
     let retrieved = if knowledge { retrieve(state, user_id, &question).await } else { None };
