@@ -46,30 +46,8 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || die "python3 >= 
 mkdir -p "$WORK/logs"
 export PYTHONDONTWRITEBYTECODE=1
 
-# Each step runs in its own process group (setsid) so that an interrupt can stop it
-# and everything it started (cmake/cargo jobs, servers); compare.py also stops its
-# servers itself on SIGTERM.
-CHILD=""
-cleanup() {
-    if [[ -n "$CHILD" ]]; then
-        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null
-        wait "$CHILD" 2>/dev/null
-    fi
-    true
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# step LOG CMD...: runs CMD (output to LOG, or the terminal when LOG is -) and waits.
-step() {
-    local out="$1"; shift
-    if [[ "$out" == - ]]; then setsid "$@" & else setsid "$@" >"$out" 2>&1 & fi
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
+# CHILD, cleanup on exit, and step (benches/steps.sh).
+source "$BENCH_DIR/steps.sh"
 
 # Model.
 if [[ ! -f "$MODEL" ]]; then

@@ -30,6 +30,7 @@ import wave
 from pathlib import Path
 
 import harness as h
+import report
 
 MODELS = Path(os.environ.get("HEARTH_MODEL_CACHE", Path.home() / ".cache/hearth/models"))
 WHISPER_REF = h.WORK / "whisper.cpp-ref"
@@ -585,15 +586,7 @@ def part_pipeline(args, res: dict) -> None:
 
 
 # --------------------------------------------------------------------------- provenance
-
-def _cargo_lock(name: str) -> str | None:
-    try:
-        lock = (h.REPO / "Cargo.lock").read_text()
-    except OSError:
-        return None
-    m = re.search(rf'name = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
-    return m.group(1) if m else None
-
+# Crate and ggml versions are read the way benches/report.py reads them.
 
 def _cmake_version(tree: Path, pattern: str) -> str | None:
     try:
@@ -602,15 +595,6 @@ def _cmake_version(tree: Path, pattern: str) -> str | None:
         return None
     m = re.search(pattern, text)
     return m.group(1) if m else None
-
-
-def _ggml_version(tree: Path) -> str | None:
-    try:
-        text = (tree / "ggml/CMakeLists.txt").read_text()
-    except OSError:
-        return None
-    parts = [re.search(rf"set\(GGML_VERSION_{k}\s+(\d+)\)", text) for k in ("MAJOR", "MINOR", "PATCH")]
-    return ".".join(m.group(1) for m in parts) if all(parts) else None
 
 
 def provenance(args) -> dict:
@@ -623,30 +607,30 @@ def provenance(args) -> dict:
     profile = args.hearth_profile or ("release" if "/release/" in str(binary) else
                                       "debug" if "/debug/" in str(binary) else "unknown")
     hv = {"binary": str(binary.resolve()), "profile": profile, **h.hearth_build_info()}
-    sys_ver = _cargo_lock("whisper-rs-sys")
-    hv["whisper-rs"] = _cargo_lock("whisper-rs")
+    sys_ver = report._cargo_lock_version("whisper-rs-sys")
+    hv["whisper-rs"] = report._cargo_lock_version("whisper-rs")
     hv["whisper-rs-sys"] = sys_ver
     if sys_ver:
         trees = sorted(Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")).glob(
             f"registry/src/*/whisper-rs-sys-{sys_ver}/whisper.cpp"))
         if trees:
             hv["whisper.cpp"] = _cmake_version(trees[0] / "CMakeLists.txt", r'project\("whisper.cpp" VERSION ([0-9.]+)\)')
-            hv["crate_ggml"] = _ggml_version(trees[0])
+            hv["crate_ggml"] = report._ggml_version(trees[0])
     cfg = ""
     try:
         cfg = (h.REPO / ".cargo/config.toml").read_text()
     except OSError:
         pass
     if re.search(r'WHISPER_USE_SYSTEM_GGML\s*=\s*"?(ON|1|true)', cfg, re.I):
-        lv = _cargo_lock("llama-cpp-sys-2")
+        lv = report._cargo_lock_version("llama-cpp-sys-2")
         trees = sorted(Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")).glob(
             f"registry/src/*/llama-cpp-sys-2-{lv}/llama.cpp"))
-        hv["ggml"] = f"shared ggml {_ggml_version(trees[0]) if trees else '?'} from llama-cpp-sys-2 {lv}"
+        hv["ggml"] = f"shared ggml {report._ggml_version(trees[0]) if trees else '?'} from llama-cpp-sys-2 {lv}"
     elif sys_ver:
         hv["ggml"] = f"whisper-rs-sys's own ggml {hv.get('crate_ggml')}"
     for name in ("ort", "piper-rs"):
-        if _cargo_lock(name):
-            hv[name] = _cargo_lock(name)
+        if report._cargo_lock_version(name):
+            hv[name] = report._cargo_lock_version(name)
     flags = {}
     for name, build in (("defaults", "build"), ("LLAMAFILE=ON", "build-llamafile")):
         try:
@@ -823,7 +807,6 @@ def section(res: dict) -> str:
 def write_section(res: dict, path: Path) -> None:
     """Replaces this benchmark's section of RESULTS.md, after report.py's KEEP_MARKER so that
     benches/run.sh keeps it (appending the marker and the section the first time)."""
-    import report
     text = path.read_text() if path.exists() else ""
     sec = section(res)
     if START in text and END in text:

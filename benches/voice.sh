@@ -52,27 +52,8 @@ command -v python3 >/dev/null || die "python3 not found"
 mkdir -p "$WORK/logs"
 export PYTHONDONTWRITEBYTECODE=1
 
-CHILD=""
-cleanup() {
-    if [[ -n "$CHILD" ]]; then
-        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null
-        wait "$CHILD" 2>/dev/null
-    fi
-    true
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# step LOG CMD...: runs CMD in its own process group (output to LOG, or the terminal when LOG is -).
-step() {
-    local out="$1"; shift
-    if [[ "$out" == - ]]; then setsid "$@" & else setsid "$@" >"$out" 2>&1 & fi
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
+# CHILD, cleanup on exit, and step (benches/steps.sh).
+source "$BENCH_DIR/steps.sh"
 
 # Test audio tools (Debian packages).
 if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then

@@ -55,9 +55,8 @@ impl VoiceSettings {
         if self.threads > 64 {
             return bad("threads", "must be at most 64 (0 = automatic)");
         }
-        if !self.language.is_empty()
-            && !(self.language.len() == 2 && self.language.chars().all(|c| c.is_ascii_lowercase()))
-        {
+        let iso_639_1 = self.language.len() == 2 && self.language.chars().all(|c| c.is_ascii_lowercase());
+        if !self.language.is_empty() && !iso_639_1 {
             return bad(
                 "language",
                 "must be a two-letter ISO 639-1 code such as en or de, or empty to detect",

@@ -8,6 +8,7 @@ pub mod pipeline;
 mod service;
 pub mod stt;
 pub mod tts;
+mod worker;
 pub mod wyoming;
 
 pub use service::Voice;

@@ -97,12 +97,8 @@ fn voice_transcription_in_every_format_and_beside_the_llm() {
     assert_eq!(status, 200, "{body}");
     assert!(words(body["text"].as_str().unwrap()).contains("kitchen"), "{body}");
 
-    let metrics = ureq::get(&format!("{}/metrics", server.url))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let (_, metrics) = server.call("GET", "/metrics", Some(&token), None);
+    let metrics = metrics.as_str().unwrap();
     assert!(metrics.contains("hearth_voice_stage_seconds_count{stage=\"transcribe\"} 5"), "{metrics}");
 }
 

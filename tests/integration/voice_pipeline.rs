@@ -182,12 +182,8 @@ fn voice_websocket_turns_speech_into_a_spoken_stored_answer() {
     send(&mut socket, json!({"type": "text", "text": "Hello."}));
     assert_eq!(read_turn(&mut socket).last()["type"], "done");
 
-    let metrics = ureq::get(&format!("{}/metrics", server.url))
-        .set("Authorization", &format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let (_, metrics) = server.call("GET", "/metrics", Some(&token), None);
+    let metrics = metrics.as_str().unwrap();
     assert!(
         metrics.contains("hearth_voice_stage_seconds_count{stage=\"speech_end_to_first_audio\"}"),
         "{metrics}"

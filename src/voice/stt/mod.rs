@@ -10,13 +10,12 @@
 #[cfg(feature = "stt")]
 mod whisper;
 
+use super::worker::Refused;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// The manifest models tried, best first, when none is configured.
 pub const PREFERRED_MODELS: &[&str] = &["whisper-base", "whisper-tiny-en"];
@@ -99,21 +98,7 @@ pub enum SttState {
     Failed { reason: String },
 }
 
-pub(crate) struct Job {
-    request: TranscribeRequest,
-    reply: oneshot::Sender<Result<Transcription, SttError>>,
-    /// Set when the caller stops waiting; whisper checks it between steps.
-    cancelled: Arc<AtomicBool>,
-}
-
-/// Marks a job cancelled when the caller's future is dropped before the answer came.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
+pub(crate) type Job = super::worker::Job<TranscribeRequest, Result<Transcription, SttError>>;
 
 /// A handle to the speech-to-text thread; clone it freely.
 #[derive(Clone)]
@@ -180,18 +165,12 @@ impl Transcriber {
             return Err(SttError::InvalidRequest("the audio is empty".into()));
         }
         let jobs = self.jobs.as_ref().ok_or_else(|| SttError::NotReady("no model".into()))?;
-        let (reply, answer) = oneshot::channel();
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let guard = CancelOnDrop(cancelled.clone());
-        jobs.try_send(Job { request, reply, cancelled }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SttError::Busy(QUEUE),
-            mpsc::error::TrySendError::Closed(_) => {
-                SttError::NotReady("the speech thread has stopped".into())
-            }
-        })?;
-        let result =
-            answer.await.unwrap_or_else(|_| Err(SttError::Failed("the speech thread stopped".into())));
-        drop(guard); // finished: setting the flag now changes nothing
+        let result = match super::worker::call(jobs, request).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(SttError::Failed("the speech thread stopped".into())),
+            Err(Refused::Full) => return Err(SttError::Busy(QUEUE)),
+            Err(Refused::Stopped) => return Err(SttError::NotReady("the speech thread has stopped".into())),
+        };
         if let (Ok(t), Some(metrics)) = (&result, &self.metrics) {
             metrics.observe_stage("transcribe", t.elapsed);
         }

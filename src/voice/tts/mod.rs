@@ -34,13 +34,13 @@ pub fn check_voice(model: &Path) -> Result<(String, u32), String> {
 }
 pub use text::split_sentences;
 
+use super::worker::Refused;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// The manifest voices tried, best first, when none is configured.
 pub const PREFERRED_VOICES: &[&str] = &["piper-joe"];
@@ -130,26 +130,12 @@ impl From<TtsError> for ApiError {
 }
 
 #[cfg_attr(not(feature = "tts"), allow(dead_code))]
-pub(crate) struct Job {
-    request: SpeakRequest,
-    reply: oneshot::Sender<Result<Speech, TtsError>>,
-    /// Set when the caller stops waiting; checked between sentences.
-    cancelled: Arc<AtomicBool>,
-}
+pub(crate) type Job = super::worker::Job<SpeakRequest, Result<Speech, TtsError>>;
 
 /// What the thread knows once the voice is loaded.
 #[cfg_attr(not(feature = "tts"), allow(dead_code))]
 struct Loaded {
     info: VoiceInfo,
-}
-
-/// Marks a job cancelled when the caller's future is dropped before the answer came.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// A handle to the text-to-speech thread; clone it freely.
@@ -259,18 +245,12 @@ impl Synthesizer {
         }
         self.check(&request)?;
         let jobs = self.jobs.as_ref().ok_or_else(|| TtsError::NotReady("no voice".into()))?;
-        let (reply, answer) = oneshot::channel();
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let guard = CancelOnDrop(cancelled.clone());
-        jobs.try_send(Job { request, reply, cancelled }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TtsError::Busy(QUEUE),
-            mpsc::error::TrySendError::Closed(_) => {
-                TtsError::NotReady("the speech thread has stopped".into())
-            }
-        })?;
-        let result =
-            answer.await.unwrap_or_else(|_| Err(TtsError::Failed("the speech thread stopped".into())));
-        drop(guard); // finished: setting the flag now changes nothing
+        let result = match super::worker::call(jobs, request).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(TtsError::Failed("the speech thread stopped".into())),
+            Err(Refused::Full) => return Err(TtsError::Busy(QUEUE)),
+            Err(Refused::Stopped) => return Err(TtsError::NotReady("the speech thread has stopped".into())),
+        };
         if let (Ok(speech), Some(metrics)) = (&result, &self.metrics) {
             metrics.observe_stage("synthesize", speech.elapsed);
         }
