@@ -85,7 +85,7 @@ class Bench:
         self.bin_hearth = Path(args.hearth_bin)
         self.bin_bench = Path(args.ref_bin) / "llama-bench"
         self.bin_server = Path(args.ref_bin) / "llama-server"
-        self.reps = 2 if self.q else 5
+        self.reps = 2 if self.q else 7
         self.pp, self.tg = (128, 32) if self.q else (512, 128)
         self.res: dict = {"parts": {}, "errors": {}, "servers": {}}
 
@@ -135,11 +135,21 @@ class Bench:
             words = max(10, int(words * target / got))
         return words
 
-    def single_hearth(self, ep) -> dict:
+    def single(self, ep) -> tuple[dict, dict]:
+        """Part a, interleaved: each repetition runs llama-bench once (`-r 1`, after its own
+        warm-up) and then the same workload on Hearth, whose server idles meanwhile. A shared
+        machine's speed drifts by 10-30% over minutes (other tenants, clocks); interleaving makes
+        both sides see the same drift. Returns (reference, Hearth)."""
         words = self._calibrate_words(ep, self.pp)
         self._one(ep, self._tg_messages("a warm-up"), 8)  # warm-up
+        ref: dict = {"pp_samples": [], "tg_samples": []}
         pp, tg, src = [], [], set()
         for i in range(self.reps):
+            for t in self.llama_bench(["-t", str(self.threads), "-p", str(self.pp), "-n", str(self.tg),
+                                       "-r", "1"], "single"):
+                key = "pp" if t.get("n_gen", 0) == 0 else "tg"
+                ref[key + "_samples"].extend(t.get("samples_ts") or [t.get("avg_ts")])
+            h.log(f"  llama-bench run {i + 1}: pp {ref['pp_samples'][-1]:.1f}/s; tg {ref['tg_samples'][-1]:.1f}/s")
             t, s = self._one(ep, self._pp_messages(words), 1)
             pp.append(t.get("prompt_per_second"))
             src.add(s)
@@ -148,8 +158,10 @@ class Bench:
             src.add(s)
             h.log(f"  hearth run {i + 1}: pp {t.get('prompt_n')} tok {pp[-1] or 0:.1f}/s (cache_n "
                   f"{t.get('cache_n')}); tg {t2.get('predicted_n')} tok {tg[-1] or 0:.1f}/s")
-        return {"pp_samples": pp, "tg_samples": tg, "pp": median(pp), "tg": median(tg),
-                "prompt_n": t.get("prompt_n"), "predicted_n": t2.get("predicted_n"), "source": sorted(src)}
+        ref.update(pp=median(ref["pp_samples"]), tg=median(ref["tg_samples"]), interleaved=True)
+        return ref, {"pp_samples": pp, "tg_samples": tg, "pp": median(pp), "tg": median(tg),
+                     "prompt_n": t.get("prompt_n"), "predicted_n": t2.get("predicted_n"), "source": sorted(src),
+                     "interleaved": True}
 
     # ------------------------------------------------------------------ llama-bench
     def llama_bench(self, extra: list[str], tag: str) -> list[dict]:
@@ -167,16 +179,6 @@ class Bench:
             "build_commit": data[0].get("build_commit"), "build_number": data[0].get("build_number"),
             "cpu_info": data[0].get("cpu_info"), "backends": data[0].get("backends")})
         return data
-
-    def single_ref(self) -> dict:
-        data = self.llama_bench(["-t", str(self.threads), "-p", str(self.pp), "-n", str(self.tg),
-                                 "-r", str(self.reps)], "single")
-        out = {}
-        for t in data:
-            key = "pp" if t.get("n_gen", 0) == 0 else "tg"
-            out[key + "_samples"] = t.get("samples_ts")
-            out[key] = median(t.get("samples_ts") or [t.get("avg_ts")])
-        return out
 
     # ------------------------------------------------------------------ concurrency
     def concurrent(self, srv: h.Server, n: int, extra: dict | None = None) -> dict:
@@ -304,8 +306,6 @@ class Bench:
     def run(self, only: set[str]):
         P = self.res["parts"]
         ns = [1, 2] if self.q else [1, 2, 4, 8]
-        if "a" in only:
-            P.setdefault("a", {})["ref"] = self.part("a", self.single_ref)
         if "e" in only:
             P.setdefault("e", {})["ref"] = self.part("e", self.contention_ref)
 
@@ -314,7 +314,9 @@ class Bench:
             if srv:
                 try:
                     if "a" in only:
-                        P.setdefault("a", {})["hearth"] = self.part("a", self.single_hearth, srv.ep)
+                        a = self.part("a", self.single, srv.ep)
+                        if a:
+                            P.setdefault("a", {}).update(ref=a[0], hearth=a[1])
                     if "b" in only:
                         self.part("b", self.warm, srv)
                         P.setdefault("b", {})["hearth"] = {

@@ -231,6 +231,7 @@ def write(data: dict, path: Path) -> str:
     lb = data.get("llama_bench_build") or {}
     tbl = table(data)
     sz = meta.get("sizes", {})
+    P = data.get("parts") or {}
     md = [
         "# Hearth vs llama.cpp: benchmark results",
         "",
@@ -241,7 +242,8 @@ def write(data: dict, path: Path) -> str:
         "",
         f"Model `{Path(meta.get('model', '')).name}` ({(meta.get('model_bytes') or 0):,} bytes), "
         f"threads {meta.get('threads')} (part e: each side's default), context {meta.get('context')} per sequence, "
-        f"{sz.get('reps')} repetitions for part a. Parts run: {', '.join(meta.get('parts', []))}. "
+        f"{sz.get('reps')} repetitions for part a"
+        f"{' (interleaved: llama-bench, then Hearth, in each)' if (P.get('a') or {}).get('ref', {}).get('interleaved') else ''}. Parts run: {', '.join(meta.get('parts', []))}. "
         "Ratios are Hearth / reference; for times (TTFT, RSS) lower is better.",
         "",
         tbl,

@@ -69,6 +69,12 @@ pub struct ModelSettings {
     /// Token cells in the KV cache, shared by all conversations (0: context_size x parallel).
     /// Conversations keep their cache between turns until it is needed for others.
     pub kv_cache_tokens: u32,
+    /// Tokens of idle conversations moved out of the KV cache into RAM while others are
+    /// served, so that they do not slow down decoding and their next turn does not read
+    /// the history again (0: as many as the KV cache holds). When it is full the least
+    /// recently used parked conversation is forgotten; one larger than the whole budget
+    /// stays in the KV cache, where it costs speed until evicted.
+    pub idle_cache_tokens: u32,
     /// A request still unfinished after this many seconds (queueing included) is stopped.
     pub request_timeout_secs: u64,
     /// Models other than the configured one are unloaded after this long unused.
@@ -96,6 +102,7 @@ impl Default for ModelSettings {
             queue_size: 16,
             parallel: 4,
             kv_cache_tokens: 0,
+            idle_cache_tokens: 0,
             request_timeout_secs: 600,
             idle_unload_secs: 900,
             embedding_model: String::new(),

@@ -141,6 +141,7 @@ mod worker {
             threads: threads as u32,
             parallel: SEQUENCES as u32,
             kv_cache_tokens: window,
+            idle_cache_tokens: 0,
             sha256_verified: verified,
             chat_template: String::new(),
             load_seconds: started.elapsed().as_secs_f64(),

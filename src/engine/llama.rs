@@ -77,6 +77,10 @@ pub(super) fn run(
         0 => context_size.saturating_mul(parallel as u32),
         n => n.max(context_size),
     };
+    let idle_cache_tokens = match config.idle_cache_tokens {
+        0 => kv_cache_tokens,
+        n => n,
+    };
     let (threads, threads_batch) = (config.threads as i32, config.threads_batch as i32);
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(kv_cache_tokens))
@@ -106,13 +110,14 @@ pub(super) fn run(
         threads: config.threads,
         parallel: parallel as u32,
         kv_cache_tokens,
+        idle_cache_tokens,
         sha256_verified: verified,
         chat_template: template_name,
         load_seconds: started.elapsed().as_secs_f64(),
         loaded_at: crate::store::now(),
     };
     tracing::info!(
-        model = %info.id, context = context_size, kv_cache_tokens, parallel, sequences, threads, threads_batch,
+        model = %info.id, context = context_size, kv_cache_tokens, idle_cache_tokens, parallel, sequences, threads, threads_batch,
         seconds = format!("{:.1}", info.load_seconds), "model ready"
     );
     metrics.model_loaded.inc();
@@ -127,6 +132,7 @@ pub(super) fn run(
             context_size: context_size as usize,
             parallel,
             sequences,
+            idle_cache_tokens: idle_cache_tokens as usize,
             timeout: config.timeout,
         },
     );

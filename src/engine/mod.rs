@@ -16,6 +16,8 @@ mod embed;
 pub mod gguf;
 #[cfg(feature = "llm")]
 mod llama;
+#[cfg(feature = "llm")]
+mod park;
 mod registry;
 #[cfg(feature = "llm")]
 mod scheduler;
@@ -55,6 +57,7 @@ pub(crate) struct WorkerConfig {
     pub verify_sha256: bool,
     pub parallel: usize,
     pub kv_cache_tokens: u32,
+    pub idle_cache_tokens: u32,
     pub timeout: Duration,
 }
 
@@ -91,6 +94,7 @@ impl Engine {
             verify_sha256: settings.model.verify_sha256,
             parallel: settings.model.parallel as usize,
             kv_cache_tokens: settings.model.kv_cache_tokens,
+            idle_cache_tokens: settings.model.idle_cache_tokens,
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
         };
         let worker_metrics = metrics.clone();

@@ -275,9 +275,10 @@ fn available_memory() -> u64 {
     system.available_memory()
 }
 
-/// Memory a model will take: its file (mapped and read) plus its KV cache, estimated from
-/// the layer count at 1 KiB per token per layer (f16 K and V for a 256-wide GQA cache;
-/// small models are narrower, so this errs on the safe side).
+/// Memory a model will take: its file (mapped and read) plus its KV cache and the idle
+/// conversations parked beside it, estimated from the layer count at 1 KiB per token per
+/// layer (f16 K and V for a 256-wide GQA cache; small models are narrower, so this errs on
+/// the safe side).
 fn estimate_bytes(path: &Path, settings: &Settings) -> u64 {
     let file = std::fs::metadata(path).map_or(0, |m| m.len());
     let layers = super::gguf::validate(path).ok().and_then(|s| s.block_count).unwrap_or(32);
@@ -286,7 +287,11 @@ fn estimate_bytes(path: &Path, settings: &Settings) -> u64 {
         0 => u64::from(m.context_size) * u64::from(m.parallel),
         n => u64::from(n),
     };
-    file + kv_tokens * layers * 1024
+    let idle_tokens = match m.idle_cache_tokens {
+        0 => kv_tokens,
+        n => u64::from(n),
+    };
+    file + (kv_tokens + idle_tokens) * layers * 1024
 }
 
 /// Unloads least recently used models until `needed` fits beside the reserve.

@@ -5,8 +5,10 @@
 //! between steps, so a long prompt is read a chunk at a time while other replies keep
 //! streaming. Each request runs in a slot (a KV sequence); a finished conversation keeps
 //! its cache, and its next turn evaluates only the tokens after the shared prefix.
+//! While others run, idle conversations wait in RAM outside the cache (`park`).
 
 use super::llama::BATCH_TOKENS;
+use super::park::Parked;
 use super::slots::{fit_history, Placement, Slots};
 use super::{
     ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, Job, Prompt, StopMatcher,
@@ -30,6 +32,8 @@ pub(super) struct Limits {
     pub parallel: usize,
     /// KV sequences (at least `parallel`); idle ones keep finished conversations.
     pub sequences: usize,
+    /// Most tokens of idle conversations parked in RAM.
+    pub idle_cache_tokens: usize,
     pub timeout: Duration,
 }
 
@@ -50,7 +54,8 @@ struct Active {
     added: Vec<i32>,
     budget: usize,
     generated: usize,
-    sampler: LlamaSampler,
+    /// `None`: greedy, the most likely token.
+    sampler: Option<LlamaSampler>,
     utf8: Utf8Stream,
     stops: StopMatcher,
     prefill_started: Instant,
@@ -73,6 +78,7 @@ pub(super) struct Scheduler<'m> {
     metrics: &'m Metrics,
     limits: Limits,
     slots: Slots,
+    parked: Parked,
     active: Vec<Active>,
     batch: LlamaBatch<'static>,
 }
@@ -85,7 +91,9 @@ impl<'m> Scheduler<'m> {
         metrics: &'m Metrics,
         limits: Limits,
     ) -> Self {
-        let slots = Slots::new(limits.sequences.max(limits.parallel));
+        let count = limits.sequences.max(limits.parallel);
+        let slots = Slots::new(count);
+        let parked = Parked::new(count, limits.idle_cache_tokens, metrics.kv_parked_tokens.clone());
         Scheduler {
             model,
             template,
@@ -93,6 +101,7 @@ impl<'m> Scheduler<'m> {
             metrics,
             limits,
             slots,
+            parked,
             active: Vec::new(),
             batch: LlamaBatch::new(BATCH_TOKENS, 1),
         }
@@ -237,9 +246,27 @@ impl<'m> Scheduler<'m> {
 
     /// Makes a slot's sequence hold exactly the prefix the placement starts from:
     /// its own cache cut after the shared part, or the donor's prefix copied (the
-    /// unified cache shares those cells). Returns the placement actually applied.
+    /// unified cache shares those cells), put back from RAM first where it was parked.
+    /// Returns the placement actually applied.
     fn prepare_cache(&mut self, placement: Placement) -> Placement {
         let seq = placement.slot as i32;
+        let source = placement.copy_from.unwrap_or(placement.slot);
+        if source != placement.slot {
+            // Another conversation's parked entries in this slot are given up.
+            self.parked.discard(placement.slot);
+        }
+        if self.parked.holds(source) {
+            let restored = placement.reuse > 0 && self.parked.restore(&mut self.ctx, source, seq);
+            if source == placement.slot {
+                self.parked.discard(source);
+            }
+            if restored && self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok() {
+                self.metrics.kv_restores.inc();
+                return placement;
+            }
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            return Placement { reuse: 0, copy_from: None, ..placement };
+        }
         if let Some(from) = placement.copy_from {
             let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
             let end = placement.reuse as u32;
@@ -265,6 +292,8 @@ impl<'m> Scheduler<'m> {
         if self.active.is_empty() {
             return;
         }
+        let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots);
+        self.metrics.kv_parks.inc_by(parked as u64);
         self.fill_batch();
         loop {
             match self.ctx.decode(&mut self.batch) {
@@ -431,7 +460,10 @@ fn sample(
         metrics.prompt_tokens_evaluated.inc_by((a.prompt.len() - a.reused) as u64);
         metrics.time_to_first_token.observe(a.job.queued_at.elapsed().as_secs_f64());
     }
-    let token = a.sampler.sample(ctx, at);
+    let token = match &mut a.sampler {
+        Some(sampler) => sampler.sample(ctx, at),
+        None => greedy(ctx.get_logits_ith(at)),
+    };
     let vocab = model.vocab();
     if vocab.is_eog(token) {
         return Some(Outcome::Finished(FinishReason::Stop));
@@ -456,9 +488,22 @@ fn sample(
     None
 }
 
-fn sampler(params: &GenerateParams) -> LlamaSampler {
+/// The most likely token (the first of equals, as llama.cpp's greedy sampler picks),
+/// read straight from the logits: a sampler would first build a candidate array of the
+/// whole vocabulary (150k entries for Qwen) for every token.
+fn greedy(logits: &[f32]) -> LlamaToken {
+    let mut best = 0;
+    for (i, &logit) in logits.iter().enumerate() {
+        if logit > logits[best] {
+            best = i;
+        }
+    }
+    LlamaToken(best as i32)
+}
+
+fn sampler(params: &GenerateParams) -> Option<LlamaSampler> {
     if params.temperature <= 0.0 {
-        return LlamaSampler::greedy();
+        return None;
     }
     let seed = params.seed.unwrap_or_else(rand::random);
     let mut chain = Vec::new();
@@ -468,5 +513,5 @@ fn sampler(params: &GenerateParams) -> LlamaSampler {
     chain.push(LlamaSampler::top_p(params.top_p, 1));
     chain.push(LlamaSampler::temp(params.temperature));
     chain.push(LlamaSampler::dist(seed));
-    LlamaSampler::chain_simple(chain)
+    Some(LlamaSampler::chain_simple(chain))
 }

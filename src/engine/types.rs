@@ -159,6 +159,8 @@ pub struct ModelInfo {
     pub parallel: u32,
     /// Token cells in the KV cache, shared by all sequences.
     pub kv_cache_tokens: u32,
+    /// Most tokens of idle conversations parked in RAM outside the KV cache.
+    pub idle_cache_tokens: u32,
     /// `Some(true)` when the file matched the manifest's sha256; `None` when unlisted.
     pub sha256_verified: Option<bool>,
     pub chat_template: String,

@@ -18,6 +18,11 @@ pub struct Metrics {
     pub prompt_tokens_evaluated: IntCounter,
     /// Prompt tokens found in the KV cache from an earlier turn.
     pub prompt_tokens_reused: IntCounter,
+    /// Tokens of idle conversations parked in RAM outside the KV cache (engine::park).
+    pub kv_parked_tokens: IntGauge,
+    /// Idle conversations moved out of the KV cache, and parked ones put back.
+    pub kv_parks: IntCounter,
+    pub kv_restores: IntCounter,
     pub time_to_first_token: Histogram,
     pub generation_tokens_per_second: Gauge,
     pub queue_depth: IntGauge,
@@ -94,6 +99,21 @@ impl Metrics {
                 r,
                 "prompt_tokens_reused_total",
                 "Prompt tokens reused from the KV cache of an earlier turn",
+            ),
+            kv_parked_tokens: gauge(
+                r,
+                "engine_kv_parked_tokens",
+                "Tokens of idle conversations held in RAM outside the KV cache until their next turn",
+            ),
+            kv_parks: counter(
+                r,
+                "engine_kv_parks_total",
+                "Idle conversations moved out of the KV cache into RAM",
+            ),
+            kv_restores: counter(
+                r,
+                "engine_kv_restores_total",
+                "Parked conversations copied back into the KV cache for their next turn",
             ),
             time_to_first_token,
             generation_tokens_per_second,

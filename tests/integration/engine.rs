@@ -113,6 +113,76 @@ fn the_next_turn_reuses_the_cached_conversation() {
     let third = ask(&server, &token, json!({"message": "Thanks.", "conversation_id": id, "max_tokens": 8}));
     assert!(third["timings"]["cache_n"].as_u64().unwrap() >= prompt, "{third}");
     assert!(metric(&server, &token, "hearth_prompt_tokens_reused_total") >= (reused + prompt) as f64);
+    // While the other one ran, the idle conversation waited outside the KV cache.
+    assert!(metric(&server, &token, "hearth_engine_kv_parks_total") >= 1.0);
+    assert!(metric(&server, &token, "hearth_engine_kv_restores_total") >= 1.0);
+}
+
+/// One stateless turn over the OpenAI API: (reply, cache_n, prompt_n).
+fn complete(server: &Server, token: &str, messages: &Value, max_tokens: u32) -> (String, u64, u64) {
+    let body = json!({"messages": messages, "temperature": 0, "max_tokens": max_tokens});
+    let (status, reply) = server.call("POST", "/v1/chat/completions", Some(token), Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    let text = reply["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let t = &reply["timings"];
+    (text, t["cache_n"].as_u64().unwrap(), t["prompt_n"].as_u64().unwrap())
+}
+
+#[test]
+fn a_parked_conversation_comes_back_intact() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let mut chat = json!([{"role": "system", "content": "You answer briefly."},
+                          {"role": "user", "content": "Name three rivers in Europe."}]);
+    let (first, _, _) = complete(&server, &token, &chat, 24);
+    let turn =
+        json!([{"role": "assistant", "content": first}, {"role": "user", "content": "Which is longest?"}]);
+    chat.as_array_mut().unwrap().extend(turn.as_array().unwrap().iter().cloned());
+    // Served from the conversation's cache while it stays in the KV cache.
+    let (resident, _, _) = complete(&server, &token, &chat, 32);
+
+    // Another conversation runs: the idle one is parked in RAM...
+    let other = json!([{"role": "user", "content": "Say something about owls."}]);
+    complete(&server, &token, &other, 16);
+    assert!(metric(&server, &token, "hearth_engine_kv_parks_total") >= 1.0);
+    assert!(metric(&server, &token, "hearth_engine_kv_parked_tokens") > 0.0);
+
+    // ...and the same turn again is read from the parked entries: all but the last prompt
+    // token comes back from RAM, and the reply is the one computed before (greedy; a rare
+    // near-tie may flip late, as batch shapes differ). Corrupt or misplaced entries would
+    // derail it from the first tokens.
+    let (restored, cache_n, prompt_n) = complete(&server, &token, &chat, 32);
+    assert_eq!(prompt_n, 1, "only the last prompt token is evaluated (cache_n {cache_n})");
+    assert!(metric(&server, &token, "hearth_engine_kv_restores_total") >= 1.0);
+    let same = common_prefix(&restored, &resident);
+    assert!(same >= resident.chars().count().min(24), "'{restored}' diverges early from '{resident}'");
+}
+
+#[test]
+fn the_idle_cache_budget_bounds_what_is_parked() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_IDLE_CACHE_TOKENS", "75");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let (sea, long) = ("Tell me about the sea.", "Tell me about mountains, rivers and forests, at length.");
+    let long_reply = ask(&server, &token, json!({"message": long, "max_tokens": 64}));
+    let long_id = long_reply["conversation_id"].as_str().unwrap();
+    let sea_reply = ask(&server, &token, json!({"message": sea, "max_tokens": 8}));
+    let sea_id = sea_reply["conversation_id"].as_str().unwrap();
+    let total = |r: &Value| r["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(total(&long_reply) > 80 && total(&sea_reply) < 70, "{long_reply} {sea_reply}");
+    ask(&server, &token, json!({"message": "Hello there.", "max_tokens": 8}));
+    // While the third ran, the short conversation fitted the 75-token budget and was parked;
+    // the long one did not, and stayed in the KV cache as it would without parking.
+    let parked = metric(&server, &token, "hearth_engine_kv_parked_tokens");
+    assert!(parked > 0.0 && parked <= 75.0, "{parked}");
+    assert_eq!(metric(&server, &token, "hearth_engine_kv_parks_total"), 1.0);
+    // Both continue from their cache.
+    for (id, first) in [(sea_id, &sea_reply), (long_id, &long_reply)] {
+        let prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
+        let next =
+            ask(&server, &token, json!({"message": "Thanks.", "conversation_id": id, "max_tokens": 4}));
+        assert!(next["timings"]["cache_n"].as_u64().unwrap() >= prompt, "{next}");
+    }
 }
 
 #[test]
