@@ -8,6 +8,8 @@
 //! and the process running.
 
 #[cfg(feature = "stt")]
+mod omp;
+#[cfg(feature = "stt")]
 mod whisper;
 
 use super::worker::Refused;
