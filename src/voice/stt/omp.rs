@@ -5,8 +5,9 @@
 //! process holds more pool threads than there are cores it lets waiting threads spin only
 //! about a hundred times before they sleep in the kernel. ggml waits at every layer, so
 //! the language model's decode then pays a futex sleep and wake-up per layer: on 2 cores,
-//! with whisper's pool lingering after its warm-up, generation fell from 43 to 32-38 tok/s
-//! and its threads made ~45,000 voluntary context switches in a minute. Running each
+//! with whisper's pool lingering after its warm-up, generation ran at 32-38 tok/s against
+//! llama-bench's 46, and the engine threads had made ~45,000 voluntary context switches
+//! eight minutes into the benchmark (76 after four requests with this change). Running each
 //! transcription on a short-lived thread lets its pool go with it (libgomp frees a pool
 //! when its thread exits), so only the language model's pool stays between utterances.
 
