@@ -32,11 +32,6 @@ impl Parked {
         Parked { states: (0..slots).map(|_| None).collect(), tokens: 0, budget, gauge }
     }
 
-    /// Whether `slot`'s entries are parked here.
-    pub fn holds(&self, slot: usize) -> bool {
-        self.states[slot].is_some()
-    }
-
     /// Moves every idle sequence still in the cache into RAM, forgetting the least recently
     /// used parked ones to make room. A sequence larger than the whole budget, or one
     /// llama.cpp refused to copy, stays where it is. Returns how many were parked.

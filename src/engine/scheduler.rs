@@ -255,7 +255,7 @@ impl<'m> Scheduler<'m> {
             // Another conversation's parked entries in this slot are given up.
             self.parked.discard(placement.slot);
         }
-        if self.parked.holds(source) {
+        if self.slots.get(source).parked {
             let restored = placement.reuse > 0 && self.parked.restore(&mut self.ctx, source, seq);
             if source == placement.slot {
                 self.parked.discard(source);
