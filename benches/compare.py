@@ -63,7 +63,7 @@ def filler(n_words: int, seed: int) -> str:
         words = [rng.choice(WORDS) for _ in range(k)]
         sentences.append(" ".join(words).capitalize() + ".")
         count += k
-    return " ".join(sentences)
+    return " ".join(" ".join(sentences).split()[:n_words]).rstrip(".") + "."
 
 
 def nonce() -> str:
@@ -96,9 +96,10 @@ class Bench:
         return h.http_json(ep, "POST", "/v1/chat/completions", body, timeout=timeout)
 
     def _pp_messages(self, n_words: int):
-        n = nonce()
-        return [{"role": "system", "content": f"Session {n}. You are a helpful assistant."},
-                {"role": "user", "content": "Summarize these notes in one sentence.\n\n" + filler(n_words, int(n, 16))}]
+        # The same notes every time, so the prompt's length varies only with the nonce (a few
+        # tokens), which keeps another run's cache from serving it.
+        return [{"role": "system", "content": f"Session {nonce()}. You are a helpful assistant."},
+                {"role": "user", "content": "Summarize these notes in one sentence.\n\n" + filler(n_words, 1)}]
 
     def _tg_messages(self, topic: str):
         return [{"role": "system", "content": f"Session {nonce()}. You are a storyteller."},
@@ -123,16 +124,17 @@ class Bench:
                 "predicted_n": s.completion_tokens, "predicted_per_second": s.gen_rate()}, "wall-clock"
 
     def _calibrate_words(self, ep, target: int) -> int:
-        """Finds a filler length whose prompt is about `target` tokens on this model."""
-        words = int(target / 1.4)
-        for _ in range(3):
+        """Finds a filler length whose whole prompt (template and cached prefix included) is
+        a little under `target` tokens on this model, as llama-bench's pp512 fills 512 cells:
+        a prompt one token longer makes llama.cpp attend over 768 cells (it pads by 256)."""
+        goal = target - 6  # room for the nonce's few tokens of variation
+        words = int(goal / 1.4)
+        for _ in range(5):
             r = self._chat(ep, self._pp_messages(words), 1)
             got = (r.get("usage") or {}).get("prompt_tokens")
-            if not got:
+            if not got or goal - 4 <= got <= goal:
                 break
-            if abs(got - target) <= max(4, target // 100):
-                break
-            words = max(10, int(words * target / got))
+            words = max(10, int(words * goal / got) - (1 if got > goal else 0))
         return words
 
     def single(self, ep) -> tuple[dict, dict]:
@@ -309,27 +311,44 @@ class Bench:
         if "e" in only:
             P.setdefault("e", {})["ref"] = self.part("e", self.contention_ref)
 
-        if only & {"a", "b", "c", "d"}:
+        if "a" in only:
+            # As the appliance runs: default parallel, and the speech engines where their
+            # models are installed (their OpenMP pools share the cores).
             srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx, "main")
             if srv:
                 try:
-                    if "a" in only:
-                        a = self.part("a", self.single, srv.ep)
-                        if a:
-                            P.setdefault("a", {}).update(ref=a[0], hearth=a[1])
-                    if "b" in only:
-                        self.part("b", self.warm, srv)
-                        P.setdefault("b", {})["hearth"] = {
-                            n: self.part("b", self.concurrent, srv, n) for n in ns}
-                    if "c" in only:
-                        c = P.setdefault("c", {})
-                        c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, srv)
-                        c["hearth_native"] = self.part("c", self.turns, self.conversation_native, srv)
-                    if not only & {"a", "b", "c"}:
-                        self.part("d", self.warm, srv)
+                    a = self.part("a", self.single, srv.ep)
+                    if a:
+                        P.setdefault("a", {}).update(ref=a[0], hearth=a[1])
                 finally:
                     srv.stop()
                     self.res["servers"]["hearth-main"] = srv.peak_rss_kib
+
+        if only & {"b", "c", "d"}:
+            # Configured like llama-server --parallel N, and like it without speech models (an
+            # empty model cache), so that b compares the same batching and d the same process.
+            no_voice = h.WORK / "empty-model-cache"
+            no_voice.mkdir(parents=True, exist_ok=True)
+            for n in (ns if "b" in only else [1]):
+                settings = {"HEARTH_PARALLEL": str(n), "HEARTH_MODEL_CACHE": str(no_voice)}
+                srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx,
+                                f"np{n}", settings=settings)
+                if not srv:
+                    continue
+                try:
+                    if "b" in only:
+                        self.part("b", self.warm, srv)
+                        P.setdefault("b", {}).setdefault("hearth", {})[n] = self.part("b", self.concurrent, srv, n)
+                    if n == 1 and "c" in only:
+                        c = P.setdefault("c", {})
+                        c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, srv)
+                        c["hearth_native"] = self.part("c", self.turns, self.conversation_native, srv)
+                    if not only & {"b", "c"}:
+                        self.part("d", self.warm, srv)
+                finally:
+                    srv.stop()
+                    self.res["servers"][f"hearth-np{n}"] = srv.peak_rss_kib
+
         if "e" in only:
             srv = self.part("e", h.start_hearth, self.bin_hearth, self.model, None, self.ctx, "default-threads")
             if srv:

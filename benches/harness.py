@@ -319,16 +319,19 @@ def _wait_ready(name: str, proc: subprocess.Popen, log_path: Path, check, timeou
 
 
 def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: str,
-                 extra_args: list[str] | None = None, timeout: float = 300.0) -> Server:
+                 extra_args: list[str] | None = None, settings: dict | None = None,
+                 timeout: float = 300.0) -> Server:
     """Starts `hearth serve` on a fresh data dir with a bench user and token.
-    threads=None leaves Hearth's own default (no --threads)."""
+    threads=None leaves Hearth's own default (no --threads). `settings`: extra HEARTH_*
+    environment variables."""
     if not binary.is_file():
         raise BenchError(f"Hearth binary missing: {binary} (run benches/run.sh, which builds it)")
     data = WORK / "hearth-data" / tag
     if data.exists():
         subprocess.run(["rm", "-rf", str(data)], check=True)
     data.mkdir(parents=True)
-    env = clean_env({"HEARTH_CONFIG": "/dev/null", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info")})
+    env = clean_env({"HEARTH_CONFIG": "/dev/null", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
+                     **(settings or {})})
     log_path = LOGS / f"hearth-{tag}.log"
     log_path.unlink(missing_ok=True)
 
@@ -362,7 +365,8 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
             raise StartFailed(f"Hearth's model failed to load: {m.get('error')} (log: {log_path})")
         return m.get("state") == "ready", h, f"model state {m.get('state')!r}"
 
-    log(f"starting Hearth ({tag}, threads={threads if threads is not None else 'default'}) on :{port}")
+    shown = "".join(f", {k}={v}" for k, v in (settings or {}).items())
+    log(f"starting Hearth ({tag}, threads={threads if threads is not None else 'default'}{shown}) on :{port}")
     info = _wait_ready("hearth", proc, log_path, check, timeout)
     return Server("hearth", proc, ep, log_path, info=info)
 

@@ -152,14 +152,19 @@ def rows(data: dict) -> list[list[str]]:
     mb = meta.get("model_bytes") or 0
     over = lambda kib: (kib * 1024 - mb) / 2**20 if kib else None  # noqa: E731
     if "d" in meta.get("parts", []):
+        # Like for like: Hearth started as llama-server is (--parallel N, no speech models),
+        # after the same workload (part b's N streams; part c at N = 1).
+        nps = sorted((int(k[15:]) for k in srv if k.startswith("llama-server-np")))
+        for n in nps[:1] + nps[-1:] if len(nps) > 1 else nps:
+            hv, rv = over(srv.get(f"hearth-np{n}")), over(srv.get(f"llama-server-np{n}"))
+            out.append([f"d. peak RSS − model file, MiB, parallel {n}", _f(hv, nd=0),
+                        _f(rv, nd=0) + f" (llama-server -np {n})", _f(_ratio(hv, rv), "×", 2),
+                        "lower is better", "—"])
         hm = over(srv.get("hearth-main"))
-        nps = sorted((k for k in srv if k.startswith("llama-server-np")), key=lambda k: int(k[15:]))
-        for k in nps[:1] + nps[-1:] if len(nps) > 1 else nps:
-            rv = over(srv.get(k))
-            out.append([f"d. peak RSS − model file, MiB", _f(hm, nd=0), _f(rv, nd=0) + f" ({k[:12]} -np {k[15:]})",
-                        _f(_ratio(hm, rv), "×", 2), "lower is better", "—"])
-        if not nps and hm is not None:
-            out.append(["d. peak RSS − model file, MiB", _f(hm, nd=0), "—", "—", "lower is better", "—"])
+        if hm is not None:
+            out.append(["d. peak RSS − model file, MiB, Hearth as the appliance runs (part a: default "
+                        "parallel, speech engines loaded where installed)", _f(hm, nd=0), "—", "—",
+                        "lower is better", "—"])
 
     e = P.get("e") or {}
     eh, er = e.get("hearth") or {}, e.get("ref") or {}

@@ -32,12 +32,13 @@ impl Parked {
         Parked { states: (0..slots).map(|_| None).collect(), tokens: 0, budget, gauge }
     }
 
-    /// Moves every idle sequence still in the cache into RAM, forgetting the least recently
-    /// used parked ones to make room. A sequence larger than the whole budget, or one
-    /// llama.cpp refused to copy, stays where it is. Returns how many were parked.
-    pub fn park_idle(&mut self, ctx: &mut LlamaContext<'_>, slots: &mut Slots) -> usize {
+    /// Moves every idle sequence still in the cache into RAM, but those in `keep`, forgetting the
+    /// least recently used parked ones to make room. A sequence larger than the whole
+    /// budget, or one llama.cpp refused to copy, stays where it is. Returns how many were
+    /// parked.
+    pub fn park_idle(&mut self, ctx: &mut LlamaContext<'_>, slots: &mut Slots, keep: &[usize]) -> usize {
         let mut parked = 0;
-        for slot in slots.resident_idle() {
+        for slot in slots.resident_idle().into_iter().filter(|s| !keep.contains(s)) {
             let tokens = slots.get(slot).cached.len();
             if tokens > self.budget {
                 continue; // would not fit even alone: it stays in the KV cache

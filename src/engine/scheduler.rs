@@ -212,6 +212,15 @@ impl<'m> Scheduler<'m> {
             Ok(f) => f,
             Err(e) => return Err((job, e)),
         };
+        // Park the other idle conversations first: llama.cpp puts new entries in free cells
+        // from the lowest one on, and every step attends over all cells up to the highest in
+        // use, so a prefix restored above a conversation that is parked right after would
+        // make every later step attend over that whole span.
+        let first = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
+        let keep = [first.slot, first.copy_from.unwrap_or(first.slot)];
+        let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &keep);
+        self.metrics.kv_parks.inc_by(parked as u64);
+        // Again: over its budget, parking may have forgotten the conversation picked above.
         let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
         let placement = self.prepare_cache(placement);
         self.slots.take(placement);
@@ -292,7 +301,7 @@ impl<'m> Scheduler<'m> {
         if self.active.is_empty() {
             return;
         }
-        let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots);
+        let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &[]);
         self.metrics.kv_parks.inc_by(parked as u64);
         self.fill_batch();
         loop {
