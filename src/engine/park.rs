@@ -32,10 +32,11 @@ impl Parked {
         Parked { states: (0..slots).map(|_| None).collect(), tokens: 0, budget, gauge }
     }
 
-    /// Moves every idle sequence still in the cache into RAM, but those in `keep`, forgetting the
-    /// least recently used parked ones to make room. A sequence larger than the whole
-    /// budget, or one llama.cpp refused to copy, stays where it is. Returns how many were
-    /// parked.
+    /// Moves every idle sequence still in the cache into RAM, forgetting the least recently
+    /// used parked ones to make room. The slots in `keep` (a request about to start and the
+    /// conversation it continues from) are neither parked nor forgotten. A sequence that
+    /// does not fit the budget beside them, or one llama.cpp refused to copy, stays where it
+    /// is. Returns how many were parked.
     pub fn park_idle(&mut self, ctx: &mut LlamaContext<'_>, slots: &mut Slots, keep: &[usize]) -> usize {
         let mut parked = 0;
         for slot in slots.resident_idle().into_iter().filter(|s| !keep.contains(s)) {
@@ -44,7 +45,7 @@ impl Parked {
                 continue; // would not fit even alone: it stays in the KV cache
             }
             while self.tokens + tokens > self.budget {
-                match slots.parked_lru() {
+                match slots.parked_lru(keep) {
                     Some(old) => {
                         self.discard(old);
                         slots.clear(old);
@@ -55,6 +56,9 @@ impl Parked {
                     }
                     None => break,
                 }
+            }
+            if self.tokens + tokens > self.budget {
+                continue; // what is parked is kept for a request starting now
             }
             match ctx.state_seq_get(slot as i32, LlamaStateSeqFlags::empty()) {
                 Ok(state) => {

@@ -216,12 +216,11 @@ impl<'m> Scheduler<'m> {
         // from the lowest one on, and every step attends over all cells up to the highest in
         // use, so a prefix restored above a conversation that is parked right after would
         // make every later step attend over that whole span.
-        let first = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
-        let keep = [first.slot, first.copy_from.unwrap_or(first.slot)];
+        // The slot and the conversation it continues from are kept where they are.
+        let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
+        let keep = [placement.slot, placement.copy_from.unwrap_or(placement.slot)];
         let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &keep);
         self.metrics.kv_parks.inc_by(parked as u64);
-        // Again: over its budget, parking may have forgotten the conversation picked above.
-        let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
         let placement = self.prepare_cache(placement);
         self.slots.take(placement);
         let reuse = placement.reuse;

@@ -115,9 +115,13 @@ impl Slots {
         self.idle_cached(false).min_by_key(|(_, s)| s.last_used).map(|(i, _)| i)
     }
 
-    /// The parked slot used longest ago, to forget when parked entries outgrow their budget.
-    pub fn parked_lru(&self) -> Option<usize> {
-        self.idle_cached(true).min_by_key(|(_, s)| s.last_used).map(|(i, _)| i)
+    /// The parked slot used longest ago, but those in `keep`, to forget when parked entries
+    /// outgrow their budget.
+    pub fn parked_lru(&self, keep: &[usize]) -> Option<usize> {
+        self.idle_cached(true)
+            .filter(|(i, _)| !keep.contains(i))
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(i, _)| i)
     }
 
     /// Idle slots with cached tokens still in the KV cache, which every decode step pays for.
@@ -245,13 +249,14 @@ mod tests {
         slots.set_parked(0);
         assert_eq!(slots.resident_idle(), [1]);
         assert_eq!(slots.eviction_candidate(), Some(1), "a parked slot holds no cells to free");
-        assert_eq!(slots.parked_lru(), Some(0));
+        assert_eq!(slots.parked_lru(&[]), Some(0));
+        assert_eq!(slots.parked_lru(&[0]), None, "a conversation about to be restored is kept");
         // Its next turn still continues in it; taking it makes it resident again.
         let placement = slots.place(&[1, 2, 3, 4]).unwrap();
         assert_eq!(placement, Placement { slot: 0, reuse: 3, copy_from: None });
         slots.take(placement);
         assert!(!slots.get(0).parked);
-        assert_eq!(slots.parked_lru(), None);
+        assert_eq!(slots.parked_lru(&[]), None);
         slots.set_parked(1);
         slots.clear(1);
         assert_eq!((slots.get(1).parked, slots.get(1).cached.len()), (false, 0));
