@@ -296,10 +296,10 @@ class Bench:
                 "quiet_samples": quiet, "busy_samples": busy}
 
     # ------------------------------------------------------------------ orchestration
-    def part(self, key: str, fn, *a):
+    def part(self, key: str, fn, *a, **kw):
         """Runs one measurement; a failure is recorded and the rest of the run goes on."""
         try:
-            return fn(*a)
+            return fn(*a, **kw)
         except h.BenchError as e:
             h.log(f"ERROR in part {key}: {e}")
             self.res["errors"].setdefault(key, []).append(str(e))
