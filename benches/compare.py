@@ -325,29 +325,14 @@ class Bench:
                     self.res["servers"]["hearth-main"] = srv.peak_rss_kib
 
         if only & {"b", "c", "d"}:
-            # Configured like llama-server --parallel N, and like it without speech models (an
-            # empty model cache), so that b compares the same batching and d the same process.
+            # Hearth is configured like llama-server --parallel N, and like it without speech
+            # models (an empty model cache), so that b compares the same batching and d the same
+            # process. The two sides alternate for each N, so that both see the same drift.
             no_voice = h.WORK / "empty-model-cache"
             no_voice.mkdir(parents=True, exist_ok=True)
             for n in (ns if "b" in only else [1]):
-                settings = {"HEARTH_PARALLEL": str(n), "HEARTH_MODEL_CACHE": str(no_voice)}
-                srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx,
-                                f"np{n}", settings=settings)
-                if not srv:
-                    continue
-                try:
-                    if "b" in only:
-                        self.part("b", self.warm, srv)
-                        P.setdefault("b", {}).setdefault("hearth", {})[n] = self.part("b", self.concurrent, srv, n)
-                    if n == 1 and "c" in only:
-                        c = P.setdefault("c", {})
-                        c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, srv)
-                        c["hearth_native"] = self.part("c", self.turns, self.conversation_native, srv)
-                    if not only & {"b", "c"}:
-                        self.part("d", self.warm, srv)
-                finally:
-                    srv.stop()
-                    self.res["servers"][f"hearth-np{n}"] = srv.peak_rss_kib
+                for side in ("hearth", "ref"):
+                    self.serve_n(side, n, only, no_voice)
 
         if "e" in only:
             srv = self.part("e", h.start_hearth, self.bin_hearth, self.model, None, self.ctx, "default-threads")
@@ -358,23 +343,33 @@ class Bench:
                     srv.stop()
                     self.res["servers"]["hearth-default-threads"] = srv.peak_rss_kib
 
-        if only & {"b", "c", "d"}:
-            for n in (ns if "b" in only else [1]):
-                srv = self.part("ref", h.start_llama_server, self.bin_server, self.model, self.threads,
-                                self.ctx, n)
-                if not srv:
-                    continue
-                try:
-                    if "b" in only:
-                        self.part("b", self.warm, srv)
-                        P.setdefault("b", {}).setdefault("ref", {})[n] = self.part("b", self.concurrent, srv, n)
-                    if n == 1 and "c" in only:
-                        P.setdefault("c", {})["ref"] = self.part("c", self.turns, self.conversation_v1, srv, {"cache_prompt": True})
-                    if not only & {"b", "c"}:
-                        self.part("d", self.warm, srv)
-                finally:
-                    srv.stop()
-                    self.res["servers"][f"llama-server-np{n}"] = srv.peak_rss_kib
+    def serve_n(self, side: str, n: int, only: set[str], no_voice: Path):
+        """Parts b (N streams), c (at N = 1) and d on one side started for N parallel requests."""
+        P = self.res["parts"]
+        if side == "hearth":
+            settings = {"HEARTH_PARALLEL": str(n), "HEARTH_MODEL_CACHE": str(no_voice)}
+            srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx,
+                            f"np{n}", settings=settings)
+        else:
+            srv = self.part("ref", h.start_llama_server, self.bin_server, self.model, self.threads, self.ctx, n)
+        if not srv:
+            return
+        try:
+            if "b" in only:
+                self.part("b", self.warm, srv)
+                P.setdefault("b", {}).setdefault(side, {})[n] = self.part("b", self.concurrent, srv, n)
+            if n == 1 and "c" in only:
+                c = P.setdefault("c", {})
+                if side == "hearth":
+                    c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, srv)
+                    c["hearth_native"] = self.part("c", self.turns, self.conversation_native, srv)
+                else:
+                    c["ref"] = self.part("c", self.turns, self.conversation_v1, srv, {"cache_prompt": True})
+            if not only & {"b", "c"}:
+                self.part("d", self.warm, srv)
+        finally:
+            srv.stop()
+            self.res["servers"][f"hearth-np{n}" if side == "hearth" else f"llama-server-np{n}"] = srv.peak_rss_kib
 
 
 def main(argv=None) -> int:
