@@ -212,11 +212,11 @@ impl<'m> Scheduler<'m> {
             Ok(f) => f,
             Err(e) => return Err((job, e)),
         };
-        // Park the other idle conversations first: llama.cpp puts new entries in free cells
-        // from the lowest one on, and every step attends over all cells up to the highest in
-        // use, so a prefix restored above a conversation that is parked right after would
-        // make every later step attend over that whole span.
-        // The slot and the conversation it continues from are kept where they are.
+        // Park the other idle conversations first (the slot and the conversation it continues
+        // from stay where they are): llama.cpp puts new entries in free cells from the lowest
+        // one on, and every step attends over all cells up to the highest in use, so a prefix
+        // restored above a conversation that is parked right after would make every later
+        // step attend over that whole span.
         let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
         let keep = [placement.slot, placement.copy_from.unwrap_or(placement.slot)];
         let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &keep);
