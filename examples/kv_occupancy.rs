@@ -7,6 +7,7 @@
 //! Each SETUP is `n_ctx,n_seq_max,unified(0|1),idle`: `idle` sequences of 512 tokens are
 //! decoded first and left in the cache. For example, Hearth's default cache with and without
 //! seven idle conversations: `16384,8,1,0 16384,8,1,7`. Prints best and median per setup.
+//! `KV_PP_ONLY=1` skips tg64 (pp512 alone, as a steady load to compare processes).
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -62,6 +63,7 @@ fn main() {
             (s.clone(), f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "1", f[3].parse().unwrap())
         })
         .collect();
+    let pp_only = std::env::var_os("KV_PP_ONLY").is_some();
     let backend = LlamaBackend::init().unwrap();
     let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).unwrap();
     let mut rng = Rng(12345, model.n_vocab());
@@ -92,12 +94,17 @@ fn main() {
     for _ in 0..reps {
         for (i, ctx) in ctxs.iter_mut().enumerate() {
             res[i].0.push(pp(ctx, &mut batch, &mut rng, 512));
-            res[i].1.push(tg(ctx, &mut batch, &mut rng, 64));
+            if !pp_only {
+                res[i].1.push(tg(ctx, &mut batch, &mut rng, 64));
+            }
         }
     }
     for (i, (p, t)) in res.iter_mut().enumerate() {
         p.sort_by(|a, b| b.partial_cmp(a).unwrap());
         t.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        if t.is_empty() {
+            t.push(0.0);
+        }
         println!(
             "{:>16}: pp512 best {:6.1} median {:6.1} | tg64 best {:5.1} median {:5.1}",
             setups[i].0,

@@ -83,6 +83,7 @@ pub fn normalize(v: &mut [f32]) {
 #[cfg(feature = "llm")]
 mod worker {
     use super::{normalize, EmbedJob, Embeddings};
+    use crate::engine::omp::on_own_thread;
     use crate::engine::{EngineError, ModelInfo, ModelState};
     use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
     use llama_cpp_2::context::LlamaContext;
@@ -150,8 +151,10 @@ mod worker {
         tracing::info!(model = %info.id, dimensions = model.n_embd(), window, "embedding model ready");
         let _ = state.send(ModelState::Ready(Box::new(info)));
         while let Some(job) = jobs.blocking_recv() {
+            // On a thread of its own, so that its OpenMP pool ends with it (`engine::omp`).
+            let inputs = &job.inputs;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                embed(&model, &mut ctx, &job.inputs, window as usize)
+                on_own_thread("hearth-embed-run", || embed(&model, &mut ctx, inputs, window as usize))
             }))
             .unwrap_or_else(|_| Err(EngineError::Failed("the embedding engine panicked".into())));
             let _ = job.reply.send(result);

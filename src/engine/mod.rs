@@ -16,6 +16,8 @@ mod embed;
 pub mod gguf;
 #[cfg(feature = "llm")]
 mod llama;
+#[cfg(any(feature = "llm", feature = "stt"))]
+pub(crate) mod omp;
 #[cfg(feature = "llm")]
 mod park;
 mod registry;

@@ -201,6 +201,29 @@ impl Server {
         create_user(&self.data_dir, name)
     }
 
+    /// Waits until the server holds exactly `expected` threads named `name` (an OpenMP
+    /// worker takes the name of the thread that started its pool), or panics with the
+    /// names it holds after 30 s. Threads that have been told to end take a moment to go.
+    pub fn wait_threads_named(&self, name: &str, expected: usize) {
+        let task = format!("/proc/{}/task", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let names: Vec<String> = std::fs::read_dir(&task)
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .collect();
+            if names.iter().filter(|n| *n == name).count() == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {expected} threads named {name}; the server holds {names:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A request; returns the status and the body (JSON when it parses, else a string).
     pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
         let mut req =

@@ -214,6 +214,11 @@ fn embeddings_come_from_the_configured_embedding_model() {
     let text = b64["data"][0]["embedding"].as_str().unwrap();
     assert_eq!(text.len(), (384 * 4usize).div_ceil(3) * 4);
 
+    // Each batch ran on a short-lived thread, and its OpenMP workers ended with it: the
+    // embedding thread has no workers of its own left to slow the language model down.
+    server.wait_threads_named("hearth-embed-ru", 0);
+    server.wait_threads_named("hearth-embed", 1);
+
     for (bad, expected) in [
         (json!({"input": []}), "invalid_request"),
         (json!({"input": [""]}), "invalid_request"),

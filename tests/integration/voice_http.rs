@@ -75,6 +75,9 @@ fn voice_transcription_in_every_format_and_beside_the_llm() {
     let (status, again) = server.call("POST", "/api/chat", Some(&token), Some(&chat));
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["reply"], reply["reply"], "greedy replies are the same before and after whisper ran");
+    // Whisper's OpenMP workers ended with the transcription's thread (`engine::omp`).
+    server.wait_threads_named("hearth-stt-run", 0);
+    server.wait_threads_named("hearth-stt", 1);
 
     let (status, verbose) = transcribe(&server, &token, SPEECH, &[("response_format", "verbose_json")]);
     assert_eq!(status, 200, "{verbose}");

@@ -8,7 +8,6 @@
 //! and the process running.
 
 #[cfg(feature = "stt")]
-mod omp;
 #[cfg(feature = "stt")]
 mod whisper;
 

@@ -1,7 +1,7 @@
 //! The speech-to-text thread: owns the whisper.cpp context and state.
 
-use super::omp::on_own_thread;
 use super::{check_model, join_segments, Job, Segment, SttError, SttState, Transcription};
+use crate::engine::omp::on_own_thread;
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +66,8 @@ pub(super) fn run(
         cancelled: Arc::new(AtomicBool::new(false)),
     };
     let started = Instant::now();
-    let _ = on_own_thread(|| transcribe(&mut whisper_state, multilingual, threads, &warm_up));
+    let _ =
+        on_own_thread("hearth-stt-run", || transcribe(&mut whisper_state, multilingual, threads, &warm_up));
     tracing::info!(model = %model, multilingual, threads, warm_up_ms = started.elapsed().as_millis() as u64, "speech to text ready");
     let _ = state.send(SttState::Ready { model: model.clone(), multilingual });
 
@@ -74,7 +75,8 @@ pub(super) fn run(
         if job.reply.is_closed() || job.cancelled.load(Ordering::Relaxed) {
             continue;
         }
-        let result = on_own_thread(|| transcribe(&mut whisper_state, multilingual, threads, &job));
+        let result =
+            on_own_thread("hearth-stt-run", || transcribe(&mut whisper_state, multilingual, threads, &job));
         let _ = job.reply.send(result);
     }
 }
