@@ -13,48 +13,13 @@ import asyncio
 import json
 import wave
 
-from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize
 
-TIMEOUT = 120
-
-
-async def read(client):
-    event = await asyncio.wait_for(client.read_event(), timeout=TIMEOUT)
-    if event is None:
-        raise RuntimeError("the server closed the connection")
-    if Error.is_type(event.type):
-        raise RuntimeError(f"server error: {Error.from_event(event)}")
-    return event
-
-
-async def transcribe(client, pcm, rate, width, channels, report):
-    await client.write_event(Transcribe(language="en").event())
-    await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
-    step = 2048 * width * channels
-    for at in range(0, len(pcm), step):
-        await client.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=pcm[at:at + step]).event())
-    await client.write_event(AudioStop().event())
-    # A streaming server sends transcript-start, -chunk(s), the transcript, then -stop.
-    seen, chunks = [], ""
-    event = await read(client)
-    while not Transcript.is_type(event.type):
-        seen.append(event.type)
-        if TranscriptChunk.is_type(event.type):
-            chunks += TranscriptChunk.from_event(event).text
-        event = await read(client)
-    text = Transcript.from_event(event).text
-    if seen:
-        stop = await read(client)
-        report["streaming"] = {"start": TranscriptStart.is_type(seen[0]), "chunks": chunks,
-                               "stop": TranscriptStop.is_type(stop.type)}
-    return text
+from wyoming_common import TIMEOUT, handle, read, synthesize, transcribe
 
 
 async def main(args):
@@ -80,23 +45,10 @@ async def main(args):
             report["transcript"] = await transcribe(client, pcm, w.getframerate(), w.getsampwidth(), w.getnchannels(),
                                                     report)
 
-        await client.write_event(Synthesize(text="Please turn on the kitchen light.").event())
-        start = AudioStart.from_event(await read(client))
-        audio = b""
-        while True:
-            event = await read(client)
-            if AudioStop.is_type(event.type):
-                break
-            audio += AudioChunk.from_event(event).audio
+        start, audio, _ = await synthesize(client, Synthesize(text="Please turn on the kitchen light."))
         report["tts"] = {"rate": start.rate, "width": start.width, "channels": start.channels, "bytes": len(audio)}
         report["round_trip"] = await transcribe(client, audio, start.rate, start.width, start.channels, {})
-
-        await client.write_event(Transcript(text=report["transcript"]).event())
-        event = await read(client)
-        if Handled.is_type(event.type):
-            report["handled"] = Handled.from_event(event).text
-        elif NotHandled.is_type(event.type):
-            report["handled"] = None
+        report["handled"] = await handle(client, report["transcript"])
     print(json.dumps(report))
 
 
