@@ -28,7 +28,7 @@ mod tests {
     use super::on_own_thread;
 
     #[test]
-    fn the_work_runs_on_a_named_thread_that_is_gone_afterwards() {
+    fn the_work_runs_on_its_own_named_thread() {
         let caller = std::thread::current().id();
         let (id, name) = on_own_thread("hearth-test-run", || {
             let me = std::thread::current();

@@ -8,7 +8,6 @@
 //! and the process running.
 
 #[cfg(feature = "stt")]
-#[cfg(feature = "stt")]
 mod whisper;
 
 use super::worker::Refused;
