@@ -141,7 +141,9 @@ class Bench:
         """Part a, interleaved: each repetition runs llama-bench once (`-r 1`, after its own
         warm-up) and then the same workload on Hearth, whose server idles meanwhile. A shared
         machine's speed drifts by 10-30% over minutes (other tenants, clocks); interleaving makes
-        both sides see the same drift. Returns (reference, Hearth)."""
+        both sides see the same drift. Hearth gets the same protocol as llama-bench: a warm-up
+        prompt of the same size right before the measured one (llama-bench's pp warm-up is a
+        full pp run, and its tg run follows its pp runs). Returns (reference, Hearth)."""
         words = self._calibrate_words(ep, self.pp)
         self._one(ep, self._tg_messages("a warm-up"), 8)  # warm-up
         ref: dict = {"pp_samples": [], "tg_samples": []}
@@ -152,6 +154,7 @@ class Bench:
                 key = "pp" if t.get("n_gen", 0) == 0 else "tg"
                 ref[key + "_samples"].extend(t.get("samples_ts") or [t.get("avg_ts")])
             h.log(f"  llama-bench run {i + 1}: pp {ref['pp_samples'][-1]:.1f}/s; tg {ref['tg_samples'][-1]:.1f}/s")
+            self._one(ep, self._pp_messages(words), 1)  # warm-up, as llama-bench does
             t, s = self._one(ep, self._pp_messages(words), 1)
             pp.append(t.get("prompt_per_second"))
             src.add(s)
