@@ -171,6 +171,7 @@ impl Local {
                 seed: None,
                 max_tokens: m.max_tokens,
                 stop: Vec::new(),
+                stream: true,
             },
         })
     }

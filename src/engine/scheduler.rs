@@ -58,6 +58,8 @@ struct Active {
     sampler: Option<LlamaSampler>,
     utf8: Utf8Stream,
     stops: StopMatcher,
+    /// Text not sent yet: a reply that is not streamed is sent whole at the end.
+    held: String,
     prefill_started: Instant,
     prefill_ms: Option<f64>,
     deadline: Instant,
@@ -245,6 +247,7 @@ impl<'m> Scheduler<'m> {
             sampler: sampler(&job.params),
             utf8: Utf8Stream::default(),
             stops: StopMatcher::new(job.params.stop.clone()),
+            held: String::new(),
             prefill_started: Instant::now(),
             prefill_ms: None,
             deadline,
@@ -423,7 +426,8 @@ impl<'m> Scheduler<'m> {
             }
             Outcome::Finished(finish_reason) => {
                 let tail = a.stops.push(&a.utf8.finish()).0 + &a.stops.finish();
-                if !tail.is_empty() && a.job.events.send(Event::Token(tail)).is_err() {
+                let text = std::mem::take(&mut a.held) + &tail;
+                if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {
                     return;
                 }
                 let prompt_ms = a.prefill_ms.unwrap_or_default();
@@ -480,7 +484,9 @@ fn sample(
     metrics.tokens_generated.inc();
     let piece = a.utf8.push(&vocab.token_to_piece(token, false, None));
     let (text, stopped) = a.stops.push(&piece);
-    if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {
+    if !a.job.params.stream {
+        a.held.push_str(&text);
+    } else if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {
         return Some(Outcome::Gone);
     }
     if stopped {

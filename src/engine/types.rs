@@ -26,6 +26,11 @@ pub struct GenerateParams {
     pub seed: Option<u32>,
     pub max_tokens: u32,
     pub stop: Vec<String>,
+    /// Send the text as it is generated (`true`), or in one piece when the reply is done.
+    /// A caller that only wants the whole reply says `false`: each piece sent wakes the
+    /// receiving task, and on a box with as many compute threads as cores that wake-up
+    /// preempts one of them in the middle of the next step, every step.
+    pub stream: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

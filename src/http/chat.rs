@@ -87,6 +87,7 @@ pub(crate) fn params(
         seed,
         max_tokens: max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
         stop,
+        stream: true,
     })
 }
 
@@ -111,7 +112,8 @@ pub async fn chat(
             .await
             .map_err(conversation_error)?,
     };
-    let params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
+    let mut params = params(&state, request.temperature, None, request.max_tokens, request.seed, Vec::new())?;
+    params.stream = request.stream;
     let (engine, info) = super::ready_engine(&state, request.model.as_deref()).await?;
     let knowledge = request.knowledge.or(remembered).unwrap_or(state.settings.knowledge.chat_default);
     let retrieved = if knowledge { retrieve(&state, user_id, &request.message).await } else { None };

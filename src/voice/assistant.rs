@@ -44,6 +44,7 @@ impl Assistant {
             seed: None,
             max_tokens: m.max_tokens.min(256),
             stop: Vec::new(),
+            stream: false, // spoken whole
         };
         let mut events = engine.submit(Prompt::Chat(messages), params).map_err(failure)?;
         let mut reply = String::new();

@@ -77,7 +77,8 @@ impl Sampling {
             Some(Stop::Many(v)) => v,
         };
         let max_tokens = self.max_completion_tokens.or(self.max_tokens);
-        let params = params(state, self.temperature, self.top_p, max_tokens, self.seed, stop)?;
+        let mut params = params(state, self.temperature, self.top_p, max_tokens, self.seed, stop)?;
+        params.stream = self.stream;
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         let (engine, model) = ready_engine(state, self.model.as_deref()).await?;
         Ok(Prepared { engine, model, params, stream: self.stream, include_usage })
