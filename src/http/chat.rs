@@ -5,13 +5,14 @@
 //! only after COMMIT. A client that disconnects mid-reply stops generation and
 //! nothing is stored.
 
+use super::peer::unless_gone;
 use super::reply::{sse_event, sse_response, Complete, Reply};
 use super::{json, AppState, Caller};
 use crate::engine::{ChatMessage, GenerateParams, Prompt, Timings, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::knowledge::{Citation, Retrieved};
 use crate::store::{NewTurn, StoreError};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +93,7 @@ pub(crate) fn params(
 }
 
 pub async fn chat(
+    http: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     body: web::Json<ChatRequest>,
@@ -123,12 +125,12 @@ pub async fn chat(
     messages.push(ChatMessage::new("user", prompt));
     let citations = retrieved.map(|r| r.citations).unwrap_or_default();
     let model = info.id;
-    let reply = Reply::start(engine.submit(Prompt::Chat(messages), params)?).await?;
+    let reply = unless_gone(&http, Reply::start(engine.submit(Prompt::Chat(messages), params)?)).await??;
     let turn = Turn { state: state.clone(), user_id, request, model, knowledge, citations };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))
     } else {
-        let complete = reply.collect().await?;
+        let complete = unless_gone(&http, reply.collect()).await??;
         Ok(json(&turn.persist(complete).await?))
     }
 }

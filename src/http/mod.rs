@@ -12,6 +12,7 @@ mod health;
 mod limits;
 mod openai;
 mod paging;
+mod peer;
 mod reply;
 mod search;
 mod speech;
@@ -161,6 +162,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
                 }
             })
     })
+    .on_connect(peer::on_connect)
     .workers(workers)
     .bind(addr)?;
     tracing::info!(%addr, workers, "listening");

@@ -198,7 +198,25 @@ fn a_client_that_disconnects_frees_its_slot() {
 
     wait_metric(&server, &token, "hearth_requests_cancelled_total", 1.0);
     wait_metric(&server, &token, "hearth_engine_active_sequences", 0.0);
-    // The single slot serves the next request, and nothing was stored for the abandoned one.
+
+    // A reply that is not streamed sends nothing until it is done; its client leaving
+    // mid-reply is noticed all the same.
+    let mut body = long.clone();
+    body["stream"] = false.into();
+    let body = body.to_string();
+    let mut socket = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    let request = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: hearth\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut socket, request.as_bytes()).unwrap();
+    wait_metric(&server, &token, "hearth_engine_active_sequences", 1.0);
+    drop(socket);
+    wait_metric(&server, &token, "hearth_requests_cancelled_total", 2.0);
+    wait_metric(&server, &token, "hearth_engine_active_sequences", 0.0);
+
+    // The single slot serves the next request, and nothing was stored for the abandoned ones.
     ask(&server, &token, json!({"message": "Hi", "max_tokens": 4}));
     let (_, list) = server.call("GET", "/api/conversations", Some(&token), None);
     assert_eq!(list["conversations"].as_array().unwrap().len(), 1);

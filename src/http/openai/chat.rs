@@ -4,9 +4,10 @@ use super::stream::{Chunks, Kind};
 use super::Sampling;
 use crate::engine::{ChatMessage, Prompt};
 use crate::error::ApiError;
+use crate::http::peer::unless_gone;
 use crate::http::reply::{sse_response, Reply};
 use crate::http::{json, AppState, Caller};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -87,6 +88,7 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
 }
 
 pub async fn chat_completions(
+    http: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     body: web::Json<ChatCompletionRequest>,
@@ -104,7 +106,8 @@ pub async fn chat_completions(
         }
         citations.get_or_insert_with(|| json!([]));
     }
-    let reply = Reply::start(prepared.engine.submit(Prompt::Chat(messages), prepared.params)?).await?;
+    let started = Reply::start(prepared.engine.submit(Prompt::Chat(messages), prepared.params)?);
+    let reply = unless_gone(&http, started).await??;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
@@ -114,7 +117,7 @@ pub async fn chat_completions(
             Chunks { kind: Kind::Chat, id, created, model, include_usage: prepared.include_usage, citations };
         return Ok(sse_response(chunks.stream(reply)));
     }
-    let complete = reply.collect().await?;
+    let complete = unless_gone(&http, reply.collect()).await??;
     let finished = complete.finished;
     let mut body = json!({
         "id": id,

@@ -4,9 +4,10 @@ use super::stream::{Chunks, Kind};
 use super::Sampling;
 use crate::engine::Prompt;
 use crate::error::ApiError;
+use crate::http::peer::unless_gone;
 use crate::http::reply::{sse_response, Reply};
 use crate::http::{json, AppState, Caller};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,6 +30,7 @@ enum PromptInput {
 }
 
 pub async fn completions(
+    http: HttpRequest,
     state: web::Data<AppState>,
     _caller: Caller,
     body: web::Json<CompletionRequest>,
@@ -48,7 +50,8 @@ pub async fn completions(
         return Err(ApiError::invalid("suffix (fill-in-the-middle) is not supported"));
     }
     let prepared = request.sampling.prepare(&state).await?;
-    let reply = Reply::start(prepared.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?).await?;
+    let started = Reply::start(prepared.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?);
+    let reply = unless_gone(&http, started).await??;
 
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
@@ -64,7 +67,7 @@ pub async fn completions(
         };
         return Ok(sse_response(chunks.stream(reply)));
     }
-    let complete = reply.collect().await?;
+    let complete = unless_gone(&http, reply.collect()).await??;
     let text = if request.echo { prompt + &complete.text } else { complete.text };
     let finished = complete.finished;
     Ok(json(&json!({
