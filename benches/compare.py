@@ -85,7 +85,7 @@ class Bench:
         self.bin_hearth = Path(args.hearth_bin)
         self.bin_bench = Path(args.ref_bin) / "llama-bench"
         self.bin_server = Path(args.ref_bin) / "llama-server"
-        self.reps = 2 if self.q else 7
+        self.reps = args.reps or (2 if self.q else 11)
         self.pp, self.tg = (128, 32) if self.q else (512, 128)
         self.res: dict = {"parts": {}, "errors": {}, "servers": {}}
 
@@ -138,22 +138,28 @@ class Bench:
         return words
 
     def single(self, ep) -> tuple[dict, dict]:
-        """Part a, interleaved: each repetition runs llama-bench once (`-r 1`, after its own
-        warm-up) and then the same workload on Hearth, whose server idles meanwhile. A shared
-        machine's speed drifts by 10-30% over minutes (other tenants, clocks); interleaving makes
-        both sides see the same drift. Hearth gets the same protocol as llama-bench: a warm-up
-        prompt of the same size right before the measured one (llama-bench's pp warm-up is a
-        full pp run, and its tg run follows its pp runs). Returns (reference, Hearth)."""
+        """Part a, interleaved: llama-bench runs once (`-r 1`, after its own warm-up) before the
+        first repetition and after every one, so each of Hearth's samples sits between two of
+        llama-bench's, and the server idles while llama-bench runs. A shared machine's speed
+        drifts by 10-30% over minutes (other tenants, clocks); interleaving makes both sides see
+        the same drift, and consecutive llama-bench runs show how far the machine's own noise
+        moves a ratio (report.py's A/A figures). Hearth gets the same protocol as llama-bench: a
+        warm-up prompt of the same size right before the measured one (llama-bench's pp warm-up
+        is a full pp run, and its tg run follows its pp runs). Returns (reference, Hearth)."""
         words = self._calibrate_words(ep, self.pp)
         self._one(ep, self._tg_messages("a warm-up"), 8)  # warm-up
         ref: dict = {"pp_samples": [], "tg_samples": []}
         pp, tg, src = [], [], set()
-        for i in range(self.reps):
+
+        def reference(i: int):
             for t in self.llama_bench(["-t", str(self.threads), "-p", str(self.pp), "-n", str(self.tg),
                                        "-r", "1"], "single"):
                 key = "pp" if t.get("n_gen", 0) == 0 else "tg"
                 ref[key + "_samples"].extend(t.get("samples_ts") or [t.get("avg_ts")])
             h.log(f"  llama-bench run {i + 1}: pp {ref['pp_samples'][-1]:.1f}/s; tg {ref['tg_samples'][-1]:.1f}/s")
+
+        reference(0)
+        for i in range(self.reps):
             self._one(ep, self._pp_messages(words), 1)  # warm-up, as llama-bench does
             t, s = self._one(ep, self._pp_messages(words), 1)
             pp.append(t.get("prompt_per_second"))
@@ -163,7 +169,8 @@ class Bench:
             src.add(s)
             h.log(f"  hearth run {i + 1}: pp {t.get('prompt_n')} tok {pp[-1] or 0:.1f}/s (cache_n "
                   f"{t.get('cache_n')}); tg {t2.get('predicted_n')} tok {tg[-1] or 0:.1f}/s")
-        ref.update(pp=median(ref["pp_samples"]), tg=median(ref["tg_samples"]), interleaved=True)
+            reference(i + 1)
+        ref.update(pp=median(ref["pp_samples"]), tg=median(ref["tg_samples"]), interleaved="bracketed")
         return ref, {"pp_samples": pp, "tg_samples": tg, "pp": median(pp), "tg": median(tg),
                      "prompt_n": t.get("prompt_n"), "predicted_n": t2.get("predicted_n"), "source": sorted(src),
                      "interleaved": True}
@@ -383,6 +390,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--context", type=int, default=4096)
     ap.add_argument("--quick", action="store_true", help="short smoke run: fewer, smaller requests")
+    ap.add_argument("--reps", type=int, default=0,
+                    help="part a's repetitions (default 11; 2 with --quick)")
     ap.add_argument("--only", default="", help="comma-separated parts: a,b,c,d,e (or their names)")
     ap.add_argument("--hearth-bin", default=str(h.WORK / "target/release/hearth"))
     ap.add_argument("--ref-bin", default=str(h.WORK / "llama.cpp-ref/build/bin"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import random
 import re
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -213,6 +215,12 @@ def _round(v):
     return v
 
 
+def _interleaving(how) -> str:
+    if how == "bracketed":
+        return " (interleaved: llama-bench before the first and after every Hearth repetition)"
+    return " (interleaved: llama-bench, then Hearth, in each)" if how else ""
+
+
 def _details(data: dict) -> list[str]:
     """One compact JSON line per part and side."""
     out = []
@@ -220,6 +228,42 @@ def _details(data: dict) -> list[str]:
         for side, v in (sides or {}).items():
             out.append(f"{part}.{side}: {json.dumps(_round(v), separators=(',', ':'))}")
     out.append(f"peak_rss_kib: {json.dumps(data.get('servers'), separators=(',', ':'))}")
+    return out
+
+
+def _a_noise(data: dict) -> list[str]:
+    """Part a's figures with the machine's noise beside them. llama-bench runs before the first
+    repetition and after each one (compare.py), so each Hearth sample has a run on either side:
+    the paired ratio divides it by their mean, which cancels a steady drift, and consecutive
+    llama-bench runs compared with each other (an A/A test) show how far noise alone moves a
+    ratio. The interval resamples the repetitions (bootstrap, fixed seed)."""
+    a = (data.get("parts") or {}).get("a") or {}
+    ah, ar = a.get("hearth") or {}, a.get("ref") or {}
+    out = []
+    for key in ("pp", "tg"):
+        hs, rs = ah.get(f"{key}_samples") or [], ar.get(f"{key}_samples") or []
+        if not hs or len(rs) != len(hs) + 1 or None in hs or None in rs:
+            continue
+        n = len(hs)
+        paired = [hs[i] * 2 / (rs[i] + rs[i + 1]) for i in range(n)]
+        aa = [abs(rs[i + 1] / rs[i] - 1) * 100 for i in range(n)]
+        rng, boot = random.Random(0), []
+        for _ in range(2000):
+            idx = [rng.randrange(n) for _ in range(n)]
+            refs = [rs[i] for i in idx] + [rs[i + 1] for i in idx]
+            boot.append(statistics.median(hs[i] for i in idx) / statistics.median(refs))
+        boot.sort()
+        lo, hi = boot[len(boot) // 20], boot[len(boot) * 19 // 20]
+        out.append(f"- **{key}**: ratio of medians {statistics.median(hs) / statistics.median(rs):.3f}×, "
+                   f"90% interval {lo:.2f}–{hi:.2f}×; median of the {n} paired ratios {statistics.median(paired):.3f}× "
+                   f"(range {min(paired):.2f}–{max(paired):.2f}); consecutive llama-bench runs differed by "
+                   f"{statistics.median(aa):.1f}% (median), {max(aa):.1f}% at most.")
+    if out:
+        out = ["## Part a and the machine's noise", "",
+               "Each Hearth sample sits between two llama-bench runs. The paired ratio divides it by their "
+               "mean; consecutive llama-bench runs, compared with each other, show what noise alone does. "
+               "The verdict in the table is the ratio of medians; the 90% interval (bootstrap over "
+               "repetitions) says how far that ratio could move on this machine.", ""] + out + [""]
     return out
 
 
@@ -248,11 +292,12 @@ def write(data: dict, path: Path) -> str:
         f"Model `{Path(meta.get('model', '')).name}` ({(meta.get('model_bytes') or 0):,} bytes), "
         f"threads {meta.get('threads')} (part e: each side's default), context {meta.get('context')} per sequence, "
         f"{sz.get('reps')} repetitions for part a"
-        f"{' (interleaved: llama-bench, then Hearth, in each)' if (P.get('a') or {}).get('ref', {}).get('interleaved') else ''}. Parts run: {', '.join(meta.get('parts', []))}. "
+        f"{_interleaving((P.get('a') or {}).get('ref', {}).get('interleaved'))}. Parts run: {', '.join(meta.get('parts', []))}. "
         "Ratios are Hearth / reference; for times (TTFT, RSS) lower is better.",
         "",
         tbl,
         "",
+        *_a_noise(data),
     ]
     if data.get("errors"):
         md += ["## Errors", ""] + [f"- part {k}: {e}" for k, v in data["errors"].items() for e in v] + [""]

@@ -2,7 +2,7 @@
 # One command: build both sides, run every workload, write benches/RESULTS.md.
 #
 #   benches/run.sh [--quick] [--only a,b,c,d,e] [--model PATH] [--threads N] [--context N]
-#                  [--skip-build]
+#                  [--reps N] [--skip-build]
 #
 # Builds llama.cpp's llama-bench + llama-server offline (benches/build_ref.sh, skipped
 # when present) and Hearth (`cargo build --release`, own target dir under benches/work),
@@ -27,6 +27,8 @@ while [[ $# -gt 0 ]]; do
         --quick) PASS+=(--quick); shift ;;
         --only) [[ $# -ge 2 ]] || die "--only needs a value"; PASS+=(--only "$2"); shift 2 ;;
         --only=*) PASS+=(--only "${1#*=}"); shift ;;
+        --reps) [[ $# -ge 2 ]] || die "--reps needs a number"; PASS+=(--reps "$2"); shift 2 ;;
+        --reps=*) PASS+=(--reps "${1#*=}"); shift ;;
         --model) [[ $# -ge 2 ]] || die "--model needs a path"; MODEL="$2"; shift 2 ;;
         --model=*) MODEL="${1#*=}"; shift ;;
         --threads) [[ $# -ge 2 ]] || die "--threads needs a number"; THREADS="$2"; shift 2 ;;
