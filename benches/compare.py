@@ -86,6 +86,7 @@ class Bench:
         self.bin_bench = Path(args.ref_bin) / "llama-bench"
         self.bin_server = Path(args.ref_bin) / "llama-server"
         self.reps = args.reps or (2 if self.q else 11)
+        self.b_rounds = 1 if self.q else 3
         self.pp, self.tg = (128, 32) if self.q else (512, 128)
         self.res: dict = {"parts": {}, "errors": {}, "servers": {}}
 
@@ -337,12 +338,12 @@ class Bench:
         if only & {"b", "c", "d"}:
             # Hearth is configured like llama-server --parallel N, and like it without speech
             # models (an empty model cache), so that b compares the same batching and d the same
-            # process. The two sides alternate for each N, so that both see the same drift.
+            # process. Both sides run at once for each N and take turns, so that both see the
+            # same drift.
             no_voice = h.WORK / "empty-model-cache"
             no_voice.mkdir(parents=True, exist_ok=True)
             for n in (ns if "b" in only else [1]):
-                for side in ("hearth", "ref"):
-                    self.serve_n(side, n, only, no_voice)
+                self.serve_pair(n, only, no_voice)
 
         if "e" in only:
             srv = self.part("e", h.start_hearth, self.bin_hearth, self.model, None, self.ctx, "default-threads")
@@ -353,33 +354,47 @@ class Bench:
                     srv.stop()
                     self.res["servers"]["hearth-default-threads"] = srv.peak_rss_kib
 
-    def serve_n(self, side: str, n: int, only: set[str], no_voice: Path):
-        """Parts b (N streams), c (at N = 1) and d on one side started for N parallel requests."""
+    def serve_pair(self, n: int, only: set[str], no_voice: Path):
+        """Parts b (N streams), c (at N = 1) and d, with Hearth and llama-server both started
+        for N parallel requests (one idles while the other is measured). Part b alternates the
+        sides over a few rounds (Hearth first, then llama-server first, ...), so that both see
+        the same drift; each side's figure is the median of its rounds."""
         P = self.res["parts"]
-        if side == "hearth":
-            settings = {"HEARTH_PARALLEL": str(n), "HEARTH_MODEL_CACHE": str(no_voice)}
-            srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx,
-                            f"np{n}", settings=settings)
-        else:
-            srv = self.part("ref", h.start_llama_server, self.bin_server, self.model, self.threads, self.ctx, n)
-        if not srv:
-            return
+        settings = {"HEARTH_PARALLEL": str(n), "HEARTH_MODEL_CACHE": str(no_voice)}
+        servers = {
+            "hearth": self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx,
+                                f"np{n}", settings=settings),
+            "ref": self.part("ref", h.start_llama_server, self.bin_server, self.model, self.threads, self.ctx, n),
+        }
+        live = {side: srv for side, srv in servers.items() if srv}
         try:
             if "b" in only:
-                self.part("b", self.warm, srv)
-                P.setdefault("b", {}).setdefault(side, {})[n] = self.part("b", self.concurrent, srv, n)
+                for srv in live.values():
+                    self.part("b", self.warm, srv)
+                rounds: dict = {side: [] for side in live}
+                for r in range(self.b_rounds):
+                    for side in (list(live) if r % 2 == 0 else list(reversed(live))):
+                        got = self.part("b", self.concurrent, live[side], n)
+                        if got:
+                            rounds[side].append(got)
+                for side, got in rounds.items():
+                    if got:
+                        P.setdefault("b", {}).setdefault(side, {})[n] = {
+                            "aggregate": median([g["aggregate"] for g in got]), "rounds": got}
             if n == 1 and "c" in only:
                 c = P.setdefault("c", {})
-                if side == "hearth":
-                    c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, srv)
-                    c["hearth_native"] = self.part("c", self.turns, self.conversation_native, srv)
-                else:
-                    c["ref"] = self.part("c", self.turns, self.conversation_v1, srv, {"cache_prompt": True})
+                if "hearth" in live:
+                    c["hearth_v1"] = self.part("c", self.turns, self.conversation_v1, live["hearth"])
+                    c["hearth_native"] = self.part("c", self.turns, self.conversation_native, live["hearth"])
+                if "ref" in live:
+                    c["ref"] = self.part("c", self.turns, self.conversation_v1, live["ref"], {"cache_prompt": True})
             if not only & {"b", "c"}:
-                self.part("d", self.warm, srv)
+                for srv in live.values():
+                    self.part("d", self.warm, srv)
         finally:
-            srv.stop()
-            self.res["servers"][f"hearth-np{n}" if side == "hearth" else f"llama-server-np{n}"] = srv.peak_rss_kib
+            for side, srv in live.items():
+                srv.stop()
+                self.res["servers"][f"hearth-np{n}" if side == "hearth" else f"llama-server-np{n}"] = srv.peak_rss_kib
 
 
 def main(argv=None) -> int:
@@ -432,7 +447,7 @@ def main(argv=None) -> int:
         "model": str(bench.model), "model_bytes": bench.model.stat().st_size,
         "threads": args.threads, "context": args.context, "quick": args.quick, "parts": sorted(only),
         "command": args.command_line or "benches/compare.py " + " ".join(argv or sys.argv[1:]),
-        "sizes": {"pp": bench.pp, "tg": bench.tg, "reps": bench.reps},
+        "sizes": {"pp": bench.pp, "tg": bench.tg, "reps": bench.reps, "b_rounds": bench.b_rounds},
     }
     t0 = time.monotonic()
     try:

@@ -231,8 +231,8 @@ def _details(data: dict) -> list[str]:
     return out
 
 
-def _a_noise(data: dict) -> list[str]:
-    """Part a's figures with the machine's noise beside them. llama-bench runs before the first
+def _noise(data: dict) -> list[str]:
+    """Parts a and b with the machine's noise beside them. llama-bench runs before the first
     repetition and after each one (compare.py), so each Hearth sample has a run on either side:
     the paired ratio divides it by their mean, which cancels a steady drift, and consecutive
     llama-bench runs compared with each other (an A/A test) show how far noise alone moves a
@@ -259,12 +259,22 @@ def _a_noise(data: dict) -> list[str]:
                    f"(range {min(paired):.2f}–{max(paired):.2f}); consecutive llama-bench runs differed by "
                    f"{statistics.median(aa):.1f}% (median), {max(aa):.1f}% at most.")
     if out:
-        out = ["## Part a and the machine's noise", "",
-               "Each Hearth sample sits between two llama-bench runs. The paired ratio divides it by their "
-               "mean; consecutive llama-bench runs, compared with each other, show what noise alone does. "
-               "The verdict in the table is the ratio of medians; the 90% interval (bootstrap over "
+        out = ["Part a: each Hearth sample sits between two llama-bench runs. The paired ratio divides it "
+               "by their mean; consecutive llama-bench runs, compared with each other, show what noise alone "
+               "does. The verdict in the table is the ratio of medians; the 90% interval (bootstrap over "
                "repetitions) says how far that ratio could move on this machine.", ""] + out + [""]
-    return out
+    b = (data.get("parts") or {}).get("b") or {}
+    lines = []
+    for n in sorted(b.get("hearth") or {}, key=int):
+        hr = [g.get("aggregate") for g in ((b["hearth"][n] or {}).get("rounds") or [])]
+        rr = [g.get("aggregate") for g in (((b.get("ref") or {}).get(n) or {}).get("rounds") or [])]
+        if hr and len(hr) == len(rr) and None not in hr + rr:
+            lines.append(f"- **b, {n} stream(s)**: Hearth {', '.join(f'{x:.1f}' for x in hr)} tok/s; llama-server "
+                         f"{', '.join(f'{x:.1f}' for x in rr)}; round by round {', '.join(f'{x / y:.2f}' for x, y in zip(hr, rr))}×")
+    if lines:
+        out += ["Part b: both servers run at once and take turns, round by round (Hearth first in odd "
+                "rounds, llama-server first in even ones); the table shows each side's median round.", ""] + lines + [""]
+    return ["## The machine's noise", ""] + out if out else []
 
 
 KEEP_MARKER = "<!-- other benchmarks below: kept when benches/run.sh rewrites this file -->"
@@ -297,7 +307,7 @@ def write(data: dict, path: Path) -> str:
         "",
         tbl,
         "",
-        *_a_noise(data),
+        *_noise(data),
     ]
     if data.get("errors"):
         md += ["## Errors", ""] + [f"- part {k}: {e}" for k, v in data["errors"].items() for e in v] + [""]
