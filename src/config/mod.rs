@@ -45,6 +45,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_PARALLEL", "model.parallel", Kind::Int),
     ("HEARTH_KV_CACHE_TOKENS", "model.kv_cache_tokens", Kind::Int),
     ("HEARTH_IDLE_CACHE_TOKENS", "model.idle_cache_tokens", Kind::Int),
+    ("HEARTH_DISK_CACHE_MB", "model.disk_cache_mb", Kind::Int),
     ("HEARTH_REQUEST_TIMEOUT_SECS", "model.request_timeout_secs", Kind::Int),
     ("HEARTH_IDLE_UNLOAD_SECS", "model.idle_unload_secs", Kind::Int),
     ("HEARTH_EMBEDDING_MODEL", "model.embedding_model", Kind::Str),

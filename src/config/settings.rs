@@ -75,6 +75,10 @@ pub struct ModelSettings {
     /// recently used parked conversation is forgotten; one larger than the whole budget
     /// stays in the KV cache, where it costs speed until evicted.
     pub idle_cache_tokens: u32,
+    /// MiB of disk for conversations that leave RAM (over `idle_cache_tokens`, or more
+    /// conversations than the KV cache's sequences), in `<data_dir>/kv-cache/`: their next
+    /// turn, even after a restart, reads a file instead of the whole history (0: off).
+    pub disk_cache_mb: u64,
     /// A request still unfinished after this many seconds (queueing included) is stopped.
     pub request_timeout_secs: u64,
     /// Models other than the configured one are unloaded after this long unused.
@@ -103,6 +107,7 @@ impl Default for ModelSettings {
             parallel: 4,
             kv_cache_tokens: 0,
             idle_cache_tokens: 0,
+            disk_cache_mb: 1024,
             request_timeout_secs: 600,
             idle_unload_secs: 900,
             embedding_model: String::new(),

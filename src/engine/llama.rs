@@ -1,6 +1,7 @@
 //! The engine thread: validates and loads the model, then hands it to the scheduler.
 
 use super::scheduler::Scheduler;
+use super::spill::{model_key, Spill, SpillMetrics};
 use super::{verify_model_file, Job, ModelInfo, ModelState, WorkerConfig};
 use crate::telemetry::Metrics;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -123,6 +124,16 @@ pub(super) fn run(
     metrics.model_loaded.inc();
     let _ = state.send(ModelState::Ready(Box::new(info)));
 
+    let disk = config.disk_cache.as_ref().and_then(|(dir, budget)| {
+        let metrics = SpillMetrics {
+            saves: metrics.kv_saves.clone(),
+            loads: metrics.kv_loads.clone(),
+            bytes: metrics.kv_saved_bytes.clone(),
+        };
+        Spill::open(dir.clone(), model_key(&config.path), *budget, metrics)
+            .inspect_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "no disk cache for conversations"))
+            .ok()
+    });
     let mut scheduler = Scheduler::new(
         &model,
         &template,
@@ -135,6 +146,7 @@ pub(super) fn run(
             idle_cache_tokens: idle_cache_tokens as usize,
             timeout: config.timeout,
         },
+        disk,
     );
     scheduler.run(jobs);
     metrics.model_loaded.dec();

@@ -24,6 +24,8 @@ mod registry;
 #[cfg(feature = "llm")]
 mod scheduler;
 mod slots;
+#[cfg_attr(not(feature = "llm"), allow(dead_code))]
+mod spill;
 mod text;
 mod types;
 
@@ -60,6 +62,8 @@ pub(crate) struct WorkerConfig {
     pub parallel: usize,
     pub kv_cache_tokens: u32,
     pub idle_cache_tokens: u32,
+    /// Where conversations that leave RAM are saved (`None`: nowhere), and how many bytes.
+    pub disk_cache: Option<(PathBuf, u64)>,
     pub timeout: Duration,
 }
 
@@ -88,6 +92,10 @@ impl Engine {
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
+        let disk_cache = (settings.model.disk_cache_mb > 0).then(|| {
+            let dir = spill::dir_for(&settings.storage.data_dir, &crate::models::model_id(&path));
+            (dir, settings.model.disk_cache_mb << 20)
+        });
         let config = WorkerConfig {
             path,
             threads: settings.inference_threads(),
@@ -97,6 +105,7 @@ impl Engine {
             parallel: settings.model.parallel as usize,
             kv_cache_tokens: settings.model.kv_cache_tokens,
             idle_cache_tokens: settings.model.idle_cache_tokens,
+            disk_cache,
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
         };
         let worker_metrics = metrics.clone();

@@ -10,26 +10,53 @@
 //! (`llama_state_seq_get_data`) and removed from the cache. The conversation's next turn
 //! copies them back (`llama_state_seq_set_data`, a memory copy of a few MB) instead of
 //! reading its history again. Parked entries are bounded by a token budget; beyond it the
-//! least recently used conversation is forgotten, and its next turn reads its history again.
+//! least recently used conversation is saved to disk (`spill`) when a disk cache is set,
+//! else forgotten, and its next turn reads its history again.
 
 use super::slots::Slots;
-use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
+use super::spill::Spill;
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use prometheus::IntGauge;
 
+/// A sequence's keys and values, serialized by llama.cpp (`llama_state_seq_get_data`).
+pub(super) fn seq_bytes(ctx: &LlamaContext<'_>, seq: i32) -> Option<Vec<u8>> {
+    let flags = LlamaStateSeqFlags::empty();
+    let size = ctx.state_seq_get_size_ext(seq, flags);
+    let mut bytes = vec![0u8; size];
+    // SAFETY: the buffer holds the size llama.cpp just reported for this sequence.
+    let written = unsafe { ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), seq, flags) };
+    (written == size && size > 0).then_some(bytes)
+}
+
+/// Writes entries that [`seq_bytes`] produced for this model into sequence `seq`.
+fn set_seq_bytes(ctx: &mut LlamaContext<'_>, bytes: &[u8], seq: i32) -> bool {
+    // SAFETY: the bytes are llama.cpp's own serialization for this model: kept in RAM by
+    // this process, or read back from a file `spill` wrote for the same model and build and
+    // checked against its checksum. llama.cpp also checks their layout (layers, types, row
+    // sizes) against the context, refusing a mismatch.
+    unsafe { ctx.state_seq_set_data_ext(bytes, seq, LlamaStateSeqFlags::empty()) }
+}
+
 /// Parked KV entries, indexed like the slots.
 pub(super) struct Parked {
-    states: Vec<Option<(SeqState, usize)>>,
+    states: Vec<Option<(Vec<u8>, usize)>>,
     /// Tokens parked now.
     tokens: usize,
     /// Most tokens parked at once.
     budget: usize,
     gauge: IntGauge,
+    /// Where forgotten conversations go, if anywhere.
+    disk: Option<Spill>,
 }
 
 impl Parked {
-    pub fn new(slots: usize, budget: usize, gauge: IntGauge) -> Parked {
-        Parked { states: (0..slots).map(|_| None).collect(), tokens: 0, budget, gauge }
+    pub fn new(slots: usize, budget: usize, gauge: IntGauge, disk: Option<Spill>) -> Parked {
+        Parked { states: (0..slots).map(|_| None).collect(), tokens: 0, budget, gauge, disk }
+    }
+
+    pub fn disk(&self) -> Option<&Spill> {
+        self.disk.as_ref()
     }
 
     /// Moves every idle sequence still in the cache into RAM, forgetting the least recently
@@ -47,12 +74,9 @@ impl Parked {
             while self.tokens + tokens > self.budget {
                 match slots.parked_lru(keep) {
                     Some(old) => {
-                        self.discard(old);
+                        self.save(old, slots);
                         slots.clear(old);
-                        tracing::debug!(
-                            slot = old,
-                            "forgot a parked conversation: over the idle cache budget"
-                        );
+                        tracing::debug!(slot = old, "a parked conversation left RAM: over the idle cache budget");
                     }
                     None => break,
                 }
@@ -60,8 +84,8 @@ impl Parked {
             if self.tokens + tokens > self.budget {
                 continue; // what is parked is kept for a request starting now
             }
-            match ctx.state_seq_get(slot as i32, LlamaStateSeqFlags::empty()) {
-                Ok(state) => {
+            match seq_bytes(ctx, slot as i32) {
+                Some(state) => {
                     if ctx.kv_cache_seq_rm(slot as i32, None, None).is_err() {
                         continue;
                     }
@@ -71,7 +95,7 @@ impl Parked {
                     slots.set_parked(slot);
                     parked += 1;
                 }
-                Err(e) => tracing::debug!(slot, error = %e, "could not park an idle conversation"),
+                None => tracing::debug!(slot, "could not park an idle conversation"),
             }
         }
         parked
@@ -81,20 +105,55 @@ impl Parked {
     /// They stay parked; [`Parked::discard`] them once `from` is taken.
     pub fn restore(&self, ctx: &mut LlamaContext<'_>, from: usize, into: i32) -> bool {
         let Some((state, _)) = &self.states[from] else { return false };
-        match ctx.state_seq_set(state, into) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(from, into, error = %e, "could not restore a parked conversation");
-                false
-            }
+        let restored = set_seq_bytes(ctx, state, into);
+        if !restored {
+            tracing::debug!(from, into, "could not restore a parked conversation");
         }
+        restored
+    }
+
+    /// Reads a conversation saved on disk into sequence `into`. Returns its tokens.
+    pub fn load(&self, ctx: &mut LlamaContext<'_>, id: u64, into: i32) -> Option<Vec<i32>> {
+        let (tokens, state) = self.disk.as_ref()?.take(id)?;
+        if set_seq_bytes(ctx, &state, into) {
+            return Some(tokens);
+        }
+        tracing::warn!("llama.cpp refused a saved conversation; its history is read again");
+        let _ = ctx.kv_cache_seq_rm(into, None, None);
+        None
     }
 
     /// Drops `slot`'s parked entries, if any.
     pub fn discard(&mut self, slot: usize) {
-        if let Some((_, tokens)) = self.states[slot].take() {
-            self.tokens -= tokens;
-            self.gauge.sub(tokens as i64);
+        self.take(slot);
+    }
+
+    fn take(&mut self, slot: usize) -> Option<Vec<u8>> {
+        let (state, tokens) = self.states[slot].take()?;
+        self.tokens -= tokens;
+        self.gauge.sub(tokens as i64);
+        Some(state)
+    }
+
+    /// Saves the conversation in an idle `slot` to disk (when there is a disk cache and it
+    /// is long enough to be worth it), from its parked entries or from the KV cache, and
+    /// drops its parked entries. The caller then reuses or clears the slot.
+    pub fn save_from(&mut self, ctx: &LlamaContext<'_>, slot: usize, slots: &Slots) {
+        let parked = self.take(slot);
+        let Some(disk) = &self.disk else { return };
+        let s = slots.get(slot);
+        if s.busy || s.cached.len() < super::spill::MIN_TOKENS {
+            return;
+        }
+        if let Some(state) = parked.or_else(|| (!s.parked).then(|| seq_bytes(ctx, slot as i32)).flatten()) {
+            disk.save(s.cached.clone(), state);
+        }
+    }
+
+    fn save(&mut self, slot: usize, slots: &Slots) {
+        let parked = self.take(slot);
+        if let (Some(disk), Some(state)) = (&self.disk, parked) {
+            disk.save(slots.get(slot).cached.clone(), state);
         }
     }
 }

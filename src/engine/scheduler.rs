@@ -10,6 +10,7 @@
 use super::llama::BATCH_TOKENS;
 use super::park::Parked;
 use super::slots::{fit_history, Placement, Slots};
+use super::spill::{Spill, MIN_TOKENS};
 use super::{
     ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, Job, Prompt, StopMatcher,
     Timings, Usage, Utf8Stream,
@@ -92,10 +93,11 @@ impl<'m> Scheduler<'m> {
         ctx: LlamaContext<'m>,
         metrics: &'m Metrics,
         limits: Limits,
+        disk: Option<Spill>,
     ) -> Self {
         let count = limits.sequences.max(limits.parallel);
         let slots = Slots::new(count);
-        let parked = Parked::new(count, limits.idle_cache_tokens, metrics.kv_parked_tokens.clone());
+        let parked = Parked::new(count, limits.idle_cache_tokens, metrics.kv_parked_tokens.clone(), disk);
         Scheduler {
             model,
             template,
@@ -223,9 +225,14 @@ impl<'m> Scheduler<'m> {
         let keep = [placement.slot, placement.copy_from.unwrap_or(placement.slot)];
         let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &keep);
         self.metrics.kv_parks.inc_by(parked as u64);
-        let placement = self.prepare_cache(placement);
-        self.slots.take(placement);
-        let reuse = placement.reuse;
+        let reuse = match self.parked.disk().and_then(|d| d.find(&tokens, placement.reuse)) {
+            Some((id, shared)) => self.load_saved(placement.slot, id, &tokens[..shared]),
+            None => {
+                let placement = self.prepare_cache(placement);
+                self.slots.take(placement);
+                placement.reuse
+            }
+        };
         self.metrics.prompt_tokens.inc_by(tokens.len() as u64);
         self.metrics.prompt_tokens_reused.inc_by(reuse as u64);
         if dropped > 0 {
@@ -259,17 +266,23 @@ impl<'m> Scheduler<'m> {
     /// its own cache cut after the shared part, or the donor's prefix copied (the
     /// unified cache shares those cells), put back from RAM first where it was parked.
     /// Returns the placement actually applied.
+    /// A conversation whose cache is cut or replaced by more than a few tokens is saved
+    /// to disk first, when there is a disk cache.
     fn prepare_cache(&mut self, placement: Placement) -> Placement {
         let seq = placement.slot as i32;
         let source = placement.copy_from.unwrap_or(placement.slot);
+        let cut = self.slots.get(placement.slot).cached.len() >= placement.reuse + MIN_TOKENS;
         if source != placement.slot {
-            // Another conversation's parked entries in this slot are given up.
-            self.parked.discard(placement.slot);
+            // Another conversation in this slot gives way.
+            self.parked.save_from(&self.ctx, placement.slot, &self.slots);
         }
         if self.slots.get(source).parked {
             let restored = placement.reuse > 0 && self.parked.restore(&mut self.ctx, source, seq);
             if source == placement.slot {
-                self.parked.discard(source);
+                match cut {
+                    true => self.parked.save_from(&self.ctx, source, &self.slots),
+                    false => self.parked.discard(source),
+                }
             }
             if restored && self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok() {
                 self.metrics.kv_restores.inc();
@@ -287,6 +300,9 @@ impl<'m> Scheduler<'m> {
             return Placement { reuse: 0, copy_from: None, ..placement };
         }
         let cached = self.slots.get(placement.slot).cached.len();
+        if cut {
+            self.parked.save_from(&self.ctx, placement.slot, &self.slots);
+        }
         if placement.reuse >= cached
             || self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok()
         {
@@ -295,6 +311,23 @@ impl<'m> Scheduler<'m> {
         // Some caches (recurrent, sliding-window) cannot drop a suffix: start over.
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         Placement { reuse: 0, ..placement }
+    }
+
+    /// Puts a conversation saved on disk into `slot` (saving the slot's own conversation
+    /// first), keeping the `prefix` it shares with the prompt. Returns the tokens reused:
+    /// none if the file could not be used.
+    fn load_saved(&mut self, slot: usize, id: u64, prefix: &[i32]) -> usize {
+        self.parked.save_from(&self.ctx, slot, &self.slots);
+        let seq = slot as i32;
+        let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        let loaded = self.parked.load(&mut self.ctx, id, seq).is_some()
+            && self.ctx.kv_cache_seq_rm(seq, Some(prefix.len() as u32), None).is_ok();
+        let reuse = if loaded { prefix.len() } else { 0 };
+        if !loaded {
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        }
+        self.slots.take_prefix(slot, &prefix[..reuse]);
+        reuse
     }
 
     /// One decode over all active requests, then sampling for those that need it.
@@ -402,6 +435,7 @@ impl<'m> Scheduler<'m> {
     /// Frees the least recently used idle sequence. False when none is left.
     fn evict_one(&mut self) -> bool {
         let Some(slot) = self.slots.eviction_candidate() else { return false };
+        self.parked.save_from(&self.ctx, slot, &self.slots);
         let _ = self.ctx.kv_cache_seq_rm(slot as i32, None, None);
         self.slots.clear(slot);
         tracing::debug!(slot, "evicted an idle conversation from the KV cache");

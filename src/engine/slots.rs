@@ -84,13 +84,19 @@ impl Slots {
     /// Marks a slot busy with the tokens it starts from: its own first `reuse` cached
     /// tokens, or the donor's when the prefix was copied.
     pub fn take(&mut self, placement: Placement) {
-        self.clock += 1;
         let prefix: Vec<i32> = match placement.copy_from {
             Some(from) => self.slots[from].cached[..placement.reuse].to_vec(),
             None => self.slots[placement.slot].cached[..placement.reuse].to_vec(),
         };
-        let slot = &mut self.slots[placement.slot];
-        slot.cached = prefix;
+        self.take_prefix(placement.slot, &prefix);
+    }
+
+    /// Marks a slot busy with the tokens its sequence holds now (such as a conversation
+    /// read back from disk).
+    pub fn take_prefix(&mut self, slot: usize, prefix: &[i32]) {
+        self.clock += 1;
+        let slot = &mut self.slots[slot];
+        slot.cached = prefix.to_vec();
         slot.busy = true;
         slot.parked = false;
         slot.last_used = self.clock;

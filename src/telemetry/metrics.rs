@@ -23,6 +23,9 @@ pub struct Metrics {
     /// Idle conversations moved out of the KV cache, and parked ones put back.
     pub kv_parks: IntCounter,
     pub kv_restores: IntCounter,
+    pub kv_saves: IntCounter,
+    pub kv_loads: IntCounter,
+    pub kv_saved_bytes: IntGauge,
     pub time_to_first_token: Histogram,
     pub generation_tokens_per_second: Gauge,
     pub queue_depth: IntGauge,
@@ -115,6 +118,17 @@ impl Metrics {
                 "engine_kv_restores_total",
                 "Parked conversations copied back into the KV cache for their next turn",
             ),
+            kv_saves: counter(
+                r,
+                "engine_kv_saves_total",
+                "Conversations that left RAM saved to the disk cache",
+            ),
+            kv_loads: counter(
+                r,
+                "engine_kv_loads_total",
+                "Conversations read back from the disk cache for their next turn",
+            ),
+            kv_saved_bytes: gauge(r, "engine_kv_saved_bytes", "Bytes of conversations in the disk cache"),
             time_to_first_token,
             generation_tokens_per_second,
             queue_depth: gauge(r, "engine_queue_depth", "Requests waiting for the inference engine"),

@@ -158,6 +158,68 @@ fn a_parked_conversation_comes_back_intact() {
     assert!(same >= resident.chars().count().min(24), "'{restored}' diverges early from '{resident}'");
 }
 
+/// Waits until a counter reaches at least `value` (the disk cache is written by a thread).
+fn wait_at_least(server: &Server, token: &str, name: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(server, token, name) < value {
+        assert!(Instant::now() < deadline, "{name} never reached {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_conversation_that_left_ram_comes_back_from_disk_even_after_a_restart() {
+    // One request at a time over two sequences, and no RAM for idle conversations: a
+    // conversation leaves the KV cache only when another needs its sequence, and then
+    // goes to the disk cache.
+    let options =
+        ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "1");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    // Long enough (over 64 tokens before the last reply) to be worth a file.
+    let system = "You answer briefly. You are a geography tutor who knows the rivers, mountains, \
+                  lakes and deserts of Europe, Asia and Africa, and you like to mention their lengths.";
+    let mut chat = json!([{"role": "system", "content": system},
+                          {"role": "user", "content": "Name three rivers in Europe."}]);
+    let (first, _, _) = complete(&server, &token, &chat, 24);
+    let turn =
+        json!([{"role": "assistant", "content": first}, {"role": "user", "content": "Which is longest?"}]);
+    chat.as_array_mut().unwrap().extend(turn.as_array().unwrap().iter().cloned());
+    let (resident, _, _) = complete(&server, &token, &chat, 32);
+
+    // Two other conversations take both sequences: this one is saved to disk.
+    let others = |server: &Server, n: u32| {
+        for topic in ["owls", "tides"] {
+            let other = json!([{"role": "user", "content": format!("Say something about {topic} ({n}).")}]);
+            complete(server, &token, &other, 8);
+        }
+    };
+    others(&server, 1);
+    wait_at_least(&server, &token, "hearth_engine_kv_saves_total", 1.0);
+    assert!(metric(&server, &token, "hearth_engine_kv_saved_bytes") > 0.0);
+
+    // The same turn again is read from the file: only the last prompt token is evaluated,
+    // and the reply is the one computed before (greedy; a rare near-tie may flip late).
+    // Entries read into the wrong place or damaged would derail it from the first tokens.
+    let check = |server: &Server, token: &str| {
+        let (restored, cache_n, prompt_n) = complete(server, token, &chat, 32);
+        assert_eq!(prompt_n, 1, "only the last prompt token is evaluated (cache_n {cache_n})");
+        assert_eq!(metric(server, token, "hearth_engine_kv_loads_total"), 1.0);
+        let same = common_prefix(&restored, &resident);
+        assert!(same >= resident.chars().count().min(24), "'{restored}' diverges early from '{resident}'");
+    };
+    check(&server, &token);
+
+    // Saved again when it gives way again; the file survives kill -9, and the restarted
+    // server continues the conversation from it.
+    let saved = metric(&server, &token, "hearth_engine_kv_saves_total");
+    others(&server, 2);
+    wait_at_least(&server, &token, "hearth_engine_kv_saves_total", saved + 1.0);
+    let server = server.kill_and_restart();
+    assert!(metric(&server, &token, "hearth_engine_kv_saved_bytes") > 0.0, "indexed at startup");
+    check(&server, &token);
+}
+
 #[test]
 fn the_idle_cache_budget_bounds_what_is_parked() {
     let options = ServerOptions::new(small_model()).env("HEARTH_IDLE_CACHE_TOKENS", "75");
