@@ -64,6 +64,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             Some((listener, Arc::new(assistant), options))
         }
     };
+    let engines = models.clone();
     let state =
         AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs, voice };
     actix_web::rt::System::new()
@@ -75,6 +76,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             http::serve(state).await
         })
         .context("HTTP server failed")?;
+    engines.stop(std::time::Duration::from_secs(20));
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::scheduler::Scheduler;
 use super::spill::{model_key, Spill, SpillMetrics};
-use super::{verify_model_file, Job, ModelInfo, ModelState, WorkerConfig};
+use super::{verify_model_file, ModelInfo, ModelState, Work, WorkerConfig};
 use crate::telemetry::Metrics;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -52,7 +52,7 @@ pub(super) fn load_model(
 
 pub(super) fn run(
     config: WorkerConfig,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Work>,
     state: watch::Sender<ModelState>,
     metrics: Metrics,
 ) {
@@ -131,7 +131,9 @@ pub(super) fn run(
             bytes: metrics.kv_saved_bytes.clone(),
         };
         Spill::open(dir.clone(), model_key(&config.path), *budget, metrics)
-            .inspect_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "no disk cache for conversations"))
+            .inspect_err(
+                |e| tracing::warn!(dir = %dir.display(), error = %e, "no disk cache for conversations"),
+            )
             .ok()
     });
     let mut scheduler = Scheduler::new(

@@ -40,8 +40,16 @@ pub use types::{
 use crate::config::Settings;
 use crate::telemetry::Metrics;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+/// What the engine thread receives: a request, or the order to stop.
+pub(crate) enum Work {
+    Job(Job),
+    Stop,
+}
 
 /// A request queued for the engine thread.
 pub(crate) struct Job {
@@ -70,7 +78,9 @@ pub(crate) struct WorkerConfig {
 /// A handle to the engine; clone it freely.
 #[derive(Clone)]
 pub struct Engine {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
+    /// The engine thread, to wait for when stopping.
+    thread: Option<Arc<JoinHandle<()>>>,
     state: watch::Receiver<ModelState>,
     queue_size: usize,
     metrics: Metrics,
@@ -88,7 +98,7 @@ impl Engine {
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
                 let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
-                return Engine { jobs: jobs_tx, state, queue_size, metrics };
+                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
@@ -109,21 +119,46 @@ impl Engine {
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
         };
         let worker_metrics = metrics.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hearth-llm".into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
-        Engine { jobs: jobs_tx, state: state_rx, queue_size, metrics }
+        Engine { jobs: jobs_tx, thread: Some(Arc::new(thread)), state: state_rx, queue_size, metrics }
+    }
+
+    /// Stops the engine thread (once the HTTP server is down): requests still running
+    /// are ended and idle conversations saved to the disk cache. Waits until `deadline`;
+    /// false if the thread was still running then.
+    pub fn stop(&self, deadline: Instant) -> bool {
+        let Some(thread) = &self.thread else { return true };
+        let mut work = Work::Stop;
+        while !thread.is_finished() {
+            match self.jobs.try_send(work) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                Err(mpsc::error::TrySendError::Full(w)) => work = w,
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 
     #[cfg(test)]
     pub(crate) fn from_parts(
-        jobs: mpsc::Sender<Job>,
+        jobs: mpsc::Sender<Work>,
         state: watch::Receiver<ModelState>,
         queue_size: usize,
         metrics: Metrics,
     ) -> Engine {
-        Engine { jobs, state, queue_size, metrics }
+        Engine { jobs, thread: None, state, queue_size, metrics }
     }
 
     pub fn state(&self) -> ModelState {
@@ -163,7 +198,7 @@ impl Engine {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let job = Job { prompt, params, events: tx, queued_at: Instant::now() };
-        match self.jobs.try_send(job) {
+        match self.jobs.try_send(Work::Job(job)) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();
                 Ok(rx)
@@ -179,7 +214,7 @@ impl Engine {
 #[cfg(feature = "llm")]
 fn run_worker(
     config: WorkerConfig,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Work>,
     state: watch::Sender<ModelState>,
     metrics: Metrics,
 ) {
@@ -189,7 +224,7 @@ fn run_worker(
 #[cfg(not(feature = "llm"))]
 fn run_worker(
     config: WorkerConfig,
-    _jobs: mpsc::Receiver<Job>,
+    _jobs: mpsc::Receiver<Work>,
     state: watch::Sender<ModelState>,
     _metrics: Metrics,
 ) {

@@ -76,7 +76,10 @@ impl Parked {
                     Some(old) => {
                         self.save(old, slots);
                         slots.clear(old);
-                        tracing::debug!(slot = old, "a parked conversation left RAM: over the idle cache budget");
+                        tracing::debug!(
+                            slot = old,
+                            "a parked conversation left RAM: over the idle cache budget"
+                        );
                     }
                     None => break,
                 }

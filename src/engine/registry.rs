@@ -248,6 +248,18 @@ impl Registry {
         stale
     }
 
+    /// Stops every language model's engine (see [`Engine::stop`]: idle conversations are
+    /// saved to the disk cache), waiting at most `timeout` in all.
+    pub fn stop(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let others: Vec<Engine> = self.others().values().map(|l| l.engine.clone()).collect();
+        for engine in std::iter::once(&self.inner.default).chain(&others) {
+            if !engine.stop(deadline) {
+                tracing::warn!("a model did not stop in time; its idle conversations were not all saved");
+            }
+        }
+    }
+
     /// The state of every loaded model, the configured one first.
     pub fn states(&self) -> Vec<(String, ModelState)> {
         let mut states = vec![(self.inner.default_id.clone(), self.inner.default.state())];

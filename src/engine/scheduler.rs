@@ -13,7 +13,7 @@ use super::slots::{fit_history, Placement, Slots};
 use super::spill::{Spill, MIN_TOKENS};
 use super::{
     ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, Job, Prompt, StopMatcher,
-    Timings, Usage, Utf8Stream,
+    Timings, Usage, Utf8Stream, Work,
 };
 use crate::telemetry::Metrics;
 use llama_cpp_2::context::LlamaContext;
@@ -111,11 +111,12 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Serves jobs until the queue's senders are gone. A panic in one step fails the
-    /// requests of that step and the loop goes on.
-    pub fn run(&mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Serves jobs until told to stop or the queue's senders are gone. A panic in one step
+    /// fails the requests of that step and the loop goes on.
+    pub fn run(&mut self, mut jobs: mpsc::Receiver<Work>) {
         loop {
             if !self.admit(&mut jobs) {
+                self.stop();
                 return;
             }
             if self.active.is_empty() {
@@ -135,20 +136,21 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Takes new jobs while there is room. Blocks only when nothing is running.
-    /// Returns false when the queue is closed and nothing is left to do.
-    fn admit(&mut self, jobs: &mut mpsc::Receiver<Job>) -> bool {
+    /// Returns false when told to stop, or when the queue is closed and nothing is running.
+    fn admit(&mut self, jobs: &mut mpsc::Receiver<Work>) -> bool {
         while self.active.len() < self.limits.parallel {
-            let job = if self.active.is_empty() {
+            let work = if self.active.is_empty() {
                 match jobs.blocking_recv() {
-                    Some(job) => job,
+                    Some(work) => work,
                     None => return false,
                 }
             } else {
                 match jobs.try_recv() {
-                    Ok(job) => job,
+                    Ok(work) => work,
                     Err(_) => break,
                 }
             };
+            let Work::Job(job) = work else { return false };
             self.metrics.queue_depth.dec();
             if job.events.is_closed() {
                 self.metrics.requests_cancelled.inc();
@@ -311,6 +313,22 @@ impl<'m> Scheduler<'m> {
         // Some caches (recurrent, sliding-window) cannot drop a suffix: start over.
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         Placement { reuse: 0, ..placement }
+    }
+
+    /// Ends the requests still running, then saves every idle conversation to the disk
+    /// cache (when there is one): the server is stopping or the model is being unloaded,
+    /// and their next turns, after a restart too, need not read their history again.
+    fn stop(&mut self) {
+        for a in std::mem::take(&mut self.active) {
+            self.finish(a, Outcome::Failed(EngineError::NotReady("the server is stopping".into())));
+        }
+        if self.parked.disk().is_none() {
+            return;
+        }
+        for slot in 0..self.slots.len() {
+            self.parked.save_from(&self.ctx, slot, &self.slots);
+        }
+        tracing::info!("saved the idle conversations' caches");
     }
 
     /// Puts a conversation saved on disk into `slot` (saving the slot's own conversation

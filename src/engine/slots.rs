@@ -47,6 +47,10 @@ impl Slots {
         Slots { slots: vec![Slot::default(); count.max(1)], clock: 0 }
     }
 
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn get(&self, slot: usize) -> &Slot {
         &self.slots[slot]
     }

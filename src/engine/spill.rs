@@ -79,8 +79,10 @@ pub(super) fn model_key(model: &Path) -> u64 {
 
 /// `<data_dir>/kv-cache/<model id>`, the id kept to characters safe in a file name.
 pub(super) fn dir_for(data_dir: &Path, model_id: &str) -> PathBuf {
-    let safe: String =
-        model_id.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let safe: String = model_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect();
     // Never "", "." or "..": those name no folder of its own.
     data_dir.join("kv-cache").join(format!("m-{safe}"))
 }
@@ -166,7 +168,10 @@ impl Shared {
             let e = index.entries.swap_remove(oldest);
             index.bytes -= e.bytes;
             let _ = fs::remove_file(file(&self.dir, e.id));
-            tracing::debug!(tokens = e.tokens.len(), "dropped a saved conversation: over the disk cache budget");
+            tracing::debug!(
+                tokens = e.tokens.len(),
+                "dropped a saved conversation: over the disk cache budget"
+            );
         }
         self.metrics.bytes.set(index.bytes as i64);
     }

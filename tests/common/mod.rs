@@ -190,6 +190,23 @@ impl Server {
     pub fn kill_and_restart(mut self) -> Server {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.restart()
+    }
+
+    /// SIGTERM, as systemd stops the service; once it has exited, a new server on the same
+    /// data dir.
+    pub fn stop_and_restart(mut self) -> Server {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.restart()
+    }
+
+    fn restart(mut self) -> Server {
         let temp = self._temp.take();
         let mut next = Server::spawn(self.data_dir.clone(), self.options.clone());
         next._temp = temp;

@@ -218,6 +218,11 @@ fn a_conversation_that_left_ram_comes_back_from_disk_even_after_a_restart() {
     let server = server.kill_and_restart();
     assert!(metric(&server, &token, "hearth_engine_kv_saved_bytes") > 0.0, "indexed at startup");
     check(&server, &token);
+
+    // Live again, it is saved when the server stops, and continues from there after.
+    assert_eq!(metric(&server, &token, "hearth_engine_kv_saved_bytes"), 0.0, "taken off the disk");
+    let server = server.stop_and_restart();
+    check(&server, &token);
 }
 
 #[test]
