@@ -27,7 +27,7 @@ from pathlib import Path
 import harness as h
 import report
 
-PARTS = {"a": "single", "b": "concurrent", "c": "turns", "d": "rss", "e": "contention"}
+PARTS = {"a": "single", "b": "concurrent", "c": "turns", "d": "rss", "e": "contention", "f": "returning"}
 DEFAULT_MODEL = Path.home() / ".cache/hearth/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 TOPICS = ["a lighthouse keeper and a storm", "a robot learning to bake bread", "two rival chess clubs",
@@ -279,6 +279,30 @@ class Bench:
         per_turn = [median([r[i] for r in runs]) for i in range(self.n_turns())]
         return {"runs_ms": runs, "median_ms": per_turn}
 
+    # ------------------------------------------------------------------ returning conversation
+    def returning(self, srv: h.Server) -> dict:
+        """Part f, on the servers of N = 1: a conversation of ~850 tokens gets its reply, two
+        other conversations take the server's sequences, and then it comes back: the time to
+        its next first token. Hearth saves it to its disk cache when its sequence is taken;
+        llama-server keeps evicted prompts in RAM (`--cache-ram`, 8 GiB by default)."""
+        walls, prompt = [], None
+        for i in range(1 if self.q else 3):
+            msgs = [{"role": "system", "content": f"Session {nonce()}. You are a helpful assistant."},
+                    {"role": "user", "content": "Summarize these notes.\n\n" + filler(150 if self.q else 600, i)}]
+            r = self._chat(srv.ep, msgs, 16)
+            msgs += [{"role": "assistant", "content": r["choices"][0]["message"]["content"]},
+                     {"role": "user", "content": "And in one word?"}]
+            for topic in ("owls", "tides"):
+                self._chat(srv.ep, [{"role": "user", "content": f"Say something about {topic} ({nonce()})."}], 4)
+            time.sleep(1)  # Hearth writes its disk cache on a thread of its own
+            t0 = time.monotonic()
+            r = self._chat(srv.ep, msgs, 1)
+            walls.append((time.monotonic() - t0) * 1000)
+            prompt = (r.get("usage") or {}).get("prompt_tokens")
+            h.log(f"  {srv.name}: returning conversation of {prompt} tokens, first token in {walls[-1]:.0f} ms "
+                  f"(cache_n {(r.get('timings') or {}).get('cache_n')})")
+        return {"ttft_ms": median(walls), "samples_ms": walls, "prompt_tokens": prompt}
+
     # ------------------------------------------------------------------ contention
     def contention_ref(self) -> dict:
         n, r = ("16", "1") if self.q else ("64", "3")
@@ -335,7 +359,7 @@ class Bench:
                     srv.stop()
                     self.res["servers"]["hearth-main"] = srv.peak_rss_kib
 
-        if only & {"b", "c", "d"}:
+        if only & {"b", "c", "d", "f"}:
             # Hearth is configured like llama-server --parallel N, and like it without speech
             # models (an empty model cache), so that b compares the same batching and d the same
             # process. Both sides run at once for each N and take turns, so that both see the
@@ -388,7 +412,10 @@ class Bench:
                     c["hearth_native"] = self.part("c", self.turns, self.conversation_native, live["hearth"])
                 if "ref" in live:
                     c["ref"] = self.part("c", self.turns, self.conversation_v1, live["ref"], {"cache_prompt": True})
-            if not only & {"b", "c"}:
+            if n == 1 and "f" in only:
+                for side, srv in live.items():
+                    P.setdefault("f", {})[side] = self.part("f", self.returning, srv)
+            if not only & {"b", "c", "f"}:
                 for srv in live.values():
                     self.part("d", self.warm, srv)
         finally:
@@ -407,7 +434,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="short smoke run: fewer, smaller requests")
     ap.add_argument("--reps", type=int, default=0,
                     help="part a's repetitions (default 11; 2 with --quick)")
-    ap.add_argument("--only", default="", help="comma-separated parts: a,b,c,d,e (or their names)")
+    ap.add_argument("--only", default="", help="comma-separated parts: a,b,c,d,e,f (or their names)")
     ap.add_argument("--hearth-bin", default=str(h.WORK / "target/release/hearth"))
     ap.add_argument("--ref-bin", default=str(h.WORK / "llama.cpp-ref/build/bin"))
     ap.add_argument("--results", default=str(h.BENCH_DIR / "RESULTS.md"))
@@ -432,7 +459,7 @@ def main(argv=None) -> int:
             elif p in names:
                 only.add(names[p])
             elif p:
-                ap.error(f"unknown part '{p}' (use a,b,c,d,e or {','.join(names)})")
+                ap.error(f"unknown part '{p}' (use a,b,c,d,e,f or {','.join(names)})")
     else:
         only = set(PARTS)
 

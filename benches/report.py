@@ -179,6 +179,14 @@ def rows(data: dict) -> list[list[str]]:
         out.append(["e. busy / quiet", _f(eh.get("fraction"), "×", 2), _f(er.get("fraction"), "×", 2),
                     _f(_ratio(eh.get("fraction"), er.get("fraction")), "×", 2), "Hearth ≥ 0.4×",
                     _verdict(eh.get("fraction"), GOALS["contention"])])
+
+    f = P.get("f") or {}
+    fh, fr = f.get("hearth") or {}, f.get("ref") or {}
+    if f:
+        out.append([f"f. TTFT, ms, a conversation of {fh.get('prompt_tokens') or fr.get('prompt_tokens')} tokens "
+                    "back after 2 others took the sequences (N = 1)", _f(fh.get("ttft_ms"), nd=0),
+                    _f(fr.get("ttft_ms"), nd=0) + " (llama-server --cache-ram)",
+                    _f(_ratio(fh.get("ttft_ms"), fr.get("ttft_ms")), "×", 2), "lower is better", "—"])
     return out
 
 

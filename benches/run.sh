@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command: build both sides, run every workload, write benches/RESULTS.md.
 #
-#   benches/run.sh [--quick] [--only a,b,c,d,e] [--model PATH] [--threads N] [--context N]
+#   benches/run.sh [--quick] [--only a,b,c,d,e,f] [--model PATH] [--threads N] [--context N]
 #                  [--reps N] [--skip-build]
 #
 # Builds llama.cpp's llama-bench + llama-server offline (benches/build_ref.sh, skipped
