@@ -268,8 +268,9 @@ impl<'m> Scheduler<'m> {
     /// its own cache cut after the shared part, or the donor's prefix copied (the
     /// unified cache shares those cells), put back from RAM first where it was parked.
     /// Returns the placement actually applied.
-    /// A conversation whose cache is cut or replaced by more than a few tokens is saved
-    /// to disk first, when there is a disk cache.
+    ///
+    /// A conversation whose cache is cut or replaced by at least `MIN_TOKENS` tokens is
+    /// saved to the disk cache first, when there is one.
     fn prepare_cache(&mut self, placement: Placement) -> Placement {
         let seq = placement.slot as i32;
         let source = placement.copy_from.unwrap_or(placement.slot);
@@ -281,9 +282,10 @@ impl<'m> Scheduler<'m> {
         if self.slots.get(source).parked {
             let restored = placement.reuse > 0 && self.parked.restore(&mut self.ctx, source, seq);
             if source == placement.slot {
-                match cut {
-                    true => self.parked.save_from(&self.ctx, source, &self.slots),
-                    false => self.parked.discard(source),
+                if cut {
+                    self.parked.save_from(&self.ctx, source, &self.slots);
+                } else {
+                    self.parked.discard(source);
                 }
             }
             if restored && self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok() {
