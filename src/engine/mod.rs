@@ -48,6 +48,8 @@ use tokio::sync::{mpsc, watch};
 /// What the engine thread receives: a request, or the order to stop.
 pub(crate) enum Work {
     Job(Job),
+    /// Drop every idle conversation's cache, in RAM and on disk (a conversation was deleted).
+    Forget,
     Stop,
 }
 
@@ -124,6 +126,15 @@ impl Engine {
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
         Engine { jobs: jobs_tx, thread: Some(Arc::new(thread)), state: state_rx, queue_size, metrics }
+    }
+
+    /// Drops every idle conversation's cached keys and values, in the KV cache, in RAM and
+    /// in the disk cache, once the requests queued before are admitted: what was deleted
+    /// must not linger anywhere. Others only lose speed (their next turn reads its history).
+    pub async fn forget_cached(&self) {
+        if self.thread.is_some() {
+            let _ = self.jobs.send(Work::Forget).await;
+        }
     }
 
     /// Stops the engine thread (once the HTTP server is down): requests still running

@@ -248,6 +248,15 @@ impl Registry {
         stale
     }
 
+    /// Drops the idle conversations' caches of every language model (see
+    /// [`Engine::forget_cached`]).
+    pub async fn forget_cached(&self) {
+        let others: Vec<Engine> = self.others().values().map(|l| l.engine.clone()).collect();
+        for engine in std::iter::once(&self.inner.default).chain(&others) {
+            engine.forget_cached().await;
+        }
+    }
+
     /// Stops every language model's engine (see [`Engine::stop`]: idle conversations are
     /// saved to the disk cache), waiting at most `timeout` in all.
     pub fn stop(&self, timeout: Duration) {

@@ -150,7 +150,14 @@ impl<'m> Scheduler<'m> {
                     Err(_) => break,
                 }
             };
-            let Work::Job(job) = work else { return false };
+            let job = match work {
+                Work::Job(job) => job,
+                Work::Forget => {
+                    self.forget_idle();
+                    continue;
+                }
+                Work::Stop => return false,
+            };
             self.metrics.queue_depth.dec();
             if job.events.is_closed() {
                 self.metrics.requests_cancelled.inc();
@@ -315,6 +322,21 @@ impl<'m> Scheduler<'m> {
         // Some caches (recurrent, sliding-window) cannot drop a suffix: start over.
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         Placement { reuse: 0, ..placement }
+    }
+
+    /// Drops every idle conversation's cache: in the KV cache, parked in RAM and on disk.
+    fn forget_idle(&mut self) {
+        for slot in 0..self.slots.len() {
+            if !self.slots.get(slot).busy {
+                self.parked.discard(slot);
+                let _ = self.ctx.kv_cache_seq_rm(slot as i32, None, None);
+                self.slots.clear(slot);
+            }
+        }
+        if let Some(disk) = self.parked.disk() {
+            disk.clear();
+        }
+        tracing::info!("dropped the cached conversations");
     }
 
     /// Ends the requests still running, then saves every idle conversation to the disk

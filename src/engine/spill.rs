@@ -51,6 +51,8 @@ struct Index {
     next_id: u64,
     clock: u64,
     bytes: u64,
+    /// Raised by [`Spill::clear`]: writes queued before it are dropped.
+    epoch: u64,
 }
 
 struct Shared {
@@ -61,10 +63,13 @@ struct Shared {
     metrics: SpillMetrics,
 }
 
+/// A conversation queued for the writer, with the epoch it was queued in.
+type Saved = (Vec<i32>, Vec<u8>, u64);
+
 /// The saved conversations of one model.
 pub(super) struct Spill {
     shared: Arc<Shared>,
-    writer: Option<Sender<(Vec<i32>, Vec<u8>)>>,
+    writer: Option<Sender<Saved>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -178,9 +183,12 @@ impl Shared {
 
     /// Writes one conversation (to a temporary name, then renamed) and indexes it,
     /// replacing saved earlier versions of it (whose tokens it continues).
-    fn write(&self, tokens: Vec<i32>, state: Vec<u8>) {
+    fn write(&self, (tokens, state, epoch): Saved) {
         let id = {
             let mut index = self.index();
+            if index.epoch != epoch {
+                return; // cleared since it was queued
+            }
             index.next_id += 1;
             index.next_id
         };
@@ -199,6 +207,10 @@ impl Shared {
         }
         let bytes = (HEADER + tokens.len() * 4 + state.len()) as u64;
         let mut index = self.index();
+        if index.epoch != epoch {
+            let _ = fs::remove_file(&path);
+            return;
+        }
         let mut i = 0;
         while i < index.entries.len() {
             if tokens.starts_with(&index.entries[i].tokens) {
@@ -244,7 +256,7 @@ impl Spill {
             }
         }
         found.sort_by_key(|(mtime, id, _, _)| (*mtime, *id));
-        let mut index = Index { entries: Vec::new(), next_id: 0, clock: 0, bytes: 0 };
+        let mut index = Index { entries: Vec::new(), next_id: 0, clock: 0, bytes: 0, epoch: 0 };
         for (_, id, tokens, len) in found {
             index.clock += 1;
             index.next_id = index.next_id.max(id);
@@ -254,11 +266,11 @@ impl Spill {
         }
         let shared = Arc::new(Shared { dir, key, budget: budget_bytes, index: Mutex::new(index), metrics });
         shared.trim(&mut shared.index());
-        let (tx, rx) = channel::<(Vec<i32>, Vec<u8>)>();
+        let (tx, rx) = channel::<Saved>();
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-kv-save".into())
-            .spawn(move || rx.into_iter().for_each(|(tokens, state)| writer.write(tokens, state)))?;
+            .spawn(move || rx.into_iter().for_each(|saved| writer.write(saved)))?;
         Ok(Spill { shared, writer: Some(tx), thread: Some(thread) })
     }
 
@@ -268,12 +280,27 @@ impl Spill {
         if tokens.len() < MIN_TOKENS || state.is_empty() {
             return;
         }
-        if self.shared.index().entries.iter().any(|e| e.tokens.starts_with(&tokens)) {
-            return;
-        }
+        let epoch = {
+            let index = self.shared.index();
+            if index.entries.iter().any(|e| e.tokens.starts_with(&tokens)) {
+                return;
+            }
+            index.epoch
+        };
         if let Some(writer) = &self.writer {
-            let _ = writer.send((tokens, state));
+            let _ = writer.send((tokens, state, epoch));
         }
+    }
+
+    /// Deletes every saved conversation, and drops those still queued for writing.
+    pub fn clear(&self) {
+        let mut index = self.shared.index();
+        index.epoch += 1;
+        for e in std::mem::take(&mut index.entries) {
+            let _ = fs::remove_file(file(&self.shared.dir, e.id));
+        }
+        index.bytes = 0;
+        self.shared.metrics.bytes.set(0);
     }
 
     /// The saved conversation sharing the longest prefix with `prompt`, if it spares at
@@ -446,6 +473,22 @@ mod tests {
         drop(saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]));
         let other = Spill::open(dir.path().into(), 8, 1 << 20, metrics()).unwrap();
         assert_eq!(other.stats().0, 0);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn clearing_deletes_saved_and_queued_conversations() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]);
+        spill.save(tokens(1000, 100), state(100, 2));
+        spill.clear();
+        spill.save(tokens(2000, 100), state(100, 3));
+        drop(spill);
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        assert_eq!(spill.stats().0, 1, "only what was saved after clearing");
+        assert!(spill.find(&tokens(2000, 100), 0).is_some());
+        spill.clear();
+        assert_eq!(spill.stats(), (0, 0));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

@@ -95,6 +95,9 @@ pub async fn delete(
         .run(move |store| store.delete_conversation(user_id, &id))
         .await
         .map_err(not_found_as_conversation)?;
+    // Its keys and values may still sit in the engine's caches (a file on disk among them),
+    // and which ones are its is not recorded: all idle ones go.
+    state.models.forget_cached().await;
     Ok(json(&serde_json::json!({ "ok": true })))
 }
 

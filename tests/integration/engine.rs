@@ -225,6 +225,37 @@ fn a_conversation_that_left_ram_comes_back_from_disk_even_after_a_restart() {
     check(&server, &token);
 }
 
+/// Files in the disk cache of conversations.
+fn saved_files(server: &Server) -> usize {
+    let root = server.data_dir.join("kv-cache");
+    let dirs = std::fs::read_dir(&root).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or(vec![]);
+    dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flat_map(|d| d.flatten()).count()
+}
+
+#[test]
+fn deleting_a_conversation_leaves_no_cached_copy() {
+    let options =
+        ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "1");
+    let server = Server::start(options);
+    let token = server.user("alice");
+    let message = "Tell me about the rivers, mountains, lakes and deserts of Europe, Asia and Africa, \
+                   with their lengths and heights, at length.";
+    let reply = ask(&server, &token, json!({"message": message, "max_tokens": 48}));
+    let id = reply["conversation_id"].as_str().unwrap().to_string();
+    for topic in ["owls", "tides"] {
+        ask(&server, &token, json!({"message": format!("Say something about {topic}."), "max_tokens": 4}));
+    }
+    wait_at_least(&server, &token, "hearth_engine_kv_saves_total", 1.0);
+    assert!(saved_files(&server) >= 1);
+
+    let (status, body) = server.call("DELETE", &format!("/api/conversations/{id}"), Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    // Which cached entries were its is not recorded: every idle conversation's go.
+    wait_metric(&server, &token, "hearth_engine_kv_saved_bytes", 0.0);
+    assert_eq!(saved_files(&server), 0, "no file of it is left on disk");
+    assert_eq!(metric(&server, &token, "hearth_engine_kv_parked_tokens"), 0.0);
+}
+
 #[test]
 fn the_idle_cache_budget_bounds_what_is_parked() {
     let options = ServerOptions::new(small_model()).env("HEARTH_IDLE_CACHE_TOKENS", "75");
