@@ -140,8 +140,9 @@ impl Parked {
 
     /// Saves the conversation in an idle `slot` to disk (when there is a disk cache and it
     /// is long enough to be worth it), from its parked entries or from the KV cache, and
-    /// drops its parked entries. The caller then reuses or clears the slot.
-    pub fn save_from(&mut self, ctx: &LlamaContext<'_>, slot: usize, slots: &Slots) {
+    /// drops its parked entries. The caller then reuses or clears the slot. `wait`: see
+    /// [`Spill::save`].
+    pub fn save_from(&mut self, ctx: &LlamaContext<'_>, slot: usize, slots: &Slots, wait: bool) {
         let parked = self.take(slot);
         let Some(disk) = &self.disk else { return };
         let s = slots.get(slot);
@@ -149,14 +150,14 @@ impl Parked {
             return;
         }
         if let Some(state) = parked.or_else(|| (!s.parked).then(|| seq_bytes(ctx, slot as i32)).flatten()) {
-            disk.save(s.cached.clone(), state);
+            disk.save(s.cached.clone(), state, wait);
         }
     }
 
     fn save(&mut self, slot: usize, slots: &Slots) {
         let parked = self.take(slot);
         if let (Some(disk), Some(state)) = (&self.disk, parked) {
-            disk.save(slots.get(slot).cached.clone(), state);
+            disk.save(slots.get(slot).cached.clone(), state, false);
         }
     }
 }

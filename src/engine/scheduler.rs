@@ -284,13 +284,13 @@ impl<'m> Scheduler<'m> {
         let cut = self.slots.get(placement.slot).cached.len() >= placement.reuse + MIN_TOKENS;
         if source != placement.slot {
             // Another conversation in this slot gives way.
-            self.parked.save_from(&self.ctx, placement.slot, &self.slots);
+            self.parked.save_from(&self.ctx, placement.slot, &self.slots, false);
         }
         if self.slots.get(source).parked {
             let restored = placement.reuse > 0 && self.parked.restore(&mut self.ctx, source, seq);
             if source == placement.slot {
                 if cut {
-                    self.parked.save_from(&self.ctx, source, &self.slots);
+                    self.parked.save_from(&self.ctx, source, &self.slots, false);
                 } else {
                     self.parked.discard(source);
                 }
@@ -312,7 +312,7 @@ impl<'m> Scheduler<'m> {
         }
         let cached = self.slots.get(placement.slot).cached.len();
         if cut {
-            self.parked.save_from(&self.ctx, placement.slot, &self.slots);
+            self.parked.save_from(&self.ctx, placement.slot, &self.slots, false);
         }
         if placement.reuse >= cached
             || self.ctx.kv_cache_seq_rm(seq, Some(placement.reuse as u32), None).is_ok()
@@ -350,7 +350,7 @@ impl<'m> Scheduler<'m> {
             return;
         }
         for slot in 0..self.slots.len() {
-            self.parked.save_from(&self.ctx, slot, &self.slots);
+            self.parked.save_from(&self.ctx, slot, &self.slots, true);
         }
         tracing::info!("saved the idle conversations' caches");
     }
@@ -359,7 +359,7 @@ impl<'m> Scheduler<'m> {
     /// first), keeping the `prefix` it shares with the prompt. Returns the tokens reused:
     /// none if the file could not be used.
     fn load_saved(&mut self, slot: usize, id: u64, prefix: &[i32]) -> usize {
-        self.parked.save_from(&self.ctx, slot, &self.slots);
+        self.parked.save_from(&self.ctx, slot, &self.slots, false);
         let seq = slot as i32;
         let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
         let loaded = self.parked.load(&mut self.ctx, id, seq).is_some()
@@ -477,7 +477,7 @@ impl<'m> Scheduler<'m> {
     /// Frees the least recently used idle sequence. False when none is left.
     fn evict_one(&mut self) -> bool {
         let Some(slot) = self.slots.eviction_candidate() else { return false };
-        self.parked.save_from(&self.ctx, slot, &self.slots);
+        self.parked.save_from(&self.ctx, slot, &self.slots, false);
         let _ = self.ctx.kv_cache_seq_rm(slot as i32, None, None);
         self.slots.clear(slot);
         tracing::debug!(slot, "evicted an idle conversation from the KV cache");

@@ -18,7 +18,7 @@ use prometheus::{IntCounter, IntGauge};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -28,6 +28,9 @@ pub(super) const MIN_TOKENS: usize = 64;
 
 const MAGIC: &[u8; 8] = b"HEARTHKV";
 const VERSION: u32 = 1;
+/// Conversations waiting for the writer at most: beyond that (a slow disk) one is not
+/// saved rather than held in RAM.
+const QUEUED: usize = 8;
 /// Magic, version, key, token count, state length, checksum.
 const HEADER: usize = 8 + 4 + 8 + 4 + 8 + 4;
 
@@ -69,7 +72,7 @@ type Saved = (Vec<i32>, Vec<u8>, u64);
 /// The saved conversations of one model.
 pub(super) struct Spill {
     shared: Arc<Shared>,
-    writer: Option<Sender<Saved>>,
+    writer: Option<SyncSender<Saved>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -182,7 +185,9 @@ impl Shared {
     }
 
     /// Writes one conversation (to a temporary name, then renamed) and indexes it,
-    /// replacing saved earlier versions of it (whose tokens it continues).
+    /// replacing saved earlier versions of it (whose tokens it continues). Not synced: a
+    /// file cut short by a power loss fails its checksum, and one taken back or replaced
+    /// within the kernel's writeback delay (~30 s) never wears the flash of an SD card.
     fn write(&self, (tokens, state, epoch): Saved) {
         let id = {
             let mut index = self.index();
@@ -197,7 +202,8 @@ impl Shared {
             let mut f = io::BufWriter::new(fs::File::create(&tmp)?);
             f.write_all(&encode_header(self.key, &tokens, &state))?;
             f.write_all(&state)?;
-            f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+            f.flush()?;
+            drop(f);
             fs::rename(&tmp, &path)
         })();
         if let Err(e) = written {
@@ -266,7 +272,7 @@ impl Spill {
         }
         let shared = Arc::new(Shared { dir, key, budget: budget_bytes, index: Mutex::new(index), metrics });
         shared.trim(&mut shared.index());
-        let (tx, rx) = channel::<Saved>();
+        let (tx, rx) = sync_channel::<Saved>(QUEUED);
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-kv-save".into())
@@ -275,8 +281,9 @@ impl Spill {
     }
 
     /// Queues a conversation's entries for saving, unless it is too short or a saved
-    /// conversation already continues it.
-    pub fn save(&self, tokens: Vec<i32>, state: Vec<u8>) {
+    /// conversation already continues it. Unless told to `wait` (the engine is stopping),
+    /// it is dropped when the writer is already [`QUEUED`] conversations behind.
+    pub fn save(&self, tokens: Vec<i32>, state: Vec<u8>, wait: bool) {
         if tokens.len() < MIN_TOKENS || state.is_empty() {
             return;
         }
@@ -287,8 +294,11 @@ impl Spill {
             }
             index.epoch
         };
-        if let Some(writer) = &self.writer {
+        let Some(writer) = &self.writer else { return };
+        if wait {
             let _ = writer.send((tokens, state, epoch));
+        } else if let Err(TrySendError::Full(_)) = writer.try_send((tokens, state, epoch)) {
+            tracing::debug!("the disk cache is still writing; a conversation was not saved");
         }
     }
 
@@ -387,7 +397,7 @@ mod tests {
     fn saved(dir: &Path, budget: u64, items: Vec<(Vec<i32>, Vec<u8>)>) -> Spill {
         let spill = Spill::open(dir.into(), 7, budget, metrics()).unwrap();
         for (t, s) in items {
-            spill.save(t, s);
+            spill.save(t, s, true);
         }
         drop(spill);
         Spill::open(dir.into(), 7, budget, metrics()).unwrap()
@@ -419,7 +429,7 @@ mod tests {
             vec![(tokens(1, MIN_TOKENS - 1), state(10, 0)), (long.clone(), state(10, 0))],
         );
         assert_eq!(spill.stats().0, 1);
-        spill.save(long[..200].to_vec(), state(10, 0));
+        spill.save(long[..200].to_vec(), state(10, 0), true);
         drop(spill);
         let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
         assert_eq!(spill.stats().0, 1, "a prefix of a saved conversation adds nothing");
@@ -480,9 +490,9 @@ mod tests {
     fn clearing_deletes_saved_and_queued_conversations() {
         let dir = tempfile::tempdir().unwrap();
         let spill = saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]);
-        spill.save(tokens(1000, 100), state(100, 2));
+        spill.save(tokens(1000, 100), state(100, 2), true);
         spill.clear();
-        spill.save(tokens(2000, 100), state(100, 3));
+        spill.save(tokens(2000, 100), state(100, 3), true);
         drop(spill);
         let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
         assert_eq!(spill.stats().0, 1, "only what was saved after clearing");
