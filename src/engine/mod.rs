@@ -106,7 +106,7 @@ impl Engine {
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
         let disk_cache = (settings.model.disk_cache_mb > 0).then(|| {
             let dir = spill::dir_for(&settings.storage.data_dir, &crate::models::model_id(&path));
-            (dir, settings.model.disk_cache_mb << 20)
+            (dir, settings.model.disk_cache_mb.saturating_mul(1 << 20))
         });
         let config = WorkerConfig {
             path,
