@@ -103,6 +103,24 @@ fn common_prefix(a: &[i32], b: &[i32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Creates `dir` (and its parents) readable by this user only: the files hold what was said.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates (or truncates) a file readable by this user only.
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 fn checksum(tokens: &[i32], state: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for t in tokens {
@@ -146,7 +164,7 @@ fn read(path: &Path, key: u64, state: bool) -> io::Result<(Vec<i32>, u64, Vec<u8
     }
     let (n, len, sum) = (u32_at(20) as usize, u64_at(24), u32_at(32));
     let size = fs::metadata(path)?.len();
-    if size != (HEADER + n * 4) as u64 + len {
+    if size != HEADER as u64 + n as u64 * 4 + len {
         return Err(invalid("truncated or padded"));
     }
     let mut raw = vec![0u8; n * 4];
@@ -199,7 +217,9 @@ impl Shared {
         };
         let (tmp, path) = (self.dir.join(format!("{id}.tmp")), file(&self.dir, id));
         let written = (|| {
-            let mut f = io::BufWriter::new(fs::File::create(&tmp)?);
+            // The folder may have been deleted to free space: that only loses what was in it.
+            private_dir(&self.dir)?;
+            let mut f = io::BufWriter::new(private_file(&tmp)?);
             f.write_all(&encode_header(self.key, &tokens, &state))?;
             f.write_all(&state)?;
             f.flush()?;
@@ -237,10 +257,10 @@ impl Shared {
 }
 
 impl Spill {
-    /// Opens (creating) a model's folder, indexes the files a valid for this model and
+    /// Opens (creating) a model's folder, indexes the files that are valid for this model and
     /// build, deletes the rest, and starts the writer thread.
     pub fn open(dir: PathBuf, key: u64, budget_bytes: u64, metrics: SpillMetrics) -> io::Result<Spill> {
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let mut found = Vec::new();
         for item in fs::read_dir(&dir)? {
             let path = item?.path();
@@ -409,6 +429,16 @@ mod tests {
         let (t, s) = (tokens(100, 200), state(5000, 1));
         let spill = saved(dir.path(), 1 << 20, vec![(t.clone(), s.clone())]);
         assert_eq!(spill.stats().0, 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let only = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+            assert_eq!(
+                fs::metadata(only).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "private to its user"
+            );
+        }
         let mut prompt = t[..150].to_vec();
         prompt.extend([1, 2, 3]);
         let (id, shared) = spill.find(&prompt, 0).expect("found by its prefix");
