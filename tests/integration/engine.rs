@@ -128,18 +128,25 @@ fn complete(server: &Server, token: &str, messages: &Value, max_tokens: u32) -> 
     (text, t["cache_n"].as_u64().unwrap(), t["prompt_n"].as_u64().unwrap())
 }
 
+/// Two turns of a conversation about rivers over the OpenAI API: the chat as sent for the
+/// second turn, and the second reply.
+fn two_turns(server: &Server, token: &str, system: &str) -> (Value, String) {
+    let mut chat = json!([{"role": "system", "content": system},
+                          {"role": "user", "content": "Name three rivers in Europe."}]);
+    let (first, _, _) = complete(server, token, &chat, 24);
+    let turn =
+        json!([{"role": "assistant", "content": first}, {"role": "user", "content": "Which is longest?"}]);
+    chat.as_array_mut().unwrap().extend(turn.as_array().unwrap().iter().cloned());
+    let (second, _, _) = complete(server, token, &chat, 32);
+    (chat, second)
+}
+
 #[test]
 fn a_parked_conversation_comes_back_intact() {
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
-    let mut chat = json!([{"role": "system", "content": "You answer briefly."},
-                          {"role": "user", "content": "Name three rivers in Europe."}]);
-    let (first, _, _) = complete(&server, &token, &chat, 24);
-    let turn =
-        json!([{"role": "assistant", "content": first}, {"role": "user", "content": "Which is longest?"}]);
-    chat.as_array_mut().unwrap().extend(turn.as_array().unwrap().iter().cloned());
-    // Served from the conversation's cache while it stays in the KV cache.
-    let (resident, _, _) = complete(&server, &token, &chat, 32);
+    // The second turn is served from the conversation's cache while it stays in the KV cache.
+    let (chat, resident) = two_turns(&server, &token, "You answer briefly.");
 
     // Another conversation runs: the idle one is parked in RAM...
     let other = json!([{"role": "user", "content": "Say something about owls."}]);
@@ -167,25 +174,24 @@ fn wait_at_least(server: &Server, token: &str, name: &str, value: f64) {
     }
 }
 
-#[test]
-fn a_conversation_that_left_ram_comes_back_from_disk_even_after_a_restart() {
-    // One request at a time over two sequences, and no RAM for idle conversations: a
-    // conversation leaves the KV cache only when another needs its sequence, and then
-    // goes to the disk cache.
+/// A server serving one request at a time over two sequences, with no RAM for idle
+/// conversations: a conversation leaves the KV cache only when another needs its sequence,
+/// and then goes to the disk cache. Returns it and a user's token.
+fn two_sequence_server() -> (Server, String) {
     let options =
         ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "1");
     let server = Server::start(options);
     let token = server.user("alice");
+    (server, token)
+}
+
+#[test]
+fn a_conversation_that_left_ram_comes_back_from_disk_even_after_a_restart() {
+    let (server, token) = two_sequence_server();
     // Long enough (over 64 tokens before the last reply) to be worth a file.
     let system = "You answer briefly. You are a geography tutor who knows the rivers, mountains, \
                   lakes and deserts of Europe, Asia and Africa, and you like to mention their lengths.";
-    let mut chat = json!([{"role": "system", "content": system},
-                          {"role": "user", "content": "Name three rivers in Europe."}]);
-    let (first, _, _) = complete(&server, &token, &chat, 24);
-    let turn =
-        json!([{"role": "assistant", "content": first}, {"role": "user", "content": "Which is longest?"}]);
-    chat.as_array_mut().unwrap().extend(turn.as_array().unwrap().iter().cloned());
-    let (resident, _, _) = complete(&server, &token, &chat, 32);
+    let (chat, resident) = two_turns(&server, &token, system);
 
     // Two other conversations take both sequences: this one is saved to disk.
     let others = |server: &Server, n: u32| {
@@ -234,10 +240,7 @@ fn saved_files(server: &Server) -> usize {
 
 #[test]
 fn deleting_a_conversation_leaves_no_cached_copy() {
-    let options =
-        ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "1");
-    let server = Server::start(options);
-    let token = server.user("alice");
+    let (server, token) = two_sequence_server();
     let message = "Tell me about the rivers, mountains, lakes and deserts of Europe, Asia and Africa, \
                    with their lengths and heights, at length.";
     let reply = ask(&server, &token, json!({"message": message, "max_tokens": 48}));
