@@ -142,18 +142,13 @@ impl Engine {
     /// false if the thread was still running then.
     pub fn stop(&self, deadline: Instant) -> bool {
         let Some(thread) = &self.thread else { return true };
-        let mut work = Work::Stop;
+        let mut stop = Some(Work::Stop);
         while !thread.is_finished() {
-            match self.jobs.try_send(work) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
-                Err(mpsc::error::TrySendError::Full(w)) => work = w,
+            // A full queue is drained by the engine: try again until it takes the order.
+            if let Some(Err(mpsc::error::TrySendError::Full(w))) = stop.take().map(|w| self.jobs.try_send(w))
+            {
+                stop = Some(w);
             }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        while !thread.is_finished() {
             if Instant::now() >= deadline {
                 return false;
             }
