@@ -74,7 +74,7 @@ impl Parked {
             while self.tokens + tokens > self.budget {
                 match slots.parked_lru(keep) {
                     Some(old) => {
-                        self.save(old, slots);
+                        self.save_from(ctx, old, slots, false);
                         slots.clear(old);
                         tracing::debug!(
                             slot = old,
@@ -151,13 +151,6 @@ impl Parked {
         }
         if let Some(state) = parked.or_else(|| (!s.parked).then(|| seq_bytes(ctx, slot as i32)).flatten()) {
             disk.save(s.cached.clone(), state, wait);
-        }
-    }
-
-    fn save(&mut self, slot: usize, slots: &Slots) {
-        let parked = self.take(slot);
-        if let (Some(disk), Some(state)) = (&self.disk, parked) {
-            disk.save(slots.get(slot).cached.clone(), state, false);
         }
     }
 }

@@ -14,6 +14,7 @@
 //! build that wrote it, and a file that fails either check is deleted: its conversation
 //! is read again, as it would be without this cache.
 
+use super::slots::common_prefix;
 use prometheus::{IntCounter, IntGauge};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -97,10 +98,6 @@ pub(super) fn dir_for(data_dir: &Path, model_id: &str) -> PathBuf {
 
 fn file(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id}.kv"))
-}
-
-fn common_prefix(a: &[i32], b: &[i32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Creates `dir` (and its parents) readable by this user only: the files hold what was said.
