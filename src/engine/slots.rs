@@ -16,9 +16,6 @@ pub struct Slot {
     pub busy: bool,
     /// Logical time of last use, for least-recently-used eviction.
     pub last_used: u64,
-    /// The cached tokens' KV entries were moved out of the llama.cpp cache into RAM
-    /// (see `park`): they cost the running requests nothing until the next turn.
-    pub parked: bool,
 }
 
 /// The slots, indexed by sequence id.
@@ -30,7 +27,7 @@ pub struct Slots {
 
 /// Where a new request goes: a slot, how many cached tokens it starts with, and
 /// whether those come from another sequence (a shared prefix, such as the system
-/// prompt, copied within the unified KV cache instead of evaluated again).
+/// prompt, copied instead of evaluated again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub slot: usize,
@@ -69,7 +66,12 @@ impl Slots {
         if let Some((slot, s)) = continuation {
             return Some(Placement { slot, reuse: keep(s.cached.len()), copy_from: None });
         }
-        let (slot, target) = idle().min_by_key(|(_, s)| (!s.cached.is_empty(), s.last_used))?;
+        // An empty slot first, the lowest (running sequences with consecutive ids decode
+        // in one pass: see `Scheduler::fill_batch`), else the least recently used.
+        let (slot, target) = idle().min_by_key(|(i, s)| match s.cached.is_empty() {
+            true => (false, *i as u64),
+            false => (true, s.last_used),
+        })?;
         let own = keep(common_prefix(&target.cached, prompt));
         let donor = self
             .slots
@@ -102,7 +104,6 @@ impl Slots {
         let slot = &mut self.slots[slot];
         slot.cached = prefix.to_vec();
         slot.busy = true;
-        slot.parked = false;
         slot.last_used = self.clock;
     }
 
@@ -119,44 +120,20 @@ impl Slots {
         s.last_used = self.clock;
     }
 
-    /// The idle slot whose cached tokens are in the KV cache and were used longest ago,
-    /// to evict when the cache is full.
+    /// The idle slot with cached tokens used longest ago, to evict when the cache is full.
     pub fn eviction_candidate(&self) -> Option<usize> {
-        self.idle_cached(false).min_by_key(|(_, s)| s.last_used).map(|(i, _)| i)
+        self.resident_idle().into_iter().min_by_key(|&i| self.slots[i].last_used)
     }
 
-    /// The parked slot used longest ago, but those in `keep`, to forget when parked entries
-    /// outgrow their budget.
-    pub fn parked_lru(&self, keep: &[usize]) -> Option<usize> {
-        self.idle_cached(true)
-            .filter(|(i, _)| !keep.contains(i))
-            .min_by_key(|(_, s)| s.last_used)
-            .map(|(i, _)| i)
-    }
-
-    /// Idle slots with cached tokens still in the KV cache, which every decode step pays for.
+    /// Idle slots with cached tokens.
     pub fn resident_idle(&self) -> Vec<usize> {
-        self.idle_cached(false).map(|(i, _)| i).collect()
+        let idle = self.slots.iter().enumerate().filter(|(_, s)| !s.busy && !s.cached.is_empty());
+        idle.map(|(i, _)| i).collect()
     }
 
-    fn idle_cached(&self, parked: bool) -> impl Iterator<Item = (usize, &Slot)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(move |(_, s)| !s.busy && !s.cached.is_empty() && s.parked == parked)
-    }
-
-    /// Records that a slot's KV entries left the cache for RAM.
-    pub fn set_parked(&mut self, slot: usize) {
-        self.slots[slot].parked = true;
-    }
-
-    /// Forgets a slot's cached tokens (after its sequence was removed from the cache,
-    /// or its parked entries dropped).
+    /// Forgets a slot's cached tokens (after its sequence was emptied).
     pub fn clear(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        s.cached.clear();
-        s.parked = false;
+        self.slots[slot].cached.clear();
     }
 }
 
@@ -248,28 +225,6 @@ mod tests {
         let mut slots = Slots::new(1);
         serve(&mut slots, 0, &[1, 2, 3]);
         assert_eq!(slots.place(&[1, 2, 3]), Some(Placement { slot: 0, reuse: 2, copy_from: None }));
-    }
-
-    #[test]
-    fn parked_slots_are_placed_like_resident_ones_but_never_evicted_from_the_cache() {
-        let mut slots = Slots::new(3);
-        serve(&mut slots, 0, &[1, 2, 3]);
-        serve(&mut slots, 1, &[1, 2, 8]);
-        assert_eq!(slots.resident_idle(), [0, 1]);
-        slots.set_parked(0);
-        assert_eq!(slots.resident_idle(), [1]);
-        assert_eq!(slots.eviction_candidate(), Some(1), "a parked slot holds no cells to free");
-        assert_eq!(slots.parked_lru(&[]), Some(0));
-        assert_eq!(slots.parked_lru(&[0]), None, "a conversation about to be restored is kept");
-        // Its next turn still continues in it; taking it makes it resident again.
-        let placement = slots.place(&[1, 2, 3, 4]).unwrap();
-        assert_eq!(placement, Placement { slot: 0, reuse: 3, copy_from: None });
-        slots.take(placement);
-        assert!(!slots.get(0).parked);
-        assert_eq!(slots.parked_lru(&[]), None);
-        slots.set_parked(1);
-        slots.clear(1);
-        assert_eq!((slots.get(1).parked, slots.get(1).cached.len()), (false, 0));
     }
 
     #[test]
