@@ -26,7 +26,14 @@ fn fill(ctx: &mut LlamaContext, batch: &mut LlamaBatch, rng: &mut Rng, seq: i32,
     ctx.decode(batch).unwrap();
 }
 
-fn steps(ctx: &mut LlamaContext, batch: &mut LlamaBatch, rng: &mut Rng, seqs: &[i32], len: i32, k: i32) -> f64 {
+fn steps(
+    ctx: &mut LlamaContext,
+    batch: &mut LlamaBatch,
+    rng: &mut Rng,
+    seqs: &[i32],
+    len: i32,
+    k: i32,
+) -> f64 {
     let t = Instant::now();
     for i in 0..k {
         batch.clear();
@@ -50,7 +57,8 @@ fn main() {
     let n: i32 = a[4].parse().unwrap();
     let len: i32 = a[5].parse().unwrap();
     let backend = LlamaBackend::init().unwrap();
-    let model = llama_cpp_2::model::LlamaModel::load_from_file(&backend, &a[1], &LlamaModelParams::default()).unwrap();
+    let model = llama_cpp_2::model::LlamaModel::load_from_file(&backend, &a[1], &LlamaModelParams::default())
+        .unwrap();
     let mut rng = Rng(7, model.n_vocab());
     let mut batch = LlamaBatch::new(512, 1);
     let mk = |n_ctx: u32, seqs: u32, unified: bool| {

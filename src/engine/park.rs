@@ -163,9 +163,13 @@ impl Parked {
             }
         }
         while self.tokens + tokens.len() > self.budget && !self.entries.is_empty() {
-            let oldest = (0..self.entries.len()).min_by_key(|&i| self.entries[i].last_used).expect("not empty");
+            let oldest =
+                (0..self.entries.len()).min_by_key(|&i| self.entries[i].last_used).expect("not empty");
             let entry = self.remove(oldest);
-            tracing::debug!(tokens = entry.tokens.len(), "a parked conversation left RAM: over the idle cache budget");
+            tracing::debug!(
+                tokens = entry.tokens.len(),
+                "a parked conversation left RAM: over the idle cache budget"
+            );
             self.to_disk(entry.tokens, entry.state, false);
         }
         self.clock += 1;

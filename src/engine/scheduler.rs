@@ -335,7 +335,8 @@ impl<'m> Scheduler<'m> {
 
     /// Empties `slot`'s sequence, parking (or saving) the conversation it held.
     fn make_room(&mut self, slot: usize) {
-        if !self.slots.get(slot).cached.is_empty() && self.parked.evict(&mut self.ctx, slot, &mut self.slots) {
+        if !self.slots.get(slot).cached.is_empty() && self.parked.evict(&mut self.ctx, slot, &mut self.slots)
+        {
             self.metrics.kv_parks.inc();
         }
         let _ = self.ctx.kv_cache_seq_rm(slot as i32, None, None);

@@ -273,7 +273,11 @@ fn the_idle_cache_budget_bounds_what_is_parked() {
         ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "75");
     let server = Server::start(options);
     let token = server.user("alice");
-    let (sea, long) = ("Tell me about the sea.", "Tell me about mountains, rivers and forests, at length.");
+    let sea = "Tell me about the sea.";
+    // Over 80 tokens before any reply.
+    let long = "Tell me about mountains, rivers and forests, at length: their history, the animals \
+                and plants that live there, the people who live near them, how they change with the \
+                seasons, and which of them are the oldest, the longest and the highest on each continent.";
     let long_reply = ask(&server, &token, json!({"message": long, "max_tokens": 64}));
     let long_id = long_reply["conversation_id"].as_str().unwrap();
     let sea_reply = ask(&server, &token, json!({"message": sea, "max_tokens": 8}));
