@@ -86,7 +86,7 @@ class Bench:
         self.bin_bench = Path(args.ref_bin) / "llama-bench"
         self.bin_server = Path(args.ref_bin) / "llama-server"
         self.reps = args.reps or (2 if self.q else 11)
-        self.b_rounds = 1 if self.q else 3
+        self.b_rounds = 1 if self.q else 5
         self.pp, self.tg = (128, 32) if self.q else (512, 128)
         self.res: dict = {"parts": {}, "errors": {}, "servers": {}}
 

@@ -1,6 +1,16 @@
-//! Batched generation over N sequences for several KV layouts, measured in turns.
+//! llama.cpp alone, through llama-cpp-2: batched generation over N sequences of LEN tokens
+//! each, for three KV-cache layouts, measured in turns (16 steps each, REPS times) so that a
+//! drifting machine affects them alike. It shows why the engine gives each sequence cells
+//! of its own when the cache allows (`src/engine/llama.rs`):
+//!
+//! - `unified`: one cache shared by all sequences (`kv_unified`), N sequences filled;
+//! - `unified-holes`: the same after N other sequences between them were removed, as when
+//!   idle conversations are parked;
+//! - `split`: a cache per sequence (llama.cpp's default, and llama-server's).
 //!
 //!     cargo run --release --example kv_streams -- MODEL.gguf THREADS REPS N LEN
+//!
+//! Prints each layout's median tokens/s and its median ratio to `unified` over the turns.
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;

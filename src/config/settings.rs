@@ -66,18 +66,19 @@ pub struct ModelSettings {
     pub queue_size: usize,
     /// Requests generating at once; they share each decoding step (continuous batching).
     pub parallel: u32,
-    /// Token cells in the KV cache, shared by all conversations (0: context_size x parallel).
+    /// Token cells in the KV cache (0: context_size x parallel). When every request that
+    /// may run at once can have a whole window, each has cells of its own; fewer cells are
+    /// shared by all (one unified cache, slower with several requests at once).
     /// Conversations keep their cache between turns until it is needed for others.
     pub kv_cache_tokens: u32,
-    /// Tokens of idle conversations moved out of the KV cache into RAM while others are
-    /// served, so that they do not slow down decoding and their next turn does not read
-    /// the history again (0: as many as the KV cache holds). When it is full the least
-    /// recently used parked conversation is forgotten; one larger than the whole budget
-    /// stays in the KV cache, where it costs speed until evicted.
+    /// Tokens of idle conversations kept in RAM outside the KV cache once their cells are
+    /// needed (in a shared cache: as soon as another request runs), so that their next turn
+    /// does not read the history again (0: as many as the KV cache holds). When it is full
+    /// the least recently used one goes to the disk cache, or is forgotten.
     pub idle_cache_tokens: u32,
-    /// MiB of disk for conversations that leave RAM (over `idle_cache_tokens`, or more
-    /// conversations than the KV cache's sequences), in `<data_dir>/kv-cache/`: their next
-    /// turn, even after a restart, reads a file instead of the whole history (0: off).
+    /// MiB of disk for conversations that leave RAM (over `idle_cache_tokens`), in
+    /// `<data_dir>/kv-cache/`: their next turn, even after a restart, reads a file instead
+    /// of the whole history (0: off).
     pub disk_cache_mb: u64,
     /// A request still unfinished after this many seconds (queueing included) is stopped.
     pub request_timeout_secs: u64,

@@ -105,19 +105,16 @@ impl Parked {
             .max_by_key(|f| f.shared)
     }
 
-    /// A parked conversation's entries, to [`write`] into a sequence. One that continues
-    /// leaves RAM (it is about to be in the KV cache); another only lends its prefix and stays.
-    pub fn checkout(&mut self, found: Found) -> Vec<u8> {
-        self.clock += 1;
-        if !found.continues {
-            let entry = &mut self.entries[found.index];
-            entry.last_used = self.clock;
-            return entry.state.clone();
-        }
-        let entry = self.entries.swap_remove(found.index);
-        self.tokens -= entry.tokens.len();
-        self.gauge.sub(entry.tokens.len() as i64);
-        entry.state
+    /// Takes a parked conversation out of RAM, to [`write`] into a sequence: its tokens and
+    /// entries. One that only lends its prefix to another goes back with [`Parked::put_back`].
+    pub fn checkout(&mut self, found: Found) -> (Vec<i32>, Vec<u8>) {
+        let entry = self.remove(found.index);
+        (entry.tokens, entry.state)
+    }
+
+    /// Parks again what [`Parked::checkout`] took, as most recently used.
+    pub fn put_back(&mut self, tokens: Vec<i32>, state: Vec<u8>) {
+        self.park(tokens, state);
     }
 
     /// Moves the idle conversation in `slot` out of the KV cache and empties the slot: into
@@ -243,5 +240,70 @@ impl Parked {
 impl Drop for Parked {
     fn drop(&mut self) {
         self.gauge.sub(self.tokens as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Found, Parked};
+    use prometheus::IntGauge;
+
+    fn parked(budget: usize) -> (Parked, IntGauge) {
+        let gauge = IntGauge::new("parked", "parked tokens").unwrap();
+        (Parked::new(budget, gauge.clone(), None), gauge)
+    }
+
+    #[test]
+    fn the_longest_shared_prefix_is_found_and_says_whether_it_continues() {
+        let (mut p, _) = parked(100);
+        p.park(vec![1, 2, 3, 4], vec![4]);
+        p.park(vec![1, 2, 9], vec![9]);
+        let found = p.find(&[1, 2, 3, 4, 5], 0).unwrap();
+        assert_eq!((found.shared, found.continues), (4, true));
+        assert_eq!(p.entries[found.index].state, [4]);
+        // Only the system prompt in common: a donor, not a continuation.
+        let found = p.find(&[1, 2, 7], 0).unwrap();
+        assert_eq!((found.shared, found.continues), (2, false));
+        // Nothing better than what the KV cache offers, and never the prompt's last token.
+        assert_eq!(p.find(&[1, 2, 7], 2), None);
+        assert_eq!(p.find(&[1, 2, 9], 0).map(|f| (f.shared, f.continues)), Some((2, true)));
+        assert_eq!(p.find(&[5], 0), None);
+    }
+
+    #[test]
+    fn a_continuing_conversation_leaves_ram_and_a_donor_stays() {
+        let (mut p, gauge) = parked(100);
+        p.park(vec![1, 2, 3], vec![3]);
+        p.park(vec![1, 2, 8, 8], vec![8]);
+        assert_eq!(gauge.get(), 7);
+        let donor = p.find(&[1, 2, 5], 0).unwrap();
+        let (tokens, state) = p.checkout(donor);
+        assert_eq!((p.entries.len(), gauge.get()), (1, 7 - tokens.len() as i64));
+        p.put_back(tokens, state);
+        assert_eq!((p.entries.len(), gauge.get()), (2, 7));
+        let next = p.find(&[1, 2, 8, 8, 6], 0).unwrap();
+        assert_eq!(p.checkout(next), (vec![1, 2, 8, 8], vec![8]));
+        assert_eq!((p.entries.len(), p.tokens, gauge.get()), (1, 3, 3));
+        p.clear();
+        assert_eq!((p.entries.len(), gauge.get()), (0, 0));
+    }
+
+    #[test]
+    fn the_budget_forgets_the_least_recently_used_and_older_versions_go() {
+        let (mut p, gauge) = parked(10);
+        p.park(vec![1, 2, 3, 4], vec![]);
+        p.park(vec![5, 6, 7], vec![]);
+        // The first one is used (as a donor), so the second is now the oldest.
+        let donor = p.find(&[1, 2, 0], 0).unwrap();
+        let (tokens, state) = p.checkout(donor);
+        p.put_back(tokens, state);
+        p.park(vec![9, 9, 9, 9], vec![]);
+        let kept: Vec<Vec<i32>> = p.entries.iter().map(|e| e.tokens.clone()).collect();
+        assert!(kept.contains(&vec![1, 2, 3, 4]) && kept.contains(&vec![9, 9, 9, 9]), "{kept:?}");
+        assert_eq!((p.tokens, gauge.get()), (8, 8));
+        // A later turn of a parked conversation replaces its older version.
+        p.park(vec![9, 9, 9, 9, 1, 1], vec![]);
+        assert_eq!(p.find(&[9, 9, 9, 9, 5], 0).map(|f: Found| f.continues), Some(false));
+        assert_eq!((p.entries.len(), p.tokens), (2, 10));
     }
 }

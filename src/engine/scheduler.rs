@@ -345,9 +345,13 @@ impl<'m> Scheduler<'m> {
     /// Puts a parked conversation into `slot`, keeping the `prefix` it shares with the
     /// prompt. Returns the tokens reused.
     fn restore_parked(&mut self, slot: usize, found: park::Found, prefix: &[i32]) -> usize {
-        let state = self.parked.checkout(found);
+        let (tokens, state) = self.parked.checkout(found);
         self.make_room(slot);
         let restored = park::write(&mut self.ctx, &state, slot as i32, prefix.len());
+        if !found.continues {
+            // Another conversation that only lent its prefix stays parked.
+            self.parked.put_back(tokens, state);
+        }
         if restored {
             self.metrics.kv_restores.inc();
         }

@@ -162,7 +162,7 @@ pub struct ModelInfo {
     pub threads: u32,
     /// Requests generating at once (continuous batching).
     pub parallel: u32,
-    /// Token cells in the KV cache, shared by all sequences.
+    /// Token cells in the KV cache: a window per request when they suffice, else shared.
     pub kv_cache_tokens: u32,
     /// Most tokens of idle conversations parked in RAM outside the KV cache.
     pub idle_cache_tokens: u32,
