@@ -228,6 +228,18 @@ mod tests {
     }
 
     #[test]
+    fn a_new_conversation_takes_the_lowest_empty_slot() {
+        let mut slots = Slots::new(4);
+        // Slot 0 was used and emptied since; slots 2 and 3 never were.
+        serve(&mut slots, 0, &[5]);
+        slots.clear(0);
+        serve(&mut slots, 1, &[6]);
+        assert_eq!(slots.place(&[7]).map(|p| p.slot), Some(0));
+        slots.take(Placement { slot: 0, reuse: 0, copy_from: None });
+        assert_eq!(slots.place(&[7]).map(|p| p.slot), Some(2));
+    }
+
+    #[test]
     fn busy_slots_are_never_chosen_or_evicted() {
         let mut slots = Slots::new(1);
         slots.take(Placement { slot: 0, reuse: 0, copy_from: None });
