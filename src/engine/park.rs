@@ -106,51 +106,46 @@ impl Parked {
     }
 
     /// Takes a parked conversation out of RAM, to [`write`] into a sequence: its tokens and
-    /// entries. One that only lends its prefix to another goes back with [`Parked::put_back`].
+    /// entries. One that only lends its prefix to another is [`Parked::park`]ed again.
     pub fn checkout(&mut self, found: Found) -> (Vec<i32>, Vec<u8>) {
         let entry = self.remove(found.index);
         (entry.tokens, entry.state)
-    }
-
-    /// Parks again what [`Parked::checkout`] took, as most recently used.
-    pub fn put_back(&mut self, tokens: Vec<i32>, state: Vec<u8>) {
-        self.park(tokens, state);
     }
 
     /// Moves the idle conversation in `slot` out of the KV cache and empties the slot: into
     /// RAM when it fits the budget (the least recently used entries leaving for the disk
     /// cache to make room), else to the disk cache. Returns whether it was parked in RAM.
     pub fn evict(&mut self, ctx: &mut LlamaContext<'_>, slot: usize, slots: &mut Slots) -> bool {
-        let parked = self.copy_out(ctx, slot, slots, false);
+        let parked = self.copy_out(ctx, slot, slots);
         let _ = ctx.kv_cache_seq_rm(slot as i32, None, None);
         slots.clear(slot);
         parked
     }
 
     /// Keeps a copy of the idle conversation in `slot` (RAM first, as [`Parked::evict`]),
-    /// leaving the slot as it is. `wait`: see [`Spill::save`]. Returns whether it was parked
-    /// in RAM.
-    pub fn copy_out(&mut self, ctx: &LlamaContext<'_>, slot: usize, slots: &Slots, wait: bool) -> bool {
+    /// leaving the slot as it is. Returns whether it was parked in RAM.
+    pub fn copy_out(&mut self, ctx: &LlamaContext<'_>, slot: usize, slots: &Slots) -> bool {
         let s = slots.get(slot);
+        let fits = s.cached.len() <= self.budget;
         let worth_disk = self.disk.is_some() && s.cached.len() >= MIN_TOKENS;
-        if s.busy || s.cached.is_empty() || (s.cached.len() > self.budget && !worth_disk) {
+        if s.busy || s.cached.is_empty() || !(fits || worth_disk) {
             return false;
         }
         let Some(state) = seq_bytes(ctx, slot as i32) else {
             tracing::debug!(slot, "could not copy an idle conversation out of the KV cache");
             return false;
         };
-        if s.cached.len() > self.budget {
-            self.to_disk(s.cached.clone(), state, wait);
+        if !fits {
+            self.to_disk(s.cached.clone(), state, false);
             return false;
         }
         self.park(s.cached.clone(), state);
         true
     }
 
-    /// Parks entries in RAM, making room first; older versions of the same conversation
-    /// (prefixes of it) are dropped.
-    fn park(&mut self, tokens: Vec<i32>, state: Vec<u8>) {
+    /// Parks a conversation's entries in RAM as the most recently used, making room first;
+    /// older versions of it (its prefixes) are dropped.
+    pub fn park(&mut self, tokens: Vec<i32>, state: Vec<u8>) {
         let mut i = 0;
         while i < self.entries.len() {
             if common_prefix(&self.entries[i].tokens, &tokens) == self.entries[i].tokens.len() {
@@ -279,7 +274,7 @@ mod tests {
         let donor = p.find(&[1, 2, 5], 0).unwrap();
         let (tokens, state) = p.checkout(donor);
         assert_eq!((p.entries.len(), gauge.get()), (1, 7 - tokens.len() as i64));
-        p.put_back(tokens, state);
+        p.park(tokens, state);
         assert_eq!((p.entries.len(), gauge.get()), (2, 7));
         let next = p.find(&[1, 2, 8, 8, 6], 0).unwrap();
         assert_eq!(p.checkout(next), (vec![1, 2, 8, 8], vec![8]));
@@ -296,7 +291,7 @@ mod tests {
         // The first one is used (as a donor), so the second is now the oldest.
         let donor = p.find(&[1, 2, 0], 0).unwrap();
         let (tokens, state) = p.checkout(donor);
-        p.put_back(tokens, state);
+        p.park(tokens, state);
         p.park(vec![9, 9, 9, 9], vec![]);
         let kept: Vec<Vec<i32>> = p.entries.iter().map(|e| e.tokens.clone()).collect();
         assert!(kept.contains(&vec![1, 2, 3, 4]) && kept.contains(&vec![9, 9, 9, 9]), "{kept:?}");

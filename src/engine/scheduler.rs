@@ -305,7 +305,7 @@ impl<'m> Scheduler<'m> {
         }
         let cached = self.slots.get(placement.slot).cached.len();
         if cached >= placement.reuse + KEEP_CUT
-            && self.parked.copy_out(&self.ctx, placement.slot, &self.slots, false)
+            && self.parked.copy_out(&self.ctx, placement.slot, &self.slots)
         {
             self.metrics.kv_parks.inc();
         }
@@ -350,7 +350,7 @@ impl<'m> Scheduler<'m> {
         let restored = park::write(&mut self.ctx, &state, slot as i32, prefix.len());
         if !found.continues {
             // Another conversation that only lent its prefix stays parked.
-            self.parked.put_back(tokens, state);
+            self.parked.park(tokens, state);
         }
         if restored {
             self.metrics.kv_restores.inc();
