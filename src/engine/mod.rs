@@ -22,6 +22,8 @@ pub(crate) mod omp;
 mod park;
 mod registry;
 #[cfg(feature = "llm")]
+mod sampling;
+#[cfg(feature = "llm")]
 mod scheduler;
 mod slots;
 #[cfg_attr(not(feature = "llm"), allow(dead_code))]
