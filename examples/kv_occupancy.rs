@@ -8,6 +8,7 @@
 //! decoded first and left in the cache. For example, Hearth's default cache with and without
 //! seven idle conversations: `16384,8,1,0 16384,8,1,7`. Prints best and median per setup.
 //! `KV_PP_ONLY=1` skips tg64 (pp512 alone, as a steady load to compare processes).
+//! `KV_TEXT=FILE` feeds the tokens of a text instead of llama-bench's random tokens.
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -18,9 +19,14 @@ use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-struct Rng(u64, i32);
+/// Random tokens, as llama-bench uses, or (with `KV_TEXT=FILE`) the tokens of a text in turn.
+struct Rng(u64, i32, Vec<LlamaToken>, usize);
 impl Rng {
     fn tok(&mut self) -> LlamaToken {
+        if !self.2.is_empty() {
+            self.3 += 1;
+            return self.2[self.3 % self.2.len()];
+        }
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         LlamaToken(((self.0 >> 33) % self.1 as u64) as i32)
     }
@@ -66,7 +72,14 @@ fn main() {
     let pp_only = std::env::var_os("KV_PP_ONLY").is_some();
     let backend = LlamaBackend::init().unwrap();
     let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).unwrap();
-    let mut rng = Rng(12345, model.n_vocab());
+    let text = match std::env::var("KV_TEXT") {
+        Ok(file) => {
+            let text = std::fs::read_to_string(file).unwrap();
+            model.vocab().tokenize(text.as_bytes(), false, false)
+        }
+        Err(_) => Vec::new(),
+    };
+    let mut rng = Rng(12345, model.n_vocab(), text, 0);
     let mut batch = LlamaBatch::new(512, 1);
     let mut ctxs = Vec::new();
     for (_, n_ctx, seqs, unified, fill) in &setups {
