@@ -138,19 +138,21 @@ class Bench:
             words = max(10, int(words * goal / got) - (1 if got > goal else 0))
         return words
 
-    def single(self, ep) -> tuple[dict, dict]:
+    def single(self) -> tuple[dict, dict]:
         """Part a, interleaved: llama-bench runs once (`-r 1`, after its own warm-up) before the
         first repetition and after every one, so each of Hearth's samples sits between two of
-        llama-bench's, and the server idles while llama-bench runs. A shared machine's speed
-        drifts by 10-30% over minutes (other tenants, clocks); interleaving makes both sides see
-        the same drift, and consecutive llama-bench runs show how far the machine's own noise
-        moves a ratio (report.py's A/A figures). Hearth gets the same protocol as llama-bench: a
-        warm-up prompt of the same size right before the measured one (llama-bench's pp warm-up
-        is a full pp run, and its tg run follows its pp runs). Returns (reference, Hearth)."""
-        words = self._calibrate_words(ep, self.pp)
-        self._one(ep, self._tg_messages("a warm-up"), 8)  # warm-up
+        llama-bench's. A shared machine's speed drifts by 10-30% over minutes (other tenants,
+        clocks); interleaving makes both sides see the same drift, and consecutive llama-bench
+        runs show how far the machine's own noise moves a ratio (report.py's A/A figures).
+        Hearth gets the same protocol as llama-bench: a new process for every sample (a process's
+        memory layout can move its speed by a few percent for its whole life), and a warm-up
+        prompt of the same size right before the measured one (llama-bench's pp warm-up is a
+        full pp run, and its tg run follows its pp runs). Hearth runs as the appliance does:
+        default parallel, and the speech engines where their models are installed.
+        Returns (reference, Hearth)."""
         ref: dict = {"pp_samples": [], "tg_samples": []}
         pp, tg, src = [], [], set()
+        words, peak = None, 0
 
         def reference(i: int):
             for t in self.llama_bench(["-t", str(self.threads), "-p", str(self.pp), "-n", str(self.tg),
@@ -161,20 +163,30 @@ class Bench:
 
         reference(0)
         for i in range(self.reps):
-            self._one(ep, self._pp_messages(words), 1)  # warm-up, as llama-bench does
-            t, s = self._one(ep, self._pp_messages(words), 1)
-            pp.append(t.get("prompt_per_second"))
-            src.add(s)
-            t2, s = self._one(ep, self._tg_messages(TOPICS[i % len(TOPICS)]), self.tg)
-            tg.append(t2.get("predicted_per_second"))
-            src.add(s)
+            srv = h.start_hearth(self.bin_hearth, self.model, self.threads, self.ctx, "main")
+            try:
+                ep = srv.ep
+                if words is None:
+                    words = self._calibrate_words(ep, self.pp)
+                self._one(ep, self._tg_messages("a warm-up"), 8)
+                self._one(ep, self._pp_messages(words), 1)  # warm-up, as llama-bench does
+                t, s = self._one(ep, self._pp_messages(words), 1)
+                pp.append(t.get("prompt_per_second"))
+                src.add(s)
+                t2, s = self._one(ep, self._tg_messages(TOPICS[i % len(TOPICS)]), self.tg)
+                tg.append(t2.get("predicted_per_second"))
+                src.add(s)
+            finally:
+                srv.stop()
+                peak = max(peak, srv.peak_rss_kib or 0)
+                self.res["servers"]["hearth-main"] = peak
             h.log(f"  hearth run {i + 1}: pp {t.get('prompt_n')} tok {pp[-1] or 0:.1f}/s (cache_n "
                   f"{t.get('cache_n')}); tg {t2.get('predicted_n')} tok {tg[-1] or 0:.1f}/s")
             reference(i + 1)
         ref.update(pp=median(ref["pp_samples"]), tg=median(ref["tg_samples"]), interleaved="bracketed")
         return ref, {"pp_samples": pp, "tg_samples": tg, "pp": median(pp), "tg": median(tg),
                      "prompt_n": t.get("prompt_n"), "predicted_n": t2.get("predicted_n"), "source": sorted(src),
-                     "interleaved": True}
+                     "interleaved": True, "instances": self.reps}
 
     # ------------------------------------------------------------------ llama-bench
     def llama_bench(self, extra: list[str], tag: str) -> list[dict]:
@@ -347,17 +359,9 @@ class Bench:
             P.setdefault("e", {})["ref"] = self.part("e", self.contention_ref)
 
         if "a" in only:
-            # As the appliance runs: default parallel, and the speech engines where their
-            # models are installed (their OpenMP pools share the cores).
-            srv = self.part("hearth", h.start_hearth, self.bin_hearth, self.model, self.threads, self.ctx, "main")
-            if srv:
-                try:
-                    a = self.part("a", self.single, srv.ep)
-                    if a:
-                        P.setdefault("a", {}).update(ref=a[0], hearth=a[1])
-                finally:
-                    srv.stop()
-                    self.res["servers"]["hearth-main"] = srv.peak_rss_kib
+            a = self.part("a", self.single)
+            if a:
+                P.setdefault("a", {}).update(ref=a[0], hearth=a[1])
 
         if only & {"b", "c", "d", "f"}:
             # Hearth is configured like llama-server --parallel N, and like it without speech

@@ -165,7 +165,7 @@ def rows(data: dict) -> list[list[str]]:
         hm = over(srv.get("hearth-main"))
         if hm is not None:
             out.append(["d. peak RSS − model file, MiB, Hearth as the appliance runs (part a: default "
-                        "parallel, speech engines loaded where installed)", _f(hm, nd=0), "—", "—",
+                        "parallel, speech engines loaded where installed; the largest of its processes)", _f(hm, nd=0), "—", "—",
                         "lower is better", "—"])
 
     e = P.get("e") or {}
@@ -225,7 +225,8 @@ def _round(v):
 
 def _interleaving(how) -> str:
     if how == "bracketed":
-        return " (interleaved: llama-bench before the first and after every Hearth repetition)"
+        return (" (interleaved: llama-bench before the first and after every Hearth repetition; each "
+                "repetition on a new Hearth process, as each llama-bench run is a new process)")
     return " (interleaved: llama-bench, then Hearth, in each)" if how else ""
 
 
