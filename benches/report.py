@@ -280,10 +280,10 @@ def _noise(data: dict) -> list[str]:
     out = []
     for key in ("pp", "tg"):
         hs, rs = ah.get(f"{key}_samples") or [], ar.get(f"{key}_samples") or []
-        if not hs or len(rs) != len(hs) + 1 or None in hs or None in rs:
+        paired = _paired_a(hs, rs)
+        if not paired:
             continue
         n = len(hs)
-        paired = [hs[i] * 2 / (rs[i] + rs[i + 1]) for i in range(n)]
         aa = [abs(rs[i + 1] / rs[i] - 1) * 100 for i in range(n)]
         rng, boot = random.Random(0), []
         for _ in range(2000):
