@@ -305,11 +305,12 @@ def _noise(data: dict) -> list[str]:
     b = (data.get("parts") or {}).get("b") or {}
     lines = []
     for n in sorted(b.get("hearth") or {}, key=int):
-        hr = [g.get("aggregate") for g in ((b["hearth"][n] or {}).get("rounds") or [])]
-        rr = [g.get("aggregate") for g in (((b.get("ref") or {}).get(n) or {}).get("rounds") or [])]
-        if hr and len(hr) == len(rr) and None not in hr + rr:
+        h_side, r_side = b["hearth"][n], (b.get("ref") or {}).get(n)
+        ratios = _paired_b(h_side, r_side)
+        if ratios:
+            hr, rr = ([g["aggregate"] for g in side["rounds"]] for side in (h_side, r_side))
             lines.append(f"- **b, {n} stream(s)**: Hearth {', '.join(f'{x:.1f}' for x in hr)} tok/s; llama-server "
-                         f"{', '.join(f'{x:.1f}' for x in rr)}; round by round {', '.join(f'{x / y:.2f}' for x, y in zip(hr, rr))}×")
+                         f"{', '.join(f'{x:.1f}' for x in rr)}; round by round {', '.join(f'{x:.2f}' for x in ratios)}×")
     if lines:
         out += ["Part b: both servers run at once and take turns, round by round (Hearth first in odd "
                 "rounds, llama-server first in even ones); the table shows each side's median round, and its "
