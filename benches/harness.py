@@ -330,7 +330,8 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
     if data.exists():
         subprocess.run(["rm", "-rf", str(data)], check=True)
     data.mkdir(parents=True)
-    env = clean_env({"HEARTH_CONFIG": "/dev/null", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
+    # Plain HTTP: the chat benchmarks measure the engine (benches/tls.py measures TLS).
+    env = clean_env({"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
                      **(settings or {})})
     log_path = LOGS / f"hearth-{tag}.log"
     log_path.unlink(missing_ok=True)

@@ -247,7 +247,7 @@ def ort_library() -> Path | None:
 
 
 def hearth_env(extra: dict | None = None) -> dict:
-    env = {"HEARTH_CONFIG": "/dev/null"}
+    env = {"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off"}
     lib = ort_library()
     if lib:
         env["HEARTH_ONNXRUNTIME"] = str(lib)

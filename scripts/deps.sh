@@ -8,6 +8,7 @@ packages=(
   python3 python3-pip python3-venv                                   # model fetcher, test clients
   libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
   chromium                                                           # web UI end-to-end tests
+  openssl pebble                                                     # TLS tests: s_client, an ACME CA
 )
 # Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when
 # a Node.js is already installed some other way (e.g. NodeSource, whose package

@@ -49,6 +49,7 @@ error_codes! {
     CsrfRejected          => FORBIDDEN,              "csrf_rejected",           "permission_error";
     AlreadyOnboarded      => CONFLICT,               "already_onboarded",       "invalid_request_error";
     TooManyAttempts       => TOO_MANY_REQUESTS,      "too_many_attempts",       "rate_limit_error";
+    UnknownHost           => MISDIRECTED_REQUEST,    "unknown_host",            "invalid_request_error";
     NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
     ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
     ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";

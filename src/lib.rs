@@ -19,5 +19,6 @@ pub mod models;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod voice;
 pub mod web;

@@ -66,13 +66,13 @@ async function signIn() {
   user = null;
   page?.destroy?.();
   page = null;
-  let needed = false;
+  let status = { needed: false };
   try {
-    needed = (await api('GET', '/api/onboard')).needed;
+    status = await api('GET', '/api/onboard');
   } catch (e) {
     showError(e);
   }
-  set(root, needed ? onboardPage(signedIn) : loginPage(signedIn));
+  set(root, status.needed ? onboardPage(signedIn, status.ca_fingerprint) : loginPage(signedIn));
   root.querySelector('input')?.focus();
 }
 

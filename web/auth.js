@@ -24,8 +24,18 @@ function card(title, intro, fields, submitText, onSubmit) {
   return h('div', { class: 'center' }, form);
 }
 
+/** The local CA's fingerprint, to compare on each phone before trusting the CA. */
+function caNote(fingerprint) {
+  if (!fingerprint) return null;
+  return h('p', { class: 'ca-note' },
+    'This box signs its own HTTPS certificate. On each phone or computer, install ',
+    h('a', { href: '/ca.crt', text: 'its certificate authority' }),
+    ' once and check that the device shows this SHA-256 fingerprint (the box prints it too):',
+    h('code', { class: 'fingerprint', text: fingerprint }));
+}
+
 /** First run: create the administrator with the setup code from the server log. */
-export function onboardPage(done) {
+export function onboardPage(done, caFingerprint) {
   const [codeField, code] = field('Setup code', { name: 'code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX-XXXX', spellcheck: 'false' });
   const [nameField, name] = field('Administrator name', { name: 'username', required: true, autocomplete: 'username', value: 'admin' });
   const [passField, pass] = field('Password (at least 8 characters)', { name: 'password', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
@@ -33,7 +43,8 @@ export function onboardPage(done) {
   const intro = h('p', {},
     'Welcome! Create the administrator account. The one-time setup code is in the server log ',
     '(look for "setup code"), or run ', h('code', { text: 'hearth onboard' }), ' on the box.');
-  return card('Set up Hearth', intro, [codeField, nameField, passField, againField], 'Create administrator', async () => {
+  const fields = [codeField, nameField, passField, againField, caNote(caFingerprint)].filter(Boolean);
+  return card('Set up Hearth', intro, fields, 'Create administrator', async () => {
     if (pass.value !== again.value) throw new Error('The two passwords differ.');
     const res = await api('POST', '/api/onboard', { code: code.value, name: name.value.trim(), password: pass.value });
     done(res.user);

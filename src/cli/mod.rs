@@ -30,9 +30,9 @@ then HEARTH_* environment variables, then flags. `hearth print-config` shows the
 Getting started:
   hearth users add alice --admin
   hearth tokens create --user alice        # prints the token once
-  hearth serve --model model.gguf
-  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\
-       -d '{\"message\":\"Hello\"}' http://127.0.0.1:8080/api/chat";
+  hearth serve --model model.gguf          # HTTPS on 127.0.0.1:8443, its own CA
+  curl --cacert data/tls/ca.crt -H \"Authorization: Bearer $TOKEN\" \\
+       -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}' https://localhost:8443/api/chat";
 
 #[derive(Debug, Parser)]
 #[command(name = "hearth", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -85,9 +85,9 @@ enum Command {
     Transcribe(speech::TranscribeArgs),
     /// Say text with the local Piper voice and write a WAV file.
     Speak(speech::SpeakArgs),
-    /// Print the configuration in effect (all layers merged) as TOML.
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
     Doctor,
+    /// Print the configuration in effect (all layers merged) as TOML.
     PrintConfig,
 }
 
@@ -109,9 +109,19 @@ pub struct ModelArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on, e.g. 0.0.0.0:8080 [env: HEARTH_LISTEN]
+    /// Address and port to listen on (HTTPS unless --tls off), e.g. 0.0.0.0:8443 [env: HEARTH_LISTEN]
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
+
+    /// Plain-HTTP address and port that redirects to HTTPS, e.g. 0.0.0.0:8080; "" for none
+    /// [env: HEARTH_HTTP_LISTEN]
+    #[arg(long, value_name = "ADDR:PORT")]
+    http_listen: Option<String>,
+
+    /// Where the HTTPS certificate comes from: local (Hearth's own CA), acme, files, or off
+    /// (plain HTTP) [env: HEARTH_TLS_MODE]
+    #[arg(long, value_name = "MODE", value_parser = ["local", "acme", "files", "off"])]
+    tls: Option<String>,
 
     #[command(flatten)]
     model: ModelArgs,
@@ -137,6 +147,8 @@ impl Cli {
         let model_args = match &self.command {
             Command::Serve(args) => {
                 push("listen", "server.listen", args.listen.clone());
+                push("http-listen", "server.http_listen", args.http_listen.clone());
+                push("tls", "tls.mode", args.tls.clone());
                 Some(&args.model)
             }
             Command::Chat(args) => Some(&args.model),
@@ -231,12 +243,15 @@ mod tests {
             "/tmp/d",
             "--model",
             "m.gguf",
+            "--tls",
+            "off",
         ]);
         let flags = cli.flag_overrides();
         let keys: Vec<_> = flags.iter().map(|f| (f.key, f.value.as_str())).collect();
         assert!(keys.contains(&("server.listen", "0.0.0.0:9000")));
         assert!(keys.contains(&("storage.data_dir", "/tmp/d")));
         assert!(keys.contains(&("model.path", "m.gguf")));
+        assert!(keys.contains(&("tls.mode", "off")));
     }
 
     #[test]

@@ -5,7 +5,46 @@
 use crate::auth::session::{new_setup_code, setup_code_hash, SETUP_CODE_SECS};
 use crate::config::Settings;
 use crate::store::Store;
+use crate::tls::Tls;
 use anyhow::Context;
+
+/// The address to open in a browser: `https://<name>.local:<port>/`, or plain HTTP.
+pub fn web_address(settings: &Settings) -> String {
+    let listen = settings.listen_addr();
+    let (scheme, default_port) = if settings.tls.enabled() { ("https", 443) } else { ("http", 80) };
+    let host = if listen.ip().is_loopback() {
+        listen.ip().to_string()
+    } else if settings.server.mdns {
+        format!("{}.local", settings.server.name.to_ascii_lowercase())
+    } else {
+        crate::tls::names::host_name().map_or_else(|| "<this box's address>".into(), |h| h)
+    };
+    let port = if listen.port() == default_port { String::new() } else { format!(":{}", listen.port()) };
+    format!("{scheme}://{host}{port}/")
+}
+
+/// Called by `hearth serve`: how to reach the box, and the local CA's fingerprint to
+/// check before trusting it (on the console and in the log).
+pub fn announce_tls(settings: &Settings, tls: Option<&Tls>) {
+    let address = web_address(settings);
+    match tls.and_then(|t| t.ca.as_ref()) {
+        Some(ca) => tracing::info!(
+            "web UI at {address} - Hearth's own certificate authority signs its certificate: install \
+             {address}ca.crt on each phone or computer once, after checking that its SHA-256 fingerprint is \
+             {}",
+            ca.fingerprint
+        ),
+        None => tracing::info!("web UI at {address}"),
+    }
+}
+
+/// The local CA's fingerprint from the data dir, for `hearth onboard` (which does not
+/// start the server): `None` until `hearth serve` has made the CA.
+fn ca_fingerprint(settings: &Settings) -> Option<String> {
+    let pem = std::fs::read(settings.tls_dir().join("ca.crt")).ok()?;
+    let certs = crate::tls::pem::certificates(&pem, &settings.tls_dir()).ok()?;
+    Some(crate::tls::pem::fingerprint(&certs[0]))
+}
 
 /// Called by `hearth serve`: logs a new setup code when onboarding is still open.
 pub fn announce_if_needed(store: &Store, settings: &Settings) -> anyhow::Result<()> {
@@ -16,9 +55,9 @@ pub fn announce_if_needed(store: &Store, settings: &Settings) -> anyhow::Result<
     store.add_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
     // The one place a setup code is logged: the operator must be able to read it here.
     tracing::warn!(
-        "first-run setup: open http://{}/ in a browser and create the administrator with setup code {code} \
+        "first-run setup: open {} in a browser and create the administrator with setup code {code} \
          (valid {} hours; `hearth onboard` prints a new one)",
-        settings.server.listen,
+        web_address(settings),
         SETUP_CODE_SECS / 3600
     );
     Ok(())
@@ -38,10 +77,19 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let code = new_setup_code();
     store.add_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
     eprintln!(
-        "Open the web UI (http://{}/ by default) and enter this setup code to create the administrator.",
-        settings.server.listen
+        "Open the web UI ({}) and enter this setup code to create the administrator.",
+        web_address(settings)
     );
     eprintln!("It is valid for {} hours and works once.", SETUP_CODE_SECS / 3600);
+    if settings.tls.mode == crate::config::TlsMode::Local {
+        match ca_fingerprint(settings) {
+            Some(fp) => eprintln!(
+                "The box's certificate authority ({}ca.crt) must have this SHA-256 fingerprint:\n  {fp}",
+                web_address(settings)
+            ),
+            None => eprintln!("The box's certificate authority is made when `hearth serve` first starts."),
+        }
+    }
     println!("{code}");
     Ok(())
 }

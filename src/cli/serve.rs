@@ -8,6 +8,7 @@ use crate::knowledge::Knowledge;
 use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::tls::{BoxNames, SharedNames, Tls};
 use crate::voice::assistant::Assistant;
 use crate::voice::wyoming::{self, ServerOptions};
 use crate::voice::Voice;
@@ -21,8 +22,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let store = Store::open(&settings.database_path())?;
-    super::onboard::announce_if_needed(&store, &settings)?;
     let metrics = Metrics::new();
+    let names = SharedNames::new(BoxNames::discover(&settings));
+    let tls = Tls::prepare(settings.clone(), names.clone(), metrics.clone())
+        .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
+    super::onboard::announce_tls(&settings, tls.as_ref());
+    super::onboard::announce_if_needed(&store, &settings)?;
     let model = crate::models::resolve_model_path(&settings.model.path, data_dir);
     if let Err(e) = &model {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");
@@ -65,8 +70,19 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
     };
     let engines = models.clone();
-    let state =
-        AppState { settings, store, models, metrics, started: Instant::now(), knowledge, jobs, voice };
+    let advertisement = crate::tls::mdns::advertise(&settings);
+    let state = AppState {
+        settings,
+        store,
+        models,
+        metrics,
+        started: Instant::now(),
+        knowledge,
+        jobs,
+        voice,
+        tls,
+        names,
+    };
     actix_web::rt::System::new()
         .block_on(async move {
             if let Some((listener, assistant, options)) = wyoming {
@@ -76,6 +92,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             http::serve(state).await
         })
         .context("HTTP server failed")?;
+    drop(advertisement);
     engines.stop(std::time::Duration::from_secs(20));
     tracing::info!("stopped");
     Ok(())

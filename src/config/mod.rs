@@ -7,11 +7,12 @@
 //! or the flag.
 
 mod settings;
+mod tls;
 mod voice;
 
 pub use settings::{
-    KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings, StorageSettings,
-    VoiceSettings,
+    AcmeChallenge, KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
+    StorageSettings, TlsMode, TlsSettings, VoiceSettings,
 };
 
 use std::path::{Path, PathBuf};
@@ -27,11 +28,17 @@ enum Kind {
     Int,
     Float,
     Bool,
+    /// Comma-separated strings.
+    List,
 }
 
 /// Environment variables and the keys they set.
 const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_LISTEN", "server.listen", Kind::Str),
+    ("HEARTH_HTTP_LISTEN", "server.http_listen", Kind::Str),
+    ("HEARTH_NAME", "server.name", Kind::Str),
+    ("HEARTH_MDNS", "server.mdns", Kind::Bool),
+    ("HEARTH_ALLOWED_HOSTS", "server.allowed_hosts", Kind::List),
     ("HEARTH_MAX_BODY_BYTES", "server.max_body_bytes", Kind::Int),
     ("HEARTH_WORKERS", "server.workers", Kind::Int),
     ("HEARTH_MODEL", "model.path", Kind::Str),
@@ -61,6 +68,13 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_VOICE_THREADS", "voice.threads", Kind::Int),
     ("HEARTH_VOICE_LANGUAGE", "voice.language", Kind::Str),
     ("HEARTH_WYOMING_LISTEN", "voice.wyoming_listen", Kind::Str),
+    ("HEARTH_TLS_MODE", "tls.mode", Kind::Str),
+    ("HEARTH_TLS_CERT", "tls.cert", Kind::Str),
+    ("HEARTH_TLS_KEY", "tls.key", Kind::Str),
+    ("HEARTH_ACME_DOMAINS", "tls.acme_domains", Kind::List),
+    ("HEARTH_ACME_CONTACT", "tls.acme_contact", Kind::List),
+    ("HEARTH_ACME_DIRECTORY", "tls.acme_directory", Kind::Str),
+    ("HEARTH_ACME_CA", "tls.acme_ca", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];
@@ -184,6 +198,13 @@ fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
             "0" | "false" | "no" | "off" => Ok(Value::Boolean(false)),
             _ => Err(format!("expected true or false, got '{raw}'")),
         },
+        Kind::List => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        )),
     }
 }
 
@@ -292,6 +313,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_from_env_and_flags() {
+        let e = env(&[("HEARTH_TLS_MODE", "acme"), ("HEARTH_ACME_DOMAINS", "a.example.com, b.example.com")]);
+        let loaded = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap();
+        assert_eq!(loaded.settings.tls.mode, TlsMode::Acme);
+        assert_eq!(loaded.settings.tls.acme_domains, ["a.example.com", "b.example.com"]);
+        let flags = [FlagOverride { flag: "tls", key: "tls.mode", value: "off".into() }];
+        let loaded = load_from(None, Path::new(NO_SYSTEM), &e, &flags).unwrap();
+        assert_eq!(loaded.settings.tls.mode, TlsMode::Off);
+        let err =
+            load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_TLS_MODE", "maybe")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("HEARTH_TLS_MODE"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_on_unless_turned_off() {
+        let loaded = load_from(None, Path::new(NO_SYSTEM), &[], &[]).unwrap();
+        assert_eq!(loaded.settings.tls.mode, TlsMode::Local);
+        assert!(loaded.settings.http_listen_addr().is_some());
+        let e = env(&[("HEARTH_LISTEN", "127.0.0.1:9000"), ("HEARTH_HTTP_LISTEN", "127.0.0.1:9000")]);
+        let err = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap_err();
+        assert!(err.to_string().contains("http_listen"), "{err}");
+    }
+
+    #[test]
     fn unknown_env_vars_are_reported_not_fatal() {
         let loaded = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_THREAD", "2")]), &[]).unwrap();
         assert_eq!(loaded.unknown_env_vars, vec!["HEARTH_THREAD".to_string()]);
@@ -314,5 +359,6 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hearth.toml");
         let loaded = load_from(Some(&path), Path::new(NO_SYSTEM), &[], &[]).unwrap();
         assert_eq!(loaded.settings.storage.data_dir, PathBuf::from("/var/lib/hearth"));
+        assert_eq!(loaded.settings.tls.mode, TlsMode::Local, "packaged installs speak HTTPS");
     }
 }

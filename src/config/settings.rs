@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
 pub use super::voice::VoiceSettings;
 
 /// All of Hearth's settings. Every field has a default; files, environment variables
@@ -16,14 +17,29 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub knowledge: KnowledgeSettings,
     pub voice: VoiceSettings,
+    pub tls: TlsSettings,
     pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
-    /// Address and port the HTTP server listens on.
+    /// Address and port the server listens on: HTTPS, or plain HTTP when `tls.mode` is
+    /// `off`.
     pub listen: String,
+    /// With TLS on, a plain-HTTP address and port that only redirects to HTTPS (and
+    /// serves `/ca.crt` and ACME HTTP-01 challenges). Empty: none.
+    pub http_listen: String,
+    /// The box's name on the LAN: advertised by mDNS as `<name>.local` and put in the
+    /// local CA's certificate.
+    pub name: String,
+    /// Advertise the box on the LAN by mDNS/DNS-SD (`<name>.local`, `_https._tcp`).
+    pub mdns: bool,
+    /// Other names and addresses clients may reach the box by (a DNS name, a reverse
+    /// proxy's). Requests whose `Host` is none of the box's own names and addresses
+    /// nor these are refused, which stops DNS rebinding. They also go in the local CA's
+    /// certificate.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// HTTP worker threads (0: one per core, at most 4). Inference has its own thread.
@@ -32,7 +48,15 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024, workers: 0 }
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            http_listen: "127.0.0.1:8080".into(),
+            name: "hearth".into(),
+            mdns: true,
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+        }
     }
 }
 
@@ -192,6 +216,28 @@ impl Settings {
                 &format!("'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:8080)", self.server.listen),
             );
         }
+        if !self.server.http_listen.is_empty() && self.server.http_listen.parse::<SocketAddr>().is_err() {
+            return bad(
+                "server.http_listen",
+                &format!("'{}' is not ADDRESS:PORT (e.g. 0.0.0.0:8080) or empty", self.server.http_listen),
+            );
+        }
+        if self.tls.enabled() && self.http_listen_addr() == Some(self.listen_addr()) {
+            return bad("server.http_listen", "must differ from server.listen");
+        }
+        let name = &self.server.name;
+        if name.is_empty()
+            || name.len() > 63
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || name.starts_with('-')
+        {
+            return bad("server.name", "must be a DNS label: letters, digits and '-', at most 63");
+        }
+        if let Some(host) = self.server.allowed_hosts.iter().find(|h| h.is_empty() || h.contains(['/', ' ']))
+        {
+            return bad("server.allowed_hosts", &format!("'{host}' is not a host name or address"));
+        }
+        self.tls.validate()?;
         if !(1024..=512 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             return bad("server.max_body_bytes", "must be between 1024 and 536870912");
         }
@@ -251,6 +297,19 @@ impl Settings {
     /// The socket address to bind (validated by [`Settings::validate`]).
     pub fn listen_addr(&self) -> SocketAddr {
         self.server.listen.parse().expect("validated listen address")
+    }
+
+    /// The plain-HTTP redirect listener's address, when TLS is on and one is configured.
+    pub fn http_listen_addr(&self) -> Option<SocketAddr> {
+        if !self.tls.enabled() || self.server.http_listen.is_empty() {
+            return None;
+        }
+        self.server.http_listen.parse().ok()
+    }
+
+    /// The TLS files (local CA, server certificate, ACME account and certificates).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("tls")
     }
 
     /// Threads for generation: the configured number, else one less than the cores

@@ -94,7 +94,10 @@ async fn start_session(state: &AppState, req: &HttpRequest, user: User) -> Resul
 /// `GET /api/onboard`: whether first-run onboarding is still open.
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let needed = state.store.run(|store| store.needs_onboarding()).await?;
-    Ok(json(&json!({ "needed": needed })))
+    // The setup page shows the local CA's fingerprint, to compare with the console's
+    // before trusting the CA on a phone.
+    let ca = state.tls.as_ref().and_then(|t| t.ca.as_ref()).map(|ca| ca.fingerprint.clone());
+    Ok(json(&json!({ "needed": needed, "ca_fingerprint": ca })))
 }
 
 /// `POST /api/onboard`: creates the first administrator with a setup code, logs in.

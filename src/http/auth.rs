@@ -25,10 +25,15 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use std::future::{ready, Ready};
 
 /// API paths served without authentication (the web UI's own files are public too).
-const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/login", "/api/onboard"];
+/// The local CA's certificate and ACME challenge answers are public too: a phone fetches
+/// the certificate before it can log in safely, and the ACME CA has no account.
+const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/login", "/api/onboard", "/ca.crt", "/ca.der"];
 
 fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path) || path == "/" || path.starts_with("/assets/")
+    PUBLIC_PATHS.contains(&path)
+        || path == "/"
+        || path.starts_with("/assets/")
+        || path.starts_with("/.well-known/acme-challenge/")
 }
 
 /// How a caller proved who they are.

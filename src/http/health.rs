@@ -40,6 +40,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "model": model,
             "speech_to_text": state.voice.stt.state(),
             "text_to_speech": state.voice.tts.state(),
+            "tls": match &state.tls {
+                Some(tls) => json!(tls.status.get()),
+                None => json!({ "mode": "off" }),
+            },
             "models": state.models.states().into_iter().map(|(id, s)| json!({
                 "id": id,
                 "state": match s {

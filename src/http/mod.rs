@@ -16,6 +16,7 @@ mod peer;
 mod reply;
 mod search;
 mod speech;
+mod transport;
 mod ui;
 mod voice_turn;
 mod voice_ws;
@@ -29,6 +30,7 @@ use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::tls::{SharedNames, Tls};
 use crate::voice::Voice;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
@@ -46,6 +48,10 @@ pub struct AppState {
     pub knowledge: Knowledge,
     pub jobs: JobRunner,
     pub voice: Voice,
+    /// TLS as served (`None`: plain HTTP, `tls.mode = "off"`).
+    pub tls: Option<Tls>,
+    /// The box's names and addresses, for the `Host` check.
+    pub names: SharedNames,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -57,6 +63,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(limits::query_config())
         .app_data(limits::path_config())
         .service(resource("/api/health").route(web::get().to(health::health)))
+        .service(resource("/ca.crt").route(web::get().to(transport::ca_certificate)))
+        .service(resource("/ca.der").route(web::get().to(transport::ca_certificate)))
+        .service(
+            resource("/.well-known/acme-challenge/{token}").route(web::get().to(transport::acme_challenge)),
+        )
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/api/chat").route(web::post().to(chat::chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
@@ -128,10 +139,12 @@ async fn not_found() -> HttpResponse {
     ApiError::new(ErrorCode::NotFound, "no such route").error_response()
 }
 
-/// Runs the HTTP server until SIGINT/SIGTERM.
+/// Runs the HTTP server until SIGINT/SIGTERM: HTTPS on `server.listen` and a plain
+/// listener on `server.http_listen` that redirects to it, or plain HTTP with TLS off.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let settings = state.settings.clone();
     let models = state.models.clone();
+    let tls = state.tls.clone();
     let addr = settings.listen_addr();
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
@@ -144,6 +157,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
             .configure(|cfg| configure(cfg, state))
             .default_service(web::to(not_found))
             .wrap(actix_web::middleware::from_fn(auth::require_auth))
+            .wrap(actix_web::middleware::from_fn(transport::guard))
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -163,8 +177,25 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
             })
     })
     .on_connect(peer::on_connect)
-    .workers(workers)
-    .bind(addr)?;
+    .workers(workers);
+    let server = match &tls {
+        None => {
+            tracing::warn!(%addr, "TLS is off (tls.mode = \"off\"): passwords and tokens cross the network readable");
+            server.bind(addr)?
+        }
+        Some(tls) => {
+            let server = server.bind_rustls_0_23(addr, tls.server_config())?;
+            tracing::info!(%addr, mode = tls.mode.as_str(), "HTTPS");
+            tls.spawn_keeper();
+            match settings.http_listen_addr() {
+                Some(plain) => {
+                    tracing::info!(addr = %plain, "plain HTTP: redirects to HTTPS");
+                    server.bind(plain)?
+                }
+                None => server,
+            }
+        }
+    };
     tracing::info!(%addr, workers, "listening");
     let idle = std::time::Duration::from_secs(settings.model.idle_unload_secs);
     actix_web::rt::spawn(async move {

@@ -26,9 +26,17 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// The connection's socket, shared with actix (a duplicate descriptor of the same socket).
 struct Peer(std::net::TcpStream);
 
-/// `HttpServer::on_connect` hook: keeps a duplicate of each TCP connection's socket.
+/// `HttpServer::on_connect` hook: keeps a duplicate of each TCP connection's socket
+/// (under TLS too: closing is seen on the socket beneath).
 pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
-    let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else { return };
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let tcp = match connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        Some(tcp) => tcp,
+        None => match connection.downcast_ref::<Tls>() {
+            Some(tls) => tls.get_ref().0,
+            None => return,
+        },
+    };
     match tcp.as_fd().try_clone_to_owned() {
         Ok(fd) => {
             data.insert(Peer(std::net::TcpStream::from(fd)));

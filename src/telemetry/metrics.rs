@@ -38,6 +38,10 @@ pub struct Metrics {
     /// `vad_end_to_transcript`, `transcript_to_first_token`, `first_token_to_first_audio`,
     /// `speech_end_to_first_audio`.
     pub voice_stage_seconds: HistogramVec,
+    /// When the served TLS certificate expires (Unix seconds; 0 without TLS).
+    pub tls_certificate_expiry: IntGauge,
+    /// 1 while the last attempt to get or load a certificate failed (see /api/health).
+    pub tls_error: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -142,6 +146,16 @@ impl Metrics {
             model_loaded: gauge(r, "model_loaded", "Language models loaded and ready (generation engines)"),
             model_load_failures: counter(r, "model_load_failures_total", "Model files that failed to load"),
             voice_stage_seconds,
+            tls_certificate_expiry: gauge(
+                r,
+                "tls_certificate_expiry_timestamp_seconds",
+                "When the served TLS certificate expires (Unix time)",
+            ),
+            tls_error: gauge(
+                r,
+                "tls_certificate_error",
+                "1 while the last attempt to get or load the TLS certificate failed",
+            ),
             registry,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod gguf_fixtures;
 
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use std::io::Read;
 use std::net::TcpListener;
@@ -74,11 +75,15 @@ pub struct ServerOptions {
     pub model: PathBuf,
     pub context_size: u32,
     pub env: Vec<(String, String)>,
+    /// The port to serve on (default: a free one).
+    pub port: Option<u16>,
+    /// The host name in `url`, resolved to 127.0.0.1 by `agent()` (default: 127.0.0.1).
+    pub host: Option<String>,
 }
 
 impl ServerOptions {
     pub fn new(model: PathBuf) -> Self {
-        Self { model, context_size: 2048, env: Vec::new() }
+        Self { model, context_size: 2048, env: Vec::new(), port: None, host: None }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -89,7 +94,10 @@ impl ServerOptions {
 
 pub struct Server {
     pub child: Child,
+    /// `https://127.0.0.1:PORT` when the options turn TLS on, else `http://...`.
     pub url: String,
+    /// With TLS on: the plain-HTTP listener that redirects.
+    pub plain_url: Option<String>,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     options: ServerOptions,
@@ -98,11 +106,16 @@ pub struct Server {
 impl Server {
     /// Starts a server with a new data dir and waits until the model settled.
     pub fn start(options: ServerOptions) -> Server {
-        let temp = tempfile::tempdir().unwrap();
-        let data_dir = temp.path().to_path_buf();
-        let mut server = Server::spawn(data_dir, options);
-        server._temp = Some(temp);
+        let mut server = Server::spawn_unsettled(options);
         server.wait_settled();
+        server
+    }
+
+    /// Starts a server with a new data dir without waiting for it.
+    pub fn spawn_unsettled(options: ServerOptions) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Server::spawn(temp.path().to_path_buf(), options);
+        server._temp = Some(temp);
         server
     }
 
@@ -114,9 +127,13 @@ impl Server {
     }
 
     fn spawn(data_dir: PathBuf, options: ServerOptions) -> Server {
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
+        // Plain HTTP unless a test turns TLS on with HEARTH_TLS_MODE.
+        let tls = options.env.iter().any(|(k, v)| k == "HEARTH_TLS_MODE" && v != "off");
+        let plain_port = free_port();
         let mut cmd = Command::new(BIN);
+        cmd.env("HEARTH_TLS_MODE", "off").env("HEARTH_HTTP_LISTEN", format!("127.0.0.1:{plain_port}"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -132,7 +149,51 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("starting hearth serve");
-        Server { child, url: format!("http://127.0.0.1:{port}"), data_dir, _temp: None, options }
+        let scheme = if tls { "https" } else { "http" };
+        let host = options.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        Server {
+            child,
+            url: format!("{scheme}://{host}:{port}"),
+            plain_url: tls.then(|| format!("http://127.0.0.1:{plain_port}")),
+            data_dir,
+            _temp: None,
+            options,
+        }
+    }
+
+    /// An HTTP client for this server: with TLS on, it trusts the server's local CA
+    /// (`<data_dir>/tls/ca.crt`, once made) and the test's `HEARTH_TEST_CA` file, and
+    /// nothing else.
+    pub fn agent(&self) -> ureq::Agent {
+        if self.plain_url.is_none() {
+            return ureq::agent();
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let extra =
+            self.options.env.iter().find(|(k, _)| k == "HEARTH_TEST_CA").map(|(_, v)| PathBuf::from(v));
+        for file in [Some(self.data_dir.join("tls/ca.crt")), extra].into_iter().flatten() {
+            if let Ok(pem) = std::fs::read(&file) {
+                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+            }
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        // Every name (the ACME test's domain too) is this machine.
+        let resolve = |addr: &str| {
+            let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(443);
+            Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        };
+        ureq::AgentBuilder::new()
+            .tls_config(std::sync::Arc::new(config))
+            .redirects(0)
+            .resolver(resolve)
+            .build()
     }
 
     /// Waits until health answers and the model is ready or failed.
@@ -174,7 +235,7 @@ impl Server {
     }
 
     pub fn health(&self) -> Result<Value, ureq::Error> {
-        Ok(ureq::get(&format!("{}/api/health", self.url)).call()?.into_json()?)
+        Ok(self.agent().get(&format!("{}/api/health", self.url)).call()?.into_json()?)
     }
 
     pub fn log(&self) -> String {
@@ -244,7 +305,7 @@ impl Server {
     /// A request; returns the status and the body (JSON when it parses, else a string).
     pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
         let mut req =
-            ureq::request(method, &format!("{}{}", self.url, path)).timeout(Duration::from_secs(600));
+            self.agent().request(method, &format!("{}{}", self.url, path)).timeout(Duration::from_secs(600));
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
@@ -257,7 +318,9 @@ impl Server {
 
     /// Sends raw bytes with a content type.
     pub fn raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-        let result = ureq::post(&format!("{}{}", self.url, path))
+        let result = self
+            .agent()
+            .post(&format!("{}{}", self.url, path))
             .set("Authorization", &format!("Bearer {token}"))
             .set("Content-Type", content_type)
             .send_bytes(body);
@@ -299,7 +362,9 @@ impl Server {
 
     /// POSTs JSON and returns the raw SSE body (status must be 200).
     pub fn sse(&self, path: &str, token: &str, body: &Value) -> String {
-        let response = ureq::post(&format!("{}{}", self.url, path))
+        let response = self
+            .agent()
+            .post(&format!("{}{}", self.url, path))
             .set("Authorization", &format!("Bearer {token}"))
             .send_json(body.clone())
             .unwrap_or_else(|e| panic!("SSE request failed: {e:?}"));

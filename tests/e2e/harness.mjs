@@ -41,7 +41,8 @@ export class Server {
     const log = fs.openSync(s.logFile, 'w');
     s.child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--threads', '1', '--data-dir', s.dataDir,
       '--model', MODEL, '--context-size', '2048'], {
-      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_LOG_LEVEL: 'info', HEARTH_MAX_TOKENS: '200', ...env },
+      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_TLS_MODE: 'off', HEARTH_LOG_LEVEL: 'info',
+        HEARTH_MAX_TOKENS: '200', ...env },
       stdio: ['ignore', log, log],
     });
     await s.waitReady();

@@ -5,6 +5,7 @@
 mod common;
 
 // The modules below live beside this file in tests/integration/.
+mod acme;
 mod auth;
 mod bad_input;
 mod bad_models;
@@ -16,6 +17,7 @@ mod knowledge;
 mod models;
 mod openai;
 mod persistence;
+mod tls;
 mod voice_http;
 mod voice_import;
 mod voice_pipeline;
