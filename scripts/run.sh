@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh checkout to a running Hearth on the default model:
 # installs system packages, fetches and verifies the model (and the voice models), builds, creates an admin
-# user and token on first run (printed once), and serves on 0.0.0.0:8080 (or $HEARTH_LISTEN).
+# user and token on first run (printed once), and serves HTTPS on 0.0.0.0:8443 (or $HEARTH_LISTEN)
+# with the box's own certificate authority, plain HTTP on 0.0.0.0:8080 redirecting to it.
 # Extra arguments go to `hearth serve` (e.g. --listen 127.0.0.1:9000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +23,12 @@ if "$hearth" users list --data-dir "$data_dir" | grep -q '^No users'; then
   echo
   echo "First run: created user 'admin' with this API token (shown once, keep it):"
   echo "  $token"
-  echo "Try: curl -H \"Authorization: Bearer $token\" -H 'Content-Type: application/json' \\"
-  echo "       -d '{\"message\":\"Hello World\"}' http://127.0.0.1:8080/api/chat"
+  echo "Try: curl --cacert $data_dir/tls/ca.crt -H \"Authorization: Bearer $token\" \\"
+  echo "       -H 'Content-Type: application/json' -d '{\"message\":\"Hello World\"}' https://localhost:8443/api/chat"
   echo
 fi
 
 # The LAN address by default; a --listen flag among the arguments still wins.
-export HEARTH_LISTEN=${HEARTH_LISTEN:-0.0.0.0:8080}
+export HEARTH_LISTEN=${HEARTH_LISTEN:-0.0.0.0:8443}
+export HEARTH_HTTP_LISTEN=${HEARTH_HTTP_LISTEN:-0.0.0.0:8080}
 exec "$hearth" serve --data-dir "$data_dir" --model "$model" "$@"
