@@ -8,7 +8,8 @@ packages=(
   python3 python3-pip python3-venv                                   # model fetcher, test clients
   libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
   chromium                                                           # web UI end-to-end tests
-  openssl pebble                                                     # TLS tests: s_client, an ACME CA
+  openssl pebble libnss3-tools iproute2                              # TLS tests: s_client, an ACME CA,
+                                                                     # a CA in Chromium, network namespaces
 )
 # Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when
 # a Node.js is already installed some other way (e.g. NodeSource, whose package

@@ -19,29 +19,35 @@ const MODEL = process.env.HEARTH_TEST_SMALL_MODEL
   || path.join(process.env.HEARTH_MODEL_CACHE || path.join(os.homedir(), '.cache/hearth/models'), 'SmolLM2-135M-Instruct.Q4_1.gguf');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-function freePort() {
+function freePort(host = '127.0.0.1') {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+    srv.listen(0, host, () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
     srv.on('error', reject);
   });
 }
 
 export class Server {
-  /** `env`: more environment for the server (e.g. speech models). */
-  static async start({ env = {} } = {}) {
+  /**
+   * `env`: more environment for the server (e.g. speech models). `host`: the address to
+   * serve on (default 127.0.0.1). `tls`: HTTPS from the server's own CA, with a plain
+   * listener beside it (`plainUrl`), which also answers health.
+   */
+  static async start({ env = {}, host = '127.0.0.1', tls = false } = {}) {
     for (const [what, file] of [['hearth binary', BIN], ['test model', MODEL], ['chromium', CHROMIUM]]) {
       if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file} (run scripts/test.sh, which builds and fetches everything)`);
     }
     const s = new Server();
     s.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-e2e-'));
     s.logFile = path.join(s.dataDir, 'server.log');
-    const port = await freePort();
-    s.url = `http://127.0.0.1:${port}`;
+    const [port, plainPort] = [await freePort(host), await freePort(host)];
+    s.url = `${tls ? 'https' : 'http'}://${host}:${port}`;
+    s.plainUrl = tls ? `http://${host}:${plainPort}` : null;
     const log = fs.openSync(s.logFile, 'w');
-    s.child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--threads', '1', '--data-dir', s.dataDir,
-      '--model', MODEL, '--context-size', '2048'], {
-      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_TLS_MODE: 'off', HEARTH_LOG_LEVEL: 'info',
+    s.child = spawn(BIN, ['serve', '--listen', `${host}:${port}`, '--http-listen', `${host}:${plainPort}`,
+      '--tls', tls ? 'local' : 'off', '--threads', '1', '--data-dir', s.dataDir, '--model', MODEL, '--context-size', '2048'], {
+      // hearth.test: the LAN-style name some tests map to the server.
+      env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_ALLOWED_HOSTS: 'hearth.test', HEARTH_LOG_LEVEL: 'info',
         HEARTH_MAX_TOKENS: '200', ...env },
       stdio: ['ignore', log, log],
     });
@@ -54,7 +60,7 @@ export class Server {
     while (Date.now() < deadline) {
       if (this.child.exitCode !== null) throw new Error(`hearth exited early:\n${this.log()}`);
       try {
-        const health = await (await fetch(`${this.url}/api/health`)).json();
+        const health = await (await fetch(`${this.plainUrl ?? this.url}/api/health`)).json();
         const state = health.components.model.state;
         if (state === 'ready') return;
         if (state === 'failed') throw new Error(`model failed to load:\n${this.log()}`);
@@ -93,11 +99,15 @@ export class Server {
   }
 }
 
-/** Headless Chromium with a fresh profile, no network beyond the test server. */
-export async function launchBrowser(extraArgs = []) {
+/**
+ * Headless Chromium with a fresh profile, no network beyond the test server. `env`: its
+ * environment (HOME decides which NSS certificate database it trusts).
+ */
+export async function launchBrowser(extraArgs = [], env = undefined) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
+    env,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
