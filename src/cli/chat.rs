@@ -45,6 +45,7 @@ pub fn run(args: ChatArgs, loaded: Loaded) -> anyhow::Result<()> {
                 url: format!("{}/api/chat", url.trim_end_matches('/')),
                 token,
                 conversation: args.conversation.clone(),
+                agent: crate::tls::client::agent(&loaded.settings),
             })
         }
         None => Box::new(Local::start(&loaded)?),
@@ -80,6 +81,8 @@ struct Remote {
     url: String,
     token: String,
     conversation: Option<String>,
+    /// Trusts the box's local CA besides the system's roots.
+    agent: ureq::Agent,
 }
 
 impl Backend for Remote {
@@ -87,7 +90,9 @@ impl Backend for Remote {
         let body = serde_json::json!({
             "message": message, "conversation_id": self.conversation, "stream": true,
         });
-        let response = match ureq::post(&self.url)
+        let response = match self
+            .agent
+            .post(&self.url)
             .set("Authorization", &format!("Bearer {}", self.token))
             .send_json(body)
         {
@@ -96,6 +101,11 @@ impl Backend for Remote {
                 let text = r.into_string().unwrap_or_default();
                 bail!("the service answered {code}: {text}");
             }
+            Err(e) if e.to_string().contains("certificate") => bail!(
+                "cannot reach {}: {e} (on the box, --data-dir or --config lets hearth trust its own CA; \
+                 elsewhere install the box's /ca.crt)",
+                self.url
+            ),
             Err(e) => bail!("cannot reach {}: {e}", self.url),
         };
         let mut reply = String::new();

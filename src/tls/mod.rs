@@ -11,6 +11,7 @@
 
 #[cfg(feature = "acme")]
 mod acme;
+pub mod client;
 mod files;
 pub mod local_ca;
 pub mod mdns;
@@ -37,9 +38,10 @@ pub enum TlsError {
     Acme(String),
 }
 
-/// How often the local CA's certificate is checked against the box's addresses and
-/// its expiry, and how often `files` mode looks at its files.
-const LOCAL_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often the box's addresses are looked at (a cheap `getifaddrs`; the certificate
+/// is re-issued only when they changed or renewal is due), and how often `files` mode
+/// looks at its files.
+const LOCAL_CHECK_EVERY: Duration = Duration::from_secs(10);
 const FILES_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// The certificate the listener serves now; replaced while serving.
@@ -251,9 +253,18 @@ impl Tls {
             tick.tick().await;
             let tls = self.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let names = BoxNames::discover(&tls.settings);
-                if tls.names.set(names) {
+                let changed = tls.names.set(BoxNames::discover(&tls.settings));
+                if changed {
                     tracing::info!(names = ?tls.names.get().all(), "the box's names or addresses changed");
+                }
+                let renew_at = tls
+                    .status
+                    .get()
+                    .expires
+                    .map(|e| e.saturating_sub(u64::from(tls.settings.tls.renew_days) * 86_400));
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if !changed && renew_at.is_some_and(|at| now < at) {
+                    return Ok(());
                 }
                 let ca = local_ca::LocalCa::load_or_create(&tls.settings.tls_dir(), &tls.names.get())?;
                 tls.refresh_local(&ca)

@@ -321,7 +321,7 @@ fn a_client_that_disconnects_frees_its_slot() {
     let body = body.to_string();
     let mut socket = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
     let request = format!(
-        "POST /api/chat HTTP/1.1\r\nHost: hearth\r\nAuthorization: Bearer {token}\r\n\
+        "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -390,3 +390,28 @@ fn files_mode_with_missing_files_fails_to_start_and_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[test]
+fn the_cli_on_the_box_chats_over_https_trusting_its_own_ca() {
+    let server = local_server(&[]);
+    let token = server.user("alice");
+    let url = server.url.replace("127.0.0.1", "localhost");
+    let chat = |data_dir: &Path| {
+        Command::new(crate::common::BIN)
+            .args(["chat", "Say hello.", "--url", &url, "--data-dir"])
+            .arg(data_dir)
+            .env("HEARTH_TOKEN", &token)
+            .env("HEARTH_CONFIG", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let out = chat(&server.data_dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    // Elsewhere (another data dir, no CA) the certificate is refused, and the error says why.
+    let other = tempfile::tempdir().unwrap();
+    let out = chat(other.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate") && err.contains("ca.crt"), "{err}");
+}
