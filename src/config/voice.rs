@@ -16,8 +16,9 @@ pub struct VoiceSettings {
     /// onnxruntime` installs (data dir, then the model cache), else the system's.
     pub onnxruntime: String,
     /// The language people speak to the box, ISO 639-1 (`en`, `de`), used when a request
-    /// does not say. Empty: detected per utterance, which costs multilingual models (base)
-    /// a full extra encoder pass (about 0.8 s on 2 cores); English-only models assume `en`.
+    /// does not say; several separated by commas (`en,de`): detected per utterance among
+    /// those only. Empty: detected among all, which costs multilingual models (base) an
+    /// extra encoder pass per utterance; English-only models assume `en`.
     pub language: String,
     /// Threads for speech recognition and synthesis (0: one per core, at most 4).
     pub threads: u32,
@@ -55,11 +56,11 @@ impl VoiceSettings {
         if self.threads > 64 {
             return bad("threads", "must be at most 64 (0 = automatic)");
         }
-        let iso_639_1 = self.language.len() == 2 && self.language.chars().all(|c| c.is_ascii_lowercase());
-        if !self.language.is_empty() && !iso_639_1 {
+        let iso_639_1 = |code: &str| code.len() == 2 && code.chars().all(|c| c.is_ascii_lowercase());
+        if !self.language.is_empty() && !self.language.split(',').map(str::trim).all(iso_639_1) {
             return bad(
                 "language",
-                "must be a two-letter ISO 639-1 code such as en or de, or empty to detect",
+                "must be two-letter ISO 639-1 codes such as en or de (several: en,de), or empty to detect",
             );
         }
         if !(1..=3600).contains(&self.max_audio_seconds) {
@@ -121,6 +122,8 @@ mod tests {
         };
         assert!(with(|v| v.language = "english".into()).unwrap_err().contains("voice.language"));
         assert_eq!(with(|v| v.language = "de".into()), Ok(()));
+        assert_eq!(with(|v| v.language = "en, de".into()), Ok(()));
+        assert!(with(|v| v.language = "en,deu".into()).is_err());
         assert!(with(|v| v.wyoming_listen = "10300".into()).unwrap_err().contains("voice.wyoming_listen"));
         assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()])
             .unwrap_err()

@@ -20,6 +20,7 @@ mod persistence;
 mod tls;
 mod voice_http;
 mod voice_import;
+mod voice_language;
 mod voice_pipeline;
 mod voice_wyoming;
 mod web;

@@ -88,29 +88,19 @@ fn transcribe(
     job: &Job,
 ) -> Result<Transcription, SttError> {
     let request = &job.request;
-    let language = match request.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
-        None | Some("auto") if multilingual => None,
-        None | Some("auto") => Some("en".to_string()),
-        Some(code) => {
-            let code = code.to_ascii_lowercase();
-            if whisper_rs::get_lang_id(&code).is_none() {
-                return Err(SttError::InvalidRequest(format!(
-                    "unknown language '{code}'; use an ISO 639-1 code such as 'en' or 'de'"
-                )));
-            }
-            if !multilingual && code != "en" {
-                return Err(SttError::InvalidRequest(format!(
-                    "the speech model understands English only, not '{code}'; install whisper-base"
-                )));
-            }
-            Some(code)
-        }
-    };
     let duration = request.audio.len() as f64 / crate::audio::SPEECH_RATE as f64;
-
+    // The encoder window: all of whisper's 30 s (0), or as much as a short clip needs.
+    let audio_ctx = match request.fast && duration < 28.0 {
+        true => (duration * FRAMES_PER_SECOND + FAST_PADDING_FRAMES).ceil().min(1500.0) as i32,
+        false => 0,
+    };
+    let language = match languages(request.language.as_deref(), multilingual)? {
+        Languages::Fixed(code) => code,
+        Languages::Detect(allowed) => detect(whisper_state, &request.audio, audio_ctx, threads, &allowed)?,
+    };
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(threads.max(1) as i32);
-    params.set_language(Some(language.as_deref().unwrap_or("auto")));
+    params.set_language(Some(&language));
     params.set_detect_language(false);
     params.set_print_progress(false);
     params.set_print_realtime(false);
@@ -121,10 +111,7 @@ fn transcribe(
     if let Some(prompt) = request.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
         params.set_initial_prompt(prompt);
     }
-    if request.fast && duration < 28.0 {
-        let frames = (duration * FRAMES_PER_SECOND + FAST_PADDING_FRAMES).ceil().min(1500.0);
-        params.set_audio_ctx(frames as i32);
-    }
+    params.set_audio_ctx(audio_ctx);
     // A caller that went away (HTTP disconnect, WebSocket closed) stops the work.
     // (whisper-rs 0.16's set_abort_callback_safe hands whisper.cpp a pointer of the
     // wrong type, which reads garbage and aborts every encode; so the plain C callback.)
@@ -153,8 +140,106 @@ fn transcribe(
             no_speech_prob: segment.no_speech_probability(),
         });
     }
-    let language = language.unwrap_or_else(|| {
-        whisper_rs::get_lang_str(whisper_state.full_lang_id_from_state()).unwrap_or("en").to_string()
-    });
     Ok(Transcription { text: join_segments(&segments), language, duration, segments, elapsed })
+}
+
+/// The language of a request: given, or to be found among some (or all) languages.
+#[derive(Debug, PartialEq)]
+enum Languages {
+    Fixed(String),
+    /// Detect, choosing only among these (empty: any).
+    Detect(Vec<String>),
+}
+
+/// Reads a request's language: empty or `auto` (detect), one ISO 639-1 code, or several
+/// separated by commas (`voice.language = "en,de"`: detect among those only). English-only
+/// models always hear English.
+fn languages(raw: Option<&str>, multilingual: bool) -> Result<Languages, SttError> {
+    let codes: Vec<String> = raw
+        .unwrap_or("")
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "auto")
+        .collect();
+    for code in &codes {
+        if whisper_rs::get_lang_id(code).is_none() {
+            return Err(SttError::InvalidRequest(format!(
+                "unknown language '{code}'; use an ISO 639-1 code such as 'en' or 'de'"
+            )));
+        }
+        if !multilingual && code != "en" {
+            return Err(SttError::InvalidRequest(format!(
+                "the speech model understands English only, not '{code}'; install whisper-base"
+            )));
+        }
+    }
+    Ok(match codes.len() {
+        _ if !multilingual => Languages::Fixed("en".into()),
+        1 => Languages::Fixed(codes[0].clone()),
+        _ => Languages::Detect(codes),
+    })
+}
+
+/// Finds the language spoken in `audio`, among `allowed` (empty: any).
+///
+/// Not whisper.cpp's own detection inside `full`: that runs before `full` applies the
+/// run's `audio_ctx`, so it encodes as much audio as the previous run did. After the
+/// 0.5 s warm-up that was the first 1.8 s of the next clip, and the first transcription
+/// after a start came back as Cantonese or Maori. So the state is first given this run's
+/// window by a `full` call that encodes nothing (whisper.cpp stops when less than a second
+/// is left to decode), and whisper's language detection then runs on this clip.
+fn detect(
+    whisper_state: &mut whisper_rs::WhisperState,
+    audio: &[f32],
+    audio_ctx: i32,
+    threads: u32,
+    allowed: &[String],
+) -> Result<String, SttError> {
+    let failed = |what: &str, e: whisper_rs::WhisperError| SttError::Failed(format!("{what}: {e}"));
+    let mut prime = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    prime.set_n_threads(threads.max(1) as i32);
+    prime.set_language(Some("en"));
+    prime.set_audio_ctx(audio_ctx);
+    prime.set_duration_ms(500);
+    prime.set_no_context(true);
+    prime.set_print_progress(false);
+    prime.set_print_realtime(false);
+    prime.set_print_special(false);
+    prime.set_print_timestamps(false);
+    whisper_state.full(prime, &[0.0; 1600]).map_err(|e| failed("setting the audio window", e))?;
+    let threads = threads.max(1) as usize;
+    whisper_state.pcm_to_mel(audio, threads).map_err(|e| failed("computing the spectrogram", e))?;
+    let (best, probs) =
+        whisper_state.lang_detect(0, threads).map_err(|e| failed("detecting the language", e))?;
+    let id = match allowed {
+        [] => best,
+        allowed => allowed
+            .iter()
+            .filter_map(|code| whisper_rs::get_lang_id(code))
+            .max_by(|a, b| probs[*a as usize].total_cmp(&probs[*b as usize]))
+            .unwrap_or(best),
+    };
+    let code = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+    tracing::debug!(language = %code, p = probs.get(id as usize).copied().unwrap_or(0.0), ?allowed, "detected the language");
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{languages, Languages};
+
+    #[test]
+    fn a_request_names_one_language_several_or_none() {
+        let fixed = |c: &str| Languages::Fixed(c.into());
+        assert_eq!(languages(None, true).unwrap(), Languages::Detect(vec![]));
+        assert_eq!(languages(Some(" auto "), true).unwrap(), Languages::Detect(vec![]));
+        assert_eq!(languages(Some("DE"), true).unwrap(), fixed("de"));
+        assert_eq!(
+            languages(Some("en, de"), true).unwrap(),
+            Languages::Detect(vec!["en".into(), "de".into()])
+        );
+        assert_eq!(languages(None, false).unwrap(), fixed("en"), "English-only models hear English");
+        assert!(languages(Some("en,zz"), true).is_err());
+        assert!(languages(Some("de"), false).is_err(), "tiny.en cannot hear German");
+    }
 }
