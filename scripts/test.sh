@@ -11,7 +11,7 @@ bash scripts/deps.sh
 # hearth itself converts the embedding model (hearth models import), so build first;
 # the tests below reuse this build.
 cargo build --locked
-python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en piper-joe onnxruntime --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
+python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en whisper-base piper-joe onnxruntime --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then

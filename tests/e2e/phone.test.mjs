@@ -10,6 +10,8 @@ import test, { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
+import tls from 'node:tls';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -124,6 +126,91 @@ test('over HTTPS with the trusted CA: log in, chat, and talk with the microphone
   await reply.locator('.meta', { hasText: 'spoken' }).waitFor({ timeout: 240_000 });
   assert.ok(audioBytes > 22050, `spoken audio came back: ${audioBytes} bytes`);
   await page.screenshot({ path: path.join(SHOTS, 'phone-https-voice.png'), animations: 'disabled' });
+});
+
+/** A DNS name in wire format at `offset` (following compression pointers), and the end. */
+function readName(buf, offset) {
+  const labels = [];
+  let end = null;
+  for (let guard = 0; guard < 64; guard++) {
+    const len = buf[offset];
+    if (len === 0) { end ??= offset + 1; break; }
+    if ((len & 0xc0) === 0xc0) { end ??= offset + 2; offset = ((len & 0x3f) << 8) | buf[offset + 1]; continue; }
+    labels.push(buf.toString('latin1', offset + 1, offset + 1 + len));
+    offset += 1 + len;
+  }
+  return [labels.join('.').toLowerCase(), end];
+}
+
+/** Every resource record in an mDNS message: { name, type, data }. */
+function records(buf) {
+  const count = (i) => buf.readUInt16BE(i);
+  let offset = 12;
+  for (let q = 0; q < count(4); q++) offset = readName(buf, offset)[1] + 4;
+  const out = [];
+  const total = count(6) + count(8) + count(10);
+  for (let r = 0; r < total && offset < buf.length; r++) {
+    const [name, end] = readName(buf, offset);
+    const type = buf.readUInt16BE(end);
+    const length = buf.readUInt16BE(end + 8);
+    const start = end + 10;
+    let data = buf.subarray(start, start + length);
+    if (type === 1) data = [...data].join('.');
+    else if (type === 12) data = readName(buf, start)[0];
+    out.push({ name, type, data });
+    offset = start + length;
+  }
+  return out;
+}
+
+/** Asks the LAN (this namespace) by mDNS for `hearth.local` and `_https._tcp.local`. */
+async function mdnsAnswers(from) {
+  const question = (name, type) => Buffer.concat([
+    ...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+    Buffer.from([0, 0, type, 0, 1]),
+  ]);
+  const query = Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0]),
+    question('hearth.local', 1), question('_https._tcp.local', 12)]);
+  const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  const seen = [];
+  socket.on('message', (msg) => { if (msg[2] & 0x80) seen.push(...records(msg)); });
+  await new Promise((resolve) => socket.bind(5353, resolve));
+  socket.addMembership('224.0.0.251', from);
+  socket.setMulticastInterface(from);
+  for (let i = 0; i < 4 && !seen.some((r) => r.type === 1); i++) {
+    socket.send(query, 5353, '224.0.0.251');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  socket.close();
+  return seen;
+}
+
+test('the box is found by mDNS and re-certifies a new address while serving', async () => {
+  const server = servers[0];
+  const port = Number(new URL(server.url).port);
+  const seen = await mdnsAnswers('10.77.0.2');
+  const a = seen.filter((r) => r.name === 'hearth.local' && r.type === 1).map((r) => r.data);
+  assert.ok(a.includes(ADDR), `hearth.local resolves to ${ADDR}: ${JSON.stringify(seen)}`);
+  const ptr = seen.filter((r) => r.name === '_https._tcp.local' && r.type === 12).map((r) => r.data);
+  assert.ok(ptr.some((p) => p.startsWith('hearth on ')), `an _https._tcp service: ${JSON.stringify(seen)}`);
+
+  // A new address on the box: within seconds its certificate covers it too.
+  const ca = fs.readFileSync(path.join(server.dataDir, 'tls/ca.crt'));
+  execFileSync('ip', ['addr', 'add', '10.77.0.9/24', 'dev', 'veth0']);
+  const verified = () => new Promise((resolve) => {
+    // The server listens on ADDR; the certificate it serves must name the new address.
+    const checkServerIdentity = (_, cert) => tls.checkServerIdentity('10.77.0.9', cert);
+    const socket = tls.connect({ host: ADDR, port, ca, checkServerIdentity }, () => {
+      resolve(socket.authorized);
+      socket.end();
+    });
+    socket.on('error', () => resolve(false));
+  });
+  const deadline = Date.now() + 60_000;
+  while (!(await verified())) {
+    assert.ok(Date.now() < deadline, `10.77.0.9 never verified:\n${server.log().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 });
 
 test('over plain HTTP on the LAN address the microphone button explains instead', async () => {
