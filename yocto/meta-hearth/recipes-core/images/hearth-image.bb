@@ -1,5 +1,5 @@
 SUMMARY = "Hearth appliance image: the hearth service on a small systemd system"
-DESCRIPTION = "Boots straight into the hearth service (port 8080) with SSH for \
+DESCRIPTION = "Boots straight into the hearth service (HTTPS on 8443, 8080 redirects) with SSH for \
 administration. The distro must use systemd (see yocto/README.md)."
 LICENSE = "MIT"
 
