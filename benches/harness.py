@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -143,6 +144,13 @@ class Endpoint:
     port: int
     token: str | None = None
     host: str = "127.0.0.1"
+    # HTTPS, trusting this CA file (Hearth's local CA); None: plain HTTP.
+    ca: str | None = None
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.ca is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=_tls_context(self.ca))
 
     def headers(self) -> dict:
         h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -151,9 +159,20 @@ class Endpoint:
         return h
 
 
+_TLS_CONTEXTS: dict[str, ssl.SSLContext] = {}
+
+
+def _tls_context(ca: str) -> ssl.SSLContext:
+    """One client context per CA file: making one reads the file and costs milliseconds,
+    which a per-connection measurement must not count."""
+    if ca not in _TLS_CONTEXTS:
+        _TLS_CONTEXTS[ca] = ssl.create_default_context(cafile=ca)
+    return _TLS_CONTEXTS[ca]
+
+
 def http_json(ep: Endpoint, method: str, path: str, body: dict | None = None, timeout: float = 30.0) -> dict:
     """One request; returns the decoded JSON body. Raises BenchError on non-2xx."""
-    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+    conn = ep.connection(timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         conn.request(method, path, body=data, headers=ep.headers())
@@ -228,7 +247,7 @@ def stream_chat(ep: Endpoint, path: str, body: dict, timeout: float = 600.0) -> 
     (`event: token` / `event: done` / `event: error`)."""
     res = StreamResult()
     deadline = time.monotonic() + timeout
-    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=min(timeout, 300.0))
+    conn = ep.connection(min(timeout, 300.0))
     t0 = time.monotonic()
     try:
         conn.request("POST", path, body=json.dumps(body).encode(), headers=ep.headers())
@@ -330,9 +349,11 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
     if data.exists():
         subprocess.run(["rm", "-rf", str(data)], check=True)
     data.mkdir(parents=True)
-    # Plain HTTP: the chat benchmarks measure the engine (benches/tls.py measures TLS).
-    env = clean_env({"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"),
-                     **(settings or {})})
+    # Plain HTTP unless `settings` says otherwise: the chat benchmarks measure the engine
+    # (benches/tls.py compares TLS with plain HTTP).
+    env = clean_env({"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off",
+                     "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"), **(settings or {})})
+    tls = env["HEARTH_TLS_MODE"] != "off"
     log_path = LOGS / f"hearth-{tag}.log"
     log_path.unlink(missing_ok=True)
 
@@ -348,19 +369,20 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
     if not out:
         raise BenchError("hearth tokens create printed no token")
     token = out[-1]
-    port = free_port()
+    port, plain_port = free_port(), free_port()
     cmd = [str(binary), "serve", "--data-dir", str(data), "--model", str(model),
-           "--listen", f"127.0.0.1:{port}", "--context-size", str(ctx)]
+           "--listen", f"127.0.0.1:{port}", "--http-listen", f"127.0.0.1:{plain_port}", "--context-size", str(ctx)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     cmd += list(extra_args or [])
     with open(log_path, "ab") as f:
         f.write(f"$ {' '.join(cmd)}\n".encode())
     proc = spawn(cmd, log_path, env)
-    ep = Endpoint(port, token)
+    ep = Endpoint(port, token, ca=str(data / "tls" / "ca.crt") if tls else None)
 
     def check():
-        h = http_json(Endpoint(port), "GET", "/api/health", timeout=5)
+        # With TLS on, the plain listener answers health (before and after the CA exists).
+        h = http_json(Endpoint(plain_port if tls else port), "GET", "/api/health", timeout=5)
         components = h.get("components") or {}
         m = components.get("model") or {}
         if m.get("state") == "failed":

@@ -75,6 +75,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_ACME_CONTACT", "tls.acme_contact", Kind::List),
     ("HEARTH_ACME_DIRECTORY", "tls.acme_directory", Kind::Str),
     ("HEARTH_ACME_CA", "tls.acme_ca", Kind::Str),
+    ("HEARTH_ACME_CHALLENGE", "tls.acme_challenge", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];

@@ -31,12 +31,13 @@ impl TlsMode {
 
 /// How the ACME CA checks that this box holds the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
 pub enum AcmeChallenge {
     /// On the HTTPS listener itself (the CA connects to port 443).
     #[default]
+    #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
     /// On the plain HTTP listener (`server.http_listen`; the CA connects to port 80).
+    #[serde(rename = "http-01")]
     Http01,
 }
 
@@ -143,6 +144,15 @@ mod tests {
         s.validate().unwrap();
         s.acme_directory = "http://plain/dir".into();
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn challenges_are_spelled_as_in_the_acme_rfc() {
+        let parsed: TlsSettings = toml::from_str("acme_challenge = \"http-01\"").unwrap();
+        assert_eq!(parsed.acme_challenge, AcmeChallenge::Http01);
+        let parsed: TlsSettings = toml::from_str("acme_challenge = \"tls-alpn-01\"").unwrap();
+        assert_eq!(parsed.acme_challenge, AcmeChallenge::TlsAlpn01);
+        assert!(toml::from_str::<TlsSettings>("acme_challenge = \"dns-01\"").is_err());
     }
 
     #[test]

@@ -77,13 +77,15 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// The port to serve on (default: a free one).
     pub port: Option<u16>,
+    /// With TLS on, the plain listener's port (default: a free one).
+    pub plain_port: Option<u16>,
     /// The host name in `url`, resolved to 127.0.0.1 by `agent()` (default: 127.0.0.1).
     pub host: Option<String>,
 }
 
 impl ServerOptions {
     pub fn new(model: PathBuf) -> Self {
-        Self { model, context_size: 2048, env: Vec::new(), port: None, host: None }
+        Self { model, context_size: 2048, env: Vec::new(), port: None, plain_port: None, host: None }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -131,7 +133,7 @@ impl Server {
         let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
         // Plain HTTP unless a test turns TLS on with HEARTH_TLS_MODE.
         let tls = options.env.iter().any(|(k, v)| k == "HEARTH_TLS_MODE" && v != "off");
-        let plain_port = free_port();
+        let plain_port = options.plain_port.unwrap_or_else(free_port);
         let mut cmd = Command::new(BIN);
         cmd.env("HEARTH_TLS_MODE", "off").env("HEARTH_HTTP_LISTEN", format!("127.0.0.1:{plain_port}"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])

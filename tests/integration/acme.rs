@@ -30,8 +30,9 @@ struct Pebble {
 }
 
 impl Pebble {
-    /// `validity`: seconds each certificate is valid.
-    fn start(tls_port: u16, validity: u64) -> Pebble {
+    /// `tls_port`, `http_port`: where pebble's validator connects for TLS-ALPN-01 and
+    /// HTTP-01 challenges (Hearth's listeners). `validity`: seconds each certificate is valid.
+    fn start(tls_port: u16, http_port: u16, validity: u64) -> Pebble {
         need("pebble");
         need("pebble-challtestsrv");
         let dir = tempfile::tempdir().unwrap();
@@ -72,7 +73,7 @@ impl Pebble {
             "certificate": dir.path().join("cert.pem"),
             "privateKey": dir.path().join("key.pem"),
             // Where pebble's validator connects for the challenges: Hearth's listener.
-            "httpPort": free_port(),
+            "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
@@ -189,7 +190,7 @@ fn served_certificate(port: u16, name: &str, root: &Path) -> Vec<u8> {
 fn acme_certificate_is_issued_served_and_renewed() {
     let port = free_port();
     // Short-lived certificates: rustls-acme renews at two thirds of their life.
-    let pebble = Pebble::start(port, 30);
+    let pebble = Pebble::start(port, free_port(), 30);
     let root = pebble.write_root();
     let domain = "hearth.test";
     let mut options = ServerOptions::new(small_model())
@@ -228,6 +229,32 @@ fn acme_certificate_is_issued_served_and_renewed() {
     }
     let health = server.health().unwrap();
     assert!(health["components"]["tls"]["last_error"].is_null(), "{health}");
+}
+
+#[test]
+fn acme_http_01_is_answered_on_the_plain_listener() {
+    let (port, plain_port) = (free_port(), free_port());
+    let pebble = Pebble::start(free_port(), plain_port, 3600);
+    let root = pebble.write_root();
+    let domain = "hearth-http.test";
+    let mut options = ServerOptions::new(small_model())
+        .env("HEARTH_TLS_MODE", "acme")
+        .env("HEARTH_ACME_DOMAINS", domain)
+        .env("HEARTH_ACME_CHALLENGE", "http-01")
+        .env("HEARTH_ACME_DIRECTORY", &pebble.directory)
+        .env("HEARTH_ACME_CA", pebble.listener_ca().to_str().unwrap())
+        .env("HEARTH_TEST_CA", root.to_str().unwrap());
+    options.port = Some(port);
+    options.plain_port = Some(plain_port);
+    options.host = Some(domain.into());
+    let server = Server::start(options);
+    let health = server.health().unwrap_or_else(|e| panic!("{e}\n{}\n{}", server.log(), pebble.logs()));
+    assert_eq!(health["components"]["tls"]["names"], serde_json::json!([domain]), "{health}");
+    let der = served_certificate(port, domain, &root);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert!(cert.issuer().to_string().to_lowercase().contains("pebble"));
+    // The validator fetched the answer from the plain listener.
+    assert!(pebble.logs().contains("Attempting to validate w/ HTTP"), "{}", pebble.logs());
 }
 
 #[test]
