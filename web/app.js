@@ -72,7 +72,7 @@ async function signIn() {
   } catch (e) {
     showError(e);
   }
-  set(root, status.needed ? onboardPage(signedIn, status.ca_fingerprint) : loginPage(signedIn));
+  set(root, status.needed ? onboardPage(signedIn, status) : loginPage(signedIn));
   root.querySelector('input')?.focus();
 }
 

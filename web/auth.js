@@ -34,8 +34,24 @@ function caNote(fingerprint) {
     h('code', { class: 'fingerprint', text: fingerprint }));
 }
 
+/** Languages whisper hears well, in their own names; others can be set in the config. */
+const LANGUAGES = [['en', 'English'], ['de', 'Deutsch'], ['fr', 'Français'], ['es', 'Español'], ['it', 'Italiano'],
+  ['nl', 'Nederlands'], ['pt', 'Português'], ['pl', 'Polski'], ['sv', 'Svenska'], ['da', 'Dansk'], ['no', 'Norsk'],
+  ['fi', 'Suomi'], ['cs', 'Čeština'], ['tr', 'Türkçe'], ['ru', 'Русский'], ['uk', 'Українська'], ['zh', '中文'],
+  ['ja', '日本語'], ['ko', '한국어'], ['ar', 'العربية'], ['hi', 'हिन्दी']];
+
+/** The language people will speak to the box, offered with the box's locale first. */
+function languageField(language) {
+  if (!language || language.configured) return [null, null];
+  const known = LANGUAGES.some(([code]) => code === language.default);
+  const options = [...(known ? [] : [[language.default, language.default]]), ...LANGUAGES, ['auto', 'Detect each time (slower)']]
+    .map(([code, name]) => h('option', { value: code, text: name, selected: code === language.default }));
+  return field('Language you will speak to Hearth', { tag: 'select', name: 'language' }, options);
+}
+
 /** First run: create the administrator with the setup code from the server log. */
-export function onboardPage(done, caFingerprint) {
+export function onboardPage(done, status = {}) {
+  const caFingerprint = status.ca_fingerprint;
   const [codeField, code] = field('Setup code', { name: 'code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX-XXXX', spellcheck: 'false' });
   const [nameField, name] = field('Administrator name', { name: 'username', required: true, autocomplete: 'username', value: 'admin' });
   const [passField, pass] = field('Password (at least 8 characters)', { name: 'password', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
@@ -43,10 +59,13 @@ export function onboardPage(done, caFingerprint) {
   const intro = h('p', {},
     'Welcome! Create the administrator account. The one-time setup code is in the server log ',
     '(look for "setup code"), or run ', h('code', { text: 'hearth onboard' }), ' on the box.');
-  const fields = [codeField, nameField, passField, againField, caNote(caFingerprint)].filter(Boolean);
+  const [langField, lang] = languageField(status.language);
+  const fields = [codeField, nameField, passField, againField, langField, caNote(caFingerprint)].filter(Boolean);
   return card('Set up Hearth', intro, fields, 'Create administrator', async () => {
     if (pass.value !== again.value) throw new Error('The two passwords differ.');
-    const res = await api('POST', '/api/onboard', { code: code.value, name: name.value.trim(), password: pass.value });
+    const body = { code: code.value, name: name.value.trim(), password: pass.value };
+    if (lang) body.language = lang.value;
+    const res = await api('POST', '/api/onboard', body);
     done(res.user);
   });
 }

@@ -32,9 +32,9 @@ export function set(el, ...children) {
 }
 
 /** A labelled form field; returns [wrapper, input]. */
-export function field(label, props) {
+export function field(label, props, children = []) {
   const id = 'f-' + Math.random().toString(36).slice(2, 9);
-  const input = h(props.tag || 'input', { ...props, tag: null, id });
+  const input = h(props.tag || 'input', { ...props, tag: null, id }, ...children);
   return [h('div', { class: 'field' }, h('label', { for: id, text: label }), input), input];
 }
 

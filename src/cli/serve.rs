@@ -44,6 +44,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let jobs = JobRunner::start(knowledge.clone());
     let voice = Voice::start(&settings, &metrics);
+    if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
+        voice.choose_language(Some(chosen).filter(|l| l != "auto"));
+    }
     tracing::info!(
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"

@@ -14,6 +14,7 @@ pub use settings::{
     AcmeChallenge, KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
     StorageSettings, TlsMode, TlsSettings, VoiceSettings,
 };
+pub use voice::{system_language, valid_languages};
 
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};

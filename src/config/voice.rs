@@ -56,8 +56,7 @@ impl VoiceSettings {
         if self.threads > 64 {
             return bad("threads", "must be at most 64 (0 = automatic)");
         }
-        let iso_639_1 = |code: &str| code.len() == 2 && code.chars().all(|c| c.is_ascii_lowercase());
-        if !self.language.is_empty() && !self.language.split(',').map(str::trim).all(iso_639_1) {
+        if !self.language.is_empty() && !valid_languages(&self.language) {
             return bad(
                 "language",
                 "must be two-letter ISO 639-1 codes such as en or de (several: en,de), or empty to detect",
@@ -94,7 +93,7 @@ impl VoiceSettings {
         self.wyoming_allow.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
-    /// The configured language, if any.
+    /// The configured language, if any (see `Voice::default_language` for the one in effect).
     pub fn default_language(&self) -> Option<String> {
         (!self.language.is_empty()).then(|| self.language.clone())
     }
@@ -105,6 +104,37 @@ impl VoiceSettings {
             0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).clamp(1, 4),
             n => n,
         }
+    }
+}
+
+/// Whether `text` is one or more two-letter ISO 639-1 codes separated by commas.
+pub fn valid_languages(text: &str) -> bool {
+    let iso_639_1 = |code: &str| code.len() == 2 && code.chars().all(|c| c.is_ascii_lowercase());
+    text.split(',').map(str::trim).all(iso_639_1)
+}
+
+/// The box's own language, from its locale (`LC_ALL`, `LC_MESSAGES`, `LANG`, else
+/// Debian's `/etc/default/locale` or `/etc/locale.conf`, as a service under systemd has
+/// no locale variables): the setup page offers it first. English when none is set.
+pub fn system_language() -> String {
+    let from_env = ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+    let from_file = || {
+        ["/etc/default/locale", "/etc/locale.conf"].iter().find_map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            text.lines().find_map(|l| l.trim().strip_prefix("LANG=").map(|v| v.trim_matches('"').to_string()))
+        })
+    };
+    language_of_locale(&from_env.or_else(from_file).unwrap_or_default())
+}
+
+/// `de_DE.UTF-8` -> `de`; `C`, `POSIX` and nonsense -> `en`.
+fn language_of_locale(locale: &str) -> String {
+    let code = locale.split(['_', '.', '@']).next().unwrap_or("");
+    match code.len() == 2 && code.chars().all(|c| c.is_ascii_lowercase()) {
+        true => code.to_string(),
+        false => "en".into(),
     }
 }
 
@@ -124,6 +154,15 @@ mod tests {
         assert_eq!(with(|v| v.language = "de".into()), Ok(()));
         assert_eq!(with(|v| v.language = "en, de".into()), Ok(()));
         assert!(with(|v| v.language = "en,deu".into()).is_err());
+    }
+
+    #[test]
+    fn the_locale_names_the_language() {
+        assert_eq!(language_of_locale("de_DE.UTF-8"), "de");
+        assert_eq!(language_of_locale("fr"), "fr");
+        assert_eq!(language_of_locale("C.UTF-8"), "en");
+        assert_eq!(language_of_locale("POSIX"), "en");
+        assert_eq!(language_of_locale(""), "en");
         assert!(with(|v| v.wyoming_listen = "10300".into()).unwrap_err().contains("voice.wyoming_listen"));
         assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()])
             .unwrap_err()

@@ -12,7 +12,7 @@ use crate::auth::password::{check_new_password, hash_password, verify_against_du
 use crate::auth::session::{new_session, session_cookie, setup_code_hash, SESSION_SECS};
 use crate::auth::throttle::{Throttle, FAILURE_DELAY};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::{Onboarded, User};
+use crate::store::{Onboarded, User, VOICE_LANGUAGE};
 use actix_web::http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
@@ -32,6 +32,10 @@ pub struct OnboardRequest {
     code: String,
     name: String,
     password: String,
+    /// The language people will speak to the box: ISO 639-1 codes (`en`, or `en,de`
+    /// to detect among those), or `auto` to detect among all. Absent: unchanged.
+    #[serde(default)]
+    language: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -97,7 +101,13 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     // The setup page shows the local CA's fingerprint, to compare with the console's
     // before trusting the CA on a phone.
     let ca = state.tls.as_ref().and_then(|t| t.ca.as_ref()).map(|ca| ca.fingerprint.clone());
-    Ok(json(&json!({ "needed": needed, "ca_fingerprint": ca })))
+    // The language question: offered with the box's own locale first, unless the config
+    // file already answers it.
+    let language = match state.settings.voice.default_language() {
+        Some(configured) => json!({ "configured": configured }),
+        None => json!({ "default": crate::config::system_language() }),
+    };
+    Ok(json(&json!({ "needed": needed, "ca_fingerprint": ca, "language": language })))
 }
 
 /// `POST /api/onboard`: creates the first administrator with a setup code, logs in.
@@ -109,8 +119,14 @@ pub async fn onboard(
     if let Some(refused) = precheck(&req)? {
         return Ok(refused);
     }
-    let OnboardRequest { code, name, password } = body.into_inner();
+    let OnboardRequest { code, name, password, language } = body.into_inner();
     check_new_password(&password).map_err(ApiError::invalid)?;
+    let language = language.map(|l| l.trim().to_ascii_lowercase()).filter(|l| !l.is_empty());
+    if let Some(l) = language.as_deref().filter(|l| *l != "auto" && !crate::config::valid_languages(l)) {
+        return Err(ApiError::invalid(format!(
+            "language '{l}' is not ISO 639-1 codes such as en or en,de, nor auto"
+        )));
+    }
     let code_hash = setup_code_hash(&code);
     let outcome = state
         .store
@@ -124,6 +140,12 @@ pub async fn onboard(
     match outcome {
         Onboarded::Done(user) => {
             tracing::info!(user = %user.name, "onboarding complete: administrator created");
+            if let Some(language) = language {
+                let stored = language.clone();
+                state.store.run(move |store| store.set_preference(VOICE_LANGUAGE, &stored)).await?;
+                let applied = state.voice.choose_language(Some(language.clone()).filter(|l| l != "auto"));
+                tracing::info!(%language, applied, "voice language chosen at setup");
+            }
             start_session(&state, &req, user).await
         }
         Onboarded::AlreadyDone => Err(ApiError::new(

@@ -129,7 +129,7 @@ pub async fn transcriptions(
     let audio = web::block(move || decode_wav_16k_mono(&file, &limits))
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "audio decoding stopped"))??;
-    let language = form.language.or_else(|| state.settings.voice.default_language());
+    let language = form.language.or_else(|| state.voice.default_language());
     let request = TranscribeRequest { audio, language, prompt: form.prompt, fast: false };
     let t = state.voice.stt.transcribe(request).await?;
     Ok(render(&t, format))

@@ -99,7 +99,7 @@ async fn answer(
             (text, now, now)
         }
         Input::Audio { audio, ended } => {
-            let language = settings.language.clone().or_else(|| state.settings.voice.default_language());
+            let language = settings.language.clone().or_else(|| state.voice.default_language());
             let request = TranscribeRequest { audio, language, prompt: None, fast: true };
             let t = state.voice.stt.transcribe(request).await?;
             session

@@ -131,6 +131,12 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL,
         expires_at  INTEGER NOT NULL
     );",
+    // 4: choices made in the web UI that the config file does not set (store::preferences).
+    "CREATE TABLE preferences (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

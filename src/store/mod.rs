@@ -13,6 +13,7 @@ mod jobs;
 mod lookup;
 mod migrations;
 mod outbox;
+mod preferences;
 mod users;
 
 pub use accounts::{Account, Onboarded};
@@ -21,6 +22,7 @@ pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk};
 pub use jobs::{Job, MAX_ATTEMPTS};
 pub use lookup::MessageRef;
 pub use outbox::{IndexItem, ItemKind, OutboxEntry};
+pub use preferences::VOICE_LANGUAGE;
 pub use users::{Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};

@@ -147,7 +147,7 @@ impl VoiceServices for Assistant {
     async fn transcribe(&self, request: &Transcribe, audio: Vec<f32>) -> Result<Transcript, ServiceError> {
         let request = TranscribeRequest {
             audio,
-            language: request.language.clone().or_else(|| self.settings.voice.default_language()),
+            language: request.language.clone().or_else(|| self.voice.default_language()),
             prompt: None,
             fast: true,
         };

@@ -4,12 +4,16 @@ use super::stt::{Transcriber, PREFERRED_MODELS};
 use super::tts::{locate_onnxruntime, Synthesizer, PREFERRED_VOICES};
 use crate::config::Settings;
 use crate::telemetry::Metrics;
+use std::sync::{Arc, RwLock};
 
 /// The speech engines; clone freely.
 #[derive(Clone)]
 pub struct Voice {
     pub stt: Transcriber,
     pub tts: Synthesizer,
+    /// `voice.language` from the config, else the one chosen at setup.
+    language: Arc<RwLock<Option<String>>>,
+    configured: bool,
 }
 
 impl Voice {
@@ -33,6 +37,23 @@ impl Voice {
         let tts = Synthesizer::start(tts_voice, runtime, tts_threads)
             .with_metrics(metrics.clone())
             .with_max_chars(voice.max_speech_chars);
-        Voice { stt, tts }
+        let configured = voice.default_language();
+        Voice { stt, tts, configured: configured.is_some(), language: Arc::new(RwLock::new(configured)) }
+    }
+
+    /// The language people speak to the box, when a request does not say: the config
+    /// file's `voice.language`, else the one chosen at setup; `None`: detect.
+    pub fn default_language(&self) -> Option<String> {
+        self.language.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The language chosen in the web UI (`None`: detect). The config file wins: when it
+    /// sets `voice.language`, this changes nothing and says so.
+    pub fn choose_language(&self, chosen: Option<String>) -> bool {
+        if self.configured {
+            return false;
+        }
+        *self.language.write().unwrap_or_else(|e| e.into_inner()) = chosen;
+        true
     }
 }

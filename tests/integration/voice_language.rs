@@ -103,3 +103,59 @@ fn detection_keeps_to_the_configured_languages() {
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("unknown language 'xx'"), "{body}");
 }
+
+#[test]
+fn the_language_chosen_at_setup_is_used_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.wav");
+    speak("What is the weather like tomorrow?", &path);
+    let wav = std::fs::read(path).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let whisper = model_in_cache("ggml-base.bin", "HEARTH_TEST_WHISPER_BASE");
+    let options = ServerOptions::new(small_model()).env("HEARTH_STT_MODEL", whisper.to_str().unwrap());
+    let server = Server::start_in(data.path(), options.clone());
+    server.wait_voice();
+
+    // The question comes with the box's locale as the default answer.
+    let (_, status) = server.call("GET", "/api/onboard", None, None);
+    assert_eq!(status["language"]["default"].as_str().map(str::len), Some(2), "{status}");
+    let log = server.log();
+    let at = log.find("setup code ").expect("setup code in the log") + 11;
+    let setup = &log[at..at + 14];
+    let onboard = |language: &str| {
+        let body = serde_json::json!({"code": setup, "name": "root", "password": "correct horse battery", "language": language});
+        let result = server
+            .agent()
+            .post(&format!("{}/api/onboard", server.url))
+            .set("X-Hearth-CSRF", "1")
+            .send_json(body);
+        match result {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(onboard("klingon"), 400);
+    // French: English speech is then written down as French would be heard, and reported so.
+    assert_eq!(onboard("fr"), 200);
+    let token = server.user("alice");
+    let t = transcribe(&server, &token, &wav, &[("response_format", "verbose_json")]);
+    assert_eq!(t["language"], "fr", "{t}");
+    // A request that names its language still wins.
+    let t = transcribe(&server, &token, &wav, &[("language", "en"), ("response_format", "verbose_json")]);
+    assert_eq!(t["language"], "en", "{t}");
+
+    // Kept across a restart; and a config file that sets the language wins over it.
+    drop(server);
+    let server = Server::start_in(data.path(), options.clone());
+    server.wait_voice();
+    let t = transcribe(&server, &token, &wav, &[("response_format", "verbose_json")]);
+    assert_eq!(t["language"], "fr", "after a restart: {t}");
+    drop(server);
+    let server = Server::start_in(data.path(), options.env("HEARTH_VOICE_LANGUAGE", "en"));
+    server.wait_voice();
+    let t = transcribe(&server, &token, &wav, &[("response_format", "verbose_json")]);
+    assert_eq!(t["language"], "en", "the config file wins: {t}");
+    let (_, status) = server.call("GET", "/api/onboard", None, None);
+    assert_eq!(status["language"]["configured"], "en", "{status}");
+}
