@@ -154,15 +154,6 @@ mod tests {
         assert_eq!(with(|v| v.language = "de".into()), Ok(()));
         assert_eq!(with(|v| v.language = "en, de".into()), Ok(()));
         assert!(with(|v| v.language = "en,deu".into()).is_err());
-    }
-
-    #[test]
-    fn the_locale_names_the_language() {
-        assert_eq!(language_of_locale("de_DE.UTF-8"), "de");
-        assert_eq!(language_of_locale("fr"), "fr");
-        assert_eq!(language_of_locale("C.UTF-8"), "en");
-        assert_eq!(language_of_locale("POSIX"), "en");
-        assert_eq!(language_of_locale(""), "en");
         assert!(with(|v| v.wyoming_listen = "10300".into()).unwrap_err().contains("voice.wyoming_listen"));
         assert!(with(|v| v.wyoming_allow = vec!["homeassistant.local".into()])
             .unwrap_err()
@@ -172,5 +163,14 @@ mod tests {
         assert_eq!(on.wyoming_addr().map(|a| a.port()), Some(10300));
         assert_eq!(on.wyoming_allowed().len(), 2);
         assert_eq!(VoiceSettings::default().wyoming_addr(), None, "off by default");
+    }
+
+    #[test]
+    fn the_locale_names_the_language() {
+        assert_eq!(language_of_locale("de_DE.UTF-8"), "de");
+        assert_eq!(language_of_locale("fr"), "fr");
+        assert_eq!(language_of_locale("C.UTF-8"), "en");
+        assert_eq!(language_of_locale("POSIX"), "en");
+        assert_eq!(language_of_locale(""), "en");
     }
 }
