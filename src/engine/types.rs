@@ -17,6 +17,39 @@ impl ChatMessage {
     }
 }
 
+/// Whose request this is. Cached keys and values are reused only between requests of the
+/// same owner: a prefix cached for one user would otherwise speed up another's matching
+/// prompt, and `timings.cache_n` would tell them how many tokens of it they guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// A Hearth user, by id.
+    User(i64),
+    /// Someone at the box itself (`hearth chat` without `--url`).
+    Console,
+    /// Voice satellites served over Wyoming, which speak for no user.
+    Satellites,
+}
+
+impl Owner {
+    /// The owner as two numbers, for the disk cache's file header.
+    pub(crate) fn to_parts(self) -> (u32, i64) {
+        match self {
+            Owner::User(id) => (1, id),
+            Owner::Console => (2, 0),
+            Owner::Satellites => (3, 0),
+        }
+    }
+
+    pub(crate) fn from_parts(kind: u32, id: i64) -> Option<Owner> {
+        match (kind, id) {
+            (1, id) => Some(Owner::User(id)),
+            (2, 0) => Some(Owner::Console),
+            (3, 0) => Some(Owner::Satellites),
+            _ => None,
+        }
+    }
+}
+
 /// Sampling and length settings for one request, already resolved against defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateParams {
