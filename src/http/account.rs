@@ -2,15 +2,16 @@
 //!
 //! `GET /api/onboard` and `POST /api/onboard`, `POST /api/login` are public; they
 //! require the `X-Hearth-CSRF: 1` header like every state-changing browser request, so
-//! another site cannot log a visitor in to an account of its choosing. Failures are
-//! slowed down and counted per client address ([`Throttle`]). Passwords are never
+//! another site cannot log a visitor in to an account of its choosing. Attempts are
+//! counted per client address before the password is checked, failures slowed down, and
+//! password checks bounded across all clients ([`Throttle`]). Passwords are never
 //! logged; only user names and addresses are.
 
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
 use crate::auth::session::{new_session, session_cookie, setup_code_hash, SESSION_SECS};
-use crate::auth::throttle::{Throttle, FAILURE_DELAY};
+use crate::auth::throttle::{Attempt, Throttle, FAILURE_DELAY};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Onboarded, User};
 use actix_web::http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
@@ -18,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
+use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,28 +53,53 @@ fn over_tls(req: &HttpRequest) -> bool {
     req.app_config().secure() || req.connection_info().scheme() == "https"
 }
 
-fn locked_out(wait_secs: u64) -> HttpResponse {
-    let mut response = ApiError::new(
-        ErrorCode::TooManyAttempts,
-        format!("too many failed attempts from this address; try again in {wait_secs} seconds"),
-    )
-    .error_response();
+/// 429 `too_many_attempts`, with `Retry-After`.
+fn too_many(message: String, wait_secs: u64) -> HttpResponse {
+    let mut response = ApiError::new(ErrorCode::TooManyAttempts, message).error_response();
     if let Ok(value) = wait_secs.to_string().parse() {
         response.headers_mut().insert(RETRY_AFTER, value);
     }
     response
 }
 
-/// Refuses requests without the CSRF header or from a locked-out address.
-fn precheck(req: &HttpRequest) -> Result<Option<HttpResponse>, ApiError> {
-    if !csrf_header_ok(req.headers()) {
-        return Err(csrf_rejected());
-    }
-    Ok(Throttle::logins().check(client_ip(req)).err().map(locked_out))
+fn locked_out(wait_secs: u64) -> HttpResponse {
+    too_many(
+        format!("too many failed attempts from this address; try again in {wait_secs} seconds"),
+        wait_secs,
+    )
 }
 
-async fn failed(req: &HttpRequest, error: ApiError) -> ApiError {
-    Throttle::logins().record_failure(client_ip(req));
+/// Counts an attempt from the client's address, or the answer refusing it.
+fn attempt(req: &HttpRequest) -> Result<Attempt<'static>, HttpResponse> {
+    Throttle::logins().begin(client_ip(req)).map_err(locked_out)
+}
+
+/// Refuses requests without the CSRF header, then counts the attempt like [`attempt`].
+fn precheck(req: &HttpRequest) -> Result<Attempt<'static>, HttpResponse> {
+    if !csrf_header_ok(req.headers()) {
+        return Err(csrf_rejected().error_response());
+    }
+    attempt(req)
+}
+
+/// A counted attempt and its turn to check a password (see [`Throttle::verifier`]), or the
+/// answer refusing it. An attempt refused because others keep the box busy is not counted
+/// against the client.
+async fn ready_to_check(
+    counted: Result<Attempt<'static>, HttpResponse>,
+) -> Result<(Attempt<'static>, OwnedSemaphorePermit), HttpResponse> {
+    let attempt = counted?;
+    match Throttle::logins().verifier().await {
+        Some(turn) => Ok((attempt, turn)),
+        None => {
+            attempt.refund();
+            Err(too_many("the server is busy checking other logins; try again in a second".into(), 1))
+        }
+    }
+}
+
+/// A wrong guess: it was counted when it began; it now costs the client a delay.
+async fn failed(error: ApiError) -> ApiError {
     tokio::time::sleep(FAILURE_DELAY).await;
     error
 }
@@ -103,21 +130,29 @@ pub async fn onboard(
     state: web::Data<AppState>,
     body: web::Json<OnboardRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(refused) = precheck(&req)? {
-        return Ok(refused);
+    if !csrf_header_ok(req.headers()) {
+        return Err(csrf_rejected());
     }
     let OnboardRequest { code, name, password } = body.into_inner();
     check_new_password(&password).map_err(ApiError::invalid)?;
+    let (attempt, turn) = match ready_to_check(attempt(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let code_hash = setup_code_hash(&code);
     let outcome = state
         .store
         .run(move |store| {
+            let _turn = turn;
             if !store.needs_onboarding()? {
                 return Ok(Onboarded::AlreadyDone);
             }
             store.onboard(&code_hash, &name, &hash_password(&password))
         })
         .await?;
+    if !matches!(outcome, Onboarded::InvalidCode) {
+        attempt.refund();
+    }
     match outcome {
         Onboarded::Done(user) => {
             tracing::info!(user = %user.name, "onboarding complete: administrator created");
@@ -132,7 +167,7 @@ pub async fn onboard(
                 ErrorCode::InvalidSetupCode,
                 "wrong or expired setup code; see the server log or run `hearth onboard` on the box",
             );
-            Err(failed(&req, e).await)
+            Err(failed(e).await)
         }
     }
 }
@@ -143,14 +178,16 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(refused) = precheck(&req)? {
-        return Ok(refused);
-    }
+    let (attempt, turn) = match ready_to_check(precheck(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let LoginRequest { name, password } = body.into_inner();
     let logged_name = name.clone();
     let user = state
         .store
         .run(move |store| {
+            let _turn = turn;
             Ok(match store.login_candidate(&name)? {
                 Some((user, hash)) => verify_password(&password, &hash).then_some(user),
                 None => {
@@ -161,11 +198,14 @@ pub async fn login(
         })
         .await?;
     match user {
-        Some(user) => start_session(&state, &req, user).await,
+        Some(user) => {
+            attempt.refund();
+            start_session(&state, &req, user).await
+        }
         None => {
             tracing::info!(user = %logged_name, ip = %client_ip(&req), "failed web login");
             let e = ApiError::new(ErrorCode::InvalidCredentials, "wrong user name or password");
-            Err(failed(&req, e).await)
+            Err(failed(e).await)
         }
     }
 }
@@ -202,10 +242,15 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let PasswordChange { current, new } = body.into_inner();
     check_new_password(&new).map_err(ApiError::invalid)?;
+    let (attempt, turn) = match ready_to_check(attempt(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let (user_id, name) = (caller.user.id, caller.user.name.clone());
     let changed = state
         .store
         .run(move |store| {
+            let _turn = turn;
             let ok =
                 matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
             if ok {
@@ -216,8 +261,9 @@ pub async fn change_password(
         .await?;
     if !changed {
         let e = ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong");
-        return Err(failed(&req, e).await);
+        return Err(failed(e).await);
     }
+    attempt.refund();
     match caller.credential {
         Credential::Session(_) => start_session(&state, &req, caller.user).await,
         Credential::Token(_) => Ok(json(&json!({ "ok": true }))),
