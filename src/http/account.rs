@@ -4,8 +4,9 @@
 //! require the `X-Hearth-CSRF: 1` header like every state-changing browser request, so
 //! another site cannot log a visitor in to an account of its choosing. Attempts are
 //! counted per client address before the password is checked, failures slowed down, and
-//! password checks bounded across all clients ([`Throttle`]). Passwords are never
-//! logged; only user names and addresses are.
+//! password checks bounded across all clients ([`Throttle`]). Passwords are never logged,
+//! nor is the name a failed login typed (a password typed into the name field would end up
+//! in the log): a failure logs the account's id when the name is a user's, else nothing.
 
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
@@ -183,27 +184,28 @@ pub async fn login(
         Err(refused) => return Ok(refused),
     };
     let LoginRequest { name, password } = body.into_inner();
-    let logged_name = name.clone();
-    let user = state
+    // `Err` carries the account's id when the name is a user's.
+    let checked = state
         .store
         .run(move |store| {
             let _turn = turn;
             Ok(match store.login_candidate(&name)? {
-                Some((user, hash)) => verify_password(&password, &hash).then_some(user),
+                Some((user, hash)) if verify_password(&password, &hash) => Ok(user),
+                Some((user, _)) => Err(Some(user.id)),
                 None => {
                     verify_against_dummy(&password);
-                    None
+                    Err(None)
                 }
             })
         })
         .await?;
-    match user {
-        Some(user) => {
+    match checked {
+        Ok(user) => {
             attempt.refund();
             start_session(&state, &req, user).await
         }
-        None => {
-            tracing::info!(user = %logged_name, ip = %client_ip(&req), "failed web login");
+        Err(user_id) => {
+            tracing::info!(user_id, ip = %client_ip(&req), "failed web login");
             let e = ApiError::new(ErrorCode::InvalidCredentials, "wrong user name or password");
             Err(failed(e).await)
         }

@@ -372,3 +372,19 @@ fn parallel_wrong_passwords_are_counted_before_they_are_checked() {
     let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": "root", "password": "x"})));
     assert_eq!((a.status, code(&a.body)), (429, "too_many_attempts"));
 }
+
+/// Issue 25: a failed login's log line used to carry the name as typed, and people type
+/// passwords into the name field.
+#[test]
+fn a_failed_login_does_not_log_the_name_typed() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let typed = "Tr0ub4dor&3-typed-in-the-wrong-field";
+    let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": typed, "password": "x"})));
+    assert_eq!((a.status, code(&a.body)), (401, "invalid_credentials"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log().contains("failed web login") {
+        assert!(std::time::Instant::now() < deadline, "no failed login logged:\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!server.log().contains("Tr0ub4dor"), "the typed name is in the log:\n{}", server.log());
+}
