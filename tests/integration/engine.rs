@@ -411,7 +411,8 @@ fn no_cache_crosses_users(options: ServerOptions, disk: bool) {
     let (alice, bob) = (server.user("alice"), server.user("bob"));
     // Over 64 tokens, so that it is worth a file in the disk cache.
     let secret = json!([{"role": "system", "content": "You answer briefly. You are a geography tutor who \
-        knows the rivers, mountains, lakes and deserts of Europe, Asia and Africa, and their lengths."},
+        knows the rivers, mountains, lakes and deserts of Europe, Asia and Africa, their lengths and \
+        heights, and the towns along their banks and slopes."},
         {"role": "user", "content": "My locker code is 4711. Which river is longest?"}]);
     let (_, cache_n, prompt_n) = complete(&server, &alice, &secret, 8);
     assert!(prompt_n > 64, "{prompt_n} tokens (cache_n {cache_n})");
