@@ -182,7 +182,7 @@ impl Backend for Local {
         let mut messages = self.history.clone();
         messages.push(ChatMessage::new("user", message));
         let mut rx =
-            self.engine.submit(Owner::Console, Prompt::Chat(messages.clone()), self.params.clone())?;
+            self.engine.submit(Owner::CONSOLE, Prompt::Chat(messages.clone()), self.params.clone())?;
         let mut reply = String::new();
         loop {
             match rx.blocking_recv() {

@@ -149,9 +149,10 @@ impl Engine {
         let mut stop = Some(Work::Stop);
         while !thread.is_finished() {
             // A full queue is drained by the engine: try again until it takes the order.
-            if let Some(Err(mpsc::error::TrySendError::Full(w))) = stop.take().map(|w| self.jobs.try_send(w))
-            {
-                stop = Some(w);
+            if let Some(order) = stop.take() {
+                if let Err(mpsc::error::TrySendError::Full(order)) = self.jobs.try_send(order) {
+                    stop = Some(order);
+                }
             }
             if Instant::now() >= deadline {
                 return false;

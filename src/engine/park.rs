@@ -251,8 +251,8 @@ mod tests {
     use crate::engine::Owner;
     use prometheus::IntGauge;
 
-    const ALICE: Owner = Owner::User(1);
-    const BOB: Owner = Owner::User(2);
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
 
     fn parked(budget: usize) -> (Parked, IntGauge) {
         let gauge = IntGauge::new("parked", "parked tokens").unwrap();

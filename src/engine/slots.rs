@@ -190,8 +190,8 @@ pub fn fit_history(
 mod tests {
     use super::*;
 
-    const ALICE: Owner = Owner::User(1);
-    const BOB: Owner = Owner::User(2);
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
 
     /// Serves one request of Alice's in `slot` that leaves `tokens` cached.
     fn serve(slots: &mut Slots, slot: usize, tokens: &[i32]) {

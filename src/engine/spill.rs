@@ -36,8 +36,8 @@ const VERSION: u32 = 2;
 /// Conversations waiting for the writer at most: beyond that (a slow disk) one is not
 /// saved rather than held in RAM.
 const QUEUED: usize = 8;
-/// Magic, version, key, owner (kind and id), token count, state length, checksum.
-const HEADER: usize = 8 + 4 + 8 + 4 + 8 + 4 + 8 + 4;
+/// Magic, version, key, owner, token count, state length, checksum.
+const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 8 + 4;
 
 /// Counters for `/metrics`.
 #[derive(Clone)]
@@ -130,9 +130,7 @@ fn private_file(path: &Path) -> io::Result<fs::File> {
 
 fn checksum(owner: Owner, tokens: &[i32], state: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    let (kind, id) = owner.to_parts();
-    h.update(&kind.to_le_bytes());
-    h.update(&id.to_le_bytes());
+    h.update(&owner.key().to_le_bytes());
     for t in tokens {
         h.update(&t.to_le_bytes());
     }
@@ -142,12 +140,10 @@ fn checksum(owner: Owner, tokens: &[i32], state: &[u8]) -> u32 {
 
 fn encode_header(key: u64, owner: Owner, tokens: &[i32], state: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + tokens.len() * 4);
-    let (kind, id) = owner.to_parts();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&key.to_le_bytes());
-    out.extend_from_slice(&kind.to_le_bytes());
-    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&owner.key().to_le_bytes());
     out.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
     out.extend_from_slice(&(state.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(owner, tokens, state).to_le_bytes());
@@ -185,8 +181,8 @@ fn read(path: &Path, key: u64, state: bool) -> io::Result<File> {
     if u64_at(12) != key {
         return Err(invalid("written by another model or build"));
     }
-    let owner = Owner::from_parts(u32_at(20), u64_at(24) as i64).ok_or_else(|| invalid("unknown owner"))?;
-    let (n, len, sum) = (u32_at(32) as usize, u64_at(36), u32_at(44));
+    let owner = Owner::from_key(u64_at(20) as i64);
+    let (n, len, sum) = (u32_at(28) as usize, u64_at(32), u32_at(40));
     let size = fs::metadata(path)?.len();
     if size != HEADER as u64 + n as u64 * 4 + len {
         return Err(invalid("truncated or padded"));
@@ -424,8 +420,8 @@ impl Drop for Spill {
 mod tests {
     use super::*;
 
-    const ALICE: Owner = Owner::User(1);
-    const BOB: Owner = Owner::User(2);
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
 
     fn metrics() -> SpillMetrics {
         SpillMetrics {
@@ -580,7 +576,7 @@ mod tests {
         let t = tokens(100, 200);
         let spill = saved(dir.path(), 1 << 20, vec![(t.clone(), state(500, 1))]);
         assert_eq!(spill.find(&t, 0, BOB), None, "Alice's file is not Bob's");
-        assert_eq!(spill.find(&t, 0, Owner::Console), None);
+        assert_eq!(spill.find(&t, 0, Owner::CONSOLE), None);
         // Bob's copy of the same tokens does not replace Alice's, nor is it skipped as hers.
         spill.save(BOB, t.clone(), state(500, 2), true);
         drop(spill);
@@ -602,7 +598,7 @@ mod tests {
         // A version 1 file: the same header without the owner.
         let mut bytes = fs::read(&only).unwrap();
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-        bytes.drain(20..32);
+        bytes.drain(20..28);
         fs::write(&only, bytes).unwrap();
         let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
         assert_eq!(spill.stats().0, 0);

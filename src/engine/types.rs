@@ -20,33 +20,30 @@ impl ChatMessage {
 /// Whose request this is. Cached keys and values are reused only between requests of the
 /// same owner: a prefix cached for one user would otherwise speed up another's matching
 /// prompt, and `timings.cache_n` would tell them how many tokens of it they guessed.
+///
+/// One number (not an enum of user id and the rest: 16 bytes), as it travels in every
+/// queued request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Owner {
-    /// A Hearth user, by id.
-    User(i64),
-    /// Someone at the box itself (`hearth chat` without `--url`).
-    Console,
-    /// Voice satellites served over Wyoming, which speak for no user.
-    Satellites,
-}
+pub struct Owner(i64);
 
 impl Owner {
-    /// The owner as two numbers, for the disk cache's file header.
-    pub(crate) fn to_parts(self) -> (u32, i64) {
-        match self {
-            Owner::User(id) => (1, id),
-            Owner::Console => (2, 0),
-            Owner::Satellites => (3, 0),
-        }
+    /// Someone at the box itself (`hearth chat` without `--url`).
+    pub const CONSOLE: Owner = Owner(i64::MIN);
+    /// Voice satellites served over Wyoming, which speak for no user.
+    pub const SATELLITES: Owner = Owner(i64::MIN + 1);
+
+    /// A Hearth user, by id: a row id, positive, so never one of the owners above.
+    pub const fn user(id: i64) -> Owner {
+        Owner(id)
     }
 
-    pub(crate) fn from_parts(kind: u32, id: i64) -> Option<Owner> {
-        match (kind, id) {
-            (1, id) => Some(Owner::User(id)),
-            (2, 0) => Some(Owner::Console),
-            (3, 0) => Some(Owner::Satellites),
-            _ => None,
-        }
+    /// The owner as one number, for the disk cache's file header.
+    pub(crate) fn key(self) -> i64 {
+        self.0
+    }
+
+    pub(crate) fn from_key(key: i64) -> Owner {
+        Owner(key)
     }
 }
 

@@ -54,31 +54,42 @@ fn over_tls(req: &HttpRequest) -> bool {
     req.app_config().secure() || req.connection_info().scheme() == "https"
 }
 
-/// 429 `too_many_attempts`, with `Retry-After`.
-fn too_many(message: String, wait_secs: u64) -> HttpResponse {
-    let mut response = ApiError::new(ErrorCode::TooManyAttempts, message).error_response();
-    if let Ok(value) = wait_secs.to_string().parse() {
-        response.headers_mut().insert(RETRY_AFTER, value);
+/// Why an attempt is not checked.
+enum Refused {
+    /// A request from a browser without the CSRF header.
+    Csrf,
+    /// Too many failures from the address: seconds to wait.
+    LockedOut(u64),
+    /// The box is busy checking other passwords.
+    Busy,
+}
+
+impl Refused {
+    fn response(self) -> HttpResponse {
+        let (message, wait_secs) = match self {
+            Refused::Csrf => return csrf_rejected().error_response(),
+            Refused::LockedOut(wait) => {
+                (format!("too many failed attempts from this address; try again in {wait} seconds"), wait)
+            }
+            Refused::Busy => ("the server is busy checking other logins; try again in a second".into(), 1),
+        };
+        let mut response = ApiError::new(ErrorCode::TooManyAttempts, message).error_response();
+        if let Ok(value) = wait_secs.to_string().parse() {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
     }
-    response
 }
 
-fn locked_out(wait_secs: u64) -> HttpResponse {
-    too_many(
-        format!("too many failed attempts from this address; try again in {wait_secs} seconds"),
-        wait_secs,
-    )
-}
-
-/// Counts an attempt from the client's address, or the answer refusing it.
-fn attempt(req: &HttpRequest) -> Result<Attempt<'static>, HttpResponse> {
-    Throttle::logins().begin(client_ip(req)).map_err(locked_out)
+/// Counts an attempt from the client's address, unless it is locked out.
+fn attempt(req: &HttpRequest) -> Result<Attempt<'static>, Refused> {
+    Throttle::logins().begin(client_ip(req)).map_err(Refused::LockedOut)
 }
 
 /// Refuses requests without the CSRF header, then counts the attempt like [`attempt`].
-fn precheck(req: &HttpRequest) -> Result<Attempt<'static>, HttpResponse> {
+fn precheck(req: &HttpRequest) -> Result<Attempt<'static>, Refused> {
     if !csrf_header_ok(req.headers()) {
-        return Err(csrf_rejected().error_response());
+        return Err(Refused::Csrf);
     }
     attempt(req)
 }
@@ -87,14 +98,14 @@ fn precheck(req: &HttpRequest) -> Result<Attempt<'static>, HttpResponse> {
 /// answer refusing it. An attempt refused because others keep the box busy is not counted
 /// against the client.
 async fn ready_to_check(
-    counted: Result<Attempt<'static>, HttpResponse>,
+    counted: Result<Attempt<'static>, Refused>,
 ) -> Result<(Attempt<'static>, OwnedSemaphorePermit), HttpResponse> {
-    let attempt = counted?;
+    let attempt = counted.map_err(Refused::response)?;
     match Throttle::logins().verifier().await {
         Some(turn) => Ok((attempt, turn)),
         None => {
             attempt.refund();
-            Err(too_many("the server is busy checking other logins; try again in a second".into(), 1))
+            Err(Refused::Busy.response())
         }
     }
 }

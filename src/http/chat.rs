@@ -127,7 +127,7 @@ pub async fn chat(
     let model = info.id;
     let reply = unless_gone(
         &http,
-        Reply::start(engine.submit(Owner::User(user_id), Prompt::Chat(messages), params)?),
+        Reply::start(engine.submit(Owner::user(user_id), Prompt::Chat(messages), params)?),
     )
     .await??;
     let turn = Turn { state: state.clone(), user_id, request, model, knowledge, citations };

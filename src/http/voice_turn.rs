@@ -130,7 +130,7 @@ async fn answer(
         .push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
     let (engine, info) = super::ready_engine(state, None).await?;
     let mut reply = Reply::start(engine.submit(
-        Owner::User(user_id),
+        Owner::user(user_id),
         Prompt::Chat(messages),
         params(state, None, None, None, None, vec![])?,
     )?)

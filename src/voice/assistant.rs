@@ -46,7 +46,7 @@ impl Assistant {
             stop: Vec::new(),
             stream: false, // spoken whole
         };
-        let mut events = engine.submit(Owner::Satellites, Prompt::Chat(messages), params).map_err(failure)?;
+        let mut events = engine.submit(Owner::SATELLITES, Prompt::Chat(messages), params).map_err(failure)?;
         let mut reply = String::new();
         while let Some(event) = events.recv().await {
             match event {

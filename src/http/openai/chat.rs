@@ -107,7 +107,7 @@ pub async fn chat_completions(
         citations.get_or_insert_with(|| json!([]));
     }
     let started = Reply::start(prepared.engine.submit(
-        Owner::User(caller.user.id),
+        Owner::user(caller.user.id),
         Prompt::Chat(messages),
         prepared.params,
     )?);

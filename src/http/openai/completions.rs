@@ -51,7 +51,7 @@ pub async fn completions(
     }
     let prepared = request.sampling.prepare(&state).await?;
     let started = Reply::start(prepared.engine.submit(
-        Owner::User(caller.user.id),
+        Owner::user(caller.user.id),
         Prompt::Text(prompt.clone()),
         prepared.params,
     )?);
