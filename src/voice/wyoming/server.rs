@@ -181,7 +181,10 @@ pub async fn serve<S: VoiceServices>(
                 match authenticated {
                     Ok(true) => {}
                     Ok(false) => return,
-                    Err(e) => return tracing::info!(%peer, error = %e, "wyoming: authentication failed"),
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "wyoming: authentication failed");
+                        return;
+                    }
                 }
                 match permits.try_acquire_owned() {
                     Ok(permit) => permit,
