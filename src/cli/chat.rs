@@ -4,7 +4,7 @@
 
 use super::ModelArgs;
 use crate::config::Loaded;
-use crate::engine::{ChatMessage, Engine, Event, GenerateParams, ModelState, Prompt};
+use crate::engine::{ChatMessage, Engine, Event, GenerateParams, ModelState, Owner, Prompt};
 use crate::telemetry::Metrics;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -191,7 +191,8 @@ impl Backend for Local {
     fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String> {
         let mut messages = self.history.clone();
         messages.push(ChatMessage::new("user", message));
-        let mut rx = self.engine.submit(Prompt::Chat(messages.clone()), self.params.clone())?;
+        let mut rx =
+            self.engine.submit(Owner::CONSOLE, Prompt::Chat(messages.clone()), self.params.clone())?;
         let mut reply = String::new();
         loop {
             match rx.blocking_recv() {

@@ -35,8 +35,8 @@ pub use embed::{Embedder, Embeddings, MAX_INPUTS};
 pub use registry::{Installed, Registry, ALIASES};
 pub use text::{StopMatcher, Utf8Stream};
 pub use types::{
-    ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, ModelInfo, ModelState, Prompt,
-    Timings, Usage,
+    ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, ModelInfo, ModelState, Owner,
+    Prompt, Timings, Usage,
 };
 
 use crate::config::Settings;
@@ -57,6 +57,8 @@ pub(crate) enum Work {
 
 /// A request queued for the engine thread.
 pub(crate) struct Job {
+    /// Only this owner's cached prefixes may serve the prompt.
+    owner: Owner,
     prompt: Prompt,
     params: GenerateParams,
     events: mpsc::UnboundedSender<Event>,
@@ -147,9 +149,10 @@ impl Engine {
         let mut stop = Some(Work::Stop);
         while !thread.is_finished() {
             // A full queue is drained by the engine: try again until it takes the order.
-            if let Some(Err(mpsc::error::TrySendError::Full(w))) = stop.take().map(|w| self.jobs.try_send(w))
-            {
-                stop = Some(w);
+            if let Some(order) = stop.take() {
+                if let Err(mpsc::error::TrySendError::Full(order)) = self.jobs.try_send(order) {
+                    stop = Some(order);
+                }
             }
             if Instant::now() >= deadline {
                 return false;
@@ -191,9 +194,10 @@ impl Engine {
         }
     }
 
-    /// Queues a chat; tokens arrive on the returned channel.
+    /// Queues a chat for `owner`; tokens arrive on the returned channel.
     pub fn submit(
         &self,
+        owner: Owner,
         prompt: Prompt,
         params: GenerateParams,
     ) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
@@ -205,7 +209,7 @@ impl Engine {
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let job = Job { prompt, params, events: tx, queued_at: Instant::now() };
+        let job = Job { owner, prompt, params, events: tx, queued_at: Instant::now() };
         match self.jobs.try_send(Work::Job(job)) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();

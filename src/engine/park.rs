@@ -18,9 +18,12 @@
 //! Parked entries are bounded by a token budget; beyond it the least recently used one is
 //! saved to disk (`spill`) when a disk cache is set, else forgotten, and its next turn reads
 //! its history again.
+//!
+//! Each entry keeps its owner: a prompt only ever starts from its own owner's entries.
 
 use super::slots::{common_prefix, Slots};
 use super::spill::{Spill, MIN_TOKENS};
+use super::Owner;
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use prometheus::IntGauge;
@@ -53,6 +56,7 @@ pub(super) fn write(ctx: &mut LlamaContext<'_>, state: &[u8], seq: i32, keep: us
 
 /// One parked conversation.
 struct Entry {
+    owner: Owner,
     tokens: Vec<i32>,
     state: Vec<u8>,
     last_used: u64,
@@ -90,13 +94,14 @@ impl Parked {
         self.disk.as_ref()
     }
 
-    /// The parked conversation sharing the longest prefix with `prompt`, if it spares more
-    /// than `reuse` tokens.
-    pub fn find(&self, prompt: &[i32], reuse: usize) -> Option<Found> {
+    /// The conversation parked for `owner` sharing the longest prefix with `prompt`, if it
+    /// spares more than `reuse` tokens.
+    pub fn find(&self, prompt: &[i32], reuse: usize, owner: Owner) -> Option<Found> {
         let most = prompt.len().saturating_sub(1);
         self.entries
             .iter()
             .enumerate()
+            .filter(|(_, e)| e.owner == owner)
             .map(|(index, e)| {
                 let common = common_prefix(&e.tokens, prompt);
                 Found { index, shared: common.min(most), continues: common == e.tokens.len() }
@@ -107,9 +112,9 @@ impl Parked {
 
     /// Takes a parked conversation out of RAM, to [`write`] into a sequence: its tokens and
     /// entries. One that only lends its prefix to another is [`Parked::park`]ed again.
-    pub fn checkout(&mut self, found: Found) -> (Vec<i32>, Vec<u8>) {
+    pub fn checkout(&mut self, found: Found) -> (Owner, Vec<i32>, Vec<u8>) {
         let entry = self.remove(found.index);
-        (entry.tokens, entry.state)
+        (entry.owner, entry.tokens, entry.state)
     }
 
     /// Moves the idle conversation in `slot` out of the KV cache and empties the slot: into
@@ -128,6 +133,7 @@ impl Parked {
         let s = slots.get(slot);
         let fits = s.cached.len() <= self.budget;
         let worth_disk = self.disk.is_some() && s.cached.len() >= MIN_TOKENS;
+        let Some(owner) = s.owner else { return false };
         if s.busy || s.cached.is_empty() || !(fits || worth_disk) {
             return false;
         }
@@ -136,19 +142,20 @@ impl Parked {
             return false;
         };
         if !fits {
-            self.to_disk(s.cached.clone(), state, false);
+            self.to_disk(owner, s.cached.clone(), state, false);
             return false;
         }
-        self.park(s.cached.clone(), state);
+        self.park(owner, s.cached.clone(), state);
         true
     }
 
-    /// Parks a conversation's entries in RAM as the most recently used, making room first;
-    /// older versions of it (its prefixes) are dropped.
-    pub fn park(&mut self, tokens: Vec<i32>, state: Vec<u8>) {
+    /// Parks `owner`'s conversation in RAM as the most recently used, making room first;
+    /// older versions of it (its prefixes, of the same owner) are dropped.
+    pub fn park(&mut self, owner: Owner, tokens: Vec<i32>, state: Vec<u8>) {
         let mut i = 0;
         while i < self.entries.len() {
-            if common_prefix(&self.entries[i].tokens, &tokens) == self.entries[i].tokens.len() {
+            let e = &self.entries[i];
+            if e.owner == owner && common_prefix(&e.tokens, &tokens) == e.tokens.len() {
                 self.remove(i);
             } else {
                 i += 1;
@@ -162,12 +169,12 @@ impl Parked {
                 tokens = entry.tokens.len(),
                 "a parked conversation left RAM: over the idle cache budget"
             );
-            self.to_disk(entry.tokens, entry.state, false);
+            self.to_disk(entry.owner, entry.tokens, entry.state, false);
         }
         self.clock += 1;
         self.tokens += tokens.len();
         self.gauge.add(tokens.len() as i64);
-        self.entries.push(Entry { tokens, state, last_used: self.clock });
+        self.entries.push(Entry { owner, tokens, state, last_used: self.clock });
     }
 
     fn remove(&mut self, index: usize) -> Entry {
@@ -177,10 +184,10 @@ impl Parked {
         entry
     }
 
-    fn to_disk(&self, tokens: Vec<i32>, state: Vec<u8>, wait: bool) {
+    fn to_disk(&self, owner: Owner, tokens: Vec<i32>, state: Vec<u8>, wait: bool) {
         if let Some(disk) = &self.disk {
             if tokens.len() >= MIN_TOKENS {
-                disk.save(tokens, state, wait);
+                disk.save(owner, tokens, state, wait);
             }
         }
     }
@@ -219,15 +226,15 @@ impl Parked {
             return;
         }
         for slot in slots.resident_idle() {
-            if slots.get(slot).cached.len() >= MIN_TOKENS {
-                if let Some(state) = seq_bytes(ctx, slot as i32) {
-                    self.to_disk(slots.get(slot).cached.clone(), state, true);
-                }
+            let s = slots.get(slot);
+            let Some(owner) = s.owner.filter(|_| s.cached.len() >= MIN_TOKENS) else { continue };
+            if let Some(state) = seq_bytes(ctx, slot as i32) {
+                self.to_disk(owner, s.cached.clone(), state, true);
             }
         }
         while !self.entries.is_empty() {
             let entry = self.remove(0);
-            self.to_disk(entry.tokens, entry.state, true);
+            self.to_disk(entry.owner, entry.tokens, entry.state, true);
         }
     }
 }
@@ -241,7 +248,11 @@ impl Drop for Parked {
 #[cfg(test)]
 mod tests {
     use super::{Found, Parked};
+    use crate::engine::Owner;
     use prometheus::IntGauge;
+
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
 
     fn parked(budget: usize) -> (Parked, IntGauge) {
         let gauge = IntGauge::new("parked", "parked tokens").unwrap();
@@ -251,33 +262,33 @@ mod tests {
     #[test]
     fn the_longest_shared_prefix_is_found_and_says_whether_it_continues() {
         let (mut p, _) = parked(100);
-        p.park(vec![1, 2, 3, 4], vec![4]);
-        p.park(vec![1, 2, 9], vec![9]);
-        let found = p.find(&[1, 2, 3, 4, 5], 0).unwrap();
+        p.park(ALICE, vec![1, 2, 3, 4], vec![4]);
+        p.park(ALICE, vec![1, 2, 9], vec![9]);
+        let found = p.find(&[1, 2, 3, 4, 5], 0, ALICE).unwrap();
         assert_eq!((found.shared, found.continues), (4, true));
         assert_eq!(p.entries[found.index].state, [4]);
         // Only the system prompt in common: a donor, not a continuation.
-        let found = p.find(&[1, 2, 7], 0).unwrap();
+        let found = p.find(&[1, 2, 7], 0, ALICE).unwrap();
         assert_eq!((found.shared, found.continues), (2, false));
         // Nothing better than what the KV cache offers, and never the prompt's last token.
-        assert_eq!(p.find(&[1, 2, 7], 2), None);
-        assert_eq!(p.find(&[1, 2, 9], 0).map(|f| (f.shared, f.continues)), Some((2, true)));
-        assert_eq!(p.find(&[5], 0), None);
+        assert_eq!(p.find(&[1, 2, 7], 2, ALICE), None);
+        assert_eq!(p.find(&[1, 2, 9], 0, ALICE).map(|f| (f.shared, f.continues)), Some((2, true)));
+        assert_eq!(p.find(&[5], 0, ALICE), None);
     }
 
     #[test]
     fn a_continuing_conversation_leaves_ram_and_a_donor_stays() {
         let (mut p, gauge) = parked(100);
-        p.park(vec![1, 2, 3], vec![3]);
-        p.park(vec![1, 2, 8, 8], vec![8]);
+        p.park(ALICE, vec![1, 2, 3], vec![3]);
+        p.park(ALICE, vec![1, 2, 8, 8], vec![8]);
         assert_eq!(gauge.get(), 7);
-        let donor = p.find(&[1, 2, 5], 0).unwrap();
-        let (tokens, state) = p.checkout(donor);
+        let donor = p.find(&[1, 2, 5], 0, ALICE).unwrap();
+        let (owner, tokens, state) = p.checkout(donor);
         assert_eq!((p.entries.len(), gauge.get()), (1, 7 - tokens.len() as i64));
-        p.park(tokens, state);
+        p.park(owner, tokens, state);
         assert_eq!((p.entries.len(), gauge.get()), (2, 7));
-        let next = p.find(&[1, 2, 8, 8, 6], 0).unwrap();
-        assert_eq!(p.checkout(next), (vec![1, 2, 8, 8], vec![8]));
+        let next = p.find(&[1, 2, 8, 8, 6], 0, ALICE).unwrap();
+        assert_eq!(p.checkout(next), (ALICE, vec![1, 2, 8, 8], vec![8]));
         assert_eq!((p.entries.len(), p.tokens, gauge.get()), (1, 3, 3));
         p.clear();
         assert_eq!((p.entries.len(), gauge.get()), (0, 0));
@@ -286,19 +297,34 @@ mod tests {
     #[test]
     fn the_budget_forgets_the_least_recently_used_and_older_versions_go() {
         let (mut p, gauge) = parked(10);
-        p.park(vec![1, 2, 3, 4], vec![]);
-        p.park(vec![5, 6, 7], vec![]);
+        p.park(ALICE, vec![1, 2, 3, 4], vec![]);
+        p.park(ALICE, vec![5, 6, 7], vec![]);
         // The first one is used (as a donor), so the second is now the oldest.
-        let donor = p.find(&[1, 2, 0], 0).unwrap();
-        let (tokens, state) = p.checkout(donor);
-        p.park(tokens, state);
-        p.park(vec![9, 9, 9, 9], vec![]);
+        let donor = p.find(&[1, 2, 0], 0, ALICE).unwrap();
+        let (owner, tokens, state) = p.checkout(donor);
+        p.park(owner, tokens, state);
+        p.park(ALICE, vec![9, 9, 9, 9], vec![]);
         let kept: Vec<Vec<i32>> = p.entries.iter().map(|e| e.tokens.clone()).collect();
         assert!(kept.contains(&vec![1, 2, 3, 4]) && kept.contains(&vec![9, 9, 9, 9]), "{kept:?}");
         assert_eq!((p.tokens, gauge.get()), (8, 8));
         // A later turn of a parked conversation replaces its older version.
-        p.park(vec![9, 9, 9, 9, 1, 1], vec![]);
-        assert_eq!(p.find(&[9, 9, 9, 9, 5], 0).map(|f: Found| f.continues), Some(false));
+        p.park(ALICE, vec![9, 9, 9, 9, 1, 1], vec![]);
+        assert_eq!(p.find(&[9, 9, 9, 9, 5], 0, ALICE).map(|f: Found| f.continues), Some(false));
         assert_eq!((p.entries.len(), p.tokens), (2, 10));
+    }
+
+    #[test]
+    fn a_prompt_only_finds_its_own_owners_conversations() {
+        let (mut p, _) = parked(100);
+        p.park(ALICE, vec![1, 2, 3, 4], vec![4]);
+        assert_eq!(p.find(&[1, 2, 3, 4, 5], 0, BOB), None, "Alice's conversation is not Bob's");
+        assert_eq!(p.find(&[1, 2, 7], 0, BOB), None, "nor a prefix of it");
+        // The same tokens parked for Bob are his own entry: Alice's stays.
+        p.park(BOB, vec![1, 2, 3, 4, 5, 6], vec![6]);
+        assert_eq!(p.entries.len(), 2);
+        let found = p.find(&[1, 2, 3, 4, 5, 6, 7], 0, ALICE).unwrap();
+        assert_eq!((found.shared, p.entries[found.index].state.clone()), (4, vec![4]));
+        let found = p.find(&[1, 2, 3, 4, 5, 6, 7], 0, BOB).unwrap();
+        assert_eq!((found.shared, p.entries[found.index].state.clone()), (6, vec![6]));
     }
 }

@@ -5,7 +5,8 @@
 //! manifest entry found in the model folders, or a `.gguf` in `<data_dir>/models`)
 //! loads when a request names it. Before loading, its memory (file plus KV cache) is
 //! checked against the available RAM; idle models are unloaded, least recently used
-//! first, to make room. An unloaded engine stops once its last request finishes.
+//! first, to make room. Embedding models go through the same check: any installed GGUF
+//! may be named for embeddings. An unloaded engine stops once its last request finishes.
 
 use super::{Embedder, Engine, EngineError, ModelState};
 use crate::config::Settings;
@@ -211,12 +212,18 @@ impl Registry {
                         names.join(", ")
                     )));
                 };
+                let estimate = embedding_estimate_bytes(&model.path);
                 let mut embedders = self.embedders();
-                let (embedder, _) = embedders.entry(name.to_string()).or_insert_with(|| {
-                    tracing::info!(model = name, "loading embedding model");
-                    (Embedder::start(&self.inner.settings, model.path.clone()), Instant::now())
-                });
-                embedder.clone()
+                match embedders.get(name) {
+                    Some((embedder, _)) => embedder.clone(), // another request started it meanwhile
+                    None => {
+                        make_room(&mut self.others(), estimate, available_memory())?;
+                        tracing::info!(model = name, estimate_mb = estimate >> 20, "loading embedding model");
+                        let embedder = Embedder::start(&self.inner.settings, model.path.clone());
+                        embedders.insert(name.to_string(), (embedder.clone(), Instant::now()));
+                        embedder
+                    }
+                }
             }
         };
         settled(embedder.wait_loaded().await).inspect_err(|_| {
@@ -315,6 +322,17 @@ fn estimate_bytes(path: &Path, settings: &Settings) -> u64 {
     file + (kv_tokens + idle_tokens) * layers * 1024
 }
 
+/// Memory an embedding model will take: its file plus a KV cache of the window it reads
+/// (its trained context, at most 8192 tokens: see `embed`), at the same 1 KiB per token per
+/// layer as [`estimate_bytes`].
+fn embedding_estimate_bytes(path: &Path) -> u64 {
+    let file = std::fs::metadata(path).map_or(0, |m| m.len());
+    let summary = super::gguf::validate(path).ok();
+    let layers = summary.as_ref().and_then(|s| s.block_count).unwrap_or(32);
+    let window = summary.and_then(|s| s.context_length).unwrap_or(8192).clamp(64, 8192);
+    file + window * layers * 1024
+}
+
 /// Unloads least recently used models until `needed` fits beside the reserve.
 fn make_room(others: &mut HashMap<String, Loaded>, needed: u64, available: u64) -> Result<(), EngineError> {
     let freeable: u64 = others.values().map(|l| l.estimate).sum();
@@ -368,5 +386,17 @@ mod tests {
         let mut others = HashMap::from([("a".to_string(), loaded(100 << 20, 5))]);
         make_room(&mut others, 100 << 20, 4 << 30).unwrap();
         assert_eq!(others.len(), 1);
+    }
+
+    #[test]
+    fn an_embedding_model_is_estimated_at_least_at_its_file_and_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.gguf");
+        std::fs::File::create(&path).unwrap().set_len(3 << 30).unwrap();
+        // Unreadable metadata: 32 layers and the longest window are assumed.
+        assert_eq!(embedding_estimate_bytes(&path), (3 << 30) + 8192 * 32 * 1024);
+        let mut others = HashMap::new();
+        let err = make_room(&mut others, embedding_estimate_bytes(&path), 2 << 30).unwrap_err();
+        assert!(matches!(err, EngineError::InsufficientMemory { .. }), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! streaming. Each request runs in a slot (a KV sequence); a finished conversation keeps
 //! its cache, and its next turn evaluates only the tokens after the shared prefix.
 //! When a new conversation needs its sequence, it waits in RAM outside the cache (`park`).
+//! Every cache (a slot, RAM, the disk) serves only requests of the owner who filled it.
 
 use super::llama::BATCH_TOKENS;
 use super::park::{self, Parked};
@@ -13,7 +14,7 @@ use super::sampling::{greedy, sampler};
 use super::slots::{fit_history, Placement, Slots};
 use super::spill::Spill;
 use super::{
-    ChatMessage, EngineError, Event, FinishReason, Finished, Job, Prompt, StopMatcher, Timings, Usage,
+    ChatMessage, EngineError, Event, FinishReason, Finished, Job, Owner, Prompt, StopMatcher, Timings, Usage,
     Utf8Stream, Work,
 };
 use crate::telemetry::Metrics;
@@ -234,7 +235,9 @@ impl<'m> Scheduler<'m> {
             Ok(f) => f,
             Err(e) => return Err((job, e)),
         };
-        let placement = self.slots.place(&tokens).expect("a free slot exists below the parallel limit");
+        let owner = job.owner;
+        let placement =
+            self.slots.place(&tokens, owner).expect("a free slot exists below the parallel limit");
         if self.limits.unified {
             // Park the other idle conversations first (the slot and the one it copies from
             // stay): llama.cpp puts new entries in free cells from the lowest one on, and
@@ -247,15 +250,15 @@ impl<'m> Scheduler<'m> {
         }
         // The conversation may be parked in RAM or saved on disk, sparing more than the
         // KV cache offers.
-        let in_ram = self.parked.find(&tokens, placement.reuse);
+        let in_ram = self.parked.find(&tokens, placement.reuse, owner);
         let best = in_ram.map_or(placement.reuse, |f| f.shared);
-        let reuse = match self.parked.disk().and_then(|d| d.find(&tokens, best)) {
-            Some((id, shared)) => self.load_saved(placement.slot, id, &tokens[..shared]),
+        let reuse = match self.parked.disk().and_then(|d| d.find(&tokens, best, owner)) {
+            Some((id, shared)) => self.load_saved(placement.slot, id, &tokens[..shared], owner),
             None => match in_ram {
-                Some(found) => self.restore_parked(placement.slot, found, &tokens[..found.shared]),
+                Some(found) => self.restore_parked(placement.slot, found, &tokens[..found.shared], owner),
                 None => {
                     let placement = self.prepare_cache(placement);
-                    self.slots.take(placement);
+                    self.slots.take(placement, owner);
                     placement.reuse
                 }
             },
@@ -345,19 +348,19 @@ impl<'m> Scheduler<'m> {
 
     /// Puts a parked conversation into `slot`, keeping the `prefix` it shares with the
     /// prompt. Returns the tokens reused.
-    fn restore_parked(&mut self, slot: usize, found: park::Found, prefix: &[i32]) -> usize {
-        let (tokens, state) = self.parked.checkout(found);
+    fn restore_parked(&mut self, slot: usize, found: park::Found, prefix: &[i32], owner: Owner) -> usize {
+        let (parked_for, tokens, state) = self.parked.checkout(found);
         self.make_room(slot);
         let restored = park::write(&mut self.ctx, &state, slot as i32, prefix.len());
         if !found.continues {
             // Another conversation that only lent its prefix stays parked.
-            self.parked.park(tokens, state);
+            self.parked.park(parked_for, tokens, state);
         }
         if restored {
             self.metrics.kv_restores.inc();
         }
         let reuse = if restored { prefix.len() } else { 0 };
-        self.slots.take_prefix(slot, &prefix[..reuse]);
+        self.slots.take_prefix(slot, &prefix[..reuse], owner);
         reuse
     }
 
@@ -393,11 +396,11 @@ impl<'m> Scheduler<'m> {
     /// Puts a conversation saved on disk into `slot` (parking the slot's own conversation
     /// first), keeping the `prefix` it shares with the prompt. Returns the tokens reused:
     /// none if the file could not be used.
-    fn load_saved(&mut self, slot: usize, id: u64, prefix: &[i32]) -> usize {
+    fn load_saved(&mut self, slot: usize, id: u64, prefix: &[i32], owner: Owner) -> usize {
         self.make_room(slot);
         let loaded = self.parked.load(&mut self.ctx, id, slot as i32, prefix.len());
         let reuse = if loaded { prefix.len() } else { 0 };
-        self.slots.take_prefix(slot, &prefix[..reuse]);
+        self.slots.take_prefix(slot, &prefix[..reuse], owner);
         reuse
     }
 

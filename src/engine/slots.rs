@@ -4,14 +4,18 @@
 //! Each slot is one llama.cpp sequence id. A slot keeps the tokens whose keys and
 //! values are in the cache after its request ends, so the next turn of the same
 //! conversation (whose prompt starts with those tokens) only evaluates what is new.
+//! A slot also remembers whose tokens those are: only requests of the same owner reuse
+//! them, or copy them as a shared prefix.
 
-use super::{ChatMessage, EngineError};
+use super::{ChatMessage, EngineError, Owner};
 
 /// One KV-cache sequence and the tokens cached in it.
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
     /// Tokens whose KV entries are in the cache, in position order.
     pub cached: Vec<i32>,
+    /// Whose request left `cached` (`None` while nothing is cached).
+    pub owner: Option<Owner>,
     /// Serving a request now.
     pub busy: bool,
     /// Logical time of last use, for least-recently-used eviction.
@@ -52,16 +56,19 @@ impl Slots {
         &self.slots[slot]
     }
 
-    /// Chooses an idle slot for `prompt`. A conversation continues in the slot whose
-    /// whole cache is a prefix of the prompt. Otherwise the request takes an empty slot,
-    /// else the least recently used one, so it does not destroy another conversation's
-    /// cache; it starts from the longest prefix any sequence shares with it. At least one
-    /// prompt token is always left to evaluate: the next-token logits come from it.
-    pub fn place(&self, prompt: &[i32]) -> Option<Placement> {
+    /// Chooses an idle slot for `owner`'s `prompt`. A conversation continues in the slot
+    /// whose whole cache is a prefix of the prompt. Otherwise the request takes an empty
+    /// slot, else the least recently used one, so it does not destroy another
+    /// conversation's cache; it starts from the longest prefix any sequence of the same
+    /// owner shares with it (another owner's cache is never reused, not even a shared
+    /// system prompt). At least one prompt token is always left to evaluate: the
+    /// next-token logits come from it.
+    pub fn place(&self, prompt: &[i32], owner: Owner) -> Option<Placement> {
         let keep = |shared: usize| shared.min(prompt.len().saturating_sub(1));
+        let shared = |s: &Slot| if s.owner == Some(owner) { common_prefix(&s.cached, prompt) } else { 0 };
         let idle = || self.slots.iter().enumerate().filter(|(_, s)| !s.busy);
         let continuation = idle()
-            .filter(|(_, s)| !s.cached.is_empty() && common_prefix(&s.cached, prompt) == s.cached.len())
+            .filter(|(_, s)| !s.cached.is_empty() && shared(s) == s.cached.len())
             .max_by_key(|(_, s)| s.cached.len());
         if let Some((slot, s)) = continuation {
             return Some(Placement { slot, reuse: keep(s.cached.len()), copy_from: None });
@@ -72,13 +79,13 @@ impl Slots {
             true => (false, *i as u64),
             false => (true, s.last_used),
         })?;
-        let own = keep(common_prefix(&target.cached, prompt));
+        let own = keep(shared(target));
         let donor = self
             .slots
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != slot)
-            .map(|(i, s)| (i, keep(common_prefix(&s.cached, prompt))))
+            .map(|(i, s)| (i, keep(shared(s))))
             .max_by_key(|(_, shared)| *shared)
             .filter(|(_, shared)| *shared > own);
         Some(match donor {
@@ -87,22 +94,23 @@ impl Slots {
         })
     }
 
-    /// Marks a slot busy with the tokens it starts from: its own first `reuse` cached
-    /// tokens, or the donor's when the prefix was copied.
-    pub fn take(&mut self, placement: Placement) {
+    /// Marks a slot busy for `owner` with the tokens it starts from: its own first `reuse`
+    /// cached tokens, or the donor's when the prefix was copied.
+    pub fn take(&mut self, placement: Placement, owner: Owner) {
         let prefix: Vec<i32> = match placement.copy_from {
             Some(from) => self.slots[from].cached[..placement.reuse].to_vec(),
             None => self.slots[placement.slot].cached[..placement.reuse].to_vec(),
         };
-        self.take_prefix(placement.slot, &prefix);
+        self.take_prefix(placement.slot, &prefix, owner);
     }
 
-    /// Marks a slot busy with the tokens its sequence holds now (such as a conversation
-    /// read back from disk).
-    pub fn take_prefix(&mut self, slot: usize, prefix: &[i32]) {
+    /// Marks a slot busy for `owner` with the tokens its sequence holds now (such as a
+    /// conversation read back from disk).
+    pub fn take_prefix(&mut self, slot: usize, prefix: &[i32], owner: Owner) {
         self.clock += 1;
         let slot = &mut self.slots[slot];
         slot.cached = prefix.to_vec();
+        slot.owner = Some(owner);
         slot.busy = true;
         slot.last_used = self.clock;
     }
@@ -134,6 +142,7 @@ impl Slots {
     /// Forgets a slot's cached tokens (after its sequence was emptied).
     pub fn clear(&mut self, slot: usize) {
         self.slots[slot].cached.clear();
+        self.slots[slot].owner = None;
     }
 }
 
@@ -181,9 +190,16 @@ pub fn fit_history(
 mod tests {
     use super::*;
 
-    /// Serves one request in `slot` that leaves `tokens` cached.
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
+
+    /// Serves one request of Alice's in `slot` that leaves `tokens` cached.
     fn serve(slots: &mut Slots, slot: usize, tokens: &[i32]) {
-        slots.take(Placement { slot, reuse: 0, copy_from: None });
+        serve_for(slots, slot, tokens, ALICE);
+    }
+
+    fn serve_for(slots: &mut Slots, slot: usize, tokens: &[i32], owner: Owner) {
+        slots.take(Placement { slot, reuse: 0, copy_from: None }, owner);
         slots.extend(slot, tokens);
         slots.release(slot);
     }
@@ -194,8 +210,8 @@ mod tests {
         serve(&mut slots, 0, &[1, 2, 3, 4]);
         serve(&mut slots, 1, &[1, 2, 9]);
         let next_turn = [1, 2, 3, 4, 5, 6];
-        assert_eq!(slots.place(&next_turn), Some(Placement { slot: 0, reuse: 4, copy_from: None }));
-        assert_eq!(slots.place(&[1, 2, 9, 9]), Some(Placement { slot: 1, reuse: 3, copy_from: None }));
+        assert_eq!(slots.place(&next_turn, ALICE), Some(Placement { slot: 0, reuse: 4, copy_from: None }));
+        assert_eq!(slots.place(&[1, 2, 9, 9], ALICE), Some(Placement { slot: 1, reuse: 3, copy_from: None }));
     }
 
     #[test]
@@ -203,11 +219,38 @@ mod tests {
         let mut slots = Slots::new(3);
         serve(&mut slots, 0, &[1, 2, 3, 4]);
         // Shares the system prompt [1, 2] with slot 0 but must not truncate its cache.
-        let placement = slots.place(&[1, 2, 7]).unwrap();
+        let placement = slots.place(&[1, 2, 7], ALICE).unwrap();
         assert_eq!(placement, Placement { slot: 1, reuse: 2, copy_from: Some(0) });
-        slots.take(placement);
+        slots.take(placement, ALICE);
         assert_eq!(slots.get(1).cached, [1, 2]);
         assert_eq!(slots.get(0).cached, [1, 2, 3, 4], "the donor keeps its cache");
+    }
+
+    #[test]
+    fn another_owners_cache_is_never_reused_or_copied() {
+        let mut slots = Slots::new(3);
+        serve_for(&mut slots, 0, &[1, 2, 3, 4], ALICE);
+        // Bob sends Alice's very prompt and more: no continuation, no donor.
+        assert_eq!(
+            slots.place(&[1, 2, 3, 4, 5], BOB),
+            Some(Placement { slot: 1, reuse: 0, copy_from: None })
+        );
+        // Nor does Bob start from what the slot he takes over held for Alice.
+        let mut one = Slots::new(1);
+        serve_for(&mut one, 0, &[1, 2, 3, 4], ALICE);
+        assert_eq!(one.place(&[1, 2, 3, 4, 5], BOB), Some(Placement { slot: 0, reuse: 0, copy_from: None }));
+        // Alice still continues her own.
+        assert_eq!(
+            slots.place(&[1, 2, 3, 4, 5], ALICE),
+            Some(Placement { slot: 0, reuse: 4, copy_from: None })
+        );
+        // Once Bob has cached the same tokens, his next request reuses his copy only.
+        serve_for(&mut slots, 1, &[1, 2, 3, 4], BOB);
+        assert_eq!(
+            slots.place(&[1, 2, 3, 4, 6], BOB),
+            Some(Placement { slot: 1, reuse: 4, copy_from: None })
+        );
+        assert_eq!(slots.place(&[1, 2, 7], BOB), Some(Placement { slot: 2, reuse: 2, copy_from: Some(1) }));
     }
 
     #[test]
@@ -215,16 +258,16 @@ mod tests {
         let mut slots = Slots::new(2);
         serve(&mut slots, 0, &[5, 6]);
         serve(&mut slots, 1, &[7, 8]);
-        assert_eq!(slots.place(&[9]), Some(Placement { slot: 0, reuse: 0, copy_from: None }));
+        assert_eq!(slots.place(&[9], ALICE), Some(Placement { slot: 0, reuse: 0, copy_from: None }));
         serve(&mut slots, 0, &[9, 1]);
-        assert_eq!(slots.place(&[7, 3]), Some(Placement { slot: 1, reuse: 1, copy_from: None }));
+        assert_eq!(slots.place(&[7, 3], ALICE), Some(Placement { slot: 1, reuse: 1, copy_from: None }));
     }
 
     #[test]
     fn one_prompt_token_is_always_evaluated() {
         let mut slots = Slots::new(1);
         serve(&mut slots, 0, &[1, 2, 3]);
-        assert_eq!(slots.place(&[1, 2, 3]), Some(Placement { slot: 0, reuse: 2, copy_from: None }));
+        assert_eq!(slots.place(&[1, 2, 3], ALICE), Some(Placement { slot: 0, reuse: 2, copy_from: None }));
     }
 
     #[test]
@@ -234,17 +277,17 @@ mod tests {
         serve(&mut slots, 0, &[5]);
         slots.clear(0);
         serve(&mut slots, 1, &[6]);
-        assert_eq!(slots.place(&[7]).map(|p| p.slot), Some(0));
-        slots.take(Placement { slot: 0, reuse: 0, copy_from: None });
-        assert_eq!(slots.place(&[7]).map(|p| p.slot), Some(2));
+        assert_eq!(slots.place(&[7], ALICE).map(|p| p.slot), Some(0));
+        slots.take(Placement { slot: 0, reuse: 0, copy_from: None }, ALICE);
+        assert_eq!(slots.place(&[7], ALICE).map(|p| p.slot), Some(2));
     }
 
     #[test]
     fn busy_slots_are_never_chosen_or_evicted() {
         let mut slots = Slots::new(1);
-        slots.take(Placement { slot: 0, reuse: 0, copy_from: None });
+        slots.take(Placement { slot: 0, reuse: 0, copy_from: None }, ALICE);
         slots.extend(0, &[1]);
-        assert_eq!(slots.place(&[1, 2]), None);
+        assert_eq!(slots.place(&[1, 2], ALICE), None);
         assert_eq!(slots.eviction_candidate(), None);
         slots.release(0);
         assert_eq!(slots.eviction_candidate(), Some(0));

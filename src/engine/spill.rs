@@ -13,8 +13,12 @@
 //! saved or used go first), each carries a checksum and the identity of the model and
 //! build that wrote it, and a file that fails either check is deleted: its conversation
 //! is read again, as it would be without this cache.
+//!
+//! Each file also names its owner (see [`Owner`]), and only that owner's prompts are served
+//! from it. Files of version 1 named none: they are deleted at start like any stale file.
 
 use super::slots::common_prefix;
+use super::Owner;
 use prometheus::{IntCounter, IntGauge};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -28,12 +32,12 @@ use std::thread::JoinHandle;
 pub(super) const MIN_TOKENS: usize = 64;
 
 const MAGIC: &[u8; 8] = b"HEARTHKV";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Conversations waiting for the writer at most: beyond that (a slow disk) one is not
 /// saved rather than held in RAM.
 const QUEUED: usize = 8;
-/// Magic, version, key, token count, state length, checksum.
-const HEADER: usize = 8 + 4 + 8 + 4 + 8 + 4;
+/// Magic, version, key, owner, token count, state length, checksum.
+const HEADER: usize = 8 + 4 + 8 + 8 + 4 + 8 + 4;
 
 /// Counters for `/metrics`.
 #[derive(Clone)]
@@ -45,6 +49,7 @@ pub(super) struct SpillMetrics {
 
 struct Entry {
     id: u64,
+    owner: Owner,
     tokens: Vec<i32>,
     bytes: u64,
     used: u64,
@@ -68,7 +73,12 @@ struct Shared {
 }
 
 /// A conversation queued for the writer, with the epoch it was queued in.
-type Saved = (Vec<i32>, Vec<u8>, u64);
+struct Saved {
+    owner: Owner,
+    tokens: Vec<i32>,
+    state: Vec<u8>,
+    epoch: u64,
+}
 
 /// The saved conversations of one model.
 pub(super) struct Spill {
@@ -118,8 +128,9 @@ fn private_file(path: &Path) -> io::Result<fs::File> {
     options.open(path)
 }
 
-fn checksum(tokens: &[i32], state: &[u8]) -> u32 {
+fn checksum(owner: Owner, tokens: &[i32], state: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    h.update(&owner.key().to_le_bytes());
     for t in tokens {
         h.update(&t.to_le_bytes());
     }
@@ -127,14 +138,15 @@ fn checksum(tokens: &[i32], state: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn encode_header(key: u64, tokens: &[i32], state: &[u8]) -> Vec<u8> {
+fn encode_header(key: u64, owner: Owner, tokens: &[i32], state: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + tokens.len() * 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&key.to_le_bytes());
+    out.extend_from_slice(&owner.key().to_le_bytes());
     out.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
     out.extend_from_slice(&(state.len() as u64).to_le_bytes());
-    out.extend_from_slice(&checksum(tokens, state).to_le_bytes());
+    out.extend_from_slice(&checksum(owner, tokens, state).to_le_bytes());
     for t in tokens {
         out.extend_from_slice(&t.to_le_bytes());
     }
@@ -145,9 +157,19 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
+/// What [`read`] finds in a file.
+struct File {
+    owner: Owner,
+    tokens: Vec<i32>,
+    /// Bytes of entries.
+    len: u64,
+    /// The entries, when asked for.
+    state: Vec<u8>,
+}
+
 /// Reads a file's header and tokens; with `state`, also its entries, checked against
-/// the checksum. Returns (tokens, state length, state).
-fn read(path: &Path, key: u64, state: bool) -> io::Result<(Vec<i32>, u64, Vec<u8>)> {
+/// the checksum.
+fn read(path: &Path, key: u64, state: bool) -> io::Result<File> {
     let mut f = io::BufReader::new(fs::File::open(path)?);
     let mut head = [0u8; HEADER];
     f.read_exact(&mut head)?;
@@ -159,7 +181,8 @@ fn read(path: &Path, key: u64, state: bool) -> io::Result<(Vec<i32>, u64, Vec<u8
     if u64_at(12) != key {
         return Err(invalid("written by another model or build"));
     }
-    let (n, len, sum) = (u32_at(20) as usize, u64_at(24), u32_at(32));
+    let owner = Owner::from_key(u64_at(20) as i64);
+    let (n, len, sum) = (u32_at(28) as usize, u64_at(32), u32_at(40));
     let size = fs::metadata(path)?.len();
     if size != HEADER as u64 + n as u64 * 4 + len {
         return Err(invalid("truncated or padded"));
@@ -172,11 +195,11 @@ fn read(path: &Path, key: u64, state: bool) -> io::Result<(Vec<i32>, u64, Vec<u8
     if state {
         bytes = vec![0u8; len as usize];
         f.read_exact(&mut bytes)?;
-        if checksum(&tokens, &bytes) != sum {
+        if checksum(owner, &tokens, &bytes) != sum {
             return Err(invalid("checksum mismatch"));
         }
     }
-    Ok((tokens, len, bytes))
+    Ok(File { owner, tokens, len, state: bytes })
 }
 
 impl Shared {
@@ -200,10 +223,11 @@ impl Shared {
     }
 
     /// Writes one conversation (to a temporary name, then renamed) and indexes it,
-    /// replacing saved earlier versions of it (whose tokens it continues). Not synced: a
-    /// file cut short by a power loss fails its checksum, and one taken back or replaced
-    /// within the kernel's writeback delay (~30 s) never wears the flash of an SD card.
-    fn write(&self, (tokens, state, epoch): Saved) {
+    /// replacing saved earlier versions of it (same owner, tokens it continues). Not
+    /// synced: a file cut short by a power loss fails its checksum, and one taken back or
+    /// replaced within the kernel's writeback delay (~30 s) never wears the flash of an SD
+    /// card.
+    fn write(&self, Saved { owner, tokens, state, epoch }: Saved) {
         let id = {
             let mut index = self.index();
             if index.epoch != epoch {
@@ -217,7 +241,7 @@ impl Shared {
             // The folder may have been deleted to free space: that only loses what was in it.
             private_dir(&self.dir)?;
             let mut f = io::BufWriter::new(private_file(&tmp)?);
-            f.write_all(&encode_header(self.key, &tokens, &state))?;
+            f.write_all(&encode_header(self.key, owner, &tokens, &state))?;
             f.write_all(&state)?;
             f.flush()?;
             drop(f);
@@ -236,7 +260,7 @@ impl Shared {
         }
         let mut i = 0;
         while i < index.entries.len() {
-            if tokens.starts_with(&index.entries[i].tokens) {
+            if index.entries[i].owner == owner && tokens.starts_with(&index.entries[i].tokens) {
                 let old = index.entries.swap_remove(i);
                 index.bytes -= old.bytes;
                 let _ = fs::remove_file(file(&self.dir, old.id));
@@ -246,7 +270,7 @@ impl Shared {
         }
         index.clock += 1;
         let used = index.clock;
-        index.entries.push(Entry { id, tokens, bytes, used });
+        index.entries.push(Entry { id, owner, tokens, bytes, used });
         index.bytes += bytes;
         self.metrics.saves.inc();
         self.trim(&mut index);
@@ -264,13 +288,13 @@ impl Spill {
             let id = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok());
             let is_kv = path.extension().is_some_and(|e| e == "kv");
             let checked = match id.filter(|_| is_kv) {
-                Some(id) => read(&path, key, false).map(|(tokens, len, _)| (id, tokens, len)),
+                Some(id) => read(&path, key, false).map(|f| (id, f)),
                 None => Err(invalid("not a cache file")),
             };
             match checked {
-                Ok((id, tokens, len)) => {
+                Ok((id, f)) => {
                     let mtime = fs::metadata(&path).and_then(|m| m.modified()).ok();
-                    found.push((mtime, id, tokens, len));
+                    found.push((mtime, id, f));
                 }
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "removing a stale KV cache file");
@@ -278,14 +302,14 @@ impl Spill {
                 }
             }
         }
-        found.sort_by_key(|(mtime, id, _, _)| (*mtime, *id));
+        found.sort_by_key(|(mtime, id, _)| (*mtime, *id));
         let mut index = Index { entries: Vec::new(), next_id: 0, clock: 0, bytes: 0, epoch: 0 };
-        for (_, id, tokens, len) in found {
+        for (_, id, File { owner, tokens, len, .. }) in found {
             index.clock += 1;
             index.next_id = index.next_id.max(id);
             let bytes = (HEADER + tokens.len() * 4) as u64 + len;
             index.bytes += bytes;
-            index.entries.push(Entry { id, tokens, bytes, used: index.clock });
+            index.entries.push(Entry { id, owner, tokens, bytes, used: index.clock });
         }
         let shared = Arc::new(Shared { dir, key, budget: budget_bytes, index: Mutex::new(index), metrics });
         shared.trim(&mut shared.index());
@@ -297,24 +321,25 @@ impl Spill {
         Ok(Spill { shared, writer: Some(tx), thread: Some(thread) })
     }
 
-    /// Queues a conversation's entries for saving, unless it is too short or a saved
-    /// conversation already continues it. Unless told to `wait` (the engine is stopping),
-    /// it is dropped when the writer is already [`QUEUED`] conversations behind.
-    pub fn save(&self, tokens: Vec<i32>, state: Vec<u8>, wait: bool) {
+    /// Queues `owner`'s conversation for saving, unless it is too short or a saved
+    /// conversation of theirs already continues it. Unless told to `wait` (the engine is
+    /// stopping), it is dropped when the writer is already [`QUEUED`] conversations behind.
+    pub fn save(&self, owner: Owner, tokens: Vec<i32>, state: Vec<u8>, wait: bool) {
         if tokens.len() < MIN_TOKENS || state.is_empty() {
             return;
         }
         let epoch = {
             let index = self.shared.index();
-            if index.entries.iter().any(|e| e.tokens.starts_with(&tokens)) {
+            if index.entries.iter().any(|e| e.owner == owner && e.tokens.starts_with(&tokens)) {
                 return;
             }
             index.epoch
         };
         let Some(writer) = &self.writer else { return };
+        let saved = Saved { owner, tokens, state, epoch };
         if wait {
-            let _ = writer.send((tokens, state, epoch));
-        } else if let Err(TrySendError::Full(_)) = writer.try_send((tokens, state, epoch)) {
+            let _ = writer.send(saved);
+        } else if let Err(TrySendError::Full(_)) = writer.try_send(saved) {
             tracing::debug!("the disk cache is still writing; a conversation was not saved");
         }
     }
@@ -330,15 +355,16 @@ impl Spill {
         self.shared.metrics.bytes.set(0);
     }
 
-    /// The saved conversation sharing the longest prefix with `prompt`, if it spares at
-    /// least `MIN_TOKENS` more than `reuse` (what the KV cache and RAM offer). At least
-    /// one prompt token is left to evaluate. Returns its id and the tokens it spares.
-    pub fn find(&self, prompt: &[i32], reuse: usize) -> Option<(u64, usize)> {
+    /// The conversation saved for `owner` sharing the longest prefix with `prompt`, if it
+    /// spares at least `MIN_TOKENS` more than `reuse` (what the KV cache and RAM offer). At
+    /// least one prompt token is left to evaluate. Returns its id and the tokens it spares.
+    pub fn find(&self, prompt: &[i32], reuse: usize, owner: Owner) -> Option<(u64, usize)> {
         let limit = prompt.len().saturating_sub(1);
         let index = self.shared.index();
         index
             .entries
             .iter()
+            .filter(|e| e.owner == owner)
             .map(|e| (e.id, common_prefix(&e.tokens, prompt).min(limit)))
             .max_by_key(|(_, shared)| *shared)
             .filter(|(_, shared)| *shared >= reuse + MIN_TOKENS)
@@ -354,15 +380,15 @@ impl Spill {
             let e = index.entries.swap_remove(at);
             index.bytes -= e.bytes;
             self.shared.metrics.bytes.set(index.bytes as i64);
-            e.tokens
+            (e.owner, e.tokens)
         };
         let path = file(&self.shared.dir, id);
         let got = read(&path, self.shared.key, true);
         let _ = fs::remove_file(&path);
         match got {
-            Ok((tokens, _, state)) if tokens == expected => {
+            Ok(f) if (f.owner, &f.tokens) == (expected.0, &expected.1) => {
                 self.shared.metrics.loads.inc();
-                Some((tokens, state))
+                Some((f.tokens, f.state))
             }
             Ok(_) => None,
             Err(e) => {
@@ -394,6 +420,9 @@ impl Drop for Spill {
 mod tests {
     use super::*;
 
+    const ALICE: Owner = Owner::user(1);
+    const BOB: Owner = Owner::user(2);
+
     fn metrics() -> SpillMetrics {
         SpillMetrics {
             saves: IntCounter::new("s", "s").unwrap(),
@@ -414,7 +443,7 @@ mod tests {
     fn saved(dir: &Path, budget: u64, items: Vec<(Vec<i32>, Vec<u8>)>) -> Spill {
         let spill = Spill::open(dir.into(), 7, budget, metrics()).unwrap();
         for (t, s) in items {
-            spill.save(t, s, true);
+            spill.save(ALICE, t, s, true);
         }
         drop(spill);
         Spill::open(dir.into(), 7, budget, metrics()).unwrap()
@@ -438,9 +467,13 @@ mod tests {
         }
         let mut prompt = t[..150].to_vec();
         prompt.extend([1, 2, 3]);
-        let (id, shared) = spill.find(&prompt, 0).expect("found by its prefix");
+        let (id, shared) = spill.find(&prompt, 0, ALICE).expect("found by its prefix");
         assert_eq!(shared, 150);
-        assert_eq!(spill.find(&prompt, 150 - MIN_TOKENS + 1), None, "not worth loading for a few tokens");
+        assert_eq!(
+            spill.find(&prompt, 150 - MIN_TOKENS + 1, ALICE),
+            None,
+            "not worth loading for a few tokens"
+        );
         assert_eq!(spill.take(id), Some((t, s)));
         assert_eq!(spill.stats(), (0, 0), "taken out of the cache");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "and off the disk");
@@ -456,7 +489,7 @@ mod tests {
             vec![(tokens(1, MIN_TOKENS - 1), state(10, 0)), (long.clone(), state(10, 0))],
         );
         assert_eq!(spill.stats().0, 1);
-        spill.save(long[..200].to_vec(), state(10, 0), true);
+        spill.save(ALICE, long[..200].to_vec(), state(10, 0), true);
         drop(spill);
         let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
         assert_eq!(spill.stats().0, 1, "a prefix of a saved conversation adds nothing");
@@ -465,7 +498,7 @@ mod tests {
         longer.extend(tokens(1000, 50));
         let spill = saved(dir.path(), 1 << 20, vec![(longer.clone(), state(20, 3))]);
         assert_eq!(spill.stats().0, 1);
-        let (id, _) = spill.find(&longer, 0).unwrap();
+        let (id, _) = spill.find(&longer, 0, ALICE).unwrap();
         assert_eq!(spill.take(id).unwrap().0, longer);
     }
 
@@ -476,9 +509,9 @@ mod tests {
         let items = (0..4).map(|i| (tokens(i * 1000, 100), state(1000, i as u8))).collect();
         let spill = saved(dir.path(), size * 2, items);
         assert_eq!(spill.stats(), (2, size * 2));
-        assert_eq!(spill.find(&tokens(0, 100), 0), None, "the oldest went first");
-        assert!(spill.find(&tokens(3000, 100), 0).is_some());
-        assert!(spill.find(&tokens(2000, 100), 0).is_some());
+        assert_eq!(spill.find(&tokens(0, 100), 0, ALICE), None, "the oldest went first");
+        assert!(spill.find(&tokens(3000, 100), 0, ALICE).is_some());
+        assert!(spill.find(&tokens(2000, 100), 0, ALICE).is_some());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
@@ -490,7 +523,8 @@ mod tests {
             1 << 20,
             vec![(tokens(0, 100), state(4000, 1)), (tokens(5000, 100), state(4000, 2))],
         );
-        let ids: Vec<u64> = [0, 5000].iter().map(|&f| spill.find(&tokens(f, 100), 0).unwrap().0).collect();
+        let ids: Vec<u64> =
+            [0, 5000].iter().map(|&f| spill.find(&tokens(f, 100), 0, ALICE).unwrap().0).collect();
         drop(spill);
         // One byte flipped in the first file's entries; the second left whole.
         let path = file(dir.path(), ids[0]);
@@ -517,13 +551,13 @@ mod tests {
     fn clearing_deletes_saved_and_queued_conversations() {
         let dir = tempfile::tempdir().unwrap();
         let spill = saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]);
-        spill.save(tokens(1000, 100), state(100, 2), true);
+        spill.save(ALICE, tokens(1000, 100), state(100, 2), true);
         spill.clear();
-        spill.save(tokens(2000, 100), state(100, 3), true);
+        spill.save(ALICE, tokens(2000, 100), state(100, 3), true);
         drop(spill);
         let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
         assert_eq!(spill.stats().0, 1, "only what was saved after clearing");
-        assert!(spill.find(&tokens(2000, 100), 0).is_some());
+        assert!(spill.find(&tokens(2000, 100), 0, ALICE).is_some());
         spill.clear();
         assert_eq!(spill.stats(), (0, 0));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -534,5 +568,40 @@ mod tests {
         assert_eq!(dir_for(Path::new("/d"), "qwen2.5/../x y"), Path::new("/d/kv-cache/m-qwen2.5_.._x_y"));
         assert_eq!(dir_for(Path::new("/d"), ".."), Path::new("/d/kv-cache/m-.."));
         assert_ne!(model_key(Path::new("/nonexistent/a.gguf")), model_key(Path::new("/nonexistent/b.gguf")));
+    }
+
+    #[test]
+    fn a_saved_conversation_serves_only_its_owner_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tokens(100, 200);
+        let spill = saved(dir.path(), 1 << 20, vec![(t.clone(), state(500, 1))]);
+        assert_eq!(spill.find(&t, 0, BOB), None, "Alice's file is not Bob's");
+        assert_eq!(spill.find(&t, 0, Owner::CONSOLE), None);
+        // Bob's copy of the same tokens does not replace Alice's, nor is it skipped as hers.
+        spill.save(BOB, t.clone(), state(500, 2), true);
+        drop(spill);
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        assert_eq!(spill.stats().0, 2);
+        let (bob, _) = spill.find(&t, 0, BOB).unwrap();
+        let (alice, _) = spill.find(&t, 0, ALICE).unwrap();
+        assert_ne!(bob, alice);
+        assert_eq!(spill.take(bob), Some((t.clone(), state(500, 2))));
+        assert_eq!(spill.find(&t, 0, BOB), None);
+        assert_eq!(spill.take(alice), Some((t, state(500, 1))));
+    }
+
+    #[test]
+    fn files_that_name_no_owner_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]));
+        let only = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        // A version 1 file: the same header without the owner.
+        let mut bytes = fs::read(&only).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes.drain(20..28);
+        fs::write(&only, bytes).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        assert_eq!(spill.stats().0, 0);
+        assert!(!only.exists());
     }
 }

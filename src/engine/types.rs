@@ -17,6 +17,36 @@ impl ChatMessage {
     }
 }
 
+/// Whose request this is. Cached keys and values are reused only between requests of the
+/// same owner: a prefix cached for one user would otherwise speed up another's matching
+/// prompt, and `timings.cache_n` would tell them how many tokens of it they guessed.
+///
+/// One number (not an enum of user id and the rest: 16 bytes), as it travels in every
+/// queued request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner(i64);
+
+impl Owner {
+    /// Someone at the box itself (`hearth chat` without `--url`).
+    pub const CONSOLE: Owner = Owner(i64::MIN);
+    /// Voice satellites served over Wyoming, which speak for no user.
+    pub const SATELLITES: Owner = Owner(i64::MIN + 1);
+
+    /// A Hearth user, by id: a row id, positive, so never one of the owners above.
+    pub const fn user(id: i64) -> Owner {
+        Owner(id)
+    }
+
+    /// The owner as one number, for the disk cache's file header.
+    pub(crate) fn key(self) -> i64 {
+        self.0
+    }
+
+    pub(crate) fn from_key(key: i64) -> Owner {
+        Owner(key)
+    }
+}
+
 /// Sampling and length settings for one request, already resolved against defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateParams {

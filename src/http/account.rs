@@ -2,15 +2,17 @@
 //!
 //! `GET /api/onboard` and `POST /api/onboard`, `POST /api/login` are public; they
 //! require the `X-Hearth-CSRF: 1` header like every state-changing browser request, so
-//! another site cannot log a visitor in to an account of its choosing. Failures are
-//! slowed down and counted per client address ([`Throttle`]). Passwords are never
-//! logged; only user names and addresses are.
+//! another site cannot log a visitor in to an account of its choosing. Attempts are
+//! counted per client address before the password is checked, failures slowed down, and
+//! password checks bounded across all clients ([`Throttle`]). Passwords are never logged,
+//! nor is the name a failed login typed (a password typed into the name field would end up
+//! in the log): a failure logs the account's id when the name is a user's, else nothing.
 
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
 use crate::auth::session::{new_session, session_cookie, setup_code_hash, SESSION_SECS};
-use crate::auth::throttle::{Throttle, FAILURE_DELAY};
+use crate::auth::throttle::{Attempt, Throttle, FAILURE_DELAY};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Onboarded, User, VOICE_LANGUAGE};
 use actix_web::http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
@@ -18,6 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
+use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,28 +58,64 @@ fn over_tls(req: &HttpRequest) -> bool {
     req.app_config().secure() || req.connection_info().scheme() == "https"
 }
 
-fn locked_out(wait_secs: u64) -> HttpResponse {
-    let mut response = ApiError::new(
-        ErrorCode::TooManyAttempts,
-        format!("too many failed attempts from this address; try again in {wait_secs} seconds"),
-    )
-    .error_response();
-    if let Ok(value) = wait_secs.to_string().parse() {
-        response.headers_mut().insert(RETRY_AFTER, value);
-    }
-    response
+/// Why an attempt is not checked.
+enum Refused {
+    /// A request from a browser without the CSRF header.
+    Csrf,
+    /// Too many failures from the address: seconds to wait.
+    LockedOut(u64),
+    /// The box is busy checking other passwords.
+    Busy,
 }
 
-/// Refuses requests without the CSRF header or from a locked-out address.
-fn precheck(req: &HttpRequest) -> Result<Option<HttpResponse>, ApiError> {
+impl Refused {
+    fn response(self) -> HttpResponse {
+        let (message, wait_secs) = match self {
+            Refused::Csrf => return csrf_rejected().error_response(),
+            Refused::LockedOut(wait) => {
+                (format!("too many failed attempts from this address; try again in {wait} seconds"), wait)
+            }
+            Refused::Busy => ("the server is busy checking other logins; try again in a second".into(), 1),
+        };
+        let mut response = ApiError::new(ErrorCode::TooManyAttempts, message).error_response();
+        if let Ok(value) = wait_secs.to_string().parse() {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// Counts an attempt from the client's address, unless it is locked out.
+fn attempt(req: &HttpRequest) -> Result<Attempt<'static>, Refused> {
+    Throttle::logins().begin(client_ip(req)).map_err(Refused::LockedOut)
+}
+
+/// Refuses requests without the CSRF header, then counts the attempt like [`attempt`].
+fn precheck(req: &HttpRequest) -> Result<Attempt<'static>, Refused> {
     if !csrf_header_ok(req.headers()) {
-        return Err(csrf_rejected());
+        return Err(Refused::Csrf);
     }
-    Ok(Throttle::logins().check(client_ip(req)).err().map(locked_out))
+    attempt(req)
 }
 
-async fn failed(req: &HttpRequest, error: ApiError) -> ApiError {
-    Throttle::logins().record_failure(client_ip(req));
+/// A counted attempt and its turn to check a password (see [`Throttle::verifier`]), or the
+/// answer refusing it. An attempt refused because others keep the box busy is not counted
+/// against the client.
+async fn ready_to_check(
+    counted: Result<Attempt<'static>, Refused>,
+) -> Result<(Attempt<'static>, OwnedSemaphorePermit), HttpResponse> {
+    let attempt = counted.map_err(Refused::response)?;
+    match Throttle::logins().verifier().await {
+        Some(turn) => Ok((attempt, turn)),
+        None => {
+            attempt.refund();
+            Err(Refused::Busy.response())
+        }
+    }
+}
+
+/// A wrong guess: it was counted when it began; it now costs the client a delay.
+async fn failed(error: ApiError) -> ApiError {
     tokio::time::sleep(FAILURE_DELAY).await;
     error
 }
@@ -116,8 +155,8 @@ pub async fn onboard(
     state: web::Data<AppState>,
     body: web::Json<OnboardRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(refused) = precheck(&req)? {
-        return Ok(refused);
+    if !csrf_header_ok(req.headers()) {
+        return Err(csrf_rejected());
     }
     let OnboardRequest { code, name, password, language } = body.into_inner();
     check_new_password(&password).map_err(ApiError::invalid)?;
@@ -127,16 +166,24 @@ pub async fn onboard(
             "language '{l}' is not ISO 639-1 codes such as en or en,de, nor auto"
         )));
     }
+    let (attempt, turn) = match ready_to_check(attempt(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let code_hash = setup_code_hash(&code);
     let outcome = state
         .store
         .run(move |store| {
+            let _turn = turn;
             if !store.needs_onboarding()? {
                 return Ok(Onboarded::AlreadyDone);
             }
             store.onboard(&code_hash, &name, &hash_password(&password))
         })
         .await?;
+    if !matches!(outcome, Onboarded::InvalidCode) {
+        attempt.refund();
+    }
     match outcome {
         Onboarded::Done(user) => {
             tracing::info!(user = %user.name, "onboarding complete: administrator created");
@@ -157,7 +204,7 @@ pub async fn onboard(
                 ErrorCode::InvalidSetupCode,
                 "wrong or expired setup code; see the server log or run `hearth onboard` on the box",
             );
-            Err(failed(&req, e).await)
+            Err(failed(e).await)
         }
     }
 }
@@ -168,29 +215,35 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(refused) = precheck(&req)? {
-        return Ok(refused);
-    }
+    let (attempt, turn) = match ready_to_check(precheck(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let LoginRequest { name, password } = body.into_inner();
-    let logged_name = name.clone();
-    let user = state
+    // `Err` carries the account's id when the name is a user's.
+    let checked = state
         .store
         .run(move |store| {
+            let _turn = turn;
             Ok(match store.login_candidate(&name)? {
-                Some((user, hash)) => verify_password(&password, &hash).then_some(user),
+                Some((user, hash)) if verify_password(&password, &hash) => Ok(user),
+                Some((user, _)) => Err(Some(user.id)),
                 None => {
                     verify_against_dummy(&password);
-                    None
+                    Err(None)
                 }
             })
         })
         .await?;
-    match user {
-        Some(user) => start_session(&state, &req, user).await,
-        None => {
-            tracing::info!(user = %logged_name, ip = %client_ip(&req), "failed web login");
+    match checked {
+        Ok(user) => {
+            attempt.refund();
+            start_session(&state, &req, user).await
+        }
+        Err(user_id) => {
+            tracing::info!(user_id, ip = %client_ip(&req), "failed web login");
             let e = ApiError::new(ErrorCode::InvalidCredentials, "wrong user name or password");
-            Err(failed(&req, e).await)
+            Err(failed(e).await)
         }
     }
 }
@@ -227,10 +280,15 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let PasswordChange { current, new } = body.into_inner();
     check_new_password(&new).map_err(ApiError::invalid)?;
+    let (attempt, turn) = match ready_to_check(attempt(&req)).await {
+        Ok(ready) => ready,
+        Err(refused) => return Ok(refused),
+    };
     let (user_id, name) = (caller.user.id, caller.user.name.clone());
     let changed = state
         .store
         .run(move |store| {
+            let _turn = turn;
             let ok =
                 matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
             if ok {
@@ -241,8 +299,9 @@ pub async fn change_password(
         .await?;
     if !changed {
         let e = ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong");
-        return Err(failed(&req, e).await);
+        return Err(failed(e).await);
     }
+    attempt.refund();
     match caller.credential {
         Credential::Session(_) => start_session(&state, &req, caller.user).await,
         Credential::Token(_) => Ok(json(&json!({ "ok": true }))),

@@ -8,7 +8,7 @@
 use super::peer::unless_gone;
 use super::reply::{sse_event, sse_response, Complete, Reply};
 use super::{json, AppState, Caller};
-use crate::engine::{ChatMessage, GenerateParams, Prompt, Timings, Usage};
+use crate::engine::{ChatMessage, GenerateParams, Owner, Prompt, Timings, Usage};
 use crate::error::{ApiError, ErrorCode};
 use crate::knowledge::{Citation, Retrieved};
 use crate::store::{NewTurn, StoreError};
@@ -125,7 +125,11 @@ pub async fn chat(
     messages.push(ChatMessage::new("user", prompt));
     let citations = retrieved.map(|r| r.citations).unwrap_or_default();
     let model = info.id;
-    let reply = unless_gone(&http, Reply::start(engine.submit(Prompt::Chat(messages), params)?)).await??;
+    let reply = unless_gone(
+        &http,
+        Reply::start(engine.submit(Owner::user(user_id), Prompt::Chat(messages), params)?),
+    )
+    .await??;
     let turn = Turn { state: state.clone(), user_id, request, model, knowledge, citations };
     if turn.request.stream {
         Ok(sse_response(stream(turn, reply)))

@@ -161,7 +161,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                let method = req.method().to_string();
+                let method = crate::telemetry::method_label(req.method().as_str()).to_string();
                 let metrics = metrics.clone();
                 let fut = srv.call(req);
                 async move {

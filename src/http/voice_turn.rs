@@ -4,7 +4,7 @@
 use super::chat::{conversation_error, params, retrieve};
 use super::reply::Reply;
 use super::AppState;
-use crate::engine::{ChatMessage, Event, Prompt};
+use crate::engine::{ChatMessage, Event, Owner, Prompt};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::NewTurn;
 use crate::voice::assistant::SPOKEN_STYLE;
@@ -129,9 +129,12 @@ async fn answer(
     messages
         .push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
     let (engine, info) = super::ready_engine(state, None).await?;
-    let mut reply =
-        Reply::start(engine.submit(Prompt::Chat(messages), params(state, None, None, None, None, vec![])?)?)
-            .await?;
+    let mut reply = Reply::start(engine.submit(
+        Owner::user(user_id),
+        Prompt::Chat(messages),
+        params(state, None, None, None, None, vec![])?,
+    )?)
+    .await?;
 
     // Sentences go to the speaker task as they complete; it streams their audio back.
     let (sentences_tx, sentences_rx) = mpsc::unbounded_channel::<String>();

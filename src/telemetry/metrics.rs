@@ -44,6 +44,22 @@ pub struct Metrics {
     pub tls_error: IntGauge,
 }
 
+/// The `method` label of `http_requests_total`: the methods Hearth serves, and `other` for
+/// any other token a client sends. Labels taken as sent would let unauthenticated clients
+/// create series without bound (methods are case-sensitive: `get` is `other`).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     registry.register(Box::new(c.clone())).expect("unique metric name");
@@ -195,5 +211,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hearth_engine_queue_depth 0"));
+    }
+
+    #[test]
+    fn only_known_methods_are_labels_of_their_own() {
+        for known in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            assert_eq!(method_label(known), known);
+        }
+        for odd in ["FOOBAR", "get", "TRACE", "CONNECT", "PROPFIND", "", "G\u{e9}T"] {
+            assert_eq!(method_label(odd), "other", "{odd}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{method_label, Metrics};
 
 use crate::config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;

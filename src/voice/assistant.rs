@@ -7,7 +7,7 @@ use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
 use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel, TtsProgram, TtsVoice};
 use super::wyoming::{ServiceError, Synthesized, VoiceServices};
 use super::Voice;
-use crate::engine::{ChatMessage, Event, GenerateParams, Prompt, Registry};
+use crate::engine::{ChatMessage, Event, GenerateParams, Owner, Prompt, Registry};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ impl Assistant {
             stop: Vec::new(),
             stream: false, // spoken whole
         };
-        let mut events = engine.submit(Prompt::Chat(messages), params).map_err(failure)?;
+        let mut events = engine.submit(Owner::SATELLITES, Prompt::Chat(messages), params).map_err(failure)?;
         let mut reply = String::new();
         while let Some(event) = events.recv().await {
             match event {

@@ -104,3 +104,29 @@ fn bad_requests_get_clear_client_errors() {
     assert_eq!(status, 200, "{reply}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// Issue 25: `/metrics` labels come from a fixed set, whatever unauthenticated clients send:
+/// an unknown method counts as `other`, an unknown path as `unmatched`.
+#[test]
+fn metric_labels_do_not_grow_with_what_clients_send() {
+    use std::io::{Read, Write};
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let addr = server.url.trim_start_matches("http://").to_string();
+    for (method, path) in [("FOOBAR", "/api/health"), ("BREW", "/probe-4711"), ("get", "/api/chat")] {
+        let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+        write!(socket, "{method} {path} HTTP/1.1\r\nHost: hearth\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 "), "{method} {path}: {answer}");
+    }
+    let (status, text) = server.call("GET", "/metrics", Some(&token), None);
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    let series: Vec<&str> = text.lines().filter(|l| l.starts_with("hearth_http_requests_total{")).collect();
+    for sent in ["FOOBAR", "BREW", "method=\"get\"", "probe-4711"] {
+        assert!(!text.contains(sent), "{sent} became a label: {series:#?}");
+    }
+    assert!(series.iter().any(|l| l.contains("method=\"other\"")), "{series:#?}");
+    assert!(series.iter().any(|l| l.contains("route=\"unmatched\"")), "{series:#?}");
+}

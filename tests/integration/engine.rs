@@ -401,3 +401,60 @@ fn a_request_past_its_timeout_is_stopped() {
     assert_eq!(metric(&server, &token, "hearth_requests_timed_out_total"), 1.0);
     wait_metric(&server, &token, "hearth_engine_active_sequences", 0.0);
 }
+
+/// Issue 25: a prompt never starts from another user's cached keys and values, wherever
+/// they wait (another sequence, RAM or the disk cache), so `cache_n` and the reuse metric
+/// cannot tell a user how much of someone else's prompt they guessed. The owner's own
+/// next request still reuses them.
+fn no_cache_crosses_users(options: ServerOptions, disk: bool) {
+    let server = Server::start(options);
+    let (alice, bob) = (server.user("alice"), server.user("bob"));
+    // Over 64 tokens, so that it is worth a file in the disk cache.
+    let secret = json!([{"role": "system", "content": "You answer briefly. You are a geography tutor who \
+        knows the rivers, mountains, lakes and deserts of Europe, Asia and Africa, their lengths and \
+        heights, and the towns along their banks and slopes."},
+        {"role": "user", "content": "My locker code is 4711. Which river is longest?"}]);
+    let (_, cache_n, prompt_n) = complete(&server, &alice, &secret, 8);
+    assert!(prompt_n > 64, "{prompt_n} tokens (cache_n {cache_n})");
+    // Another conversation of Alice's moves this one out of the sequence (with one
+    // sequence: into RAM, or onto disk when RAM holds nothing).
+    // (Under 64 tokens: never saved to disk, which keeps the count of saves below exact.)
+    let owls = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Owls?"}]);
+    complete(&server, &alice, &owls, 8);
+    if disk {
+        wait_at_least(&server, &alice, "hearth_engine_kv_saves_total", 1.0);
+    }
+
+    let reused = metric(&server, &bob, "hearth_prompt_tokens_reused_total");
+    let (_, cache_n, evaluated) = complete(&server, &bob, &secret, 8);
+    assert_eq!(cache_n, 0, "Bob's prompt reused Alice's cache ({evaluated} evaluated)");
+    assert_eq!(metric(&server, &bob, "hearth_prompt_tokens_reused_total"), reused);
+    assert_eq!(metric(&server, &bob, "hearth_engine_kv_loads_total"), 0.0);
+
+    // Each still reuses their own.
+    let (_, cache_n, evaluated) = complete(&server, &alice, &secret, 8);
+    assert!(cache_n >= prompt_n - 1, "Alice's cache_n {cache_n}, {evaluated} evaluated");
+    if disk {
+        // Bob's conversation gave way to Alice's, onto disk: wait for the writer.
+        wait_at_least(&server, &alice, "hearth_engine_kv_saves_total", 2.0);
+    }
+    let (_, cache_n, evaluated) = complete(&server, &bob, &secret, 8);
+    assert!(cache_n >= prompt_n - 1, "Bob's cache_n {cache_n}, {evaluated} evaluated");
+}
+
+#[test]
+fn another_users_prompt_never_reuses_a_cached_sequence() {
+    no_cache_crosses_users(ServerOptions::new(small_model()), false);
+}
+
+#[test]
+fn another_users_prompt_never_reuses_a_parked_conversation() {
+    no_cache_crosses_users(ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1"), false);
+}
+
+#[test]
+fn another_users_prompt_never_reuses_a_saved_conversation() {
+    let options =
+        ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_IDLE_CACHE_TOKENS", "1");
+    no_cache_crosses_users(options, true);
+}

@@ -76,3 +76,19 @@ fn a_model_larger_than_memory_is_refused_without_unloading_others() {
         server.call("POST", "/api/chat", Some(&token), Some(&json!({"message": "hi", "max_tokens": 4})));
     assert_eq!(status, 200);
 }
+
+/// Issue 25: `/v1/embeddings` loaded whatever installed GGUF it was given, with no memory
+/// check; it now gets the one chat loads get.
+#[test]
+fn an_embedding_model_larger_than_memory_is_refused() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let models = server.data_dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::File::create(models.join("enormous.gguf")).unwrap().set_len(2 << 40).unwrap();
+
+    let body = json!({"model": "enormous", "input": "hello"});
+    let (status, err): (u16, Value) = server.call("POST", "/v1/embeddings", Some(&token), Some(&body));
+    assert_eq!((status, code(&err)), (503, "insufficient_memory"), "{err}");
+    assert_eq!(loaded_ids(&server), ["smollm2-135m-instruct"]);
+}

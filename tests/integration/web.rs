@@ -329,3 +329,62 @@ fn repeated_failed_logins_lock_the_address_out() {
     // Bearer clients are not affected.
     assert_eq!(server.call("GET", "/api/me", Some(&token), None).0, 200);
 }
+
+/// Issue 25: a burst of parallel logins from one address used to pass the throttle's check
+/// together, each then running Argon2. Attempts are now counted before they are checked: at
+/// most the allowed number are verified (401), and the rest are refused at once (429).
+#[test]
+fn parallel_wrong_passwords_are_counted_before_they_are_checked() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    assert_eq!(cli(&server.data_dir, &["users", "add", "root", "--admin"]).0, 0);
+    let answers: Vec<(u16, String, Option<String>)> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..30)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let body = json!({"name": "root", "password": format!("guess {i}")});
+                    let result = ureq::post(&format!("{}/api/login", server.url))
+                        .set("X-Hearth-CSRF", "1")
+                        .send_json(body);
+                    let response = match result {
+                        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                        Err(e) => panic!("transport error: {e}"),
+                    };
+                    let retry = response.header("Retry-After").map(str::to_string);
+                    let status = response.status();
+                    let body: Value = response.into_json().unwrap();
+                    (status, code(&body).to_string(), retry)
+                })
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let verified =
+        answers.iter().filter(|(s, c, _)| (*s, c.as_str()) == (401, "invalid_credentials")).count();
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(verified <= 10, "{verified} of 30 parallel guesses were checked: {answers:?}");
+    assert_eq!(verified + refused.len(), 30, "{answers:?}");
+    for (_, code, retry) in refused {
+        assert_eq!(code, "too_many_attempts");
+        assert!(retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= 1), "{retry:?}");
+    }
+    // The address is used up: one more guess is refused without being checked.
+    let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": "root", "password": "x"})));
+    assert_eq!((a.status, code(&a.body)), (429, "too_many_attempts"));
+}
+
+/// Issue 25: a failed login's log line used to carry the name as typed, and people type
+/// passwords into the name field.
+#[test]
+fn a_failed_login_does_not_log_the_name_typed() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let typed = "Tr0ub4dor&3-typed-in-the-wrong-field";
+    let a = send(&server, "POST", "/api/login", None, true, Some(json!({"name": typed, "password": "x"})));
+    assert_eq!((a.status, code(&a.body)), (401, "invalid_credentials"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log().contains("failed web login") {
+        assert!(std::time::Instant::now() < deadline, "no failed login logged:\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!server.log().contains("Tr0ub4dor"), "the typed name is in the log:\n{}", server.log());
+}

@@ -2,7 +2,7 @@
 
 use super::stream::{Chunks, Kind};
 use super::Sampling;
-use crate::engine::{ChatMessage, Prompt};
+use crate::engine::{ChatMessage, Owner, Prompt};
 use crate::error::ApiError;
 use crate::http::peer::unless_gone;
 use crate::http::reply::{sse_response, Reply};
@@ -106,7 +106,11 @@ pub async fn chat_completions(
         }
         citations.get_or_insert_with(|| json!([]));
     }
-    let started = Reply::start(prepared.engine.submit(Prompt::Chat(messages), prepared.params)?);
+    let started = Reply::start(prepared.engine.submit(
+        Owner::user(caller.user.id),
+        Prompt::Chat(messages),
+        prepared.params,
+    )?);
     let reply = unless_gone(&http, started).await??;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());

@@ -2,7 +2,7 @@
 
 use super::stream::{Chunks, Kind};
 use super::Sampling;
-use crate::engine::Prompt;
+use crate::engine::{Owner, Prompt};
 use crate::error::ApiError;
 use crate::http::peer::unless_gone;
 use crate::http::reply::{sse_response, Reply};
@@ -32,7 +32,7 @@ enum PromptInput {
 pub async fn completions(
     http: HttpRequest,
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     body: web::Json<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
@@ -50,7 +50,11 @@ pub async fn completions(
         return Err(ApiError::invalid("suffix (fill-in-the-middle) is not supported"));
     }
     let prepared = request.sampling.prepare(&state).await?;
-    let started = Reply::start(prepared.engine.submit(Prompt::Text(prompt.clone()), prepared.params)?);
+    let started = Reply::start(prepared.engine.submit(
+        Owner::user(caller.user.id),
+        Prompt::Text(prompt.clone()),
+        prepared.params,
+    )?);
     let reply = unless_gone(&http, started).await??;
 
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());

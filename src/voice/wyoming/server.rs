@@ -6,13 +6,20 @@
 //! Each connection is one task; connections beyond
 //! [`ServerOptions::max_connections`] get an `error` event and are closed, and
 //! a connection idle for [`ServerOptions::idle_timeout`] is closed.
+//!
+//! A peer off the allowlist takes one of those connection slots only once its token
+//! is accepted. Until then it holds one of a few places of its own
+//! ([`ServerOptions::max_unauthenticated`]) for at most
+//! [`ServerOptions::auth_timeout`], and may send nothing but a small `auth` event:
+//! any host on the network can connect, and it must not be able to hold the slots
+//! of the satellites that may.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -99,6 +106,10 @@ pub struct ServerOptions {
     /// `{"type": "auth", "data": {"token": "hth_..."}}`, checked by
     /// [`VoiceServices::authorize`]. `None`: every peer is served (tests, loopback tools).
     pub allow: Option<Vec<IpAddr>>,
+    /// Peers off the allowlist waiting to authenticate, at most, across all addresses.
+    pub max_unauthenticated: usize,
+    /// How long a peer off the allowlist has to send its `auth` event.
+    pub auth_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -111,6 +122,8 @@ impl Default for ServerOptions {
             max_utterance_bytes: 16 * 1024 * 1024,
             samples_per_chunk: 1024,
             allow: None,
+            max_unauthenticated: 4,
+            auth_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +137,7 @@ pub async fn serve<S: VoiceServices>(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let waiting = Arc::new(Semaphore::new(options.max_unauthenticated.max(1)));
     let options = Arc::new(options);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -145,19 +159,43 @@ pub async fn serve<S: VoiceServices>(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let admitted = options.allow.as_ref().is_none_or(|allow| allow.contains(&canonical(peer.ip())));
+        // An allowlisted peer takes a connection slot now; another one a place to authenticate.
+        let place = if admitted { &permits } else { &waiting };
+        let Ok(place) = place.clone().try_acquire_owned() else {
             tokio::spawn(async move {
                 let busy = error_event("overloaded", "too many Wyoming connections; try again later");
                 let _ = write_event(&mut stream, &busy.to_raw()).await;
             });
             continue;
         };
-        let (services, options) = (services.clone(), options.clone());
+        let (services, options, permits) = (services.clone(), options.clone(), permits.clone());
         connections.spawn(async move {
-            let _permit = permit;
-            tracing::debug!(%peer, "wyoming: connected");
-            let admitted = options.allow.as_ref().is_none_or(|allow| allow.contains(&canonical(peer.ip())));
-            if let Err(e) = serve_connection(stream, &*services, &options, admitted).await {
+            tracing::debug!(%peer, admitted, "wyoming: connected");
+            let mut connection = Connection::new(stream);
+            let _permit = if admitted {
+                place
+            } else {
+                let authenticated = connection.authenticate(&*services, &options).await;
+                drop(place);
+                match authenticated {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "wyoming: authentication failed");
+                        return;
+                    }
+                }
+                match permits.try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        let busy = error_event("overloaded", "too many Wyoming connections; try again later");
+                        let _ = connection.send(&busy).await;
+                        return;
+                    }
+                }
+            };
+            if let Err(e) = connection.serve(&*services, &options).await {
                 tracing::info!(%peer, error = %e, "wyoming: connection ended with an error");
             }
         });
@@ -191,55 +229,111 @@ where
     serve_connection(stream, services, options, true).await
 }
 
-/// [`handle_connection`] for a peer that may have to authenticate first: until it
-/// sends an `auth` event with a token that [`VoiceServices::authorize`] accepts, any
-/// other event gets an `unauthorized` error and the connection is closed.
+/// [`handle_connection`] for a peer that may have to authenticate first: unless its
+/// first event is an `auth` event with a token that [`VoiceServices::authorize`]
+/// accepts, sent within [`ServerOptions::auth_timeout`], it gets an `unauthorized`
+/// error and the connection is closed.
 pub async fn serve_connection<S, T>(
     stream: T,
     services: &S,
     options: &ServerOptions,
-    mut admitted: bool,
+    admitted: bool,
 ) -> Result<(), WyomingError>
 where
     S: VoiceServices,
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let (read, mut write) = tokio::io::split(stream);
-    let mut reader = BufReader::new(read);
-    let mut session = Session::default();
-    loop {
-        let raw = match tokio::time::timeout(options.idle_timeout, read_event(&mut reader, &options.limits))
-            .await
-        {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(raw))) => raw,
+    let mut connection = Connection::new(stream);
+    if !admitted && !connection.authenticate(services, options).await? {
+        return Ok(());
+    }
+    connection.serve(services, options).await
+}
+
+/// What an `auth` event may carry: a token, in a line of JSON.
+const AUTH_LIMITS: Limits = Limits { max_header: 4096, max_data: 4096, max_payload: 0 };
+
+/// One peer's stream.
+struct Connection<T> {
+    reader: BufReader<ReadHalf<T>>,
+    write: WriteHalf<T>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
+    fn new(stream: T) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        Connection { reader: BufReader::new(read), write }
+    }
+
+    async fn send(&mut self, event: &Event) -> Result<(), WyomingError> {
+        Ok(write_event(&mut self.write, &event.to_raw()).await?)
+    }
+
+    /// Waits for a peer off the allowlist to send a good token, as its first event and
+    /// within the deadline. Anything else gets an `unauthorized` error; the caller then
+    /// closes the connection.
+    async fn authenticate<S: VoiceServices>(
+        &mut self,
+        services: &S,
+        options: &ServerOptions,
+    ) -> Result<bool, WyomingError> {
+        let first = tokio::time::timeout(options.auth_timeout, read_event(&mut self.reader, &AUTH_LIMITS));
+        let raw = match first.await {
+            Ok(Ok(Some(raw))) => Some(raw),
+            Ok(Ok(None)) => return Ok(false),
+            Err(_) => None,
             Ok(Err(e)) => {
-                let _ = write_event(&mut write, &error_event("invalid_event", e.to_string()).to_raw()).await;
+                let _ = self.send(&error_event("invalid_event", e.to_string())).await;
                 return Err(e);
             }
         };
-        if raw.kind == "auth" {
+        if let Some(raw) = raw.filter(|raw| raw.kind == "auth") {
             let token = raw.data.get("token").and_then(|t| t.as_str()).unwrap_or_default();
-            admitted = services.authorize(token).await;
-            if !admitted {
-                let refused = error_event("unauthorized", "invalid or revoked token");
-                write_event(&mut write, &refused.to_raw()).await?;
-                return Ok(());
+            if services.authorize(token).await {
+                return Ok(true);
             }
-            continue;
+            self.send(&error_event("unauthorized", "invalid or revoked token")).await?;
+            return Ok(false);
         }
-        if !admitted {
-            let text = "this Wyoming server needs a token: send {\"type\": \"auth\", \"data\": {\"token\": \"hth_...\"}} \
-                        first, or add this address to voice.wyoming_allow";
-            write_event(&mut write, &error_event("unauthorized", text).to_raw()).await?;
-            return Ok(());
-        }
-        let replies = match Event::from_raw(raw) {
-            Ok(event) => session.handle(event, services, options).await,
-            Err(e) => vec![error_event("invalid_event", e.to_string())],
-        };
-        for reply in replies {
-            write_event(&mut write, &reply.to_raw()).await?;
+        let text = "this Wyoming server needs a token: send {\"type\": \"auth\", \"data\": {\"token\": \"hth_...\"}} \
+                    first, or add this address to voice.wyoming_allow";
+        self.send(&error_event("unauthorized", text)).await?;
+        Ok(false)
+    }
+
+    /// Serves an admitted peer's events until it leaves, idles out or the stream breaks.
+    async fn serve<S: VoiceServices>(
+        &mut self,
+        services: &S,
+        options: &ServerOptions,
+    ) -> Result<(), WyomingError> {
+        let mut session = Session::default();
+        loop {
+            let next = read_event(&mut self.reader, &options.limits);
+            let raw = match tokio::time::timeout(options.idle_timeout, next).await {
+                Err(_) | Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(Some(raw))) => raw,
+                Ok(Err(e)) => {
+                    let _ = self.send(&error_event("invalid_event", e.to_string())).await;
+                    return Err(e);
+                }
+            };
+            if raw.kind == "auth" {
+                // A peer may present a token again; a bad one ends the connection.
+                let token = raw.data.get("token").and_then(|t| t.as_str()).unwrap_or_default();
+                if !services.authorize(token).await {
+                    self.send(&error_event("unauthorized", "invalid or revoked token")).await?;
+                    return Ok(());
+                }
+                continue;
+            }
+            let replies = match Event::from_raw(raw) {
+                Ok(event) => session.handle(event, services, options).await,
+                Err(e) => vec![error_event("invalid_event", e.to_string())],
+            };
+            for reply in replies {
+                self.send(&reply).await?;
+            }
         }
     }
 }

@@ -292,3 +292,78 @@ async fn tcp_server_answers_and_refuses_beyond_its_connection_limit() {
     server.await.unwrap();
     assert!(read_event(&mut read, &Limits::default()).await.unwrap().is_none());
 }
+
+/// Reads the next event of a raw connection, or `None` when it was closed.
+async fn next_event<R: tokio::io::AsyncRead + Unpin>(read: &mut BufReader<R>) -> Option<Event> {
+    let raw = read_event(read, &Limits::default()).await.unwrap()?;
+    Some(Event::from_raw(raw).unwrap())
+}
+
+fn error_code(event: Option<Event>) -> String {
+    match event {
+        Some(Event::Error(ErrorEvent { code: Some(code), .. })) => code,
+        other => panic!("expected an error event, got {other:?}"),
+    }
+}
+
+/// Issue 25: a peer off the allowlist that has not authenticated used to hold one of the
+/// connection slots (for up to the idle timeout), so any host could hold them all.
+#[tokio::test]
+async fn unauthenticated_peers_hold_no_connection_slot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ServerOptions {
+        max_connections: 1,
+        max_unauthenticated: 2,
+        auth_timeout: std::time::Duration::from_secs(2),
+        allow: Some(vec![]), // this peer is not on it
+        ..Default::default()
+    };
+    let server =
+        tokio::spawn(serve(listener, Arc::new(Recorder::default()), options, std::future::pending()));
+
+    // A host that connects and says nothing...
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut silent = BufReader::new(silent);
+    // ...does not keep a satellite with a token from the one slot.
+    let good = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = good.into_split();
+    let mut good = BufReader::new(read);
+    write_event(&mut write, &auth("hth_good").to_raw()).await.unwrap();
+    write_event(&mut write, &Event::Describe.to_raw()).await.unwrap();
+    let info = next_event(&mut good).await;
+    assert!(matches!(info, Some(Event::Info(_))), "{info:?}");
+
+    // Peers waiting to authenticate are bounded on their own.
+    let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(error_code(next_event(&mut BufReader::new(third)).await), "overloaded");
+
+    // And the silent one is sent away after the deadline, not the idle timeout.
+    let started = std::time::Instant::now();
+    assert_eq!(error_code(next_event(&mut silent).await), "unauthorized");
+    assert!(next_event(&mut silent).await.is_none(), "closed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // The satellite is still served.
+    write_event(&mut write, &Event::Describe.to_raw()).await.unwrap();
+    assert!(matches!(next_event(&mut good).await, Some(Event::Info(_))));
+    server.abort();
+}
+
+#[tokio::test]
+async fn nothing_but_a_small_auth_event_is_read_before_authentication() {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let _ = serve_connection(theirs, &Recorder::default(), &ServerOptions::default(), false).await;
+    });
+    let (read, mut writer) = tokio::io::split(ours);
+    let mut reader = BufReader::new(read);
+    let chunk = AudioChunk {
+        format: AudioFormat { rate: 16_000, width: 2, channels: 1 },
+        timestamp: None,
+        audio: vec![0; 64 * 1024],
+    };
+    let _ = write_event(&mut writer, &Event::AudioChunk(chunk).to_raw()).await;
+    assert_eq!(error_code(next_event(&mut reader).await), "invalid_event");
+}
