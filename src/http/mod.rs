@@ -145,6 +145,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     let settings = state.settings.clone();
     let models = state.models.clone();
     let tls = state.tls.clone();
+    let state_names = state.names.clone();
     let addr = settings.listen_addr();
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
@@ -178,6 +179,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     })
     .on_connect(peer::on_connect)
     .workers(workers);
+    state_names.spawn_follow(settings.clone(), crate::tls::NAMES_CHECK_EVERY);
     let server = match &tls {
         None => {
             tracing::warn!(%addr, "TLS is off (tls.mode = \"off\"): passwords and tokens cross the network readable");

@@ -38,10 +38,10 @@ pub enum TlsError {
     Acme(String),
 }
 
-/// How often the box's addresses are looked at (a cheap `getifaddrs`; the certificate
-/// is re-issued only when they changed or renewal is due), and how often `files` mode
-/// looks at its files.
-const LOCAL_CHECK_EVERY: Duration = Duration::from_secs(10);
+/// How often the box's addresses are looked at (a cheap `getifaddrs`; the local CA's
+/// certificate is re-issued only when they changed or renewal is due), and how often
+/// `files` mode looks at its files.
+pub const NAMES_CHECK_EVERY: Duration = Duration::from_secs(10);
 const FILES_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// The certificate the listener serves now; replaced while serving.
@@ -247,31 +247,28 @@ impl Tls {
     }
 
     async fn keep_local(self) {
-        let mut tick = tokio::time::interval(LOCAL_CHECK_EVERY);
-        tick.tick().await;
+        let mut tick = tokio::time::interval(NAMES_CHECK_EVERY);
+        let mut issued_for = self.names.get();
         loop {
             tick.tick().await;
+            let names = self.names.get();
+            let renew_at = self
+                .status
+                .get()
+                .expires
+                .map(|e| e.saturating_sub(u64::from(self.settings.tls.renew_days) * 86_400));
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if names == issued_for && renew_at.is_some_and(|at| now < at) {
+                continue;
+            }
             let tls = self.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let changed = tls.names.set(BoxNames::discover(&tls.settings));
-                if changed {
-                    tracing::info!(names = ?tls.names.get().all(), "the box's names or addresses changed");
-                }
-                let renew_at = tls
-                    .status
-                    .get()
-                    .expires
-                    .map(|e| e.saturating_sub(u64::from(tls.settings.tls.renew_days) * 86_400));
-                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                if !changed && renew_at.is_some_and(|at| now < at) {
-                    return Ok(());
-                }
                 let ca = local_ca::LocalCa::load_or_create(&tls.settings.tls_dir(), &tls.names.get())?;
                 tls.refresh_local(&ca)
             })
             .await;
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => issued_for = names,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot renew the local certificate");
                     self.status.failed(&e.to_string());

@@ -132,6 +132,26 @@ impl SharedNames {
         *current = names;
         changed
     }
+
+    /// Follows the box's names and addresses while the server runs (DHCP, a new
+    /// network), whatever the TLS mode: the `Host` check and the local CA read them here.
+    pub fn spawn_follow(&self, settings: std::sync::Arc<Settings>, every: std::time::Duration) {
+        let names = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let settings = settings.clone();
+                let Ok(now) = tokio::task::spawn_blocking(move || BoxNames::discover(&settings)).await else {
+                    continue;
+                };
+                if names.set(now) {
+                    tracing::info!(names = ?names.get().all(), "the box's names or addresses changed");
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]
