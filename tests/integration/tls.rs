@@ -159,8 +159,11 @@ fn local_ca_certifies_every_name_over_tls_1_2_and_1_3_only() {
     assert_eq!(tls["ca_fingerprint"], Value::String(header.clone()));
     assert!(tls["expires_in_days"].as_u64().unwrap() >= 170, "{tls}");
     assert!(tls["last_error"].is_null(), "{tls}");
-    // The console says it too, for checking before trusting.
+    // The console says it too, for checking before trusting, and so does `hearth onboard`.
     assert!(server.log().contains(&header), "the fingerprint is not in the log");
+    let (status, _, err) = crate::common::cli(&server.data_dir, &["onboard"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(err.contains(&header), "hearth onboard does not show the fingerprint: {err}");
 
     // Every advertised name and address verifies with a real client, and a foreign one fails.
     for name in ["localhost", "hearth.local", "assistant.home.arpa", "127.0.0.1", "10.99.0.7"] {
@@ -203,9 +206,8 @@ fn local_ca_certifies_every_name_over_tls_1_2_and_1_3_only() {
     assert!(ok.header("Strict-Transport-Security").is_none());
 
     // Logins over HTTPS get a Secure cookie.
-    let log = server.log();
-    let at = log.find("setup code ").expect("setup code in the log") + 11;
-    let setup = log[at..at + 14].to_string();
+    let (_, out, _) = crate::common::cli(&server.data_dir, &["onboard"]);
+    let setup = out.lines().last().unwrap().trim().to_string();
     let response = server
         .agent()
         .post(&format!("{}/api/onboard", server.url))
