@@ -29,3 +29,8 @@ cargo test --locked --all-targets "$@"
 # server built above (screenshots in target/e2e-screenshots/).
 cargo test --locked --lib web::tests::the_bundle_stays_small -- --nocapture 2>&1 | grep 'web UI bundle' >&2
 bash tests/e2e/run.sh
+
+# The .deb, installed with apt into a clean Debian 12 root, started, upgraded, purged
+# (the development build's binary, to spare CI a release build; packaging/RESULTS.md
+# records the release package's run).
+bash packaging/test-deb.sh --profile dev

@@ -11,7 +11,7 @@ mod serve;
 mod speech;
 
 use crate::config::{self, FlagOverride, Loaded};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +89,14 @@ enum Command {
     Doctor,
     /// Print the configuration in effect (all layers merged) as TOML.
     PrintConfig,
+    /// Print a shell completion script (the .deb installs them), e.g.
+    /// `hearth completions bash > ~/.local/share/bash-completion/completions/hearth`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `hearth manpage | man -l -`.
+    Manpage,
 }
 
 /// Settings that `serve` and in-process `chat` share.
@@ -207,6 +215,14 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "hearth", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -225,7 +241,6 @@ fn print_config(loaded: &Loaded) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -120,3 +120,25 @@ fn chat_runs_in_process_without_a_service() {
     assert!(!stdout.trim().is_empty(), "{stderr}");
     assert!(stderr.contains("ready"), "{stderr}");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_cli() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .env("HEARTH_CONFIG", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("serve") && text.contains("tls"),
+            "{shell} completions lack subcommands or flags"
+        );
+    }
+    let out = Command::new(BIN).arg("manpage").env("HEARTH_CONFIG", "/dev/null").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && page.contains(".TH hearth") && page.contains("serve"), "{page}");
+    let out = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+}

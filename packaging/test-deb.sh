@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Installs the real .deb into a clean Debian 12 root and runs it there, as a user would:
+#
+#   packaging/test-deb.sh [--profile dev] [PATH.deb]   (default: build it with packaging/build-deb.sh)
+#
+# --profile dev: package the development build (CI: no release build; same files and scripts).
+# 1. a fresh bookworm root (debootstrap --variant=minbase; the pristine root is cached as a
+#    tarball under ~/.cache/hearth/debroot/), `apt-get install ./hearth_*.deb` pulling its
+#    dependencies from Debian's archive;
+# 2. the package's files, user, data dir and config are checked; the service is started
+#    from its unit's ExecStart, as user hearth with the unit's environment (systemd does
+#    not boot in this sandbox), on loopback ports of its own, with the SmolLM2 test model;
+# 3. /api/health answers over HTTPS (checked against the box's own CA) and a chat is answered;
+# 4. an upgrade to a newer-versioned build keeps the conversation, the config and the CA;
+# 5. purge removes the user, the config and /var/lib/hearth.
+# lintian's and `systemd-analyze security`'s verdicts are printed (packaging/RESULTS.md
+# records them). Needs root. About 3-5 minutes plus the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "test-deb: needs root (chroot, debootstrap)" >&2; exit 1; }
+for tool in debootstrap curl python3; do
+  command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >&2
+done
+
+step() { echo "== test-deb: $*" >&2; }
+fail() { echo "test-deb: FAILED: $*" >&2; exit 1; }
+
+profile=release
+if [ "${1:-}" = --profile ]; then profile=$2; shift 2; fi
+work=$(mktemp -d /var/tmp/hearth-deb-test.XXXXXX)
+chmod 0755 "$work"   # lintian reads the package as an unprivileged user
+deb=${1:-}
+if [ -z "$deb" ]; then
+  step "building the package ($profile profile)"
+  deb=$(bash packaging/build-deb.sh --profile "$profile" | tail -n 1)
+fi
+[ -f "$deb" ] || fail "no package at $deb"
+# cargo-deb deletes older packages when it makes the newer one below: keep a copy.
+cp "$deb" "$work/" && deb=$work/$(basename "$deb") && chmod 0644 "$deb"
+model=${HEARTH_TEST_SMALL_MODEL:-$HOME/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+[ -f "$model" ] || fail "test model missing: python3 models/fetch.py test"
+
+cache=$HOME/.cache/hearth/debroot
+pristine=$cache/bookworm-$(dpkg --print-architecture)-minbase.tar
+root=$work/root
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  for m in proc sys dev/pts dev; do umount -l "$root/$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ ! -f "$pristine" ]; then
+  step "debootstrap bookworm (once; cached in $cache)"
+  mkdir -p "$cache"
+  debootstrap --variant=minbase bookworm "$work/fresh" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
+  tar -C "$work/fresh" -cf "$pristine.tmp" . && mv "$pristine.tmp" "$pristine"
+  rm -rf "$work/fresh"
+fi
+mkdir -p "$root"
+tar -C "$root" -xf "$pristine"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mount -t proc proc "$root/proc"
+mount --bind /dev "$root/dev"
+mount --bind /dev/pts "$root/dev/pts"
+mount -t sysfs sys "$root/sys"
+in_root() { chroot "$root" "$@"; }
+# No daemons start inside the root during installs (as in an image build).
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod +x "$root/usr/sbin/policy-rc.d"
+
+step "apt-get install ./$(basename "$deb") into a clean bookworm"
+cp "$deb" "$root/tmp/"
+in_root apt-get update -qq
+before=$(in_root dpkg-query -W -f='${Package}\n' | sort)
+DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$deb")" \
+  >"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "apt-get install"; }
+after=$(in_root dpkg-query -W -f='${Package}\n' | sort)
+echo "packages pulled in: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')" >&2
+in_root dpkg-query -W -f='Depends: ${Depends}\n' hearth >&2
+
+step "files, user, data dir, config"
+for f in /usr/bin/hearth /usr/lib/systemd/system/hearth.service /etc/hearth/hearth.toml \
+         /usr/share/bash-completion/completions/hearth /usr/share/man/man1/hearth.1.gz \
+         /usr/share/hearth/models/manifest.toml; do
+  [ -e "$root$f" ] || fail "$f is not installed"
+done
+in_root getent passwd hearth >/dev/null || fail "no hearth user"
+# (stat inside the root: the host has no user hearth)
+[ "$(in_root stat -c '%U %a' /var/lib/hearth)" = "hearth 750" ] || fail "data dir: $(in_root stat -c '%U %a' /var/lib/hearth)"
+[ "$(in_root stat -c '%U:%G %a' /etc/hearth/hearth.toml)" = "root:hearth 640" ] || fail "config: $(in_root stat -c '%U:%G %a' /etc/hearth/hearth.toml)"
+grep -q '^mode = "local"' "$root/etc/hearth/hearth.toml" || fail "the packaged config does not turn TLS on"
+in_root hearth --version >&2
+
+# The unit's ExecStart and Environment, as user hearth, on ports of its own.
+exec_start=$(sed -n 's/^ExecStart=//p' "$root/usr/lib/systemd/system/hearth.service")
+unit_env=$(sed -n 's/^Environment=//p' "$root/usr/lib/systemd/system/hearth.service" | tr '\n' ' ')
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+plain=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+install -o "$(stat -c %u "$root/var/lib/hearth")" -m 0640 "$model" "$root/var/lib/hearth/models/"
+start_server() {
+  # shellcheck disable=SC2086
+  chroot --userspec=hearth:hearth "$root" env $unit_env HEARTH_LISTEN=127.0.0.1:$port \
+    HEARTH_HTTP_LISTEN=127.0.0.1:$plain HEARTH_MODEL=/var/lib/hearth/models/$(basename "$model") \
+    HEARTH_THREADS=1 $exec_start >>"$work/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$plain/api/health" 2>/dev/null | grep -q '"state":"ready"'; then return 0; fi
+    kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; fail "the service exited"; }
+    sleep 0.5
+  done
+  cat "$work/server.log"; fail "the service did not become ready"
+}
+stop_server() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
+api() {  # api METHOD PATH [JSON]
+  curl -fsS --cacert "$root/var/lib/hearth/tls/ca.crt" -X "$1" "https://localhost:$port$2" \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' ${3:+-d "$3"}
+}
+
+step "the service starts from its unit's command line, as user hearth"
+start_server
+[ "$(stat -c %u "/proc/$server")" = "$(in_root id -u hearth)" ] || fail "the service does not run as hearth"
+health=$(curl -fsS --cacert "$root/var/lib/hearth/tls/ca.crt" "https://localhost:$port/api/health")
+echo "$health" | grep -q '"mode":"local"' || fail "health over HTTPS: $health"
+as_hearth() { chroot --userspec=hearth:hearth "$root" "$@"; }
+as_hearth hearth users add alice --config /etc/hearth/hearth.toml >/dev/null
+token=$(as_hearth hearth tokens create --user alice --config /etc/hearth/hearth.toml | tail -n 1)
+reply=$(api POST /api/chat '{"message":"Say hello in three words."}')
+conversation=$(echo "$reply" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["reply"].strip(), r; print(r["conversation_id"])')
+ca_before=$(sha256sum "$root/var/lib/hearth/tls/ca.crt")
+echo "chat answered in conversation $conversation" >&2
+
+step "upgrade to a newer build keeps data, config and CA"
+echo "# an admin's edit" >>"$root/etc/hearth/hearth.toml"
+stop_server
+newer=${HEARTH_TEST_NEWER_DEB:-}
+if [ -z "$newer" ]; then
+  version=$(in_root dpkg-query -W -f='${Version}' hearth)
+  newer=$(bash packaging/build-deb.sh --profile "$profile" --version "${version%-*}-99" | tail -n 1)
+fi
+cp "$newer" "$root/tmp/"
+DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq -o Dpkg::Options::=--force-confold \
+  "/tmp/$(basename "$newer")" >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "upgrade"; }
+in_root dpkg-query -W -f='${Version}\n' hearth >&2
+grep -q "an admin's edit" "$root/etc/hearth/hearth.toml" || fail "the upgrade replaced the edited config"
+[ "$(sha256sum "$root/var/lib/hearth/tls/ca.crt")" = "$ca_before" ] || fail "the upgrade replaced the CA"
+start_server
+api GET "/api/conversations/$conversation" | grep -q '"messages"' || fail "the conversation is gone after the upgrade"
+stop_server
+
+step "purge removes the user, the config and the data"
+DEBIAN_FRONTEND=noninteractive in_root apt-get purge -y -qq hearth >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "purge"; }
+[ ! -e "$root/var/lib/hearth" ] || fail "/var/lib/hearth survived the purge"
+[ ! -e "$root/etc/hearth" ] || fail "/etc/hearth survived the purge"
+! in_root getent passwd hearth >/dev/null || fail "the hearth user survived the purge"
+
+step "lintian and systemd-analyze security (recorded, not gating)"
+if command -v lintian >/dev/null; then
+  lintian --tag-display-limit 0 "$deb" 2>&1 | grep -v 'root privileges' | sed 's/^/lintian: /' >&2 || true
+fi
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze security --offline=true packaging/deb/hearth.service 2>&1 | tail -n 3 | sed 's/^/systemd-analyze: /' >&2 || true
+fi
+echo "test-deb: passed ($(basename "$deb") -> $(basename "$newer") -> purged)"
