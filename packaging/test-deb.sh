@@ -4,22 +4,27 @@
 #   packaging/test-deb.sh [--profile dev] [PATH.deb]   (default: build it with packaging/build-deb.sh)
 #
 # --profile dev: package the development build (CI: no release build; same files and scripts).
-# 1. a fresh bookworm root (debootstrap --variant=minbase; the pristine root is cached as a
-#    tarball under ~/.cache/hearth/debroot/), `apt-get install ./hearth_*.deb` pulling its
-#    dependencies from Debian's archive;
-# 2. the package's files, user, data dir and config are checked; the service is started
-#    from its unit's ExecStart, as user hearth with the unit's environment (systemd does
-#    not boot in this sandbox), on loopback ports of its own, with the SmolLM2 test model;
+# 1. a fresh bookworm root with systemd (debootstrap --variant=minbase; the pristine root is
+#    cached as a tarball under ~/.cache/hearth/debroot/), `apt-get install ./hearth_*.deb`
+#    pulling its dependencies from Debian's archive;
+# 2. the package's files, user, data dir and config are checked; the root boots with
+#    systemd-nspawn --boot and systemd starts the packaged unit, hardening and all (a
+#    drop-in only moves it to loopback ports of its own and names the SmolLM2 test model);
 # 3. /api/health answers over HTTPS (checked against the box's own CA) and a chat is answered;
-# 4. an upgrade to a newer-versioned build keeps the conversation, the config and the CA;
-# 5. purge removes the user, the config and /var/lib/hearth.
+# 4. an upgrade to a newer-versioned build, installed while the service runs, restarts it and
+#    keeps the conversation, the config and the CA;
+# 5. purge stops it and removes the user, the config and /var/lib/hearth.
 # lintian's and `systemd-analyze security`'s verdicts are printed (packaging/RESULTS.md
 # records them). Needs root. About 3-5 minutes plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "test-deb: needs root (chroot, debootstrap)" >&2; exit 1; }
-for tool in debootstrap curl python3; do
-  command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >&2
+for tool in debootstrap curl python3 systemd-nspawn; do
+  if ! command -v "$tool" >/dev/null; then
+    package=$tool
+    [ "$tool" = systemd-nspawn ] && package=systemd-container
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >&2
+  fi
 done
 
 step() { echo "== test-deb: $*" >&2; }
@@ -41,11 +46,11 @@ model=${HEARTH_TEST_SMALL_MODEL:-$HOME/.cache/hearth/models/SmolLM2-135M-Instruc
 [ -f "$model" ] || fail "test model missing: python3 models/fetch.py test"
 
 cache=$HOME/.cache/hearth/debroot
-pristine=$cache/bookworm-$(dpkg --print-architecture)-minbase.tar
+pristine=$cache/bookworm-$(dpkg --print-architecture)-systemd.tar
 root=$work/root
-server=""
+booted=""
 cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  [ -n "$booted" ] && { kill "$booted" 2>/dev/null; wait "$booted" 2>/dev/null; } || true
   for m in proc sys dev/pts dev; do umount -l "$root/$m" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -54,7 +59,7 @@ trap cleanup EXIT
 if [ ! -f "$pristine" ]; then
   step "debootstrap bookworm (once; cached in $cache)"
   mkdir -p "$cache"
-  debootstrap --variant=minbase bookworm "$work/fresh" >"$work/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$work/fresh" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
   tar -C "$work/fresh" -cf "$pristine.tmp" . && mv "$pristine.tmp" "$pristine"
   rm -rf "$work/fresh"
@@ -94,73 +99,90 @@ in_root getent passwd hearth >/dev/null || fail "no hearth user"
 grep -q '^mode = "local"' "$root/etc/hearth/hearth.toml" || fail "the packaged config does not turn TLS on"
 in_root hearth --version >&2
 
-# The unit's ExecStart and Environment, as user hearth, on ports of its own.
-exec_start=$(sed -n 's/^ExecStart=//p' "$root/usr/lib/systemd/system/hearth.service")
-unit_env=$(sed -n 's/^Environment=//p' "$root/usr/lib/systemd/system/hearth.service" | tr '\n' ' ')
+# The packaged unit under systemd, moved to loopback ports of its own by a drop-in.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 plain=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-install -o "$(stat -c %u "$root/var/lib/hearth")" -m 0640 "$model" "$root/var/lib/hearth/models/"
-start_server() {
-  # shellcheck disable=SC2086
-  chroot --userspec=hearth:hearth "$root" env $unit_env HEARTH_LISTEN=127.0.0.1:$port \
-    HEARTH_HTTP_LISTEN=127.0.0.1:$plain HEARTH_MODEL=/var/lib/hearth/models/$(basename "$model") \
-    HEARTH_THREADS=1 $exec_start >>"$work/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1 300); do
+install -m 0644 "$model" "$root/var/lib/hearth/models/"
+mkdir -p "$root/etc/systemd/system/hearth.service.d"
+cat >"$root/etc/systemd/system/hearth.service.d/test.conf" <<CONF
+[Service]
+Environment=HEARTH_LISTEN=127.0.0.1:$port HEARTH_HTTP_LISTEN=127.0.0.1:$plain HEARTH_THREADS=1
+Environment=HEARTH_MODEL=/var/lib/hearth/models/$(basename "$model")
+CONF
+for m in proc sys dev/pts dev; do umount -l "$root/$m"; done
+rm -f "$root/usr/sbin/policy-rc.d"
+
+step "boot the root with systemd-nspawn; systemd starts hearth.service"
+# --keep-unit --register=no: no host systemd is asked for a scope or a machine registration.
+systemd-nspawn -D "$root" --boot --register=no --keep-unit --console=passive -q >"$work/boot.log" 2>&1 &
+booted=$!
+leader=""
+for _ in $(seq 1 100); do
+  leader=$(ps -o pid= --ppid "$booted" | head -n 1 | tr -d ' ' || true)
+  [ -n "$leader" ] && break
+  sleep 0.1
+done
+[ -n "$leader" ] || { cat "$work/boot.log"; fail "systemd-nspawn did not boot"; }
+in_box() { nsenter --target "$leader" --all "$@"; }
+wait_ready() {
+  for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$plain/api/health" 2>/dev/null | grep -q '"state":"ready"'; then return 0; fi
-    kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; fail "the service exited"; }
+    kill -0 "$booted" 2>/dev/null || { cat "$work/boot.log"; fail "the container stopped"; }
     sleep 0.5
   done
-  cat "$work/server.log"; fail "the service did not become ready"
+  in_box journalctl -u hearth --no-pager | tail -40 >&2 || true
+  fail "hearth.service did not become ready"
 }
-stop_server() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
+wait_ready
+[ "$(in_box systemctl is-active hearth)" = active ] || fail "hearth.service is not active"
+main=$(in_box systemctl show hearth -p MainPID --value)
+[ "$(in_box stat -c %U "/proc/$main")" = hearth ] || fail "the service does not run as hearth"
+in_box systemd-analyze security hearth.service 2>&1 | tail -n 1 | sed 's/^/systemd-analyze (running unit): /' >&2 || true
+
 api() {  # api METHOD PATH [JSON]
   curl -fsS --cacert "$root/var/lib/hearth/tls/ca.crt" -X "$1" "https://localhost:$port$2" \
     -H "Authorization: Bearer $token" -H 'Content-Type: application/json' ${3:+-d "$3"}
 }
-
-step "the service starts from its unit's command line, as user hearth"
-start_server
-[ "$(stat -c %u "/proc/$server")" = "$(in_root id -u hearth)" ] || fail "the service does not run as hearth"
 health=$(curl -fsS --cacert "$root/var/lib/hearth/tls/ca.crt" "https://localhost:$port/api/health")
 echo "$health" | grep -q '"mode":"local"' || fail "health over HTTPS: $health"
-as_hearth() { chroot --userspec=hearth:hearth "$root" "$@"; }
+as_hearth() { in_box runuser -u hearth -- "$@"; }
 as_hearth hearth users add alice --config /etc/hearth/hearth.toml >/dev/null
 token=$(as_hearth hearth tokens create --user alice --config /etc/hearth/hearth.toml | tail -n 1)
 reply=$(api POST /api/chat '{"message":"Say hello in three words."}')
 conversation=$(echo "$reply" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["reply"].strip(), r; print(r["conversation_id"])')
-ca_before=$(sha256sum "$root/var/lib/hearth/tls/ca.crt")
+ca_before=$(sha256sum <"$root/var/lib/hearth/tls/ca.crt")
 echo "chat answered in conversation $conversation" >&2
 
-step "upgrade to a newer build keeps data, config and CA"
+step "upgrade to a newer build while the service runs keeps data, config and CA"
 echo "# an admin's edit" >>"$root/etc/hearth/hearth.toml"
-stop_server
 newer=${HEARTH_TEST_NEWER_DEB:-}
 if [ -z "$newer" ]; then
-  version=$(in_root dpkg-query -W -f='${Version}' hearth)
+  version=$(in_box dpkg-query -W -f='${Version}' hearth)
   newer=$(bash packaging/build-deb.sh --profile "$profile" --version "${version%-*}-99" | tail -n 1)
 fi
-cp "$newer" "$root/tmp/"
-DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq -o Dpkg::Options::=--force-confold \
-  "/tmp/$(basename "$newer")" >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "upgrade"; }
-in_root dpkg-query -W -f='${Version}\n' hearth >&2
+# (not /tmp: the booted container has its own tmpfs there)
+cp "$newer" "$root/var/tmp/"
+before_pid=$main
+DEBIAN_FRONTEND=noninteractive in_box apt-get install -y -qq -o Dpkg::Options::=--force-confold \
+  "/var/tmp/$(basename "$newer")" >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "upgrade"; }
+in_box dpkg-query -W -f='${Version}\n' hearth >&2
+wait_ready
+main=$(in_box systemctl show hearth -p MainPID --value)
+[ "$main" != "$before_pid" ] || fail "the upgrade did not restart the service"
 grep -q "an admin's edit" "$root/etc/hearth/hearth.toml" || fail "the upgrade replaced the edited config"
-[ "$(sha256sum "$root/var/lib/hearth/tls/ca.crt")" = "$ca_before" ] || fail "the upgrade replaced the CA"
-start_server
+[ "$(sha256sum <"$root/var/lib/hearth/tls/ca.crt")" = "$ca_before" ] || fail "the upgrade replaced the CA"
 api GET "/api/conversations/$conversation" | grep -q '"messages"' || fail "the conversation is gone after the upgrade"
-stop_server
 
-step "purge removes the user, the config and the data"
-DEBIAN_FRONTEND=noninteractive in_root apt-get purge -y -qq hearth >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "purge"; }
+step "purge stops the service and removes the user, the config and the data"
+DEBIAN_FRONTEND=noninteractive in_box apt-get purge -y -qq hearth >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "purge"; }
+! curl -fsS "http://127.0.0.1:$plain/api/health" >/dev/null 2>&1 || fail "the service still answers after the purge"
 [ ! -e "$root/var/lib/hearth" ] || fail "/var/lib/hearth survived the purge"
 [ ! -e "$root/etc/hearth" ] || fail "/etc/hearth survived the purge"
-! in_root getent passwd hearth >/dev/null || fail "the hearth user survived the purge"
+! in_box getent passwd hearth >/dev/null || fail "the hearth user survived the purge"
+kill "$booted"; wait "$booted" 2>/dev/null || true; booted=""
 
-step "lintian and systemd-analyze security (recorded, not gating)"
+step "lintian (recorded, not gating)"
 if command -v lintian >/dev/null; then
   lintian --tag-display-limit 0 "$deb" 2>&1 | grep -v 'root privileges' | sed 's/^/lintian: /' >&2 || true
-fi
-if command -v systemd-analyze >/dev/null; then
-  systemd-analyze security --offline=true packaging/deb/hearth.service 2>&1 | tail -n 3 | sed 's/^/systemd-analyze: /' >&2 || true
 fi
 echo "test-deb: passed ($(basename "$deb") -> $(basename "$newer") -> purged)"
