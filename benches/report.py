@@ -321,6 +321,20 @@ def _noise(data: dict) -> list[str]:
 KEEP_MARKER = "<!-- other benchmarks below: kept when benches/run.sh rewrites this file -->"
 
 
+def replace_section(path: Path, start: str, end: str, section: str) -> None:
+    """Puts `section` (which begins with `start` and ends with `end`) in place of the one in
+    RESULTS.md, or appends it after KEEP_MARKER (adding the marker) the first time, so that
+    benches/run.sh keeps it."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        if KEEP_MARKER not in text:
+            text = text.rstrip("\n") + "\n\n" + KEEP_MARKER + "\n"
+        text = text.rstrip("\n") + "\n" + section + "\n"
+    path.write_text(text)
+
+
 def write(data: dict, path: Path) -> str:
     """Writes RESULTS.md; returns the table (for printing)."""
     meta = data.get("meta", {})

@@ -163,15 +163,7 @@ def main() -> int:
               f"Health requests that failed: {errors}.", "", END]
     section = "\n".join(lines)
     print(section)
-    path = Path(args.results)
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        if report.KEEP_MARKER not in text:
-            text = text.rstrip("\n") + "\n\n" + report.KEEP_MARKER + "\n"
-        text = text.rstrip("\n") + "\n" + section + "\n"
-    path.write_text(text)
+    report.replace_section(Path(args.results), START, END, section)
     return 0 if verdict == "PASS" else 1
 
 

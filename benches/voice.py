@@ -805,17 +805,8 @@ def section(res: dict) -> str:
 
 
 def write_section(res: dict, path: Path) -> None:
-    """Replaces this benchmark's section of RESULTS.md, after report.py's KEEP_MARKER so that
-    benches/run.sh keeps it (appending the marker and the section the first time)."""
-    text = path.read_text() if path.exists() else ""
-    sec = section(res)
-    if START in text and END in text:
-        text = text[:text.index(START)] + sec + text[text.index(END) + len(END):]
-    else:
-        if report.KEEP_MARKER not in text:
-            text = text.rstrip("\n") + "\n\n" + report.KEEP_MARKER + "\n"
-        text = text.rstrip("\n") + "\n" + sec + "\n"
-    path.write_text(text)
+    """Replaces this benchmark's section of RESULTS.md (see report.replace_section)."""
+    report.replace_section(path, START, END, section(res))
 
 
 def carry_over(res: dict, path: Path, parts: list[str]) -> None:

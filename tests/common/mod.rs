@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 pub mod gguf_fixtures;
+pub mod tls;
 
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use std::io::Read;
 use std::net::TcpListener;
@@ -170,32 +170,17 @@ impl Server {
         if self.plain_url.is_none() {
             return ureq::agent();
         }
-        let mut roots = rustls::RootCertStore::empty();
         let extra =
             self.options.env.iter().find(|(k, _)| k == "HEARTH_TEST_CA").map(|(_, v)| PathBuf::from(v));
-        for file in [Some(self.data_dir.join("tls/ca.crt")), extra].into_iter().flatten() {
-            if let Ok(pem) = std::fs::read(&file) {
-                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                    roots.add(cert.unwrap()).unwrap();
-                }
-            }
-        }
-        let config =
-            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let local_ca = self.data_dir.join("tls/ca.crt");
+        let files: Vec<&Path> = [Some(local_ca.as_path()), extra.as_deref()].into_iter().flatten().collect();
+        let config = tls::client_config(tls::roots(&files));
         // Every name (the ACME test's domain too) is this machine.
         let resolve = |addr: &str| {
             let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(443);
             Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
         };
-        ureq::AgentBuilder::new()
-            .tls_config(std::sync::Arc::new(config))
-            .redirects(0)
-            .resolver(resolve)
-            .build()
+        ureq::AgentBuilder::new().tls_config(config).redirects(0).resolver(resolve).build()
     }
 
     /// Waits until health answers and the model is ready or failed.

@@ -36,36 +36,8 @@ impl Pebble {
         need("pebble");
         need("pebble-challtestsrv");
         let dir = tempfile::tempdir().unwrap();
-        // pebble's own listener certificate (the package ships none): self-signed, but not a
-        // CA, which rustls refuses as a server's certificate.
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-                "-subj",
-                "/CN=localhost",
-                "-days",
-                "2",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-addext",
-                "extendedKeyUsage=serverAuth",
-            ])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // pebble's own listener certificate (the package ships none).
+        crate::common::tls::self_signed_localhost(dir.path());
         let (api, management, dns, dns_management) = (free_port(), free_port(), free_port(), free_port());
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{api}"),
@@ -116,17 +88,8 @@ impl Pebble {
     }
 
     fn agent(&self) -> ureq::Agent {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::pem::PemObject::pem_file_iter(self.listener_ca()).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config =
-            rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        ureq::AgentBuilder::new().tls_config(std::sync::Arc::new(config)).build()
+        let config = crate::common::tls::client_config(crate::common::tls::roots(&[&self.listener_ca()]));
+        ureq::AgentBuilder::new().tls_config(config).build()
     }
 
     fn wait_up(&mut self) {
@@ -168,22 +131,7 @@ impl Drop for Pebble {
 }
 
 fn served_certificate(port: u16, name: &str, root: &Path) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_file_iter(root).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).expect("handshake verified against pebble's root");
-    }
-    conn.peer_certificates().unwrap()[0].to_vec()
+    crate::common::tls::connect(port, name, crate::common::tls::roots(&[root])).1.to_vec()
 }
 
 #[test]

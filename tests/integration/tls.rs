@@ -3,16 +3,13 @@
 //! check, `Secure` cookies, and `files` mode reloading without dropping connections.
 //! Certificates are checked by real TLS clients: `openssl s_client` and rustls.
 
+use crate::common::tls::{connect, roots, TlsStream};
 use crate::common::{code, small_model, Server, ServerOptions};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn local_server(extra: &[(&str, &str)]) -> Server {
@@ -55,39 +52,6 @@ fn plain(url: &str, method: &str) -> (u16, Option<String>) {
         Err(e) => panic!("transport error: {e}"),
     };
     (response.status(), response.header("Location").map(str::to_string))
-}
-
-/// Roots from PEM files.
-fn roots(files: &[&Path]) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for file in files {
-        for cert in CertificateDer::pem_file_iter(file).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    roots
-}
-
-type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// A TLS connection to the server (rustls, verifying against `roots`) and the
-/// certificate it presented.
-fn connect(port: u16, name: &str, roots: rustls::RootCertStore) -> (TlsStream, CertificateDer<'static>) {
-    let config = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server_name = ServerName::try_from(name.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).expect("TLS handshake");
-    }
-    let cert = stream.conn.peer_certificates().unwrap()[0].clone().into_owned();
-    (stream, cert)
 }
 
 /// One keep-alive `GET /api/health` on an open connection; returns the status.

@@ -41,7 +41,8 @@ fn form(file: Option<&[u8]>, fields: &[(&str, &str)]) -> Vec<u8> {
     body
 }
 
-fn transcribe(server: &Server, token: &str, file: &[u8], fields: &[(&str, &str)]) -> (u16, Value) {
+/// `POST /v1/audio/transcriptions` with `file` and form fields; (status, body).
+pub(crate) fn transcribe(server: &Server, token: &str, file: &[u8], fields: &[(&str, &str)]) -> (u16, Value) {
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
     server.raw("/v1/audio/transcriptions", token, &content_type, &form(Some(file), fields))
 }

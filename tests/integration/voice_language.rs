@@ -6,11 +6,10 @@
 //! `tests/voice_language.sh` runs the same check over 50 commands and 50 fresh starts.
 
 use crate::common::{model_in_cache, small_model, Server, ServerOptions, BIN};
+use crate::voice_http::transcribe as post;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-const BOUNDARY: &str = "hearth-language-boundary";
 
 /// Speaks `text` with the default Piper voice into a WAV file.
 fn speak(text: &str, out: &Path) {
@@ -27,27 +26,6 @@ fn transcribe(server: &Server, token: &str, wav: &[u8], fields: &[(&str, &str)])
     let (status, json) = post(server, token, wav, fields);
     assert_eq!(status, 200, "{json}");
     json
-}
-
-fn post(server: &Server, token: &str, wav: &[u8], fields: &[(&str, &str)]) -> (u16, Value) {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.wav\"\r\n\
-             Content-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(wav);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    server.raw("/v1/audio/transcriptions", token, &content_type, &body)
 }
 
 fn base_server() -> Server {
