@@ -330,6 +330,12 @@ impl Settings {
         }
     }
 
+    /// Where the current first-run setup code is kept (mode 0600) until onboarding is
+    /// done: the log says where to look instead of carrying the code itself.
+    pub fn setup_code_path(&self) -> PathBuf {
+        self.storage.data_dir.join("setup-code")
+    }
+
     pub fn database_path(&self) -> PathBuf {
         self.storage.data_dir.join("hearth.db")
     }

@@ -244,6 +244,15 @@ impl Server {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
     }
 
+    /// The first-run setup code, from the private file the server keeps it in (the log
+    /// only says where that file is).
+    pub fn setup_code(&self) -> String {
+        let path = self.data_dir.join("setup-code");
+        let code = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no setup code in {}: {e}\n{}", path.display(), self.log()));
+        code.trim().to_string()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

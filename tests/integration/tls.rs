@@ -203,9 +203,7 @@ fn local_ca_certifies_every_name_over_tls_1_2_and_1_3_only() {
     assert!(ok.header("Strict-Transport-Security").is_none());
 
     // Logins over HTTPS get a Secure cookie.
-    let log = server.log();
-    let at = log.find("setup code ").expect("setup code in the log") + 11;
-    let setup = log[at..at + 14].to_string();
+    let setup = server.setup_code();
     let response = server
         .agent()
         .post(&format!("{}/api/onboard", server.url))
