@@ -169,6 +169,11 @@ pub struct KnowledgeSettings {
     /// Whether chats use the user's documents when neither the request nor the
     /// conversation says.
     pub chat_default: bool,
+    /// Longest a document's text extraction may run, in seconds; longer fails that
+    /// document (a hostile file must not hold the job thread).
+    pub extract_timeout_secs: u64,
+    /// Memory a document's text extraction may use, in bytes; more fails that document.
+    pub extract_memory_bytes: u64,
 }
 
 impl Default for KnowledgeSettings {
@@ -179,6 +184,8 @@ impl Default for KnowledgeSettings {
             context_tokens: 600,
             top_k: 4,
             chat_default: false,
+            extract_timeout_secs: 120,
+            extract_memory_bytes: 1 << 30,
         }
     }
 }
@@ -290,6 +297,15 @@ impl Settings {
         }
         if k.context_tokens < 50 {
             return bad("knowledge.context_tokens", "must be at least 50");
+        }
+        if !(1..=3600).contains(&k.extract_timeout_secs) {
+            return bad("knowledge.extract_timeout_secs", "must be between 1 and 3600");
+        }
+        if !((16 << 20)..=(1 << 40)).contains(&k.extract_memory_bytes) {
+            return bad(
+                "knowledge.extract_memory_bytes",
+                "must be between 16777216 (16 MiB) and 1099511627776",
+            );
         }
         self.voice.validate()
     }

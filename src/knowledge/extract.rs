@@ -1,7 +1,8 @@
 //! What documents Hearth reads, and their plain text: UTF-8 text and Markdown as they
 //! are, HTML through `html2text`, PDF through `pdf-extract`. Extraction of hostile or
 //! broken files must fail with a message, never take the process down: the PDF path
-//! runs under `catch_unwind`.
+//! runs under `catch_unwind`, and the server runs all of this in a bounded child
+//! process (`isolated.rs`) because a panic is not the only way a parser can fail.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -38,7 +39,8 @@ impl DocKind {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Serializable: the extractor child (`isolated.rs`) sends it to the server as JSON.
+#[derive(Debug, thiserror::Error, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
     #[error("unsupported file type; supported: {}", SUPPORTED.join(", "))]
     Unsupported,
@@ -50,6 +52,18 @@ pub enum ExtractError {
     BrokenPdf(String),
     #[error("the document contains no text")]
     Empty,
+    /// The extractor ran past `knowledge.extract_timeout_secs` and was stopped.
+    #[error("extraction timed out after {0} s (knowledge.extract_timeout_secs); the file may be hostile or too complex")]
+    TimedOut(u64),
+    /// The extractor wanted more than `knowledge.extract_memory_bytes`.
+    #[error(
+        "extraction needed more memory than allowed ({} MiB, knowledge.extract_memory_bytes); the file may be hostile or too complex",
+        .0 >> 20
+    )]
+    OutOfMemory(u64),
+    /// The extractor process died some other way (a crash in the parser).
+    #[error("the extractor crashed reading this file ({0})")]
+    Crashed(String),
 }
 
 /// Decides the kind from the content (PDF magic), the file name's extension and the
