@@ -65,6 +65,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
     ("HEARTH_EXTRACT_TIMEOUT_SECS", "knowledge.extract_timeout_secs", Kind::Int),
     ("HEARTH_EXTRACT_MEMORY_BYTES", "knowledge.extract_memory_bytes", Kind::Int),
+    ("HEARTH_USER_QUOTA_BYTES", "knowledge.user_quota_bytes", Kind::Int),
     ("HEARTH_STT_MODEL", "voice.stt_model", Kind::Str),
     ("HEARTH_TTS_VOICE", "voice.tts_voice", Kind::Str),
     ("HEARTH_ONNXRUNTIME", "voice.onnxruntime", Kind::Str),

@@ -174,6 +174,8 @@ pub struct KnowledgeSettings {
     pub extract_timeout_secs: u64,
     /// Memory a document's text extraction may use, in bytes; more fails that document.
     pub extract_memory_bytes: u64,
+    /// Bytes of documents each user may keep (0: no limit); uploads past it are refused.
+    pub user_quota_bytes: u64,
 }
 
 impl Default for KnowledgeSettings {
@@ -186,6 +188,7 @@ impl Default for KnowledgeSettings {
             chat_default: false,
             extract_timeout_secs: 120,
             extract_memory_bytes: 1 << 30,
+            user_quota_bytes: 1 << 30,
         }
     }
 }
@@ -350,6 +353,11 @@ impl Settings {
     /// done: the log says where to look instead of carrying the code itself.
     pub fn setup_code_path(&self) -> PathBuf {
         self.storage.data_dir.join("setup-code")
+    }
+
+    /// Where uploads are written while they arrive, before they go into the database.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("uploads")
     }
 
     pub fn database_path(&self) -> PathBuf {

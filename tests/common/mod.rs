@@ -386,7 +386,7 @@ impl Server {
     }
 }
 
-fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+pub fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,

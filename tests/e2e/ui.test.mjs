@@ -234,6 +234,7 @@ test('documents: upload with progress, a cited answer, delete', async () => {
   await page.locator('#upload-status', { hasText: 'Uploaded 1 file' }).waitFor();
   const row = page.locator('tbody tr', { hasText: 'lighthouse.txt' });
   await row.locator('.status', { hasText: 'ready' }).waitFor();
+  await page.locator('#storage-usage', { hasText: 'of your 1.0 GiB' }).waitFor();
 
   await page.getByRole('link', { name: 'Chat' }).click();
   await page.locator('#new-chat').click();

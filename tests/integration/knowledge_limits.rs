@@ -1,12 +1,12 @@
 //! Hostile uploads against a real server (issue 25): text extraction runs in a child
 //! process bounded in time and memory, so a PDF that would hang the parser or exhaust
 //! memory fails its own job with a clear message while the job thread and the server
-//! carry on.
+//! carry on; uploads stream to disk instead of memory, and each user has a quota.
 
-use crate::common::{small_model, Server, ServerOptions};
+use crate::common::{code, response_parts, small_model, Server, ServerOptions};
 use flate2::{write::ZlibEncoder, Compression};
 use serde_json::Value;
-use std::io::Write;
+use std::io::{Read, Write};
 
 const NOTE: &str = "The boiler is serviced every October by Hartley Heating.";
 
@@ -111,4 +111,103 @@ fn hostile_pdfs_fail_their_own_job_and_the_server_carries_on() {
     let (_, found) = server.call("GET", "/api/search?q=flowerpot", Some(&token), None);
     assert_eq!(found["results"][0]["document_name"], "house.pdf", "{found}");
     assert!(server.log().lines().all(|l| !l.contains("panicked")), "{}", server.log());
+}
+
+const BOUNDARY: &str = "hearth-test-boundary-stream";
+
+/// Uploads `files` generated files of `size` bytes each (a distinct PDF header, then
+/// zeros) in one multipart request, made as it is sent: nothing is held whole here either.
+fn upload_generated(server: &Server, token: &str, files: usize, size: usize) -> (u16, Value) {
+    let mut parts: Vec<Box<dyn Read + Send>> = Vec::new();
+    let mut length = 0;
+    for i in 0..files {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big-{i}.pdf\"\r\n\
+             Content-Type: application/pdf\r\n\r\n%PDF-1.4\n%{i:08}\n"
+        );
+        let zeros = size - 19; // after the 19-byte PDF header
+        length += head.len() + zeros + 2;
+        parts.push(Box::new(std::io::Cursor::new(head.into_bytes())));
+        parts.push(Box::new(std::io::repeat(0).take(zeros as u64)));
+        parts.push(Box::new(&b"\r\n"[..]));
+    }
+    let tail = format!("--{BOUNDARY}--\r\n");
+    length += tail.len();
+    parts.push(Box::new(std::io::Cursor::new(tail.into_bytes())));
+    let body = parts.into_iter().reduce(|a, b| Box::new(a.chain(b))).unwrap();
+    let result = server
+        .agent()
+        .post(&format!("{}/api/documents", server.url))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Content-Type", &format!("multipart/form-data; boundary={BOUNDARY}"))
+        .set("Content-Length", &length.to_string())
+        .send(body);
+    response_parts(result)
+}
+
+/// The server's peak resident memory so far (VmHWM), in bytes.
+fn peak_memory(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+fn uploads_dir_is_empty(server: &Server) -> bool {
+    let dir = server.data_dir.join("uploads");
+    std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_none())
+}
+
+#[test]
+fn uploads_stream_to_disk_so_memory_does_not_grow_with_their_size() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let token = server.user("alice");
+    let (status, body) = upload_generated(&server, &token, 1, 1 << 20);
+    assert_eq!(status, 202, "{body}");
+    let before = peak_memory(&server);
+    // 20 files of 19 MiB in one request: 380 MiB that used to be held in memory at once.
+    let (status, body) = upload_generated(&server, &token, 20, 19 << 20);
+    assert_eq!(status, 202, "{body}");
+    let grown = peak_memory(&server).saturating_sub(before);
+    eprintln!("peak memory grew by {} MiB for a 380 MiB upload", grown >> 20);
+    assert!(grown < 190 << 20, "peak memory grew by {} MiB for a 380 MiB upload", grown >> 20);
+    let (_, listed) = server.call("GET", "/api/documents", Some(&token), None);
+    assert_eq!(listed["documents"].as_array().unwrap().len(), 21, "{listed}");
+    assert_eq!(listed["storage"]["used_bytes"], (1u64 << 20) + 20 * (19 << 20), "{listed}");
+    assert_eq!(listed["storage"]["quota_bytes"], 1u64 << 30, "the default quota: {listed}");
+    assert!(uploads_dir_is_empty(&server), "temporary files are removed once stored");
+}
+
+#[test]
+fn uploads_past_the_users_quota_are_refused_and_store_nothing() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_USER_QUOTA_BYTES", "65536");
+    let server = Server::start(options);
+    let (alice, bob) = (server.user("alice"), server.user("bob"));
+    let first = vec![b'a'; 40 << 10];
+    let (status, body) = server.upload(&alice, &[("first.txt", &first)]);
+    assert_eq!(status, 202, "{body}");
+
+    // 40 KiB more does not fit in 64 KiB: refused whole, nothing of it kept.
+    let (b, c) = (vec![b'b'; 20 << 10], vec![b'c'; 20 << 10]);
+    let (status, body) = server.upload(&alice, &[("b.txt", &b), ("c.txt", &c)]);
+    assert_eq!((status, code(&body)), (413, "quota_exceeded"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("knowledge.user_quota_bytes") && message.contains("delete documents"), "{body}");
+    let (_, listed) = server.call("GET", "/api/documents", Some(&alice), None);
+    assert_eq!(listed["documents"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["storage"], serde_json::json!({"used_bytes": 40 << 10, "quota_bytes": 65536}));
+    assert!(uploads_dir_is_empty(&server), "the refused upload left files behind");
+
+    // The quota is per user, and deleting frees it.
+    let (status, body) = server.upload(&bob, &[("b.txt", &b), ("c.txt", &c)]);
+    assert_eq!(status, 202, "{body}");
+    let id = &listed["documents"][0]["id"];
+    assert_eq!(server.call("DELETE", &format!("/api/documents/{id}"), Some(&alice), None).0, 204);
+    let (status, body) = server.upload(&alice, &[("b.txt", &b), ("c.txt", &c)]);
+    assert_eq!(status, 202, "{body}");
+    let job = server.wait_job(&alice, body["documents"][1]["job_id"].as_str().unwrap());
+    assert_eq!(job["state"], "done", "{job}");
 }
