@@ -109,6 +109,13 @@ fn outcome(status: ExitStatus, stdout: &[u8], stderr: &str, limits: Limits) -> R
 /// `hearth extract`: the child. Caps its own address space first, then reads the file
 /// from stdin and writes `Result<String, ExtractError>` as JSON to stdout.
 pub fn child_main(kind: &str, memory_bytes: u64) -> ExitCode {
+    // A server killed mid-job (kill -9, OOM killer) must not leave its extractor
+    // running on: the kernel ends the child with its parent.
+    // SAFETY: prctl with these arguments only sets this process's death signal.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     let Some(kind) = DocKind::parse(kind) else {
         eprintln!("unknown document kind '{kind}'");
         return ExitCode::from(2);

@@ -211,3 +211,56 @@ fn uploads_past_the_users_quota_are_refused_and_store_nothing() {
     let job = server.wait_job(&alice, body["documents"][1]["job_id"].as_str().unwrap());
     assert_eq!(job["state"], "done", "{job}");
 }
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let parent_of = |stat: &str| stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse::<u32>().ok();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().and_then(|s| parent_of(&s))
+                == Some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn an_extractor_does_not_outlive_a_killed_server() {
+    let options = ServerOptions::new(small_model()).env("HEARTH_EXTRACT_TIMEOUT_SECS", "600");
+    let mut server = Server::start(options);
+    let token = server.user("alice");
+    let (status, body) =
+        server.upload(&token, &[("slow.pdf", &pages_pdf(content(b"slow", b"q Q\n", 100_000), 2000))]);
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let extractor = loop {
+        if let Some(&pid) = children_of(server.child.id()).first() {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no extractor started:\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let cmdline = std::fs::read(format!("/proc/{extractor}/cmdline")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&cmdline).contains("extract"), "{cmdline:?}");
+    // Killed once it is parsing (half a second of CPU), not while it still reads its input.
+    let cpu_ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{extractor}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(11)?.parse().ok()).unwrap_or(0)
+    };
+    while cpu_ticks() < 50 {
+        assert!(std::time::Instant::now() < deadline, "the extractor does not work:\n{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    server.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{extractor}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{extractor}/stat")).unwrap_or_default();
+        if state.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')) {
+            break; // a zombie has ended; only its parent's reaper is missing
+        }
+        assert!(std::time::Instant::now() < deadline, "the extractor {extractor} outlived the server");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
