@@ -153,8 +153,10 @@ fn limit_memory(extra: u64) -> std::io::Result<()> {
         .find_map(|l| l.strip_prefix("VmSize:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| std::io::Error::other("no VmSize in /proc/self/status"))?;
-    let cap = (mapped_kib * 1024).saturating_add(extra);
-    let limit = libc::rlimit { rlim_cur: cap as libc::rlim_t, rlim_max: cap as libc::rlim_t };
+    // rlim_t is 32 bits on some 32-bit ARM boxes: a cap it cannot hold means no cap.
+    let cap =
+        libc::rlim_t::try_from((mapped_kib * 1024).saturating_add(extra)).unwrap_or(libc::RLIM_INFINITY);
+    let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
     // SAFETY: setrlimit only reads the struct we pass; it affects this process alone.
     if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
         return Err(std::io::Error::last_os_error());
