@@ -183,22 +183,23 @@ fn uploads_stream_to_disk_so_memory_does_not_grow_with_their_size() {
 
 #[test]
 fn uploads_past_the_users_quota_are_refused_and_store_nothing() {
-    let options = ServerOptions::new(small_model()).env("HEARTH_USER_QUOTA_BYTES", "65536");
+    // Small sizes: the refused request is read whole before the answer, as a client expects.
+    let options = ServerOptions::new(small_model()).env("HEARTH_USER_QUOTA_BYTES", "8192");
     let server = Server::start(options);
     let (alice, bob) = (server.user("alice"), server.user("bob"));
-    let first = vec![b'a'; 40 << 10];
+    let first = vec![b'a'; 6000];
     let (status, body) = server.upload(&alice, &[("first.txt", &first)]);
     assert_eq!(status, 202, "{body}");
 
-    // 40 KiB more does not fit in 64 KiB: refused whole, nothing of it kept.
-    let (b, c) = (vec![b'b'; 20 << 10], vec![b'c'; 20 << 10]);
+    // 4000 bytes more do not fit in 8192: refused whole, nothing of it kept.
+    let (b, c) = (vec![b'b'; 2000], vec![b'c'; 2000]);
     let (status, body) = server.upload(&alice, &[("b.txt", &b), ("c.txt", &c)]);
     assert_eq!((status, code(&body)), (413, "quota_exceeded"), "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("knowledge.user_quota_bytes") && message.contains("delete documents"), "{body}");
     let (_, listed) = server.call("GET", "/api/documents", Some(&alice), None);
     assert_eq!(listed["documents"].as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(listed["storage"], serde_json::json!({"used_bytes": 40 << 10, "quota_bytes": 65536}));
+    assert_eq!(listed["storage"], serde_json::json!({"used_bytes": 6000, "quota_bytes": 8192}));
     assert!(uploads_dir_is_empty(&server), "the refused upload left files behind");
 
     // The quota is per user, and deleting frees it.
