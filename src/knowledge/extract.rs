@@ -64,6 +64,9 @@ pub enum ExtractError {
     /// The extractor process died some other way (a crash in the parser).
     #[error("the extractor crashed reading this file ({0})")]
     Crashed(String),
+    /// The extractor process could not be started or followed (not the file's fault).
+    #[error("cannot run the document extractor: {0}")]
+    Unavailable(String),
 }
 
 /// Decides the kind from the content (PDF magic), the file name's extension and the

@@ -56,8 +56,15 @@ impl Knowledge {
             timeout: std::time::Duration::from_secs(k.extract_timeout_secs),
             memory_bytes: k.extract_memory_bytes,
         };
-        let program = std::env::current_exe()
-            .map_err(|e| ExtractError::Crashed(format!("cannot find the hearth binary: {e}")))?;
+        // This very binary, even after a package upgrade replaced the file on disk (the
+        // child must speak the same protocol); elsewhere than Linux, the file by name.
+        let this_binary = std::path::Path::new("/proc/self/exe");
+        let program = if this_binary.exists() {
+            this_binary.to_path_buf()
+        } else {
+            std::env::current_exe()
+                .map_err(|e| ExtractError::Unavailable(format!("cannot find the hearth binary: {e}")))?
+        };
         extract_in_child(&program, kind, data, limits)
     }
 

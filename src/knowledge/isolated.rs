@@ -35,7 +35,7 @@ pub fn extract_in_child(
     data: &[u8],
     limits: Limits,
 ) -> Result<String, ExtractError> {
-    let spawn_failed = |e: std::io::Error| ExtractError::Crashed(format!("cannot start the extractor: {e}"));
+    let spawn_failed = |e: std::io::Error| ExtractError::Unavailable(format!("cannot start it: {e}"));
     let mut child = Command::new(program)
         .args([SUBCOMMAND, "--kind", kind.as_str(), "--memory-bytes", &limits.memory_bytes.to_string()])
         .stdin(Stdio::piped())
@@ -80,7 +80,7 @@ pub fn extract_in_child(
         if timed_out {
             return Err(ExtractError::TimedOut(limits.timeout.as_secs()));
         }
-        let status = status.map_err(|e| ExtractError::Crashed(format!("lost the extractor: {e}")))?;
+        let status = status.map_err(|e| ExtractError::Unavailable(format!("lost track of it: {e}")))?;
         outcome(status, &stdout, &stderr, limits)
     })
 }
@@ -200,7 +200,7 @@ mod tests {
         let gone = Path::new("/nonexistent/hearth");
         let result = extract_in_child(gone, DocKind::Text, b"hi", LIMITS);
         assert!(
-            matches!(result, Err(ExtractError::Crashed(ref m)) if m.contains("cannot start")),
+            matches!(result, Err(ExtractError::Unavailable(ref m)) if m.contains("cannot start")),
             "{result:?}"
         );
     }

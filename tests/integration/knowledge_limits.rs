@@ -213,6 +213,21 @@ fn uploads_past_the_users_quota_are_refused_and_store_nothing() {
     assert_eq!(job["state"], "done", "{job}");
 }
 
+#[test]
+fn extraction_works_after_an_upgrade_replaced_the_binary() {
+    // A package upgrade replaces /usr/bin/hearth under the running server; the
+    // extractor must still be this server's own binary.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("hearth");
+    std::fs::copy(crate::common::BIN, &bin).unwrap();
+    let options = ServerOptions { bin: Some(bin.clone()), ..ServerOptions::new(small_model()) };
+    let server = Server::start(options);
+    let token = server.user("alice");
+    std::fs::remove_file(&bin).unwrap();
+    let job = ingest_one(&server, &token, "house.pdf", include_bytes!("../data/house.pdf"));
+    assert_eq!(job["state"], "done", "{job}");
+}
+
 /// Processes whose parent is `pid`.
 fn children_of(pid: u32) -> Vec<u32> {
     let parent_of = |stat: &str| stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse::<u32>().ok();
