@@ -58,6 +58,7 @@ error_codes! {
     JobNotFound           => NOT_FOUND,              "job_not_found",           "invalid_request_error";
     MethodNotAllowed      => METHOD_NOT_ALLOWED,     "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => PAYLOAD_TOO_LARGE,      "payload_too_large",       "invalid_request_error";
+    QuotaExceeded         => PAYLOAD_TOO_LARGE,      "quota_exceeded",          "invalid_request_error";
     UnsupportedMediaType  => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",  "invalid_request_error";
     InvalidAudio          => BAD_REQUEST,            "invalid_audio",           "invalid_request_error";
     AudioTooLong          => PAYLOAD_TOO_LARGE,      "audio_too_long",          "invalid_request_error";
@@ -171,12 +172,27 @@ impl From<crate::search::SearchError> for ApiError {
     }
 }
 
+/// A byte count for people: "1.5 MiB".
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError as E;
         match e {
             E::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
             E::Conflict(message) => ApiError::invalid(message),
+            E::QuotaExceeded { used, needed, quota } => ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "this upload needs {} but only {} of your {} storage quota is left \
+                     (knowledge.user_quota_bytes); delete documents to make room",
+                    mib(needed),
+                    mib(quota.saturating_sub(used)),
+                    mib(quota)
+                ),
+            ),
             other => {
                 // Details go to the log; clients get a stable, unrevealing message.
                 tracing::error!(error = %other, "storage failure");

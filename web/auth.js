@@ -49,16 +49,19 @@ function languageField(language) {
   return field('Language you will speak to Hearth', { tag: 'select', name: 'language' }, options);
 }
 
-/** First run: create the administrator with the setup code from the server log. */
+/** First run: create the administrator with the setup code from the box's setup-code file. */
 export function onboardPage(done, status = {}) {
   const caFingerprint = status.ca_fingerprint;
   const [codeField, code] = field('Setup code', { name: 'code', required: true, autocomplete: 'off', placeholder: 'XXXX-XXXX-XXXX', spellcheck: 'false' });
   const [nameField, name] = field('Administrator name', { name: 'username', required: true, autocomplete: 'username', value: 'admin' });
   const [passField, pass] = field('Password (at least 8 characters)', { name: 'password', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
   const [againField, again] = field('Repeat the password', { name: 'password2', type: 'password', required: true, autocomplete: 'new-password' });
+  // The code is never shown in logs (issue 25): it lives in a private file on the box.
   const intro = h('p', {},
-    'Welcome! Create the administrator account. The one-time setup code is in the server log ',
-    '(look for "setup code"), or run ', h('code', { text: 'hearth onboard' }), ' on the box.');
+    'Welcome! Create the administrator account. The one-time setup code is in the file ',
+    h('code', { text: 'setup-code' }), ' in Hearth\'s data directory on the box (usually ',
+    h('code', { text: 'sudo cat /var/lib/hearth/setup-code' }), '; the server log says where), or run ',
+    h('code', { text: 'hearth onboard' }), ' on the box for a new one. Only the newest code works.');
   const [langField, lang] = languageField(status.language);
   const fields = [codeField, nameField, passField, againField, langField, caNote(caFingerprint)].filter(Boolean);
   return card('Set up Hearth', intro, fields, 'Create administrator', async () => {

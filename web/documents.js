@@ -30,6 +30,7 @@ export function documentsPage(ctx) {
   const input = h('input', { type: 'file', id: 'files', multiple: true, accept: '.txt,.md,.markdown,.pdf,.html,.htm,.csv,.json,text/*,application/pdf' });
   const progress = h('progress', { max: '1', value: '0', hidden: true, 'aria-label': 'Upload progress' });
   const status = h('p', { class: 'muted', role: 'status', id: 'upload-status' });
+  const usage = h('p', { class: 'muted', id: 'storage-usage' });
   const button = h('button', { type: 'submit', class: 'primary', text: 'Upload' });
   const form = h('form', { class: 'row-form', 'aria-label': 'Upload documents' },
     h('div', { class: 'field' }, h('label', { for: 'files', text: 'Files (text, Markdown, HTML, PDF)' }), input), button);
@@ -59,7 +60,11 @@ export function documentsPage(ctx) {
 
   async function load() {
     try {
-      const { documents } = await api('GET', '/api/documents');
+      const { documents, storage } = await api('GET', '/api/documents');
+      // The per-user quota (knowledge.user_quota_bytes); null when there is none.
+      usage.textContent = storage.quota_bytes
+        ? `Using ${bytes(storage.used_bytes)} of your ${bytes(storage.quota_bytes)}.`
+        : `Using ${bytes(storage.used_bytes)}.`;
       set(list, documents.length ? documents.map(row) : h('tr', {}, h('td', { colspan: '6', class: 'muted', text: 'No documents yet.' })));
       clearTimeout(timer);
       if (documents.some((d) => d.status === 'pending')) timer = setTimeout(load, 1500);
@@ -86,7 +91,7 @@ export function documentsPage(ctx) {
   const el = h('div', { class: 'page docs-page' }, ctx.topbar(),
     h('main', { class: 'admin-main' }, h('h1', { text: 'Documents' }),
       h('p', { class: 'muted', text: 'Hearth answers from these when "Use my documents" is on in the chat settings, and cites them.' }),
-      h('section', { class: 'panel' }, form, progress, status),
+      h('section', { class: 'panel' }, form, progress, status, usage),
       h('section', { class: 'panel' }, h('table', { 'aria-label': 'Documents' },
         h('thead', {}, h('tr', {}, ['Name', 'Type', 'Size', 'Status', 'Added', ''].map((t) => h('th', { scope: 'col', text: t })))),
         list))));

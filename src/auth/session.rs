@@ -3,7 +3,8 @@
 //! A session is a random 256-bit secret held in an HttpOnly cookie; the database keeps
 //! only its sha256, like API tokens. A setup code is a short one-time code (60 random
 //! bits, typed by a person) that lets the first administrator onboard; it is shown only
-//! in the server's log or by `hearth onboard`, stored hashed and expires.
+//! in a private file in the data dir or by `hearth onboard`, stored hashed and expires,
+//! and only the newest one is valid.
 
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
@@ -56,6 +57,19 @@ pub fn setup_code_hash(code: &str) -> [u8; 32] {
     let normal: String =
         code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
     sha256(&normal)
+}
+
+/// Removes the setup-code file once onboarding is done (the code no longer opens
+/// anything, but nothing should look like a secret that is not one). Best effort: a
+/// failure is logged, since the account already exists.
+pub fn remove_setup_code_file(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the used setup code file")
+        }
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` request header.

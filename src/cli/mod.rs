@@ -97,6 +97,20 @@ enum Command {
     },
     /// Print the manual page (roff), e.g. `hearth manpage | man -l -`.
     Manpage,
+    /// Internal: extract one document's text from stdin as JSON on stdout, in the
+    /// bounded child process the server starts for each document.
+    #[command(hide = true)]
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The document kind: text, markdown, html or pdf.
+    #[arg(long)]
+    kind: String,
+    /// Memory the extraction may use, in bytes.
+    #[arg(long)]
+    memory_bytes: u64,
 }
 
 /// Settings that `serve` and in-process `chat` share.
@@ -174,6 +188,10 @@ impl Cli {
 /// Parses arguments, loads configuration and runs the subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Extract(args) = &cli.command {
+        // The child needs no configuration, logging or data dir: only its arguments.
+        return crate::knowledge::isolated::child_main(&args.kind, args.memory_bytes);
+    }
     let loaded = match config::load(cli.config.as_deref(), &cli.flag_overrides()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -211,6 +229,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Doctor => Ok(doctor::run(&loaded.settings)),
         Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Extract(args) => Ok(crate::knowledge::isolated::child_main(&args.kind, args.memory_bytes)),
         Command::PrintConfig => {
             print_config(&loaded)?;
             Ok(ExitCode::SUCCESS)

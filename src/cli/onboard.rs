@@ -1,8 +1,10 @@
-//! First-run onboarding: until an administrator has a password, `hearth serve` logs a
-//! one-time setup code at startup, and `hearth onboard` (on the box) prints a fresh
-//! one. Either code lets the first administrator sign up in the web UI.
+//! First-run onboarding: until an administrator has a password, `hearth serve` makes a
+//! one-time setup code at startup and writes it to `<data_dir>/setup-code` (mode 0600),
+//! and `hearth onboard` (on the box) prints a fresh one. Only the newest code works. The
+//! log says where the file is but never carries the code: logs are kept, shipped and
+//! shared far more widely than a private file in the data directory (issue 25).
 
-use crate::auth::session::{new_setup_code, setup_code_hash, SETUP_CODE_SECS};
+use crate::auth::session::{new_setup_code, remove_setup_code_file, setup_code_hash, SETUP_CODE_SECS};
 use crate::config::Settings;
 use crate::store::Store;
 use crate::tls::Tls;
@@ -46,24 +48,38 @@ fn ca_fingerprint(settings: &Settings) -> Option<String> {
     Some(crate::tls::pem::fingerprint(&certs[0]))
 }
 
-/// Called by `hearth serve`: logs a new setup code when onboarding is still open.
+/// Makes a new setup code, the only valid one from now on, and keeps it in the
+/// private setup-code file (replaced atomically, so a reader sees the old code or the new).
+fn issue_setup_code(store: &Store, settings: &Settings) -> anyhow::Result<String> {
+    let code = new_setup_code();
+    // The database first: a file whose code is not yet valid would mislead whoever reads it.
+    store.replace_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
+    let path = settings.setup_code_path();
+    crate::tls::pem::write_private(&path, format!("{code}\n").as_bytes())
+        .with_context(|| format!("cannot write the setup code to {}", path.display()))?;
+    Ok(code)
+}
+
+/// Called by `hearth serve`: while onboarding is still open, issues a new setup code
+/// and logs where to find it; otherwise removes a leftover setup-code file.
 pub fn announce_if_needed(store: &Store, settings: &Settings) -> anyhow::Result<()> {
     if !store.needs_onboarding()? {
+        remove_setup_code_file(&settings.setup_code_path());
         return Ok(());
     }
-    let code = new_setup_code();
-    store.add_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
-    // The one place a setup code is logged: the operator must be able to read it here.
+    issue_setup_code(store, settings)?;
+    let (address, file, hours) =
+        (web_address(settings), settings.setup_code_path().display().to_string(), SETUP_CODE_SECS / 3600);
     tracing::warn!(
-        "first-run setup: open {} in a browser and create the administrator with setup code {code} \
-         (valid {} hours; `hearth onboard` prints a new one)",
-        web_address(settings),
-        SETUP_CODE_SECS / 3600
+        "first-run setup: open {address} in a browser and create the administrator with the setup code in \
+         {file} (read it on the box: sudo cat {file}; or run `hearth onboard` there for a new one; valid \
+         {hours} hours)"
     );
     Ok(())
 }
 
-/// `hearth onboard`: prints a fresh setup code (alone on the last line of stdout).
+/// `hearth onboard`: prints a fresh setup code (alone on the last line of stdout); any
+/// earlier code, the one in the file included, stops working.
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let dir = &settings.storage.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -74,13 +90,16 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
              create accounts with `hearth users add`"
         );
     }
-    let code = new_setup_code();
-    store.add_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
+    let code = issue_setup_code(&store, settings)?;
     eprintln!(
         "Open the web UI ({}) and enter this setup code to create the administrator.",
         web_address(settings)
     );
-    eprintln!("It is valid for {} hours and works once.", SETUP_CODE_SECS / 3600);
+    eprintln!(
+        "It is valid for {} hours and works once; earlier codes no longer work. It is also in {}.",
+        SETUP_CODE_SECS / 3600,
+        settings.setup_code_path().display()
+    );
     if settings.tls.mode == crate::config::TlsMode::Local {
         match ca_fingerprint(settings) {
             Some(fp) => eprintln!(

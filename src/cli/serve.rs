@@ -28,6 +28,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
     super::onboard::announce_tls(&settings, tls.as_ref());
     super::onboard::announce_if_needed(&store, &settings)?;
+    // Uploads a crash or kill interrupted are never resumed: their files are garbage.
+    crate::http::spool::remove_leftovers(&settings.uploads_dir());
     let model = crate::models::resolve_model_path(&settings.model.path, data_dir);
     if let Err(e) = &model {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");

@@ -63,6 +63,9 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KNOWLEDGE_CONTEXT_TOKENS", "knowledge.context_tokens", Kind::Int),
     ("HEARTH_KNOWLEDGE_TOP_K", "knowledge.top_k", Kind::Int),
     ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
+    ("HEARTH_EXTRACT_TIMEOUT_SECS", "knowledge.extract_timeout_secs", Kind::Int),
+    ("HEARTH_EXTRACT_MEMORY_BYTES", "knowledge.extract_memory_bytes", Kind::Int),
+    ("HEARTH_USER_QUOTA_BYTES", "knowledge.user_quota_bytes", Kind::Int),
     ("HEARTH_STT_MODEL", "voice.stt_model", Kind::Str),
     ("HEARTH_TTS_VOICE", "voice.tts_voice", Kind::Str),
     ("HEARTH_ONNXRUNTIME", "voice.onnxruntime", Kind::Str),
@@ -306,12 +309,23 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_rejected() {
-        for (var, value) in
-            [("HEARTH_TEMPERATURE", "5"), ("HEARTH_LISTEN", "nowhere"), ("HEARTH_MAX_TOKENS", "0")]
-        {
+        for (var, value) in [
+            ("HEARTH_TEMPERATURE", "5"),
+            ("HEARTH_LISTEN", "nowhere"),
+            ("HEARTH_MAX_TOKENS", "0"),
+            ("HEARTH_EXTRACT_TIMEOUT_SECS", "0"),
+            ("HEARTH_EXTRACT_MEMORY_BYTES", "1000"),
+        ] {
             let err = load_from(None, Path::new(NO_SYSTEM), &env(&[(var, value)]), &[]);
             assert!(err.is_err(), "{var}={value} accepted");
         }
+    }
+
+    #[test]
+    fn extraction_limits_come_from_env() {
+        let e = env(&[("HEARTH_EXTRACT_TIMEOUT_SECS", "5"), ("HEARTH_EXTRACT_MEMORY_BYTES", "67108864")]);
+        let knowledge = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.knowledge;
+        assert_eq!((knowledge.extract_timeout_secs, knowledge.extract_memory_bytes), (5, 64 << 20));
     }
 
     #[test]

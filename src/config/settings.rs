@@ -169,6 +169,13 @@ pub struct KnowledgeSettings {
     /// Whether chats use the user's documents when neither the request nor the
     /// conversation says.
     pub chat_default: bool,
+    /// Longest a document's text extraction may run, in seconds; longer fails that
+    /// document (a hostile file must not hold the job thread).
+    pub extract_timeout_secs: u64,
+    /// Memory a document's text extraction may use, in bytes; more fails that document.
+    pub extract_memory_bytes: u64,
+    /// Bytes of documents each user may keep (0: no limit); uploads past it are refused.
+    pub user_quota_bytes: u64,
 }
 
 impl Default for KnowledgeSettings {
@@ -179,6 +186,9 @@ impl Default for KnowledgeSettings {
             context_tokens: 600,
             top_k: 4,
             chat_default: false,
+            extract_timeout_secs: 120,
+            extract_memory_bytes: 1 << 30,
+            user_quota_bytes: 1 << 30,
         }
     }
 }
@@ -291,6 +301,15 @@ impl Settings {
         if k.context_tokens < 50 {
             return bad("knowledge.context_tokens", "must be at least 50");
         }
+        if !(1..=3600).contains(&k.extract_timeout_secs) {
+            return bad("knowledge.extract_timeout_secs", "must be between 1 and 3600");
+        }
+        if !((16 << 20)..=(1 << 40)).contains(&k.extract_memory_bytes) {
+            return bad(
+                "knowledge.extract_memory_bytes",
+                "must be between 16777216 (16 MiB) and 1099511627776",
+            );
+        }
         self.voice.validate()
     }
 
@@ -328,6 +347,17 @@ impl Settings {
             0 => cores().clamp(1, 8).max(self.inference_threads()),
             n => n,
         }
+    }
+
+    /// Where the current first-run setup code is kept (mode 0600) until onboarding is
+    /// done: the log says where to look instead of carrying the code itself.
+    pub fn setup_code_path(&self) -> PathBuf {
+        self.storage.data_dir.join("setup-code")
+    }
+
+    /// Where uploads are written while they arrive, before they go into the database.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("uploads")
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -11,7 +11,9 @@
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
-use crate::auth::session::{new_session, session_cookie, setup_code_hash, SESSION_SECS};
+use crate::auth::session::{
+    new_session, remove_setup_code_file, session_cookie, setup_code_hash, SESSION_SECS,
+};
 use crate::auth::throttle::{Attempt, Throttle, FAILURE_DELAY};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Onboarded, User, VOICE_LANGUAGE};
@@ -171,6 +173,7 @@ pub async fn onboard(
         Err(refused) => return Ok(refused),
     };
     let code_hash = setup_code_hash(&code);
+    let code_file = state.settings.setup_code_path();
     let outcome = state
         .store
         .run(move |store| {
@@ -178,7 +181,11 @@ pub async fn onboard(
             if !store.needs_onboarding()? {
                 return Ok(Onboarded::AlreadyDone);
             }
-            store.onboard(&code_hash, &name, &hash_password(&password))
+            let outcome = store.onboard(&code_hash, &name, &hash_password(&password))?;
+            if matches!(outcome, Onboarded::Done(_)) {
+                remove_setup_code_file(&code_file);
+            }
+            Ok(outcome)
         })
         .await?;
     if !matches!(outcome, Onboarded::InvalidCode) {
@@ -202,7 +209,8 @@ pub async fn onboard(
         Onboarded::InvalidCode => {
             let e = ApiError::new(
                 ErrorCode::InvalidSetupCode,
-                "wrong or expired setup code; see the server log or run `hearth onboard` on the box",
+                "wrong or expired setup code; only the newest code works: read it from the setup-code file in \
+                 the data directory, or run `hearth onboard` on the box for a new one",
             );
             Err(failed(e).await)
         }

@@ -1,13 +1,15 @@
 //! The knowledge base over HTTP: `POST /api/documents` (multipart upload, one or more
 //! `file` fields), `GET /api/documents`, `GET|DELETE /api/documents/{id}`, and the jobs
 //! that ingest them, `GET /api/jobs` and `GET /api/jobs/{id}`. Each caller sees only
-//! their own documents and jobs.
+//! their own documents and jobs. Uploads stream to disk (`spool.rs`), bounded per file
+//! by `knowledge.max_upload_bytes` and per user by `knowledge.user_quota_bytes`.
 
 use super::paging::Page;
+use super::spool::{Spooled, Spooler};
 use super::{json, AppState, Caller};
 use crate::error::{ApiError, ErrorCode};
 use crate::knowledge::{extract, ExtractError};
-use crate::store::{Enqueued, StoreError};
+use crate::store::{Enqueued, NewDocument, StoreError};
 use actix_multipart::Multipart;
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
@@ -47,15 +49,26 @@ fn clean_name(raw: Option<&str>) -> String {
     }
 }
 
-/// An upload read into memory, checked against the size limit as it streams.
+/// An upload on disk, checked against the size limit and the quota as it streams.
 struct Upload {
     name: String,
     content_type: Option<String>,
-    data: Vec<u8>,
+    file: Spooled,
 }
 
-async fn read_uploads(mut multipart: Multipart, limit: usize) -> Result<Vec<Upload>, ApiError> {
+/// What bounds one upload request.
+struct Bounds {
+    /// knowledge.max_upload_bytes, per file.
+    per_file: usize,
+    /// The user's storage use and quota (0: none) when the request began.
+    used: u64,
+    quota: u64,
+    dir: std::path::PathBuf,
+}
+
+async fn read_uploads(mut multipart: Multipart, bounds: &Bounds) -> Result<Vec<Upload>, ApiError> {
     let mut uploads = Vec::new();
+    let mut total = 0u64;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(multipart_error)?;
         let disposition = field.content_disposition().cloned();
@@ -73,10 +86,11 @@ async fn read_uploads(mut multipart: Multipart, limit: usize) -> Result<Vec<Uplo
         }
         let name = clean_name(disposition.as_ref().and_then(|d| d.get_filename()));
         let content_type = field.content_type().map(|m| m.essence_str().to_string());
-        let mut data = Vec::new();
+        let mut spooler = Spooler::create(bounds.dir.clone()).await?;
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(multipart_error)?;
-            if data.len() + chunk.len() > limit {
+            let limit = bounds.per_file;
+            if spooler.size() as usize + chunk.len() > limit {
                 return Err(ApiError::new(
                     ErrorCode::PayloadTooLarge,
                     format!(
@@ -84,9 +98,17 @@ async fn read_uploads(mut multipart: Multipart, limit: usize) -> Result<Vec<Uplo
                     ),
                 ));
             }
-            data.extend_from_slice(&chunk);
+            total += chunk.len() as u64;
+            // Refused as soon as it cannot fit, rather than after writing it all to
+            // disk; storing checks again in its transaction (content the user already
+            // has is free there, so this can only be stricter for such re-uploads).
+            if bounds.quota > 0 && bounds.used + total > bounds.quota {
+                let (used, quota) = (bounds.used, bounds.quota);
+                return Err(StoreError::QuotaExceeded { used, needed: total, quota }.into());
+            }
+            spooler.write(&chunk).await?;
         }
-        uploads.push(Upload { name, content_type, data });
+        uploads.push(Upload { name, content_type, file: spooler.finish().await? });
     }
     if uploads.is_empty() {
         return Err(ApiError::invalid("the upload has no 'file' field"));
@@ -99,24 +121,39 @@ pub async fn upload(
     caller: Caller,
     multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let uploads = read_uploads(multipart, state.settings.knowledge.max_upload_bytes).await?;
-    let mut checked = Vec::with_capacity(uploads.len());
-    for upload in uploads {
-        if upload.data.is_empty() {
+    let user_id = caller.user.id;
+    let knowledge = &state.settings.knowledge;
+    let quota = knowledge.user_quota_bytes;
+    let used = if quota > 0 { state.store.run(move |store| store.storage_used(user_id)).await? } else { 0 };
+    let bounds =
+        Bounds { per_file: knowledge.max_upload_bytes, used, quota, dir: state.settings.uploads_dir() };
+    let uploads = read_uploads(multipart, &bounds).await?;
+    let mut files = Vec::with_capacity(uploads.len());
+    for upload in &uploads {
+        if upload.file.size == 0 {
             return Err(ApiError::invalid(format!("'{}' is empty", upload.name)));
         }
-        let kind = extract::detect(&upload.name, upload.content_type.as_deref(), &upload.data)
-            .map_err(|e| detect_error(&upload.name, e))?;
-        checked.push((upload, kind));
+        let kind = extract::detect_streamed(
+            &upload.name,
+            upload.content_type.as_deref(),
+            &upload.file.head,
+            upload.file.is_text,
+        )
+        .map_err(|e| detect_error(&upload.name, e))?;
+        files.push(NewDocument {
+            name: upload.name.clone(),
+            kind: kind.as_str().into(),
+            sha256: upload.file.sha256.clone(),
+            size: upload.file.size,
+            path: upload.file.path.clone(),
+        });
     }
-    let user_id = caller.user.id;
     let stored: Vec<Enqueued> = state
         .store
         .run(move |store| {
-            checked
-                .iter()
-                .map(|(u, kind)| store.add_document(user_id, &u.name, kind.as_str(), &u.data))
-                .collect()
+            let stored = store.add_documents(user_id, &files, quota);
+            drop(uploads); // removes the temporary files here, off the async runtime
+            stored
         })
         .await?;
     state.jobs.wake();
@@ -140,8 +177,16 @@ pub async fn list(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let ((limit, offset), user_id) = (page.checked()?, caller.user.id);
-    let documents = state.store.run(move |store| store.documents(user_id, limit, offset)).await?;
-    Ok(json(&serde_json::json!({ "documents": documents })))
+    let (documents, used) = state
+        .store
+        .run(move |store| Ok((store.documents(user_id, limit, offset)?, store.storage_used(user_id)?)))
+        .await?;
+    let quota = Some(state.settings.knowledge.user_quota_bytes).filter(|q| *q > 0);
+    Ok(json(&serde_json::json!({
+        "documents": documents,
+        // The quota is null when there is none.
+        "storage": { "used_bytes": used, "quota_bytes": quota },
+    })))
 }
 
 pub async fn get(

@@ -16,6 +16,7 @@ mod peer;
 mod reply;
 mod search;
 mod speech;
+pub(crate) mod spool;
 mod transport;
 mod ui;
 mod voice_turn;

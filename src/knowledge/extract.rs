@@ -1,7 +1,8 @@
 //! What documents Hearth reads, and their plain text: UTF-8 text and Markdown as they
 //! are, HTML through `html2text`, PDF through `pdf-extract`. Extraction of hostile or
 //! broken files must fail with a message, never take the process down: the PDF path
-//! runs under `catch_unwind`.
+//! runs under `catch_unwind`, and the server runs all of this in a bounded child
+//! process (`isolated.rs`) because a panic is not the only way a parser can fail.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -38,7 +39,8 @@ impl DocKind {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Serializable: the extractor child (`isolated.rs`) sends it to the server as JSON.
+#[derive(Debug, thiserror::Error, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
     #[error("unsupported file type; supported: {}", SUPPORTED.join(", "))]
     Unsupported,
@@ -50,12 +52,41 @@ pub enum ExtractError {
     BrokenPdf(String),
     #[error("the document contains no text")]
     Empty,
+    /// The extractor ran past `knowledge.extract_timeout_secs` and was stopped.
+    #[error("extraction timed out after {0} s (knowledge.extract_timeout_secs); the file may be hostile or too complex")]
+    TimedOut(u64),
+    /// The extractor wanted more than `knowledge.extract_memory_bytes`.
+    #[error(
+        "extraction needed more memory than allowed ({} MiB, knowledge.extract_memory_bytes); the file may be hostile or too complex",
+        .0 >> 20
+    )]
+    OutOfMemory(u64),
+    /// The extractor process died some other way (a crash in the parser).
+    #[error("the extractor crashed reading this file ({0})")]
+    Crashed(String),
+    /// The extractor process could not be started or followed (not the file's fault).
+    #[error("cannot run the document extractor: {0}")]
+    Unavailable(String),
 }
 
 /// Decides the kind from the content (PDF magic), the file name's extension and the
 /// declared content type, in that order. Text kinds must be UTF-8 without NUL bytes.
 pub fn detect(name: &str, content_type: Option<&str>, data: &[u8]) -> Result<DocKind, ExtractError> {
-    if data.starts_with(b"%PDF-") {
+    let mut text = TextCheck::default();
+    text.feed(data);
+    detect_streamed(name, content_type, data, text.is_text())
+}
+
+/// [`detect`] for a file that was never whole in memory: `head` is its first bytes
+/// (at least [`HEAD_BYTES`] when it is that long) and `is_text` is [`TextCheck`]'s
+/// verdict over all of it.
+pub fn detect_streamed(
+    name: &str,
+    content_type: Option<&str>,
+    head: &[u8],
+    is_text: bool,
+) -> Result<DocKind, ExtractError> {
+    if head.starts_with(b"%PDF-") {
         return Ok(DocKind::Pdf);
     }
     let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
@@ -74,10 +105,52 @@ pub fn detect(name: &str, content_type: Option<&str>, data: &[u8]) -> Result<Doc
         _ => None,
     };
     let kind = by_extension.or(by_type).ok_or(ExtractError::Unsupported)?;
-    if data.contains(&0) || std::str::from_utf8(data).is_err() {
+    if !is_text {
         return Err(ExtractError::NotText);
     }
     Ok(kind)
+}
+
+/// How much of a file's start [`detect_streamed`] looks at.
+pub const HEAD_BYTES: usize = 8;
+
+/// Checks piece by piece that bytes are UTF-8 without NUL bytes, also when a
+/// character is split between two pieces (uploads arrive in chunks).
+#[derive(Debug, Default)]
+pub struct TextCheck {
+    /// The start of a character cut off at the end of the last piece (at most 3 bytes).
+    carry: Vec<u8>,
+    bad: bool,
+}
+
+impl TextCheck {
+    pub fn feed(&mut self, piece: &[u8]) {
+        if self.bad {
+            return;
+        }
+        let joined;
+        let bytes = if self.carry.is_empty() {
+            piece
+        } else {
+            joined = [self.carry.as_slice(), piece].concat();
+            &joined
+        };
+        if bytes.contains(&0) {
+            self.bad = true;
+            return;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => self.carry.clear(),
+            // Only an incomplete last character: it may finish in the next piece.
+            Err(e) if e.error_len().is_none() => self.carry = bytes[e.valid_up_to()..].to_vec(),
+            Err(_) => self.bad = true,
+        }
+    }
+
+    /// Whether everything fed so far is text (an unfinished last character is not).
+    pub fn is_text(&self) -> bool {
+        !self.bad && self.carry.is_empty()
+    }
 }
 
 /// The document's text, paragraphs separated by blank lines.
@@ -134,6 +207,29 @@ mod tests {
         assert_eq!(detect("a.txt", None, b"\xff\xfe\x00h"), Err(ExtractError::NotText));
         assert!(matches!(detect("a.pdf", None, b"hello"), Err(ExtractError::BrokenPdf(_))));
         assert!(ExtractError::Unsupported.to_string().contains("PDF (.pdf)"));
+    }
+
+    #[test]
+    fn text_is_checked_across_pieces() {
+        let text = "grüße – 🏠 home".as_bytes();
+        for cut in 0..text.len() {
+            let mut check = TextCheck::default();
+            check.feed(&text[..cut]);
+            check.feed(&text[cut..]);
+            assert!(check.is_text(), "cut at {cut}");
+        }
+        let mut check = TextCheck::default();
+        check.feed(&text[..5]); // inside 'ß'
+        assert!(!check.is_text(), "an unfinished character is not text yet");
+        for bad in [&b"a\x00b"[..], b"\xff", b"\xc3\x28"] {
+            let mut check = TextCheck::default();
+            check.feed(b"ok ");
+            check.feed(bad);
+            check.feed(b" more");
+            assert!(!check.is_text(), "{bad:?}");
+        }
+        assert_eq!(detect_streamed("a.txt", None, b"hi", false), Err(ExtractError::NotText));
+        assert_eq!(detect_streamed("x", None, b"%PDF-1.7", false), Ok(DocKind::Pdf));
     }
 
     #[test]

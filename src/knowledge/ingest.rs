@@ -1,7 +1,8 @@
 //! One ingest job: read the stored bytes, extract text, chunk, embed (when an
 //! embedding model is configured), and store the chunks in one transaction.
 
-use super::extract::{extract, DocKind};
+use super::extract::{DocKind, ExtractError};
+use super::isolated::{extract_in_child, Limits};
 use super::Knowledge;
 use crate::store::{Job, NewChunk, StoreError};
 
@@ -27,7 +28,8 @@ impl Knowledge {
             DocKind::parse(&document.kind).ok_or_else(|| format!("unknown kind '{}'", document.kind))?;
         progress(5.0);
         // On failure the job runner marks the document failed with this message.
-        let text = extract(kind, &data).map_err(|e| e.to_string())?;
+        let text = self.extract(kind, &data).map_err(|e| e.to_string())?;
+        drop(data);
         let texts = super::chunk::chunk(&text, self.settings.knowledge.chunk_chars);
         if !progress(20.0) {
             return Err(deleted());
@@ -43,6 +45,27 @@ impl Knowledge {
             Err(StoreError::NotFound(_)) => Err(deleted()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// The document's text, extracted in a child process bounded in time and memory:
+    /// uploads are untrusted, and a parser that hangs, runs out of memory or crashes
+    /// must fail this document only, not the job thread or the server (issue 25).
+    fn extract(&self, kind: DocKind, data: &[u8]) -> Result<String, ExtractError> {
+        let k = &self.settings.knowledge;
+        let limits = Limits {
+            timeout: std::time::Duration::from_secs(k.extract_timeout_secs),
+            memory_bytes: k.extract_memory_bytes,
+        };
+        // This very binary, even after a package upgrade replaced the file on disk (the
+        // child must speak the same protocol); elsewhere than Linux, the file by name.
+        let this_binary = std::path::Path::new("/proc/self/exe");
+        let program = if this_binary.exists() {
+            this_binary.to_path_buf()
+        } else {
+            std::env::current_exe()
+                .map_err(|e| ExtractError::Unavailable(format!("cannot find the hearth binary: {e}")))?
+        };
+        extract_in_child(&program, kind, data, limits)
     }
 
     /// Vectors for every chunk, or `None` without an embedding model (or when it

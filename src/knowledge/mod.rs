@@ -6,6 +6,7 @@
 pub mod chunk;
 pub mod extract;
 mod ingest;
+pub mod isolated;
 mod retrieve;
 
 pub use extract::{DocKind, ExtractError, SUPPORTED};

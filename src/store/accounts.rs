@@ -61,15 +61,19 @@ impl Store {
         Ok(self.reader().query_row(NEEDS_ONBOARDING, [], |r| r.get(0))?)
     }
 
-    /// Stores a setup code's hash, valid for `valid_secs`; drops expired codes.
-    pub fn add_setup_code(&self, hash: &[u8], valid_secs: i64) -> Result<()> {
+    /// Makes `hash` the one valid setup code for `valid_secs`. Every earlier code stops
+    /// working, so a code that leaked from an old log or file cannot be used once a new
+    /// one has been issued (issue 25).
+    pub fn replace_setup_code(&self, hash: &[u8], valid_secs: i64) -> Result<()> {
         let t = now();
-        let conn = self.writer();
-        conn.execute("DELETE FROM setup_codes WHERE expires_at <= ?1", [t])?;
-        conn.execute(
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM setup_codes", [])?;
+        tx.execute(
             "INSERT INTO setup_codes (hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
             params![hash, t, t + valid_secs],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -257,10 +261,10 @@ mod tests {
     fn onboarding_needs_a_valid_code_and_happens_once() {
         let (_dir, store) = temp_store();
         assert!(store.needs_onboarding().unwrap());
-        store.add_setup_code(b"code-1", 60).unwrap();
-        store.add_setup_code(b"expired", -1).unwrap();
-        assert!(matches!(store.onboard(b"wrong", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        store.replace_setup_code(b"expired", -1).unwrap();
         assert!(matches!(store.onboard(b"expired", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        store.replace_setup_code(b"code-1", 60).unwrap();
+        assert!(matches!(store.onboard(b"wrong", "root", "phc").unwrap(), Onboarded::InvalidCode));
         let Onboarded::Done(admin) = store.onboard(b"code-1", "root", "phc").unwrap() else { panic!() };
         assert_eq!(admin.role, Role::Admin);
         assert!(!store.needs_onboarding().unwrap());
@@ -269,12 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn only_the_newest_setup_code_is_valid() {
+        let (_dir, store) = temp_store();
+        store.replace_setup_code(b"older", 60).unwrap();
+        store.replace_setup_code(b"newer", 60).unwrap();
+        assert!(matches!(store.onboard(b"older", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        assert!(matches!(store.onboard(b"newer", "root", "phc").unwrap(), Onboarded::Done(_)));
+    }
+
+    #[test]
     fn an_existing_cli_admin_can_onboard_but_a_plain_user_cannot_be_taken_over() {
         let (_dir, store) = temp_store();
         store.create_user("bob", Role::User).unwrap();
         store.create_user("root", Role::Admin).unwrap();
         assert!(store.login_candidate("root").unwrap().is_none(), "no password yet");
-        store.add_setup_code(b"c", 60).unwrap();
+        store.replace_setup_code(b"c", 60).unwrap();
         assert!(matches!(store.onboard(b"c", "bob", "phc"), Err(StoreError::Conflict(_))));
         assert!(matches!(store.onboard(b"c", "root", "phc").unwrap(), Onboarded::Done(_)));
     }

@@ -5,9 +5,10 @@
 
 use super::jobs::insert_job;
 use super::{now, Result, Store, StoreError};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, DatabaseName, OptionalExtension, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Document {
@@ -88,10 +89,91 @@ fn document_in(tx: &Transaction<'_>, user_id: i64, id: i64) -> Result<Document> 
     .ok_or_else(|| StoreError::NotFound(format!("document {id}")))
 }
 
+/// An uploaded file waiting on disk to be stored (see [`Store::add_documents`]).
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub name: String,
+    pub kind: String,
+    /// The content's sha256 in hex, computed as it arrived.
+    pub sha256: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// The user's document with this content, if any.
+fn owned_with(tx: &Transaction<'_>, user_id: i64, sha: &str) -> Result<Option<i64>> {
+    Ok(tx
+        .query_row(
+            "SELECT id FROM documents WHERE user_id = ?1 AND sha256 = ?2",
+            params![user_id, sha],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn used_in(conn: &rusqlite::Connection, user_id: i64) -> Result<u64> {
+    let used: i64 =
+        conn.query_row("SELECT COALESCE(SUM(size), 0) FROM documents WHERE user_id = ?1", [user_id], |r| {
+            r.get(0)
+        })?;
+    Ok(used as u64)
+}
+
+/// Copies a file into a new blob row without holding it in memory: the row is made
+/// with a zero-filled blob of the right size, which SQLite's incremental I/O then fills.
+fn insert_blob_from_file(tx: &Transaction<'_>, file: &NewDocument, t: i64) -> Result<()> {
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO blobs (sha256, size, data, created_at) VALUES (?1, ?2, zeroblob(?2), ?3)",
+        params![file.sha256, file.size as i64, t],
+    )?;
+    if inserted == 0 {
+        return Ok(()); // another user already stored this content
+    }
+    let io = |e: std::io::Error| StoreError::Io(format!("cannot store {}: {e}", file.path.display()));
+    let mut source = std::fs::File::open(&file.path).map_err(io)?;
+    let mut blob = tx.blob_open(DatabaseName::Main, "blobs", "data", tx.last_insert_rowid(), false)?;
+    let copied = std::io::copy(&mut source, &mut blob).map_err(io)?;
+    if copied != file.size {
+        return Err(StoreError::Io(format!("{} changed while it was stored", file.path.display())));
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Stores an upload and queues its ingest job, all in one transaction. The same
-    /// content uploaded again by the same user returns the existing document (a failed
-    /// one is queued again).
+    /// Bytes of documents this user owns: what `knowledge.user_quota_bytes` limits. A
+    /// file two users share counts for each of them, as each could have uploaded it alone.
+    pub fn storage_used(&self, user_id: i64) -> Result<u64> {
+        used_in(&self.reader(), user_id)
+    }
+
+    /// Stores uploaded files from disk and queues their ingest jobs, all in one
+    /// transaction: when the files would take the user past `quota` bytes (0: no
+    /// quota), nothing is stored. Content the user already has costs nothing.
+    pub fn add_documents(&self, user_id: i64, files: &[NewDocument], quota: u64) -> Result<Vec<Enqueued>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let t = now();
+        let used = used_in(&tx, user_id)?;
+        let mut needed = 0u64;
+        let mut stored = Vec::with_capacity(files.len());
+        for file in files {
+            if owned_with(&tx, user_id, &file.sha256)?.is_none() {
+                needed += file.size;
+                if quota > 0 && used + needed > quota {
+                    let needed = files.iter().map(|f| f.size).sum();
+                    return Err(StoreError::QuotaExceeded { used, needed, quota });
+                }
+                insert_blob_from_file(&tx, file, t)?;
+            }
+            let meta = Meta { name: &file.name, kind: &file.kind, sha256: &file.sha256, size: file.size };
+            stored.push(enqueue(&tx, user_id, meta)?);
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Stores a document held in memory (`hearth ingest` on the box) and queues its
+    /// ingest job, all in one transaction.
     pub fn add_document(&self, user_id: i64, name: &str, kind: &str, data: &[u8]) -> Result<Enqueued> {
         let sha = sha256_hex(data);
         let mut conn = self.writer();
@@ -101,42 +183,54 @@ impl Store {
             "INSERT OR IGNORE INTO blobs (sha256, size, data, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![sha, data.len() as i64, data, t],
         )?;
-        let existing: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM documents WHERE user_id = ?1 AND sha256 = ?2",
-                params![user_id, sha],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let (id, duplicate) = match existing {
-            Some(id) => (id, true),
-            None => {
-                tx.execute(
-                    "INSERT INTO documents (user_id, name, kind, sha256, size, status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                    params![user_id, name, kind, sha, data.len() as i64, t],
-                )?;
-                (tx.last_insert_rowid(), false)
-            }
-        };
-        let mut document = document_in(&tx, user_id, id)?;
-        let job_id = if !duplicate || document.status == "failed" {
-            tx.execute("UPDATE documents SET status = 'pending', error = NULL WHERE id = ?1", [id])?;
-            document.status = "pending".into();
-            document.error = None;
-            Some(insert_job(&tx, user_id, "ingest", Some(id))?)
-        } else {
-            tx.query_row(
-                "SELECT id FROM jobs WHERE document_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?
-        };
+        let meta = Meta { name, kind, sha256: &sha, size: data.len() as u64 };
+        let enqueued = enqueue(&tx, user_id, meta)?;
         tx.commit()?;
-        Ok(Enqueued { document, job_id, duplicate })
+        Ok(enqueued)
     }
+}
 
+/// What [`enqueue`] records about a document whose content is already in `blobs`.
+struct Meta<'a> {
+    name: &'a str,
+    kind: &'a str,
+    sha256: &'a str,
+    size: u64,
+}
+
+/// Adds the document for a stored blob and queues its ingest job. The same content
+/// uploaded again by the same user returns the existing document (a failed one is
+/// queued again).
+fn enqueue(tx: &Transaction<'_>, user_id: i64, meta: Meta<'_>) -> Result<Enqueued> {
+    let (id, duplicate) = match owned_with(tx, user_id, meta.sha256)? {
+        Some(id) => (id, true),
+        None => {
+            tx.execute(
+                "INSERT INTO documents (user_id, name, kind, sha256, size, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                params![user_id, meta.name, meta.kind, meta.sha256, meta.size as i64, now()],
+            )?;
+            (tx.last_insert_rowid(), false)
+        }
+    };
+    let mut document = document_in(tx, user_id, id)?;
+    let job_id = if !duplicate || document.status == "failed" {
+        tx.execute("UPDATE documents SET status = 'pending', error = NULL WHERE id = ?1", [id])?;
+        document.status = "pending".into();
+        document.error = None;
+        Some(insert_job(tx, user_id, "ingest", Some(id))?)
+    } else {
+        tx.query_row(
+            "SELECT id FROM jobs WHERE document_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+    };
+    Ok(Enqueued { document, job_id, duplicate })
+}
+
+impl Store {
     /// One of this user's documents.
     pub fn document(&self, user_id: i64, id: i64) -> Result<Document> {
         self.reader()
@@ -273,5 +367,48 @@ impl Store {
             [user_id],
             |r| r.get(0),
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{temp_store, Role};
+
+    fn spooled(dir: &std::path::Path, name: &str, data: &[u8]) -> NewDocument {
+        let path = dir.join(format!("{name}.part"));
+        std::fs::write(&path, data).unwrap();
+        let (kind, sha256, size) = ("text".into(), sha256_hex(data), data.len() as u64);
+        NewDocument { name: name.into(), kind, sha256, size, path }
+    }
+
+    #[test]
+    fn uploads_over_the_quota_store_nothing_and_duplicates_cost_nothing() {
+        let (dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap();
+        let bob = store.create_user("bob", Role::User).unwrap();
+        let a = spooled(dir.path(), "a", &[b'a'; 600]);
+        let b = spooled(dir.path(), "b", &[b'b'; 500]);
+        let stored = store.add_documents(alice.id, &[a.clone()], 1000).unwrap();
+        assert_eq!((stored[0].duplicate, stored[0].document.size), (false, 600));
+        let (_, content) = store.document_content(stored[0].document.id).unwrap();
+        assert_eq!(content, vec![b'a'; 600], "the blob is the file, copied in pieces");
+
+        let refused = store.add_documents(alice.id, &[a.clone(), b.clone()], 1000);
+        assert!(
+            matches!(refused, Err(StoreError::QuotaExceeded { used: 600, needed: 1100, quota: 1000 })),
+            "{refused:?}"
+        );
+        assert_eq!(store.storage_used(alice.id).unwrap(), 600, "nothing of the refused upload");
+        assert_eq!(store.documents(alice.id, 10, 0).unwrap().len(), 1);
+        let again = store.add_documents(alice.id, &[a.clone()], 600).unwrap();
+        assert!(again[0].duplicate, "content already owned costs nothing");
+
+        // The quota is per user; shared content is stored once but counts for each.
+        store.add_documents(bob.id, &[a, b], 2000).unwrap();
+        assert_eq!(store.storage_used(bob.id).unwrap(), 1100);
+        let blobs: i64 = store.reader().query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(blobs, 2);
+        assert!(store.add_documents(bob.id, &[spooled(dir.path(), "c", b"c")], 0).is_ok(), "0: no quota");
     }
 }

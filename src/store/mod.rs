@@ -18,7 +18,7 @@ mod users;
 
 pub use accounts::{Account, Onboarded};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
-pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk};
+pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk, NewDocument};
 pub use jobs::{Job, MAX_ATTEMPTS};
 pub use lookup::MessageRef;
 pub use outbox::{IndexItem, ItemKind, OutboxEntry};
@@ -45,6 +45,12 @@ pub enum StoreError {
     Conflict(String),
     #[error("database task failed: {0}")]
     Task(String),
+    /// Storing this would take the user past their storage quota (all in bytes).
+    #[error("storage quota exceeded: {used} used + {needed} new > {quota}")]
+    QuotaExceeded { used: u64, needed: u64, quota: u64 },
+    /// A file to be stored could not be read.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -81,11 +81,21 @@ pub struct ServerOptions {
     pub plain_port: Option<u16>,
     /// The host name in `url`, resolved to 127.0.0.1 by `agent()` (default: 127.0.0.1).
     pub host: Option<String>,
+    /// The hearth binary to run (default: the one cargo built).
+    pub bin: Option<PathBuf>,
 }
 
 impl ServerOptions {
     pub fn new(model: PathBuf) -> Self {
-        Self { model, context_size: 2048, env: Vec::new(), port: None, plain_port: None, host: None }
+        Self {
+            model,
+            context_size: 2048,
+            env: Vec::new(),
+            port: None,
+            plain_port: None,
+            host: None,
+            bin: None,
+        }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -134,7 +144,7 @@ impl Server {
         // Plain HTTP unless a test turns TLS on with HEARTH_TLS_MODE.
         let tls = options.env.iter().any(|(k, v)| k == "HEARTH_TLS_MODE" && v != "off");
         let plain_port = options.plain_port.unwrap_or_else(free_port);
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(options.bin.as_deref().unwrap_or(Path::new(BIN)));
         cmd.env("HEARTH_TLS_MODE", "off").env("HEARTH_HTTP_LISTEN", format!("127.0.0.1:{plain_port}"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])
             .arg("--data-dir")
@@ -227,6 +237,15 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The first-run setup code, from the private file the server keeps it in (the log
+    /// only says where that file is).
+    pub fn setup_code(&self) -> String {
+        let path = self.data_dir.join("setup-code");
+        let code = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no setup code in {}: {e}\n{}", path.display(), self.log()));
+        code.trim().to_string()
     }
 
     /// True while the process runs.
@@ -362,7 +381,7 @@ impl Server {
     }
 }
 
-fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+pub fn response_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,

@@ -76,11 +76,14 @@ export class Server {
     return fs.readFileSync(this.logFile, 'utf8');
   }
 
-  /** The first-run setup code, as the server logged it. */
+  /** The first-run setup code, from the private file the server keeps it in (never the log). */
   setupCode() {
-    const m = this.log().match(/setup code ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})/);
-    if (!m) throw new Error(`no setup code in the log:\n${this.log()}`);
-    return m[1];
+    const file = path.join(this.dataDir, 'setup-code');
+    const code = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : '';
+    if (!/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/.test(code)) {
+      throw new Error(`no setup code in ${file}:\n${this.log()}`);
+    }
+    return code;
   }
 
   /** Runs SQL on the live database (WAL allows a second writer connection). */

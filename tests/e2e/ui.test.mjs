@@ -50,7 +50,7 @@ test('the UI is served from the binary with caching headers and a strict CSP', a
   assert.ok(js.headers.get('etag'));
 });
 
-test('onboarding: a wrong setup code is refused, the logged one creates the admin', async () => {
+test('onboarding: a wrong setup code is refused, the one in the setup-code file creates the admin', async () => {
   await page.goto(server.url);
   await page.getByRole('heading', { name: 'Set up Hearth' }).waitFor();
   await page.getByLabel('Setup code').fill('AAAA-BBBB-CCCC');
@@ -59,6 +59,7 @@ test('onboarding: a wrong setup code is refused, the logged one creates the admi
   await page.getByLabel('Repeat the password').fill('correct horse battery');
   await page.getByRole('button', { name: 'Create administrator' }).click();
   await page.getByText('wrong or expired setup code').waitFor();
+  await page.getByText('setup-code', { exact: true }).waitFor();
   await page.screenshot({ path: path.join(SHOTS, 'onboarding.png'), animations: 'disabled' });
 
   await page.getByLabel('Setup code').fill(server.setupCode().toLowerCase());
@@ -233,6 +234,7 @@ test('documents: upload with progress, a cited answer, delete', async () => {
   await page.locator('#upload-status', { hasText: 'Uploaded 1 file' }).waitFor();
   const row = page.locator('tbody tr', { hasText: 'lighthouse.txt' });
   await row.locator('.status', { hasText: 'ready' }).waitFor();
+  await page.locator('#storage-usage', { hasText: 'of your 1.0 GiB' }).waitFor();
 
   await page.getByRole('link', { name: 'Chat' }).click();
   await page.locator('#new-chat').click();

@@ -14,6 +14,7 @@ mod cli;
 mod engine;
 mod import;
 mod knowledge;
+mod knowledge_limits;
 mod models;
 mod openai;
 mod persistence;

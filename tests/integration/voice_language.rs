@@ -171,9 +171,8 @@ fn the_language_chosen_at_setup_is_used_and_kept() {
     // The question comes with the box's locale as the default answer.
     let (_, status) = server.call("GET", "/api/onboard", None, None);
     assert_eq!(status["language"]["default"].as_str().map(str::len), Some(2), "{status}");
-    let log = server.log();
-    let at = log.find("setup code ").expect("setup code in the log") + 11;
-    let setup = &log[at..at + 14];
+    let setup = server.setup_code();
+    let setup = setup.as_str();
     let onboard = |language: &str| {
         let body = serde_json::json!({"code": setup, "name": "root", "password": "correct horse battery", "language": language});
         let result = server

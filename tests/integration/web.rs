@@ -4,6 +4,7 @@
 
 use crate::common::{cli, code, small_model, Server, ServerOptions};
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 
 /// An HTTP answer with the headers the tests look at.
 struct Answer {
@@ -50,10 +51,17 @@ fn session_of(set_cookie: &str) -> String {
     value.to_string()
 }
 
+/// The setup code from its private file, checking that it is private and never logged
+/// (issue 25: logs travel further than the data directory).
 fn setup_code(server: &Server) -> String {
+    let code = server.setup_code();
+    assert_eq!(code.len(), 14, "{code}");
+    let mode = std::fs::metadata(server.data_dir.join("setup-code")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the setup-code file is private");
     let log = server.log();
-    let at = log.find("setup code ").unwrap_or_else(|| panic!("no setup code in the log:\n{log}")) + 11;
-    log[at..at + 14].to_string()
+    assert!(!log.contains(&code), "the setup code is in the log:\n{log}");
+    assert!(log.contains("setup-code"), "the log says where the code is:\n{log}");
+    code
 }
 
 #[test]
@@ -79,11 +87,14 @@ fn onboarding_login_logout_and_the_session_cookie() {
     assert_eq!((a.status, code(&a.body)), (401, "invalid_setup_code"));
     let a = onboard(&code_, "short", true);
     assert_eq!((a.status, code(&a.body)), (400, "invalid_request"));
-    // `hearth onboard` on the box prints another valid code; either works once.
+    // `hearth onboard` on the box prints a new code, now the only valid one (also in the file).
     let (status, out, err) = cli(&server.data_dir, &["onboard"]);
     assert_eq!(status, 0, "{err}");
     let cli_code = out.lines().last().unwrap().trim().to_string();
     assert_ne!(cli_code, code_);
+    assert_eq!(server.setup_code(), cli_code, "the file holds the newest code");
+    let a = onboard(&code_, password, true);
+    assert_eq!((a.status, code(&a.body)), (401, "invalid_setup_code"), "an older code stays valid");
     let a = onboard(&cli_code.to_lowercase(), password, true);
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["user"]["role"], "admin");
@@ -93,6 +104,7 @@ fn onboarding_login_logout_and_the_session_cookie() {
     }
     assert!(!cookie.contains("Secure"), "plain HTTP cannot carry Secure cookies: {cookie}");
     let session = session_of(&cookie);
+    assert!(!server.data_dir.join("setup-code").exists(), "the used setup code's file is removed");
     let a = onboard(&code_, password, true);
     assert_eq!((a.status, code(&a.body)), (409, "already_onboarded"));
     assert_eq!(send(&server, "GET", "/api/onboard", None, false, None).body["needed"], false);
