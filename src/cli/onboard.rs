@@ -14,15 +14,31 @@ use anyhow::Context;
 pub fn web_address(settings: &Settings) -> String {
     let listen = settings.listen_addr();
     let (scheme, default_port) = if settings.tls.enabled() { ("https", 443) } else { ("http", 80) };
-    let host = if listen.ip().is_loopback() {
-        listen.ip().to_string()
+    let port = if listen.port() == default_port { String::new() } else { format!(":{}", listen.port()) };
+    format!("{scheme}://{}{port}/", box_host(settings, listen.ip()))
+}
+
+/// Where a device fetches the local CA's certificate: over the plain listener when there
+/// is one (the device does not trust the HTTPS certificate yet), else over HTTPS.
+pub fn ca_address(settings: &Settings) -> String {
+    match settings.http_listen_addr() {
+        Some(plain) => {
+            let port = if plain.port() == 80 { String::new() } else { format!(":{}", plain.port()) };
+            format!("http://{}{port}/ca.crt", box_host(settings, plain.ip()))
+        }
+        None => format!("{}ca.crt", web_address(settings)),
+    }
+}
+
+/// The name a device on the LAN reaches the box by.
+fn box_host(settings: &Settings, listen: std::net::IpAddr) -> String {
+    if listen.is_loopback() {
+        listen.to_string()
     } else if settings.server.mdns {
         format!("{}.local", settings.server.name.to_ascii_lowercase())
     } else {
-        crate::tls::names::host_name().map_or_else(|| "<this box's address>".into(), |h| h)
-    };
-    let port = if listen.port() == default_port { String::new() } else { format!(":{}", listen.port()) };
-    format!("{scheme}://{host}{port}/")
+        crate::tls::names::host_name().unwrap_or_else(|| "<this box's address>".into())
+    }
 }
 
 /// Called by `hearth serve`: how to reach the box, and the local CA's fingerprint to
@@ -32,8 +48,9 @@ pub fn announce_tls(settings: &Settings, tls: Option<&Tls>) {
     match tls.and_then(|t| t.ca.as_ref()) {
         Some(ca) => tracing::info!(
             "web UI at {address} - Hearth's own certificate authority signs its certificate: install \
-             {address}ca.crt on each phone or computer once, after checking that its SHA-256 fingerprint is \
+             {} on each phone or computer once, after checking that its SHA-256 fingerprint is \
              {}",
+            ca_address(settings),
             ca.fingerprint
         ),
         None => tracing::info!("web UI at {address}"),
@@ -103,12 +120,39 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     if settings.tls.mode == crate::config::TlsMode::Local {
         match ca_fingerprint(settings) {
             Some(fp) => eprintln!(
-                "The box's certificate authority ({}ca.crt) must have this SHA-256 fingerprint:\n  {fp}",
-                web_address(settings)
+                "The box's certificate authority ({}) must have this SHA-256 fingerprint:\n  {fp}",
+                ca_address(settings)
             ),
             None => eprintln!("The box's certificate authority is made when `hearth serve` first starts."),
         }
     }
     println!("{code}");
     Ok(())
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::{ca_address, web_address};
+    use crate::config::{Settings, TlsMode};
+
+    #[test]
+    fn devices_are_sent_to_the_box_by_its_lan_name() {
+        let mut s = Settings::default();
+        s.server.listen = "0.0.0.0:8443".into();
+        s.server.http_listen = "0.0.0.0:8080".into();
+        assert_eq!(web_address(&s), "https://hearth.local:8443/");
+        assert_eq!(
+            ca_address(&s),
+            "http://hearth.local:8080/ca.crt",
+            "the CA over plain HTTP: not trusted yet"
+        );
+        s.server.listen = "0.0.0.0:443".into();
+        s.server.http_listen = String::new();
+        assert_eq!(ca_address(&s), "https://hearth.local/ca.crt");
+        s.server.listen = "127.0.0.1:8443".into();
+        assert_eq!(web_address(&s), "https://127.0.0.1:8443/");
+        s.tls.mode = TlsMode::Off;
+        s.server.listen = "0.0.0.0:80".into();
+        assert_eq!(web_address(&s), "http://hearth.local/");
+    }
 }
