@@ -6,6 +6,7 @@
 //! as a visible prefix so owners can tell tokens apart and revoke them.
 
 pub mod password;
+pub mod revocation;
 pub mod session;
 pub mod throttle;
 

@@ -87,6 +87,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         voice,
         tls,
         names,
+        revocations: Default::default(),
     };
     actix_web::rt::System::new()
         .block_on(async move {

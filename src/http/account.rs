@@ -11,6 +11,7 @@
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
+use crate::auth::revocation::Revoked;
 use crate::auth::session::{
     new_session, remove_setup_code_file, session_cookie, setup_code_hash, SESSION_SECS,
 };
@@ -264,6 +265,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     if let Credential::Session(id) = caller.credential {
         state.store.run(move |store| store.delete_session(id)).await?;
+        state.revocations.revoke(Revoked::Session(id));
     }
     Ok(HttpResponse::Ok()
         .insert_header((SET_COOKIE, session_cookie(None, over_tls(&req))))
@@ -310,6 +312,8 @@ pub async fn change_password(
         return Err(failed(e).await);
     }
     attempt.refund();
+    // Every session ended with the old password, live WebSockets included.
+    state.revocations.revoke(Revoked::SessionsOf(user_id));
     match caller.credential {
         Credential::Session(_) => start_session(&state, &req, caller.user).await,
         Credential::Token(_) => Ok(json(&json!({ "ok": true }))),

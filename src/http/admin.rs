@@ -6,6 +6,7 @@ use super::auth::Admin;
 use super::{json, AppState, Caller};
 use crate::auth::generate_token;
 use crate::auth::password::{check_new_password, hash_password};
+use crate::auth::revocation::Revoked;
 use crate::error::ApiError;
 use crate::store::Role;
 use actix_web::{web, HttpResponse};
@@ -74,6 +75,7 @@ pub async fn set_password(
     check_new_password(&password).map_err(ApiError::invalid)?;
     let id = id.into_inner();
     state.store.run(move |store| store.set_password(id, &hash_password(&password))).await?;
+    state.revocations.revoke(Revoked::SessionsOf(id));
     tracing::info!(by = %admin.0.user.name, user_id = id, "password set by an administrator");
     Ok(json(&json!({ "ok": true })))
 }
@@ -118,6 +120,7 @@ pub async fn revoke_token(
     let id = id.into_inner();
     let owner = (caller.user.role != Role::Admin).then_some(caller.user.id);
     state.store.run(move |store| store.revoke_token_id(id, owner)).await?;
+    state.revocations.revoke(Revoked::Token(id));
     tracing::info!(by = %caller.user.name, token_id = id, "token revoked");
     Ok(json(&json!({ "ok": true })))
 }

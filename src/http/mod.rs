@@ -53,6 +53,8 @@ pub struct AppState {
     pub tls: Option<Tls>,
     /// The box's names and addresses, for the `Host` check.
     pub names: SharedNames,
+    /// Revoked credentials, for the connections that outlive their request.
+    pub revocations: crate::auth::revocation::Revocations,
 }
 
 /// Registers every route, extractor limit and error handler on an app.

@@ -14,7 +14,8 @@
 //! stable code. Audio that arrives while a turn is being answered is dropped.
 
 use super::voice_turn::{self, Input, TurnSettings};
-use super::{AppState, Caller};
+use super::{AppState, Caller, Credential};
+use crate::auth::revocation::Revoked;
 use crate::error::{ApiError, ErrorCode};
 use crate::voice::pipeline::{Capture, CaptureEvent};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -75,7 +76,9 @@ pub async fn ws(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE_BYTES);
-    actix_web::rt::spawn(run(state, caller, session, stream));
+    // Listening before the socket runs: a revocation from now on reaches it.
+    let revoked = state.revocations.subscribe();
+    actix_web::rt::spawn(run(state, caller, session, stream, revoked));
     Ok(response)
 }
 
@@ -92,7 +95,12 @@ async fn run(
     caller: Caller,
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
+    mut revoked: tokio::sync::broadcast::Receiver<Revoked>,
 ) {
+    let (token, login) = match caller.credential {
+        Credential::Token(id) => (Some(id), None),
+        Credential::Session(id) => (None, Some(id)),
+    };
     let voice = &state.settings.voice;
     let mut settings = TurnSettings::default();
     let mut capture = Capture::new(settings.vad_silence_ms, voice.max_audio_seconds.min(120));
@@ -111,6 +119,20 @@ async fn run(
         let message = tokio::select! {
             conversation = finished => Err(conversation),
             message = stream.next() => Ok(message),
+            revocation = revoked.recv() => {
+                // A listener that fell behind cannot know whether it was named: it hangs up
+                // too (and so it would if the broadcast ended, which the server never lets).
+                let ended = match revocation {
+                    Ok(r) => r.ends(token, login, caller.user.id),
+                    Err(_) => true,
+                };
+                if ended {
+                    let e = ApiError::new(ErrorCode::Unauthorized, "this connection's credential was revoked; sign in again");
+                    send_error(&mut session, &e).await;
+                    break;
+                }
+                continue;
+            }
         };
         let message = match message {
             Ok(message) => message,

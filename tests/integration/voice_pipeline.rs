@@ -285,3 +285,43 @@ fn voice_wyoming_wants_a_token_from_peers_off_the_allowlist() {
     let report = wyoming_client(&python, port, &[wav, "--token", &token]);
     assert!(words(report["transcript"].as_str().unwrap()).contains("kitchen"), "{report}");
 }
+
+/// A live voice WebSocket ends when its credential does: a revoked token closes it at
+/// once, while another user's revocation leaves it alone (issue 25: live connections
+/// outlived a revoked credential).
+#[test]
+fn revoking_a_token_closes_its_live_websocket() {
+    let server =
+        Server::start(ServerOptions::new(small_model()).env("HEARTH_STT_MODEL", "/nowhere/none.bin"));
+    let alice = server.user("alice");
+    let bob = server.user("bob");
+    let mut alices = connect(&server, &alice);
+    let mut bobs = connect(&server, &bob);
+    for socket in [&mut alices, &mut bobs] {
+        if let MaybeTlsStream::Plain(stream) = socket.get_mut() {
+            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        }
+    }
+    let id_of = |token: &str| {
+        let (_, list) = server.call("GET", "/api/tokens", Some(token), None);
+        list["tokens"][0]["id"].as_i64().unwrap()
+    };
+    let (status, body) = server.call("DELETE", &format!("/api/tokens/{}", id_of(&bob)), Some(&bob), None);
+    assert_eq!(status, 200, "{body}");
+    // Bob's socket hears why and closes.
+    let said = next_json(&mut bobs);
+    assert_eq!(
+        (said["type"].as_str(), said["code"].as_str()),
+        (Some("error"), Some("unauthorized")),
+        "{said}"
+    );
+    loop {
+        match bobs.read() {
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(other) => assert!(!other.is_text(), "more after the revocation: {other:?}"),
+        }
+    }
+    // Alice's socket, another credential, still answers.
+    send(&mut alices, json!({"type": "cancel"}));
+    assert_eq!(next_json(&mut alices)["type"], "cancelled");
+}
