@@ -108,6 +108,9 @@ pub struct ServerOptions {
     pub allow: Option<Vec<IpAddr>>,
     /// Peers off the allowlist waiting to authenticate, at most, across all addresses.
     pub max_unauthenticated: usize,
+    /// A peer admitted by a token has it checked again before its next event once this
+    /// long has passed: a revoked token ends the connection.
+    pub recheck_token_every: Duration,
     /// How long a peer off the allowlist has to send its `auth` event.
     pub auth_timeout: Duration,
 }
@@ -124,6 +127,7 @@ impl Default for ServerOptions {
             allow: None,
             max_unauthenticated: 4,
             auth_timeout: Duration::from_secs(10),
+            recheck_token_every: Duration::from_secs(5),
         }
     }
 }
@@ -257,12 +261,15 @@ const AUTH_LIMITS: Limits = Limits { max_header: 4096, max_data: 4096, max_paylo
 struct Connection<T> {
     reader: BufReader<ReadHalf<T>>,
     write: WriteHalf<T>,
+    /// The token that admitted the peer (`None`: on the allowlist), and when it was last
+    /// found valid.
+    token: Option<(String, std::time::Instant)>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     fn new(stream: T) -> Self {
         let (read, write) = tokio::io::split(stream);
-        Connection { reader: BufReader::new(read), write }
+        Connection { reader: BufReader::new(read), write, token: None }
     }
 
     async fn send(&mut self, event: &Event) -> Result<(), WyomingError> {
@@ -290,6 +297,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         if let Some(raw) = raw.filter(|raw| raw.kind == "auth") {
             let token = raw.data.get("token").and_then(|t| t.as_str()).unwrap_or_default();
             if services.authorize(token).await {
+                self.token = Some((token.to_string(), std::time::Instant::now()));
                 return Ok(true);
             }
             self.send(&error_event("unauthorized", "invalid or revoked token")).await?;
@@ -325,7 +333,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                     self.send(&error_event("unauthorized", "invalid or revoked token")).await?;
                     return Ok(());
                 }
+                self.token = Some((token.to_string(), std::time::Instant::now()));
                 continue;
+            }
+            // A token revoked since it admitted the peer ends the connection (checked at
+            // most every `recheck_token_every`, before the peer's next event).
+            if let Some((token, checked)) = &self.token {
+                if checked.elapsed() >= options.recheck_token_every {
+                    if !services.authorize(token).await {
+                        self.send(&error_event("unauthorized", "the token was revoked")).await?;
+                        return Ok(());
+                    }
+                    self.token = self.token.take().map(|(t, _)| (t, std::time::Instant::now()));
+                }
             }
             let replies = match Event::from_raw(raw) {
                 Ok(event) => session.handle(event, services, options).await,

@@ -11,6 +11,8 @@ use tokio::io::{AsyncWriteExt, BufReader, DuplexStream};
 struct Recorder {
     streaming: bool,
     heard: Mutex<Vec<(Transcribe, usize, f32)>>,
+    /// `hth_good` stops being accepted once set.
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 impl VoiceServices for Recorder {
@@ -49,7 +51,7 @@ impl VoiceServices for Recorder {
     }
 
     async fn authorize(&self, token: &str) -> bool {
-        token == "hth_good"
+        token == "hth_good" && !self.revoked.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -116,6 +118,27 @@ async fn peers_off_the_allowlist_need_a_token_first() {
     client.send(auth("hth_good")).await;
     client.send(Event::Describe).await;
     assert!(matches!(client.recv().await, Event::Info(_)));
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_the_connection_it_admitted() {
+    let services = Arc::new(Recorder::default());
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let options = ServerOptions { recheck_token_every: std::time::Duration::ZERO, ..ServerOptions::default() };
+    let server = services.clone();
+    tokio::spawn(async move {
+        let _ = serve_connection(theirs, &*server, &options, false).await;
+    });
+    let (read, writer) = tokio::io::split(ours);
+    let mut client = Client { reader: BufReader::new(read), writer };
+    client.send(auth("hth_good")).await;
+    client.send(Event::Describe).await;
+    assert!(matches!(client.recv().await, Event::Info(_)));
+    services.revoked.store(true, std::sync::atomic::Ordering::Relaxed);
+    client.send(Event::Describe).await;
+    let Event::Error(e) = client.recv().await else { panic!("expected an error") };
+    assert_eq!(e.code.as_deref(), Some("unauthorized"));
+    assert!(read_event(&mut client.reader, &Limits::default()).await.unwrap().is_none(), "closed");
 }
 
 fn s16le(samples: &[i16]) -> Vec<u8> {
