@@ -74,10 +74,27 @@ pub async fn set_password(
     let password = body.into_inner().password;
     check_new_password(&password).map_err(ApiError::invalid)?;
     let id = id.into_inner();
-    state.store.run(move |store| store.set_password(id, &hash_password(&password))).await?;
+    // Resetting another user's password is what an administrator does when the account
+    // may be in other hands: its sessions and its API tokens (which such hands could have
+    // made) all end. Giving an account its first password, or one's own, ends sessions only.
+    let own = id == admin.0.user.id;
+    let tokens = state
+        .store
+        .run(move |store| {
+            let had = store.set_password(id, &hash_password(&password))?;
+            if had && !own {
+                store.revoke_tokens_of(id)
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .await?;
     state.revocations.revoke(Revoked::SessionsOf(id));
-    tracing::info!(by = %admin.0.user.name, user_id = id, "password set by an administrator");
-    Ok(json(&json!({ "ok": true })))
+    for token in &tokens {
+        state.revocations.revoke(Revoked::Token(*token));
+    }
+    tracing::info!(by = %admin.0.user.name, user_id = id, tokens_revoked = tokens.len(), "password reset by an administrator");
+    Ok(json(&json!({ "ok": true, "tokens_revoked": tokens.len() })))
 }
 
 /// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for all.

@@ -225,20 +225,39 @@ impl Store {
     }
 
     /// Sets a user's password and ends all of their sessions.
-    pub fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+    /// Sets a user's password and ends their sessions; returns whether they had one before.
+    pub fn set_password(&self, user_id: i64, password_hash: &str) -> Result<bool> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
-        let changed =
-            tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user_id, password_hash])?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("user {user_id}")));
-        }
+        let had: Option<bool> = tx
+            .query_row("SELECT password_hash IS NOT NULL FROM users WHERE id = ?1", [user_id], |r| r.get(0))
+            .optional()?;
+        let Some(had) = had else { return Err(StoreError::NotFound(format!("user {user_id}"))) };
+        tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user_id, password_hash])?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
         tx.commit()?;
-        Ok(())
+        Ok(had)
     }
 
-    /// Revokes a token by id; with `owner`, only if that user owns it.
+    /// Revokes every live token of a user; returns their ids (an administrator's password
+    /// reset: whoever had the account may have made tokens with it).
+    pub fn revoke_tokens_of(&self, user_id: i64) -> Result<Vec<i64>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let ids = {
+            let mut stmt =
+                tx.prepare("SELECT id FROM api_tokens WHERE user_id = ?1 AND revoked_at IS NULL")?;
+            let ids = stmt.query_map([user_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            ids
+        };
+        tx.execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            params![user_id, now()],
+        )?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
     pub fn revoke_token_id(&self, token_id: i64, owner: Option<i64>) -> Result<()> {
         let changed = self.writer().execute(
             "UPDATE api_tokens SET revoked_at = ?3
@@ -302,6 +321,11 @@ mod tests {
         assert!(store.user_for_session_hash(b"old").unwrap().is_none());
         store.set_password(user.id, "phc2").unwrap();
         assert!(store.user_for_session_hash(b"s1").unwrap().is_none());
+        let first = store.insert_token(user.id, "a", "hth_a", b"ha").unwrap();
+        let second = store.insert_token(user.id, "b", "hth_b", b"hb").unwrap();
+        store.revoke_token_id(first, None).unwrap();
+        assert_eq!(store.revoke_tokens_of(user.id).unwrap(), vec![second], "only the live ones");
+        assert!(store.user_for_token_hash(b"hb").unwrap().is_none());
         let accounts = store.list_accounts().unwrap();
         assert!(accounts[0].has_password);
     }

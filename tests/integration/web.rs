@@ -400,3 +400,30 @@ fn a_failed_login_does_not_log_the_name_typed() {
     }
     assert!(!server.log().contains("Tr0ub4dor"), "the typed name is in the log:\n{}", server.log());
 }
+
+/// Issue 25: a password reset ended sessions but not tokens. Resetting another user's
+/// password now revokes their tokens too; giving a first password does not.
+#[test]
+fn an_administrators_reset_of_a_password_revokes_that_users_tokens() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    assert_eq!(cli(&server.data_dir, &["users", "add", "root", "--admin"]).0, 0);
+    let (_, out, _) = cli(&server.data_dir, &["tokens", "create", "--user", "root"]);
+    let root = out.lines().last().unwrap().trim().to_string();
+    let alice = server.user("alice");
+    let (_, me) = server.call("GET", "/api/me", Some(&alice), None);
+    let path = format!("/api/users/{}/password", me["user"]["id"].as_i64().unwrap_or_else(|| panic!("{me}")));
+    let set = |pw: &str| server.call("PUT", &path, Some(&root), Some(&json!({"password": pw})));
+
+    let (status, body) = set("first password");
+    assert_eq!((status, body["tokens_revoked"].as_u64()), (200, Some(0)), "a first password: {body}");
+    assert_eq!(server.call("GET", "/api/me", Some(&alice), None).0, 200);
+    let (status, body) = set("after a compromise");
+    assert_eq!((status, body["tokens_revoked"].as_u64()), (200, Some(1)), "a reset: {body}");
+    let (status, body) = server.call("GET", "/api/me", Some(&alice), None);
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "the token ended with the reset");
+    assert_eq!(
+        server.call("GET", "/api/me", Some(&root), None).0,
+        200,
+        "the administrator's own token stays"
+    );
+}

@@ -124,7 +124,8 @@ async fn peers_off_the_allowlist_need_a_token_first() {
 async fn a_revoked_token_ends_the_connection_it_admitted() {
     let services = Arc::new(Recorder::default());
     let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let options = ServerOptions { recheck_token_every: std::time::Duration::ZERO, ..ServerOptions::default() };
+    let options =
+        ServerOptions { recheck_token_every: std::time::Duration::ZERO, ..ServerOptions::default() };
     let server = services.clone();
     tokio::spawn(async move {
         let _ = serve_connection(theirs, &*server, &options, false).await;
