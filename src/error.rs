@@ -46,6 +46,7 @@ error_codes! {
     Forbidden             => FORBIDDEN,              "forbidden",               "permission_error";
     InvalidCredentials    => UNAUTHORIZED,           "invalid_credentials",     "authentication_error";
     InvalidSetupCode      => UNAUTHORIZED,           "invalid_setup_code",      "authentication_error";
+    InsufficientScope     => FORBIDDEN,              "insufficient_scope",      "permission_error";
     CsrfRejected          => FORBIDDEN,              "csrf_rejected",           "permission_error";
     AlreadyOnboarded      => CONFLICT,               "already_onboarded",       "invalid_request_error";
     TooManyAttempts       => TOO_MANY_REQUESTS,      "too_many_attempts",       "rate_limit_error";

@@ -7,6 +7,7 @@
 
 pub mod password;
 pub mod revocation;
+pub mod scopes;
 pub mod session;
 pub mod throttle;
 

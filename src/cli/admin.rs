@@ -32,6 +32,13 @@ pub enum TokensCommand {
         /// A label to tell tokens apart, e.g. "laptop".
         #[arg(long, default_value = "default")]
         label: String,
+        /// What it may be used for: chat, documents, voice, admin (repeat or separate
+        /// with commas) [default: all]
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Days until it stops working [default: until revoked]
+        #[arg(long, value_name = "DAYS")]
+        expires_days: Option<u32>,
     },
     /// List tokens (prefixes only; secrets are never stored).
     List {
@@ -91,13 +98,22 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
 pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = open(settings)?;
     match cmd {
-        TokensCommand::Create { user, label } => {
+        TokensCommand::Create { user, label, scopes, expires_days } => {
+            let grant =
+                crate::auth::scopes::TokenGrant::new(&scopes, expires_days).map_err(anyhow::Error::msg)?;
             let owner = store.find_user(&user).with_context(|| {
                 format!("no user '{user}'; create it first with `hearth users add {user}`")
             })?;
             let token = generate_token();
-            store.insert_token(owner.id, &label, &token.prefix, &token.hash)?;
-            eprintln!("Created token {} for '{}' (label '{label}').", token.prefix, owner.name);
+            store.insert_token_with(owner.id, &label, &token.prefix, &token.hash, grant)?;
+            let until =
+                grant.expires_at.map_or_else(|| "until revoked".into(), |t| format!("until {}", when(t)));
+            eprintln!(
+                "Created token {} for '{}' (label '{label}', scopes {}, {until}).",
+                token.prefix,
+                owner.name,
+                grant.scopes.names().join(",")
+            );
             eprintln!("Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'.");
             println!("{}", token.secret);
         }
@@ -107,16 +123,24 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
                 println!("No tokens.");
             }
             for t in tokens {
-                let status = if t.revoked { "revoked" } else { "active" };
+                let expired = t.expires_at.is_some_and(|e| e <= crate::store::now());
+                let status = if t.revoked {
+                    "revoked"
+                } else if expired {
+                    "expired"
+                } else {
+                    "active"
+                };
                 let used = t.last_used_at.map_or_else(|| "never".into(), when);
                 println!(
-                    "{:<14} {:<16} {:<16} {:<8} created {:<10} used {}",
+                    "{:<14} {:<16} {:<16} {:<8} created {:<10} used {:<10} {}",
                     t.prefix,
                     t.user,
                     t.label,
                     status,
                     when(t.created_at),
-                    used
+                    used,
+                    t.scopes.join(",")
                 );
             }
         }

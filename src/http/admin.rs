@@ -7,7 +7,8 @@ use super::{json, AppState, Caller};
 use crate::auth::generate_token;
 use crate::auth::password::{check_new_password, hash_password};
 use crate::auth::revocation::Revoked;
-use crate::error::ApiError;
+use crate::auth::scopes::{Scope, TokenGrant};
+use crate::error::{ApiError, ErrorCode};
 use crate::store::Role;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -40,6 +41,12 @@ pub struct TokenFilter {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     label: String,
+    /// `chat`, `documents`, `voice`, `admin`; absent: all of them.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// Days until it stops working; absent: until revoked.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
 /// `GET /api/users`
@@ -114,17 +121,30 @@ pub async fn create_token(
     caller: Caller,
     body: web::Json<NewToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let label = body.into_inner().label.trim().to_string();
+    let NewToken { label, scopes, expires_in_days } = body.into_inner();
+    let label = label.trim().to_string();
     if label.is_empty() || label.chars().count() > 64 {
         return Err(ApiError::invalid("label must have 1-64 characters"));
+    }
+    let grant = TokenGrant::new(&scopes, expires_in_days).map_err(ApiError::invalid)?;
+    // A token can do no more than the credential that makes it.
+    if Scope::ALL.iter().any(|s| grant.scopes.has(*s) && !caller.scopes.has(*s)) {
+        return Err(ApiError::new(
+            ErrorCode::InsufficientScope,
+            "a token cannot grant scopes it does not have",
+        ));
     }
     let token = generate_token();
     let (user_id, prefix, hash) = (caller.user.id, token.prefix.clone(), token.hash);
     let stored_label = label.clone();
-    let id = state.store.run(move |store| store.insert_token(user_id, &stored_label, &prefix, &hash)).await?;
-    tracing::info!(user = %caller.user.name, prefix = %token.prefix, "token created from the web UI");
+    let id = state
+        .store
+        .run(move |store| store.insert_token_with(user_id, &stored_label, &prefix, &hash, grant))
+        .await?;
+    tracing::info!(user = %caller.user.name, prefix = %token.prefix, scopes = ?grant.scopes, "token created");
     Ok(HttpResponse::Created().json(json!({
         "id": id, "label": label, "prefix": token.prefix, "token": token.secret,
+        "scopes": grant.scopes.names(), "expires_at": grant.expires_at,
     })))
 }
 

@@ -12,6 +12,7 @@
 //! header, since browsers never attach tokens on their own.
 
 use super::AppState;
+use crate::auth::scopes::{Scope, Scopes};
 use crate::auth::session::{cookie_value, sha256, CSRF_HEADER, SESSION_COOKIE};
 use crate::auth::{bearer, hash_token};
 use crate::error::{ApiError, ErrorCode};
@@ -50,6 +51,8 @@ pub enum Credential {
 pub struct Caller {
     pub user: User,
     pub credential: Credential,
+    /// What the credential may be used for (sessions: everything the role allows).
+    pub scopes: Scopes,
 }
 
 /// A caller who is an administrator; any other caller gets 403.
@@ -82,6 +85,13 @@ pub async fn require_auth(
     }
     match authenticate(&req).await {
         Ok(caller) => {
+            if let Some(scope) = Scope::required_for(req.path()).filter(|s| !caller.scopes.has(*s)) {
+                let e = ApiError::new(
+                    ErrorCode::InsufficientScope,
+                    format!("this token may not be used here: it needs the '{}' scope", scope.as_str()),
+                );
+                return Ok(req.into_response(e.error_response()));
+            }
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
         }
@@ -126,7 +136,7 @@ async fn token_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiErr
         .store
         .run(move |store| {
             let found = store.user_for_token_hash(&hash)?;
-            if let Some((token_id, _)) = &found {
+            if let Some((token_id, _, _)) = &found {
                 if let Err(e) = store.touch_token(*token_id) {
                     tracing::warn!(error = %e, "could not record token use");
                 }
@@ -134,8 +144,8 @@ async fn token_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiErr
             Ok(found)
         })
         .await?;
-    let (token_id, user) = found.ok_or_else(|| unauthorized("invalid or revoked token"))?;
-    Ok(Caller { user, credential: Credential::Token(token_id) })
+    let (token_id, user, scopes) = found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
+    Ok(Caller { user, credential: Credential::Token(token_id), scopes })
 }
 
 async fn session_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiError> {
@@ -152,7 +162,7 @@ async fn session_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiE
         })
         .await?;
     let (session_id, user) = found.ok_or_else(|| unauthorized("the session has expired; log in again"))?;
-    Ok(Caller { user, credential: Credential::Session(session_id) })
+    Ok(Caller { user, credential: Credential::Session(session_id), scopes: Scopes::ALL })
 }
 
 impl FromRequest for Caller {

@@ -137,6 +137,10 @@ const MIGRATIONS: &[&str] = &[
         value       TEXT NOT NULL,
         updated_at  INTEGER NOT NULL
     );",
+    // 5: what a token may do (comma-separated scopes; NULL: everything) and until when
+    // (Unix seconds; NULL: until revoked).
+    "ALTER TABLE api_tokens ADD COLUMN scopes TEXT;
+    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -1,6 +1,7 @@
 //! Users and their API tokens. Tokens are stored only as sha256 hashes.
 
 use super::{now, Result, Store, StoreError};
+use crate::auth::scopes::{Scopes, TokenGrant};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -46,6 +47,10 @@ pub struct TokenInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
+    /// What it may be used for (`chat`, `documents`, `voice`, `admin`).
+    pub scopes: Vec<&'static str>,
+    /// Unix seconds after which it no longer works; `None`: until revoked.
+    pub expires_at: Option<i64>,
 }
 
 /// Names: 1-64 characters of letters, digits, `.`, `_`, `-` and `@`.
@@ -101,25 +106,39 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("user '{name}'")))
     }
 
-    /// Stores a token's hash. `prefix` must be unique (it is random).
+    /// Stores a token's hash with every scope and no expiry. `prefix` must be unique.
     pub fn insert_token(&self, user_id: i64, label: &str, prefix: &str, hash: &[u8]) -> Result<i64> {
+        self.insert_token_with(user_id, label, prefix, hash, TokenGrant::default())
+    }
+
+    /// Stores a token's hash with what it may do and until when.
+    pub fn insert_token_with(
+        &self,
+        user_id: i64,
+        label: &str,
+        prefix: &str,
+        hash: &[u8],
+        grant: TokenGrant,
+    ) -> Result<i64> {
         let conn = self.writer();
         conn.execute(
-            "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user_id, label, prefix, hash, now()],
+            "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at, scopes, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![user_id, label, prefix, hash, now(), grant.scopes.to_stored(), grant.expires_at],
         )?;
         Ok(conn.last_insert_rowid())
     }
 
-    /// The user owning a live (not revoked) token with this hash.
-    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User)>> {
+    /// The user owning a live (not revoked, not expired) token with this hash, and what
+    /// the token may do.
+    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User, Scopes)>> {
         let found = self
             .reader()
             .query_row(
-                "SELECT t.id, u.id, u.name, u.role, u.created_at
+                "SELECT t.id, u.id, u.name, u.role, u.created_at, t.scopes
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.hash = ?1 AND t.revoked_at IS NULL",
-                [hash],
+                 WHERE t.hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+                params![hash, now()],
                 |row| {
                     let token_id: i64 = row.get(0)?;
                     let user = User {
@@ -128,7 +147,7 @@ impl Store {
                         role: Role::parse(&row.get::<_, String>(3)?),
                         created_at: row.get(4)?,
                     };
-                    Ok((token_id, user))
+                    Ok((token_id, user, Scopes::from_stored(row.get::<_, Option<String>>(5)?.as_deref())))
                 },
             )
             .optional()?;
@@ -149,7 +168,8 @@ impl Store {
     pub fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>> {
         let conn = self.reader();
         let mut stmt = conn.prepare(
-            "SELECT t.id, u.name, t.label, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+            "SELECT t.id, u.name, t.label, t.prefix, t.created_at, t.last_used_at, t.revoked_at, t.scopes,
+                    t.expires_at
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE ?1 IS NULL OR u.name = ?1 ORDER BY t.id",
         )?;
@@ -163,6 +183,8 @@ impl Store {
                     created_at: row.get(4)?,
                     last_used_at: row.get(5)?,
                     revoked: row.get::<_, Option<i64>>(6)?.is_some(),
+                    scopes: Scopes::from_stored(row.get::<_, Option<String>>(7)?.as_deref()).names(),
+                    expires_at: row.get(8)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -169,6 +169,8 @@ impl VoiceServices for Assistant {
 
     async fn authorize(&self, token: &str) -> bool {
         let hash = crate::auth::hash_token(token);
-        matches!(self.store.run(move |s| s.user_for_token_hash(&hash)).await, Ok(Some(_)))
+        // Satellites speak: the token must allow voice.
+        matches!(self.store.run(move |s| s.user_for_token_hash(&hash)).await,
+            Ok(Some((_, _, scopes))) if scopes.has(crate::auth::scopes::Scope::Voice))
     }
 }

@@ -75,3 +75,66 @@ fn users_never_see_each_others_conversations() {
     let (_, convo) = server.call("GET", &format!("/api/conversations/{id}"), Some(&alice), None);
     assert_eq!(convo["messages"].as_array().unwrap().len(), 2);
 }
+
+/// Issue 25: tokens had no scopes and never expired. A token made for one use is refused
+/// everywhere else (403 `insufficient_scope`), and one past its expiry is refused (401).
+#[test]
+fn tokens_are_limited_to_their_scopes_and_their_lifetime() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    let full = server.user("alice");
+    let (status, out, err) = crate::common::cli(
+        &server.data_dir,
+        &["tokens", "create", "--user", "alice", "--label", "chat client", "--scope", "chat"],
+    );
+    assert_eq!(status, 0, "{err}");
+    assert!(err.contains("scopes chat"), "{err}");
+    let chat = out.lines().last().unwrap().trim().to_string();
+    let (status, made) = server.call(
+        "POST",
+        "/api/tokens",
+        Some(&full),
+        Some(&json!({"label": "satellite", "scopes": ["voice"], "expires_in_days": 7})),
+    );
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["scopes"], json!(["voice"]));
+    let voice = made["token"].as_str().unwrap().to_string();
+
+    let expect = |token: &str, method: &str, path: &str, want: u16| {
+        let (status, body) = server.call(method, path, Some(token), None);
+        assert_eq!(status, want, "{method} {path}: {body}");
+        if want == 403 {
+            assert_eq!(code(&body), "insufficient_scope", "{body}");
+        }
+    };
+    expect(&chat, "GET", "/api/conversations", 200);
+    expect(&chat, "GET", "/v1/models", 200);
+    expect(&chat, "GET", "/api/me", 200);
+    expect(&chat, "GET", "/api/documents", 403);
+    expect(&chat, "GET", "/v1/audio/voices", 403);
+    expect(&chat, "GET", "/api/tokens", 403);
+    expect(&chat, "GET", "/metrics", 403);
+    expect(&voice, "GET", "/v1/audio/voices", 200);
+    expect(&voice, "GET", "/api/conversations", 403);
+    expect(&full, "GET", "/api/documents", 200);
+    let (status, _) = server.call(
+        "POST",
+        "/api/tokens",
+        Some(&full),
+        Some(&json!({"label": "bad", "scopes": ["everything"]})),
+    );
+    assert_eq!(status, 400);
+    let (_, list) = server.call("GET", "/api/tokens", Some(&full), None);
+    let satellite = list["tokens"].as_array().unwrap().iter().find(|t| t["label"] == "satellite").unwrap();
+    assert!(satellite["expires_at"].as_i64().unwrap() > 0, "{satellite}");
+
+    // Past its expiry (moved back in the database, as time would), the token is refused.
+    let db = server.data_dir.join("hearth.db");
+    let moved = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE api_tokens SET expires_at = 1 WHERE label = 'satellite'\"); c.commit()"])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(moved.success());
+    let (status, body) = server.call("GET", "/v1/audio/voices", Some(&voice), None);
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
+}
