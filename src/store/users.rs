@@ -224,7 +224,7 @@ mod tests {
         let (_dir, store) = temp_store();
         let user = store.create_user("alice", Role::User).unwrap();
         store.insert_token(user.id, "laptop", "hth_abcd", b"hash-1").unwrap();
-        let (_, found) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
+        let (_, found, _) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
         assert_eq!(found.name, "alice");
         assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
         store.revoke_token("hth_abcd").unwrap();
