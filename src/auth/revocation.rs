@@ -13,6 +13,8 @@ pub enum Revoked {
     Session(i64),
     /// Every web session of a user, by user id (a password changed or reset).
     SessionsOf(i64),
+    /// Every credential of a user, by user id (the account disabled or deleted).
+    User(i64),
 }
 
 impl Revoked {
@@ -22,6 +24,7 @@ impl Revoked {
             Revoked::Token(id) => token == Some(id),
             Revoked::Session(id) => session == Some(id),
             Revoked::SessionsOf(id) => session.is_some() && user == id,
+            Revoked::User(id) => user == id,
         }
     }
 }
@@ -62,5 +65,7 @@ mod tests {
         assert!(Revoked::SessionsOf(1).ends(None, Some(3), 1));
         assert!(!Revoked::SessionsOf(2).ends(None, Some(3), 1));
         assert!(Revoked::Session(3).ends(None, Some(3), 1));
+        assert!(Revoked::User(1).ends(token, None, 1) && Revoked::User(1).ends(None, Some(3), 1));
+        assert!(!Revoked::User(2).ends(token, None, 1));
     }
 }

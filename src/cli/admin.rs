@@ -19,6 +19,18 @@ pub enum UsersCommand {
     },
     /// List users.
     List,
+    /// Disable a user: their tokens and sessions stop working; their data stays.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Delete a user with everything they own: conversations, documents, tokens, and
+    /// their entries in the search index.
+    Delete {
+        name: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +87,31 @@ fn when(ts: i64) -> String {
 
 pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = open(settings)?;
+    let find = |name: &str| {
+        store.find_user(name).with_context(|| format!("no user '{name}' (see `hearth users list`)"))
+    };
     match cmd {
+        UsersCommand::Disable { name } => {
+            store.set_disabled(find(&name)?.id, true)?;
+            eprintln!("Disabled '{name}': their tokens and sessions no longer work (their data stays).");
+        }
+        UsersCommand::Enable { name } => {
+            store.set_disabled(find(&name)?.id, false)?;
+            eprintln!("Enabled '{name}'.");
+        }
+        UsersCommand::Delete { name, yes } => {
+            let user = find(&name)?;
+            if !yes {
+                anyhow::bail!(
+                    "deleting '{name}' removes all their conversations and documents; add --yes to do it"
+                );
+            }
+            store.delete_user(user.id)?;
+            // Cached keys and values of conversations live in this folder; it is only a
+            // cache, and the running service recreates it.
+            let _ = std::fs::remove_dir_all(settings.storage.data_dir.join("kv-cache"));
+            eprintln!("Deleted '{name}' and everything they owned.");
+        }
         UsersCommand::Add { name, admin } => {
             let role = if admin { Role::Admin } else { Role::User };
             let user = store.create_user(&name, role)?;

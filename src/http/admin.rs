@@ -104,6 +104,45 @@ pub async fn set_password(
     Ok(json(&json!({ "ok": true, "tokens_revoked": tokens.len() })))
 }
 
+/// `POST /api/users/{id}/disable` and `/enable`: a disabled account's credentials are
+/// refused at once (live connections too); its data stays.
+pub async fn set_disabled(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, disabled) = (id.into_inner(), req.path().ends_with("/disable"));
+    if id == admin.0.user.id {
+        return Err(ApiError::invalid("you cannot disable your own account"));
+    }
+    state.store.run(move |store| store.set_disabled(id, disabled)).await?;
+    if disabled {
+        state.revocations.revoke(Revoked::User(id));
+    }
+    tracing::info!(by = %admin.0.user.name, user_id = id, disabled, "account disabled or enabled");
+    Ok(json(&json!({ "ok": true, "disabled": disabled })))
+}
+
+/// `DELETE /api/users/{id}`: the account and everything it owns (conversations,
+/// documents, tokens, its entries in the search index and its cached keys and values).
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if id == admin.0.user.id {
+        return Err(ApiError::invalid("you cannot delete your own account"));
+    }
+    state.store.run(move |store| store.delete_user(id)).await?;
+    state.revocations.revoke(Revoked::User(id));
+    // Idle conversations' keys and values leave RAM and disk (everyone's: cheap to redo).
+    state.models.forget_cached().await;
+    tracing::info!(by = %admin.0.user.name, user_id = id, "account deleted with its data");
+    Ok(json(&json!({ "ok": true })))
+}
+
 /// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for all.
 pub async fn list_tokens(
     state: web::Data<AppState>,

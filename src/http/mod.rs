@@ -113,7 +113,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::get().to(admin::list_users))
                 .route(web::post().to(admin::create_user)),
         )
+        .service(resource("/api/users/{id}").route(web::delete().to(admin::delete_user)))
         .service(resource("/api/users/{id}/password").route(web::put().to(admin::set_password)))
+        .service(resource("/api/users/{id}/disable").route(web::post().to(admin::set_disabled)))
+        .service(resource("/api/users/{id}/enable").route(web::post().to(admin::set_disabled)))
         .service(
             resource("/api/tokens")
                 .route(web::get().to(admin::list_tokens))

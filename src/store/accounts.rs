@@ -16,6 +16,8 @@ pub struct Account {
     pub user: User,
     /// Whether the user can log in to the web UI.
     pub has_password: bool,
+    /// Disabled: its credentials are refused, its data kept.
+    pub disabled: bool,
 }
 
 /// The outcome of an onboarding attempt.
@@ -133,7 +135,7 @@ impl Store {
             .reader()
             .query_row(
                 "SELECT id, name, role, created_at, password_hash FROM users
-                 WHERE name = ?1 AND password_hash IS NOT NULL",
+                 WHERE name = ?1 AND password_hash IS NOT NULL AND disabled_at IS NULL",
                 [name],
                 |row| Ok((user_row(row)?, row.get::<_, String>(4)?)),
             )
@@ -161,7 +163,7 @@ impl Store {
             .query_row(
                 "SELECT s.id, u.id, u.name, u.role, u.created_at
                  FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.hash = ?1 AND s.expires_at > ?2",
+                 WHERE s.hash = ?1 AND s.expires_at > ?2 AND u.disabled_at IS NULL",
                 params![hash, now()],
                 |row| {
                     let user = User {
@@ -195,9 +197,11 @@ impl Store {
     pub fn list_accounts(&self) -> Result<Vec<Account>> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare("SELECT id, name, role, created_at, password_hash IS NOT NULL FROM users ORDER BY id")?;
+            .prepare("SELECT id, name, role, created_at, password_hash IS NOT NULL, disabled_at IS NOT NULL FROM users ORDER BY id")?;
         let rows = stmt
-            .query_map([], |row| Ok(Account { user: user_row(row)?, has_password: row.get(4)? }))?
+            .query_map([], |row| {
+                Ok(Account { user: user_row(row)?, has_password: row.get(4)?, disabled: row.get(5)? })
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }

@@ -141,6 +141,8 @@ const MIGRATIONS: &[&str] = &[
     // (Unix seconds; NULL: until revoked).
     "ALTER TABLE api_tokens ADD COLUMN scopes TEXT;
     ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;",
+    // 6: disabled accounts (Unix seconds; NULL: enabled) keep their data but cannot sign in.
+    "ALTER TABLE users ADD COLUMN disabled_at INTEGER;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

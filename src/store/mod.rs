@@ -10,6 +10,7 @@ mod accounts;
 mod conversations;
 mod documents;
 mod jobs;
+mod lifecycle;
 mod lookup;
 mod migrations;
 mod outbox;

@@ -137,7 +137,8 @@ impl Store {
             .query_row(
                 "SELECT t.id, u.id, u.name, u.role, u.created_at, t.scopes
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+                 WHERE t.hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
+                   AND u.disabled_at IS NULL",
                 params![hash, now()],
                 |row| {
                     let token_id: i64 = row.get(0)?;

@@ -138,3 +138,54 @@ fn tokens_are_limited_to_their_scopes_and_their_lifetime() {
     let (status, body) = server.call("GET", "/v1/audio/voices", Some(&voice), None);
     assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
 }
+
+/// Issue 25: users could not be disabled or deleted. Disabling refuses an account's
+/// credentials and keeps its data; deleting removes the account with its conversations
+/// and their entries in the search index.
+#[test]
+fn accounts_can_be_disabled_and_deleted_with_their_data() {
+    let server = Server::start(ServerOptions::new(small_model()));
+    assert_eq!(crate::common::cli(&server.data_dir, &["users", "add", "root", "--admin"]).0, 0);
+    let (_, out, _) = crate::common::cli(&server.data_dir, &["tokens", "create", "--user", "root"]);
+    let root = out.lines().last().unwrap().trim().to_string();
+    let alice = server.user("alice");
+    let (_, me) = server.call("GET", "/api/me", Some(&alice), None);
+    let id = me["user"]["id"].as_i64().unwrap();
+    let items = || server.health().unwrap()["components"]["index"]["items"].as_u64().unwrap();
+    let before = items();
+    let (status, chat) = server.call(
+        "POST",
+        "/api/chat",
+        Some(&alice),
+        Some(&json!({"message": "Remember the blue door.", "max_tokens": 4})),
+    );
+    assert_eq!(status, 200, "{chat}");
+    let wait_for = |want: &dyn Fn(u64) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !want(items()) {
+            assert!(std::time::Instant::now() < deadline, "the index never {what}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait_for(&|n| n > before, "took alice's messages");
+
+    let (status, _) = server.call("POST", &format!("/api/users/{id}/disable"), Some(&root), None);
+    assert_eq!(status, 200);
+    let (status, body) = server.call("GET", "/api/conversations", Some(&alice), None);
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "a disabled account's token is refused");
+    let (_, users) = server.call("GET", "/api/users", Some(&root), None);
+    let listed = users["users"].as_array().unwrap().iter().find(|u| u["name"] == "alice").unwrap().clone();
+    assert_eq!(listed["disabled"], true, "{listed}");
+    assert_eq!(server.call("POST", &format!("/api/users/{id}/enable"), Some(&root), None).0, 200);
+    let (status, list) = server.call("GET", "/api/conversations", Some(&alice), None);
+    assert_eq!((status, list["conversations"].as_array().unwrap().len()), (200, 1), "kept while disabled");
+
+    let (_, root_me) = server.call("GET", "/api/me", Some(&root), None);
+    let own = root_me["user"]["id"].as_i64().unwrap();
+    assert_eq!(server.call("DELETE", &format!("/api/users/{own}"), Some(&root), None).0, 400, "not oneself");
+    assert_eq!(server.call("DELETE", &format!("/api/users/{id}"), Some(&alice), None).0, 403, "admins only");
+    assert_eq!(server.call("DELETE", &format!("/api/users/{id}"), Some(&root), None).0, 200);
+    assert_eq!(server.call("GET", "/api/me", Some(&alice), None).0, 401);
+    wait_for(&|n| n == before, "let go of alice's messages");
+    assert_eq!(server.call("DELETE", &format!("/api/users/{id}"), Some(&root), None).0, 404);
+}

@@ -142,3 +142,19 @@ fn completions_and_the_manual_page_come_from_the_cli() {
     let out = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
 }
+
+#[test]
+fn users_are_disabled_enabled_and_deleted_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(cli(dir.path(), &["users", "add", "bob"]).0, 0);
+    assert_eq!(cli(dir.path(), &["users", "disable", "bob"]).0, 0);
+    assert_eq!(cli(dir.path(), &["users", "enable", "bob"]).0, 0);
+    let (status, _, err) = cli(dir.path(), &["users", "delete", "bob"]);
+    assert_ne!(status, 0);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(cli(dir.path(), &["users", "delete", "bob", "--yes"]).0, 0);
+    let (_, list, _) = cli(dir.path(), &["users", "list"]);
+    assert!(!list.contains("bob"), "{list}");
+    let (status, _, err) = cli(dir.path(), &["users", "disable", "nobody"]);
+    assert!(status != 0 && err.contains("no user 'nobody'"), "{err}");
+}

@@ -1,0 +1,88 @@
+//! Ending an account: disabling it (its credentials stop working, its data stays) or
+//! deleting it with everything it owns.
+
+use super::{now, Result, Store, StoreError};
+use rusqlite::params;
+
+impl Store {
+    /// Disables (`true`) or re-enables a user. A disabled user's tokens and sessions are
+    /// refused and it cannot log in; nothing it owns is touched.
+    pub fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let at = disabled.then(now);
+        let changed = tx.execute("UPDATE users SET disabled_at = ?2 WHERE id = ?1", params![user_id, at])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        if disabled {
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a user and everything it owns: conversations and messages, documents,
+    /// their chunks and any bytes no other document shares, tokens, sessions, jobs. The
+    /// search index follows through the outbox (the triggers on messages and chunks).
+    pub fn delete_user(&self, user_id: i64) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let exists: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)", [user_id], |r| r.get(0))?;
+        if !exists {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        // Rows the index follows go one by one, so their outbox triggers fire.
+        tx.execute(
+            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = ?1)",
+            [user_id],
+        )?;
+        tx.execute("DELETE FROM chunks WHERE user_id = ?1", [user_id])?;
+        tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
+        tx.execute(
+            "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = blobs.sha256)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{temp_store, Role};
+
+    #[test]
+    fn a_deleted_user_leaves_nothing_and_others_keep_theirs() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_account("alice", Role::User, "phc").unwrap();
+        let bob = store.create_account("bob", Role::User, "phc").unwrap();
+        let conn = store.writer();
+        for (user, text) in [(alice.id, "alice's secret"), (bob.id, "bob's note")] {
+            conn.execute(
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?1, ?2, 't', 0, 0)",
+                rusqlite::params![format!("c{user}"), user],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?1, 'user', ?2, 0)",
+                rusqlite::params![format!("c{user}"), text],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        store.insert_token(alice.id, "t", "hth_x", b"hx").unwrap();
+        store.delete_user(alice.id).unwrap();
+        let count = |sql: &str| -> i64 { store.reader().query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM messages WHERE content LIKE 'alice%'"), 0);
+        assert_eq!(count("SELECT COUNT(*) FROM messages"), 1, "bob's stays");
+        assert_eq!(count("SELECT COUNT(*) FROM api_tokens"), 0);
+        assert!(count("SELECT COUNT(*) FROM index_outbox WHERE op = 'delete'") >= 1, "the index is told");
+        assert!(store.delete_user(alice.id).is_err());
+        store.set_disabled(bob.id, true).unwrap();
+        assert!(store.login_candidate("bob").unwrap().is_none(), "a disabled user cannot log in");
+        store.set_disabled(bob.id, false).unwrap();
+        assert!(store.login_candidate("bob").unwrap().is_some());
+    }
+}
