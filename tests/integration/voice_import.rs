@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 
 const FILE: &str = "ggml-tiny.en.bin";
 
-fn whisper_source() -> Option<PathBuf> {
+fn whisper_source() -> PathBuf {
     source("whisper-tiny-en", std::env::var_os("HEARTH_TEST_WHISPER_CT2_DIR").map(PathBuf::from))
 }
 
-fn source(name: &str, given: Option<PathBuf>) -> Option<PathBuf> {
+/// The CTranslate2 source folder `models/fetch.py` unpacks; a missing one fails the test
+/// and says how to fetch it.
+fn source(name: &str, given: Option<PathBuf>) -> PathBuf {
     let dir = given.unwrap_or_else(|| {
         std::env::var_os("HEARTH_MODEL_CACHE")
             .map(PathBuf::from)
@@ -24,15 +26,13 @@ fn source(name: &str, given: Option<PathBuf>) -> Option<PathBuf> {
             .join(".src")
             .join(name)
     });
-    if dir.join("model.bin").is_file() && dir.join("vocabulary.txt").is_file() {
-        return Some(dir);
-    }
-    eprintln!(
-        "SKIPPED: the Whisper CTranslate2 source folder {} is missing: run `python3 models/fetch.py \
-         {name} --hearth target/debug/hearth`",
+    assert!(
+        dir.join("model.bin").is_file() && dir.join("vocabulary.txt").is_file(),
+        "the Whisper CTranslate2 source folder {} is missing: run `python3 models/fetch.py {name} --hearth \
+         target/debug/hearth`",
         dir.display()
     );
-    None
+    dir
 }
 
 /// `(bytes, sha256)` of the manifest entry for `FILE`.
@@ -46,7 +46,7 @@ fn manifest_entry(file: &str) -> (u64, String) {
 
 #[test]
 fn voice_whisper_ct2_imports_to_the_manifest_bytes_and_verifies() {
-    let Some(src) = whisper_source() else { return };
+    let src = whisper_source();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(FILE);
     let args = ["models", "import", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
@@ -81,7 +81,7 @@ fn voice_whisper_ct2_imports_to_the_manifest_bytes_and_verifies() {
 
 #[test]
 fn voice_whisper_ct2_truncated_model_fails_cleanly() {
-    let Some(src) = whisper_source() else { return };
+    let src = whisper_source();
     let copy = tempfile::tempdir().unwrap();
     std::fs::copy(src.join("vocabulary.txt"), copy.path().join("vocabulary.txt")).unwrap();
     let mut head = vec![0u8; 4 * 1024 * 1024];

@@ -217,17 +217,17 @@ fn voice_websocket_needs_auth_and_the_same_origin() {
     );
 }
 
-fn python() -> Option<String> {
+/// A Python with the official `wyoming` package; a missing one fails the test and says
+/// how to get it (scripts/test.sh makes one).
+fn python() -> String {
     let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python).args(["-c", "import wyoming"]).output();
-    if probe.is_ok_and(|o| o.status.success()) {
-        Some(python)
-    } else {
-        eprintln!(
-            "SKIPPED: {python} has no `wyoming` package (pip install wyoming, or set HEARTH_TEST_PYTHON)"
-        );
-        None
-    }
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "{python} has no `wyoming` package: pip install 'wyoming>=1.5,<2', or set HEARTH_TEST_PYTHON \
+         (scripts/test.sh makes .venv-test)"
+    );
+    python
 }
 
 fn wyoming_client(python: &str, port: u16, args: &[&str]) -> Value {
@@ -245,7 +245,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn voice_wyoming_serves_home_assistant_with_the_real_engines() {
-    let Some(python) = python() else { return };
+    let python = python();
     let port = free_port();
     let server = Server::start(options().env("HEARTH_WYOMING_LISTEN", &format!("127.0.0.1:{port}")));
     server.wait_voice();
@@ -270,7 +270,7 @@ fn voice_wyoming_serves_home_assistant_with_the_real_engines() {
 
 #[test]
 fn voice_wyoming_wants_a_token_from_peers_off_the_allowlist() {
-    let Some(python) = python() else { return };
+    let python = python();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hearth.toml");
