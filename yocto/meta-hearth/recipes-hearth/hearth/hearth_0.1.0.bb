@@ -3,10 +3,9 @@ DESCRIPTION = "One process that serves a local GGUF language model (llama.cpp) o
 authenticated HTTP API (its own /api/chat and an OpenAI-compatible /v1) and keeps chat \
 history in SQLite. Nothing leaves the device."
 SECTION = "net"
+# Cargo.toml's `license`; the checksum is of the repository's own LICENSE file.
 LICENSE = "Apache-2.0"
-# The repository has no LICENSE file yet; use the common text until it does, then point
-# this at it.
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 inherit cargo cargo-update-recipe-crates systemd useradd features_check
 
@@ -39,10 +38,21 @@ S = "${WORKDIR}/git"
 # yocto/meta-hearth/scripts/update-crates-inc.py from a checkout.
 require ${BPN}-crates.inc
 
+# Cargo.toml's rust-version. poky and meta-lts-mixins select their Rust with RUSTVERSION
+# (scarthgap: 1.75%; meta-lts-mixins scarthgap/rust at 1793a1b: 1.81%); skip the recipe,
+# with the reason, instead of building a Rust for hours that cannot build hearth.
+HEARTH_RUST_MIN ??= "1.93"
+
 python () {
     if not d.getVar('HEARTH_SRC_SET') and not d.getVar('EXTERNALSRC'):
         raise bb.parse.SkipRecipe("no source configured: set HEARTH_GIT_URL (or HEARTH_SRC_URI) "
                                   "in local.conf, see yocto/README.md in the hearth repository")
+    need = d.getVar('HEARTH_RUST_MIN')
+    have = (d.getVar('RUSTVERSION') or '').rstrip('%')
+    if need and have and bb.utils.vercmp_string_op(have, need, '<'):
+        raise bb.parse.SkipRecipe("needs Rust >= %s (Cargo.toml rust-version); this configuration "
+                                  "selects RUSTVERSION = %s: add a layer with a newer Rust "
+                                  "(see yocto/README.md)" % (need, d.getVar('RUSTVERSION')))
 }
 
 # --- Build --------------------------------------------------------------------
@@ -63,12 +73,49 @@ export BINDGEN_EXTRA_CLANG_ARGS = "--sysroot=${RECIPE_SYSROOT}"
 HEARTH_CARGO_FEATURES ??= ""
 CARGO_BUILD_FLAGS:append = " ${@'--features ' + d.getVar('HEARTH_CARGO_FEATURES') if d.getVar('HEARTH_CARGO_FEATURES') else ''}"
 
-# llama.cpp and whisper.cpp link one static ggml, which scripts/ggml.sh builds from the
-# vendored llama-cpp-sys-2 source before cargo runs (see .cargo/config.toml). Here it is
-# built with the target's compilers; this step has not yet been run under bitbake.
+# llama.cpp and whisper.cpp link one static ggml, built from the llama-cpp-sys-2 source
+# before cargo runs. Outside bitbake scripts/ggml.sh does this into ${S}/target/ggml and
+# .cargo/config.toml points the build at it. Here the same cmake options (keep them in
+# step with scripts/ggml.sh) build it with the target's compilers into ${B}/ggml, from the
+# crate bitbake unpacked, so an externalsrc tree's own target/ is never touched; the
+# environment below overrides what .cargo/config.toml sets. Not yet run under bitbake.
+HEARTH_GGML = "${B}/ggml"
+# Extra cmake options, e.g. "-DGGML_CUDA=ON" (with HEARTH_CARGO_FEATURES = "cuda") or
+# "-DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16".
+HEARTH_GGML_EXTRA_OECMAKE ??= ""
+export CMAKE_PREFIX_PATH = "${HEARTH_GGML}"
+export WHISPER_USE_SYSTEM_GGML = "ON"
+# RUSTFLAGS (which the cargo class exports) replaces build.rustflags from the config.
+RUSTFLAGS:append = " -L native=${HEARTH_GGML}/lib"
+
+hearth_build_ggml() {
+    src=$(ls -d ${CARGO_VENDORING_DIRECTORY}/llama-cpp-sys-2-*/llama.cpp/ggml)
+    [ $(echo "$src" | wc -w) = 1 ] || bbfatal "expected one llama-cpp-sys-2 crate, found: $src"
+    rm -rf ${B}/ggml-build ${HEARTH_GGML}
+    mkdir -p ${B}/ggml-build
+    cp -r "$src" ${B}/ggml-build/src
+    # The crate omits ggml.pc.in; cmake only fills it in (as in scripts/ggml.sh).
+    # (Written without shell-style variables, which bitbake would expand.)
+    printf '%s\n' 'prefix=@CMAKE_INSTALL_PREFIX@' '' 'Name: ggml' 'Description: ggml for hearth' \
+        'Version: @GGML_VERSION@' 'Libs: -L@CMAKE_INSTALL_PREFIX@/lib -lggml -lggml-base -lggml-cpu' \
+        'Cflags: -I@CMAKE_INSTALL_PREFIX@/include' > ${B}/ggml-build/src/ggml.pc.in
+    cmake -S ${B}/ggml-build/src -B ${B}/ggml-build/build \
+        -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=${TARGET_ARCH} \
+        -DCMAKE_C_COMPILER="$(echo ${CC} | cut -d' ' -f1)" \
+        -DCMAKE_CXX_COMPILER="$(echo ${CXX} | cut -d' ' -f1)" \
+        -DCMAKE_C_FLAGS="$(echo ${CC} | cut -s -d' ' -f2-) ${CFLAGS} -fPIE" \
+        -DCMAKE_CXX_FLAGS="$(echo ${CXX} | cut -s -d' ' -f2-) ${CXXFLAGS} -fPIE" \
+        -DCMAKE_INSTALL_PREFIX=${HEARTH_GGML} -DCMAKE_INSTALL_LIBDIR=lib \
+        -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+        -DCMAKE_POSITION_INDEPENDENT_CODE=OFF -DGGML_NATIVE=OFF -DGGML_OPENMP=ON \
+        -DGGML_LLAMAFILE=ON -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF \
+        -DGGML_CCACHE=OFF ${HEARTH_GGML_EXTRA_OECMAKE}
+    cmake --build ${B}/ggml-build/build ${PARALLEL_MAKE}
+    cmake --install ${B}/ggml-build/build
+}
+
 do_compile:prepend() {
-    ( cd ${S} && CC="${CC}" CXX="${CXX}" bash scripts/ggml.sh \
-        -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=${TARGET_ARCH} )
+    hearth_build_ggml
 }
 
 # Text to speech (cargo feature `tts`, a default) links libespeak-ng, which neither poky
@@ -79,7 +126,8 @@ do_compile:prepend() {
 HEARTH_TTS ??= "0"
 DEPENDS += "${@'espeak-ng' if d.getVar('HEARTH_TTS') == '1' else ''}"
 RDEPENDS:${PN} += "${@'espeak-ng-data' if d.getVar('HEARTH_TTS') == '1' else ''}"
-CARGO_BUILD_FLAGS:append = " ${@'' if d.getVar('HEARTH_TTS') == '1' else '--no-default-features --features llm,stt'}"
+# The default features less tts: llm, stt and acme (Cargo.toml [features]).
+CARGO_BUILD_FLAGS:append = " ${@'' if d.getVar('HEARTH_TTS') == '1' else '--no-default-features --features llm,stt,acme'}"
 
 # --- Install ------------------------------------------------------------------
 # Replaces cargo_do_install, which would also install libhearth.rlib.
