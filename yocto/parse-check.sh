@@ -169,7 +169,15 @@ for m in "${machines[@]}"; do
         rc=0
         (cd "$BUILD_DIR" && bitbake -g hearth-image) >"$glog" 2>&1 || rc=$?
         echo "  exit $rc; $(grep -c '^WARNING:' "$glog" || true) WARNING and $(grep -c '^ERROR:' "$glog" || true) ERROR lines (log: $glog)"
-        grep -E '^(WARNING|ERROR):|NOTE: PN build list' "$glog" | sed 's/^/    /' | head -40 || true
+        grep -E '^(WARNING|ERROR):' "$glog" | sed 's/^/    /' | head -40 || true
+        if [ "$rc" = 0 ] && [ -f "$BUILD_DIR/pn-buildlist" ]; then
+            mv "$BUILD_DIR/pn-buildlist" "$BUILD_DIR/pn-buildlist-$m"
+            mv "$BUILD_DIR/task-depends.dot" "$BUILD_DIR/task-depends-$m.dot"
+            echo "  hearth-image needs $(wc -l <"$BUILD_DIR/pn-buildlist-$m") recipes (list: $BUILD_DIR/pn-buildlist-$m)"
+            # The toolchain the graph picked, as "recipe version file".
+            grep -o 'label="\(rust-native\|cargo-native\|clang-native\|hearth\) do_compile\\n:[^\\]*\\n[^"]*' \
+                "$BUILD_DIR/task-depends-$m.dot" | sed 's/^label="/    /; s/ do_compile\\n:/ /; s/\\n/ /' || true
+        fi
         [ "$rc" = 0 ] || status=1
     fi
 done
