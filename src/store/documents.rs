@@ -389,7 +389,7 @@ mod tests {
         let bob = store.create_user("bob", Role::User).unwrap();
         let a = spooled(dir.path(), "a", &[b'a'; 600]);
         let b = spooled(dir.path(), "b", &[b'b'; 500]);
-        let stored = store.add_documents(alice.id, &[a.clone()], 1000).unwrap();
+        let stored = store.add_documents(alice.id, std::slice::from_ref(&a), 1000).unwrap();
         assert_eq!((stored[0].duplicate, stored[0].document.size), (false, 600));
         let (_, content) = store.document_content(stored[0].document.id).unwrap();
         assert_eq!(content, vec![b'a'; 600], "the blob is the file, copied in pieces");
@@ -401,7 +401,7 @@ mod tests {
         );
         assert_eq!(store.storage_used(alice.id).unwrap(), 600, "nothing of the refused upload");
         assert_eq!(store.documents(alice.id, 10, 0).unwrap().len(), 1);
-        let again = store.add_documents(alice.id, &[a.clone()], 600).unwrap();
+        let again = store.add_documents(alice.id, std::slice::from_ref(&a), 600).unwrap();
         assert!(again[0].duplicate, "content already owned costs nothing");
 
         // The quota is per user; shared content is stored once but counts for each.
