@@ -3,7 +3,7 @@
 # each spoken by Hearth's default voice and sent to a freshly started default install
 # (whisper-base, no voice.language) as its first transcription and again. About 10 minutes
 # on 2 cores. scripts/test.sh runs 3 of them; record this one's result in
-# benches/RESULTS.md's voice language line when the speech code changes.
+# benches/RESULTS.md ("Voice language on fresh starts") when the speech code changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 models/fetch.py test whisper-base piper-joe onnxruntime --hearth target/debug/hearth >/dev/null
