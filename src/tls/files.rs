@@ -69,7 +69,7 @@ mod tests {
         let before = Stamp::of(&settings);
         std::fs::write(&key, &two.key_pem).unwrap();
         assert_ne!(Stamp::of(&settings), before, "a rewritten file is noticed");
-        let err = load(&settings).err().expect("mismatched pair");
+        let Err(err) = load(&settings) else { panic!("a mismatched pair was accepted") };
         assert!(err.to_string().contains("does not belong"), "{err}");
         std::fs::write(&key, "not a key").unwrap();
         assert!(load(&settings).is_err());

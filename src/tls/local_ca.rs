@@ -381,7 +381,9 @@ mod tests {
         LocalCa::load_or_create(dir.path(), &n).unwrap();
         LocalCa::load_or_create(other.path(), &n).unwrap();
         std::fs::copy(other.path().join("ca.key"), dir.path().join("ca.key")).unwrap();
-        let err = LocalCa::load_or_create(dir.path(), &n).err().expect("mismatch refused");
+        let Err(err) = LocalCa::load_or_create(dir.path(), &n) else {
+            panic!("a key that is not the CA's was accepted")
+        };
         assert!(err.to_string().contains("does not belong"), "{err}");
     }
 }
