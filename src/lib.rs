@@ -16,6 +16,7 @@ pub mod import;
 pub mod jobs;
 pub mod knowledge;
 pub mod models;
+pub mod private_files;
 pub mod search;
 pub mod store;
 pub mod telemetry;

@@ -72,7 +72,7 @@ fn issue_setup_code(store: &Store, settings: &Settings) -> anyhow::Result<String
     // The database first: a file whose code is not yet valid would mislead whoever reads it.
     store.replace_setup_code(&setup_code_hash(&code), SETUP_CODE_SECS)?;
     let path = settings.setup_code_path();
-    crate::tls::pem::write_private(&path, format!("{code}\n").as_bytes())
+    crate::private_files::write_private(&path, format!("{code}\n").as_bytes())
         .with_context(|| format!("cannot write the setup code to {}", path.display()))?;
     Ok(code)
 }

@@ -110,15 +110,6 @@ fn file(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id}.kv"))
 }
 
-/// Creates `dir` (and its parents) readable by this user only: the files hold what was said.
-fn private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// Creates (or truncates) a file readable by this user only.
 fn private_file(path: &Path) -> io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
@@ -239,7 +230,8 @@ impl Shared {
         let (tmp, path) = (self.dir.join(format!("{id}.tmp")), file(&self.dir, id));
         let written = (|| {
             // The folder may have been deleted to free space: that only loses what was in it.
-            private_dir(&self.dir)?;
+            // Readable by this user only: the files hold what was said.
+            crate::private_files::private_dir(&self.dir)?;
             let mut f = io::BufWriter::new(private_file(&tmp)?);
             f.write_all(&encode_header(self.key, owner, &tokens, &state))?;
             f.write_all(&state)?;
@@ -281,7 +273,7 @@ impl Spill {
     /// Opens (creating) a model's folder, indexes the files that are valid for this model and
     /// build, deletes the rest, and starts the writer thread.
     pub fn open(dir: PathBuf, key: u64, budget_bytes: u64, metrics: SpillMetrics) -> io::Result<Spill> {
-        private_dir(&dir)?;
+        crate::private_files::private_dir(&dir)?;
         let mut found = Vec::new();
         for item in fs::read_dir(&dir)? {
             let path = item?.path();

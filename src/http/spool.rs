@@ -8,7 +8,6 @@ use crate::knowledge::extract::{TextCheck, HEAD_BYTES};
 use actix_web::web;
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Bytes gathered before one write to disk: what one upload holds in memory.
@@ -53,8 +52,8 @@ fn storage_failed(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn create_private(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    crate::private_files::private_dir(dir)?;
+    crate::private_files::create_private(path)
 }
 
 impl Spooler {

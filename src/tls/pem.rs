@@ -5,9 +5,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -130,34 +128,22 @@ pub fn read_text(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|e| TlsError::Io(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Makes `dir` (mode 0700) if missing; tightens an existing one.
+/// [`crate::private_files::private_dir`], with the path in the error.
 pub fn private_dir(dir: &Path) -> Result<(), TlsError> {
-    let io = |e: std::io::Error| TlsError::Io(format!("cannot make {}: {e}", dir.display()));
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+    crate::private_files::private_dir(dir)
+        .map_err(|e| TlsError::Io(format!("cannot make {}: {e}", dir.display())))
 }
 
-/// Writes a secret (mode 0600) atomically: a crash leaves the old file or the new one.
+/// [`crate::private_files::write_private`], with the path in the error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    write_atomic(path, bytes, 0o600)
+    crate::private_files::write_private(path, bytes).map_err(|e| write_failed(path, e))
 }
 
+/// [`crate::private_files::write_public`], with the path in the error.
 pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    write_atomic(path, bytes, 0o644)
+    crate::private_files::write_public(path, bytes).map_err(|e| write_failed(path, e))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let io = |e: std::io::Error| TlsError::Io(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent() {
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
+fn write_failed(path: &Path, e: std::io::Error) -> TlsError {
+    TlsError::Io(format!("cannot write {}: {e}", path.display()))
 }
