@@ -47,36 +47,39 @@ pub fn connect(port: u16, name: &str, roots: rustls::RootCertStore) -> (TlsStrea
     (stream, cert)
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1 that is not a CA (rustls
-/// refuses a CA certificate as a server's), made with the openssl CLI in `dir` as
-/// `cert.pem` and `key.pem`.
-pub fn self_signed_localhost(dir: &Path) {
+/// Runs the openssl CLI in `dir`; a failure fails the test with openssl's words.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-subj",
-            "/CN=localhost",
-            "-days",
-            "2",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
+        .args(args)
         .current_dir(dir)
         .output()
         .expect("openssl runs (apt-get install openssl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The arguments that make a new P-256 key with `openssl req`, written to `key`.
+pub fn new_ec_key(key: &str) -> [&str; 7] {
+    ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 that is not a CA (rustls
+/// refuses a CA certificate as a server's), made in `dir` as `cert.pem` and `key.pem`.
+pub fn self_signed_localhost(dir: &Path) {
+    let mut args = vec!["req", "-x509"];
+    args.extend(new_ec_key("key.pem"));
+    args.extend([
+        "-out",
+        "cert.pem",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=serverAuth",
+    ]);
+    openssl(dir, &args);
 }

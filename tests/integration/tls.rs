@@ -3,7 +3,7 @@
 //! check, `Secure` cookies, and `files` mode reloading without dropping connections.
 //! Certificates are checked by real TLS clients: `openssl s_client` and rustls.
 
-use crate::common::tls::{connect, roots, TlsStream};
+use crate::common::tls::{connect, new_ec_key, roots, TlsStream};
 use crate::common::{code, small_model, Server, ServerOptions};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -213,23 +213,10 @@ impl OwnPki {
     fn new() -> OwnPki {
         let dir = tempfile::tempdir().unwrap();
         let pki = OwnPki { dir };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=Own test CA",
-            "-days",
-            "2",
-        ]);
+        let mut args = vec!["req", "-x509"];
+        args.extend(new_ec_key("ca.key"));
+        args.extend(["-out", "ca.crt", "-subj", "/CN=Own test CA", "-days", "2"]);
+        pki.openssl(&args);
         std::fs::write(pki.path("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
         pki
     }
@@ -239,28 +226,17 @@ impl OwnPki {
     }
 
     fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(self.dir.path()).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        crate::common::tls::openssl(self.dir.path(), args);
     }
 
     /// Issues a new key and certificate and puts them at `cert.pem`/`key.pem` the way
     /// certbot does: written aside, then renamed into place.
     fn issue(&self, n: u32) {
         let (key, csr, leaf) = (format!("k{n}.pem"), format!("r{n}.csr"), format!("l{n}.pem"));
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=localhost",
-        ]);
+        let mut args = vec!["req"];
+        args.extend(new_ec_key(&key));
+        args.extend(["-out", &csr, "-subj", "/CN=localhost"]);
+        self.openssl(&args);
         self.openssl(&[
             "x509",
             "-req",
