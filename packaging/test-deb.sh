@@ -29,6 +29,7 @@ done
 
 step() { echo "== test-deb: $*" >&2; }
 fail() { echo "test-deb: FAILED: $*" >&2; exit 1; }
+. packaging/debroot.sh
 
 profile=release
 if [ "${1:-}" = --profile ]; then profile=$2; shift 2; fi
@@ -45,32 +46,17 @@ cp "$deb" "$work/" && deb=$work/$(basename "$deb") && chmod 0644 "$deb"
 model=${HEARTH_TEST_SMALL_MODEL:-$HOME/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$model" ] || fail "test model missing: python3 models/fetch.py test"
 
-cache=$HOME/.cache/hearth/debroot
-pristine=$cache/bookworm-$(dpkg --print-architecture)-systemd.tar
 root=$work/root
 booted=""
 cleanup() {
   [ -n "$booted" ] && { kill "$booted" 2>/dev/null; wait "$booted" 2>/dev/null; } || true
-  for m in proc sys dev/pts dev; do umount -l "$root/$m" 2>/dev/null || true; done
+  debroot_umount "$root"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-if [ ! -f "$pristine" ]; then
-  step "debootstrap bookworm (once; cached in $cache)"
-  mkdir -p "$cache"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$work/fresh" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
-  tar -C "$work/fresh" -cf "$pristine.tmp" . && mv "$pristine.tmp" "$pristine"
-  rm -rf "$work/fresh"
-fi
-mkdir -p "$root"
-tar -C "$root" -xf "$pristine"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount -t proc proc "$root/proc"
-mount --bind /dev "$root/dev"
-mount --bind /dev/pts "$root/dev/pts"
-mount -t sysfs sys "$root/sys"
+debroot_extract "$(dpkg --print-architecture)" systemd,systemd-sysv,dbus "$root"
+debroot_mount "$root"
 in_root() { chroot "$root" "$@"; }
 # No daemons start inside the root during installs (as in an image build).
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
@@ -109,7 +95,7 @@ cat >"$root/etc/systemd/system/hearth.service.d/test.conf" <<CONF
 Environment=HEARTH_LISTEN=127.0.0.1:$port HEARTH_HTTP_LISTEN=127.0.0.1:$plain HEARTH_THREADS=1
 Environment=HEARTH_MODEL=/var/lib/hearth/models/$(basename "$model")
 CONF
-for m in proc sys dev/pts dev; do umount -l "$root/$m"; done
+debroot_umount "$root"
 rm -f "$root/usr/sbin/policy-rc.d"
 
 step "boot the root with systemd-nspawn; systemd starts hearth.service"

@@ -11,6 +11,9 @@
 #   scripts/ggml.sh                      build into target/ggml (skipped when up to date)
 #   scripts/ggml.sh -DGGML_CUDA=ON       extra cmake options (Jetson / desktop GPU builds)
 #   HEARTH_GGML_JOBS=4 scripts/ggml.sh   parallel compile jobs (default: all cores)
+#   HEARTH_GGML_TARGET=aarch64-linux-gnu scripts/ggml.sh
+#                                        cross-build for arm64 into target/ggml-aarch64-linux-gnu
+#                                        with Debian's aarch64-linux-gnu-gcc (packaging/cross.sh)
 #
 # Offline: the source comes from cargo's registry cache (`cargo fetch`); nothing else is
 # downloaded. When it rebuilds ggml it also cleans the two sys crates so they relink.
@@ -19,6 +22,14 @@ cd "$(dirname "$0")/.."
 
 prefix="$PWD/target/ggml"
 extra=("$@")
+cross="${HEARTH_GGML_TARGET:-}"
+if [ -n "$cross" ]; then
+  # A cross build leaves the host's ggml alone and writes no cargo config: the cross build
+  # passes its own link path (packaging/cross.sh).
+  prefix="$PWD/target/ggml-$cross"
+  extra=(-DCMAKE_SYSTEM_NAME=Linux "-DCMAKE_SYSTEM_PROCESSOR=${cross%%-*}"
+         "-DCMAKE_C_COMPILER=$cross-gcc" "-DCMAKE_CXX_COMPILER=$cross-g++" ${extra[@]+"${extra[@]}"})
+fi
 flags=(
   -DCMAKE_BUILD_TYPE=Release
   -DBUILD_SHARED_LIBS=OFF
@@ -49,6 +60,7 @@ version=$(sed -n 's/^set(GGML_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\))$/\2/p'
 stamp="ggml $version from $src; ${flags[*]} ${extra[*]:-}"
 
 write_cargo_config() {
+  [ -z "$cross" ] || return 0
   # Absolute: rustc resolves a relative -L from each crate's folder (see .cargo/config.toml).
   printf '# Written by scripts/ggml.sh; included by .cargo/config.toml.\n[build]\nrustflags = ["-L", "native=%s/lib"]\n' \
     "$prefix" > "$prefix/cargo.toml"
@@ -63,7 +75,7 @@ if [ -f "$prefix/lib/libggml.a" ] && [ "$(cat "$prefix/.stamp" 2>/dev/null)" = "
 fi
 
 echo "ggml: building $version (static, shared by llama.cpp and whisper.cpp) into $prefix" >&2
-work="$PWD/target/ggml-build"
+work="$prefix-build"
 rm -rf "$work" "$prefix"
 mkdir -p "$work"
 # The registry copy is read-only by convention and lacks ggml.pc.in (the crate omits it);
@@ -94,10 +106,13 @@ rm -rf "$work"
 # The sys crates bundle the static ggml into their rlibs: make them pick up this build, in
 # every target dir that has them (benches/run.sh builds into its own) and in both profiles
 # (`cargo clean -p` alone cleans only the dev one).
-for dir in "$PWD/target" "${CARGO_TARGET_DIR:-}" "$PWD/benches/work/target"; do
+dirs=("$PWD/target" "${CARGO_TARGET_DIR:-}" "$PWD/benches/work/target")
+[ -z "$cross" ] || dirs=("${CARGO_TARGET_DIR:-}")
+for dir in "${dirs[@]}"; do
   if [ -n "$dir" ] && [ -d "$dir" ]; then
     for profile in dev release; do
       CARGO_TARGET_DIR="$dir" cargo clean --quiet --profile "$profile" -p llama-cpp-sys-2 -p whisper-rs-sys \
+        ${cross:+--target "${cross%%-*}-unknown-linux-gnu"} \
         2>/dev/null || true
     done
   fi

@@ -4,6 +4,7 @@
 mod admin;
 mod chat;
 mod doctor;
+mod health;
 mod knowledge;
 mod models;
 mod onboard;
@@ -85,6 +86,8 @@ enum Command {
     Transcribe(speech::TranscribeArgs),
     /// Say text with the local Piper voice and write a WAV file.
     Speak(speech::SpeakArgs),
+    /// Ask the running service whether it is alive (--ready: ready), for HEALTHCHECKs.
+    Health(health::HealthArgs),
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
     Doctor,
     /// Print the configuration in effect (all layers merged) as TOML.
@@ -228,6 +231,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Doctor => Ok(doctor::run(&loaded.settings)),
+        Command::Health(args) => Ok(health::run(args, &loaded.settings)),
         Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Extract(args) => Ok(crate::knowledge::isolated::child_main(&args.kind, args.memory_bytes)),
         Command::PrintConfig => {

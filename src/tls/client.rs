@@ -13,6 +13,15 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// An HTTP client trusting the system's roots and the box's local CA.
 pub fn agent(settings: &Settings) -> ureq::Agent {
+    builder(settings).build()
+}
+
+/// The same, giving up on a connection or an answer after `timeout`.
+pub fn agent_with_timeout(settings: &Settings, timeout: std::time::Duration) -> ureq::Agent {
+    builder(settings).timeout(timeout).build()
+}
+
+fn builder(settings: &Settings) -> ureq::AgentBuilder {
     let mut roots = rustls::RootCertStore::empty();
     for file in [Path::new(SYSTEM_BUNDLE), &settings.tls_dir().join("ca.crt")] {
         let Ok(certs) = CertificateDer::pem_file_iter(file) else { continue };
@@ -26,5 +35,5 @@ pub fn agent(settings: &Settings) -> ureq::Agent {
             .expect("ring supports the default versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-    ureq::AgentBuilder::new().tls_config(Arc::new(config)).build()
+    ureq::AgentBuilder::new().tls_config(Arc::new(config))
 }
