@@ -4,7 +4,7 @@
 # bookworm-security, gcc/g++-aarch64-linux-gnu, and the :arm64 libraries Hearth links
 # (libespeak-ng, libgomp). No rustup target or other download is needed.
 #
-#   packaging/cross.sh [--profile release|dev] [-- CARGO_ARGS...]
+#   packaging/cross.sh [--profile release|dev] [--deps-only] [-- CARGO_ARGS...]
 #
 # Installs what is missing (apt, with sudo when not root), builds the shared static ggml for
 # aarch64 (scripts/ggml.sh with HEARTH_GGML_TARGET), then `cargo build --target
@@ -19,10 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
+deps_only=""
 cargo_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=$2; shift ;;
+    --deps-only) deps_only=1 ;;
     --) shift; cargo_args=("$@"); break ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "cross: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -48,6 +50,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+[ -z "$deps_only" ] || exit 0
 
 # Debian's rustc-web puts rustc and cargo in /usr/bin; a rustup toolchain earlier on PATH
 # has no arm64 standard library, so this build uses Debian's explicitly.

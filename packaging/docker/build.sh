@@ -15,10 +15,14 @@ if [ "$target" = "$host" ]; then
   bash scripts/ggml.sh
   cargo build --release --locked $features
   bin=target/release/hearth
+  strip=strip
 elif [ "$host/$target" = amd64/arm64 ]; then
   bin=$(bash packaging/cross.sh --profile release -- $features | tail -n 1)
+  strip=aarch64-linux-gnu-strip
 else
   echo "build.sh: cannot build $target on $host (native, or arm64 on amd64)" >&2
   exit 2
 fi
+# Stripped, as the .deb's is (a third smaller).
 install -D -m 0755 "$bin" "$out"
+"$strip" --strip-unneeded "$out"
