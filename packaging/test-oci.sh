@@ -84,7 +84,7 @@ if [ "$arch" != "$host" ]; then
   [ "$host/$arch" = amd64/arm64 ] || fail "--arch $arch on $host: only arm64 on amd64 is cross-built"
   debroot_binfmt "$arch"   # the runtime stage's apt-get runs under qemu-user-static
   base "$arch"
-  platform=(--platform "linux/$arch")
+  platform=(--platform "linux/$arch" --build-arg "BUILDPLATFORM=linux/$host")
 fi
 
 step "podman build ($arch) from the repository"

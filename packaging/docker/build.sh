@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The container build stage: builds hearth for Docker's TARGETARCH on the build machine
 # and installs the binary at OUT.
-#   packaging/docker/build.sh amd64|arm64 OUT
+#   packaging/docker/build.sh amd64|arm64|"" OUT     ("": this machine's, for builders without TARGETARCH)
 # Native when the architectures match (scripts/ggml.sh, then cargo with Debian's rustc-web);
 # otherwise arm64 is cross-built on amd64 with packaging/cross.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target=${1:?usage: build.sh amd64|arm64 OUT} out=${2:?usage: build.sh amd64|arm64 OUT}
 host=$(dpkg --print-architecture)
+target=${1:-$host} out=${2:?usage: build.sh amd64|arm64 OUT}
 # A CA bundle passed as the build secret "ca" (a TLS-inspecting proxy's) for crates.io.
 [ -s /run/secrets/ca ] && export CARGO_HTTP_CAINFO=/run/secrets/ca
 features=${CARGO_FEATURES:+--features "$CARGO_FEATURES"}
