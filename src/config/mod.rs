@@ -85,7 +85,8 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
 ];
 
 /// Variables with the `HEARTH_` prefix that are read elsewhere (not settings).
-const OTHER_VARS: &[&str] = &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE"];
+const OTHER_VARS: &[&str] =
+    &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE", "HEARTH_FETCHER", "HEARTH_PYTHON"];
 
 /// A configuration error, naming where the bad value came from.
 #[derive(Debug, thiserror::Error)]
