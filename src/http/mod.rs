@@ -55,6 +55,8 @@ pub struct AppState {
     pub names: SharedNames,
     /// Revoked credentials, for the connections that outlive their request.
     pub revocations: crate::auth::revocation::Revocations,
+    /// Model downloads started from the admin page or at first start.
+    pub pulls: crate::models::Pulls,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
