@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod admin_models;
 mod audio;
 mod auth;
 mod chat;
@@ -126,6 +127,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
         .service(resource("/api/system").route(web::get().to(admin::system)))
+        .service(resource("/api/admin/models").route(web::get().to(admin_models::list)))
+        .service(resource("/api/admin/models/pull").route(web::post().to(admin_models::pull)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))
