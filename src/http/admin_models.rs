@@ -9,6 +9,7 @@ use crate::models::{find_installed, manifest, models_dir, PullError};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,12 +28,15 @@ fn blocking_failed(e: actix_web::error::BlockingError) -> ApiError {
 /// `GET /api/admin/models`: every manifest model, where it is installed, and its pull.
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let data_dir = state.settings.storage.data_dir.clone();
+    let configured = PathBuf::from(&state.settings.model.path);
     let pulls = state.pulls.clone();
     let folder = models_dir(&data_dir);
     // File-system look-ups: on the blocking pool.
     let models = web::block(move || {
         let models = manifest().models.iter().map(|m| {
-            let path = find_installed(m, &data_dir);
+            // The configured model file counts where it is, too.
+            let is_configured = configured.file_name().is_some_and(|f| *f == *m.file) && configured.is_file();
+            let path = is_configured.then(|| configured.clone()).or_else(|| find_installed(m, &data_dir));
             json!({
                 "name": m.name, "file": m.file, "role": m.role, "license": m.license,
                 "bytes": m.bytes, "description": m.description, "default": m.default,
