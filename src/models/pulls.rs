@@ -69,7 +69,9 @@ impl PullStatus {
                 (self.state, self.phase, self.path) = (PullState::Done, Phase::Done, Some(path.clone()));
                 self.done = self.total.max(self.done);
             }
-            Err(e) => (self.state, self.phase, self.error) = (PullState::Failed, Phase::Error, Some(e.to_string())),
+            Err(e) => {
+                (self.state, self.phase, self.error) = (PullState::Failed, Phase::Error, Some(e.to_string()))
+            }
         }
     }
 }
@@ -90,8 +92,9 @@ impl Pulls {
         self.map().get(model).cloned()
     }
 
-    /// Marks `model` as pulling; refused while it is.
-    fn claim(&self, model: &str) -> Result<PullStatus, PullError> {
+    /// Marks `model` as pulling; refused while it is. The claimant then runs
+    /// [`Pulls::run_claimed`].
+    pub(super) fn claim(&self, model: &str) -> Result<PullStatus, PullError> {
         let mut map = self.map();
         if map.get(model).is_some_and(|s| s.state == PullState::Pulling) {
             return Err(PullError::InProgress(model.to_string()));
@@ -111,7 +114,12 @@ impl Pulls {
     /// its status current. A missing fetcher is recorded like any other failure.
     pub fn run(&self, model: &ManifestModel, dest: &Path) -> Result<PathBuf, PullError> {
         self.claim(&model.name)?;
-        let result = Fetcher::locate().and_then(|fetcher| self.run_claimed(&fetcher, model, dest));
+        self.run_claimed(model, dest)
+    }
+
+    /// [`Pulls::run`] for a model claimed already.
+    pub(super) fn run_claimed(&self, model: &ManifestModel, dest: &Path) -> Result<PathBuf, PullError> {
+        let result = Fetcher::locate().and_then(|fetcher| self.fetch(&fetcher, model, dest));
         self.finished(&model.name, &result);
         result
     }
@@ -130,7 +138,7 @@ impl Pulls {
         let pulls = self.clone();
         let name = model.name.clone();
         let spawned = std::thread::Builder::new().name("hearth-pull".into()).spawn(move || {
-            let result = pulls.run_claimed(&fetcher, &model, &dest);
+            let result = pulls.fetch(&fetcher, &model, &dest);
             pulls.finished(&model.name, &result);
             then(&result);
         });
@@ -143,7 +151,7 @@ impl Pulls {
     }
 
     /// The pull itself; a panic in it becomes a failed pull, never a model stuck "pulling".
-    fn run_claimed(&self, fetcher: &Fetcher, model: &ManifestModel, dest: &Path) -> Result<PathBuf, PullError> {
+    fn fetch(&self, fetcher: &Fetcher, model: &ManifestModel, dest: &Path) -> Result<PathBuf, PullError> {
         tracing::info!(model = %model.name, dest = %dest.display(), fetcher = %fetcher.script.display(), "pulling a model");
         let name = &model.name;
         let run = || pull(fetcher, model, dest, &mut |p| self.update(name, |s| s.apply(p)));
@@ -151,7 +159,7 @@ impl Pulls {
             .unwrap_or_else(|_| Err(PullError::Failed("the pull stopped on an internal error".into())))
     }
 
-    fn finished(&self, model: &str, result: &Result<PathBuf, PullError>) {
+    pub(super) fn finished(&self, model: &str, result: &Result<PathBuf, PullError>) {
         match result {
             Ok(path) => tracing::info!(model, path = %path.display(), "model pulled and verified"),
             Err(e) => tracing::warn!(model, error = %e, "model pull failed"),
