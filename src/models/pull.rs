@@ -160,11 +160,11 @@ pub fn pull(
     std::fs::create_dir_all(dest)
         .map_err(|e| PullError::Failed(format!("cannot create {}: {e}", dest.display())))?;
     let mut cmd = Command::new(&fetcher.python);
-    cmd.arg(&fetcher.script)
-        .arg(&model.name)
-        .arg("--dest")
-        .arg(dest)
-        .args(["--progress-fd", "1", "--drop-source"]);
+    cmd.arg(&fetcher.script).arg(&model.name).arg("--dest").arg(dest).args([
+        "--progress-fd",
+        "1",
+        "--drop-source",
+    ]);
     // Models converted by `hearth models import` are converted by this very binary.
     if let Ok(exe) = std::env::current_exe() {
         cmd.arg("--hearth").arg(exe);
@@ -237,7 +237,9 @@ fn classify(message: String) -> PullError {
         ));
     }
     if message.contains("pip is not available") {
-        return PullError::MissingTool(format!("pip is not installed; it downloads models: `{INSTALL_PYTHON}`"));
+        return PullError::MissingTool(format!(
+            "pip is not installed; it downloads models: `{INSTALL_PYTHON}`"
+        ));
     }
     PullError::Failed(summarize_error(&message))
 }
@@ -260,22 +262,25 @@ pub fn summarize_error(message: &str) -> String {
         "Connection refused",
         "timed out",
     ];
+    const CHECK: &str = "Check the box's network and pip's index settings (`pip config list`); on a \
+                         box without network, copy the model file over and run `hearth models add FILE`";
+    let first = first.trim_end_matches(':');
     let network = message.lines().find(|l| NETWORK.iter().any(|n| l.contains(n)));
     if let Some(line) = network {
         let reason = connection_reason(line);
-        return format!(
-            "{}: the package registry could not be reached ({reason}). Check the box's network \
-             and pip's index settings (`pip config list`); on a box without network, copy the \
-             model file over and run `hearth models add FILE`",
-            first.trim_end_matches(':')
-        );
+        return format!("{first}: the package registry could not be reached ({reason}). {CHECK}");
     }
     let errors: Vec<&str> =
         message.lines().filter_map(|l| l.strip_prefix("ERROR: ")).map(str::trim).collect();
-    match errors.is_empty() {
-        true => message.to_string(),
-        false => format!("{} {}", first, errors.join("; ")),
+    if errors.is_empty() {
+        return message.to_string();
     }
+    // pip says the same when it finds no index (without retries) as when the index lacks it.
+    let unreachable = match errors.iter().any(|e| e.contains("(from versions: none)")) {
+        true => " The package registry may be unreachable, or may not carry the package.",
+        false => "",
+    };
+    format!("{first}: {}.{unreachable} {CHECK}", errors.join("; "))
 }
 
 /// "[Errno 111] Connection refused" out of urllib3's retry warning.
@@ -298,10 +303,15 @@ mod tests {
     fn progress_lines_parse_and_other_lines_do_not() {
         let line = r#"{"model": "onnxruntime", "phase": "download", "done": 12607488, "total": 29352200, "part": 1, "parts": 2}"#;
         let p = parse_progress(line).unwrap();
-        assert_eq!((p.phase, p.done, p.total, p.part, p.parts), (Phase::Download, 12607488, 29352200, Some(1), Some(2)));
-        let done = parse_progress(r#"{"model": "m", "phase": "done", "done": 5, "total": 5, "path": "/d/m.gguf"}"#);
+        assert_eq!(
+            (p.phase, p.done, p.total, p.part, p.parts),
+            (Phase::Download, 12607488, 29352200, Some(1), Some(2))
+        );
+        let done =
+            parse_progress(r#"{"model": "m", "phase": "done", "done": 5, "total": 5, "path": "/d/m.gguf"}"#);
         assert_eq!(done.unwrap().path, Some(PathBuf::from("/d/m.gguf")));
-        let err = parse_progress(r#"{"model": null, "phase": "error", "done": 0, "total": 0, "error": "boom"}"#);
+        let err =
+            parse_progress(r#"{"model": null, "phase": "error", "done": 0, "total": 0, "error": "boom"}"#);
         assert_eq!(err.map(|e| (e.phase, e.error)), Some((Phase::Error, Some("boom".into()))));
         // A phase from a newer fetcher, and lines without counts.
         assert_eq!(parse_progress(r#"{"phase": "defragment"}"#).unwrap().phase, Phase::Other);
@@ -329,7 +339,14 @@ mod tests {
             ERROR: Could not find a version that satisfies the requirement x==1 (from versions: none)\n\
             ERROR: No matching distribution found for x==1";
         let summary = summarize_error(missing);
-        assert!(summary.contains("No matching distribution found for x==1") && !summary.contains("Looking"), "{summary}");
+        assert!(
+            summary.contains("No matching distribution found for x==1") && !summary.contains("Looking"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("may be unreachable") && summary.contains("hearth models add FILE"),
+            "{summary}"
+        );
 
         let other = "qwen: verification failed, partial file deleted.\n  expected 1 bytes";
         assert_eq!(summarize_error(other), other);
