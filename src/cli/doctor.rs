@@ -121,12 +121,7 @@ fn speech_to_text(settings: &Settings) -> Check {
         Ok(path) => path,
         Err(e) => {
             let name = preferred.last().copied().unwrap_or_default();
-            return Check::bad(
-                C,
-                Status::Missing,
-                e,
-                format!("hearth models pull {name}"),
-            );
+            return Check::bad(C, Status::Missing, e, format!("hearth models pull {name}"));
         }
     };
     match crate::voice::stt::check_model(&path) {
@@ -161,12 +156,9 @@ fn text_to_speech(settings: &Settings) -> Vec<Check> {
             Err(e) if e.contains("espeak") => {
                 Check::bad(VOICE, Status::Failed, e, "sudo apt-get install espeak-ng-data libespeak-ng1")
             }
-            Err(e) => Check::bad(
-                VOICE,
-                Status::Failed,
-                e,
-                "fetch the voice again: hearth models pull piper-joe",
-            ),
+            Err(e) => {
+                Check::bad(VOICE, Status::Failed, e, "fetch the voice again: hearth models pull piper-joe")
+            }
         },
     };
     let runtime = match locate_onnxruntime(&settings.voice.onnxruntime, data_dir) {

@@ -29,7 +29,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         }),
     };
     // No model at start: its download (first start, or from the admin page) is what to show.
-    let pulling = state.models.default_missing().then(|| state.pulls.status(&manifest().default_model().name));
+    let pulling =
+        state.models.default_missing().then(|| state.pulls.status(&manifest().default_model().name));
     match pulling.flatten() {
         Some(pull) if pull.state == PullState::Pulling => {
             model = json!({

@@ -133,17 +133,26 @@ pub fn add(
 
 /// A file name of its own: no folders, not hidden.
 fn check_file_name(name: &str) -> Result<&str, AddError> {
-    let plain = !name.is_empty() && !name.contains(['/', '\0']) && !name.starts_with('.') && name.len() <= 255;
+    let plain =
+        !name.is_empty() && !name.contains(['/', '\0']) && !name.starts_with('.') && name.len() <= 255;
     match plain {
         true => Ok(name),
-        false => Err(AddError::Refused(format!("--name {name:?}: give a plain file name, e.g. my-model.gguf"))),
+        false => {
+            Err(AddError::Refused(format!("--name {name:?}: give a plain file name, e.g. my-model.gguf")))
+        }
     }
 }
 
 /// Copies and hashes in one pass, then syncs the copy to disk; returns its size and sha256.
-fn copy(src: &Path, to: &Path, total: u64, progress: &mut dyn FnMut(u64, u64)) -> Result<(u64, String), AddError> {
+fn copy(
+    src: &Path,
+    to: &Path,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(u64, String), AddError> {
     let mut input = File::open(src).map_err(|e| io_error(src, e))?;
-    let mut out = OpenOptions::new().write(true).create_new(true).mode(0o644).open(to).map_err(|e| io_error(to, e))?;
+    let mut out =
+        OpenOptions::new().write(true).create_new(true).mode(0o644).open(to).map_err(|e| io_error(to, e))?;
     let (mut hasher, mut buf, mut done) = (Sha256::new(), vec![0u8; 1 << 20], 0u64);
     loop {
         let n = match input.read(&mut buf) {
@@ -233,7 +242,8 @@ fn same_content(path: &Path, bytes: u64, sha: &str) -> bool {
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
-    fs::metadata(a).is_ok_and(|m| same_content(b, m.len(), &crate::engine::gguf::sha256_file(a).unwrap_or_default()))
+    fs::metadata(a)
+        .is_ok_and(|m| same_content(b, m.len(), &crate::engine::gguf::sha256_file(a).unwrap_or_default()))
 }
 
 /// `<file>.sha256` as `fetch.py` writes it (sha256, size, mtime in ns), so that it does
@@ -329,9 +339,15 @@ mod tests {
     #[test]
     fn bad_magic_and_truncated_gguf_are_refused_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        refused(add_file(dir.path(), "notes.gguf", b"hello, not a model", &AddOptions::default()), "neither a GGUF");
+        refused(
+            add_file(dir.path(), "notes.gguf", b"hello, not a model", &AddOptions::default()),
+            "neither a GGUF",
+        );
         let gguf = crate::engine::gguf::tests::sample_file();
-        refused(add_file(dir.path(), "cut.gguf", &gguf[..gguf.len() - 100], &AddOptions::default()), "past end of file");
+        refused(
+            add_file(dir.path(), "cut.gguf", &gguf[..gguf.len() - 100], &AddOptions::default()),
+            "past end of file",
+        );
         refused(add_file(dir.path(), "cut.gguf", &gguf[..40], &AddOptions::default()), "truncated");
         let mut whisper = ggml::MAGIC.to_le_bytes().to_vec();
         whisper.extend([1, 0, 0, 0]);
