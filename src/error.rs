@@ -49,11 +49,13 @@ error_codes! {
     InsufficientScope     => FORBIDDEN,              "insufficient_scope",      "permission_error";
     CsrfRejected          => FORBIDDEN,              "csrf_rejected",           "permission_error";
     AlreadyOnboarded      => CONFLICT,               "already_onboarded",       "invalid_request_error";
+    PullInProgress        => CONFLICT,               "pull_in_progress",        "invalid_request_error";
     TooManyAttempts       => TOO_MANY_REQUESTS,      "too_many_attempts",       "rate_limit_error";
     UnknownHost           => MISDIRECTED_REQUEST,    "unknown_host",            "invalid_request_error";
     NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
     ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
     ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";
+    UnknownModel          => NOT_FOUND,              "unknown_model",           "invalid_request_error";
     VoiceNotFound         => NOT_FOUND,              "voice_not_found",         "invalid_request_error";
     DocumentNotFound      => NOT_FOUND,              "document_not_found",      "invalid_request_error";
     JobNotFound           => NOT_FOUND,              "job_not_found",           "invalid_request_error";
@@ -67,6 +69,7 @@ error_codes! {
     ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
     Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
     InsufficientMemory    => SERVICE_UNAVAILABLE,    "insufficient_memory",     "server_error";
+    FetcherUnavailable    => SERVICE_UNAVAILABLE,    "fetcher_unavailable",     "server_error";
     NoEmbeddingModel      => BAD_REQUEST,            "no_embedding_model",      "invalid_request_error";
     StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
     SearchError           => INTERNAL_SERVER_ERROR,  "search_error",            "server_error";
@@ -156,6 +159,19 @@ impl From<crate::engine::EngineError> for ApiError {
             E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
             E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
             _ => ErrorCode::EngineError,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::models::PullError> for ApiError {
+    fn from(e: crate::models::PullError) -> Self {
+        use crate::models::PullError as E;
+        let code = match &e {
+            E::UnknownModel { .. } => ErrorCode::UnknownModel,
+            E::InProgress(_) => ErrorCode::PullInProgress,
+            E::MissingTool(_) => ErrorCode::FetcherUnavailable,
+            _ => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
     }

@@ -48,14 +48,52 @@ export function adminPage(ctx) {
     }
   }
 
-  // ---- models ----
+  // ---- models: what is served; for admins every known model, with downloads ----
   const models = h('div', {});
+  let modelTimer = null;
+  let shown = true;
   async function loadModels() {
+    clearTimeout(modelTimer);
     try {
-      const res = await api('GET', '/v1/models');
-      set(models, table(['Model', 'Role', 'Loaded'],
-        res.data.map((m) => row(m.id, m.role || '', m.loaded ? 'yes' : 'no'))));
+      const served = await api('GET', '/v1/models');
+      if (!admin) {
+        set(models, table(['Model', 'Role', 'Loaded'],
+          served.data.map((m) => row(m.id, m.role || '', m.loaded ? 'yes' : 'no'))));
+        return;
+      }
+      const loaded = new Set(served.data.filter((m) => m.loaded).map((m) => m.id));
+      const res = await api('GET', '/api/admin/models');
+      set(models, table(['Model', 'Role', 'Size', 'License', 'State', ''], res.models.map((m) => row(
+        h('span', { title: m.description, text: m.name + (m.default ? ' (default)' : '') }),
+        m.role, bytes(m.bytes), m.license, modelState(m, loaded),
+        !m.installed && m.pull?.state !== 'pulling'
+          && h('button', { type: 'button', class: 'small', text: 'Pull', 'aria-label': `Pull ${m.name}`, onclick: () => pull(m) })))));
+      // While a download runs, its bar follows it.
+      if (shown && res.models.some((m) => m.pull?.state === 'pulling')) modelTimer = setTimeout(loadModels, 1000);
     } catch (e) { ctx.showError(e); }
+  }
+  const PHASES = { starting: 'Starting…', waiting: 'Waiting for another download…', unpack: 'Unpacking…',
+    convert: 'Converting…', verify: 'Verifying…' };
+  function modelState(m, loaded) {
+    const p = m.pull;
+    if (p?.state === 'pulling') {
+      const downloading = p.phase === 'download' && p.total > 0;
+      // No value: an indeterminate bar for the steps that count no bytes.
+      const bar = h('progress', { max: downloading ? String(p.total) : null, value: downloading ? String(p.done) : null,
+        'aria-label': `Downloading ${m.name}` });
+      const text = downloading ? `Downloading ${bytes(p.done)} of ${bytes(p.total)}` : PHASES[p.phase] || 'Working…';
+      return h('div', { class: 'pull' }, bar, h('small', { class: 'muted', text }));
+    }
+    if (p?.state === 'failed' && !m.installed) return h('span', { class: 'status failed', text: `Download failed: ${p.error}` });
+    if (!m.installed) return h('span', { class: 'muted', text: 'not installed' });
+    const note = p?.state === 'done' && m.restart_required ? ' (restart Hearth to use it)' : '';
+    return (loaded.has(m.name) ? 'loaded' : 'installed') + note;
+  }
+  async function pull(m) {
+    try {
+      await api('POST', '/api/admin/models/pull', { name: m.name });
+    } catch (e) { ctx.showError(e); }
+    loadModels();
   }
 
   // ---- users (admin) ----
@@ -152,5 +190,5 @@ export function adminPage(ctx) {
   loadTokens();
   if (admin) loadUsers();
   timer = setInterval(() => { if (!document.hidden) refresh(); }, 3000);
-  return { el, destroy: () => clearInterval(timer) };
+  return { el, destroy: () => { shown = false; clearInterval(timer); clearTimeout(modelTimer); } };
 }

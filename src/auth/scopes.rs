@@ -13,7 +13,7 @@ pub enum Scope {
     Documents,
     /// Speech: the voice WebSocket, the OpenAI audio endpoints, Wyoming.
     Voice,
-    /// Accounts: users, tokens, passwords, system figures, metrics.
+    /// Accounts: users, tokens, passwords, system figures, models, metrics.
     Admin,
 }
 
@@ -54,7 +54,7 @@ impl Scope {
             Some(Scope::Documents)
         } else if under("/api/ws") || under("/v1/audio") {
             Some(Scope::Voice)
-        } else if ["/api/users", "/api/tokens", "/api/system", "/metrics", "/api/me/password"]
+        } else if ["/api/users", "/api/tokens", "/api/system", "/api/admin", "/metrics", "/api/me/password"]
             .iter()
             .any(|p| under(p))
         {
@@ -166,6 +166,7 @@ mod tests {
         assert_eq!(Scope::required_for("/api/ws"), Some(Scope::Voice));
         assert_eq!(Scope::required_for("/api/tokens/3"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/metrics"), Some(Scope::Admin));
+        assert_eq!(Scope::required_for("/api/admin/models/pull"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/me/password"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/me"), None);
         assert_eq!(Scope::required_for("/api/chatty"), None, "a prefix match is by path segment");

@@ -90,7 +90,7 @@ fn chat_model(settings: &Settings) -> Check {
     const C: &str = "language model";
     let path = match crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir) {
         Ok(path) => path,
-        Err(e) => return Check::bad(C, Status::Missing, e, "python3 models/fetch.py default"),
+        Err(e) => return Check::bad(C, Status::Missing, e, "hearth models pull default"),
     };
     match crate::engine::verify_model_file(&path, settings.model.verify_sha256) {
         Ok((summary, _)) => Check::ok(
@@ -102,7 +102,7 @@ fn chat_model(settings: &Settings) -> Check {
                 summary.file_size as f64 / 1e6
             ),
         ),
-        Err(e) => Check::bad(C, Status::Failed, e, "fetch the model again: python3 models/fetch.py default"),
+        Err(e) => Check::bad(C, Status::Failed, e, "fetch the model again: hearth models pull default"),
     }
 }
 
@@ -121,12 +121,7 @@ fn speech_to_text(settings: &Settings) -> Check {
         Ok(path) => path,
         Err(e) => {
             let name = preferred.last().copied().unwrap_or_default();
-            return Check::bad(
-                C,
-                Status::Missing,
-                e,
-                format!("python3 models/fetch.py {name} --hearth $(which hearth)"),
-            );
+            return Check::bad(C, Status::Missing, e, format!("hearth models pull {name}"));
         }
     };
     match crate::voice::stt::check_model(&path) {
@@ -153,7 +148,7 @@ fn text_to_speech(settings: &Settings) -> Vec<Check> {
     const RUNTIME: &str = "onnx runtime";
     let data_dir = &settings.storage.data_dir;
     let voice = match locate(&settings.voice.tts_voice, PREFERRED_VOICES, data_dir) {
-        Err(e) => Check::bad(VOICE, Status::Missing, e, "python3 models/fetch.py piper-joe"),
+        Err(e) => Check::bad(VOICE, Status::Missing, e, "hearth models pull piper-joe"),
         Ok(path) => match check_voice(&path) {
             Ok((language, rate)) => {
                 Check::ok(VOICE, format!("{} ({language}, {rate} Hz, espeak-ng ok)", path.display()))
@@ -161,19 +156,16 @@ fn text_to_speech(settings: &Settings) -> Vec<Check> {
             Err(e) if e.contains("espeak") => {
                 Check::bad(VOICE, Status::Failed, e, "sudo apt-get install espeak-ng-data libespeak-ng1")
             }
-            Err(e) => Check::bad(
-                VOICE,
-                Status::Failed,
-                e,
-                "fetch the voice again: python3 models/fetch.py piper-joe",
-            ),
+            Err(e) => {
+                Check::bad(VOICE, Status::Failed, e, "fetch the voice again: hearth models pull piper-joe")
+            }
         },
     };
     let runtime = match locate_onnxruntime(&settings.voice.onnxruntime, data_dir) {
-        Err(e) => Check::bad(RUNTIME, Status::Missing, e, "python3 models/fetch.py onnxruntime"),
+        Err(e) => Check::bad(RUNTIME, Status::Missing, e, "hearth models pull onnxruntime"),
         Ok(path) => match check_library(&path) {
             Ok(version) => Check::ok(RUNTIME, format!("{} (version {version})", path.display())),
-            Err(e) => Check::bad(RUNTIME, Status::Failed, e, "python3 models/fetch.py onnxruntime"),
+            Err(e) => Check::bad(RUNTIME, Status::Failed, e, "hearth models pull onnxruntime"),
         },
     };
     vec![voice, runtime]

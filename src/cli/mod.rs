@@ -7,6 +7,7 @@ mod doctor;
 mod health;
 mod knowledge;
 mod models;
+mod models_install;
 mod onboard;
 mod serve;
 mod speech;
@@ -74,7 +75,7 @@ enum Command {
     /// Manage API tokens (each belongs to a user).
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
-    /// List known models and verify model files.
+    /// List, pull, add and verify models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
     /// Add documents (files and folders) to a user's knowledge base, with progress.

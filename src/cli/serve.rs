@@ -31,10 +31,19 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     // Uploads a crash or kill interrupted are never resumed: their files are garbage.
     crate::http::spool::remove_leftovers(&settings.uploads_dir());
     let model = crate::models::resolve_model_path(&settings.model.path, data_dir);
-    if let Err(e) = &model {
+    // First start of a box: the default model is downloaded while the server runs.
+    let auto_pull = model.is_err() && settings.model.path.is_empty() && settings.model.auto_pull;
+    if let (Err(e), false) = (&model, auto_pull) {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");
     }
     let models = Registry::start(settings.clone(), model, metrics.clone());
+    let pulls = crate::models::Pulls::default();
+    if auto_pull {
+        let registry = models.clone();
+        crate::models::pull_default(pulls.clone(), data_dir.clone(), move |path| {
+            registry.adopt_default(path);
+        });
+    }
     let index = SearchIndex::open(&settings.index_dir())
         .with_context(|| format!("cannot open the search index in {}", settings.index_dir().display()))?;
     index.follow(store.clone(), std::time::Duration::from_secs(3));
@@ -88,6 +97,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         tls,
         names,
         revocations: Default::default(),
+        pulls,
     };
     actix_web::rt::System::new()
         .block_on(async move {

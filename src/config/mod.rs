@@ -57,6 +57,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_REQUEST_TIMEOUT_SECS", "model.request_timeout_secs", Kind::Int),
     ("HEARTH_IDLE_UNLOAD_SECS", "model.idle_unload_secs", Kind::Int),
     ("HEARTH_EMBEDDING_MODEL", "model.embedding_model", Kind::Str),
+    ("HEARTH_AUTO_PULL", "model.auto_pull", Kind::Bool),
     ("HEARTH_DATA_DIR", "storage.data_dir", Kind::Str),
     ("HEARTH_MAX_UPLOAD_BYTES", "knowledge.max_upload_bytes", Kind::Int),
     ("HEARTH_CHUNK_CHARS", "knowledge.chunk_chars", Kind::Int),
@@ -85,7 +86,8 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
 ];
 
 /// Variables with the `HEARTH_` prefix that are read elsewhere (not settings).
-const OTHER_VARS: &[&str] = &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE"];
+const OTHER_VARS: &[&str] =
+    &["HEARTH_CONFIG", "HEARTH_URL", "HEARTH_TOKEN", "HEARTH_MODEL_CACHE", "HEARTH_FETCHER", "HEARTH_PYTHON"];
 
 /// A configuration error, naming where the bad value came from.
 #[derive(Debug, thiserror::Error)]
@@ -376,5 +378,6 @@ mod tests {
         let loaded = load_from(Some(&path), Path::new(NO_SYSTEM), &[], &[]).unwrap();
         assert_eq!(loaded.settings.storage.data_dir, PathBuf::from("/var/lib/hearth"));
         assert_eq!(loaded.settings.tls.mode, TlsMode::Local, "packaged installs speak HTTPS");
+        assert!(loaded.settings.model.auto_pull, "packaged installs fetch the default model at first start");
     }
 }

@@ -112,6 +112,11 @@ pub struct ModelSettings {
     pub embedding_model: String,
     /// Check the file's sha256 against the manifest when the file is listed there.
     pub verify_sha256: bool,
+    /// When `path` is empty and the default model is not installed, `hearth serve` starts
+    /// anyway and downloads it in the background (progress on `/api/health`), retrying
+    /// while it fails; the model loads once it is verified. Off: it waits for
+    /// `hearth models pull` / `hearth models add` and a restart.
+    pub auto_pull: bool,
 }
 
 impl Default for ModelSettings {
@@ -137,6 +142,7 @@ impl Default for ModelSettings {
             idle_unload_secs: 900,
             embedding_model: String::new(),
             verify_sha256: true,
+            auto_pull: true,
         }
     }
 }

@@ -12,7 +12,7 @@ pub struct VoiceSettings {
     /// Piper voice: a manifest name, or a path to the `.onnx` file (its `.onnx.json` beside
     /// it). Empty: the manifest's default voice.
     pub tts_voice: String,
-    /// ONNX Runtime shared library Piper runs on. Empty: the one `models/fetch.py
+    /// ONNX Runtime shared library Piper runs on. Empty: the one `hearth models pull
     /// onnxruntime` installs (data dir, then the model cache), else the system's.
     pub onnxruntime: String,
     /// The language people speak to the box, ISO 639-1 (`en`, `de`), used when a request

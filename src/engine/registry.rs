@@ -1,7 +1,8 @@
 //! Several models on one box: which are installed, which are loaded, loading on demand
 //! within the memory the machine has, and unloading models nobody used for a while.
 //!
-//! The configured model is loaded at start and stays. Any other installed model (a
+//! The configured model is loaded at start and stays; when it was missing at start (a
+//! first start that downloads it), it is adopted once installed. Any other installed model (a
 //! manifest entry found in the model folders, or a `.gguf` in `<data_dir>/models`)
 //! loads when a request names it. Before loading, its memory (file plus KV cache) is
 //! checked against the available RAM; idle models are unloaded, least recently used
@@ -15,7 +16,7 @@ use crate::telemetry::Metrics;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Names that always mean the configured model.
@@ -44,11 +45,16 @@ pub struct Registry {
 struct Inner {
     settings: Arc<Settings>,
     metrics: Metrics,
-    default_id: String,
-    default_path: Option<PathBuf>,
-    default: Engine,
+    default: RwLock<DefaultModel>,
     others: Mutex<HashMap<String, Loaded>>,
     embedders: Mutex<HashMap<String, (Embedder, Instant)>>,
+}
+
+/// The configured model: its name, its file (`None`: none was found at start) and engine.
+struct DefaultModel {
+    id: String,
+    path: Option<PathBuf>,
+    engine: Engine,
 }
 
 struct Loaded {
@@ -62,13 +68,12 @@ impl Registry {
     pub fn start(settings: Arc<Settings>, model: Result<PathBuf, String>, metrics: Metrics) -> Registry {
         let default_path = model.as_ref().ok().cloned();
         let default_id = default_path.as_deref().map_or_else(|| "default".into(), model_id);
-        let default = Engine::start(&settings, model, metrics.clone());
+        let engine = Engine::start(&settings, model, metrics.clone());
+        let default = RwLock::new(DefaultModel { id: default_id, path: default_path, engine });
         Registry {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
-                default_id,
-                default_path,
                 default,
                 others: Mutex::new(HashMap::new()),
                 embedders: Mutex::new(HashMap::new()),
@@ -76,14 +81,36 @@ impl Registry {
         }
     }
 
-    /// The configured model's engine (ready, loading or failed).
-    /// The configured model's name.
-    pub fn default_id(&self) -> &str {
-        &self.inner.default_id
+    fn default(&self) -> std::sync::RwLockReadGuard<'_, DefaultModel> {
+        self.inner.default.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn default_engine(&self) -> &Engine {
-        &self.inner.default
+    /// The configured model's name.
+    pub fn default_id(&self) -> String {
+        self.default().id.clone()
+    }
+
+    /// The configured model's engine (ready, loading or failed).
+    pub fn default_engine(&self) -> Engine {
+        self.default().engine.clone()
+    }
+
+    /// Whether the configured model had no file at start (and none was adopted since).
+    pub fn default_missing(&self) -> bool {
+        self.default().path.is_none()
+    }
+
+    /// Starts loading `path` as the configured model when there was none at start (the
+    /// default model, downloaded or added since). False when a model is configured already.
+    pub fn adopt_default(&self, path: PathBuf) -> bool {
+        let mut default = self.inner.default.write().unwrap_or_else(|p| p.into_inner());
+        if default.path.is_some() {
+            return false;
+        }
+        tracing::info!(path = %path.display(), "loading the default model, now installed");
+        let engine = Engine::start(&self.inner.settings, Ok(path.clone()), self.inner.metrics.clone());
+        *default = DefaultModel { id: model_id(&path), path: Some(path), engine };
+        true
     }
 
     fn others(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded>> {
@@ -105,7 +132,8 @@ impl Registry {
             let is_loaded = default || loaded.contains(&id);
             found.push(Installed { id, path, bytes, role, default, loaded: is_loaded });
         };
-        if let Some(path) = &self.inner.default_path {
+        let default_path = self.default().path.clone();
+        if let Some(path) = &default_path {
             add(path.clone(), true);
         }
         for dir in search_dirs(&self.inner.settings.storage.data_dir) {
@@ -125,7 +153,7 @@ impl Registry {
                 add(path, false);
             }
         }
-        found[usize::from(self.inner.default_path.is_some())..].sort_by(|a, b| a.id.cmp(&b.id));
+        found[usize::from(default_path.is_some())..].sort_by(|a, b| a.id.cmp(&b.id));
         found
     }
 
@@ -133,10 +161,8 @@ impl Registry {
     /// if needed. Returns once the model is ready.
     pub async fn engine(&self, name: Option<&str>) -> Result<Engine, EngineError> {
         let name = match name {
-            None => return Ok(self.inner.default.clone()),
-            Some(n) if ALIASES.contains(&n) || n == self.inner.default_id => {
-                return Ok(self.inner.default.clone())
-            }
+            None => return Ok(self.default_engine()),
+            Some(n) if ALIASES.contains(&n) || n == self.default().id => return Ok(self.default_engine()),
             Some(n) => n,
         };
         let engine = match self.others().get_mut(name) {
@@ -259,7 +285,7 @@ impl Registry {
     /// [`Engine::forget_cached`]).
     pub async fn forget_cached(&self) {
         let others: Vec<Engine> = self.others().values().map(|l| l.engine.clone()).collect();
-        for engine in std::iter::once(&self.inner.default).chain(&others) {
+        for engine in std::iter::once(self.default_engine()).chain(others) {
             engine.forget_cached().await;
         }
     }
@@ -269,7 +295,7 @@ impl Registry {
     pub fn stop(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let others: Vec<Engine> = self.others().values().map(|l| l.engine.clone()).collect();
-        for engine in std::iter::once(&self.inner.default).chain(&others) {
+        for engine in std::iter::once(self.default_engine()).chain(others) {
             if !engine.stop(deadline) {
                 tracing::warn!("a model did not stop in time; its idle conversations were not all saved");
             }
@@ -278,7 +304,10 @@ impl Registry {
 
     /// The state of every loaded model, the configured one first.
     pub fn states(&self) -> Vec<(String, ModelState)> {
-        let mut states = vec![(self.inner.default_id.clone(), self.inner.default.state())];
+        let mut states = {
+            let default = self.default();
+            vec![(default.id.clone(), default.engine.state())]
+        };
         let mut others: Vec<(String, ModelState)> =
             self.others().iter().map(|(n, l)| (n.clone(), l.engine.state())).collect();
         others.extend(self.embedders().iter().map(|(n, (e, _))| (format!("{n} (embeddings)"), e.state())));

@@ -171,7 +171,7 @@ pub enum EngineError {
     InsufficientMemory { needed: u64, available: u64 },
     #[error(
         "no embedding model is configured: set model.embedding_model (e.g. all-minilm-l6-v2, \
-         fetched with `python3 models/fetch.py all-minilm-l6-v2`) or name one in the request"
+         fetched with `hearth models pull all-minilm-l6-v2`) or name one in the request"
     )]
     NoEmbeddingModel,
     #[error("inference failed: {0}")]

@@ -3,6 +3,7 @@
 
 use super::{AppState, Caller};
 use crate::engine::ModelState;
+use crate::models::{manifest, PullState};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
@@ -14,7 +15,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         Some(index) => json!({ "ready": true, "items": index.num_docs() }),
         None => json!({ "ready": false }),
     };
-    let model = match state.models.default_engine().state() {
+    let mut model = match state.models.default_engine().state() {
         ModelState::Loading { .. } => json!({ "ready": false, "state": "loading" }),
         ModelState::Failed { error, .. } => {
             json!({ "ready": false, "state": "failed", "error": error })
@@ -27,6 +28,19 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "threads": info.threads,
         }),
     };
+    // No model at start: its download (first start, or from the admin page) is what to show.
+    let pulling =
+        state.models.default_missing().then(|| state.pulls.status(&manifest().default_model().name));
+    match pulling.flatten() {
+        Some(pull) if pull.state == PullState::Pulling => {
+            model = json!({
+                "ready": false, "state": "pulling", "id": pull.model, "phase": pull.phase,
+                "done": pull.done, "total": pull.total,
+            });
+        }
+        Some(pull) => model["pull"] = json!(pull),
+        None => {}
+    }
     let ready = database_ready && model["ready"] == true;
     HttpResponse::Ok().json(json!({
         "status": if ready { "ok" } else { "degraded" },

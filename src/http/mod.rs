@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod admin_models;
 mod audio;
 mod auth;
 mod chat;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub names: SharedNames,
     /// Revoked credentials, for the connections that outlive their request.
     pub revocations: crate::auth::revocation::Revocations,
+    /// Model downloads started from the admin page or at first start.
+    pub pulls: crate::models::Pulls,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -124,6 +127,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
         .service(resource("/api/system").route(web::get().to(admin::system)))
+        .service(resource("/api/admin/models").route(web::get().to(admin_models::list)))
+        .service(resource("/api/admin/models/pull").route(web::post().to(admin_models::pull)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))

@@ -16,6 +16,8 @@ mod import;
 mod knowledge;
 mod knowledge_limits;
 mod models;
+mod models_add;
+mod models_pull;
 mod openai;
 mod persistence;
 mod tls;

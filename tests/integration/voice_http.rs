@@ -242,7 +242,7 @@ fn voice_doctor_says_what_is_missing_and_how_to_fix_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("MISSING speech to text"), "{out}");
     assert!(
-        out.contains("MISSING text to speech") && out.contains("fix: python3 models/fetch.py piper-joe"),
+        out.contains("MISSING text to speech") && out.contains("fix: hearth models pull piper-joe"),
         "{out}"
     );
     assert!(out.contains("FAILED  onnx runtime") && out.contains("not a shared library"), "{out}");

@@ -54,7 +54,7 @@ macro_rules! bail {
 mod checks;
 mod reader;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Alignment of the tensor data section when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;

