@@ -10,7 +10,8 @@
 # 2. the package's files, user, data dir and config are checked; the root boots with
 #    systemd-nspawn --boot and systemd starts the packaged unit, hardening and all (a
 #    drop-in only moves it to loopback ports of its own and names the SmolLM2 test model);
-# 3. /api/health answers over HTTPS (checked against the box's own CA) and a chat is answered;
+# 3. /api/health answers over HTTPS (checked against the box's own CA), a chat is answered, and
+#    the service downloads a model itself (fetch.py and pip under the unit's hardening);
 # 4. an upgrade to a newer-versioned build, installed while the service runs, restarts it and
 #    keeps the conversation, the config and the CA;
 # 5. purge stops it and removes the user, the config and /var/lib/hearth.
@@ -103,9 +104,12 @@ step "boot the root with systemd-nspawn; systemd starts hearth.service"
 systemd-nspawn -D "$root" --boot --register=no --keep-unit --console=passive -q >"$work/boot.log" 2>&1 &
 booted=$!
 leader=""
-for _ in $(seq 1 100); do
+# The container's PID 1 is the child of systemd-nspawn that runs systemd (nspawn's own
+# short-lived helper child comes first).
+for _ in $(seq 1 200); do
   leader=$(ps -o pid= --ppid "$booted" | head -n 1 | tr -d ' ' || true)
-  [ -n "$leader" ] && break
+  [ -n "$leader" ] && [ "$(ps -o comm= -p "$leader" 2>/dev/null)" = systemd ] && break
+  leader=""
   sleep 0.1
 done
 [ -n "$leader" ] || { cat "$work/boot.log"; fail "systemd-nspawn did not boot"; }
@@ -132,12 +136,38 @@ api() {  # api METHOD PATH [JSON]
 health=$(curl -fsS --cacert "$root/var/lib/hearth/tls/ca.crt" "https://localhost:$port/api/health")
 echo "$health" | grep -q '"mode":"local"' || fail "health over HTTPS: $health"
 as_hearth() { in_box runuser -u hearth -- "$@"; }
-as_hearth hearth users add alice --config /etc/hearth/hearth.toml >/dev/null
+as_hearth hearth users add alice --admin --config /etc/hearth/hearth.toml >/dev/null
 token=$(as_hearth hearth tokens create --user alice --config /etc/hearth/hearth.toml | tail -n 1)
 reply=$(api POST /api/chat '{"message":"Say hello in three words."}')
 conversation=$(echo "$reply" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["reply"].strip(), r; print(r["conversation_id"])')
 ca_before=$(sha256sum <"$root/var/lib/hearth/tls/ca.crt")
 echo "chat answered in conversation $conversation" >&2
+
+step "the service downloads a model itself: fetch.py and pip under the unit's sandbox"
+# The package Recommends python3 and python3-pip (installed here without their own
+# Recommends, as the README advises); the box trusts what this host trusts (a proxy's CA)
+# and takes this host's pip settings (index, certificate bundle).
+mkdir -p "$root/usr/local/share/ca-certificates"
+for crt in /usr/local/share/ca-certificates/*.crt; do [ ! -f "$crt" ] || cp "$crt" "$root/usr/local/share/ca-certificates/"; done
+[ ! -f /etc/pip.conf ] || cp /etc/pip.conf "$root/etc/pip.conf"
+DEBIAN_FRONTEND=noninteractive in_box apt-get install -y -qq --no-install-recommends python3 python3-pip ca-certificates \
+  >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "installing python3-pip"; }
+in_box update-ca-certificates >>"$work/install.log" 2>&1 || { cat "$work/install.log"; fail "update-ca-certificates"; }
+api POST /api/admin/models/pull '{"name":"onnxruntime"}' >/dev/null
+pulled=""
+for _ in $(seq 1 300); do
+  pulled=$(api GET /api/admin/models | python3 -c '
+import json, sys
+m = [m for m in json.load(sys.stdin)["models"] if m["name"] == "onnxruntime"][0]
+p = m.get("pull") or {}
+print("installed" if m["installed"] else "failed: " + str(p.get("error")) if p.get("state") == "failed" else "")')
+  [ -n "$pulled" ] && break
+  sleep 1
+done
+[ "$pulled" = installed ] || { in_box journalctl -u hearth --no-pager | tail -20 >&2; fail "the service's own pull: ${pulled:-timed out}"; }
+owner=$(in_box stat -c %U /var/lib/hearth/models/libonnxruntime.so.1.31.1) || fail "no pulled file"
+[ "$owner" = hearth ] || fail "the pulled file belongs to $owner"
+echo "the service pulled onnxruntime into /var/lib/hearth/models" >&2
 
 step "upgrade to a newer build while the service runs keeps data, config and CA"
 echo "# an admin's edit" >>"$root/etc/hearth/hearth.toml"

@@ -9,9 +9,10 @@ inherit core-image
 # ssh-server-dropbear instead; the two cannot be combined.
 IMAGE_FEATURES += "ssh-server-openssh"
 
-# hearth-fetch downloads the default model on the first boot with network. For an image
-# that carries its model, build it with HEARTH_IMAGE_MODEL = "hearth-model" (see
-# recipes-hearth/hearth-model) and HEARTH_IMAGE_FETCH = "".
+# hearth-fetch lets hearth download the default model itself once the box has network (at
+# first start, then `hearth models pull`). For an image that carries its model, build it
+# with HEARTH_IMAGE_MODEL = "hearth-model" (see recipes-hearth/hearth-model) and
+# HEARTH_IMAGE_FETCH = "".
 HEARTH_IMAGE_FETCH ??= "hearth-fetch"
 HEARTH_IMAGE_MODEL ??= ""
 IMAGE_INSTALL:append = " hearth ${HEARTH_IMAGE_FETCH} ${HEARTH_IMAGE_MODEL}"

