@@ -24,9 +24,12 @@ pub struct HealthArgs {
 pub fn run(args: HealthArgs, settings: &Settings) -> ExitCode {
     let url = args.url.unwrap_or_else(|| default_url(settings));
     let agent = crate::tls::client::agent_with_timeout(settings, Duration::from_secs(args.timeout));
-    let body: serde_json::Value = match agent.get(&url).call().map_err(Box::new).and_then(|r| {
-        r.into_json().map_err(|e| Box::new(ureq::Error::from(e)))
-    }) {
+    let body: serde_json::Value = match agent
+        .get(&url)
+        .call()
+        .map_err(Box::new)
+        .and_then(|r| r.into_json().map_err(|e| Box::new(ureq::Error::from(e))))
+    {
         Ok(body) => body,
         Err(e) => {
             eprintln!("unhealthy: {url}: {e}");

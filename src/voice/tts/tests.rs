@@ -136,9 +136,10 @@ fn a_missing_or_bogus_runtime_fails_with_a_reason_not_a_hang() {
     std::fs::write(&text_file, b"bogus").unwrap();
     // This machine's own espeak-ng (a foreign architecture's, e.g. arm64 for a cross build,
     // fails earlier, with "wrong ELF class").
-    let not_ort = Some(std::path::Path::new("/usr/lib").join(format!("{}-linux-gnu", std::env::consts::ARCH)))
-        .map(|d| d.join("libespeak-ng.so.1"))
-        .filter(|p| p.is_file());
+    let not_ort =
+        Some(std::path::Path::new("/usr/lib").join(format!("{}-linux-gnu", std::env::consts::ARCH)))
+            .map(|d| d.join("libespeak-ng.so.1"))
+            .filter(|p| p.is_file());
     let mut cases = vec![
         (dir.path().join("nope.so"), "No such file"),
         (text_file, "no ELF header"),
