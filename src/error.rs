@@ -42,6 +42,8 @@ error_codes! {
     InvalidJson           => BAD_REQUEST,            "invalid_json",            "invalid_request_error";
     InvalidRequest        => BAD_REQUEST,            "invalid_request",         "invalid_request_error";
     ContextLengthExceeded => BAD_REQUEST,            "context_length_exceeded", "invalid_request_error";
+    UnsupportedParameter  => BAD_REQUEST,            "unsupported_parameter",   "invalid_request_error";
+    ToolsUnsupported      => BAD_REQUEST,            "tools_unsupported",       "invalid_request_error";
     Unauthorized          => UNAUTHORIZED,           "unauthorized",            "authentication_error";
     Forbidden             => FORBIDDEN,              "forbidden",               "permission_error";
     InvalidCredentials    => UNAUTHORIZED,           "invalid_credentials",     "authentication_error";
@@ -154,6 +156,7 @@ impl From<crate::engine::EngineError> for ApiError {
             E::Overloaded(_) => ErrorCode::Overloaded,
             E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
             E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            E::ToolsUnsupported(_) => ErrorCode::ToolsUnsupported,
             E::Timeout(_) => ErrorCode::Timeout,
             E::ModelNotFound(_) => ErrorCode::ModelNotFound,
             E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,

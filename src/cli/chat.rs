@@ -182,6 +182,7 @@ impl Local {
                 max_tokens: m.max_tokens,
                 stop: Vec::new(),
                 stream: true,
+                constraint: Default::default(),
             },
         })
     }

@@ -89,6 +89,7 @@ pub(crate) fn params(
         max_tokens: max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
         stop,
         stream: true,
+        constraint: Default::default(),
     })
 }
 

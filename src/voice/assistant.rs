@@ -45,6 +45,7 @@ impl Assistant {
             max_tokens: m.max_tokens.min(256),
             stop: Vec::new(),
             stream: false, // spoken whole
+            constraint: Default::default(),
         };
         let mut events = engine.submit(Owner::SATELLITES, Prompt::Chat(messages), params).map_err(failure)?;
         let mut reply = String::new();
