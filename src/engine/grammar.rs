@@ -11,12 +11,12 @@ use super::tools::{Constraint, ToolChoice, ToolFormat, ToolUse};
 use super::EngineError;
 use serde_json::{json, Value};
 
-/// A GBNF grammar whose start rule is `root`, and the text that switches it on (`None`:
-/// it holds from the first token).
+/// A GBNF grammar whose start rule is `root`, and the patterns whose match switches it on
+/// (none: it holds from the first token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grammar {
     pub gbnf: String,
-    pub trigger: Option<&'static str>,
+    pub triggers: Vec<String>,
 }
 
 /// The grammar a constraint needs, if any. `format` is the model's tool-call format.
@@ -26,20 +26,23 @@ pub fn for_constraint(
 ) -> Result<Option<Grammar>, EngineError> {
     match constraint {
         Constraint::None => Ok(None),
-        Constraint::Tools(tools) if !tools.offered() => Ok(None),
+        Constraint::Tools(tools) if !tools.callable() => Ok(None),
         Constraint::Tools(tools) => {
             let format = format.ok_or_else(|| EngineError::ToolsUnsupported(String::new()))?;
             tool_calls(format, tools).map(Some)
         }
         Constraint::JsonObject => {
-            Ok(Some(Grammar { gbnf: from_schema(&json!({ "type": "object" }))?, trigger: None }))
+            Ok(Some(Grammar { gbnf: from_schema(&json!({ "type": "object" }))?, triggers: Vec::new() }))
         }
-        Constraint::JsonSchema(schema) => Ok(Some(Grammar { gbnf: from_schema(schema)?, trigger: None })),
+        Constraint::JsonSchema(schema) => {
+            Ok(Some(Grammar { gbnf: from_schema(schema)?, triggers: Vec::new() }))
+        }
     }
 }
 
 /// Calls of the offered tools (or of the one named) in `format`: one, or with `parallel`
-/// one or more. Lazy (from the opener on) when the model may also answer in text.
+/// one or more; or one bare call (see `CallReader`). Lazy (from the opener, or a bare
+/// call's `{"name": "<tool>"`, on) when the model may also answer in text.
 fn tool_calls(format: ToolFormat, tools: &ToolUse) -> Result<Grammar, EngineError> {
     let chosen: Vec<_> = match &tools.choice {
         ToolChoice::Function(name) => tools.tools.iter().filter(|t| &t.name == name).collect(),
@@ -62,16 +65,19 @@ fn tool_calls(format: ToolFormat, tools: &ToolUse) -> Result<Grammar, EngineErro
     let body = rename_rule(&from_schema(&schema)?, "root", "hearth-call");
     let (opener, closer) = (gbnf_literal(format.opener()), gbnf_literal(format.closer()));
     let root = if tools.parallel {
-        "root ::= hearth-block (hearth-gap hearth-block)*"
+        "root ::= hearth-block (hearth-gap hearth-block)* | hearth-call"
     } else {
-        "root ::= hearth-block"
+        "root ::= hearth-block | hearth-call"
     };
     let gbnf = format!(
         "{root}\nhearth-block ::= {opener} hearth-gap hearth-call hearth-gap {closer}\n\
          hearth-gap ::= [ \\t\\n]{{0,3}}\n{body}"
     );
-    let trigger = (tools.choice == ToolChoice::Auto).then(|| format.opener());
-    Ok(Grammar { gbnf, trigger })
+    let triggers = match tools.choice {
+        ToolChoice::Auto => format.triggers(&chosen.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()),
+        _ => Vec::new(),
+    };
+    Ok(Grammar { gbnf, triggers })
 }
 
 /// llama.cpp's grammar for a JSON schema.
@@ -203,8 +209,13 @@ mod tests {
     #[test]
     fn tool_call_grammars_wrap_each_function_in_the_format_tags() {
         let auto = grammar(ToolChoice::Auto, true);
-        assert_eq!(auto.trigger, Some("<tool_call>"));
-        assert!(auto.gbnf.starts_with("root ::= hearth-block (hearth-gap hearth-block)*\n"), "{}", auto.gbnf);
+        assert_eq!(auto.triggers[0], "<tool_call>");
+        assert!(auto.triggers[1].contains("(?:get_weather|set_timer)"), "{:?}", auto.triggers);
+        assert!(
+            auto.gbnf.starts_with("root ::= hearth-block (hearth-gap hearth-block)* | hearth-call\n"),
+            "{}",
+            auto.gbnf
+        );
         assert!(auto
             .gbnf
             .contains("hearth-block ::= \"<tool_call>\" hearth-gap hearth-call hearth-gap \"</tool_call>\""));
@@ -213,11 +224,11 @@ mod tests {
         assert_eq!(auto.gbnf.matches("root ::=").count(), 1, "{}", auto.gbnf);
 
         let required = grammar(ToolChoice::Required, false);
-        assert_eq!(required.trigger, None);
-        assert!(required.gbnf.starts_with("root ::= hearth-block\n"));
+        assert!(required.triggers.is_empty());
+        assert!(required.gbnf.starts_with("root ::= hearth-block | hearth-call\n"));
 
         let named = grammar(ToolChoice::Function("set_timer".into()), true);
-        assert_eq!(named.trigger, None);
+        assert!(named.triggers.is_empty());
         assert!(named.gbnf.contains("set_timer") && !named.gbnf.contains("get_weather"), "{}", named.gbnf);
 
         let tools =
@@ -239,7 +250,7 @@ mod tests {
     #[test]
     fn json_grammars_come_from_the_schema() {
         let object = for_constraint(&Constraint::JsonObject, None).unwrap().unwrap();
-        assert_eq!(object.trigger, None);
+        assert!(object.triggers.is_empty());
         assert!(object.gbnf.contains("root ::= "), "{}", object.gbnf);
         let schema =
             json!({"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]});

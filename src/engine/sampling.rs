@@ -54,9 +54,9 @@ impl Sampler {
         let grammar = match grammar {
             None => None,
             Some(g) => {
-                let built = match g.trigger {
-                    None => LlamaSampler::grammar(model, &g.gbnf, "root"),
-                    Some(trigger) => LlamaSampler::grammar_lazy(model, &g.gbnf, "root", [trigger], &[]),
+                let built = match g.triggers.is_empty() {
+                    true => LlamaSampler::grammar(model, &g.gbnf, "root"),
+                    false => LlamaSampler::grammar_lazy_patterns(model, &g.gbnf, "root", &g.triggers, &[]),
                 };
                 Some(built.map_err(|e| {
                     tracing::warn!(error = %e, grammar = %g.gbnf, "llama.cpp refused a grammar");
@@ -73,12 +73,25 @@ impl Sampler {
     /// against it; only when the grammar refuses it is the whole vocabulary filtered (as
     /// llama.cpp's own samplers do): a grammar check of 150k candidates per token costs
     /// milliseconds, one token's check microseconds.
-    pub fn sample(&mut self, ctx: &LlamaContext<'_>, at: i32) -> Result<LlamaToken, EngineError> {
+    ///
+    /// `refuses` (used without a grammar) turns tokens down: the most likely token it allows
+    /// is taken, or a sample among those it allows.
+    pub fn sample(
+        &mut self,
+        ctx: &LlamaContext<'_>,
+        at: i32,
+        refuses: Option<&dyn Fn(LlamaToken) -> bool>,
+    ) -> Result<LlamaToken, EngineError> {
         let first = match &mut self.chain {
             Some(chain) => chain.sample(ctx, at),
             None => greedy(ctx.get_logits_ith(at)),
         };
-        let Some(grammar) = &mut self.grammar else { return Ok(first) };
+        let Some(grammar) = &mut self.grammar else {
+            return Ok(match refuses {
+                Some(refuses) if refuses(first) => self.allowed(ctx, at, first, refuses),
+                _ => first,
+            });
+        };
         let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(first, 1.0, 0.0)], false);
         grammar.apply(&mut single);
         let token = if single.data[0].logit().is_finite() {
@@ -107,6 +120,45 @@ impl Sampler {
             .try_accept(token)
             .map_err(|e| EngineError::Failed(format!("the model's output left its required format ({e})")))?;
         Ok(token)
+    }
+}
+
+impl Sampler {
+    /// A token `refuses` allows, when it refused `first`: greedy takes the most likely of the
+    /// rest, a sampler samples again without the refused ones (a few tries, then the most
+    /// likely allowed token). `first` if every candidate looked at is refused.
+    fn allowed(
+        &mut self,
+        ctx: &LlamaContext<'_>,
+        at: i32,
+        first: LlamaToken,
+        refuses: &dyn Fn(LlamaToken) -> bool,
+    ) -> LlamaToken {
+        // Candidates by id: data[i] is token i.
+        let mut all = ctx.token_data_array_ith(at);
+        if let Some(chain) = &mut self.chain {
+            let mut refused = first;
+            for _ in 0..8 {
+                all.data[refused.0 as usize].set_logit(f32::NEG_INFINITY);
+                let mut tries = all.clone();
+                chain.apply(&mut tries);
+                match tries.selected_token() {
+                    Some(token) if !refuses(token) => return token,
+                    Some(token) => refused = token,
+                    None => break,
+                }
+            }
+        }
+        let mut ranked: Vec<(f32, i32)> =
+            all.data.iter().filter(|d| d.logit().is_finite()).map(|d| (d.logit(), d.id().0)).collect();
+        let top = ranked.len().min(256);
+        if top == 0 {
+            return first;
+        }
+        ranked.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0));
+        ranked.truncate(top);
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.into_iter().map(|(_, id)| LlamaToken(id)).find(|&t| !refuses(t)).unwrap_or(first)
     }
 }
 

@@ -15,7 +15,7 @@ use super::sampling::Sampler;
 use super::slots::{fit_history, Placement, Slots};
 use super::spill::Spill;
 use super::template::ChatTemplate;
-use super::tools::{CallReader, Constraint, ToolCall, ToolFormat, ToolSpec};
+use super::tools::{CallGuard, CallReader, Constraint, ToolCall, ToolFormat, ToolSpec};
 use super::{
     ChatMessage, EngineError, Event, FinishReason, Finished, Job, Owner, Prompt, StopMatcher, Timings, Usage,
     Utf8Stream, Work,
@@ -70,8 +70,10 @@ struct Active {
     sampler: Sampler,
     utf8: Utf8Stream,
     stops: StopMatcher,
-    /// Reads tool calls out of the text when the request offered tools.
+    /// Reads tool calls out of the text when the model may call tools.
     calls: Option<CallReader>,
+    /// Keeps the reply from being a call when the chat involves tools but offers none.
+    guard: Option<CallGuard>,
     tool_calls: Vec<ToolCall>,
     /// Text not sent yet: a reply that is not streamed is sent whole at the end.
     held: String,
@@ -224,6 +226,7 @@ impl<'m> Scheduler<'m> {
         self.tool_format()?;
         let jinja = self.jinja.expect("tool_format checked it");
         let text = jinja.render(messages, tools, true)?;
+        tracing::trace!(prompt = %text, "rendered with the model's chat template");
         // llama.cpp adds the BOS token itself where the model wants one.
         let bos = self.model.vocab().token_to_piece(self.model.vocab().bos(), true, None);
         let text = match text.as_bytes().strip_prefix(bos.as_slice()) {
@@ -250,7 +253,7 @@ impl<'m> Scheduler<'m> {
     fn start(&mut self, job: Job) -> Result<Active, Box<(Job, EngineError)>> {
         let context = self.limits.context_size;
         let reserve = (job.params.max_tokens as usize).min(context / 4).max(1);
-        let tools = job.params.constraint.offered_tools().map(|t| t.tools.as_slice());
+        let tools = job.params.constraint.callable_tools().map(|t| t.tools.as_slice());
         let fitted = match &job.prompt {
             Prompt::Chat(messages) => fit_history(messages.clone(), context, reserve, |m| {
                 Ok(self.render(m, tools)?.into_iter().map(|t| t.0).collect())
@@ -278,7 +281,7 @@ impl<'m> Scheduler<'m> {
             Ok(f) => f,
             Err(e) => return Err(Box::new((job, e))),
         };
-        let (sampler, calls) = match self.output(&job) {
+        let (sampler, calls, guard) = match self.output(&job) {
             Ok(output) => output,
             Err(e) => return Err(Box::new((job, e))),
         };
@@ -332,6 +335,7 @@ impl<'m> Scheduler<'m> {
             utf8: Utf8Stream::default(),
             stops: StopMatcher::new(job.params.stop.clone()),
             calls,
+            guard,
             tool_calls: Vec::new(),
             held: String::new(),
             prefill_started: Instant::now(),
@@ -341,17 +345,29 @@ impl<'m> Scheduler<'m> {
         })
     }
 
-    /// How the job's tokens are chosen (held to a grammar when its reply has a format), and
-    /// the reader of its tool calls when it offered tools.
-    fn output(&self, job: &Job) -> Result<(Sampler, Option<CallReader>), EngineError> {
+    /// How the job's tokens are chosen (held to a grammar when its reply has a format), the
+    /// reader of its tool calls when it may call tools, and the guard that keeps it from
+    /// writing a call when its chat involves tools but it may call none.
+    #[allow(clippy::type_complexity)]
+    fn output(&self, job: &Job) -> Result<(Sampler, Option<CallReader>, Option<CallGuard>), EngineError> {
         let constraint = &job.params.constraint;
-        let format = match constraint {
-            Constraint::Tools(tools) if tools.offered() => Some(self.tool_format()?),
-            _ => None,
+        let (format, reader) = match constraint.callable_tools() {
+            Some(tools) => {
+                let format = self.tool_format()?;
+                let names = tools.tools.iter().map(|t| t.name.clone()).collect();
+                (Some(format), Some(CallReader::new(format, names)))
+            }
+            None => (None, None),
         };
         let grammar = grammar::for_constraint(constraint, format)?;
+        let involves_tools = matches!(constraint, Constraint::Tools(_))
+            || matches!(&job.prompt, Prompt::Chat(m) if m.iter().any(ChatMessage::needs_template));
+        let guard = match (reader.is_none() && grammar.is_none() && involves_tools, self.tool_format()) {
+            (true, Ok(format)) => Some(CallGuard::new(format)),
+            _ => None,
+        };
         let sampler = Sampler::new(self.model, &job.params, grammar.as_ref())?;
-        Ok((sampler, format.map(CallReader::new)))
+        Ok((sampler, reader, guard))
     }
 
     /// Makes a slot's sequence hold exactly the prefix the placement starts from: its own
@@ -658,17 +674,27 @@ fn sample(
         metrics.prompt_tokens_evaluated.inc_by((a.prompt.len() - a.reused) as u64);
         metrics.time_to_first_token.observe(a.job.queued_at.elapsed().as_secs_f64());
     }
-    let token = match a.sampler.sample(ctx, at) {
+    let vocab = model.vocab();
+    let sampled = match &a.guard {
+        Some(guard) => {
+            let refuses = |t| guard.refuses(&String::from_utf8_lossy(&vocab.token_to_piece(t, false, None)));
+            a.sampler.sample(ctx, at, Some(&refuses))
+        }
+        None => a.sampler.sample(ctx, at, None),
+    };
+    let token = match sampled {
         Ok(token) => token,
         Err(e) => return Some(Outcome::Failed(e)),
     };
-    let vocab = model.vocab();
     if vocab.is_eog(token) {
         return Some(Outcome::Finished(FinishReason::Stop));
     }
     a.generated += 1;
     metrics.tokens_generated.inc();
     let piece = a.utf8.push(&vocab.token_to_piece(token, false, None));
+    if let Some(guard) = &mut a.guard {
+        guard.push(&piece);
+    }
     let (mut text, stopped) = a.stops.push(&piece);
     if let Some(reader) = &mut a.calls {
         let read = reader.push(&text);

@@ -63,7 +63,8 @@ pub enum ToolChoice {
     /// The model decides: plain text, or calls once it writes the format's opener.
     #[default]
     Auto,
-    /// No call: the tools are not shown to the model.
+    /// No call: the tools are left out of the prompt and the model is kept from writing a
+    /// call as text (see [`CallGuard`]).
     None,
     /// At least one call, from the first token on.
     Required,
@@ -81,8 +82,8 @@ pub struct ToolUse {
 }
 
 impl ToolUse {
-    /// Whether the model is shown the tools and its calls are read.
-    pub fn offered(&self) -> bool {
+    /// Whether the model may call the tools (and its calls are read).
+    pub fn callable(&self) -> bool {
         self.choice != ToolChoice::None && !self.tools.is_empty()
     }
 }
@@ -93,7 +94,7 @@ pub enum Constraint {
     /// Free text.
     #[default]
     None,
-    /// Text or calls of the offered tools, per [`ToolChoice`].
+    /// Tools shown to the model; text or calls of them, per [`ToolChoice`].
     Tools(ToolUse),
     /// One JSON object, any keys.
     JsonObject,
@@ -102,10 +103,10 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    /// The tools the model is shown, if any.
-    pub fn offered_tools(&self) -> Option<&ToolUse> {
+    /// The tools the model is shown and may call, if any.
+    pub fn callable_tools(&self) -> Option<&ToolUse> {
         match self {
-            Constraint::Tools(tools) if tools.offered() => Some(tools),
+            Constraint::Tools(tools) if tools.callable() => Some(tools),
             _ => None,
         }
     }
@@ -175,18 +176,50 @@ impl ToolFormat {
             ToolFormat::Hermes => "</tool_call>",
         }
     }
+
+    /// Regular expressions (ECMAScript, as llama.cpp's lazy grammars read them) that switch
+    /// the grammar on for calls of `names`: the opener anywhere, or a bare call at the start
+    /// of the reply (see [`CallReader`]). The grammar reads from the first group on.
+    pub fn triggers(self, names: &[&str]) -> Vec<String> {
+        let names: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
+        match self {
+            ToolFormat::Hermes => vec![
+                regex_escape(self.opener()),
+                r#"^\s*(?:```(?:json|xml)?\s*)?\{?\s*(\{\s*"name"\s*:\s*"(?:NAMES)")[\s\S]*$"#
+                    .replace("NAMES", &names.join("|")),
+            ],
+        }
+    }
 }
 
 /// Reads calls out of generated text as it streams: text before a call is content, sent
 /// on at once except for what might begin the opener (and trailing whitespace, which a
 /// call would make superfluous); each call is returned when its block closes.
+///
+/// Small models do not always write the opener: Qwen2.5-Coder-1.5B answers with
+/// ```` ```json {"name": ..., "arguments": ...} ``` ```` or a bare object. A reply that
+/// *starts* that way (code fence and a doubled brace allowed, as llama-server allows them)
+/// is read as one call too, when it names an offered tool; the grammar's second trigger
+/// ([`ToolFormat::triggers`]) holds it to the schema from `{"name": "<tool>"` on.
 #[derive(Debug)]
 pub struct CallReader {
     format: ToolFormat,
+    names: Vec<String>,
     /// Text not yet released: content held back, or the body of an open call.
     pending: String,
-    in_call: bool,
+    mode: Mode,
     calls: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing but whitespace yet, or the beginning of a bare call.
+    Start,
+    Text,
+    /// Inside an opener ... closer block.
+    Block,
+    /// The reply is a bare call, read at the end.
+    Bare,
 }
 
 /// What [`CallReader`] has decided so far.
@@ -197,8 +230,9 @@ pub struct Read {
 }
 
 impl CallReader {
-    pub fn new(format: ToolFormat) -> Self {
-        CallReader { format, pending: String::new(), in_call: false, calls: 0 }
+    /// A reader for `format` that accepts calls of the functions `names`.
+    pub fn new(format: ToolFormat, names: Vec<String>) -> Self {
+        CallReader { format, names, pending: String::new(), mode: Mode::Start, calls: 0 }
     }
 
     /// Adds generated text.
@@ -206,38 +240,45 @@ impl CallReader {
         self.pending.push_str(text);
         let mut read = Read::default();
         loop {
-            if self.in_call {
-                let Some(end) = self.pending.find(self.format.closer()) else { break };
-                let body: String = self.pending[..end].to_string();
-                self.pending.drain(..end + self.format.closer().len());
-                self.in_call = false;
-                match parse_call(&body) {
-                    Some(call) => {
-                        self.calls += 1;
-                        read.calls.push(call);
+            match self.mode {
+                Mode::Start => match bare_start(&self.pending) {
+                    None => break,
+                    Some(true) => self.mode = Mode::Bare,
+                    Some(false) => self.mode = Mode::Text,
+                },
+                Mode::Bare => break,
+                Mode::Block => {
+                    let Some(end) = self.pending.find(self.format.closer()) else { break };
+                    let body: String = self.pending[..end].to_string();
+                    self.pending.drain(..end + self.format.closer().len());
+                    self.mode = Mode::Text;
+                    match self.parse_call(&body) {
+                        Some(call) => {
+                            self.calls += 1;
+                            read.calls.push(call);
+                        }
+                        // Not a call after all: the client sees what the model wrote.
+                        None => read.content.push_str(&self.block(&body, true)),
                     }
-                    // Not a call after all: the client sees what the model wrote.
-                    None => read.content.push_str(&self.block(&body, true)),
                 }
-                continue;
-            }
-            match self.pending.find(self.format.opener()) {
-                Some(at) => {
-                    let before = &self.pending[..at];
-                    // Whitespace between content and a call, or between calls, is layout.
-                    if !before.trim().is_empty() {
-                        read.content.push_str(before.trim_end());
+                Mode::Text => match self.pending.find(self.format.opener()) {
+                    Some(at) => {
+                        let before = &self.pending[..at];
+                        // Whitespace between content and a call, or between calls, is layout.
+                        if !before.trim().is_empty() {
+                            read.content.push_str(before.trim_end());
+                        }
+                        self.pending.drain(..at + self.format.opener().len());
+                        self.mode = Mode::Block;
                     }
-                    self.pending.drain(..at + self.format.opener().len());
-                    self.in_call = true;
-                }
-                None => {
-                    let hold = self.held_back();
-                    let cut = self.pending.len() - hold;
-                    read.content.push_str(&self.pending[..cut]);
-                    self.pending.drain(..cut);
-                    break;
-                }
+                    None => {
+                        let hold = self.held_back();
+                        let cut = self.pending.len() - hold;
+                        read.content.push_str(&self.pending[..cut]);
+                        self.pending.drain(..cut);
+                        break;
+                    }
+                },
             }
         }
         read
@@ -248,18 +289,21 @@ impl CallReader {
     pub fn finish(&mut self) -> Read {
         let rest = std::mem::take(&mut self.pending);
         let mut read = Read::default();
-        if self.in_call {
-            self.in_call = false;
-            match parse_call(&rest) {
-                Some(call) => {
-                    self.calls += 1;
-                    read.calls.push(call);
-                }
-                None => read.content = self.block(&rest, false),
+        let call = match self.mode {
+            Mode::Block => self.parse_call(&rest),
+            Mode::Bare => self.parse_bare(&rest),
+            Mode::Start | Mode::Text => None,
+        };
+        match call {
+            Some(call) => {
+                self.calls += 1;
+                read.calls.push(call);
             }
-        } else if self.calls == 0 || !rest.trim().is_empty() {
-            read.content = rest;
+            None if self.mode == Mode::Block => read.content = self.block(&rest, false),
+            None if self.calls == 0 || !rest.trim().is_empty() => read.content = rest,
+            None => {}
         }
+        self.mode = Mode::Text;
         read
     }
 
@@ -276,26 +320,167 @@ impl CallReader {
         let before = &self.pending[..self.pending.len() - partial];
         partial + (before.len() - before.trim_end().len())
     }
+
+    /// `{"name": "...", "arguments": {...}}` naming an offered tool; arguments written as a
+    /// JSON string are unpacked.
+    fn parse_call(&self, body: &str) -> Option<ToolCall> {
+        let value = serde_json::from_str::<Value>(body.trim()).ok()?;
+        self.call_from(value)
+    }
+
+    /// A bare call: an optional code fence, an optional doubled brace, the call's object,
+    /// then nothing but closing braces, backticks and whitespace.
+    fn parse_bare(&self, text: &str) -> Option<ToolCall> {
+        let mut rest = text.trim_start();
+        if let Some(after) = rest.strip_prefix("```") {
+            rest = after
+                .strip_prefix("json")
+                .or_else(|| after.strip_prefix("xml"))
+                .unwrap_or(after)
+                .trim_start();
+        }
+        if rest.starts_with("{{") {
+            rest = &rest[1..];
+        }
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        let value = values.next()?.ok()?;
+        let tail = &rest[values.byte_offset()..];
+        if !tail.chars().all(|c| c.is_whitespace() || c == '}' || c == '`') {
+            return None;
+        }
+        self.call_from(value)
+    }
+
+    fn call_from(&self, value: Value) -> Option<ToolCall> {
+        let Value::Object(mut call) = value else { return None };
+        let Some(Value::String(name)) = call.remove("name") else { return None };
+        if !self.names.contains(&name) {
+            return None;
+        }
+        let arguments = match call.remove("arguments").or_else(|| call.remove("parameters")) {
+            None => json!({}),
+            Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+            Some(v) => v,
+        };
+        Some(ToolCall::new(name, arguments))
+    }
 }
 
-/// `{"name": "...", "arguments": {...}}`; arguments written as a JSON string are unpacked.
-fn parse_call(body: &str) -> Option<ToolCall> {
-    let Value::Object(mut call) = serde_json::from_str::<Value>(body.trim()).ok()? else { return None };
-    let Some(Value::String(name)) = call.remove("name") else { return None };
-    let arguments = match call.remove("arguments").or_else(|| call.remove("parameters")) {
-        None => json!({}),
-        Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-        Some(v) => v,
-    };
-    Some(ToolCall::new(name, arguments))
+/// Whether a reply that begins with `text` is a bare call (`{"name"`, after an optional code
+/// fence and a doubled brace); `None` while it cannot tell yet.
+fn bare_start(text: &str) -> Option<bool> {
+    let mut s = text.trim_start();
+    if s.starts_with('`') {
+        if s.len() < 3 {
+            return "```".starts_with(s).then_some(None).unwrap_or(Some(false));
+        }
+        let Some(after) = s.strip_prefix("```") else { return Some(false) };
+        s = after;
+        for language in ["json", "xml"] {
+            if s.len() < language.len() && language.starts_with(s) && !s.is_empty() {
+                return None;
+            }
+            if let Some(after) = s.strip_prefix(language) {
+                s = after;
+                break;
+            }
+        }
+        s = s.trim_start();
+    }
+    let Some(after) = s.strip_prefix('{') else { return if s.is_empty() { None } else { Some(false) } };
+    s = after.trim_start();
+    if let Some(after) = s.strip_prefix('{') {
+        s = after.trim_start();
+    }
+    const KEY: &str = "\"name\"";
+    if s.len() < KEY.len() {
+        return KEY.starts_with(s).then_some(None).unwrap_or(Some(false));
+    }
+    Some(s.starts_with(KEY))
+}
+
+/// Keeps a reply from being a tool call where none may be made: `tool_choice: none`, or a
+/// chat with calls in its history that offers no tools. Small models otherwise answer a
+/// tool's result by writing the call again as text (Qwen2.5-Coder-0.5B does, every time,
+/// bare or in a code fence); kept from it, they answer in words. A token is refused when the
+/// reply would then contain the format's opener, or begin with `{`, `[` or a code fence
+/// (later in the reply these are free).
+///
+/// Leaving the tools out of the prompt matters as much: shown the tools and kept from
+/// calling, the same model answered "Mark the city as Paris and set the temperature to 23
+/// degrees Celsius"; without them, "The weather in Paris is sunny with a temperature of 23
+/// degrees Celsius". The price is the cache: the tools sit in the system prompt, so the
+/// conversation is read again.
+#[derive(Debug)]
+pub struct CallGuard {
+    opener: &'static str,
+    /// The reply's start, until it is long enough to have settled how it begins.
+    head: String,
+    settled: bool,
+    /// The reply's last bytes, enough to see an opener arrive.
+    tail: String,
+}
+
+impl CallGuard {
+    pub fn new(format: ToolFormat) -> Self {
+        CallGuard { opener: format.opener(), head: String::new(), settled: false, tail: String::new() }
+    }
+
+    /// Whether the reply may not go on with `piece`.
+    pub fn refuses(&self, piece: &str) -> bool {
+        if piece.is_empty() {
+            return false;
+        }
+        let recent = format!("{}{piece}", self.tail);
+        recent.contains(self.opener)
+            || (!self.settled && starts_like_a_call(&format!("{}{piece}", self.head)))
+    }
+
+    /// Records text the reply went on with.
+    pub fn push(&mut self, piece: &str) {
+        if !self.settled {
+            self.head.push_str(piece);
+            self.settled = self.head.trim_start().len() >= 16;
+        }
+        self.tail.push_str(piece);
+        let keep = self.opener.len();
+        if self.tail.len() > keep {
+            let mut cut = self.tail.len() - keep;
+            while !self.tail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.tail.drain(..cut);
+        }
+    }
+}
+
+/// Whether a reply beginning with `text` may be starting a call written as text.
+fn starts_like_a_call(text: &str) -> bool {
+    text.trim_start().starts_with(['{', '[', '`'])
+}
+
+/// `text` as a literal in an ECMAScript regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn reader() -> CallReader {
+        CallReader::new(ToolFormat::Hermes, ["get_weather", "f", "a", "b"].map(String::from).to_vec())
+    }
+
     fn read_all(pieces: &[&str]) -> (String, Vec<ToolCall>) {
-        let mut reader = CallReader::new(ToolFormat::Hermes);
+        let mut reader = reader();
         let (mut content, mut calls) = (String::new(), Vec::new());
         for piece in pieces {
             let read = reader.push(piece);
@@ -359,7 +544,7 @@ mod tests {
         let (content, calls) = read_split_everywhere("The answer is 4 < 5, <b>bold</b> and <tool.\n");
         assert_eq!(content, "The answer is 4 < 5, <b>bold</b> and <tool.\n");
         assert!(calls.is_empty());
-        let mut reader = CallReader::new(ToolFormat::Hermes);
+        let mut reader = reader();
         assert_eq!(reader.push("Hello <").content, "Hello");
         assert_eq!(reader.push("b>").content, " <b>");
         assert_eq!(reader.push(" x  ").content, " x");
@@ -372,6 +557,7 @@ mod tests {
             "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": }\n</tool_call>",
             "<tool_call>\n[1, 2]\n</tool_call>",
             "<tool_call>\n{\"arguments\": {}}\n</tool_call>",
+            "<tool_call>\n{\"name\": \"not_offered\", \"arguments\": {}}\n</tool_call>",
         ] {
             let (content, calls) = read_split_everywhere(text);
             assert!(calls.is_empty(), "{text}");
@@ -390,6 +576,64 @@ mod tests {
         let (content, calls) = read_split_everywhere(text);
         assert_eq!(content, "");
         assert_eq!(calls, vec![("f".to_string(), json!({"q": "tea"}))]);
+    }
+
+    #[test]
+    fn a_reply_that_is_a_bare_call_counts_as_one() {
+        for text in [
+            "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+            "\n```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\"}\n}\n```",
+            "{{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}}",
+            "```{ \"name\" : \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}",
+        ] {
+            let (content, calls) = read_split_everywhere(text);
+            assert_eq!(content, "", "{text}");
+            assert_eq!(calls, vec![("get_weather".to_string(), json!({"city": "Paris"}))], "{text}");
+        }
+        // Not calls: other JSON, other fences, an unknown function, text after the object.
+        for text in [
+            "{\"answer\": 4}",
+            "```python\nprint(1)\n```",
+            "```js\n{}\n```",
+            "{\"name\": \"Ada\", \"age\": 36}",
+            "{\"name\": \"f\", \"arguments\": {}} and then some",
+            "`code`",
+        ] {
+            let (content, calls) = read_split_everywhere(text);
+            assert!(calls.is_empty(), "{text}");
+            assert_eq!(content, text);
+        }
+        // Text is released as soon as it cannot be a bare call.
+        let mut reader = reader();
+        assert_eq!(reader.push("``").content, "");
+        assert_eq!(reader.push("`py").content, "```py");
+    }
+
+    #[test]
+    fn triggers_find_the_opener_anywhere_and_bare_calls_at_the_start() {
+        let triggers = ToolFormat::Hermes.triggers(&["get_weather", "a.b"]);
+        assert_eq!(triggers[0], "<tool_call>");
+        assert_eq!(
+            triggers[1],
+            r#"^\s*(?:```(?:json|xml)?\s*)?\{?\s*(\{\s*"name"\s*:\s*"(?:get_weather|a\.b)")[\s\S]*$"#
+        );
+    }
+
+    #[test]
+    fn the_guard_refuses_what_would_begin_a_call() {
+        let mut guard = CallGuard::new(ToolFormat::Hermes);
+        for refused in ["{", " {\"", "```json", "```", "\n[", "<tool_call>"] {
+            assert!(guard.refuses(refused), "{refused}");
+        }
+        for allowed in ["The", "\n", "<b>", "", " Here", "**Paris**", "- one"] {
+            assert!(!guard.refuses(allowed), "{allowed}");
+        }
+        guard.push("\n\n");
+        assert!(guard.refuses("{") && !guard.refuses("Sure"));
+        guard.push("The weather in Paris is ");
+        assert!(!guard.refuses("{hot}"), "only the start is checked for braces");
+        guard.push("sunny <tool");
+        assert!(guard.refuses("_call>") && !guard.refuses("s>"));
     }
 
     #[test]
