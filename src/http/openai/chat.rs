@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`.
 
 use super::stream::{Chunks, Kind};
+use super::tools::{self, MessageTools, ToolRequest, Unknown};
 use super::Sampling;
 use crate::engine::{ChatMessage, Owner, Prompt};
 use crate::error::ApiError;
@@ -19,6 +20,12 @@ pub struct ChatCompletionRequest {
     knowledge: bool,
     #[serde(flatten)]
     sampling: Sampling,
+    /// `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`.
+    #[serde(flatten)]
+    tools: ToolRequest,
+    /// Whatever no field above took: refused unless neutral (last, so it gets only that).
+    #[serde(flatten)]
+    unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +33,9 @@ struct RequestMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    /// `tool_calls`, `tool_call_id`, `name`, and the fields no one took.
+    #[serde(flatten)]
+    tools: MessageTools,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +51,8 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(flatten)]
+    unknown: Unknown,
 }
 
 /// Converts OpenAI messages, putting the configured system prompt first when the
@@ -55,9 +67,10 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
+            "tool" => "tool",
             other => {
                 return Err(ApiError::invalid(format!(
-                    "messages[{i}].role '{other}' is not supported (use system, developer, user or assistant)"
+                    "messages[{i}].role '{other}' is not supported (use system, developer, user, assistant or tool)"
                 )))
             }
         };
@@ -66,7 +79,8 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
             Some(Content::Text(t)) => t,
             Some(Content::Parts(parts)) => {
                 let mut text = String::new();
-                for part in parts {
+                for (j, part) in parts.into_iter().enumerate() {
+                    tools::reject_unknown(&part.unknown, &format!("messages[{i}].content[{j}]"), &[], &[])?;
                     match (part.kind.as_str(), part.text) {
                         ("text", Some(t)) => text.push_str(&t),
                         (kind, _) => {
@@ -79,7 +93,8 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
                 text
             }
         };
-        out.push(ChatMessage::new(role, content));
+        let message = tools::message(i, role, content, m.tools, &out)?;
+        out.push(message);
     }
     if out[0].role != "system" {
         out.insert(0, ChatMessage::new("system", state.settings.model.system_prompt.clone()));
@@ -94,7 +109,10 @@ pub async fn chat_completions(
     body: web::Json<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let prepared = request.sampling.prepare(&state).await?;
+    super::reject_unknown(&request.unknown, true)?;
+    let constraint = request.tools.constraint()?;
+    let mut prepared = request.sampling.prepare(&state).await?;
+    prepared.params.constraint = constraint;
     let mut messages = chat_messages(&state, request.messages)?;
     let mut citations = None;
     if request.knowledge {
@@ -130,7 +148,7 @@ pub async fn chat_completions(
         "model": model,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": complete.text },
+            "message": tools::reply_message(complete.text, &finished.tool_calls),
             "finish_reason": finished.finish_reason.as_str(),
         }],
         "usage": finished.usage,
