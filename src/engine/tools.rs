@@ -372,7 +372,7 @@ fn bare_start(text: &str) -> Option<bool> {
     let mut s = text.trim_start();
     if s.starts_with('`') {
         if s.len() < 3 {
-            return "```".starts_with(s).then_some(None).unwrap_or(Some(false));
+            return if "```".starts_with(s) { None } else { Some(false) };
         }
         let Some(after) = s.strip_prefix("```") else { return Some(false) };
         s = after;
@@ -394,7 +394,7 @@ fn bare_start(text: &str) -> Option<bool> {
     }
     const KEY: &str = "\"name\"";
     if s.len() < KEY.len() {
-        return KEY.starts_with(s).then_some(None).unwrap_or(Some(false));
+        return if KEY.starts_with(s) { None } else { Some(false) };
     }
     Some(s.starts_with(KEY))
 }
