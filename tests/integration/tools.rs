@@ -82,6 +82,16 @@ fn a_weather_question_calls_the_tool_and_its_result_makes_the_answer() {
     messages.push(message.clone());
     messages.push(json!({"role": "tool", "tool_call_id": call_id,
                          "content": "{\"city\": \"Paris\", \"temperature_celsius\": 23, \"sky\": \"sunny\"}"}));
+    // With the tools still shown, the turn's cached prompt is reused whole: the model's own
+    // template renders the call as the model wrote it.
+    let again = complete(
+        &server,
+        &token,
+        &json!({"messages": messages, "tools": tools(), "temperature": 0,
+                                                  "max_tokens": 40}),
+    );
+    let first_prompt = reply["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(again["timings"]["cache_n"].as_u64().unwrap() >= first_prompt, "{reply}\n{again}");
     let answer = complete(
         &server,
         &token,
