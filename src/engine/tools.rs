@@ -4,8 +4,8 @@
 //!
 //! The model is shown the tools by its own chat template (`template.rs`), its output is
 //! held to the format by a grammar (`grammar.rs`), and [`CallReader`] turns the text into
-//! [`ToolCall`]s. Only the Hermes format is read today (Qwen2.5 and later, Hermes 2/3 Pro,
-//! SmolLM3 and others: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`); a
+//! [`ToolCall`]s. Only the Hermes format is read today (Qwen2.5 and Qwen3, Hermes 2 Pro and 3:
+//! `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`); a
 //! template that speaks another format, or knows no tools, gets
 //! [`EngineError::ToolsUnsupported`](super::EngineError::ToolsUnsupported).
 
@@ -118,7 +118,7 @@ impl Constraint {
 #[non_exhaustive]
 pub enum ToolFormat {
     /// `<tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>`, one block per call
-    /// (Qwen2.5 and later, Hermes 2/3 Pro, SmolLM3).
+    /// (Qwen2.5 and Qwen3, Hermes 2 Pro and 3).
     Hermes,
 }
 
