@@ -10,14 +10,19 @@
             implies are there (city, minutes, recipient, ...).
   time      for one request per function: a plain answer without tools, against a tool turn
             (the call with `tool_choice: required`, then the canned result sent back with
-            `tool_choice: none` for the answer). Added time = tool turn - plain answer, wall
-            clock at the client, tool execution excluded. Medians over the six.
+            `tool_choice: none` for the answer): the call is the step a tool turn adds before
+            its answer; the whole turn is also set against the plain answer (which is often
+            longer: without the tool the model explains what it cannot do). Wall clock at the
+            client, tool execution excluded, medians over the six. The result is
+            also sent back with `tool_choice: auto`, to count how often the model answers in
+            words then (rather than calling again).
 
 Runs each model on its own Hearth process (fresh data dir, TLS off). Writes its section of
 benches/RESULTS.md (between `<!-- tools:start -->` and `<!-- tools:end -->`) and the raw
 record to benches/work/tools.json.
 
   python3 benches/tools.py [--binary target/release/hearth] [--models default,1.5b] [--threads N]
+  python3 benches/tools.py --report-only     # the section again from benches/work/tools.json
 """
 
 from __future__ import annotations
@@ -198,6 +203,9 @@ def tool_turns(ep: h.Endpoint, suite: dict) -> dict:
         ]
         answer, answer_wall = ask(ep, {"messages": history, "tools": suite["tools"], "tool_choice": "none",
                                        "temperature": 0, "max_tokens": 100})
+        auto, _ = ask(ep, {"messages": history, "tools": suite["tools"], "tool_choice": "auto",
+                           "temperature": 0, "max_tokens": 100})
+        auto_message = auto["choices"][0]["message"]
         rows.append({
             "prompt": case["prompt"],
             "plain_s": plain_wall, "call_s": call_wall, "answer_s": answer_wall,
@@ -210,6 +218,8 @@ def tool_turns(ep: h.Endpoint, suite: dict) -> dict:
             "plain_tokens": plain["usage"]["completion_tokens"],
             "answer_tokens": answer["usage"]["completion_tokens"],
             "answer": (answer["choices"][0]["message"].get("content") or "")[:160],
+            "auto_after_result": "called again" if auto_message.get("tool_calls") else "answered",
+            "auto_answer": (auto_message.get("content") or "")[:160],
         })
         h.log(f"turn {case['call']}: plain {plain_wall:.2f} s, call {call_wall:.2f} s, answer {answer_wall:.2f} s")
     return {"rows": rows}
@@ -240,12 +250,19 @@ def main() -> int:
     ap.add_argument("--cache", default=str(Path.home() / ".cache/hearth/models"))
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: Hearth's own)")
     ap.add_argument("--results", default=str(h.BENCH_DIR / "RESULTS.md"))
+    ap.add_argument("--report-only", action="store_true", help="write the section from benches/work/tools.json")
     args = ap.parse_args()
+    if args.report_only:
+        record = json.loads((h.WORK / "tools.json").read_text())
+        write_section(record, Path(args.results))
+        return 0
     h.LOGS.mkdir(parents=True, exist_ok=True)
     suite = json.loads((h.BENCH_DIR / "tools_suite.json").read_text())
     binary = Path(args.binary)
     machine, build = h.machine(), h.hearth_build_info()
-    record = {"machine": machine, "build": build, "suite_cases": len(suite["cases"]), "models": {}}
+    record = {"machine": machine, "build": build, "suite_cases": len(suite["cases"]), "models": {},
+              "binary": str(binary.relative_to(h.REPO) if binary.is_relative_to(h.REPO) else binary),
+              "threads": args.threads, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
     started = time.monotonic()
     for key in args.models.split(","):
         model = Path(args.cache) / MODELS[key]
@@ -260,17 +277,22 @@ def main() -> int:
             server.stop()
         record["models"][key] = {"file": model.name, "cold": cold, "summary": summary(runs), "runs": runs,
                                  "turns": turns}
+        record["minutes"] = round((time.monotonic() - started) / 60)
         (h.WORK / "tools.json").write_text(json.dumps(record, indent=1))
-    elapsed = time.monotonic() - started
+    write_section(record, Path(args.results))
+    return 0
 
-    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+def write_section(record: dict, results: Path) -> None:
+    machine, build = record["machine"], record["build"]
     lines = [START, "## Tool calling", "",
-             f"`python3 benches/tools.py` on {date} ({elapsed / 60:.0f} min), build `{build.get('git', '?')}` "
-             f"(`{binary.relative_to(h.REPO) if binary.is_relative_to(h.REPO) else binary}`), "
-             f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, load average at start "
-             f"{' '.join(machine['loadavg_at_start'])}; threads: "
-             f"{args.threads if args.threads else 'Hearth default'}. Suite: `benches/tools_suite.json`, "
-             f"{len(suite['cases'])} requests over {len(suite['tools'])} functions, temperature 0, "
+             f"`python3 benches/tools.py` on {record.get('date', machine['date'])} "
+             f"({record.get('minutes', '?')} min), build "
+             f"`{build.get('git', '?')}` (`{record.get('binary', 'target/release/hearth')}`), {machine['cpu']}, {machine['logical_cpus']} "
+             f"logical CPUs, {machine['os']}, load average at start {' '.join(machine['loadavg_at_start'])} "
+             f"(a shared machine: other builds and tests ran meanwhile); threads: "
+             f"{record.get('threads') or 'Hearth default'}. Suite: `benches/tools_suite.json`, "
+             f"{record['suite_cases']} requests over 6 functions, temperature 0, "
              "all six tools in every request. Raw record: `benches/work/tools.json`.", "",
              "| | " + " | ".join(record["models"][k]["file"] for k in record["models"]) + " |",
              "|---|" + "---|" * len(record["models"])]
@@ -294,10 +316,11 @@ def main() -> int:
               "| | " + " | ".join(record["models"][k]["file"] for k in record["models"]) + " |",
               "|---|" + "---|" * len(record["models"])]
     turn_rows = [
-        ("plain answer, no tools (s)", lambda t: f"{med(t, 'plain_s'):.2f}"),
-        ("tool turn: call (s)", lambda t: f"{med(t, 'call_s'):.2f}"),
-        ("tool turn: answer from the result (s)", lambda t: f"{med(t, 'answer_s'):.2f}"),
-        ("**added by the tool turn (s)**", lambda t: f"**{med(t, 'added_s'):+.2f}**"),
+        ("**the call: the step a tool turn adds before its answer (s)**", lambda t: f"**{med(t, 'call_s'):.2f}**"),
+        ("the answer from the result (s)", lambda t: f"{med(t, 'answer_s'):.2f}"),
+        ("the whole tool turn, call + answer (s)", lambda t: f"{statistics.median(r['call_s'] + r['answer_s'] for r in t):.2f}"),
+        ("a plain answer to the same request, no tools (s)", lambda t: f"{med(t, 'plain_s'):.2f}"),
+        ("tool turn minus plain answer (s)", lambda t: f"{med(t, 'added_s'):+.2f}"),
         ("prompt tokens: plain / with the tools", lambda t: f"{med(t, 'plain_prompt_tokens'):.0f} / "
                                                           f"{med(t, 'tools_prompt_tokens'):.0f}"),
         ("tokens: call / answer / plain answer", lambda t: f"{med(t, 'call_tokens'):.0f} / "
@@ -307,13 +330,15 @@ def main() -> int:
     ]
     for label, fmt in turn_rows:
         lines.append(f"| {label} | " + " | ".join(fmt(m["turns"]["rows"]) for m in record["models"].values()) + " |")
+    lines.append("| result sent back with `auto`: answered in words | " + " | ".join(
+        f"{sum(r['auto_after_result'] == 'answered' for r in m['turns']['rows'])} of {len(m['turns']['rows'])}"
+        for m in record["models"].values()) + " |")
     lines.append("| first tool request after start: prompt tokens read, ms | " + " | ".join(
         f"{m['cold']['prompt_n']}, {m['cold']['prompt_ms']:.0f}" for m in record["models"].values()) + " |")
     lines += ["", END]
     section = "\n".join(lines)
     print(section)
-    report.replace_section(Path(args.results), START, END, section)
-    return 0
+    report.replace_section(results, START, END, section)
 
 
 if __name__ == "__main__":
