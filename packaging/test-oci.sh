@@ -13,7 +13,8 @@
 # 3. the container runs with the SmolLM2 test model mounted in; its HEALTHCHECK (`hearth
 #    health`) passes, /api/health answers over HTTPS (checked against the CA in its volume),
 #    the process is not root (uid 10001), a user and token made with `podman exec` get a chat
-#    answered, and a restart keeps the conversation (the volume).
+#    answered, text is spoken (Piper, espeak-ng) and heard back (whisper) inside the image, and
+#    a new container on the same volume keeps the conversation.
 # --arch arm64 (on amd64): the arm64 image, its binary cross-built in the build stage
 # (packaging/cross.sh), run under qemu-user-static (binfmt_misc): the same checks, slower.
 # Needs root (podman with runc and cgroupfs, as ../shared/RECIPES.md records).
@@ -100,6 +101,7 @@ size=$(pod image inspect --format '{{.Size}}' "$image")
 echo "image size: $(( size / 1000000 )) MB ($size bytes)" >&2
 [ "$size" -lt 150000000 ] || fail "the image is $size bytes, over 150 MB"
 [ "$(pod image inspect --format '{{.Config.User}}' "$image")" = 10001:10001 ] || fail "the image's USER is not 10001"
+! pod run --rm --network host --entrypoint /bin/sh "$image" -c true 2>/dev/null || fail "the image has a shell"
 [ "$(pod image inspect --format '{{.Architecture}}' "$image")" = "$arch" ] || fail "the image is not $arch"
 pod run --rm --network host --entrypoint hearth "$image" --version >&2 || fail "hearth --version in the image"
 
@@ -129,10 +131,9 @@ echo "ready in $(( $(date +%s) - start )) s" >&2
 # (no systemd here to time the checks: run the image's HEALTHCHECK once by hand)
 pod healthcheck run "$name" >/dev/null || fail "the HEALTHCHECK (hearth health) failed"
 pod exec "$name" hearth health --ready >&2 || fail "hearth health --ready"
-[ "$(pod exec "$name" id -u)" = 10001 ] || fail "exec runs as $(pod exec "$name" id -u)"
 pid=$(pod inspect --format '{{.State.Pid}}' "$name")
 [ "$(stat -c %u "/proc/$pid")" = 10001 ] || fail "the server process runs as uid $(stat -c %u "/proc/$pid")"
-pod exec "$name" cat /var/lib/hearth/tls/ca.crt >"$work/ca.crt"
+pod cp "$name:/var/lib/hearth/tls/ca.crt" "$work/ca.crt"
 health=$(curl -fsS --cacert "$work/ca.crt" "https://localhost:$port/api/health")
 echo "$health" | grep -q '"mode":"local"' || fail "health over HTTPS: $health"
 
@@ -146,6 +147,23 @@ start=$(date +%s)
 reply=$(api POST /api/chat '{"message":"Say hello in three words."}')
 conversation=$(echo "$reply" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["reply"].strip(), r; print(r["conversation_id"])')
 echo "chat answered in $(( $(date +%s) - start )) s: $(echo "$reply" | python3 -c 'import json,sys; print(json.load(sys.stdin)["reply"][:80])')" >&2
+
+step "speech in the image: espeak-ng's data, ONNX Runtime and a Piper voice, whisper"
+# Piper on ONNX Runtime (loaded from the models folder with the image's C++ runtime) and
+# espeak-ng's phonemes speak; whisper.cpp hears it back.
+for f in en_US-joe-medium.onnx libonnxruntime.so.1.31.1 ggml-tiny.en.bin; do
+  [ -f "$(dirname "$model")/$f" ] || fail "$f missing: python3 models/fetch.py piper-joe onnxruntime whisper-tiny-en --hearth target/debug/hearth"
+done
+pod exec -e HEARTH_MODEL_CACHE=/models "$name" hearth speak "Hello from the kitchen." -o /tmp/hello.wav \
+  >"$work/speak.log" 2>&1 || { cat "$work/speak.log" >&2; fail "hearth speak in the image"; }
+cat "$work/speak.log" >&2
+# ONNX Runtime's PyPI build would start Microsoft's telemetry uploader (it says so when it
+# finds no CA bundle, as here): hearth switches it off.
+! grep -qi telemetry "$work/speak.log" || fail "ONNX Runtime's telemetry is on"
+heard=$(pod exec -e HEARTH_MODEL_CACHE=/models "$name" hearth transcribe /tmp/hello.wav --model whisper-tiny-en) \
+  || fail "hearth transcribe in the image"
+echo "heard: $heard" >&2
+echo "$heard" | grep -qi kitchen || fail "the spoken text came back as: $heard"
 
 step "a new container on the same volume keeps the conversation"
 pod rm -f "$name" >/dev/null
