@@ -9,7 +9,7 @@
 # 2. `podman build --format docker -f packaging/docker/Dockerfile` from the repository (the
 #    OCI format would drop the HEALTHCHECK; the build stage compiles hearth, its cargo
 #    registry and target/ are cache mounts, so a second build is incremental); the image
-#    must be under 150 MB;
+#    must be under 150 MB (it is built FROM scratch: about 60 MB), and have no shell;
 # 3. the container runs with the SmolLM2 test model mounted in; its HEALTHCHECK (`hearth
 #    health`) passes, /api/health answers over HTTPS (checked against the CA in its volume),
 #    the process is not root (uid 10001), a user and token made with `podman exec` get a chat
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch=$2; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) fail "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -107,9 +107,17 @@ pod run --rm --network host --entrypoint hearth "$image" --version >&2 || fail "
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 plain=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# ONNX Runtime is a native library: the target architecture's build (fetched once).
+runtime_dir=$(dirname "$model")
+if [ "$arch" != "$host" ]; then
+  runtime_dir=$HOME/.cache/hearth/models-aarch64
+  [ -f "$runtime_dir/libonnxruntime.so.1.31.1" ] \
+    || python3 models/fetch.py onnxruntime --arch aarch64 --dest "$runtime_dir" >&2 \
+    || fail "cannot fetch the aarch64 ONNX Runtime"
+fi
 run() {
   pod run -d --name "$name" --network host -v "$name-data:/var/lib/hearth" \
-    -v "$(dirname "$model"):/models:ro" \
+    -v "$(dirname "$model"):/models:ro" -v "$runtime_dir:/runtime:ro" \
     -e HEARTH_LISTEN="127.0.0.1:$port" -e HEARTH_HTTP_LISTEN="127.0.0.1:$plain" -e HEARTH_THREADS=1 \
     --health-interval disable "$image" --model "/models/$(basename "$model")" >/dev/null
 }
@@ -151,10 +159,10 @@ echo "chat answered in $(( $(date +%s) - start )) s: $(echo "$reply" | python3 -
 step "speech in the image: espeak-ng's data, ONNX Runtime and a Piper voice, whisper"
 # Piper on ONNX Runtime (loaded from the models folder with the image's C++ runtime) and
 # espeak-ng's phonemes speak; whisper.cpp hears it back.
-for f in en_US-joe-medium.onnx libonnxruntime.so.1.31.1 ggml-tiny.en.bin; do
+for f in en_US-joe-medium.onnx ggml-tiny.en.bin; do
   [ -f "$(dirname "$model")/$f" ] || fail "$f missing: python3 models/fetch.py piper-joe onnxruntime whisper-tiny-en --hearth target/debug/hearth"
 done
-pod exec -e HEARTH_MODEL_CACHE=/models "$name" hearth speak "Hello from the kitchen." -o /tmp/hello.wav \
+pod exec -e HEARTH_MODEL_CACHE=/models -e HEARTH_ONNXRUNTIME=/runtime/libonnxruntime.so.1.31.1 "$name" hearth speak "Hello from the kitchen." -o /tmp/hello.wav \
   >"$work/speak.log" 2>&1 || { cat "$work/speak.log" >&2; fail "hearth speak in the image"; }
 cat "$work/speak.log" >&2
 # ONNX Runtime's PyPI build would start Microsoft's telemetry uploader (it says so when it
