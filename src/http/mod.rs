@@ -9,6 +9,7 @@ mod auth;
 mod chat;
 mod conversations;
 mod documents;
+mod errors;
 mod health;
 mod limits;
 mod openai;
