@@ -142,21 +142,35 @@ macro_rules! coded_errors {
 
 coded_errors!(crate::audio::AudioError, crate::voice::stt::SttError, crate::voice::tts::TtsError);
 
+/// The row of an engine error.
+pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
+    use crate::engine::EngineError as E;
+    match e {
+        E::NotReady(_) => ErrorCode::ModelNotReady,
+        E::Overloaded(_) => ErrorCode::Overloaded,
+        E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
+        E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        E::Timeout(_) => ErrorCode::Timeout,
+        E::ModelNotFound(_) => ErrorCode::ModelNotFound,
+        E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
+        E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
+        _ => ErrorCode::EngineError,
+    }
+}
+
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::EngineError as E;
-        let code = match &e {
-            E::NotReady(_) => ErrorCode::ModelNotReady,
-            E::Overloaded(_) => ErrorCode::Overloaded,
-            E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
-            E::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            E::Timeout(_) => ErrorCode::Timeout,
-            E::ModelNotFound(_) => ErrorCode::ModelNotFound,
-            E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
-            E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
-            _ => ErrorCode::EngineError,
-        };
-        ApiError::new(code, e.to_string())
+        ApiError::new(engine_code(&e), e.to_string())
+    }
+}
+
+impl From<crate::assistant::AssistantError> for ApiError {
+    fn from(e: crate::assistant::AssistantError) -> Self {
+        if let crate::assistant::AssistantError::Storage(inner) = &e {
+            // Details go to the log; clients get a stable, unrevealing message.
+            tracing::error!(error = %inner, "storage failure");
+        }
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
