@@ -55,6 +55,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let jobs = JobRunner::start(knowledge.clone());
     let voice = Voice::start(&settings, &metrics);
+    let assistant = crate::assistant::Assistant::new(settings.clone(), models.clone())
+        .with_store(store.clone())
+        .with_knowledge(knowledge.clone());
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
     }
@@ -92,6 +95,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         metrics,
         started: Instant::now(),
         knowledge,
+        assistant,
         jobs,
         voice,
         tls,
