@@ -2,10 +2,10 @@
 //!
 //! Every error a client can see has a row here: an HTTP status (as a number: no HTTP
 //! types live below `http/`), a stable snake_case code that clients may match on, and an
-//! OpenAI-style error `type`. Module errors convert into [`ApiError`] here: audio and
-//! speech errors say their own code (`code()`), the others are mapped below. The
-//! conversion to an HTTP response happens only in `http/` (`ApiError`'s `ResponseError`
-//! impl), so handlers never choose status codes.
+//! OpenAI-style error `type`. Module errors convert into [`ApiError`] here: audio, speech
+//! and assistant errors say their own code (`code()`), engine and store errors are mapped
+//! below. The conversion to an HTTP response happens only in `http/` (`ApiError`'s
+//! `ResponseError` impl, `http/errors.rs`), so handlers never choose status codes.
 
 use serde::Serialize;
 
