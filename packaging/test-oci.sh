@@ -166,8 +166,9 @@ speech=(pod exec -e HEARTH_MODEL_CACHE=/models -e HEARTH_ONNXRUNTIME=/runtime/li
 if [ "$arch" != "$host" ]; then
   # Under qemu-user, ONNX Runtime's cpuinfo reads this x86 host's CPU lists in /sys and
   # crashes (a Debian arm64 chroot does the same once /sys is mounted; without it, it speaks).
-  # So here the speech runs in a second container on the same volume with those lists hidden.
-  speech=(pod run --rm --network host --tmpfs /sys/devices/system/cpu -v "$name-data:/var/lib/hearth"
+  # So here the speech runs in a second container on the same volume with those two files masked.
+  speech=(pod run --rm --network host --security-opt mask=/sys/devices/system/cpu/possible:/sys/devices/system/cpu/present
+          -v "$name-data:/var/lib/hearth"
           -v "$(dirname "$model"):/models:ro" -v "$runtime_dir:/runtime:ro" -e HEARTH_MODEL_CACHE=/models
           -e HEARTH_ONNXRUNTIME=/runtime/libonnxruntime.so.1.31.1 --entrypoint hearth "$image")
 fi
