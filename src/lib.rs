@@ -20,6 +20,7 @@ pub mod knowledge;
 pub mod models;
 pub mod private_files;
 pub mod search;
+pub mod skills;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -223,6 +223,17 @@ export function chatPage(ctx) {
     view.meta.before(h('details', { class: 'sources' }, h('summary', { text: `Sources (${citations.length})` }), h('ol', {}, items)));
   }
 
+  /** Lists the skills a reply used (the clock, the documents...) and what they answered. */
+  function tools(view, runs) {
+    if (!Array.isArray(runs) || !runs.length) return;
+    view.art.querySelector('.tools')?.remove();
+    const items = runs.map((r) => h('li', { class: r.ok ? '' : 'failed' },
+      h('code', { text: `${r.name}(${JSON.stringify(r.arguments ?? {})})` }),
+      h('span', { class: 'muted', text: ` → ${String(r.result || '').slice(0, 200)}` })));
+    const names = [...new Set(runs.map((r) => r.name))].join(', ');
+    view.meta.before(h('details', { class: 'sources tools' }, h('summary', { text: `Used ${names}` }), h('ol', {}, items)));
+  }
+
   /** Adds Copy and Regenerate to the newest reply (and removes them elsewhere). */
   function actions(view, text, stored) {
     messages.querySelectorAll('.msg .actions').forEach((a) => a.remove());
@@ -245,6 +256,7 @@ export function chatPage(ctx) {
         if (m.role === 'assistant') {
           last = { view, text: m.content };
           if (m.model) view.meta.textContent = m.model;
+          tools(view, m.tool_calls);
           sources(view, m.citations);
         }
       }
@@ -304,6 +316,8 @@ export function chatPage(ctx) {
         if (event === 'token') {
           answer += data.text;
           frame ||= requestAnimationFrame(draw);
+        } else if (event === 'tool_call') {
+          view.meta.textContent = `Using ${data.name}…`;
         } else if (event === 'done') {
           stored = true;
           const first = !conversationId;
@@ -311,6 +325,7 @@ export function chatPage(ctx) {
           answer = data.reply;
           const rate = data.timings?.predicted_per_second;
           view.meta.textContent = `${data.model} · ${data.usage.completion_tokens} tokens${rate ? ` · ${rate.toFixed(1)} tokens/s` : ''}`;
+          tools(view, data.tool_calls);
           sources(view, data.citations);
           if (first || conversations[0]?.id !== conversationId) loadList();
         } else if (event === 'error') {
@@ -360,6 +375,10 @@ export function chatPage(ctx) {
     const turn = spoken;
     if (!turn) return;
     const { view } = turn;
+    if (type === 'tool_call') {
+      view.meta.textContent = `Using ${data.name}…`;
+      return;
+    }
     if (type === 'delta') {
       turn.answer += data.text;
       turn.frame ||= requestAnimationFrame(() => {
@@ -374,6 +393,7 @@ export function chatPage(ctx) {
       turn.answer = data.reply;
       const wait = data.metrics?.speech_end_to_first_audio_ms;
       view.meta.textContent = `${data.model} · spoken${wait == null ? '' : ` · answered aloud in ${(wait / 1000).toFixed(1)} s`}`;
+      tools(view, data.tool_calls);
     } else if (type === 'stopped') {
       view.meta.textContent = 'Stopped. A stopped reply is not saved.';
     } else if (type === 'failed') {

@@ -193,6 +193,9 @@ export function voiceControl(hooks) {
         hooks.onEvent('transcript', { text: m.text });
         show('thinking', 'Thinking…');
         break;
+      case 'tool_call':
+        if (turn && !turn.cancelSent) hooks.onEvent('tool_call', { name: m.name });
+        break;
       case 'reply_delta':
         if (turn && !turn.cancelSent) hooks.onEvent('delta', { text: m.text });
         break;

@@ -2,19 +2,21 @@
 
 use super::prepare::Ledger;
 use super::AssistantError;
-use crate::engine::Finished;
+use crate::engine::{Finished, ToolCall};
+use crate::skills::ToolRun;
 use crate::knowledge::Citation;
 use crate::store::TurnIds;
 
-/// What [`super::Running::next`] yields, in order: tokens (and, once the tool loop runs,
-/// tool calls and their results), then [`Event::Complete`] or [`Event::Error`].
+/// What [`super::Running::next`] yields, in order: tokens, and for each tool the model
+/// calls a [`Event::ToolCall`] then its [`Event::ToolResult`] (more tokens follow), then
+/// [`Event::Complete`] or [`Event::Error`].
 pub enum Event {
     /// A piece of the reply's text, as generated.
     Token(String),
-    /// The model called a tool. Reserved for the tool loop: not sent yet.
+    /// The model called one of the turn's skills; its result comes next.
     ToolCall(ToolCall),
-    /// A tool's result, given back to the model. Reserved for the tool loop: not sent yet.
-    ToolResult(ToolResult),
+    /// What the skill answered, as the model is given it.
+    ToolResult(ToolRun),
     /// The reply is whole. It is not stored yet: [`Complete::persist`] stores it and
     /// gives the [`Outcome`] to answer with.
     Complete(Complete),
@@ -22,27 +24,13 @@ pub enum Event {
     Error(AssistantError),
 }
 
-/// A tool the model asked for (see [`Event::ToolCall`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolCall {
-    /// Pairs the call with its [`ToolResult`].
-    pub id: String,
-    pub name: String,
-    /// The arguments, a JSON object as text.
-    pub arguments: String,
-}
-
-/// What a tool answered (see [`Event::ToolResult`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolResult {
-    pub id: String,
-    pub content: String,
-}
-
 /// A finished reply, not stored yet.
 pub struct Complete {
     pub text: String,
+    /// How the last reply ended; its usage counts every round of a tool loop.
     pub finished: Finished,
+    /// The skills the turn called, in order, with their results.
+    pub tools: Vec<ToolRun>,
     pub(super) ledger: Ledger,
 }
 
@@ -59,6 +47,8 @@ pub struct Outcome {
     pub knowledge: bool,
     /// The document excerpts given to the model, numbered as the reply cites them.
     pub citations: Vec<Citation>,
+    /// The skills the turn called, in order, with their results.
+    pub tools: Vec<ToolRun>,
     /// Where the turn was stored; `None` for an ephemeral conversation.
     pub stored: Option<TurnIds>,
 }

@@ -11,7 +11,9 @@
 //! 2. [`Prepared::run`]: submits to the engine and waits for its first event, so that a
 //!    refused request (a prompt over the context window, a full queue) is an error and
 //!    not a started stream. [`Running::next`] then yields [`Event`]s: tokens, and last a
-//!    [`Complete`] reply or an error. The model's tool loop will run here (see `run.rs`).
+//!    [`Complete`] reply or an error. In a turn that offers skills ([`Turn::skills`]) the
+//!    bounded tool loop runs here too: the model's calls and the skills' results are
+//!    events, and the model is asked again with the results (`run.rs`).
 //! 3. [`Complete::persist`]: stores the user's message and the reply in one transaction
 //!    and only then gives the [`Outcome`] that a channel's final answer is made of. So the
 //!    JSON answer, the last `done` event of a stream or the voice `done` message is sent
@@ -28,7 +30,7 @@ mod sampling;
 mod turn;
 
 pub use error::AssistantError;
-pub use events::{Complete, Event, Outcome, ToolCall, ToolResult};
+pub use events::{Complete, Event, Outcome};
 pub use prepare::Prepared;
 pub use run::{Reply, Running};
 pub use sampling::Sampling;
@@ -37,6 +39,7 @@ pub use turn::{Conversation, Style, Turn, Who};
 use crate::config::Settings;
 use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
 use crate::knowledge::Knowledge;
+use crate::skills::Skills;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -54,12 +57,14 @@ pub struct Assistant {
     store: Option<Store>,
     /// `None`: no documents to answer from.
     knowledge: Option<Knowledge>,
+    /// Offered to the model in turns that ask for them ([`Turn::skills`]).
+    skills: Skills,
 }
 
 impl Assistant {
     /// An assistant that keeps no conversations and has no documents.
     pub fn new(settings: Arc<Settings>, models: Registry) -> Assistant {
-        Assistant { settings, models, store: None, knowledge: None }
+        Assistant { settings, models, store: None, knowledge: None, skills: Skills::default() }
     }
 
     /// Keeps conversations in `store`.
@@ -70,6 +75,11 @@ impl Assistant {
     /// Answers from the users' documents when a turn asks.
     pub fn with_knowledge(self, knowledge: Knowledge) -> Assistant {
         Assistant { knowledge: Some(knowledge), ..self }
+    }
+
+    /// Offers these skills in turns that ask for them.
+    pub fn with_skills(self, skills: Skills) -> Assistant {
+        Assistant { skills, ..self }
     }
 
     pub fn settings(&self) -> &Settings {

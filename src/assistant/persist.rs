@@ -5,6 +5,7 @@ use super::prepare::Record;
 use super::AssistantError;
 use crate::engine::Finished;
 use crate::knowledge::Citation;
+use crate::skills::ToolRun;
 use crate::store::{NewTurn, TurnIds};
 
 impl Complete {
@@ -12,10 +13,10 @@ impl Complete {
     /// transaction) and returns once it is committed; an ephemeral turn stores nothing.
     /// Channels build their final answer from the [`Outcome`], so it is sent after COMMIT.
     pub async fn persist(self) -> Result<Outcome, AssistantError> {
-        let Complete { text, finished, ledger } = self;
+        let Complete { text, finished, tools, ledger } = self;
         let stored = match ledger.record {
             None => None,
-            Some(record) => Some(append(record, &text, &finished, &ledger.model, &ledger.citations).await?),
+            Some(record) => Some(append(record, &text, &finished, &ledger.model, &ledger.citations, &tools).await?),
         };
         Ok(Outcome {
             text,
@@ -23,6 +24,7 @@ impl Complete {
             model: ledger.model,
             knowledge: ledger.knowledge,
             citations: ledger.citations,
+            tools,
             stored,
         })
     }
@@ -34,6 +36,7 @@ async fn append(
     finished: &Finished,
     model: &str,
     citations: &[Citation],
+    tools: &[ToolRun],
 ) -> Result<TurnIds, AssistantError> {
     let turn = NewTurn {
         conversation_id: record.conversation_id,
@@ -46,6 +49,7 @@ async fn append(
         finish_reason: finished.finish_reason.as_str().to_string(),
         knowledge: record.knowledge,
         citations: (!citations.is_empty()).then(|| serde_json::to_string(citations).unwrap_or_default()),
+        tool_calls: (!tools.is_empty()).then(|| serde_json::to_string(tools).unwrap_or_default()),
     };
     Ok(record.store.run(move |store| store.append_turn(&turn)).await?)
 }
@@ -92,6 +96,7 @@ mod tests {
         Complete {
             text: format!("reply to {message}"),
             finished: finished(),
+            tools: Vec::new(),
             ledger: Ledger {
                 model: "m".into(),
                 knowledge: knowledge.unwrap_or(false),
@@ -138,6 +143,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_tools_a_reply_called_are_stored_with_it() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap().id;
+        let run = ToolRun {
+            id: "call_1".into(),
+            name: "clock".into(),
+            arguments: serde_json::json!({}),
+            result: r#"{"time":"12:00"}"#.into(),
+            ok: true,
+            at: 1_700_000_000,
+            ms: 2,
+        };
+        let turn = Complete { tools: vec![run.clone()], ..complete(&store, alice, None, "time?", None, vec![]) };
+        let outcome = turn.persist().await.unwrap();
+        assert_eq!(outcome.tools, std::slice::from_ref(&run));
+        let messages = store.messages(alice, &outcome.stored.unwrap().conversation_id).unwrap();
+        assert_eq!(messages[0].tool_calls, None);
+        assert_eq!(messages[1].tool_calls, Some(serde_json::json!([run])));
+    }
+
+    #[tokio::test]
     async fn another_users_conversation_is_not_found_and_nothing_is_stored() {
         let (_dir, store) = temp_store();
         let alice = store.create_user("alice", Role::User).unwrap().id;
@@ -155,6 +181,7 @@ mod tests {
         let ephemeral = Complete {
             text: "hello".into(),
             finished: finished(),
+            tools: Vec::new(),
             ledger: Ledger { model: "m".into(), knowledge: false, citations: vec![], record: None },
         };
         let outcome = ephemeral.persist().await.unwrap();

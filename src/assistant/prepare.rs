@@ -1,7 +1,8 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
 use super::{documents, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
-use crate::engine::{ChatMessage, Engine, GenerateParams, Owner};
+use crate::engine::{ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse};
+use crate::skills::{self, Skills};
 use crate::knowledge::{Citation, Retrieved};
 use crate::store::Store;
 
@@ -9,6 +10,17 @@ use crate::store::Store;
 pub struct Prepared {
     pub(super) request: Request,
     pub(super) ledger: Ledger,
+    pub(super) tools: Option<ToolLoop>,
+}
+
+/// A turn's skills and how many rounds of calls it has left.
+pub(super) struct ToolLoop {
+    pub skills: Skills,
+    pub ctx: skills::Context,
+    /// The tools the model is shown.
+    pub specs: Vec<ToolSpec>,
+    /// Rounds of calls left before the model must answer in words.
+    pub rounds_left: u32,
 }
 
 /// What is submitted to the engine.
@@ -60,7 +72,7 @@ impl Assistant {
     /// Checks a turn and gathers what it needs: the conversation so far, the sampling
     /// options, the model, the documents.
     pub async fn prepare(&self, turn: Turn) -> Result<Prepared, AssistantError> {
-        let Turn { who, conversation, sampling, model, knowledge, stream, style, constraint } = turn;
+        let Turn { who, conversation, sampling, model, knowledge, stream, style, constraint, skills } = turn;
         let (messages, remembered, record) = match conversation {
             Conversation::Stored { id, message } => {
                 if message.trim().is_empty() {
@@ -87,7 +99,7 @@ impl Assistant {
                 (messages, None, None)
             }
         };
-        let params = GenerateParams { constraint, ..sampling.resolve(&self.settings.model, stream)? };
+        let mut params = GenerateParams { constraint, ..sampling.resolve(&self.settings.model, stream)? };
         let (engine, info) = self.engine(model.as_deref()).await?;
         let knowledge = documents::use_documents(knowledge, remembered, self.settings.knowledge.chat_default);
         let retrieved = match (knowledge, who.user_id, &self.knowledge, last_user_message(&messages)) {
@@ -98,11 +110,37 @@ impl Assistant {
         };
         let system = system_prompt(&self.settings.model.system_prompt, style);
         let (messages, citations) = assemble(system, messages, retrieved);
+        let tools = match skills && params.constraint == Constraint::None {
+            true => self.tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }, knowledge),
+            false => None,
+        };
+        if let Some(tools) = &tools {
+            params.constraint = offer(tools.specs.clone(), ToolChoice::Auto);
+        }
         Ok(Prepared {
             request: Request { engine, owner: who.owner, messages, params },
             ledger: Ledger { model: info.id, knowledge, citations, record },
+            tools,
         })
     }
+
+    /// The skills a turn offers: the enabled ones this caller may use, on a model whose
+    /// chat template speaks tools; searching the documents only when the turn does not
+    /// already answer from them.
+    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context, knowledge: bool) -> Option<ToolLoop> {
+        info.tool_calls?;
+        let mut specs = self.skills.specs(&ctx);
+        if knowledge {
+            specs.retain(|s| s.name != skills::SEARCH_DOCUMENTS);
+        }
+        let rounds_left = self.settings.skills.max_rounds;
+        (!specs.is_empty()).then(|| ToolLoop { skills: self.skills.clone(), ctx, specs, rounds_left })
+    }
+}
+
+/// The tools shown to the model, called per `choice` (several at once allowed).
+pub(super) fn offer(tools: Vec<ToolSpec>, choice: ToolChoice) -> Constraint {
+    Constraint::Tools(ToolUse { tools, choice, parallel: true })
 }
 
 /// A stored conversation's messages, oldest first, and the knowledge choice it remembers.

@@ -1,9 +1,11 @@
 //! Step two of a turn: the engine generates, and the channel reads [`Event`]s.
 
 use super::events::{Complete, Event};
-use super::prepare::{Ledger, Prepared, Request};
+use super::prepare::{offer, Ledger, Prepared, Request, ToolLoop};
 use super::AssistantError;
-use crate::engine::{self, Finished};
+use crate::engine::{self, ChatMessage, Finished, ToolChoice, Usage};
+use crate::skills::ToolRun;
+use std::collections::VecDeque;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A reply that has started: the engine accepted the prompt and sent a first event.
@@ -51,12 +53,33 @@ async fn submit(request: &Request) -> Result<Reply, AssistantError> {
     Reply::start(request.engine.submit(request.owner, prompt, request.params.clone())?).await
 }
 
-/// A turn being answered. Dropping it stops the generation; nothing is stored.
+/// A turn being answered. Dropping it stops the generation (or the skill running);
+/// nothing is stored.
 pub struct Running {
+    request: Request,
     reply: Reply,
+    /// The reply's text so far, every round's.
     text: String,
+    /// Where the current round's text starts in `text`.
+    round_from: usize,
     /// Taken when the turn ends; `None` afterwards.
     ledger: Option<Ledger>,
+    tools: Option<ToolLoop>,
+    /// What the tool loop does next, before reading the engine again.
+    steps: VecDeque<Step>,
+    /// The skills run so far, and the results not yet given to the model.
+    runs: Vec<ToolRun>,
+    results: Vec<ChatMessage>,
+    /// Tokens of the rounds before the current one.
+    usage: Usage,
+}
+
+enum Step {
+    /// Tell the channel about a call, then run it.
+    Announce(engine::ToolCall),
+    Execute(engine::ToolCall),
+    /// Give the model the round's calls and their results, and read its next reply.
+    Resubmit(Vec<engine::ToolCall>),
 }
 
 impl Prepared {
@@ -64,35 +87,115 @@ impl Prepared {
     /// the context window, a full queue) come back here, before anything was streamed.
     pub async fn run(self) -> Result<Running, AssistantError> {
         let reply = submit(&self.request).await?;
-        Ok(Running { reply, text: String::new(), ledger: Some(self.ledger) })
+        Ok(Running {
+            request: self.request,
+            reply,
+            text: String::new(),
+            round_from: 0,
+            ledger: Some(self.ledger),
+            tools: self.tools,
+            steps: VecDeque::new(),
+            runs: Vec::new(),
+            results: Vec::new(),
+            usage: Usage::default(),
+        })
     }
 }
 
 impl Running {
     /// The next event; `None` once [`Event::Complete`] or [`Event::Error`] was given.
     ///
-    /// The tool loop's seam: when the engine reports a tool call, this is where the
-    /// bounded loop runs: yield [`Event::ToolCall`], run the skill, yield
-    /// [`Event::ToolResult`], append both to the request's messages, `submit` again with
-    /// the same engine and parameters, and go on reading; the calls then travel in the
-    /// [`Complete`] for `persist` to record. Until the engine reports tool calls, a turn is
-    /// one reply.
+    /// The tool loop: when the model ends a round with calls of the turn's skills, each is
+    /// announced ([`Event::ToolCall`]), run under its timeout and its result reported
+    /// ([`Event::ToolResult`]); then the model is asked again with the calls and results
+    /// appended. A call that repeats one already run is not run again, and once the rounds
+    /// (`[skills] max_rounds`) are spent, the model is asked to answer in words: the tools
+    /// are left out and it is kept from calling.
     pub async fn next(&mut self) -> Option<Event> {
         self.ledger.as_ref()?;
-        let event = match self.reply.next().await {
-            Some(engine::Event::Token(t)) => {
-                self.text.push_str(&t);
-                return Some(Event::Token(t));
+        loop {
+            if let Some(step) = self.steps.pop_front() {
+                match self.step(step).await {
+                    Ok(Some(event)) => return Some(event),
+                    Ok(None) => continue,
+                    Err(e) => return self.end(Event::Error(e)),
+                }
             }
-            Some(engine::Event::Done(finished)) => {
-                let ledger = self.ledger.take()?;
-                Event::Complete(Complete { text: std::mem::take(&mut self.text), finished, ledger })
-            }
-            Some(engine::Event::Error(e)) => Event::Error(e.into()),
-            None => Event::Error(AssistantError::stopped()),
-        };
+            let event = match self.reply.next().await {
+                Some(engine::Event::Token(t)) => {
+                    self.text.push_str(&t);
+                    return Some(Event::Token(t));
+                }
+                Some(engine::Event::Done(finished)) if !finished.tool_calls.is_empty() && self.tools.is_some() => {
+                    self.plan(finished);
+                    continue;
+                }
+                Some(engine::Event::Done(mut finished)) => {
+                    let ledger = self.ledger.take()?;
+                    finished.usage = self.usage.plus(&finished.usage);
+                    let text = std::mem::take(&mut self.text);
+                    let tools = std::mem::take(&mut self.runs);
+                    Event::Complete(Complete { text, finished, tools, ledger })
+                }
+                Some(engine::Event::Error(e)) => Event::Error(e.into()),
+                None => Event::Error(AssistantError::stopped()),
+            };
+            return self.end(event);
+        }
+    }
+
+    fn end(&mut self, event: Event) -> Option<Event> {
         self.ledger = None;
         Some(event)
+    }
+
+    /// A round ended with calls: plan running the new ones and asking again.
+    fn plan(&mut self, finished: Finished) {
+        self.usage = self.usage.plus(&finished.usage);
+        let tools = self.tools.as_mut().expect("only a turn with skills plans calls");
+        tools.rounds_left = tools.rounds_left.saturating_sub(1);
+        let fresh: Vec<engine::ToolCall> = finished
+            .tool_calls
+            .into_iter()
+            .filter(|c| !self.runs.iter().any(|r| r.name == c.name && r.arguments == c.arguments))
+            .collect();
+        if fresh.is_empty() {
+            // Only repeats: the model has what it asked for; it answers now.
+            tools.rounds_left = 0;
+        }
+        for call in &fresh {
+            self.steps.push_back(Step::Announce(call.clone()));
+            self.steps.push_back(Step::Execute(call.clone()));
+        }
+        self.steps.push_back(Step::Resubmit(fresh));
+    }
+
+    async fn step(&mut self, step: Step) -> Result<Option<Event>, AssistantError> {
+        let tools = self.tools.as_mut().expect("steps exist only in a turn with skills");
+        match step {
+            Step::Announce(call) => Ok(Some(Event::ToolCall(call))),
+            Step::Execute(call) => {
+                let ledger = self.ledger.as_mut().expect("a running turn has its ledger");
+                tools.ctx.cite_from = ledger.citations.len() + 1;
+                let (run, citations) = tools.skills.run(&call, tools.ctx).await;
+                ledger.citations.extend(citations);
+                self.results.push(ChatMessage::tool_result(&run.id, Some(run.name.clone()), run.result.clone()));
+                self.runs.push(run.clone());
+                Ok(Some(Event::ToolResult(run)))
+            }
+            Step::Resubmit(calls) => {
+                if !calls.is_empty() {
+                    let said = self.text[self.round_from..].to_string();
+                    self.request.messages.push(ChatMessage::tool_calls(said, calls));
+                    self.request.messages.append(&mut self.results);
+                }
+                let choice = if tools.rounds_left == 0 { ToolChoice::None } else { ToolChoice::Auto };
+                self.request.params.constraint = offer(tools.specs.clone(), choice);
+                self.reply = submit(&self.request).await?;
+                self.round_from = self.text.len();
+                Ok(None)
+            }
+        }
     }
 
     /// Reads the reply to its end, unstored.
@@ -129,19 +232,99 @@ mod tests {
         })
     }
 
-    /// A running ephemeral turn fed by hand instead of an engine.
-    async fn running(
-        events: Vec<engine::Event>,
-        close: bool,
-    ) -> Result<(Running, Option<mpsc::UnboundedSender<engine::Event>>), AssistantError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for event in events {
-            tx.send(event).unwrap();
+    fn calls(calls: &[(&str, serde_json::Value)]) -> engine::Event {
+        let tool_calls = calls.iter().map(|(n, a)| engine::ToolCall::new(*n, a.clone())).collect();
+        match done() {
+            engine::Event::Done(f) => {
+                engine::Event::Done(Finished { finish_reason: FinishReason::ToolCalls, tool_calls, ..f })
+            }
+            _ => unreachable!(),
         }
-        let tx = (!close).then_some(tx);
-        let reply = Reply::start(rx).await?;
+    }
+
+    /// An ephemeral turn on an engine that answers with `replies`, one per request; with
+    /// the clock skill and `rounds` rounds when `rounds > 0`. Also what the engine was given.
+    async fn turn_with(
+        replies: Vec<Vec<engine::Event>>,
+        rounds: u32,
+    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError> {
+        let (engine, seen) = engine::Engine::scripted(replies);
+        let skills = crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
+        let ctx = crate::skills::Context { user_id: None, cite_from: 1 };
+        let tools = (rounds > 0).then(|| ToolLoop { specs: skills.specs(&ctx), skills, ctx, rounds_left: rounds });
+        let mut params = crate::assistant::Sampling::default().resolve(&Default::default(), true)?;
+        if let Some(tools) = &tools {
+            params.constraint = offer(tools.specs.clone(), ToolChoice::Auto);
+        }
+        let request = Request {
+            engine,
+            owner: engine::Owner::CONSOLE,
+            messages: vec![ChatMessage::new("user", "What time is it?")],
+            params,
+        };
         let ledger = Ledger { model: "m".into(), knowledge: false, citations: vec![], record: None };
-        Ok((Running { reply, text: String::new(), ledger: Some(ledger) }, tx))
+        Ok((Prepared { request, ledger, tools }.run().await?, seen))
+    }
+
+    async fn running(events: Vec<engine::Event>, _open: bool) -> Result<(Running, ()), AssistantError> {
+        Ok((turn_with(vec![events], 0).await?.0, ()))
+    }
+
+    fn choice(params: &engine::GenerateParams) -> Option<ToolChoice> {
+        match &params.constraint {
+            engine::Constraint::Tools(t) => Some(t.choice.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_called_skill_runs_and_the_model_answers_from_its_result() {
+        let replies = vec![
+            vec![calls(&[("clock", serde_json::json!({}))])],
+            vec![engine::Event::Token("It is ".into()), engine::Event::Token("noon.".into()), done()],
+        ];
+        let (mut turn, mut seen) = turn_with(replies, 1).await.unwrap();
+        let Some(Event::ToolCall(call)) = turn.next().await else { panic!("expected the call") };
+        assert_eq!(call.name, "clock");
+        let Some(Event::ToolResult(run)) = turn.next().await else { panic!("expected its result") };
+        assert!(run.ok && run.id == call.id && run.result.contains("\"date\""), "{run:?}");
+        assert!(matches!(turn.next().await, Some(Event::Token(t)) if t == "It is "));
+        assert!(matches!(turn.next().await, Some(Event::Token(t)) if t == "noon."));
+        let Some(Event::Complete(complete)) = turn.next().await else { panic!("expected the reply") };
+        assert_eq!(complete.text, "It is noon.");
+        assert_eq!(complete.tools, std::slice::from_ref(&run));
+        assert_eq!(complete.finished.usage.prompt_tokens, 6, "both rounds count");
+        assert_eq!(complete.finished.finish_reason, FinishReason::Stop);
+
+        let (first, params) = seen.recv().await.unwrap();
+        assert_eq!((first.len(), choice(&params)), (1, Some(ToolChoice::Auto)));
+        let (second, params) = seen.recv().await.unwrap();
+        let roles: Vec<&str> = second.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool"]);
+        assert_eq!(second[1].tool_calls, [call]);
+        assert_eq!((second[2].tool_call_id.as_deref(), second[2].content.as_str()), (Some(run.id.as_str()), run.result.as_str()));
+        assert_eq!(choice(&params), Some(ToolChoice::None), "one round: then words");
+    }
+
+    #[tokio::test]
+    async fn a_repeated_call_is_not_run_again_and_the_model_must_answer() {
+        let clock = || calls(&[("clock", serde_json::json!({}))]);
+        let replies = vec![vec![clock()], vec![clock()], vec![engine::Event::Token("Noon.".into()), done()]];
+        let (turn, mut seen) = turn_with(replies, 3).await.unwrap();
+        let complete = turn.complete().await.unwrap();
+        assert_eq!((complete.text.as_str(), complete.tools.len()), ("Noon.", 1));
+        let choices: Vec<_> = [seen.recv().await, seen.recv().await, seen.recv().await]
+            .into_iter()
+            .map(|r| choice(&r.unwrap().1))
+            .collect();
+        assert_eq!(choices, [Some(ToolChoice::Auto), Some(ToolChoice::Auto), Some(ToolChoice::None)]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_next_round_ends_the_turn_with_its_error() {
+        let replies = vec![vec![calls(&[("clock", serde_json::json!({}))])], vec![engine::Event::Error(EngineError::Overloaded(8))]];
+        let (turn, _) = turn_with(replies, 1).await.unwrap();
+        assert!(matches!(turn.complete().await, Err(AssistantError::Engine(EngineError::Overloaded(8)))));
     }
 
     #[tokio::test]

@@ -22,6 +22,10 @@ pub struct Turn {
     /// What the reply may be: free text (the default), calls of the tools the caller
     /// offers, or JSON.
     pub constraint: Constraint,
+    /// Offer the assistant's enabled skills (`[skills]`) and run the tool loop: Hearth's
+    /// own channels do; OpenAI and Ollama clients bring their own tools. Only a free-text
+    /// turn on a model whose chat template speaks tools is offered any.
+    pub skills: bool,
 }
 
 impl Turn {
@@ -37,6 +41,7 @@ impl Turn {
             stream: true,
             style: Style::Written,
             constraint: Constraint::default(),
+            skills: false,
         }
     }
 }

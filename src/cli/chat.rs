@@ -177,7 +177,12 @@ impl Local {
             ModelState::Loading { .. } => unreachable!("the loop ends when loading does"),
         }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Local { assistant: Assistant::new(settings, models), runtime, history: Vec::new() })
+        let skills = crate::skills::Skills::built_in(
+            &settings.skills.enabled,
+            std::time::Duration::from_secs(settings.skills.timeout_secs),
+            None,
+        );
+        Ok(Local { assistant: Assistant::new(settings, models).with_skills(skills), runtime, history: Vec::new() })
     }
 }
 
@@ -186,7 +191,7 @@ impl Backend for Local {
         let mut messages = self.history.clone();
         messages.push(ChatMessage::new("user", message));
         let conversation = Conversation::Ephemeral { messages: messages.clone() };
-        let turn = Turn { knowledge: Some(false), ..Turn::new(Who::CONSOLE, conversation) };
+        let turn = Turn { knowledge: Some(false), skills: true, ..Turn::new(Who::CONSOLE, conversation) };
         let assistant = &self.assistant;
         let outcome = self.runtime.block_on(async {
             let mut running = assistant.prepare(turn).await?.run().await?;
@@ -196,7 +201,10 @@ impl Backend for Local {
                         write!(out, "{t}")?;
                         out.flush()?;
                     }
-                    Some(Event::ToolCall(_) | Event::ToolResult(_)) => {}
+                    // What the assistant looked up, on stderr: stdout is the reply.
+                    Some(Event::ToolCall(call)) => eprintln!("[{} {}]", call.name, call.arguments),
+                    Some(Event::ToolResult(run)) if !run.ok => eprintln!("[{} failed: {}]", run.name, run.result),
+                    Some(Event::ToolResult(_)) => {}
                     Some(Event::Complete(complete)) => return Ok(complete.persist().await?),
                     Some(Event::Error(e)) => return Err(anyhow::Error::from(e)),
                     None => bail!("the engine stopped"),

@@ -11,7 +11,7 @@ mod tls;
 mod voice;
 
 pub use settings::{
-    AcmeChallenge, KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
+    AcmeChallenge, KnowledgeSettings, SkillSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
     StorageSettings, TlsMode, TlsSettings, VoiceSettings,
 };
 pub use voice::{system_language, valid_languages};
@@ -64,6 +64,9 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KNOWLEDGE_CONTEXT_TOKENS", "knowledge.context_tokens", Kind::Int),
     ("HEARTH_KNOWLEDGE_TOP_K", "knowledge.top_k", Kind::Int),
     ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
+    ("HEARTH_SKILLS", "skills.enabled", Kind::List),
+    ("HEARTH_SKILLS_MAX_ROUNDS", "skills.max_rounds", Kind::Int),
+    ("HEARTH_SKILLS_TIMEOUT_SECS", "skills.timeout_secs", Kind::Int),
     ("HEARTH_EXTRACT_TIMEOUT_SECS", "knowledge.extract_timeout_secs", Kind::Int),
     ("HEARTH_EXTRACT_MEMORY_BYTES", "knowledge.extract_memory_bytes", Kind::Int),
     ("HEARTH_USER_QUOTA_BYTES", "knowledge.user_quota_bytes", Kind::Int),

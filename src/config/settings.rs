@@ -16,6 +16,7 @@ pub struct Settings {
     pub model: ModelSettings,
     pub storage: StorageSettings,
     pub knowledge: KnowledgeSettings,
+    pub skills: SkillSettings,
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
     pub log: LogSettings,
@@ -207,6 +208,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the assistant may do besides talking, in Hearth's own channels (the web UI's chat,
+/// the voice WebSocket, Wyoming satellites). OpenAI and Ollama clients bring their own tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkillSettings {
+    /// Skills offered to the model as tools: `clock`, `search_documents`. Empty: none, and
+    /// chats are plain. Only models whose chat template speaks tools are offered any.
+    pub enabled: Vec<String>,
+    /// Rounds of tool calls one turn may make before it must answer in words (a round may
+    /// hold several calls).
+    pub max_rounds: u32,
+    /// Longest a skill may run, in seconds; then it is stopped and the model told so.
+    pub timeout_secs: u64,
+}
+
+impl Default for SkillSettings {
+    fn default() -> Self {
+        Self { enabled: vec!["clock".into(), "search_documents".into()], max_rounds: 1, timeout_secs: 10 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
@@ -315,6 +337,19 @@ impl Settings {
                 "knowledge.extract_memory_bytes",
                 "must be between 16777216 (16 MiB) and 1099511627776",
             );
+        }
+        let s = &self.skills;
+        if let Some(unknown) = s.enabled.iter().find(|n| !crate::skills::BUILT_IN.contains(&n.as_str())) {
+            return bad(
+                "skills.enabled",
+                &format!("no skill is named '{unknown}' (there are: {})", crate::skills::BUILT_IN.join(", ")),
+            );
+        }
+        if !(1..=8).contains(&s.max_rounds) {
+            return bad("skills.max_rounds", "must be between 1 and 8");
+        }
+        if !(1..=600).contains(&s.timeout_secs) {
+            return bad("skills.timeout_secs", "must be between 1 and 600");
         }
         self.voice.validate()
     }

@@ -179,6 +179,50 @@ impl Engine {
         Engine { jobs, thread: None, state, queue_size, metrics }
     }
 
+    /// An engine for tests of what drives it: ready (with a Hermes tool-call template),
+    /// it answers each request with the next of `replies` and reports the messages and
+    /// parameters it was given.
+    #[cfg(test)]
+    pub(crate) fn scripted(
+        replies: Vec<Vec<Event>>,
+    ) -> (Engine, mpsc::UnboundedReceiver<(Vec<ChatMessage>, GenerateParams)>) {
+        let (jobs_tx, mut jobs_rx) = mpsc::channel::<Work>(8);
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        let info = ModelInfo {
+            id: "scripted".into(),
+            path: PathBuf::new(),
+            architecture: "qwen2".into(),
+            file_size: 0,
+            context_size: 4096,
+            trained_context: 4096,
+            parameters: 0,
+            threads: 1,
+            parallel: 1,
+            kv_cache_tokens: 4096,
+            idle_cache_tokens: 0,
+            sha256_verified: None,
+            chat_template: String::new(),
+            tool_calls: Some(ToolFormat::Hermes),
+            load_seconds: 0.0,
+            loaded_at: 0,
+        };
+        let (_, state) = watch::channel(ModelState::Ready(Box::new(info)));
+        tokio::spawn(async move {
+            let mut replies = replies.into_iter();
+            while let Some(Work::Job(job)) = jobs_rx.recv().await {
+                let messages = match job.prompt {
+                    Prompt::Chat(m) => m,
+                    Prompt::Text(t) => vec![ChatMessage::new("user", t)],
+                };
+                let _ = seen_tx.send((messages, job.params));
+                for event in replies.next().unwrap_or_default() {
+                    let _ = job.events.send(event);
+                }
+            }
+        });
+        (Engine::from_parts(jobs_tx, state, 8, Metrics::new()), seen_rx)
+    }
+
     pub fn state(&self) -> ModelState {
         self.state.borrow().clone()
     }

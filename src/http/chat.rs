@@ -12,6 +12,7 @@ use crate::assistant::{Conversation, Event, Outcome, Running, Sampling, Turn, Wh
 use crate::engine::{Timings, Usage};
 use crate::error::ApiError;
 use crate::knowledge::Citation;
+use crate::skills::ToolRun;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,10 @@ pub struct ChatRequest {
     /// conversation.
     #[serde(default)]
     pub knowledge: Option<bool>,
+    /// Let the assistant use its skills (`[skills] enabled`: the clock, the documents...)
+    /// as tools; default true. False: a plain reply.
+    #[serde(default)]
+    pub skills: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +60,8 @@ pub struct ChatResponse {
     pub knowledge: bool,
     /// The document excerpts given to the model, numbered as the reply cites them.
     pub citations: Vec<Citation>,
+    /// The skills the reply called, in order, with what they answered.
+    pub tool_calls: Vec<ToolRun>,
 }
 
 impl ChatResponse {
@@ -71,6 +78,7 @@ impl ChatResponse {
             dropped_messages: outcome.finished.dropped_messages,
             knowledge: outcome.knowledge,
             citations: outcome.citations,
+            tool_calls: outcome.tools,
         })
     }
 }
@@ -93,6 +101,7 @@ pub async fn chat(
         model: request.model,
         knowledge: request.knowledge,
         stream: request.stream,
+        skills: request.skills.unwrap_or(true),
         ..Turn::new(Who::user(caller.user.id), conversation)
     };
     let prepared = state.assistant.prepare(turn).await?;
@@ -104,31 +113,30 @@ pub async fn chat(
     Ok(json(&ChatResponse::of(complete.persist().await?)?))
 }
 
-/// SSE: `token` events with `{"text"}`, then `done` with the stored [`ChatResponse`]
-/// (sent after COMMIT), or `error` with the usual error body.
+/// SSE: `token` events with `{"text"}` (and, when the assistant uses a skill,
+/// `tool_call` with `{"id", "name", "arguments"}` then `tool_result` with the stored
+/// call: `{"id", "name", "arguments", "result", "ok", "at", "ms"}`), then `done` with the
+/// stored [`ChatResponse`] (sent after COMMIT), or `error` with the usual error body.
 fn stream(running: Running) -> impl futures_util::Stream<Item = Result<bytes::Bytes, actix_web::Error>> {
     futures_util::stream::unfold(Some(running), |running| async move {
         let mut running = running?;
-        let last = loop {
-            match running.next().await? {
-                Event::Token(text) => {
-                    let token = sse_event(Some("token"), &serde_json::json!({ "text": text }).to_string());
-                    return Some((Ok(token), Some(running)));
-                }
-                // Tool calls are not part of this stream yet.
-                Event::ToolCall(_) | Event::ToolResult(_) => continue,
-                Event::Complete(complete) => {
-                    break match complete.persist().await.map_err(ApiError::from).and_then(ChatResponse::of) {
-                        Ok(done) => {
-                            sse_event(Some("done"), &serde_json::to_string(&done).unwrap_or_default())
-                        }
-                        Err(e) => error_event(&e),
-                    };
-                }
-                Event::Error(e) => break error_event(&e.into()),
+        let event = match running.next().await? {
+            Event::Token(text) => sse_event(Some("token"), &serde_json::json!({ "text": text }).to_string()),
+            Event::ToolCall(call) => {
+                let call = serde_json::json!({ "id": call.id, "name": call.name, "arguments": call.arguments });
+                sse_event(Some("tool_call"), &call.to_string())
             }
+            Event::ToolResult(run) => sse_event(Some("tool_result"), &serde_json::to_string(&run).unwrap_or_default()),
+            Event::Complete(complete) => {
+                let last = match complete.persist().await.map_err(ApiError::from).and_then(ChatResponse::of) {
+                    Ok(done) => sse_event(Some("done"), &serde_json::to_string(&done).unwrap_or_default()),
+                    Err(e) => error_event(&e),
+                };
+                return Some((Ok(last), None));
+            }
+            Event::Error(e) => return Some((Ok(error_event(&e.into())), None)),
         };
-        Some((Ok(last), None))
+        Some((Ok(event), Some(running)))
     })
 }
 

@@ -117,6 +117,7 @@ async fn answer(
     let turn = Turn {
         knowledge: settings.knowledge,
         style: Style::Spoken,
+        skills: true,
         ..Turn::new(Who::user(user_id), conversation)
     };
     let mut running = state.assistant.prepare(turn).await?.run().await?;
@@ -143,8 +144,14 @@ async fn answer(
                     let _ = sentences_tx.send(sentence);
                 }
             }
-            // Tool calls are not part of this protocol yet.
-            Some(Event::ToolCall(_) | Event::ToolResult(_)) => {}
+            Some(Event::ToolCall(call)) => {
+                let message = json!({"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments});
+                session.text(message.to_string()).await.map_err(|_| closed())?;
+            }
+            Some(Event::ToolResult(run)) => {
+                let message = json!({"type": "tool_result", "id": run.id, "name": run.name, "ok": run.ok, "ms": run.ms});
+                session.text(message.to_string()).await.map_err(|_| closed())?;
+            }
             Some(Event::Complete(complete)) => break complete,
             Some(Event::Error(e)) => return Err(e.into()),
             None => return Err(AssistantError::stopped().into()),
@@ -181,6 +188,7 @@ async fn answer(
         "message_id": ids.reply_id,
         "reply": outcome.text,
         "model": outcome.model,
+        "tool_calls": outcome.tools,
         "metrics": metrics,
     });
     session.text(done.to_string()).await.map_err(|_| closed())?;

@@ -29,6 +29,9 @@ pub struct Message {
     /// The document excerpts a reply was given (see `knowledge::Citation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub citations: Option<serde_json::Value>,
+    /// The tools a reply called, in order, with their results (see `skills::ToolRun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
     pub created_at: i64,
 }
 
@@ -48,6 +51,8 @@ pub struct NewTurn {
     pub knowledge: Option<bool>,
     /// JSON citations of the reply, when documents were used.
     pub citations: Option<String>,
+    /// JSON tool calls of the reply and their results, when it called any.
+    pub tool_calls: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,8 +114,8 @@ impl Store {
         let user_message_id = tx.last_insert_rowid();
         tx.execute(
             "INSERT INTO messages (conversation_id, role, content, model, prompt_tokens, completion_tokens,
-                                   finish_reason, created_at, citations)
-             VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                   finish_reason, created_at, citations, tool_calls)
+             VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 conversation_id,
                 turn.reply,
@@ -119,7 +124,8 @@ impl Store {
                 turn.completion_tokens,
                 turn.finish_reason,
                 t,
-                turn.citations
+                turn.citations,
+                turn.tool_calls
             ],
         )?;
         let reply_id = tx.last_insert_rowid();
@@ -225,7 +231,7 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens,
-                    m.finish_reason, m.created_at, m.citations
+                    m.finish_reason, m.created_at, m.citations, m.tool_calls
              FROM messages m JOIN conversations c ON c.id = m.conversation_id
              WHERE c.id = ?1 AND c.user_id = ?2 ORDER BY m.id",
         )?;
@@ -241,6 +247,7 @@ impl Store {
                     finish_reason: row.get(6)?,
                     created_at: row.get(7)?,
                     citations: row.get::<_, Option<String>>(8)?.and_then(|c| serde_json::from_str(&c).ok()),
+                    tool_calls: row.get::<_, Option<String>>(9)?.and_then(|c| serde_json::from_str(&c).ok()),
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -265,6 +272,7 @@ mod tests {
             finish_reason: "stop".into(),
             knowledge: None,
             citations: None,
+            tool_calls: None,
         }
     }
 

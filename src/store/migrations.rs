@@ -143,6 +143,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;",
     // 6: disabled accounts (Unix seconds; NULL: enabled) keep their data but cannot sign in.
     "ALTER TABLE users ADD COLUMN disabled_at INTEGER;",
+    // 7: the tools a reply called and what they answered (JSON, `skills::ToolRun`s).
+    "ALTER TABLE messages ADD COLUMN tool_calls TEXT;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -40,6 +40,7 @@ impl Satellites {
             knowledge: Some(false),
             stream: false, // spoken whole
             style: Style::Spoken,
+            skills: true,
             ..Turn::new(Who::SATELLITES, conversation)
         };
         let prepared = self.assistant.prepare(turn).await.map_err(failure)?;

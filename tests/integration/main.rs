@@ -21,6 +21,7 @@ mod models_pull;
 mod openai;
 mod persistence;
 mod tls;
+mod skills;
 mod tools;
 mod turns;
 mod voice_http;

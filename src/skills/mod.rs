@@ -1,0 +1,248 @@
+//! Skills: what the assistant can do besides talking, offered to the model as tools in
+//! Hearth's own channels (`/api/chat`, the voice WebSocket, Wyoming satellites).
+//!
+//! A [`Skill`] has a name, a description and a JSON schema of its arguments (what the
+//! model is shown), and [`Skill::execute`]s with a [`Context`] (who asks). The [`Skills`]
+//! registry holds the enabled ones (`[skills] enabled`), says which a caller may use, and
+//! [`Skills::run`]s a call under the skill's timeout: a skill that overruns is dropped
+//! (cancelled) and the model is told it failed. The bounded loop that feeds calls and
+//! results back to the model is the assistant's (`assistant/run.rs`).
+//!
+//! Built-ins: `clock` (the box's date and time), `search_documents` (the user's documents).
+
+mod clock;
+mod documents;
+
+pub use clock::Clock;
+pub use documents::SearchDocuments;
+
+use crate::engine::{ToolCall, ToolSpec};
+use crate::knowledge::{Citation, Knowledge};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The built-in skills' names, for checking `[skills] enabled`.
+pub const BUILT_IN: &[&str] = &[clock::NAME, documents::NAME];
+/// The skill that searches the user's documents (left out of turns that already use them).
+pub const SEARCH_DOCUMENTS: &str = documents::NAME;
+
+/// Who a skill runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The Hearth user; `None` for the console and voice satellites.
+    pub user_id: Option<i64>,
+    /// The number the first document excerpt a skill cites gets (`[n]`), after those the
+    /// turn already has.
+    pub cite_from: usize,
+}
+
+/// What a skill answered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    /// What the model is given: JSON or plain text.
+    pub content: String,
+    /// Document excerpts the content carries, numbered as it cites them.
+    pub citations: Vec<Citation>,
+}
+
+impl Output {
+    pub fn json(value: &Value) -> Output {
+        Output { content: value.to_string(), citations: Vec::new() }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SkillError {
+    /// The arguments do not fit the skill's schema; the text says which.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Something the assistant can do. Implementations keep blocking work off the async
+/// runtime (the store's own threads, `spawn_blocking`).
+pub trait Skill: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// What the model reads to decide when to call it.
+    fn description(&self) -> &'static str;
+    /// A JSON schema of the arguments (an object).
+    fn parameters(&self) -> Value;
+    /// Whether it can serve this caller (documents need a user).
+    fn available(&self, _ctx: &Context) -> bool {
+        true
+    }
+    /// Runs the skill. Dropping the future cancels it.
+    fn execute(&self, arguments: Value, ctx: Context) -> BoxFuture<'static, Result<Output, SkillError>>;
+}
+
+/// One call as it ran: what a conversation records.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ToolRun {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+    /// What the model was given: the skill's output, or `{"error": ...}`.
+    pub result: String,
+    pub ok: bool,
+    /// When it started, Unix seconds.
+    pub at: i64,
+    pub ms: u64,
+}
+
+/// The enabled skills. Clone it freely.
+#[derive(Clone, Default)]
+pub struct Skills {
+    skills: BTreeMap<&'static str, Arc<dyn Skill>>,
+    timeout: Duration,
+}
+
+impl Skills {
+    /// The built-ins named in `enabled` (unknown names were refused when the settings
+    /// were checked); `search_documents` only with documents to search.
+    pub fn built_in(enabled: &[String], timeout: Duration, knowledge: Option<Knowledge>) -> Skills {
+        let mut skills: BTreeMap<&'static str, Arc<dyn Skill>> = BTreeMap::new();
+        for name in enabled {
+            let skill: Arc<dyn Skill> = match (name.as_str(), &knowledge) {
+                (clock::NAME, _) => Arc::new(Clock),
+                (documents::NAME, Some(knowledge)) => Arc::new(SearchDocuments::new(knowledge.clone())),
+                _ => continue,
+            };
+            skills.insert(skill.name(), skill);
+        }
+        Skills { skills, timeout }
+    }
+
+    /// Adds a skill (a test's, or one of the next built-ins).
+    pub fn with(mut self, skill: Arc<dyn Skill>) -> Skills {
+        self.skills.insert(skill.name(), skill);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.skills.is_empty()
+    }
+
+    /// The tools to show the model for this caller, by name.
+    pub fn specs(&self, ctx: &Context) -> Vec<ToolSpec> {
+        self.skills
+            .values()
+            .filter(|s| s.available(ctx))
+            .map(|s| ToolSpec {
+                name: s.name().to_string(),
+                description: Some(s.description().to_string()),
+                parameters: s.parameters(),
+            })
+            .collect()
+    }
+
+    /// Runs one call under the timeout. Failures become a result the model can read
+    /// (`{"error": ...}`), never a failed turn.
+    pub async fn run(&self, call: &ToolCall, ctx: Context) -> (ToolRun, Vec<Citation>) {
+        let at = crate::store::now();
+        let started = Instant::now();
+        let outcome = match self.skills.get(call.name.as_str()).filter(|s| s.available(&ctx)) {
+            None => Err(SkillError::Failed(format!("there is no tool named '{}'", call.name))),
+            Some(skill) if !call.arguments.is_object() => {
+                Err(SkillError::InvalidArguments(format!("{} takes a JSON object", skill.name())))
+            }
+            Some(skill) => match tokio::time::timeout(self.timeout, skill.execute(call.arguments.clone(), ctx)).await {
+                Ok(result) => result,
+                Err(_) => Err(SkillError::Failed(format!("took longer than {} s", self.timeout.as_secs()))),
+            },
+        };
+        let ms = started.elapsed().as_millis() as u64;
+        let (result, ok, citations) = match outcome {
+            Ok(output) => (output.content, true, output.citations),
+            Err(e) => {
+                tracing::warn!(skill = %call.name, error = %e, "skill failed");
+                (serde_json::json!({ "error": e.to_string() }).to_string(), false, Vec::new())
+            }
+        };
+        let run = ToolRun { id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone(), result, ok, at, ms };
+        (run, citations)
+    }
+}
+
+/// A string argument, or an error naming it.
+pub(crate) fn string_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, SkillError> {
+    match arguments.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
+        Some(_) => Err(SkillError::InvalidArguments(format!("'{name}' must be a non-empty string"))),
+        None => Err(SkillError::InvalidArguments(format!("'{name}' is required"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A skill that waits longer than any test timeout.
+    struct Slow;
+    impl Skill for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn description(&self) -> &'static str {
+            "Waits."
+        }
+        fn parameters(&self) -> Value {
+            ToolSpec::no_parameters()
+        }
+        fn execute(&self, _: Value, _: Context) -> BoxFuture<'static, Result<Output, SkillError>> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Output::default())
+            })
+        }
+    }
+
+    const ALICE: Context = Context { user_id: Some(1), cite_from: 1 };
+    const SATELLITE: Context = Context { user_id: None, cite_from: 1 };
+
+    #[tokio::test]
+    async fn the_clock_is_offered_and_answers_with_the_date_and_time() {
+        let skills = Skills::built_in(&["clock".into()], Duration::from_secs(5), None);
+        let names: Vec<String> = skills.specs(&SATELLITE).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["clock"]);
+        let (run, citations) = skills.run(&ToolCall::new("clock", json!({})), SATELLITE).await;
+        assert!(run.ok, "{run:?}");
+        let answer: Value = serde_json::from_str(&run.result).unwrap();
+        let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+        assert_eq!(answer["date"], today, "{answer}");
+        assert!(answer["time"].as_str().is_some_and(|t| t.len() == 5 && t.as_bytes()[2] == b':'), "{answer}");
+        assert!(citations.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_tools_bad_arguments_and_overruns_are_results_the_model_reads() {
+        let skills = Skills::built_in(&["clock".into()], Duration::from_millis(50), None).with(Arc::new(Slow));
+        let (run, _) = skills.run(&ToolCall::new("launch", json!({})), ALICE).await;
+        assert!(!run.ok && run.result.contains("no tool named 'launch'"), "{run:?}");
+        let (run, _) = skills.run(&ToolCall::new("clock", json!("now")), ALICE).await;
+        assert!(!run.ok && run.result.contains("takes a JSON object"), "{run:?}");
+        let (run, _) = skills.run(&ToolCall::new("slow", json!({})), ALICE).await;
+        assert!(!run.ok && run.result.contains("took longer than"), "{run:?}");
+        assert!(run.ms < 5_000, "cancelled at the timeout, not after the skill's 30 s");
+    }
+
+    #[test]
+    fn documents_need_documents_to_search_and_a_user() {
+        let skills = Skills::built_in(&["clock".into(), "search_documents".into()], Duration::from_secs(1), None);
+        assert_eq!(skills.specs(&ALICE).len(), 1, "no knowledge: no search_documents");
+        assert!(Skills::built_in(&[], Duration::from_secs(1), None).is_empty());
+    }
+
+    #[test]
+    fn string_arguments_are_checked_by_name() {
+        assert_eq!(string_arg(&json!({"query": " boiler "}), "query"), Ok("boiler"));
+        assert!(matches!(string_arg(&json!({}), "query"), Err(SkillError::InvalidArguments(m)) if m.contains("'query' is required")));
+        assert!(string_arg(&json!({"query": 3}), "query").is_err());
+        assert!(string_arg(&json!({"query": "  "}), "query").is_err());
+    }
+}
