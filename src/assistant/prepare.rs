@@ -110,8 +110,10 @@ impl Assistant {
         };
         let system = system_prompt(&self.settings.model.system_prompt, style);
         let (messages, citations) = assemble(system, messages, retrieved);
-        let tools = match skills && params.constraint == Constraint::None {
-            true => self.tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }, knowledge),
+        // A turn that answers from the documents is about them: the small default model,
+        // shown the clock beside the excerpts, called it and lost the answer.
+        let tools = match skills && !knowledge && params.constraint == Constraint::None {
+            true => self.tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }),
             false => None,
         };
         if let Some(tools) = &tools {
@@ -125,14 +127,10 @@ impl Assistant {
     }
 
     /// The skills a turn offers: the enabled ones this caller may use, on a model whose
-    /// chat template speaks tools; searching the documents only when the turn does not
-    /// already answer from them.
-    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context, knowledge: bool) -> Option<ToolLoop> {
+    /// chat template speaks tools.
+    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context) -> Option<ToolLoop> {
         info.tool_calls?;
-        let mut specs = self.skills.specs(&ctx);
-        if knowledge {
-            specs.retain(|s| s.name != skills::SEARCH_DOCUMENTS);
-        }
+        let specs = self.skills.specs(&ctx);
         let rounds_left = self.settings.skills.max_rounds;
         (!specs.is_empty()).then(|| ToolLoop { skills: self.skills.clone(), ctx, specs, rounds_left })
     }

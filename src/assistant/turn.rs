@@ -24,7 +24,8 @@ pub struct Turn {
     pub constraint: Constraint,
     /// Offer the assistant's enabled skills (`[skills]`) and run the tool loop: Hearth's
     /// own channels do; OpenAI and Ollama clients bring their own tools. Only a free-text
-    /// turn on a model whose chat template speaks tools is offered any.
+    /// turn that does not use the documents, on a model whose chat template speaks tools,
+    /// is offered any.
     pub skills: bool,
 }
 

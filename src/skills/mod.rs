@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 
 /// The built-in skills' names, for checking `[skills] enabled`.
 pub const BUILT_IN: &[&str] = &[clock::NAME, documents::NAME];
-/// The skill that searches the user's documents (left out of turns that already use them).
-pub const SEARCH_DOCUMENTS: &str = documents::NAME;
 
 /// Who a skill runs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

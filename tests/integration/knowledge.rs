@@ -57,13 +57,22 @@ fn a_fact_only_in_a_document_is_answered_with_a_citation() {
     assert!(done.iter().all(|(_, job)| job["state"] == "done"), "{done:?}");
 
     let question = "What is the password of the guest wifi network?";
-    let plain = chat(&server, &token, json!({"message": question, "temperature": 0, "max_tokens": 40}));
+    let body = json!({"message": question, "temperature": 0, "max_tokens": 40, "skills": false});
+    let plain = chat(&server, &token, body);
     assert_eq!(plain["knowledge"], false);
     assert!(plain["citations"].as_array().unwrap().is_empty());
     assert!(
         !plain["reply"].as_str().unwrap().contains("otter-lantern-57"),
         "the model cannot know it: {plain}"
     );
+
+    // With its skills (the default), the assistant searches the documents itself.
+    let searched = chat(&server, &token, json!({"message": question, "temperature": 0, "max_tokens": 40}));
+    assert_eq!(searched["knowledge"], false, "{searched}");
+    assert_eq!(searched["tool_calls"][0]["name"], "search_documents", "{searched}");
+    assert!(searched["tool_calls"][0]["result"].as_str().unwrap().contains("otter-lantern-57"), "{searched}");
+    assert!(searched["reply"].as_str().unwrap().contains("otter-lantern-57"), "{searched}");
+    assert_eq!(cited_names(&searched)[0], "network.md", "the skill's excerpts are cited: {searched}");
 
     let body = json!({"message": question, "knowledge": true, "temperature": 0, "max_tokens": 40});
     let answer = chat(&server, &token, body);
