@@ -16,8 +16,8 @@
 //! act on is a 400 naming it, except those listed in `chat.rs` (`LABELS`, `OPTION_LABELS`)
 //! that change nothing here. Authentication is Hearth's: `Authorization: Bearer <token>`
 //! (the clients can send it: `ollama.Client(headers=...)`, Home Assistant's API key);
-//! the 401 before routing is in Hearth's error shape, as the path is not known to be
-//! Ollama's then.
+//! a refusal before routing (401, 403) is in Ollama's shape on the paths that are Ollama's
+//! only ([`is_ollama_only`]), in Hearth's on the shared `/api/chat`.
 
 mod chat;
 mod embed;
@@ -57,6 +57,22 @@ pub async fn api_chat(
     Ok(super::chat::answer(http, state, caller, request).await?)
 }
 
+/// The paths that only the Ollama API serves (`/api/chat` is shared with Hearth's chat).
+pub const OLLAMA_ONLY: &[&str] = &[
+    "/api/version",
+    "/api/tags",
+    "/api/show",
+    "/api/ps",
+    "/api/pull",
+    "/api/generate",
+    "/api/embed",
+    "/api/embeddings",
+];
+
+pub fn is_ollama_only(path: &str) -> bool {
+    OLLAMA_ONLY.contains(&path)
+}
+
 /// An error in Ollama's shape: `{"error": "<message>", "code": "<Hearth's code>"}`, with
 /// the status of Hearth's error table.
 #[derive(Debug)]
@@ -77,6 +93,9 @@ impl ResponseError for OllamaError {
         let mut response = HttpResponse::build(self.status_code());
         if self.0.code == ErrorCode::Overloaded {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        if self.0.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(error_body(&self.0))
     }
@@ -323,6 +342,7 @@ mod tests {
         assert_eq!(model_id(Some("")), None);
         assert_eq!(model_id(None), None);
         assert_eq!(ollama_name("qwen"), "qwen:latest");
+        assert!(is_ollama_only("/api/tags") && !is_ollama_only("/api/chat"), "/api/chat is shared");
     }
 
     fn options(v: Value) -> Result<crate::assistant::Sampling, OllamaError> {
