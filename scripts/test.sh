@@ -2,7 +2,7 @@
 # Runs Hearth's whole test suite on a fresh Debian/Ubuntu machine: installs system
 # packages, builds, fetches the real test models (cached in ~/.cache/hearth/models, verified
 # by sha256; hearth itself converts the embedding model; the Piper voice and ONNX Runtime too), sets up the official `openai`
-# Python client, then runs every test, and last the web UI's end-to-end tests in
+# and `ollama` Python clients, then runs every test, and last the web UI's end-to-end tests in
 # headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +14,9 @@ cargo build --locked
 python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en whisper-base piper-joe onnxruntime --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, ollama, wyoming' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' 'wyoming>=1.5,<2' >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' 'ollama>=0.4,<1' 'wyoming>=1.5,<2' >&2
 fi
 export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 

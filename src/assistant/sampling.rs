@@ -9,6 +9,8 @@ use crate::engine::GenerateParams;
 pub struct Sampling {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
+    /// 0 samples from the whole vocabulary (what top_p leaves).
+    pub top_k: Option<u32>,
     /// At most `model.max_tokens`, whatever is asked.
     pub max_tokens: Option<u32>,
     pub seed: Option<u32>,
@@ -36,7 +38,7 @@ impl Sampling {
         Ok(GenerateParams {
             temperature,
             top_p,
-            top_k: defaults.top_k,
+            top_k: self.top_k.unwrap_or(defaults.top_k),
             seed: self.seed,
             max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
             stop: self.stop,
@@ -82,12 +84,13 @@ mod tests {
         let asked = Sampling {
             temperature: Some(0.0),
             top_p: Some(1.0),
+            top_k: Some(5),
             max_tokens: Some(10_000),
             seed: Some(7),
             stop: vec!["\n\n".into()],
         };
         let params = asked.resolve(&defaults(), true).unwrap();
-        assert_eq!((params.temperature, params.top_p, params.seed), (0.0, 1.0, Some(7)));
+        assert_eq!((params.temperature, params.top_p, params.top_k, params.seed), (0.0, 1.0, 5, Some(7)));
         assert_eq!(params.max_tokens, 512, "never more than model.max_tokens");
         assert_eq!(params.stop, ["\n\n"]);
         assert!(params.stream);

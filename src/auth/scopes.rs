@@ -45,6 +45,15 @@ impl Scope {
             "/v1/completions",
             "/v1/embeddings",
             "/v1/models",
+            // The Ollama API (`http/ollama/`); its `/api/chat` is the one above.
+            "/api/generate",
+            "/api/embed",
+            "/api/embeddings",
+            "/api/tags",
+            "/api/show",
+            "/api/ps",
+            "/api/version",
+            "/api/pull",
         ]
         .iter()
         .any(|p| under(p))
@@ -160,6 +169,8 @@ mod tests {
     fn paths_need_their_scope() {
         assert_eq!(Scope::required_for("/api/chat"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/v1/chat/completions"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/tags"), Some(Scope::Chat), "the Ollama API is chat");
+        assert_eq!(Scope::required_for("/api/embed"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/conversations/abc"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/documents/7"), Some(Scope::Documents));
         assert_eq!(Scope::required_for("/v1/audio/transcriptions"), Some(Scope::Voice));

@@ -90,13 +90,26 @@ pub async fn require_auth(
                     ErrorCode::InsufficientScope,
                     format!("this token may not be used here: it needs the '{}' scope", scope.as_str()),
                 );
-                return Ok(req.into_response(e.error_response()));
+                let response = refusal(req.path(), e);
+                return Ok(req.into_response(response));
             }
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
         }
-        Err(e) => Ok(req.into_response(e.error_response())),
+        Err(e) => {
+            let response = refusal(req.path(), e);
+            Ok(req.into_response(response))
+        }
     }
+}
+
+/// A refused request's answer: in Ollama's error shape on the Ollama API's own paths
+/// (whose clients read `"error"` as text), Hearth's elsewhere.
+fn refusal(path: &str, e: ApiError) -> actix_web::HttpResponse {
+    if super::ollama::is_ollama_only(path) {
+        return super::ollama::OllamaError(e).error_response();
+    }
+    e.error_response()
 }
 
 async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {

@@ -83,13 +83,14 @@ impl ChatResponse {
     }
 }
 
-pub async fn chat(
+/// Answers a request already read from the body (`POST /api/chat` is shared with the
+/// Ollama API, which tells the two apart by the body: `super::ollama::api_chat`).
+pub async fn answer(
     http: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<ChatRequest>,
+    request: ChatRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
     let conversation = Conversation::Stored { id: request.conversation_id, message: request.message };
     let turn = Turn {
         sampling: Sampling {

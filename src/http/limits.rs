@@ -36,7 +36,7 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
+pub(super) fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => too_large(limit),
         JsonPayloadError::Payload(PayloadError::Overflow) => too_large(limit),

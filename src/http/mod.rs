@@ -13,6 +13,7 @@ mod documents;
 mod errors;
 mod health;
 mod limits;
+mod ollama;
 mod openai;
 mod paging;
 mod peer;
@@ -79,7 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             resource("/.well-known/acme-challenge/{token}").route(web::get().to(transport::acme_challenge)),
         )
         .service(resource("/metrics").route(web::get().to(health::metrics)))
-        .service(resource("/api/chat").route(web::post().to(chat::chat)))
+        // Hearth's chat and Ollama's (`messages`): `ollama::api_chat` tells them apart.
+        .service(resource("/api/chat").route(web::post().to(ollama::api_chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
         .service(
             resource("/api/documents")
@@ -140,7 +142,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/v1/audio/transcriptions").route(web::post().to(audio::transcriptions)))
         .service(resource("/v1/audio/speech").route(web::post().to(speech::speech)))
         .service(resource("/v1/audio/voices").route(web::get().to(speech::voices)))
-        .service(resource("/api/ws").route(web::get().to(voice_ws::ws)));
+        .service(resource("/api/ws").route(web::get().to(voice_ws::ws)))
+        .service(ollama_routes(limit));
+}
+
+/// The Ollama API but its `/api/chat` (shared with Hearth's, above): its bodies' errors in
+/// Ollama's shape.
+fn ollama_routes(limit: usize) -> actix_web::Scope {
+    web::scope("/api")
+        .app_data(ollama::json_config(limit))
+        .service(resource("/version").route(web::get().to(ollama::version)))
+        .service(resource("/tags").route(web::get().to(ollama::tags)))
+        .service(resource("/ps").route(web::get().to(ollama::ps)))
+        .service(resource("/show").route(web::post().to(ollama::show)))
+        .service(resource("/pull").route(web::post().to(ollama::pull)))
+        .service(resource("/generate").route(web::post().to(ollama::generate)))
+        .service(resource("/embed").route(web::post().to(ollama::embed)))
+        .service(resource("/embeddings").route(web::post().to(ollama::embeddings)))
 }
 
 /// A resource whose unmatched methods answer a JSON 405.

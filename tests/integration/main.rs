@@ -18,6 +18,7 @@ mod knowledge_limits;
 mod models;
 mod models_add;
 mod models_pull;
+mod ollama;
 mod openai;
 mod persistence;
 mod tls;

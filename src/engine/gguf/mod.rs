@@ -86,6 +86,13 @@ pub struct GgufSummary {
     pub context_length: Option<u64>,
     pub file_size: u64,
     pub has_chat_template: bool,
+    /// The chat template's Jinja source (kept up to 1 MiB).
+    #[serde(skip)]
+    pub chat_template: Option<String>,
+    /// `general.file_type`: llama.cpp's `llama_ftype`, the weights' quantization.
+    pub file_type: Option<u32>,
+    /// Weights in all tensors.
+    pub parameters: u64,
     /// Absolute file offset where the tensor data section starts.
     pub data_offset: u64,
 }
@@ -188,6 +195,15 @@ fn parse<R: Read + Seek>(inner: R, len: u64, path: &Path) -> Result<GgufSummary,
         context_length: checked.context_length,
         file_size: len,
         has_chat_template: kvs.get("tokenizer.chat_template").is_some_and(|kv| kv.ty == T_STRING),
+        chat_template: match kvs.get("tokenizer.chat_template") {
+            Some(Kv { val: Val::Str(Some(s)), .. }) => Some(s.clone()),
+            _ => None,
+        },
+        file_type: match kvs.get("general.file_type") {
+            Some(Kv { val: Val::Int(t), .. }) => u32::try_from(*t).ok(),
+            _ => None,
+        },
+        parameters: tensors.iter().map(|t| t.dims.iter().product::<u64>()).sum(),
         data_offset,
     })
 }
@@ -225,6 +241,47 @@ struct TensorInfo {
     dims: Vec<u64>,
     offset: u64,
     size: u64,
+}
+
+/// The name of a `general.file_type` (llama.cpp's `llama_ftype`), as Ollama reports a
+/// model's `quantization_level`.
+pub fn file_type_name(file_type: u32) -> Option<&'static str> {
+    Some(match file_type {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4",
+        _ => return None,
+    })
 }
 
 fn value_type_name(ty: u32) -> &'static str {

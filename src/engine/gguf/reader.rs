@@ -19,6 +19,8 @@ const MAX_TENSOR_NAME_LEN: u64 = 63;
 const MAX_DIMS: u32 = 4;
 /// Strings up to this length are kept for the metadata checks; longer ones are skipped.
 const KEEP_STRING_LEN: u64 = 4096;
+/// The chat template is kept whole up to this length (for the Ollama API's `/api/show`).
+const KEEP_TEMPLATE_LEN: u64 = 1 << 20;
 /// Smallest possible encodings: a one-byte key with a one-byte value, and a
 /// one-byte tensor name with one dimension.
 const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
@@ -146,7 +148,8 @@ impl<'p, R: Read + Seek> Reader<'p, R> {
         match ty {
             T_STRING => {
                 let len = self.str_len(MAX_STRING_LEN, &what)?;
-                if len > KEEP_STRING_LEN {
+                let keep = if key == "tokenizer.chat_template" { KEEP_TEMPLATE_LEN } else { KEEP_STRING_LEN };
+                if len > keep {
                     self.skip(len, &what)?;
                     return Ok(Val::Str(None));
                 }

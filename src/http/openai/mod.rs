@@ -6,7 +6,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod stream;
-mod tools;
+pub(super) mod tools;
 
 pub use chat::chat_completions;
 pub use completions::completions;
@@ -99,6 +99,7 @@ impl Sampling {
         let sampling = crate::assistant::Sampling {
             temperature: self.temperature,
             top_p: self.top_p,
+            top_k: None,
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             seed: self.seed,
             stop,

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// Fields a request carried that no struct field took (a `#[serde(flatten)]` catch-all).
-pub(super) type Unknown = Map<String, Value>;
+pub(in crate::http) type Unknown = Map<String, Value>;
 
-fn unsupported(message: impl Into<String>) -> ApiError {
+pub(in crate::http) fn unsupported(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::UnsupportedParameter, message)
 }
 
@@ -22,7 +22,7 @@ fn unsupported(message: impl Into<String>) -> ApiError {
 /// assistant messages with `"refusal": null` and the like); `neutral` lists fields accepted
 /// at the one value that asks for nothing (such as `presence_penalty: 0`), `labels` fields
 /// that only describe the request (such as `user`) and are accepted as they are.
-pub(super) fn reject_unknown(
+pub(in crate::http) fn reject_unknown(
     fields: &Unknown,
     at: &str,
     neutral: &[(&str, Value)],
@@ -54,7 +54,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 /// The tool and format fields of a chat completion request.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct ToolRequest {
+pub(in crate::http) struct ToolRequest {
     #[serde(default)]
     tools: Option<Vec<ToolDef>>,
     #[serde(default)]
@@ -145,7 +145,7 @@ fn valid_name(name: &str) -> bool {
 
 impl ToolRequest {
     /// What the reply may be.
-    pub fn constraint(self) -> Result<Constraint, ApiError> {
+    pub(in crate::http) fn constraint(self) -> Result<Constraint, ApiError> {
         let tools = self.tools.unwrap_or_default();
         let mut specs: Vec<ToolSpec> = Vec::with_capacity(tools.len());
         for (i, tool) in tools.into_iter().enumerate() {

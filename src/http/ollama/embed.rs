@@ -1,0 +1,114 @@
+//! Ollama's `POST /api/embed` (`input`: a string or a list; L2-normalised vectors, as
+//! Ollama gives them) and the older `POST /api/embeddings` (`prompt`: one string).
+//! The model is the one named, else `model.embedding_model`.
+
+use super::chat::LABELS;
+use super::{model_id, ollama_name, parse, OllamaError};
+use crate::engine::{EngineError, ModelState, MAX_INPUTS};
+use crate::error::ApiError;
+use crate::http::openai::tools::{reject_unknown, Unknown};
+use crate::http::{AppState, Caller};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbedRequest {
+    #[serde(default)]
+    model: Option<String>,
+    input: Input,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    options: Option<Unknown>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    #[serde(default)]
+    model: Option<String>,
+    prompt: String,
+    #[serde(default)]
+    options: Option<Unknown>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+/// The vectors of `inputs` from the embedding model a request names, and its name.
+async fn vectors(
+    state: &AppState,
+    model: Option<&str>,
+    options: Option<Unknown>,
+    inputs: Vec<String>,
+) -> Result<(String, crate::engine::Embeddings), OllamaError> {
+    // Sampling means nothing here; the loading settings change nothing either.
+    reject_unknown(&options.unwrap_or_default(), "options", &[], super::OPTION_LABELS)?;
+    if inputs.len() > MAX_INPUTS {
+        return Err(ApiError::invalid(format!(
+            "input holds {} strings; the limit is {MAX_INPUTS}",
+            inputs.len()
+        ))
+        .into());
+    }
+    let embedder = state.models.embedder(model_id(model).as_deref()).await?;
+    let id = match embedder.state() {
+        ModelState::Ready(info) => info.id,
+        _ => return Err(EngineError::NotReady("the embedding model is not ready".into()).into()),
+    };
+    Ok((id, embedder.embed(inputs).await?))
+}
+
+/// `truncate: false` is what Hearth does: an input longer than the model reads is refused.
+fn embed_neutral() -> Vec<(&'static str, Value)> {
+    vec![("truncate", json!(false))]
+}
+
+pub async fn embed(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, OllamaError> {
+    let started = Instant::now();
+    let request: EmbedRequest = parse(body.into_inner())?;
+    reject_unknown(&request.unknown, "", &embed_neutral(), LABELS)?;
+    let inputs = match request.input {
+        Input::One(s) => vec![s],
+        Input::Many(v) => v,
+    };
+    let (model, result) = vectors(&state, request.model.as_deref(), request.options, inputs).await?;
+    if let Some(d) = request.dimensions {
+        let native = result.vectors.first().map_or(0, Vec::len);
+        if d != native {
+            return Err(ApiError::invalid(format!("dimensions: this model gives {native}, not {d}")).into());
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "model": ollama_name(&model),
+        "embeddings": result.vectors,
+        "total_duration": started.elapsed().as_nanos() as u64,
+        "prompt_eval_count": result.prompt_tokens,
+    })))
+}
+
+pub async fn embeddings(
+    state: web::Data<AppState>,
+    _caller: Caller,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, OllamaError> {
+    let request: EmbeddingsRequest = parse(body.into_inner())?;
+    reject_unknown(&request.unknown, "", &[], LABELS)?;
+    let (_, result) =
+        vectors(&state, request.model.as_deref(), request.options, vec![request.prompt]).await?;
+    let embedding = result.vectors.into_iter().next().unwrap_or_default();
+    Ok(HttpResponse::Ok().json(json!({ "embedding": embedding })))
+}

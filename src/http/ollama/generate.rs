@@ -1,0 +1,148 @@
+//! Ollama's `POST /api/generate`: a prompt answered through the model's chat template (a
+//! one-message assistant turn, with `system` as its system prompt), or continued as raw
+//! text (`raw: true`, the engine directly, like `/v1/completions`). An empty prompt only
+//! loads the model (`done_reason: "load"`), as in Ollama.
+
+use super::chat::{neutral, LABELS};
+use super::stream::{Frames, Kind};
+use super::{format_constraint, model_id, ollama_name, parse, refuse_thinking, Clock, OllamaError, Options};
+use crate::assistant::{Conversation, Reply, Turn, Who};
+use crate::engine::{ChatMessage, Owner, Prompt};
+use crate::error::ApiError;
+use crate::http::openai::tools::{reject_unknown, unsupported, Unknown};
+use crate::http::peer::unless_gone;
+use crate::http::{AppState, Caller};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::{Instant, SystemTime};
+
+#[derive(Debug, Deserialize)]
+pub struct GenerateRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    raw: Option<bool>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    options: Option<Options>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    think: Option<Value>,
+    /// Refused unless empty: each names what Hearth does not do.
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    context: Option<Vec<Value>>,
+    #[serde(default)]
+    images: Option<Vec<Value>>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+impl GenerateRequest {
+    /// The fields Hearth cannot honour, each with why.
+    fn refuse_unsupported(&self) -> Result<(), OllamaError> {
+        let refuse = |message: &str| Err(OllamaError(unsupported(message.to_string())));
+        if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+            return refuse("suffix (fill-in-the-middle) is not supported");
+        }
+        if self.template.as_ref().is_some_and(|t| !t.is_empty()) {
+            return refuse(
+                "template is not supported: Hearth uses the model's own chat template (or raw: true)",
+            );
+        }
+        if self.context.as_ref().is_some_and(|c| !c.is_empty()) {
+            return refuse(
+                "context is not supported: Hearth returns no context to continue from; \
+                 send the conversation's messages to /api/chat instead",
+            );
+        }
+        if self.images.as_ref().is_some_and(|i| !i.is_empty()) {
+            return refuse("images is not supported: Hearth's models read text only");
+        }
+        Ok(())
+    }
+}
+
+pub async fn generate(
+    http: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, OllamaError> {
+    let started = Instant::now();
+    let request: GenerateRequest = parse(body.into_inner())?;
+    reject_unknown(&request.unknown, "", &neutral(), LABELS)?;
+    refuse_thinking(&request.think)?;
+    request.refuse_unsupported()?;
+    let format = format_constraint(request.format)?;
+    let sampling = request.options.unwrap_or_default().sampling()?;
+    let stream = request.stream.unwrap_or(true);
+    let model = model_id(request.model.as_deref());
+    let prompt = request.prompt.unwrap_or_default();
+    if prompt.is_empty() {
+        // Ollama's way to load a model ahead of use.
+        let (_, info) = state.assistant.engine(model.as_deref()).await?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "model": ollama_name(&info.id), "created_at": super::rfc3339(SystemTime::now()),
+            "response": "", "done": true, "done_reason": "load",
+        })));
+    }
+    if request.raw.unwrap_or(false) {
+        if request.system.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(
+                ApiError::invalid("system has no place in a raw prompt; write it into the prompt").into()
+            );
+        }
+        if format.is_some() {
+            return Err(unsupported("format together with raw is not supported").into());
+        }
+        // Raw text is no conversation: the engine directly, with the turn's sampling rules.
+        let params = sampling.resolve(&state.settings.model, stream)?;
+        let (engine, info) = state.assistant.engine(model.as_deref()).await?;
+        let started_reply =
+            Reply::start(engine.submit(Owner::user(caller.user.id), Prompt::Text(prompt), params)?);
+        let reply = unless_gone(&http, started_reply).await??;
+        let frames = Frames {
+            kind: Kind::Generate,
+            model: ollama_name(&info.id),
+            clock: Clock { started, load: started.elapsed() },
+        };
+        if stream {
+            return Ok(frames.stream(reply));
+        }
+        let (text, finished) = unless_gone(&http, reply.collect()).await??;
+        return Ok(frames.whole(&text, &finished));
+    }
+    let mut messages = Vec::with_capacity(2);
+    if let Some(system) = request.system.filter(|s| !s.is_empty()) {
+        messages.push(ChatMessage::new("system", system));
+    }
+    messages.push(ChatMessage::new("user", prompt));
+    let turn = Turn {
+        sampling,
+        model,
+        knowledge: Some(false),
+        stream,
+        constraint: format.unwrap_or_default(),
+        ..Turn::new(Who::user(caller.user.id), Conversation::Ephemeral { messages })
+    };
+    let prepared = state.assistant.prepare(turn).await?;
+    let model = ollama_name(prepared.model());
+    let running = unless_gone(&http, prepared.run()).await??;
+    let frames = Frames { kind: Kind::Generate, model, clock: Clock { started, load: started.elapsed() } };
+    if stream {
+        return Ok(frames.stream(running));
+    }
+    let outcome = unless_gone(&http, running.finish()).await??;
+    Ok(frames.whole(&outcome.text, &outcome.finished))
+}
