@@ -142,7 +142,7 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         let text: String = chunk.text.chars().take(budget).collect();
         used += text.chars().count();
         let n = citations.len() + 1;
-        excerpts.push_str(&format!("[{n}] (from \"{}\")\n{}\n\n", chunk.document_name, text.trim()));
+        excerpts.push_str(&format!("From {}:\n{} [{n}]\n\n", chunk.document_name, text.trim()));
         let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
         if size > SNIPPET_CHARS {
             snippet.push('…');
@@ -157,8 +157,9 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         });
     }
     let prompt = format!(
-        "Excerpts from my documents:\n\n{excerpts}Answer my question using the excerpts above when they are \
-         relevant, and cite them by number like [1].\n\nMy question: {question}"
+        "Excerpts from my documents, each followed by its number:\n\n{excerpts}My question: {question}\n\n\
+         Answer my question in one or two full sentences, using the facts in the excerpts. \
+         End your answer with the number of the excerpt you used, in square brackets."
     );
     Retrieved { prompt, citations }
 }
