@@ -5,7 +5,8 @@
 #
 #   1. packaging/test-deb.sh            the release amd64 .deb in a booted Debian 12 root
 #   2. packaging/test-deb-arm64.sh      the cross-built arm64 .deb under qemu-user
-#   3. packaging/test-oci.sh            the container image built with podman and run
+#   3. packaging/test-oci.sh            the container image built with podman and run (amd64),
+#      packaging/test-oci.sh --arch arm64  and the arm64 one, cross-built, run under qemu-user
 #   4. with --yocto DIR (holding poky and the meta layers, as in packaging/RESULTS.md):
 #      yocto/parse-check.sh for qemux86-64, raspberrypi4-64, raspberrypi5, jetson-orin-nano-devkit
 # Each runs even when an earlier one failed; the summary (date, commit, result and time of
@@ -14,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 yocto=""
 [ "${1:-}" = --yocto ] && yocto=$2
-[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,12p' "$0"; exit 0; }
+[ "${1:-}" = -h ] || [ "${1:-}" = --help ] && { sed -n '2,13p' "$0"; exit 0; }
 
 summary=()
 failed=0
@@ -32,6 +33,7 @@ run() {  # run NAME COMMAND...
 run deb-amd64 bash packaging/test-deb.sh
 run deb-arm64 bash packaging/test-deb-arm64.sh
 run oci-amd64 bash packaging/test-oci.sh
+run oci-arm64 bash packaging/test-oci.sh --arch arm64
 if [ -n "$yocto" ]; then
   id yocto >/dev/null 2>&1 || useradd --create-home yocto   # bitbake refuses root
   copy=$(mktemp -d /var/tmp/hearth-yocto-src.XXXXXX)

@@ -1,16 +1,16 @@
 //! The one table of API errors.
 //!
-//! Every error a client can see has a row here: an HTTP status, a stable snake_case
-//! code that clients may match on, and an OpenAI-style error `type`. Module errors
-//! convert into [`ApiError`]; the conversion to an HTTP response happens only in
-//! [`ApiError`]'s `ResponseError` impl, so handlers never choose status codes.
+//! Every error a client can see has a row here: an HTTP status (as a number: no HTTP
+//! types live below `http/`), a stable snake_case code that clients may match on, and an
+//! OpenAI-style error `type`. Module errors convert into [`ApiError`] here: audio, speech
+//! and assistant errors say their own code (`code()`), engine and store errors are mapped
+//! below. The conversion to an HTTP response happens only in `http/` (`ApiError`'s
+//! `ResponseError` impl, `http/errors.rs`), so handlers never choose status codes.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 macro_rules! error_codes {
-    ($($variant:ident => $status:ident, $code:literal, $kind:literal;)*) => {
+    ($($variant:ident => $status:literal, $code:literal, $kind:literal;)*) => {
         /// A stable error code. The string form never changes once released.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -21,8 +21,8 @@ macro_rules! error_codes {
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
 
             /// The HTTP status this code is answered with.
-            pub fn status(self) -> StatusCode {
-                match self { $(ErrorCode::$variant => StatusCode::$status),* }
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status),* }
             }
 
             /// The stable snake_case code.
@@ -39,42 +39,42 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    InvalidJson           => BAD_REQUEST,            "invalid_json",            "invalid_request_error";
-    InvalidRequest        => BAD_REQUEST,            "invalid_request",         "invalid_request_error";
-    ContextLengthExceeded => BAD_REQUEST,            "context_length_exceeded", "invalid_request_error";
-    Unauthorized          => UNAUTHORIZED,           "unauthorized",            "authentication_error";
-    Forbidden             => FORBIDDEN,              "forbidden",               "permission_error";
-    InvalidCredentials    => UNAUTHORIZED,           "invalid_credentials",     "authentication_error";
-    InvalidSetupCode      => UNAUTHORIZED,           "invalid_setup_code",      "authentication_error";
-    InsufficientScope     => FORBIDDEN,              "insufficient_scope",      "permission_error";
-    CsrfRejected          => FORBIDDEN,              "csrf_rejected",           "permission_error";
-    AlreadyOnboarded      => CONFLICT,               "already_onboarded",       "invalid_request_error";
-    PullInProgress        => CONFLICT,               "pull_in_progress",        "invalid_request_error";
-    TooManyAttempts       => TOO_MANY_REQUESTS,      "too_many_attempts",       "rate_limit_error";
-    UnknownHost           => MISDIRECTED_REQUEST,    "unknown_host",            "invalid_request_error";
-    NotFound              => NOT_FOUND,              "not_found",               "invalid_request_error";
-    ConversationNotFound  => NOT_FOUND,              "conversation_not_found",  "invalid_request_error";
-    ModelNotFound         => NOT_FOUND,              "model_not_found",         "invalid_request_error";
-    UnknownModel          => NOT_FOUND,              "unknown_model",           "invalid_request_error";
-    VoiceNotFound         => NOT_FOUND,              "voice_not_found",         "invalid_request_error";
-    DocumentNotFound      => NOT_FOUND,              "document_not_found",      "invalid_request_error";
-    JobNotFound           => NOT_FOUND,              "job_not_found",           "invalid_request_error";
-    MethodNotAllowed      => METHOD_NOT_ALLOWED,     "method_not_allowed",      "invalid_request_error";
-    PayloadTooLarge       => PAYLOAD_TOO_LARGE,      "payload_too_large",       "invalid_request_error";
-    QuotaExceeded         => PAYLOAD_TOO_LARGE,      "quota_exceeded",          "invalid_request_error";
-    UnsupportedMediaType  => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",  "invalid_request_error";
-    InvalidAudio          => BAD_REQUEST,            "invalid_audio",           "invalid_request_error";
-    AudioTooLong          => PAYLOAD_TOO_LARGE,      "audio_too_long",          "invalid_request_error";
-    Overloaded            => TOO_MANY_REQUESTS,      "overloaded",              "rate_limit_error";
-    ModelNotReady         => SERVICE_UNAVAILABLE,    "model_not_ready",         "server_error";
-    Timeout               => GATEWAY_TIMEOUT,        "timeout",                 "server_error";
-    InsufficientMemory    => SERVICE_UNAVAILABLE,    "insufficient_memory",     "server_error";
-    FetcherUnavailable    => SERVICE_UNAVAILABLE,    "fetcher_unavailable",     "server_error";
-    NoEmbeddingModel      => BAD_REQUEST,            "no_embedding_model",      "invalid_request_error";
-    StorageError          => INTERNAL_SERVER_ERROR,  "storage_error",           "server_error";
-    SearchError           => INTERNAL_SERVER_ERROR,  "search_error",            "server_error";
-    EngineError           => INTERNAL_SERVER_ERROR,  "engine_error",            "server_error";
-    Internal              => INTERNAL_SERVER_ERROR,  "internal_error",          "server_error";
+    InvalidJson           => 400, "invalid_json",            "invalid_request_error";
+    InvalidRequest        => 400, "invalid_request",         "invalid_request_error";
+    ContextLengthExceeded => 400, "context_length_exceeded", "invalid_request_error";
+    Unauthorized          => 401, "unauthorized",            "authentication_error";
+    Forbidden             => 403, "forbidden",               "permission_error";
+    InvalidCredentials    => 401, "invalid_credentials",     "authentication_error";
+    InvalidSetupCode      => 401, "invalid_setup_code",      "authentication_error";
+    InsufficientScope     => 403, "insufficient_scope",      "permission_error";
+    CsrfRejected          => 403, "csrf_rejected",           "permission_error";
+    AlreadyOnboarded      => 409, "already_onboarded",       "invalid_request_error";
+    PullInProgress        => 409, "pull_in_progress",        "invalid_request_error";
+    TooManyAttempts       => 429, "too_many_attempts",       "rate_limit_error";
+    UnknownHost           => 421, "unknown_host",            "invalid_request_error";
+    NotFound              => 404, "not_found",               "invalid_request_error";
+    ConversationNotFound  => 404, "conversation_not_found",  "invalid_request_error";
+    ModelNotFound         => 404, "model_not_found",         "invalid_request_error";
+    UnknownModel          => 404, "unknown_model",           "invalid_request_error";
+    VoiceNotFound         => 404, "voice_not_found",         "invalid_request_error";
+    DocumentNotFound      => 404, "document_not_found",      "invalid_request_error";
+    JobNotFound           => 404, "job_not_found",           "invalid_request_error";
+    MethodNotAllowed      => 405, "method_not_allowed",      "invalid_request_error";
+    PayloadTooLarge       => 413, "payload_too_large",       "invalid_request_error";
+    QuotaExceeded         => 413, "quota_exceeded",          "invalid_request_error";
+    UnsupportedMediaType  => 415, "unsupported_media_type",  "invalid_request_error";
+    InvalidAudio          => 400, "invalid_audio",           "invalid_request_error";
+    AudioTooLong          => 413, "audio_too_long",          "invalid_request_error";
+    Overloaded            => 429, "overloaded",              "rate_limit_error";
+    ModelNotReady         => 503, "model_not_ready",         "server_error";
+    Timeout               => 504, "timeout",                 "server_error";
+    InsufficientMemory    => 503, "insufficient_memory",     "server_error";
+    FetcherUnavailable    => 503, "fetcher_unavailable",     "server_error";
+    NoEmbeddingModel      => 400, "no_embedding_model",      "invalid_request_error";
+    StorageError          => 500, "storage_error",           "server_error";
+    SearchError           => 500, "search_error",            "server_error";
+    EngineError           => 500, "engine_error",            "server_error";
+    Internal              => 500, "internal_error",          "server_error";
 }
 
 /// Seconds a client should wait before retrying an overloaded request.
@@ -129,38 +129,48 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
+/// Errors that say their own code; their message is the client's to read.
+macro_rules! coded_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::new(e.code(), e.to_string())
+            }
+        }
+    )*};
+}
 
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if self.code == ErrorCode::Overloaded {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
-        }
-        if self.code == ErrorCode::Unauthorized {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(self.body())
+coded_errors!(crate::audio::AudioError, crate::voice::stt::SttError, crate::voice::tts::TtsError);
+
+/// The row of an engine error.
+pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
+    use crate::engine::EngineError as E;
+    match e {
+        E::NotReady(_) => ErrorCode::ModelNotReady,
+        E::Overloaded(_) => ErrorCode::Overloaded,
+        E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
+        E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        E::Timeout(_) => ErrorCode::Timeout,
+        E::ModelNotFound(_) => ErrorCode::ModelNotFound,
+        E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
+        E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
+        _ => ErrorCode::EngineError,
     }
 }
 
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::EngineError as E;
-        let code = match &e {
-            E::NotReady(_) => ErrorCode::ModelNotReady,
-            E::Overloaded(_) => ErrorCode::Overloaded,
-            E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
-            E::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            E::Timeout(_) => ErrorCode::Timeout,
-            E::ModelNotFound(_) => ErrorCode::ModelNotFound,
-            E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
-            E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
-            _ => ErrorCode::EngineError,
-        };
-        ApiError::new(code, e.to_string())
+        ApiError::new(engine_code(&e), e.to_string())
+    }
+}
+
+impl From<crate::assistant::AssistantError> for ApiError {
+    fn from(e: crate::assistant::AssistantError) -> Self {
+        if let crate::assistant::AssistantError::Storage(inner) = &e {
+            // Details go to the log; clients get a stable, unrevealing message.
+            tracing::error!(error = %inner, "storage failure");
+        }
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
@@ -239,15 +249,8 @@ mod tests {
         for code in ErrorCode::ALL {
             let status = code.status();
             let server_side = code.kind() == "server_error";
-            assert_eq!(status.is_server_error(), server_side, "{code:?}");
-            assert!(status.is_client_error() || status.is_server_error(), "{code:?}");
+            assert_eq!((500..600).contains(&status), server_side, "{code:?}");
+            assert!((400..600).contains(&status), "{code:?}");
         }
-    }
-
-    #[test]
-    fn overloaded_answers_retry_after() {
-        let response = ApiError::new(ErrorCode::Overloaded, "busy").error_response();
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
     }
 }

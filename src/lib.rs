@@ -2,9 +2,11 @@
 //!
 //! One process runs a local GGUF language model, keeps chat history in SQLite and
 //! serves an authenticated HTTP API (native `/api/...` and OpenAI-compatible `/v1/...`).
-//! Each module is shaped like a crate of its own: it owns its types and errors, and
-//! the HTTP layer maps those errors into the one table in [`error`].
+//! Each module is shaped like a crate of its own: it owns its types and errors, which map
+//! into the one table in [`error`]; only the HTTP layer turns that table into responses.
+//! A turn of conversation, whatever the channel, runs through [`assistant`].
 
+pub mod assistant;
 pub mod audio;
 pub mod auth;
 pub mod cli;

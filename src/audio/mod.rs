@@ -27,7 +27,7 @@ pub use resample::{resample, Resampler};
 pub use vad::{level_dbfs, Vad, VadConfig, VadEvent};
 pub use wav::{decode_wav, probe_wav, to_mono, Encoding, WavAudio, WavInfo};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 
 /// The sample rate speech recognition works at.
 pub const SPEECH_RATE: u32 = 16_000;
@@ -123,15 +123,15 @@ impl AudioError {
     }
 }
 
-impl From<AudioError> for ApiError {
-    fn from(e: AudioError) -> Self {
-        let code = match (&e, e.class()) {
+impl AudioError {
+    /// Its row in the error table.
+    pub fn code(&self) -> ErrorCode {
+        match (self, self.class()) {
             (_, AudioErrorClass::Unsupported) => ErrorCode::UnsupportedMediaType,
             (_, AudioErrorClass::Invalid) => ErrorCode::InvalidAudio,
             (AudioError::TooLong { .. }, _) => ErrorCode::AudioTooLong,
             (_, AudioErrorClass::TooLarge) => ErrorCode::PayloadTooLarge,
-        };
-        ApiError::new(code, e.to_string())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 use super::wav::g711;
 use super::*;
-use crate::error::ErrorCode;
+use crate::error::{ApiError, ErrorCode};
 use rand::{Rng, RngCore, SeedableRng};
 
 /// A WAV file with a plain fmt chunk.
@@ -335,9 +335,9 @@ fn errors_map_to_the_api_table() {
     assert_eq!(code(AudioError::Empty), ErrorCode::InvalidAudio);
     assert_eq!(code(AudioError::TooLarge { bytes: 2, max_bytes: 1 }), ErrorCode::PayloadTooLarge);
     assert_eq!(code(AudioError::TooLong { seconds: 2.0, max_seconds: 1.0 }), ErrorCode::AudioTooLong);
-    assert_eq!(ErrorCode::UnsupportedMediaType.status().as_u16(), 415);
-    assert_eq!(ErrorCode::InvalidAudio.status().as_u16(), 400);
-    assert_eq!(ErrorCode::AudioTooLong.status().as_u16(), 413);
+    assert_eq!(ErrorCode::UnsupportedMediaType.status(), 415);
+    assert_eq!(ErrorCode::InvalidAudio.status(), 400);
+    assert_eq!(ErrorCode::AudioTooLong.status(), 413);
 }
 
 #[test]

@@ -1,14 +1,16 @@
 //! `hearth chat`: a terminal chat, either with a running service (`--url`, history
-//! kept by the service) or in-process (loads the model here; history lives only for
-//! the session).
+//! kept by the service) or in-process (loads the model here and answers with the
+//! assistant's turns; history lives only for the session).
 
 use super::ModelArgs;
-use crate::config::Loaded;
-use crate::engine::{ChatMessage, Engine, Event, GenerateParams, ModelState, Owner, Prompt};
+use crate::assistant::{Assistant, Conversation, Event, Turn, Who};
+use crate::config::{Loaded, Settings};
+use crate::engine::{ChatMessage, ModelState, Registry};
 use crate::telemetry::Metrics;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
@@ -48,7 +50,7 @@ pub fn run(args: ChatArgs, loaded: Loaded) -> anyhow::Result<()> {
                 agent: crate::tls::client::agent(&loaded.settings),
             })
         }
-        None => Box::new(Local::start(&loaded)?),
+        None => Box::new(Local::start(loaded.settings)?),
     };
     let stdout = std::io::stdout();
     if let Some(message) = &args.message {
@@ -136,19 +138,23 @@ impl Backend for Remote {
     }
 }
 
-/// Chat with a model loaded in this process.
+/// Chat with a model loaded in this process: each message is an ephemeral turn of the
+/// assistant, for the console, carrying the session's history.
 struct Local {
-    engine: Engine,
+    assistant: Assistant,
+    /// Runs the turns (the engine itself has its own thread).
+    runtime: tokio::runtime::Runtime,
+    /// The session so far, without the system prompt (the assistant adds it).
     history: Vec<ChatMessage>,
-    params: GenerateParams,
 }
 
 impl Local {
-    fn start(loaded: &Loaded) -> anyhow::Result<Local> {
-        let settings = &loaded.settings;
+    fn start(settings: Settings) -> anyhow::Result<Local> {
+        let settings = Arc::new(settings);
         let path = crate::models::resolve_model_path(&settings.model.path, &settings.storage.data_dir)
             .map_err(anyhow::Error::msg)?;
-        let engine = Engine::start(settings, Ok(path.clone()), Metrics::new());
+        let models = Registry::start(settings.clone(), Ok(path.clone()), Metrics::new());
+        let engine = models.default_engine();
         let state = loop {
             match engine.state() {
                 ModelState::Loading { progress, .. } => {
@@ -170,20 +176,8 @@ impl Local {
             ModelState::Failed { error, .. } => bail!("{error}"),
             ModelState::Loading { .. } => unreachable!("the loop ends when loading does"),
         }
-        let m = &settings.model;
-        Ok(Local {
-            engine,
-            history: vec![ChatMessage::new("system", m.system_prompt.clone())],
-            params: GenerateParams {
-                temperature: m.temperature,
-                top_p: m.top_p,
-                top_k: m.top_k,
-                seed: None,
-                max_tokens: m.max_tokens,
-                stop: Vec::new(),
-                stream: true,
-            },
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Local { assistant: Assistant::new(settings, models), runtime, history: Vec::new() })
     }
 }
 
@@ -191,23 +185,26 @@ impl Backend for Local {
     fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String> {
         let mut messages = self.history.clone();
         messages.push(ChatMessage::new("user", message));
-        let mut rx =
-            self.engine.submit(Owner::CONSOLE, Prompt::Chat(messages.clone()), self.params.clone())?;
-        let mut reply = String::new();
-        loop {
-            match rx.blocking_recv() {
-                Some(Event::Token(t)) => {
-                    write!(out, "{t}")?;
-                    out.flush()?;
-                    reply.push_str(&t);
+        let conversation = Conversation::Ephemeral { messages: messages.clone() };
+        let turn = Turn { knowledge: Some(false), ..Turn::new(Who::CONSOLE, conversation) };
+        let assistant = &self.assistant;
+        let outcome = self.runtime.block_on(async {
+            let mut running = assistant.prepare(turn).await?.run().await?;
+            loop {
+                match running.next().await {
+                    Some(Event::Token(t)) => {
+                        write!(out, "{t}")?;
+                        out.flush()?;
+                    }
+                    Some(Event::ToolCall(_) | Event::ToolResult(_)) => {}
+                    Some(Event::Complete(complete)) => return Ok(complete.persist().await?),
+                    Some(Event::Error(e)) => return Err(anyhow::Error::from(e)),
+                    None => bail!("the engine stopped"),
                 }
-                Some(Event::Done(_)) => break,
-                Some(Event::Error(e)) => return Err(e.into()),
-                None => bail!("the engine stopped"),
             }
-        }
-        messages.push(ChatMessage::new("assistant", reply.clone()));
+        })?;
+        messages.push(ChatMessage::new("assistant", outcome.text.clone()));
         self.history = messages;
-        Ok(reply)
+        Ok(outcome.text)
     }
 }

@@ -1,5 +1,6 @@
 //! `hearth serve`: open the store, start the engine, serve HTTP until a signal.
 
+use crate::assistant::Assistant;
 use crate::config::Loaded;
 use crate::engine::Registry;
 use crate::http::{self, AppState};
@@ -9,7 +10,7 @@ use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::tls::{BoxNames, SharedNames, Tls};
-use crate::voice::assistant::Assistant;
+use crate::voice::satellites::Satellites;
 use crate::voice::wyoming::{self, ServerOptions};
 use crate::voice::Voice;
 use anyhow::Context;
@@ -55,6 +56,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let jobs = JobRunner::start(knowledge.clone());
     let voice = Voice::start(&settings, &metrics);
+    let assistant = Assistant::new(settings.clone(), models.clone())
+        .with_store(store.clone())
+        .with_knowledge(knowledge.clone());
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
     }
@@ -68,19 +72,15 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen for Wyoming on {addr} (voice.wyoming_listen)"))?;
             listener.set_nonblocking(true)?;
-            let assistant = Assistant {
-                voice: voice.clone(),
-                models: models.clone(),
-                store: store.clone(),
-                settings: settings.clone(),
-            };
+            let satellites =
+                Satellites { voice: voice.clone(), assistant: assistant.clone(), store: store.clone() };
             let options = ServerOptions {
                 allow: Some(settings.voice.wyoming_allowed()),
                 max_utterance_seconds: f64::from(settings.voice.max_audio_seconds.min(120)),
                 ..ServerOptions::default()
             };
             tracing::info!(%addr, allow = ?settings.voice.wyoming_allow, "Wyoming server for voice satellites");
-            Some((listener, Arc::new(assistant), options))
+            Some((listener, Arc::new(satellites), options))
         }
     };
     let engines = models.clone();
@@ -92,6 +92,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         metrics,
         started: Instant::now(),
         knowledge,
+        assistant,
         jobs,
         voice,
         tls,
@@ -101,9 +102,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     actix_web::rt::System::new()
         .block_on(async move {
-            if let Some((listener, assistant, options)) = wyoming {
+            if let Some((listener, satellites, options)) = wyoming {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                tokio::spawn(wyoming::serve(listener, assistant, options, std::future::pending()));
+                tokio::spawn(wyoming::serve(listener, satellites, options, std::future::pending()));
             }
             http::serve(state).await
         })

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, authentication, request limits, SSE. No domain logic lives
-//! here; handlers translate between HTTP and the engine and store.
+//! here; handlers translate between HTTP and the assistant (a turn of conversation),
+//! the engine and the store.
 
 mod account;
 mod admin;
@@ -9,15 +10,16 @@ mod auth;
 mod chat;
 mod conversations;
 mod documents;
+mod errors;
 mod health;
 mod limits;
 mod openai;
 mod paging;
 mod peer;
-mod reply;
 mod search;
 mod speech;
 pub(crate) mod spool;
+mod sse;
 mod transport;
 mod ui;
 mod voice_turn;
@@ -26,7 +28,7 @@ mod voice_ws;
 pub use auth::{Admin, Caller, Credential};
 
 use crate::config::Settings;
-use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
+use crate::engine::Registry;
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub started: Instant,
     pub knowledge: Knowledge,
+    /// Turns of conversation, for every chat channel.
+    pub assistant: crate::assistant::Assistant,
     pub jobs: JobRunner,
     pub voice: Voice,
     /// TLS as served (`None`: plain HTTP, `tls.mode = "off"`).
@@ -223,20 +227,6 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
         }
     });
     server.run().await
-}
-
-/// The engine for a requested model (the configured one when `None`), ready to serve,
-/// and what it is.
-pub(crate) async fn ready_engine(
-    state: &AppState,
-    name: Option<&str>,
-) -> Result<(Engine, ModelInfo), ApiError> {
-    let engine = state.models.engine(name).await?;
-    match engine.state() {
-        ModelState::Ready(info) => Ok((engine, *info)),
-        ModelState::Failed { error, .. } => Err(EngineError::NotReady(error).into()),
-        ModelState::Loading { .. } => Err(EngineError::NotReady("the model is still loading".into()).into()),
-    }
 }
 
 /// A JSON response with status 200.

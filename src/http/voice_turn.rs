@@ -1,13 +1,10 @@
-//! One turn of the voice pipeline: transcribe, answer with the language model while
-//! speaking each sentence as soon as it is complete, store the turn, report latencies.
+//! One turn of the voice pipeline: transcribe, answer through the assistant while
+//! speaking each sentence as soon as it is complete, store the turn once all of it was
+//! spoken, report latencies.
 
-use super::chat::{conversation_error, params, retrieve};
-use super::reply::Reply;
 use super::AppState;
-use crate::engine::{ChatMessage, Event, Owner, Prompt};
+use crate::assistant::{AssistantError, Conversation, Event, Style, Turn, Who};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::NewTurn;
-use crate::voice::assistant::SPOKEN_STYLE;
 use crate::voice::pipeline::Sentences;
 use crate::voice::stt::TranscribeRequest;
 use crate::voice::tts::SpeakRequest;
@@ -115,26 +112,14 @@ async fn answer(
     }
     state.metrics.observe_stage("speech_end_to_transcript", transcribed - started);
 
-    // The conversation so far, and the documents if asked.
-    let conversation_id = settings.conversation_id.clone();
-    let history = match conversation_id.clone() {
-        None => Vec::new(),
-        Some(id) => state.store.run(move |s| s.messages(user_id, &id)).await.map_err(conversation_error)?,
+    // The turn: the conversation so far, the documents if asked, the model.
+    let conversation = Conversation::Stored { id: settings.conversation_id.clone(), message: question };
+    let turn = Turn {
+        knowledge: settings.knowledge,
+        style: Style::Spoken,
+        ..Turn::new(Who::user(user_id), conversation)
     };
-    let knowledge = settings.knowledge.unwrap_or(state.settings.knowledge.chat_default);
-    let retrieved = if knowledge { retrieve(state, user_id, &question).await } else { None };
-    let system = format!("{} {SPOKEN_STYLE}", state.settings.model.system_prompt);
-    let mut messages = vec![ChatMessage::new("system", system)];
-    messages.extend(history.into_iter().map(|m| ChatMessage::new(&m.role, m.content)));
-    messages
-        .push(ChatMessage::new("user", retrieved.as_ref().map_or(question.clone(), |r| r.prompt.clone())));
-    let (engine, info) = super::ready_engine(state, None).await?;
-    let mut reply = Reply::start(engine.submit(
-        Owner::user(user_id),
-        Prompt::Chat(messages),
-        params(state, None, None, None, None, vec![])?,
-    )?)
-    .await?;
+    let mut running = state.assistant.prepare(turn).await?.run().await?;
 
     // Sentences go to the speaker task as they complete; it streams their audio back.
     let (sentences_tx, sentences_rx) = mpsc::unbounded_channel::<String>();
@@ -145,13 +130,11 @@ async fn answer(
         session.clone(),
     )));
     let mut sentences = Sentences::default();
-    let mut text = String::new();
     let mut first_token = None;
-    let finished = loop {
-        match reply.next().await {
+    let complete = loop {
+        match running.next().await {
             Some(Event::Token(t)) => {
                 first_token.get_or_insert_with(Instant::now);
-                text.push_str(&t);
                 session
                     .text(json!({"type": "reply_delta", "text": t}).to_string())
                     .await
@@ -160,9 +143,11 @@ async fn answer(
                     let _ = sentences_tx.send(sentence);
                 }
             }
-            Some(Event::Done(finished)) => break finished,
+            // Tool calls are not part of this protocol yet.
+            Some(Event::ToolCall(_) | Event::ToolResult(_)) => {}
+            Some(Event::Complete(complete)) => break complete,
             Some(Event::Error(e)) => return Err(e.into()),
-            None => return Err(ApiError::new(ErrorCode::EngineError, "the engine stopped before finishing")),
+            None => return Err(AssistantError::stopped().into()),
         }
     };
     if let Some(rest) = sentences.finish() {
@@ -171,22 +156,9 @@ async fn answer(
     drop(sentences_tx);
     let spoken =
         (&mut speaker.0).await.map_err(|_| ApiError::new(ErrorCode::Internal, "speech stopped"))??;
-
-    let turn = NewTurn {
-        conversation_id,
-        user_id,
-        user_message: question,
-        reply: text.clone(),
-        model: info.id.clone(),
-        prompt_tokens: finished.usage.prompt_tokens,
-        completion_tokens: finished.usage.completion_tokens,
-        finish_reason: finished.finish_reason.as_str().to_string(),
-        knowledge: settings.knowledge,
-        citations: retrieved
-            .filter(|r| !r.citations.is_empty())
-            .map(|r| serde_json::to_string(&r.citations).unwrap_or_default()),
-    };
-    let ids = state.store.run(move |s| s.append_turn(&turn)).await?;
+    // Stored only now: an answer cancelled or failed while it was spoken leaves nothing.
+    let outcome = complete.persist().await?;
+    let ids = outcome.stored.ok_or_else(|| ApiError::internal("the turn was not stored"))?;
 
     let first_token = first_token.unwrap_or(transcribed);
     let mut metrics = json!({
@@ -207,8 +179,8 @@ async fn answer(
         "type": "done",
         "conversation_id": ids.conversation_id,
         "message_id": ids.reply_id,
-        "reply": text,
-        "model": info.id,
+        "reply": outcome.text,
+        "model": outcome.model,
         "metrics": metrics,
     });
     session.text(done.to_string()).await.map_err(|_| closed())?;

@@ -21,6 +21,7 @@ mod models_pull;
 mod openai;
 mod persistence;
 mod tls;
+mod turns;
 mod voice_http;
 mod voice_import;
 mod voice_language;

@@ -23,9 +23,9 @@ fn options() -> ServerOptions {
         .env("HEARTH_MAX_TOKENS", "40")
 }
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
-fn connect(server: &Server, token: &str) -> Socket {
+pub(crate) fn connect(server: &Server, token: &str) -> Socket {
     let url = format!("{}/api/ws", server.url.replace("http://", "ws://"));
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
@@ -38,7 +38,7 @@ fn connect(server: &Server, token: &str) -> Socket {
     socket
 }
 
-fn send(socket: &mut Socket, value: Value) {
+pub(crate) fn send(socket: &mut Socket, value: Value) {
     socket.send(Message::text(value.to_string())).unwrap();
 }
 
@@ -54,22 +54,22 @@ fn next_json(socket: &mut Socket) -> Value {
 
 /// What one turn sent back, up to `done` or `error`.
 #[derive(Debug, Default)]
-struct Turn {
-    events: Vec<Value>,
-    audio_bytes: usize,
+pub(crate) struct Turn {
+    pub(crate) events: Vec<Value>,
+    pub(crate) audio_bytes: usize,
 }
 
 impl Turn {
-    fn of(&self, kind: &str) -> Vec<&Value> {
+    pub(crate) fn of(&self, kind: &str) -> Vec<&Value> {
         self.events.iter().filter(|e| e["type"] == kind).collect()
     }
 
-    fn last(&self) -> &Value {
+    pub(crate) fn last(&self) -> &Value {
         self.events.last().unwrap()
     }
 }
 
-fn read_turn(socket: &mut Socket) -> Turn {
+pub(crate) fn read_turn(socket: &mut Socket) -> Turn {
     let mut turn = Turn::default();
     loop {
         match socket.read().expect("a message") {

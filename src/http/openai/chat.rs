@@ -2,10 +2,11 @@
 
 use super::stream::{Chunks, Kind};
 use super::Sampling;
-use crate::engine::{ChatMessage, Owner, Prompt};
+use crate::assistant::{Conversation, Turn, Who};
+use crate::engine::ChatMessage;
 use crate::error::ApiError;
 use crate::http::peer::unless_gone;
-use crate::http::reply::{sse_response, Reply};
+use crate::http::sse::sse_response;
 use crate::http::{json, AppState, Caller};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -43,12 +44,9 @@ struct Part {
     text: Option<String>,
 }
 
-/// Converts OpenAI messages, putting the configured system prompt first when the
-/// client sent none.
-fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
-    if messages.is_empty() {
-        return Err(ApiError::invalid("messages must contain at least one message"));
-    }
+/// Converts OpenAI messages to Hearth's (the assistant puts the configured system prompt
+/// first when the client sent none).
+fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
     let mut out = Vec::with_capacity(messages.len() + 1);
     for (i, m) in messages.into_iter().enumerate() {
         let role = match m.role.as_str() {
@@ -81,12 +79,10 @@ fn chat_messages(state: &AppState, messages: Vec<RequestMessage>) -> Result<Vec<
         };
         out.push(ChatMessage::new(role, content));
     }
-    if out[0].role != "system" {
-        out.insert(0, ChatMessage::new("system", state.settings.model.system_prompt.clone()));
-    }
     Ok(out)
 }
 
+/// A stateless turn: the conversation is the request's, and nothing is stored.
 pub async fn chat_completions(
     http: HttpRequest,
     state: web::Data<AppState>,
@@ -94,35 +90,29 @@ pub async fn chat_completions(
     body: web::Json<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let prepared = request.sampling.prepare(&state).await?;
-    let mut messages = chat_messages(&state, request.messages)?;
-    let mut citations = None;
-    if request.knowledge {
-        if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") {
-            if let Some(found) = crate::http::chat::retrieve(&state, caller.user.id, &last.content).await {
-                last.content = found.prompt;
-                citations = Some(json!(found.citations));
-            }
-        }
-        citations.get_or_insert_with(|| json!([]));
-    }
-    let started = Reply::start(prepared.engine.submit(
-        Owner::user(caller.user.id),
-        Prompt::Chat(messages),
-        prepared.params,
-    )?);
-    let reply = unless_gone(&http, started).await??;
+    let options = request.sampling.options()?;
+    let conversation = Conversation::Ephemeral { messages: chat_messages(request.messages)? };
+    let turn = Turn {
+        sampling: options.sampling,
+        model: options.model,
+        knowledge: Some(request.knowledge),
+        stream: options.stream,
+        ..Turn::new(Who::user(caller.user.id), conversation)
+    };
+    let prepared = state.assistant.prepare(turn).await?;
+    let citations = prepared.knowledge().then(|| json!(prepared.citations()));
+    let model = prepared.model().to_string();
+    let running = unless_gone(&http, prepared.run()).await??;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
-    let model = prepared.model.id;
-    if prepared.stream {
+    if options.stream {
         let chunks =
-            Chunks { kind: Kind::Chat, id, created, model, include_usage: prepared.include_usage, citations };
-        return Ok(sse_response(chunks.stream(reply)));
+            Chunks { kind: Kind::Chat, id, created, model, include_usage: options.include_usage, citations };
+        return Ok(sse_response(chunks.stream(running)));
     }
-    let complete = unless_gone(&http, reply.collect()).await??;
-    let finished = complete.finished;
+    let outcome = unless_gone(&http, running.finish()).await??;
+    let finished = outcome.finished;
     let mut body = json!({
         "id": id,
         "object": "chat.completion",
@@ -130,7 +120,7 @@ pub async fn chat_completions(
         "model": model,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": complete.text },
+            "message": { "role": "assistant", "content": outcome.text },
             "finish_reason": finished.finish_reason.as_str(),
         }],
         "usage": finished.usage,

@@ -2,10 +2,11 @@
 
 use super::stream::{Chunks, Kind};
 use super::Sampling;
+use crate::assistant::Reply;
 use crate::engine::{Owner, Prompt};
 use crate::error::ApiError;
 use crate::http::peer::unless_gone;
-use crate::http::reply::{sse_response, Reply};
+use crate::http::sse::sse_response;
 use crate::http::{json, AppState, Caller};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -49,31 +50,30 @@ pub async fn completions(
     if request.suffix.is_some() {
         return Err(ApiError::invalid("suffix (fill-in-the-middle) is not supported"));
     }
-    let prepared = request.sampling.prepare(&state).await?;
-    let started = Reply::start(prepared.engine.submit(
-        Owner::user(caller.user.id),
-        Prompt::Text(prompt.clone()),
-        prepared.params,
-    )?);
+    // Raw text is no conversation: the engine directly, with the turn's sampling rules.
+    let options = request.sampling.options()?;
+    let params = options.sampling.resolve(&state.settings.model, options.stream)?;
+    let (engine, model) = state.assistant.engine(options.model.as_deref()).await?;
+    let started =
+        Reply::start(engine.submit(Owner::user(caller.user.id), Prompt::Text(prompt.clone()), params)?);
     let reply = unless_gone(&http, started).await??;
 
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = crate::store::now();
-    let model = prepared.model.id;
-    if prepared.stream {
+    let model = model.id;
+    if options.stream {
         let chunks = Chunks {
             kind: Kind::Text,
             id,
             created,
             model,
-            include_usage: prepared.include_usage,
+            include_usage: options.include_usage,
             citations: None,
         };
         return Ok(sse_response(chunks.stream(reply)));
     }
-    let complete = unless_gone(&http, reply.collect()).await??;
-    let text = if request.echo { prompt + &complete.text } else { complete.text };
-    let finished = complete.finished;
+    let (text, finished) = unless_gone(&http, reply.collect()).await??;
+    let text = if request.echo { prompt + &text } else { text };
     Ok(json(&json!({
         "id": id,
         "object": "text_completion",

@@ -11,9 +11,8 @@ pub use chat::chat_completions;
 pub use completions::completions;
 pub use embeddings::embeddings;
 
-use super::chat::params;
-use super::{json, ready_engine, AppState, Caller};
-use crate::engine::{Engine, GenerateParams, ModelInfo, ModelState};
+use super::{json, AppState, Caller};
+use crate::engine::ModelState;
 use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -57,17 +56,16 @@ enum Stop {
     Many(Vec<String>),
 }
 
-/// A validated request: the model that serves it and the engine parameters.
-struct Prepared {
-    engine: Engine,
-    model: ModelInfo,
-    params: GenerateParams,
+/// The shared fields in Hearth's terms (the assistant checks the sampling options).
+struct Options {
+    sampling: crate::assistant::Sampling,
+    model: Option<String>,
     stream: bool,
     include_usage: bool,
 }
 
 impl Sampling {
-    async fn prepare(self, state: &AppState) -> Result<Prepared, ApiError> {
+    fn options(self) -> Result<Options, ApiError> {
         if self.n.unwrap_or(1) != 1 {
             return Err(ApiError::invalid("only n = 1 is supported"));
         }
@@ -76,12 +74,15 @@ impl Sampling {
             Some(Stop::One(s)) => vec![s],
             Some(Stop::Many(v)) => v,
         };
-        let max_tokens = self.max_completion_tokens.or(self.max_tokens);
-        let mut params = params(state, self.temperature, self.top_p, max_tokens, self.seed, stop)?;
-        params.stream = self.stream;
+        let sampling = crate::assistant::Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            seed: self.seed,
+            stop,
+        };
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
-        let (engine, model) = ready_engine(state, self.model.as_deref()).await?;
-        Ok(Prepared { engine, model, params, stream: self.stream, include_usage })
+        Ok(Options { sampling, model: self.model, stream: self.stream, include_usage })
     }
 }
 

@@ -1,11 +1,54 @@
 //! Streaming OpenAI replies: `chat.completion.chunk` or `text_completion` events, a
 //! final chunk with `finish_reason`, optional usage, then `data: [DONE]`.
 
-use crate::engine::{Event, Finished};
-use crate::error::{ApiError, ErrorCode};
-use crate::http::reply::{sse_event, Reply};
+use crate::assistant::{AssistantError, Event, Reply, Running};
+use crate::engine::{self, Finished};
+use crate::error::ApiError;
+use crate::http::sse::sse_event;
 use bytes::Bytes;
 use serde_json::{json, Value};
+
+/// What a streamed reply is made of, whatever produced it.
+pub(super) enum Piece {
+    Text(String),
+    End(Finished),
+    Failed(ApiError),
+}
+
+/// Where the pieces come from: a chat turn, or a raw text completion.
+pub(super) trait Pieces {
+    async fn next_piece(&mut self) -> Piece;
+}
+
+impl Pieces for Running {
+    async fn next_piece(&mut self) -> Piece {
+        loop {
+            return match self.next().await {
+                Some(Event::Token(text)) => Piece::Text(text),
+                // Tool calls are not part of these streams yet.
+                Some(Event::ToolCall(_) | Event::ToolResult(_)) => continue,
+                // Nothing to store in a stateless turn, but its answer is made the same way.
+                Some(Event::Complete(complete)) => match complete.persist().await {
+                    Ok(outcome) => Piece::End(outcome.finished),
+                    Err(e) => Piece::Failed(e.into()),
+                },
+                Some(Event::Error(e)) => Piece::Failed(e.into()),
+                None => Piece::Failed(AssistantError::stopped().into()),
+            };
+        }
+    }
+}
+
+impl Pieces for Reply {
+    async fn next_piece(&mut self) -> Piece {
+        match self.next().await {
+            Some(engine::Event::Token(text)) => Piece::Text(text),
+            Some(engine::Event::Done(finished)) => Piece::End(finished),
+            Some(engine::Event::Error(e)) => Piece::Failed(e.into()),
+            None => Piece::Failed(AssistantError::stopped().into()),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -79,31 +122,30 @@ impl Chunks {
         out
     }
 
-    pub fn stream(self, reply: Reply) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    pub fn stream<P: Pieces + 'static>(
+        self,
+        pieces: P,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
         let opening = self.opening();
         futures_util::stream::unfold(
-            (self, reply, opening, false),
-            |(chunks, mut reply, opening, done)| async move {
+            (self, pieces, opening, false),
+            |(chunks, mut pieces, opening, done)| async move {
                 if let Some(bytes) = opening {
-                    return Some((Ok(bytes), (chunks, reply, None, done)));
+                    return Some((Ok(bytes), (chunks, pieces, None, done)));
                 }
                 if done {
                     return None;
                 }
-                let mut out = match reply.next().await {
-                    Some(Event::Token(text)) => {
+                let mut out = match pieces.next_piece().await {
+                    Piece::Text(text) => {
                         let bytes = chunks.chunk(Some(&text), None);
-                        return Some((Ok(bytes), (chunks, reply, None, false)));
+                        return Some((Ok(bytes), (chunks, pieces, None, false)));
                     }
-                    Some(Event::Done(finished)) => chunks.closing(&finished),
-                    Some(Event::Error(e)) => error_event(&e.into()),
-                    None => error_event(&ApiError::new(
-                        ErrorCode::EngineError,
-                        "the engine stopped before finishing",
-                    )),
+                    Piece::End(finished) => chunks.closing(&finished),
+                    Piece::Failed(e) => error_event(&e),
                 };
                 out.extend_from_slice(&sse_event(None, "[DONE]"));
-                Some((Ok(Bytes::from(out)), (chunks, reply, None, true)))
+                Some((Ok(Bytes::from(out)), (chunks, pieces, None, true)))
             },
         )
     }

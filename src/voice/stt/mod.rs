@@ -11,7 +11,7 @@
 mod whisper;
 
 use super::worker::Refused;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,15 +77,15 @@ pub enum SttError {
     Failed(String),
 }
 
-impl From<SttError> for ApiError {
-    fn from(e: SttError) -> Self {
-        let code = match &e {
+impl SttError {
+    /// Its row in the error table.
+    pub fn code(&self) -> ErrorCode {
+        match self {
             SttError::NotReady(_) => ErrorCode::ModelNotReady,
             SttError::Busy(_) => ErrorCode::Overloaded,
             SttError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             SttError::Failed(_) => ErrorCode::EngineError,
-        };
-        ApiError::new(code, e.to_string())
+        }
     }
 }
 

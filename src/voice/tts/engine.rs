@@ -106,6 +106,9 @@ fn environment(library: &Path) -> Result<ort::environment::Environment, String> 
     let built = ort::init_from(library)
         .map_err(|e| format!("ONNX Runtime {}: {e}", library.display()))?
         .with_name("hearth")
+        // Nothing leaves the box: ort turns Microsoft's usage telemetry on unless told not to,
+        // and the PyPI build of ONNX Runtime uploads it over HTTPS where it finds a CA bundle.
+        .with_telemetry(false)
         .with_logger(Arc::new(log_onnxruntime))
         .build()
         .map_err(|e| format!("ONNX Runtime {}: {e}", library.display()))?;

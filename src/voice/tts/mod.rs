@@ -35,7 +35,7 @@ pub fn check_voice(model: &Path) -> Result<(String, u32), String> {
 pub use text::split_sentences;
 
 use super::worker::Refused;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -116,16 +116,16 @@ pub enum TtsError {
     Failed(String),
 }
 
-impl From<TtsError> for ApiError {
-    fn from(e: TtsError) -> Self {
-        let code = match &e {
+impl TtsError {
+    /// Its row in the error table.
+    pub fn code(&self) -> ErrorCode {
+        match self {
             TtsError::NotReady(_) => ErrorCode::ModelNotReady,
             TtsError::Busy(_) => ErrorCode::Overloaded,
             TtsError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             TtsError::VoiceNotFound(_) => ErrorCode::VoiceNotFound,
             TtsError::Failed(_) => ErrorCode::EngineError,
-        };
-        ApiError::new(code, e.to_string())
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use super::text::{chunks, clauses, Clause, MAX_CHUNK_CHARS};
 use super::voice::VoiceConfig;
 use super::*;
+use crate::error::ApiError;
 
 #[test]
 fn sentences_split_at_end_punctuation_and_line_breaks() {
@@ -106,7 +107,7 @@ fn errors_map_to_api_codes() {
     assert_eq!(code(TtsError::InvalidRequest("x".into())), ErrorCode::InvalidRequest);
     assert_eq!(code(TtsError::Failed("x".into())), ErrorCode::EngineError);
     let voice = ApiError::from(TtsError::VoiceNotFound("bob".into()));
-    assert_eq!((voice.code.status().as_u16(), voice.code.code()), (404, "voice_not_found"));
+    assert_eq!((voice.code.status(), voice.code.code()), (404, "voice_not_found"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Hearth's engines behind the Wyoming protocol: whisper for `transcribe`, Piper for
-//! `synthesize`, the language model for `handle`, and API tokens for `auth`.
+//! Hearth's engines behind the Wyoming protocol, for voice satellites: whisper for
+//! `transcribe`, Piper for `synthesize`, a turn of the assistant for `handle`, and API
+//! tokens for `auth`.
 
 use super::stt::{SttState, TranscribeRequest};
 use super::tts::{SpeakRequest, TtsState};
@@ -7,22 +8,21 @@ use super::wyoming::events::{Handled, Synthesize, Transcribe, Transcript};
 use super::wyoming::info::{Artifact, AsrProgram, HandleProgram, Info, LanguageModel, TtsProgram, TtsVoice};
 use super::wyoming::{ServiceError, Synthesized, VoiceServices};
 use super::Voice;
-use crate::engine::{ChatMessage, Event, GenerateParams, Owner, Prompt, Registry};
+use crate::assistant::{Assistant, Conversation, Sampling, Style, Turn, Who};
+use crate::engine::ChatMessage;
 use crate::store::Store;
-use std::sync::Arc;
 
 const BY: (&str, &str) = ("Hearth", "https://github.com/hearth-appliance/hearth");
 
-/// Added to the system prompt when the answer will be spoken.
-pub const SPOKEN_STYLE: &str = "Your answer will be read aloud by a speech synthesizer: answer in one to \
-     three short sentences of plain text, without lists, markdown, code or emoji.";
+/// Most tokens of a spoken answer to a satellite.
+const SPOKEN_MAX_TOKENS: u32 = 256;
 
 /// The services one server offers over Wyoming.
-pub struct Assistant {
+pub struct Satellites {
     pub voice: Voice,
-    pub models: Registry,
+    pub assistant: Assistant,
+    /// Where the tokens of `auth` are checked.
     pub store: Store,
-    pub settings: Arc<crate::config::Settings>,
 }
 
 fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
@@ -30,32 +30,21 @@ fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
     ServiceError::new(e.code.code(), e.message)
 }
 
-impl Assistant {
-    /// The language model's spoken answer to one utterance.
+impl Satellites {
+    /// The language model's spoken answer to one utterance. Satellites speak for no user:
+    /// the turn has no history, no documents, and is not stored.
     pub async fn answer(&self, text: &str) -> Result<String, ServiceError> {
-        let engine = self.models.engine(None).await.map_err(failure)?;
-        let m = &self.settings.model;
-        let system = format!("{} {SPOKEN_STYLE}", m.system_prompt);
-        let messages = vec![ChatMessage::new("system", system), ChatMessage::new("user", text)];
-        let params = GenerateParams {
-            temperature: m.temperature,
-            top_p: m.top_p,
-            top_k: m.top_k,
-            seed: None,
-            max_tokens: m.max_tokens.min(256),
-            stop: Vec::new(),
+        let conversation = Conversation::Ephemeral { messages: vec![ChatMessage::new("user", text)] };
+        let turn = Turn {
+            sampling: Sampling { max_tokens: Some(SPOKEN_MAX_TOKENS), ..Sampling::default() },
+            knowledge: Some(false),
             stream: false, // spoken whole
+            style: Style::Spoken,
+            ..Turn::new(Who::SATELLITES, conversation)
         };
-        let mut events = engine.submit(Owner::SATELLITES, Prompt::Chat(messages), params).map_err(failure)?;
-        let mut reply = String::new();
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Token(t) => reply.push_str(&t),
-                Event::Done(_) => return Ok(reply.trim().to_string()),
-                Event::Error(e) => return Err(failure(e)),
-            }
-        }
-        Err(ServiceError::new("engine_error", "the engine stopped before finishing the reply"))
+        let prepared = self.assistant.prepare(turn).await.map_err(failure)?;
+        let outcome = prepared.run().await.map_err(failure)?.finish().await.map_err(failure)?;
+        Ok(outcome.text.trim().to_string())
     }
 
     fn asr(&self) -> Vec<AsrProgram> {
@@ -116,7 +105,7 @@ impl Assistant {
     }
 
     fn handle_programs(&self) -> Vec<HandleProgram> {
-        let model = self.models.default_id().to_string();
+        let model = self.assistant.models().default_id();
         vec![HandleProgram {
             artifact: Artifact::new("hearth-assistant", "Answers with the local language model", BY, None),
             models: vec![LanguageModel {
@@ -139,7 +128,7 @@ fn whisper_languages() -> Vec<String> {
     .collect()
 }
 
-impl VoiceServices for Assistant {
+impl VoiceServices for Satellites {
     fn info(&self) -> Info {
         Info { asr: self.asr(), tts: self.tts(), handle: self.handle_programs(), ..Default::default() }
     }

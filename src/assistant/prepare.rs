@@ -1,0 +1,224 @@
+//! Step one of a turn: from what was asked to what the engine is given.
+
+use super::{documents, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
+use crate::engine::{ChatMessage, Engine, GenerateParams, Owner};
+use crate::knowledge::{Citation, Retrieved};
+use crate::store::Store;
+
+/// A turn ready to run: checked, its history read, its documents retrieved.
+pub struct Prepared {
+    pub(super) request: Request,
+    pub(super) ledger: Ledger,
+}
+
+/// What is submitted to the engine.
+pub(super) struct Request {
+    pub engine: Engine,
+    pub owner: Owner,
+    pub messages: Vec<ChatMessage>,
+    pub params: GenerateParams,
+}
+
+/// What the turn's answer reports and stores besides the reply.
+pub(crate) struct Ledger {
+    pub model: String,
+    pub knowledge: bool,
+    pub citations: Vec<Citation>,
+    /// Where and what to store; `None` for an ephemeral conversation.
+    pub record: Option<Record>,
+}
+
+/// A stored conversation's new turn, as far as it is known before the reply.
+pub(crate) struct Record {
+    pub store: Store,
+    pub user_id: i64,
+    /// `None`: a new conversation.
+    pub conversation_id: Option<String>,
+    pub message: String,
+    /// The knowledge choice the turn gave, remembered for the conversation.
+    pub knowledge: Option<bool>,
+}
+
+impl Prepared {
+    /// The model that will answer.
+    pub fn model(&self) -> &str {
+        &self.ledger.model
+    }
+
+    /// Whether the user's documents are consulted.
+    pub fn knowledge(&self) -> bool {
+        self.ledger.knowledge
+    }
+
+    /// The document excerpts given to the model.
+    pub fn citations(&self) -> &[Citation] {
+        &self.ledger.citations
+    }
+}
+
+impl Assistant {
+    /// Checks a turn and gathers what it needs: the conversation so far, the sampling
+    /// options, the model, the documents.
+    pub async fn prepare(&self, turn: Turn) -> Result<Prepared, AssistantError> {
+        let Turn { who, conversation, sampling, model, knowledge, stream, style } = turn;
+        let (messages, remembered, record) = match conversation {
+            Conversation::Stored { id, message } => {
+                if message.trim().is_empty() {
+                    return Err(AssistantError::Invalid("message must not be empty".into()));
+                }
+                let user_id =
+                    who.user_id.ok_or(AssistantError::Unsupported("a stored conversation needs a user"))?;
+                let store = self
+                    .store
+                    .clone()
+                    .ok_or(AssistantError::Unsupported("this assistant keeps no conversations"))?;
+                let (mut messages, remembered) = match &id {
+                    None => (Vec::new(), None),
+                    Some(id) => read_conversation(&store, user_id, id.clone()).await?,
+                };
+                messages.push(ChatMessage::new("user", message.clone()));
+                let record = Record { store, user_id, conversation_id: id, message, knowledge };
+                (messages, remembered, Some(record))
+            }
+            Conversation::Ephemeral { messages } => {
+                if messages.is_empty() {
+                    return Err(AssistantError::Invalid("messages must contain at least one message".into()));
+                }
+                (messages, None, None)
+            }
+        };
+        let params = sampling.resolve(&self.settings.model, stream)?;
+        let (engine, info) = self.engine(model.as_deref()).await?;
+        let knowledge = documents::use_documents(knowledge, remembered, self.settings.knowledge.chat_default);
+        let retrieved = match (knowledge, who.user_id, &self.knowledge, last_user_message(&messages)) {
+            (true, Some(user_id), Some(documents), Some(question)) => {
+                documents::retrieve(documents, user_id, question).await
+            }
+            _ => None,
+        };
+        let system = system_prompt(&self.settings.model.system_prompt, style);
+        let (messages, citations) = assemble(system, messages, retrieved);
+        Ok(Prepared {
+            request: Request { engine, owner: who.owner, messages, params },
+            ledger: Ledger { model: info.id, knowledge, citations, record },
+        })
+    }
+}
+
+/// A stored conversation's messages, oldest first, and the knowledge choice it remembers.
+pub(super) async fn read_conversation(
+    store: &Store,
+    user_id: i64,
+    id: String,
+) -> Result<(Vec<ChatMessage>, Option<bool>), AssistantError> {
+    let (messages, remembered) = store
+        .run(move |store| {
+            let remembered = store.conversation_knowledge(user_id, &id)?;
+            Ok((store.messages(user_id, &id)?, remembered))
+        })
+        .await?;
+    Ok((messages.into_iter().map(|m| ChatMessage::new(&m.role, m.content)).collect(), remembered))
+}
+
+fn last_user_message(messages: &[ChatMessage]) -> Option<&str> {
+    messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str())
+}
+
+/// The configured system prompt in the turn's style.
+fn system_prompt(configured: &str, style: Style) -> String {
+    match style {
+        Style::Written => configured.to_string(),
+        Style::Spoken => format!("{configured} {SPOKEN_STYLE}"),
+    }
+}
+
+/// The messages for the engine: `system` first unless the conversation brings its own
+/// system message, then the conversation. With documents, the newest user message is
+/// replaced by the prompt that carries the excerpts (the stored message stays as the
+/// user wrote it). The engine drops the oldest turns if all this does not fit its context.
+fn assemble(
+    system: String,
+    mut messages: Vec<ChatMessage>,
+    retrieved: Option<Retrieved>,
+) -> (Vec<ChatMessage>, Vec<Citation>) {
+    let mut citations = Vec::new();
+    if let Some(retrieved) = retrieved {
+        if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") {
+            last.content = retrieved.prompt;
+            citations = retrieved.citations;
+        }
+    }
+    if messages.first().is_none_or(|m| m.role != "system") {
+        messages.insert(0, ChatMessage::new("system", system));
+    }
+    (messages, citations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, content: &str) -> ChatMessage {
+        ChatMessage::new(role, content)
+    }
+
+    fn citation(n: usize) -> Citation {
+        Citation {
+            n,
+            document_id: 1,
+            document_name: "boiler.md".into(),
+            chunk_id: 10,
+            chunk: 0,
+            snippet: "Reset the boiler".into(),
+        }
+    }
+
+    #[test]
+    fn the_system_prompt_comes_first_unless_the_conversation_brings_one() {
+        let history = vec![m("user", "Hi"), m("assistant", "Hello"), m("user", "How are you?")];
+        let (messages, citations) = assemble("Be kind.".into(), history.clone(), None);
+        assert_eq!(messages[0], m("system", "Be kind."));
+        assert_eq!(messages[1..], history[..]);
+        assert!(citations.is_empty());
+
+        let own = vec![m("system", "Be terse."), m("user", "Hi")];
+        assert_eq!(
+            assemble("Be kind.".into(), own.clone(), None).0,
+            own,
+            "the client's system prompt stays alone"
+        );
+    }
+
+    #[test]
+    fn documents_replace_only_the_newest_user_message() {
+        let history =
+            vec![m("user", "first"), m("assistant", "reply"), m("user", "boiler?"), m("assistant", "")];
+        let retrieved = Retrieved { prompt: "Excerpts [1] ... boiler?".into(), citations: vec![citation(1)] };
+        let (messages, citations) = assemble("S".into(), history, Some(retrieved));
+        let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["S", "first", "reply", "Excerpts [1] ... boiler?", ""]);
+        assert_eq!(citations, [citation(1)]);
+    }
+
+    #[test]
+    fn without_a_user_message_documents_are_not_cited() {
+        let retrieved = Retrieved { prompt: "Excerpts".into(), citations: vec![citation(1)] };
+        let (messages, citations) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
+        assert_eq!(messages, [m("system", "own")]);
+        assert!(citations.is_empty());
+    }
+
+    #[test]
+    fn spoken_turns_ask_for_a_short_plain_answer() {
+        assert_eq!(system_prompt("You are Hearth.", Style::Written), "You are Hearth.");
+        let spoken = system_prompt("You are Hearth.", Style::Spoken);
+        assert!(spoken.starts_with("You are Hearth. ") && spoken.ends_with(SPOKEN_STYLE), "{spoken}");
+    }
+
+    #[test]
+    fn the_question_is_the_newest_user_message() {
+        assert_eq!(last_user_message(&[m("user", "a"), m("assistant", "b"), m("user", "c")]), Some("c"));
+        assert_eq!(last_user_message(&[m("user", "a"), m("assistant", "b")]), Some("a"));
+        assert_eq!(last_user_message(&[m("system", "s")]), None);
+    }
+}
