@@ -2,13 +2,15 @@
 
 use super::{documents, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
 use crate::engine::{ChatMessage, Engine, GenerateParams, Owner};
-use crate::knowledge::{Citation, Retrieved};
+use crate::knowledge::{Citation, Citer, Retrieved, Sources};
 use crate::store::Store;
 
 /// A turn ready to run: checked, its history read, its documents retrieved.
 pub struct Prepared {
     pub(super) request: Request,
     pub(super) ledger: Ledger,
+    /// With documents: cites the reply as it is generated (see [`Citer`]).
+    pub(super) citer: Option<Citer>,
 }
 
 /// What is submitted to the engine.
@@ -97,10 +99,13 @@ impl Assistant {
             _ => None,
         };
         let system = system_prompt(&self.settings.model.system_prompt, style);
-        let (messages, citations) = assemble(system, messages, retrieved);
+        let (messages, citations, sources) = assemble(system, messages, retrieved);
+        // A spoken reply loses the model's markers but gets none: they would be read aloud.
+        let citer = sources.map(|sources| Citer::new(sources, style == Style::Written));
         Ok(Prepared {
             request: Request { engine, owner: who.owner, messages, params },
             ledger: Ledger { model: info.id, knowledge, citations, record },
+            citer,
         })
     }
 }
@@ -135,23 +140,26 @@ fn system_prompt(configured: &str, style: Style) -> String {
 /// The messages for the engine: `system` first unless the conversation brings its own
 /// system message, then the conversation. With documents, the newest user message is
 /// replaced by the prompt that carries the excerpts (the stored message stays as the
-/// user wrote it). The engine drops the oldest turns if all this does not fit its context.
+/// user wrote it), and the excerpts' sources come back for citing the reply. The engine
+/// drops the oldest turns if all this does not fit its context.
 fn assemble(
     system: String,
     mut messages: Vec<ChatMessage>,
     retrieved: Option<Retrieved>,
-) -> (Vec<ChatMessage>, Vec<Citation>) {
+) -> (Vec<ChatMessage>, Vec<Citation>, Option<Sources>) {
     let mut citations = Vec::new();
+    let mut sources = None;
     if let Some(retrieved) = retrieved {
         if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") {
             last.content = retrieved.prompt;
             citations = retrieved.citations;
+            sources = Some(retrieved.sources);
         }
     }
     if messages.first().is_none_or(|m| m.role != "system") {
         messages.insert(0, ChatMessage::new("system", system));
     }
-    (messages, citations)
+    (messages, citations, sources)
 }
 
 #[cfg(test)]
@@ -176,7 +184,7 @@ mod tests {
     #[test]
     fn the_system_prompt_comes_first_unless_the_conversation_brings_one() {
         let history = vec![m("user", "Hi"), m("assistant", "Hello"), m("user", "How are you?")];
-        let (messages, citations) = assemble("Be kind.".into(), history.clone(), None);
+        let (messages, citations, _) = assemble("Be kind.".into(), history.clone(), None);
         assert_eq!(messages[0], m("system", "Be kind."));
         assert_eq!(messages[1..], history[..]);
         assert!(citations.is_empty());
@@ -193,19 +201,26 @@ mod tests {
     fn documents_replace_only_the_newest_user_message() {
         let history =
             vec![m("user", "first"), m("assistant", "reply"), m("user", "boiler?"), m("assistant", "")];
-        let retrieved = Retrieved { prompt: "Excerpts [1] ... boiler?".into(), citations: vec![citation(1)] };
-        let (messages, citations) = assemble("S".into(), history, Some(retrieved));
+        let sources = Sources::new([(1, "Reset the boiler")]);
+        let retrieved =
+            Retrieved { prompt: "Excerpts ... boiler?".into(), citations: vec![citation(1)], sources };
+        let (messages, citations, sources) = assemble("S".into(), history, Some(retrieved));
         let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-        assert_eq!(contents, ["S", "first", "reply", "Excerpts [1] ... boiler?", ""]);
+        assert_eq!(contents, ["S", "first", "reply", "Excerpts ... boiler?", ""]);
         assert_eq!(citations, [citation(1)]);
+        assert_eq!(sources.expect("sources to cite with").attribute("Reset the boiler"), Some(1));
     }
 
     #[test]
     fn without_a_user_message_documents_are_not_cited() {
-        let retrieved = Retrieved { prompt: "Excerpts".into(), citations: vec![citation(1)] };
-        let (messages, citations) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
+        let retrieved = Retrieved {
+            prompt: "Excerpts".into(),
+            citations: vec![citation(1)],
+            sources: Sources::default(),
+        };
+        let (messages, citations, sources) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
         assert_eq!(messages, [m("system", "own")]);
-        assert!(citations.is_empty());
+        assert!(citations.is_empty() && sources.is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::events::{Complete, Event};
 use super::prepare::{Ledger, Prepared, Request};
 use super::AssistantError;
 use crate::engine::{self, Finished};
+use crate::knowledge::Citer;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A reply that has started: the engine accepted the prompt and sent a first event.
@@ -57,6 +58,9 @@ pub struct Running {
     text: String,
     /// Taken when the turn ends; `None` afterwards.
     ledger: Option<Ledger>,
+    /// With documents: the engine's tokens go through it and come out as whole sentences,
+    /// cited, so the streamed text is the stored text.
+    citer: Option<Citer>,
 }
 
 impl Prepared {
@@ -64,7 +68,7 @@ impl Prepared {
     /// the context window, a full queue) come back here, before anything was streamed.
     pub async fn run(self) -> Result<Running, AssistantError> {
         let reply = submit(&self.request).await?;
-        Ok(Running { reply, text: String::new(), ledger: Some(self.ledger) })
+        Ok(Running { reply, text: String::new(), ledger: Some(self.ledger), citer: self.citer })
     }
 }
 
@@ -77,19 +81,41 @@ impl Running {
     /// the same engine and parameters, and go on reading; the calls then travel in the
     /// [`Complete`] for `persist` to record. Until the engine reports tool calls, a turn is
     /// one reply.
+    ///
+    /// A turn with documents yields its text a sentence at a time, cited by Hearth
+    /// ([`Citer`]); the last sentence comes as a token before [`Event::Complete`].
     pub async fn next(&mut self) -> Option<Event> {
         self.ledger.as_ref()?;
-        let event = match self.reply.next().await {
-            Some(engine::Event::Token(t)) => {
-                self.text.push_str(&t);
-                return Some(Event::Token(t));
+        let event = loop {
+            match self.reply.next().await {
+                Some(engine::Event::Token(t)) => {
+                    let t = match &mut self.citer {
+                        Some(citer) => match citer.push(&t) {
+                            Some(sentences) => sentences,
+                            None => continue,
+                        },
+                        None => t,
+                    };
+                    self.text.push_str(&t);
+                    return Some(Event::Token(t));
+                }
+                Some(engine::Event::Done(finished)) => {
+                    if let Some(rest) = self.citer.as_mut().and_then(Citer::finish) {
+                        self.text.push_str(&rest);
+                        // The end is told on the next call, after this last sentence.
+                        self.reply.first = Some(engine::Event::Done(finished));
+                        return Some(Event::Token(rest));
+                    }
+                    let ledger = self.ledger.take()?;
+                    break Event::Complete(Complete {
+                        text: std::mem::take(&mut self.text),
+                        finished,
+                        ledger,
+                    });
+                }
+                Some(engine::Event::Error(e)) => break Event::Error(e.into()),
+                None => break Event::Error(AssistantError::stopped()),
             }
-            Some(engine::Event::Done(finished)) => {
-                let ledger = self.ledger.take()?;
-                Event::Complete(Complete { text: std::mem::take(&mut self.text), finished, ledger })
-            }
-            Some(engine::Event::Error(e)) => Event::Error(e.into()),
-            None => Event::Error(AssistantError::stopped()),
         };
         self.ledger = None;
         Some(event)
@@ -133,6 +159,14 @@ mod tests {
         events: Vec<engine::Event>,
         close: bool,
     ) -> Result<(Running, Option<mpsc::UnboundedSender<engine::Event>>), AssistantError> {
+        running_with(events, close, None).await
+    }
+
+    async fn running_with(
+        events: Vec<engine::Event>,
+        close: bool,
+        citer: Option<Citer>,
+    ) -> Result<(Running, Option<mpsc::UnboundedSender<engine::Event>>), AssistantError> {
         let (tx, rx) = mpsc::unbounded_channel();
         for event in events {
             tx.send(event).unwrap();
@@ -140,7 +174,7 @@ mod tests {
         let tx = (!close).then_some(tx);
         let reply = Reply::start(rx).await?;
         let ledger = Ledger { model: "m".into(), knowledge: false, citations: vec![], record: None };
-        Ok((Running { reply, text: String::new(), ledger: Some(ledger) }, tx))
+        Ok((Running { reply, text: String::new(), ledger: Some(ledger), citer }, tx))
     }
 
     #[tokio::test]
@@ -157,6 +191,30 @@ mod tests {
             _ => panic!("expected the complete reply"),
         }
         assert!(turn.next().await.is_none(), "nothing after the end");
+    }
+
+    #[tokio::test]
+    async fn with_documents_sentences_come_cited_and_the_stored_text_is_the_streamed_one() {
+        let tokens = ["[1] The pres", "sure is 1.5", " bar. Call", " Heatwise [2]", ""];
+        let mut events: Vec<engine::Event> =
+            tokens.iter().map(|t| engine::Event::Token(t.to_string())).collect();
+        events.push(done());
+        let sources = crate::knowledge::Sources::new([
+            (1, "Keep the pressure at 1.5 bar."),
+            (2, "The installer is Heatwise, call them."),
+        ]);
+        let (mut turn, _) = running_with(events, true, Some(Citer::new(sources, true))).await.unwrap();
+        let mut streamed = Vec::new();
+        let complete = loop {
+            match turn.next().await {
+                Some(Event::Token(t)) => streamed.push(t),
+                Some(Event::Complete(complete)) => break complete,
+                _ => panic!("expected tokens, then the complete reply"),
+            }
+        };
+        assert_eq!(streamed, ["The pressure is 1.5 bar [1].", " Call Heatwise [2]"]);
+        assert_eq!(complete.text, streamed.concat());
+        assert!(turn.next().await.is_none());
     }
 
     #[tokio::test]

@@ -4,11 +4,13 @@
 //! configured, and fits what it finds into a token budget.
 
 pub mod chunk;
+mod cite;
 pub mod extract;
 mod ingest;
 pub mod isolated;
 mod retrieve;
 
+pub use cite::{Citer, Sources};
 pub use extract::{DocKind, ExtractError, SUPPORTED};
 pub use retrieve::{Citation, Retrieved};
 

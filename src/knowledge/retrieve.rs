@@ -3,7 +3,7 @@
 //! reciprocal rank. What fits the token budget goes into the prompt, numbered, and
 //! comes back as citations.
 
-use super::Knowledge;
+use super::{Knowledge, Sources};
 use crate::search::{HitKind, SearchQuery};
 use crate::store::ChunkRow;
 use serde::Serialize;
@@ -35,6 +35,8 @@ pub struct Citation {
 pub struct Retrieved {
     pub prompt: String,
     pub citations: Vec<Citation>,
+    /// The excerpts' words, for [`super::Citer`] to cite the reply with.
+    pub sources: Sources,
 }
 
 impl Knowledge {
@@ -129,10 +131,15 @@ pub fn fuse(rankings: &[Vec<i64>]) -> Vec<i64> {
 }
 
 /// Numbers the chunks that fit the budget and writes the prompt around the question.
+///
+/// The model is asked for plain words without markers: small models asked to cite by
+/// number answered with the number alone (issue 22). The reply is cited afterwards by
+/// [`super::Citer`], from the excerpts' words ([`Retrieved::sources`]).
 fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::KnowledgeSettings) -> Retrieved {
     let budget = settings.context_tokens * CHARS_PER_TOKEN;
     let mut used = 0;
     let mut citations = Vec::new();
+    let mut texts = Vec::new();
     let mut excerpts = String::new();
     for chunk in chunks {
         let size = chunk.text.chars().count();
@@ -142,7 +149,9 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         let text: String = chunk.text.chars().take(budget).collect();
         used += text.chars().count();
         let n = citations.len() + 1;
-        excerpts.push_str(&format!("From {}:\n{} [{n}]\n\n", chunk.document_name, text.trim()));
+        let text = rows_as_lines(text.trim());
+        excerpts.push_str(&format!("From {}:\n{text}\n\n", chunk.document_name));
+        texts.push((n, text));
         let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
         if size > SNIPPET_CHARS {
             snippet.push('…');
@@ -157,11 +166,70 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         });
     }
     let prompt = format!(
-        "Excerpts from my documents, each followed by its number:\n\n{excerpts}My question: {question}\n\n\
-         Answer my question in one or two full sentences, using the facts in the excerpts. \
-         End your answer with the number of the excerpt you used, in square brackets."
+        "Excerpts from my documents:\n\n{excerpts}My question: {question}\n\n\
+         Answer my question in one or two full sentences, using the exact names and numbers from the \
+         excerpts. Do not mention the excerpts, file names or links."
     );
-    Retrieved { prompt, citations }
+    let sources = Sources::new(texts.iter().map(|(n, t)| (*n, t.as_str())));
+    Retrieved { prompt, citations, sources }
+}
+
+/// Markdown tables as one line per row, each cell named by its column
+/// (`- date: 14 March 2025; cost: £289`): a small model reads a row's facts together
+/// more reliably than it lines up cells with a header rows above.
+fn rows_as_lines(text: &str) -> String {
+    fn cells(line: &str) -> Option<Vec<&str>> {
+        let line = line.trim();
+        let inner = line.strip_prefix('|')?.strip_suffix('|')?;
+        Some(inner.split('|').map(str::trim).collect())
+    }
+    fn is_rule(cells: &[&str]) -> bool {
+        cells.iter().all(|c| {
+            let c = c.trim_matches(':');
+            !c.is_empty() && c.chars().all(|ch| ch == '-')
+        })
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut header: Option<Vec<&str>> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let row = cells(lines[i]);
+        if let Some(row) = &row {
+            if lines.get(i + 1).and_then(|next| cells(next)).is_some_and(|next| is_rule(&next)) {
+                header = Some(row.clone());
+                i += 2;
+                continue;
+            }
+        }
+        match (&row, &header) {
+            (Some(row), Some(header)) => {
+                let named: Vec<String> = header
+                    .iter()
+                    .zip(row)
+                    .filter(|(_, value)| !value.is_empty())
+                    .map(
+                        |(name, value)| {
+                            if name.is_empty() {
+                                value.to_string()
+                            } else {
+                                format!("{name}: {value}")
+                            }
+                        },
+                    )
+                    .collect();
+                out.push(format!("- {}", named.join("; ")));
+            }
+            _ => {
+                if row.is_none() {
+                    header = None;
+                }
+                out.push(lines[i].to_string());
+            }
+        }
+        i += 1;
+    }
+    out.join("\n")
 }
 
 #[cfg(test)]
@@ -186,7 +254,19 @@ mod tests {
         let r = assemble("Why?", chunks, &settings);
         let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();
         assert_eq!(numbered, [1, 3], "the 100-char chunk does not fit 200 chars after the first");
-        assert!(r.prompt.contains("[2] (from \"notes.md\")\ncccc"), "{}", r.prompt);
-        assert!(r.prompt.ends_with("My question: Why?"));
+        assert!(r.prompt.contains("From notes.md:\ncccc"), "{}", r.prompt);
+        assert!(r.prompt.contains("My question: Why?"));
+        assert!(!r.prompt.contains("[1]"), "no numbers for the model to copy: {}", r.prompt);
+        assert_eq!(r.sources.attribute("cccc"), None, "one word is not enough");
+    }
+
+    #[test]
+    fn table_rows_become_lines_of_named_cells() {
+        let table = "## Service\n\n| date | cost |\n|---|:--:|\n| 2 May 2024 | £149 |\n| 3 June 2025 | |\n\nNext: March.";
+        assert_eq!(
+            rows_as_lines(table),
+            "## Service\n\n- date: 2 May 2024; cost: £149\n- date: 3 June 2025\n\nNext: March."
+        );
+        assert_eq!(rows_as_lines("a | b\n| x |"), "a | b\n| x |", "no header rule, no table");
     }
 }
