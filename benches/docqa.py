@@ -244,8 +244,9 @@ def main() -> int:
     ap.add_argument("--set", choices=("tuning", "held-out", "all"), default="tuning",
                     help="which questions (default: tuning; run held-out only to check a finished prompt)")
     ap.add_argument("--only", help="comma-separated question ids (overrides --set)")
-    ap.add_argument("--temperature", type=float, default=0.0,
-                    help="0 (default): greedy, one reproducible reply per question")
+    ap.add_argument("--temperature", type=lambda v: v if v == "default" else float(v), default=0.0,
+                    help="0 (default): greedy, one reproducible reply per question; `default`: send none, "
+                         "so /api/chat samples with [model]'s settings (0.7, top_p 0.95, top_k 40)")
     ap.add_argument("--seed", type=int, help="sampling seed, for a reproducible run at temperature > 0")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--min-words", type=int, default=1,
@@ -274,7 +275,9 @@ def main() -> int:
 
     # An empty model cache keeps the speech engines out (they would load beside the chat
     # model); with --embeddings it holds the embedding model only.
-    cache = h.WORK / "docqa-cache"
+    # Each run has its own data dir and cache (named by its label), so that runs may overlap.
+    tag = f"docqa-{label}"
+    cache = h.WORK / "docqa-cache" / label
     cache.mkdir(parents=True, exist_ok=True)
     for f in cache.iterdir():
         f.unlink()
@@ -288,7 +291,7 @@ def main() -> int:
         settings["HEARTH_EMBEDDING_MODEL"] = "all-minilm-l6-v2"
 
     load = h._read("/proc/loadavg").split()[:3]
-    server = h.start_hearth(binary, model, args.threads, 4096, "docqa", settings=settings)
+    server = h.start_hearth(binary, model, args.threads, 4096, tag, settings=settings)
     rows = []
     started = time.time()
     try:
@@ -296,8 +299,9 @@ def main() -> int:
         wait_jobs(server.ep, uploaded)
         h.log(f"{len(docs)} documents ingested; asking {len(questions)} questions")
         for i, q in enumerate(questions, 1):
-            body = {"message": q["question"], "knowledge": True, "temperature": args.temperature,
-                    "max_tokens": args.max_tokens}
+            body = {"message": q["question"], "knowledge": True, "max_tokens": args.max_tokens}
+            if args.temperature != "default":
+                body["temperature"] = args.temperature
             if args.seed is not None:
                 body["seed"] = args.seed
             t0 = time.monotonic()

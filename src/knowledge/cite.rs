@@ -365,7 +365,7 @@ fn is_link(word: &str) -> Option<&str> {
 
 /// Lowercased words that can tell excerpts apart: no stopwords, no single letters;
 /// numbers and codes keep their inner punctuation (`1.5`, `0w-20`, `21:00`, `58,200`).
-fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(super) fn content_words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '.' | ',' | ':' | '-' | '\'' | '’')))
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
         .filter(|w| (w.chars().count() > 1 || w.chars().all(|c| c.is_ascii_digit())) && !w.is_empty())

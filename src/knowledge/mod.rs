@@ -5,6 +5,7 @@
 
 pub mod chunk;
 mod cite;
+mod excerpt;
 pub mod extract;
 mod ingest;
 pub mod isolated;

@@ -3,7 +3,7 @@
 //! reciprocal rank. What fits the token budget goes into the prompt, numbered, and
 //! comes back as citations.
 
-use super::{Knowledge, Sources};
+use super::{excerpt, Knowledge, Sources};
 use crate::search::{HitKind, SearchQuery};
 use crate::store::ChunkRow;
 use serde::Serialize;
@@ -132,26 +132,36 @@ pub fn fuse(rankings: &[Vec<i64>]) -> Vec<i64> {
 
 /// Numbers the chunks that fit the budget and writes the prompt around the question.
 ///
-/// The model is asked for plain words without markers: small models asked to cite by
-/// number answered with the number alone (issue 22). The reply is cited afterwards by
-/// [`super::Citer`], from the excerpts' words ([`Retrieved::sources`]).
+/// Each excerpt is shaped for a small model ([`excerpt`]: tables as lines, only the
+/// sentences that bear on the question), and the model is asked for plain words without
+/// markers: asked to cite by number, the default model answered with the number alone
+/// (issue 22). The reply is cited afterwards by [`super::Citer`], from the excerpts'
+/// words ([`Retrieved::sources`]).
 fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::KnowledgeSettings) -> Retrieved {
     let budget = settings.context_tokens * CHARS_PER_TOKEN;
     let mut used = 0;
-    let mut citations = Vec::new();
-    let mut texts = Vec::new();
-    let mut excerpts = String::new();
+    let mut fitting = Vec::new();
     for chunk in chunks {
         let size = chunk.text.chars().count();
-        if citations.len() == settings.top_k || (used + size > budget && !citations.is_empty()) {
+        if fitting.len() == settings.top_k || (used + size > budget && !fitting.is_empty()) {
             continue;
         }
         let text: String = chunk.text.chars().take(budget).collect();
         used += text.chars().count();
+        fitting.push((excerpt::rows_as_lines(text.trim()), chunk));
+    }
+    let texts: Vec<(&str, String)> =
+        fitting.iter().map(|(text, chunk)| (chunk.document_name.as_str(), text.clone())).collect();
+    let focused = excerpt::focus(question, &texts);
+    let mut citations = Vec::new();
+    let mut given = Vec::new();
+    let mut excerpts = String::new();
+    for ((_, chunk), text) in fitting.into_iter().zip(focused) {
+        let Some(text) = text else { continue };
         let n = citations.len() + 1;
-        let text = rows_as_lines(text.trim());
         excerpts.push_str(&format!("From {}:\n{text}\n\n", chunk.document_name));
-        texts.push((n, text));
+        given.push((n, text));
+        let size = chunk.text.chars().count();
         let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
         if size > SNIPPET_CHARS {
             snippet.push('…');
@@ -170,66 +180,10 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
          Answer my question in one or two full sentences, using the exact names and numbers from the \
          excerpts. Do not mention the excerpts, file names or links."
     );
-    let sources = Sources::new(texts.iter().map(|(n, t)| (*n, t.as_str())));
+    // Trace only: the prompt carries the user's documents.
+    tracing::trace!(%prompt, "prompt with excerpts");
+    let sources = Sources::new(given.iter().map(|(n, t)| (*n, t.as_str())));
     Retrieved { prompt, citations, sources }
-}
-
-/// Markdown tables as one line per row, each cell named by its column
-/// (`- date: 14 March 2025; cost: £289`): a small model reads a row's facts together
-/// more reliably than it lines up cells with a header rows above.
-fn rows_as_lines(text: &str) -> String {
-    fn cells(line: &str) -> Option<Vec<&str>> {
-        let line = line.trim();
-        let inner = line.strip_prefix('|')?.strip_suffix('|')?;
-        Some(inner.split('|').map(str::trim).collect())
-    }
-    fn is_rule(cells: &[&str]) -> bool {
-        cells.iter().all(|c| {
-            let c = c.trim_matches(':');
-            !c.is_empty() && c.chars().all(|ch| ch == '-')
-        })
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(lines.len());
-    let mut header: Option<Vec<&str>> = None;
-    let mut i = 0;
-    while i < lines.len() {
-        let row = cells(lines[i]);
-        if let Some(row) = &row {
-            if lines.get(i + 1).and_then(|next| cells(next)).is_some_and(|next| is_rule(&next)) {
-                header = Some(row.clone());
-                i += 2;
-                continue;
-            }
-        }
-        match (&row, &header) {
-            (Some(row), Some(header)) => {
-                let named: Vec<String> = header
-                    .iter()
-                    .zip(row)
-                    .filter(|(_, value)| !value.is_empty())
-                    .map(
-                        |(name, value)| {
-                            if name.is_empty() {
-                                value.to_string()
-                            } else {
-                                format!("{name}: {value}")
-                            }
-                        },
-                    )
-                    .collect();
-                out.push(format!("- {}", named.join("; ")));
-            }
-            _ => {
-                if row.is_none() {
-                    header = None;
-                }
-                out.push(lines[i].to_string());
-            }
-        }
-        i += 1;
-    }
-    out.join("\n")
 }
 
 #[cfg(test)]
@@ -261,12 +215,16 @@ mod tests {
     }
 
     #[test]
-    fn table_rows_become_lines_of_named_cells() {
-        let table = "## Service\n\n| date | cost |\n|---|:--:|\n| 2 May 2024 | £149 |\n| 3 June 2025 | |\n\nNext: March.";
-        assert_eq!(
-            rows_as_lines(table),
-            "## Service\n\n- date: 2 May 2024; cost: £149\n- date: 3 June 2025\n\nNext: March."
-        );
-        assert_eq!(rows_as_lines("a | b\n| x |"), "a | b\n| x |", "no header rule, no table");
+    fn excerpts_that_do_not_bear_on_the_question_are_left_out() {
+        let settings = crate::config::KnowledgeSettings::default();
+        let chunks = vec![
+            row(1, "Feed the cat at seven."),
+            row(2, "The boiler pressure is 1.5 bar."),
+            row(3, "Bleed the boiler radiators."),
+        ];
+        let r = assemble("What is the boiler pressure?", chunks, &settings);
+        let given: Vec<(usize, i64)> = r.citations.iter().map(|c| (c.n, c.chunk_id)).collect();
+        assert_eq!(given, [(1, 2)], "{}", r.prompt);
+        assert!(!r.prompt.contains("cat") && !r.prompt.contains("Bleed"), "{}", r.prompt);
     }
 }
