@@ -18,9 +18,11 @@ struct Parsed {
     headings: Vec<String>,
 }
 
-/// The chunks' texts, each reduced to the units that share the question's rarer words,
-/// under their headings; a chunk with nothing over the bar is left out (`None`). When no
-/// unit of any chunk shares a word (a paraphrase found by embeddings), all stay whole.
+/// The chunks' texts, each reduced to the units (sentences, list items, table rows) that
+/// share the question's rarer words, under their headings: a unit scores the BM25 weights
+/// of the question's words it holds, and the units within [`KEEP_SHARE`] of the best one
+/// stay. A chunk with none is left out (`None`). When no unit of any chunk shares a word
+/// with the question (a paraphrase found by embeddings), all stay whole.
 pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
     let parsed: Vec<Parsed> = texts.iter().map(|(_, t)| parse(t)).collect();
     let asked: HashSet<String> = words(question).collect();
@@ -40,15 +42,17 @@ pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
                 .collect()
         })
         .collect();
-    let total = unit_words.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+    let total = unit_words.iter().map(Vec::len).sum::<usize>() as f64;
     let mut frequency: HashMap<&str, usize> = HashMap::new();
     for unit in unit_words.iter().flatten() {
         for word in unit.iter().filter(|w| asked.contains(*w)) {
             *frequency.entry(word.as_str()).or_default() += 1;
         }
     }
+    // BM25's inverse document frequency, over the units of all the excerpts.
+    let weight = |df: usize| ((total - df as f64 + 0.5) / (df as f64 + 0.5) + 1.0).ln();
     let score = |unit: &HashSet<String>| -> f64 {
-        unit.iter().filter_map(|w| frequency.get(w.as_str())).map(|df| (1.0 + total / *df as f64).ln()).sum()
+        unit.iter().filter_map(|w| frequency.get(w.as_str())).map(|df| weight(*df)).sum()
     };
     let scores: Vec<Vec<f64>> = unit_words.iter().map(|units| units.iter().map(score).collect()).collect();
     let best = scores.iter().flatten().copied().fold(0.0, f64::max);
@@ -60,22 +64,35 @@ pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
         .zip(&scores)
         .map(|(parsed, scores)| {
             let hits: Vec<usize> = (0..scores.len()).filter(|u| scores[*u] >= best * KEEP_SHARE).collect();
-            // With the sentences on either side under the same heading: the fact is often
-            // told next to the words the question uses ("Check the gauge." "It should
-            // sit at 1.5 bar.").
-            let same_section = |a: usize, b: usize| parsed.units[a].0 == parsed.units[b].0;
+            // Prose keeps the sentences on either side under the same heading: the fact is
+            // often told next to the words the question uses ("Check the gauge." "It
+            // should sit at 1.5 bar."). List items and table rows stand alone.
+            let prose = |u: usize| !is_item(&parsed.units[u].1);
             let mut kept: Vec<usize> = hits
                 .iter()
                 .flat_map(|&u| [u.checked_sub(1), Some(u), Some(u + 1)])
                 .flatten()
+                .filter(|&v| v < parsed.units.len())
                 .filter(|&v| {
-                    v < parsed.units.len() && hits.iter().any(|&u| same_section(u, v) && u.abs_diff(v) <= 1)
+                    hits.contains(&v)
+                        || hits.iter().any(|&u| {
+                            u.abs_diff(v) == 1
+                                && prose(u)
+                                && prose(v)
+                                && parsed.units[u].0 == parsed.units[v].0
+                        })
                 })
                 .collect();
+            kept.sort_unstable();
             kept.dedup();
             (!hits.is_empty()).then(|| render(parsed, &kept))
         })
         .collect()
+}
+
+/// A list item or a table row (a unit that stands alone).
+fn is_item(unit: &str) -> bool {
+    unit.starts_with("- ") || unit.starts_with("* ") || unit.starts_with('|')
 }
 
 /// The kept units, one a line, each heading once before the first unit under it.
@@ -101,9 +118,9 @@ fn parse(text: &str) -> Parsed {
     let mut parsed = Parsed { units: Vec::new(), headings: Vec::new() };
     let mut heading = None;
     let mut block = String::new();
-    let mut flush = |block: &mut String, heading: Option<usize>, parsed: &mut Parsed| {
+    let flush = |block: &mut String, heading: Option<usize>, parsed: &mut Parsed| {
         let text = std::mem::take(block);
-        if text.starts_with("- ") || text.starts_with("* ") || text.starts_with('|') {
+        if is_item(&text) {
             parsed.units.push((heading, text));
         } else {
             for sentence in sentences(&text) {
@@ -253,24 +270,21 @@ mod tests {
     const CAR: &str = "## MOT\n\nThe MOT certificate expires on 2 October 2025.";
 
     #[test]
-    fn only_the_units_sharing_the_questions_rarer_words_stay_under_their_heading() {
+    fn the_units_sharing_the_questions_rarer_words_stay_under_their_heading() {
         let texts = vec![("boiler.md", BOILER.to_string()), ("car.md", CAR.to_string())];
         let focused = focus("What does F28 on the boiler mean?", &texts);
         assert_eq!(
             focused[0].as_deref(),
-            Some(
-                "## Fault codes\n- F22: low water pressure.\n\
-                 - F28: the flame did not light. Check the gas valve, then press RESET.\n\
-                 To reset, hold the RESET button for 5 seconds."
-            ),
-            "the hit with its neighbours under the same heading"
+            Some("## Fault codes\n- F28: the flame did not light. Check the gas valve, then press RESET."),
+            "a list item stands alone"
         );
         assert_eq!(focused[1], None, "nothing of the car's notes");
         let focused = focus("How long do I hold the reset button?", &texts);
         assert!(
             focused[0].as_deref().unwrap().ends_with("for 5 seconds.\nThe boiler then restarts."),
-            "{focused:?}"
+            "a sentence comes with its neighbour: {focused:?}"
         );
+        assert!(!focused[0].as_deref().unwrap().contains("F22"), "{focused:?}");
     }
 
     #[test]
