@@ -17,7 +17,7 @@ each question of benches/docqa/questions.json once on `POST /api/chat` with
                 with one
 
   python3 benches/docqa.py [--binary target/debug/hearth] [--model PATH] [--set tuning|held-out|all]
-                           [--temperature 0] [--seed N] [--label NAME] [--embeddings]
+                           [--temperature 0|default] [--seed N] [--label NAME] [--embeddings]
   python3 benches/docqa.py table benches/work/docqa/A.json benches/work/docqa/B.json ...
   python3 benches/docqa.py rescore benches/work/docqa/A.json ...   (the checks again, on stored replies)
 

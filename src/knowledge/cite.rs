@@ -98,6 +98,9 @@ const STOPWORDS: &[&str] = &[
     "based",
     "provided",
 ];
+/// The reply when the model wrote only markers, links or file names.
+pub const NO_ANSWER: &str =
+    "I found passages in your documents that may answer this, but I could not put the answer into words.";
 /// Top-level domains that make a word a web address (`docs.example.com/boiler`).
 const DOMAINS: &[&str] =
     &["com", "org", "net", "io", "uk", "info", "app", "dev", "de", "fr", "eu", "us", "gov", "edu"];
@@ -191,10 +194,15 @@ impl Citer {
         (!out.is_empty()).then_some(out)
     }
 
-    /// The rest of the reply once generation ended.
+    /// The rest of the reply once generation ended. A reply that was nothing but markers
+    /// says so in words rather than being empty.
     pub fn finish(&mut self) -> Option<String> {
         let piece = std::mem::take(&mut self.pending);
         let out = self.piece(&piece);
+        if !self.said {
+            self.said = true;
+            return Some(NO_ANSWER.to_string());
+        }
         (!out.is_empty()).then_some(out)
     }
 
@@ -408,9 +416,9 @@ mod tests {
 
     #[test]
     fn the_models_markers_and_file_notes_go() {
-        assert_eq!(cite("[1]", true), "");
-        assert_eq!(cite("[1] (from \"boiler.md\")", true), "");
-        assert_eq!(cite("Source: [2].", true), "");
+        assert_eq!(cite("[1]", true), NO_ANSWER, "never only a marker, never empty");
+        assert_eq!(cite("[1] (from \"boiler.md\")", true), NO_ANSWER);
+        assert_eq!(cite("Source: [2].", true), NO_ANSWER);
         assert_eq!(cite("[1] The pressure is 1.5 bar [1, 2].", true), "The pressure is 1.5 bar [1].");
         assert_eq!(
             cite("Source: [1]. Press RESET on the gas valve.", true),
@@ -440,7 +448,7 @@ mod tests {
             cite("The pressure is 1.5 bar. See https://example.org/boiler for more.", true),
             "The pressure is 1.5 bar [1]."
         );
-        assert_eq!(cite("Visit docs.hearth.com/boiler.", true), "");
+        assert_eq!(cite("Visit docs.hearth.com/boiler.", true), NO_ANSWER);
         assert_eq!(
             cite("The manual is at https://boilers.example.com/manual.", true),
             "The manual is at https://boilers.example.com/manual [3]."

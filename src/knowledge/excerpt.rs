@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// A unit is kept when it scores at least this share of the best unit's score.
+/// A unit is kept when it scores at least this share of its chunk's best unit.
 const KEEP_SHARE: f64 = 0.6;
 /// Sentences longer than this are not split further (a unit is a sentence, a list item
 /// or a table row).
@@ -18,26 +18,24 @@ struct Parsed {
     headings: Vec<String>,
 }
 
-/// The chunks' texts, each reduced to the units (sentences, list items, table rows) that
+/// The chunks' texts, each reduced to its units (sentences, list items, table rows) that
 /// share the question's rarer words, under their headings: a unit scores the BM25 weights
-/// of the question's words it holds, and the units within [`KEEP_SHARE`] of the best one
-/// stay. A chunk with none is left out (`None`). When no unit of any chunk shares a word
-/// with the question (a paraphrase found by embeddings), all stay whole.
-pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
-    let parsed: Vec<Parsed> = texts.iter().map(|(_, t)| parse(t)).collect();
+/// of the question's words it holds (weighed over the units of all the chunks), and a
+/// chunk keeps its units within [`KEEP_SHARE`] of its best one. A chunk that shares no
+/// word with the question is left out (`None`); when none does (a paraphrase found by
+/// embeddings), all stay whole.
+pub fn focus(question: &str, texts: &[String]) -> Vec<Option<String>> {
+    let parsed: Vec<Parsed> = texts.iter().map(|t| parse(t)).collect();
     let asked: HashSet<String> = words(question).collect();
-    // A unit is read with what it is about: its heading and its document's name
-    // ("car_service.md", "## Service history" for a row of costs).
+    // A unit is read with the heading it is under ("## Service history" for a row of costs).
     let unit_words: Vec<Vec<HashSet<String>>> = parsed
         .iter()
-        .zip(texts)
-        .map(|(p, (name, _))| {
-            let name = name.replace(['_', '-', '.'], " ");
+        .map(|p| {
             p.units
                 .iter()
                 .map(|(heading, unit)| {
                     let heading = heading.map(|h| p.headings[h].as_str()).unwrap_or("");
-                    words(unit).chain(words(heading)).chain(words(&name)).collect()
+                    words(unit).chain(words(heading)).collect()
                 })
                 .collect()
         })
@@ -54,15 +52,20 @@ pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
     let score = |unit: &HashSet<String>| -> f64 {
         unit.iter().filter_map(|w| frequency.get(w.as_str())).map(|df| weight(*df)).sum()
     };
-    let scores: Vec<Vec<f64>> = unit_words.iter().map(|units| units.iter().map(score).collect()).collect();
-    let best = scores.iter().flatten().copied().fold(0.0, f64::max);
-    if best <= 0.0 {
-        return texts.iter().map(|(_, t)| Some(t.clone())).collect();
+    if frequency.is_empty() {
+        return texts.iter().map(|t| Some(t.clone())).collect();
     }
     parsed
         .iter()
-        .zip(&scores)
-        .map(|(parsed, scores)| {
+        .zip(&unit_words)
+        .map(|(parsed, units)| {
+            let scores: Vec<f64> = units.iter().map(score).collect();
+            // Which chunks bear on the question is retrieval's call: only a chunk without
+            // a single word of the question goes. Within a chunk, its best units stay.
+            let best = scores.iter().copied().fold(0.0, f64::max);
+            if best <= 0.0 {
+                return None;
+            }
             let hits: Vec<usize> = (0..scores.len()).filter(|u| scores[*u] >= best * KEEP_SHARE).collect();
             // Prose keeps the sentences on either side under the same heading: the fact is
             // often told next to the words the question uses ("Check the gauge." "It
@@ -85,7 +88,7 @@ pub fn focus(question: &str, texts: &[(&str, String)]) -> Vec<Option<String>> {
                 .collect();
             kept.sort_unstable();
             kept.dedup();
-            (!hits.is_empty()).then(|| render(parsed, &kept))
+            Some(render(parsed, &kept))
         })
         .collect()
 }
@@ -271,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_units_sharing_the_questions_rarer_words_stay_under_their_heading() {
-        let texts = vec![("boiler.md", BOILER.to_string()), ("car.md", CAR.to_string())];
+        let texts = vec![BOILER.to_string(), CAR.to_string()];
         let focused = focus("What does F28 on the boiler mean?", &texts);
         assert_eq!(
             focused[0].as_deref(),
@@ -289,7 +292,7 @@ mod tests {
 
     #[test]
     fn without_shared_words_everything_stays() {
-        let texts = vec![("boiler.md", BOILER.to_string()), ("car.md", CAR.to_string())];
+        let texts = vec![BOILER.to_string(), CAR.to_string()];
         assert_eq!(focus("Is it warm enough?", &texts), [Some(BOILER.to_string()), Some(CAR.to_string())]);
         let focused = focus("When does the MOT expire?", &texts);
         assert_eq!(focused, [None, Some("## MOT\nThe MOT certificate expires on 2 October 2025.".into())]);
