@@ -1,6 +1,6 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
-use super::{documents, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
+use super::{documents, sampling, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
 use crate::engine::{ChatMessage, Engine, GenerateParams, Owner};
 use crate::knowledge::{Citation, Citer, Retrieved, Sources};
 use crate::store::Store;
@@ -89,7 +89,8 @@ impl Assistant {
                 (messages, None, None)
             }
         };
-        let params = sampling.resolve(&self.settings.model, stream)?;
+        let asked_temperature = sampling.temperature;
+        let mut params = sampling.resolve(&self.settings.model, stream)?;
         let (engine, info) = self.engine(model.as_deref()).await?;
         let knowledge = documents::use_documents(knowledge, remembered, self.settings.knowledge.chat_default);
         let retrieved = match (knowledge, who.user_id, &self.knowledge, last_user_message(&messages)) {
@@ -98,6 +99,9 @@ impl Assistant {
             }
             _ => None,
         };
+        if retrieved.is_some() {
+            params.temperature = sampling::documents_temperature(asked_temperature, params.temperature);
+        }
         let system = system_prompt(&self.settings.model.system_prompt, style);
         let (messages, citations, sources) = assemble(system, messages, retrieved);
         // A spoken reply loses the model's markers but gets none: they would be read aloud.

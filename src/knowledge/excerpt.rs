@@ -139,10 +139,9 @@ fn parse(text: &str) -> Parsed {
             || trimmed
                 .split_once(". ")
                 .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-        if trimmed.is_empty() || trimmed.starts_with('#') || starts_item {
-            if !block.is_empty() {
-                flush(&mut block, heading, &mut parsed);
-            }
+        let block_ends = trimmed.is_empty() || trimmed.starts_with('#') || starts_item;
+        if block_ends && !block.is_empty() {
+            flush(&mut block, heading, &mut parsed);
         }
         if trimmed.starts_with('#') {
             parsed.headings.push(trimmed.to_string());
