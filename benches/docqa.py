@@ -291,6 +291,8 @@ def main() -> int:
         settings["HEARTH_EMBEDDING_MODEL"] = "all-minilm-l6-v2"
 
     load = h._read("/proc/loadavg").split()[:3]
+    # The tree's commit when the run starts (a --binary built elsewhere is recorded by its path).
+    build = h.hearth_build_info()
     server = h.start_hearth(binary, model, args.threads, 4096, tag, settings=settings)
     rows = []
     started = time.time()
@@ -326,7 +328,7 @@ def main() -> int:
                "held_out": summarize([r for r in rows if r["held_out"]]),
                "all": summarize(rows)}
     result = {"label": label, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": str(model),
-              "binary": str(binary), "build": h.hearth_build_info(), "temperature": args.temperature,
+              "binary": str(binary), "build": build, "temperature": args.temperature,
               "seed": args.seed, "max_tokens": args.max_tokens, "min_words": args.min_words,
               "embeddings": args.embeddings, "threads": args.threads, "loadavg_at_start": load,
               "wall_seconds": round(time.time() - started), "machine": h.machine(),
