@@ -21,11 +21,12 @@ struct Parsed {
 /// The chunks' texts, each reduced to its units (sentences, list items, table rows) that
 /// share the question's rarer words, under their headings: a unit scores the BM25 weights
 /// of the question's words it holds (weighed over the units of all the chunks), and a
-/// chunk keeps its units within [`KEEP_SHARE`] of its best one. A chunk that shares no
-/// word with the question is left out (`None`); when none does (a paraphrase found by
-/// embeddings), all stay whole.
-pub fn focus(question: &str, texts: &[String]) -> Vec<Option<String>> {
-    let parsed: Vec<Parsed> = texts.iter().map(|t| parse(t)).collect();
+/// chunk keeps its units within [`KEEP_SHARE`] of its best one. `texts` say whether
+/// retrieval found each chunk by its words (BM25): such a chunk that shares no word with
+/// the question after all is left out (`None`); one found only by meaning (embeddings)
+/// stays whole, as all do when none shares a word.
+pub fn focus(question: &str, texts: &[(String, bool)]) -> Vec<Option<String>> {
+    let parsed: Vec<Parsed> = texts.iter().map(|(t, _)| parse(t)).collect();
     let asked: HashSet<String> = words(question).collect();
     // A unit is read with the heading it is under ("## Service history" for a row of costs).
     let unit_words: Vec<Vec<HashSet<String>>> = parsed
@@ -53,18 +54,20 @@ pub fn focus(question: &str, texts: &[String]) -> Vec<Option<String>> {
         unit.iter().filter_map(|w| frequency.get(w.as_str())).map(|df| weight(*df)).sum()
     };
     if frequency.is_empty() {
-        return texts.iter().map(|t| Some(t.clone())).collect();
+        return texts.iter().map(|(t, _)| Some(t.clone())).collect();
     }
     parsed
         .iter()
         .zip(&unit_words)
-        .map(|(parsed, units)| {
+        .zip(texts)
+        .map(|((parsed, units), (text, by_words))| {
             let scores: Vec<f64> = units.iter().map(score).collect();
-            // Which chunks bear on the question is retrieval's call: only a chunk without
-            // a single word of the question goes. Within a chunk, its best units stay.
+            // Which chunks bear on the question is retrieval's call: only a chunk it found
+            // by words without a single word of the question goes (one found by meaning
+            // stays whole). Within a chunk, its best units stay.
             let best = scores.iter().copied().fold(0.0, f64::max);
             if best <= 0.0 {
-                return None;
+                return (!by_words).then(|| text.clone());
             }
             let hits: Vec<usize> = (0..scores.len()).filter(|u| scores[*u] >= best * KEEP_SHARE).collect();
             // Prose keeps the sentences on either side under the same heading: the fact is
@@ -273,7 +276,7 @@ mod tests {
 
     #[test]
     fn the_units_sharing_the_questions_rarer_words_stay_under_their_heading() {
-        let texts = vec![BOILER.to_string(), CAR.to_string()];
+        let texts = vec![(BOILER.to_string(), true), (CAR.to_string(), true)];
         let focused = focus("What does F28 on the boiler mean?", &texts);
         assert_eq!(
             focused[0].as_deref(),
@@ -291,8 +294,14 @@ mod tests {
 
     #[test]
     fn without_shared_words_everything_stays() {
-        let texts = vec![BOILER.to_string(), CAR.to_string()];
+        let texts = vec![(BOILER.to_string(), true), (CAR.to_string(), true)];
         assert_eq!(focus("Is it warm enough?", &texts), [Some(BOILER.to_string()), Some(CAR.to_string())]);
+        let by_meaning = vec![(BOILER.to_string(), false), (CAR.to_string(), true)];
+        assert_eq!(
+            focus("When does the MOT expire?", &by_meaning)[0].as_deref(),
+            Some(BOILER),
+            "found by meaning"
+        );
         let focused = focus("When does the MOT expire?", &texts);
         assert_eq!(focused, [None, Some("## MOT\nThe MOT certificate expires on 2 October 2025.".into())]);
     }

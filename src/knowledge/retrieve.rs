@@ -7,7 +7,7 @@ use super::{excerpt, Knowledge, Sources};
 use crate::search::{HitKind, SearchQuery};
 use crate::store::ChunkRow;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Candidates taken from each ranking before fusion.
 const CANDIDATES: usize = 20;
@@ -45,14 +45,14 @@ impl Knowledge {
         let vector_ranking = self.vector_ranking(user_id, question).await;
         let this = self.clone();
         let question_owned = question.to_string();
-        let chunks =
+        let (chunks, by_words) =
             tokio::task::spawn_blocking(move || this.ranked_chunks(user_id, &question_owned, vector_ranking))
                 .await
                 .map_err(|e| e.to_string())??;
         if chunks.is_empty() {
             return Ok(None);
         }
-        Ok(Some(assemble(question, chunks, &self.settings.knowledge)))
+        Ok(Some(assemble(question, chunks, &by_words, &self.settings.knowledge)))
     }
 
     /// Chunk ids by cosine similarity to the question, best first; empty without an
@@ -92,13 +92,13 @@ impl Knowledge {
     }
 
     /// BM25 ranking fused with the vector ranking; rows re-read from SQLite, where
-    /// ownership is checked a second time.
+    /// ownership is checked a second time. Also the ids that BM25 found (by words).
     fn ranked_chunks(
         &self,
         user_id: i64,
         question: &str,
         vectors: Vec<i64>,
-    ) -> Result<Vec<ChunkRow>, String> {
+    ) -> Result<(Vec<ChunkRow>, HashSet<i64>), String> {
         let mut words = Vec::new();
         if let Some(index) = &self.index {
             index.sync(&self.store).map_err(|e| e.to_string())?;
@@ -111,9 +111,10 @@ impl Knowledge {
             };
             words = index.search(&query).map_err(|e| e.to_string())?.hits.into_iter().map(|h| h.id).collect();
         }
+        let by_words: HashSet<i64> = words.iter().copied().collect();
         let ids = fuse(&[words, vectors]);
         let ids: Vec<i64> = ids.into_iter().take(self.settings.knowledge.top_k * 2).collect();
-        self.store.chunks_by_ids(user_id, &ids).map_err(|e| e.to_string())
+        Ok((self.store.chunks_by_ids(user_id, &ids).map_err(|e| e.to_string())?, by_words))
     }
 }
 
@@ -137,7 +138,12 @@ pub fn fuse(rankings: &[Vec<i64>]) -> Vec<i64> {
 /// markers: asked to cite by number, the default model answered with the number alone
 /// (issue 22). The reply is cited afterwards by [`super::Citer`], from the excerpts'
 /// words ([`Retrieved::sources`]).
-fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::KnowledgeSettings) -> Retrieved {
+fn assemble(
+    question: &str,
+    chunks: Vec<ChunkRow>,
+    by_words: &HashSet<i64>,
+    settings: &crate::config::KnowledgeSettings,
+) -> Retrieved {
     let budget = settings.context_tokens * CHARS_PER_TOKEN;
     let mut used = 0;
     let mut fitting = Vec::new();
@@ -150,7 +156,8 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         used += text.chars().count();
         fitting.push((excerpt::rows_as_lines(text.trim()), chunk));
     }
-    let texts: Vec<String> = fitting.iter().map(|(text, _)| text.clone()).collect();
+    let texts: Vec<(String, bool)> =
+        fitting.iter().map(|(text, chunk)| (text.clone(), by_words.contains(&chunk.id))).collect();
     let focused = excerpt::focus(question, &texts);
     let mut citations = Vec::new();
     let mut given = Vec::new();
@@ -204,7 +211,7 @@ mod tests {
         let settings =
             crate::config::KnowledgeSettings { context_tokens: 50, top_k: 3, ..Default::default() };
         let chunks = vec![row(1, &"a".repeat(150)), row(2, &"b".repeat(100)), row(3, &"c".repeat(40))];
-        let r = assemble("Why?", chunks, &settings);
+        let r = assemble("Why?", chunks, &HashSet::from([1, 2, 3]), &settings);
         let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();
         assert_eq!(numbered, [1, 3], "the 100-char chunk does not fit 200 chars after the first");
         assert!(r.prompt.contains("From notes.md:\ncccc"), "{}", r.prompt);
@@ -214,16 +221,22 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_without_a_word_of_the_question_are_left_out() {
+    fn excerpts_found_by_words_without_a_word_of_the_question_are_left_out() {
         let settings = crate::config::KnowledgeSettings::default();
         let chunks = vec![
             row(1, "Feed the cat at seven."),
             row(2, "The boiler pressure is 1.5 bar."),
             row(3, "Bleed the boiler radiators."),
         ];
-        let r = assemble("What is the boiler pressure?", chunks, &settings);
+        let r = assemble("What is the boiler pressure?", chunks, &HashSet::from([1, 2, 3]), &settings);
         let given: Vec<(usize, i64)> = r.citations.iter().map(|c| (c.n, c.chunk_id)).collect();
         assert_eq!(given, [(1, 2), (2, 3)], "numbered as given: {}", r.prompt);
         assert!(!r.prompt.contains("cat"), "{}", r.prompt);
+        // Found by meaning only (an embedding model), the cat's chunk stays, whole.
+        let chunks = vec![row(1, "Feed the cat at seven."), row(2, "The boiler pressure is 1.5 bar.")];
+        let r = assemble("What is the boiler pressure?", chunks, &HashSet::from([2]), &settings);
+        let given: Vec<(usize, i64)> = r.citations.iter().map(|c| (c.n, c.chunk_id)).collect();
+        assert_eq!(given, [(1, 1), (2, 2)], "{}", r.prompt);
+        assert!(r.prompt.contains("Feed the cat at seven."), "{}", r.prompt);
     }
 }
