@@ -42,6 +42,8 @@ error_codes! {
     InvalidJson           => 400, "invalid_json",            "invalid_request_error";
     InvalidRequest        => 400, "invalid_request",         "invalid_request_error";
     ContextLengthExceeded => 400, "context_length_exceeded", "invalid_request_error";
+    UnsupportedParameter  => 400, "unsupported_parameter",   "invalid_request_error";
+    ToolsUnsupported      => 400, "tools_unsupported",       "invalid_request_error";
     Unauthorized          => 401, "unauthorized",            "authentication_error";
     Forbidden             => 403, "forbidden",               "permission_error";
     InvalidCredentials    => 401, "invalid_credentials",     "authentication_error";
@@ -150,6 +152,7 @@ pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
         E::Overloaded(_) => ErrorCode::Overloaded,
         E::ContextLengthExceeded { .. } => ErrorCode::ContextLengthExceeded,
         E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        E::ToolsUnsupported(_) => ErrorCode::ToolsUnsupported,
         E::Timeout(_) => ErrorCode::Timeout,
         E::ModelNotFound(_) => ErrorCode::ModelNotFound,
         E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,

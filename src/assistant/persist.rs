@@ -63,6 +63,7 @@ mod tests {
             usage: Usage { prompt_tokens: 30, completion_tokens: 4, total_tokens: 34 },
             timings: Timings::default(),
             dropped_messages: 0,
+            tool_calls: Vec::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
 use super::{documents, sampling, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
-use crate::engine::{ChatMessage, Engine, GenerateParams, Owner};
+use crate::engine::{ChatMessage, Constraint, Engine, GenerateParams, Owner};
 use crate::knowledge::{Citation, Citer, Retrieved, Sources};
 use crate::store::Store;
 
@@ -62,7 +62,7 @@ impl Assistant {
     /// Checks a turn and gathers what it needs: the conversation so far, the sampling
     /// options, the model, the documents.
     pub async fn prepare(&self, turn: Turn) -> Result<Prepared, AssistantError> {
-        let Turn { who, conversation, sampling, model, knowledge, stream, style } = turn;
+        let Turn { who, conversation, sampling, model, knowledge, stream, style, constraint } = turn;
         let (messages, remembered, record) = match conversation {
             Conversation::Stored { id, message } => {
                 if message.trim().is_empty() {
@@ -90,7 +90,8 @@ impl Assistant {
             }
         };
         let asked_temperature = sampling.temperature;
-        let mut params = sampling.resolve(&self.settings.model, stream)?;
+        let free_text = matches!(constraint, Constraint::None);
+        let mut params = GenerateParams { constraint, ..sampling.resolve(&self.settings.model, stream)? };
         let (engine, info) = self.engine(model.as_deref()).await?;
         let knowledge = documents::use_documents(knowledge, remembered, self.settings.knowledge.chat_default);
         let retrieved = match (knowledge, who.user_id, &self.knowledge, last_user_message(&messages)) {
@@ -104,8 +105,7 @@ impl Assistant {
         }
         let system = system_prompt(&self.settings.model.system_prompt, style);
         let (messages, citations, sources) = assemble(system, messages, retrieved);
-        // A spoken reply loses the model's markers but gets none: they would be read aloud.
-        let citer = sources.map(|sources| Citer::new(sources, style == Style::Written));
+        let citer = citer(sources, style, free_text);
         Ok(Prepared {
             request: Request { engine, owner: who.owner, messages, params },
             ledger: Ledger { model: info.id, knowledge, citations, record },
@@ -139,6 +139,13 @@ fn system_prompt(configured: &str, style: Style) -> String {
         Style::Written => configured.to_string(),
         Style::Spoken => format!("{configured} {SPOKEN_STYLE}"),
     }
+}
+
+/// What cites a reply from documents: for free text only (tool calls and JSON stay as the
+/// model wrote them); a spoken reply loses the model's markers but gets none, as they
+/// would be read aloud.
+fn citer(sources: Option<Sources>, style: Style, free_text: bool) -> Option<Citer> {
+    sources.filter(|_| free_text).map(|sources| Citer::new(sources, style == Style::Written))
 }
 
 /// The messages for the engine: `system` first unless the conversation brings its own
@@ -225,6 +232,17 @@ mod tests {
         let (messages, citations, sources) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
         assert_eq!(messages, [m("system", "own")]);
         assert!(citations.is_empty() && sources.is_none());
+    }
+
+    #[test]
+    fn only_free_text_is_cited_and_spoken_replies_get_no_markers() {
+        let sources = || Some(Sources::new([(1, "The pressure is 1.5 bar.")]));
+        assert!(citer(None, Style::Written, true).is_none(), "no documents, nothing to cite");
+        assert!(citer(sources(), Style::Written, false).is_none(), "tool calls and JSON stay as written");
+        let mut written = citer(sources(), Style::Written, true).unwrap();
+        assert_eq!(written.push("It is 1.5 bar [2]. "), Some("It is 1.5 bar [1].".into()));
+        let mut spoken = citer(sources(), Style::Spoken, true).unwrap();
+        assert_eq!(spoken.push("It is 1.5 bar [2]. "), Some("It is 1.5 bar.".into()));
     }
 
     #[test]

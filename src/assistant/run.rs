@@ -151,6 +151,7 @@ mod tests {
             usage: Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
             timings: Timings::default(),
             dropped_messages: 0,
+            tool_calls: Vec::new(),
         })
     }
 

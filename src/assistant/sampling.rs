@@ -53,6 +53,7 @@ impl Sampling {
             max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens).min(defaults.max_tokens),
             stop: self.stop,
             stream,
+            constraint: Default::default(),
         })
     }
 }
@@ -91,6 +92,7 @@ mod tests {
             max_tokens: 512,
             stop: Vec::new(),
             stream: false,
+            constraint: Default::default(),
         };
         assert_eq!(params, expected);
     }

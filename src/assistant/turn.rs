@@ -1,7 +1,7 @@
 //! What a channel asks for, independent of its transport.
 
 use super::Sampling;
-use crate::engine::{ChatMessage, Owner};
+use crate::engine::{ChatMessage, Constraint, Owner};
 
 /// One turn to answer.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct Turn {
     /// Send the reply's text as it is generated (`true`), or whole at the end.
     pub stream: bool,
     pub style: Style,
+    /// What the reply may be: free text (the default), calls of the tools the caller
+    /// offers, or JSON.
+    pub constraint: Constraint,
 }
 
 impl Turn {
@@ -33,6 +36,7 @@ impl Turn {
             knowledge: None,
             stream: true,
             style: Style::Written,
+            constraint: Constraint::default(),
         }
     }
 }

@@ -145,6 +145,7 @@ mod worker {
             idle_cache_tokens: 0,
             sha256_verified: verified,
             chat_template: String::new(),
+            tool_calls: None,
             load_seconds: started.elapsed().as_secs_f64(),
             loaded_at: crate::store::now(),
         };

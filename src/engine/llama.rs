@@ -2,6 +2,7 @@
 
 use super::scheduler::Scheduler;
 use super::spill::{model_key, Spill, SpillMetrics};
+use super::template::ChatTemplate;
 use super::{verify_model_file, ModelInfo, ModelState, Work, WorkerConfig};
 use crate::telemetry::Metrics;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -48,6 +49,20 @@ pub(super) fn load_model(
     let model = LlamaModel::load_from_file(backend, path, &params)
         .map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
     Ok((backend, model, verified))
+}
+
+/// The model's own chat template, compiled for chats with tools; `None` when the file has
+/// none or Hearth cannot compile it (such chats are then refused, plain ones still work).
+fn jinja_template(model: &LlamaModel) -> Option<ChatTemplate> {
+    let source = model.meta_val_str("tokenizer.chat_template").ok()?;
+    let special =
+        |token| String::from_utf8_lossy(&model.vocab().token_to_piece(token, true, None)).into_owned();
+    let (bos, eos) = (special(model.vocab().bos()), special(model.vocab().eos()));
+    ChatTemplate::new(&source, &bos, &eos)
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "the model's chat template does not compile; no tool calls"),
+        )
+        .ok()
 }
 
 pub(super) fn run(
@@ -103,6 +118,7 @@ pub(super) fn run(
         Ok(t) => (t, "gguf".to_string()),
         Err(_) => (LlamaChatTemplate::new("chatml").expect("static name"), "chatml (fallback)".into()),
     };
+    let jinja = jinja_template(&model);
 
     let info = ModelInfo {
         id: crate::models::model_id(&config.path),
@@ -118,6 +134,7 @@ pub(super) fn run(
         idle_cache_tokens,
         sha256_verified: verified,
         chat_template: template_name,
+        tool_calls: jinja.as_ref().and_then(|t| t.tool_format().ok()),
         load_seconds: started.elapsed().as_secs_f64(),
         loaded_at: crate::store::now(),
     };
@@ -143,6 +160,7 @@ pub(super) fn run(
     let mut scheduler = Scheduler::new(
         &model,
         &template,
+        jinja.as_ref(),
         ctx,
         &metrics,
         super::scheduler::Limits {

@@ -7,6 +7,9 @@
 //! away closes it, which stops the work at the next step. The thread runs a
 //! continuous-batching scheduler with per-conversation KV reuse (`scheduler`, `slots`).
 //! The [`Registry`] decides which models are loaded; [`Embedder`] serves embeddings.
+//! Chats with tools are rendered with the model's own chat template,
+//! tool calls and JSON replies are held to their format by grammars ([`Constraint`]), and
+//! calls are read out of the text into [`Finished::tool_calls`].
 //!
 //! Model files are validated ([`gguf::validate`], sha256 against the manifest) before
 //! llama.cpp sees them: a corrupt or hostile file leaves the engine in
@@ -14,6 +17,7 @@
 
 mod embed;
 pub mod gguf;
+mod grammar;
 #[cfg(feature = "llm")]
 mod llama;
 #[cfg(any(feature = "llm", feature = "stt"))]
@@ -28,12 +32,15 @@ mod scheduler;
 mod slots;
 #[cfg_attr(not(feature = "llm"), allow(dead_code))]
 mod spill;
+mod template;
 mod text;
+mod tools;
 mod types;
 
 pub use embed::{Embedder, Embeddings, MAX_INPUTS};
 pub use registry::{Installed, Registry, ALIASES};
 pub use text::{StopMatcher, Utf8Stream};
+pub use tools::{Constraint, ToolCall, ToolChoice, ToolFormat, ToolSpec, ToolUse};
 pub use types::{
     ChatMessage, EngineError, Event, FinishReason, Finished, GenerateParams, ModelInfo, ModelState, Owner,
     Prompt, Timings, Usage,

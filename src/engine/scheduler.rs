@@ -8,11 +8,14 @@
 //! When a new conversation needs its sequence, it waits in RAM outside the cache (`park`).
 //! Every cache (a slot, RAM, the disk) serves only requests of the owner who filled it.
 
+use super::grammar;
 use super::llama::BATCH_TOKENS;
 use super::park::{self, Parked};
-use super::sampling::{greedy, sampler};
+use super::sampling::Sampler;
 use super::slots::{fit_history, Placement, Slots};
 use super::spill::Spill;
+use super::template::ChatTemplate;
+use super::tools::{CallGuard, CallReader, Constraint, ToolCall, ToolFormat, ToolSpec};
 use super::{
     ChatMessage, EngineError, Event, FinishReason, Finished, Job, Owner, Prompt, StopMatcher, Timings, Usage,
     Utf8Stream, Work,
@@ -21,7 +24,6 @@ use crate::telemetry::Metrics;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use std::panic::AssertUnwindSafe;
@@ -65,10 +67,14 @@ struct Active {
     added: Vec<i32>,
     budget: usize,
     generated: usize,
-    /// `None`: greedy, the most likely token.
-    sampler: Option<LlamaSampler>,
+    sampler: Sampler,
     utf8: Utf8Stream,
     stops: StopMatcher,
+    /// Reads tool calls out of the text when the model may call tools.
+    calls: Option<CallReader>,
+    /// Keeps the reply from being a call when the chat involves tools but offers none.
+    guard: Option<CallGuard>,
+    tool_calls: Vec<ToolCall>,
     /// Text not sent yet: a reply that is not streamed is sent whole at the end.
     held: String,
     prefill_started: Instant,
@@ -87,6 +93,9 @@ enum Outcome {
 pub(super) struct Scheduler<'m> {
     model: &'m LlamaModel,
     template: &'m LlamaChatTemplate,
+    /// The model's own chat template, for chats with tools (`None`: it has none Hearth can
+    /// compile).
+    jinja: Option<&'m ChatTemplate>,
     ctx: LlamaContext<'m>,
     metrics: &'m Metrics,
     limits: Limits,
@@ -100,6 +109,7 @@ impl<'m> Scheduler<'m> {
     pub fn new(
         model: &'m LlamaModel,
         template: &'m LlamaChatTemplate,
+        jinja: Option<&'m ChatTemplate>,
         ctx: LlamaContext<'m>,
         metrics: &'m Metrics,
         limits: Limits,
@@ -111,6 +121,7 @@ impl<'m> Scheduler<'m> {
         Scheduler {
             model,
             template,
+            jinja,
             ctx,
             metrics,
             limits,
@@ -183,7 +194,8 @@ impl<'m> Scheduler<'m> {
                     self.active.push(active);
                     self.metrics.active_sequences.set(self.active.len() as i64);
                 }
-                Err((job, e)) => {
+                Err(refused) => {
+                    let (job, e) = *refused;
                     let _ = job.events.send(Event::Error(e));
                 }
             }
@@ -191,7 +203,40 @@ impl<'m> Scheduler<'m> {
         true
     }
 
-    fn render(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
+    /// The tool-call format the model speaks, or why it cannot take tools.
+    fn tool_format(&self) -> Result<ToolFormat, EngineError> {
+        let Some(jinja) = self.jinja else {
+            return Err(EngineError::ToolsUnsupported(
+                "this model has no chat template Hearth can render with tools".into(),
+            ));
+        };
+        jinja.tool_format().map_err(|why| EngineError::ToolsUnsupported(why.explain().into()))
+    }
+
+    /// The prompt's tokens. A chat with tools, tool calls or tool results is rendered with the
+    /// model's own template; others with llama.cpp's renderer, as they always were.
+    fn render(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&[ToolSpec]>,
+    ) -> Result<Vec<LlamaToken>, EngineError> {
+        if tools.is_none() && !messages.iter().any(ChatMessage::needs_template) {
+            return self.render_builtin(messages);
+        }
+        self.tool_format()?;
+        let jinja = self.jinja.expect("tool_format checked it");
+        let text = jinja.render(messages, tools, true)?;
+        tracing::trace!(prompt = %text, "rendered with the model's chat template");
+        // llama.cpp adds the BOS token itself where the model wants one.
+        let bos = self.model.vocab().token_to_piece(self.model.vocab().bos(), true, None);
+        let text = match text.as_bytes().strip_prefix(bos.as_slice()) {
+            Some(rest) if !bos.is_empty() => rest,
+            _ => text.as_bytes(),
+        };
+        Ok(self.model.vocab().tokenize(text, true, true))
+    }
+
+    fn render_builtin(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, EngineError> {
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
@@ -205,12 +250,13 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Tokenizes a job, fits it into the window and places it in a slot.
-    fn start(&mut self, job: Job) -> Result<Active, (Job, EngineError)> {
+    fn start(&mut self, job: Job) -> Result<Active, Box<(Job, EngineError)>> {
         let context = self.limits.context_size;
         let reserve = (job.params.max_tokens as usize).min(context / 4).max(1);
+        let tools = job.params.constraint.callable_tools().map(|t| t.tools.as_slice());
         let fitted = match &job.prompt {
             Prompt::Chat(messages) => fit_history(messages.clone(), context, reserve, |m| {
-                Ok(self.render(m)?.into_iter().map(|t| t.0).collect())
+                Ok(self.render(m, tools)?.into_iter().map(|t| t.0).collect())
             })
             .map(|f| (f.tokens, f.dropped)),
             Prompt::Text(text) => {
@@ -233,7 +279,11 @@ impl<'m> Scheduler<'m> {
         };
         let (tokens, dropped) = match fitted {
             Ok(f) => f,
-            Err(e) => return Err((job, e)),
+            Err(e) => return Err(Box::new((job, e))),
+        };
+        let (sampler, calls, guard) = match self.output(&job) {
+            Ok(output) => output,
+            Err(e) => return Err(Box::new((job, e))),
         };
         let owner = job.owner;
         let placement =
@@ -281,15 +331,43 @@ impl<'m> Scheduler<'m> {
             added: Vec::new(),
             budget,
             generated: 0,
-            sampler: sampler(&job.params),
+            sampler,
             utf8: Utf8Stream::default(),
             stops: StopMatcher::new(job.params.stop.clone()),
+            calls,
+            guard,
+            tool_calls: Vec::new(),
             held: String::new(),
             prefill_started: Instant::now(),
             prefill_ms: None,
             deadline,
             job,
         })
+    }
+
+    /// How the job's tokens are chosen (held to a grammar when its reply has a format), the
+    /// reader of its tool calls when it may call tools, and the guard that keeps it from
+    /// writing a call when its chat involves tools but it may call none.
+    #[allow(clippy::type_complexity)]
+    fn output(&self, job: &Job) -> Result<(Sampler, Option<CallReader>, Option<CallGuard>), EngineError> {
+        let constraint = &job.params.constraint;
+        let (format, reader) = match constraint.callable_tools() {
+            Some(tools) => {
+                let format = self.tool_format()?;
+                let names = tools.tools.iter().map(|t| t.name.clone()).collect();
+                (Some(format), Some(CallReader::new(format, names)))
+            }
+            None => (None, None),
+        };
+        let grammar = grammar::for_constraint(constraint, format)?;
+        let involves_tools = matches!(constraint, Constraint::Tools(_))
+            || matches!(&job.prompt, Prompt::Chat(m) if m.iter().any(ChatMessage::needs_template));
+        let guard = match (reader.is_none() && grammar.is_none() && involves_tools, self.tool_format()) {
+            (true, Ok(format)) => Some(CallGuard::new(format)),
+            _ => None,
+        };
+        let sampler = Sampler::new(self.model, &job.params, grammar.as_ref())?;
+        Ok((sampler, reader, guard))
     }
 
     /// Makes a slot's sequence hold exactly the prefix the placement starts from: its own
@@ -537,11 +615,21 @@ impl<'m> Scheduler<'m> {
                 }
                 Event::Error(e)
             }
-            Outcome::Finished(finish_reason) => {
-                let tail = a.stops.push(&a.utf8.finish()).0 + &a.stops.finish();
+            Outcome::Finished(mut finish_reason) => {
+                let mut tail = a.stops.push(&a.utf8.finish()).0 + &a.stops.finish();
+                if let Some(reader) = &mut a.calls {
+                    let mut read = reader.push(&tail);
+                    let last = reader.finish();
+                    read.content += &last.content;
+                    tail = read.content;
+                    a.tool_calls.extend(read.calls.into_iter().chain(last.calls));
+                }
                 let text = std::mem::take(&mut a.held) + &tail;
                 if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {
                     return;
+                }
+                if !a.tool_calls.is_empty() && finish_reason == FinishReason::Stop {
+                    finish_reason = FinishReason::ToolCalls;
                 }
                 let prompt_ms = a.prefill_ms.unwrap_or_default();
                 let total_ms = a.prefill_started.elapsed().as_secs_f64() * 1000.0;
@@ -564,6 +652,7 @@ impl<'m> Scheduler<'m> {
                     },
                     timings,
                     dropped_messages: a.dropped as u32,
+                    tool_calls: std::mem::take(&mut a.tool_calls),
                 })
             }
         };
@@ -585,18 +674,33 @@ fn sample(
         metrics.prompt_tokens_evaluated.inc_by((a.prompt.len() - a.reused) as u64);
         metrics.time_to_first_token.observe(a.job.queued_at.elapsed().as_secs_f64());
     }
-    let token = match &mut a.sampler {
-        Some(sampler) => sampler.sample(ctx, at),
-        None => greedy(ctx.get_logits_ith(at)),
-    };
     let vocab = model.vocab();
+    let sampled = match &a.guard {
+        Some(guard) => {
+            let refuses = |t| guard.refuses(&String::from_utf8_lossy(&vocab.token_to_piece(t, false, None)));
+            a.sampler.sample(ctx, at, Some(&refuses))
+        }
+        None => a.sampler.sample(ctx, at, None),
+    };
+    let token = match sampled {
+        Ok(token) => token,
+        Err(e) => return Some(Outcome::Failed(e)),
+    };
     if vocab.is_eog(token) {
         return Some(Outcome::Finished(FinishReason::Stop));
     }
     a.generated += 1;
     metrics.tokens_generated.inc();
     let piece = a.utf8.push(&vocab.token_to_piece(token, false, None));
-    let (text, stopped) = a.stops.push(&piece);
+    if let Some(guard) = &mut a.guard {
+        guard.push(&piece);
+    }
+    let (mut text, stopped) = a.stops.push(&piece);
+    if let Some(reader) = &mut a.calls {
+        let read = reader.push(&text);
+        text = read.content;
+        a.tool_calls.extend(read.calls);
+    }
     if !a.job.params.stream {
         a.held.push_str(&text);
     } else if !text.is_empty() && a.job.events.send(Event::Token(text)).is_err() {

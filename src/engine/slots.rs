@@ -179,10 +179,12 @@ pub fn fit_history(
                 context_size: context,
             });
         }
-        // Drop a whole exchange when possible, so the chat still alternates.
+        // Drop a whole exchange when possible (a user message, the reply, and the tool calls
+        // and results in between), so the chat still alternates and no tool result is left
+        // without its call; the newest message always stays.
         let next = &messages[system + dropped..];
-        let pair = next.len() > 2 && next[0].role == "user" && next[1].role == "assistant";
-        dropped += if pair { 2 } else { 1 };
+        let exchange = 1 + next[1..].iter().take_while(|m| m.role != "user").count();
+        dropped += if next[0].role == "user" && exchange < next.len() { exchange } else { 1 };
     }
 }
 
@@ -319,6 +321,23 @@ mod tests {
         assert_eq!(fitted.messages[0].content, "s");
         assert_eq!(fitted.messages[1].content, "m4");
         assert_eq!(fitted.messages.last().unwrap().content, "m6");
+    }
+
+    #[test]
+    fn a_tool_exchange_is_dropped_whole() {
+        let mut messages = vec![ChatMessage::new("system", "s"), ChatMessage::new("user", "weather?")];
+        messages.push(ChatMessage::tool_calls(
+            "",
+            vec![crate::engine::ToolCall::new("w", serde_json::json!({}))],
+        ));
+        messages.push(ChatMessage::tool_result("call_1", None, "sunny"));
+        messages.push(ChatMessage::tool_result("call_2", None, "warm"));
+        messages.push(ChatMessage::new("assistant", "Sunny and warm."));
+        messages.push(ChatMessage::new("user", "thanks"));
+        // Room for the system prompt and two messages: the whole exchange goes at once.
+        let fitted = fit_history(messages, 40, 10, count).unwrap();
+        assert_eq!(fitted.dropped, 5);
+        assert_eq!(fitted.messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["system", "user"]);
     }
 
     #[test]

@@ -1,19 +1,52 @@
 //! The engine's public vocabulary: prompts, sampling settings, streamed events,
 //! errors and model state.
 
+use super::tools::{Constraint, ToolCall, ToolFormat};
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// One message of a chat, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, or `tool` (a tool's result).
     pub role: String,
     pub content: String,
+    /// The calls an assistant message made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The function whose result a `tool` message carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_string(), content: content.into() }
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
+
+    /// An assistant message that calls tools (with the text it wrote before, if any).
+    pub fn tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self { tool_calls: calls, ..Self::new("assistant", content) }
+    }
+
+    /// A tool's result for the call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, name: Option<String>, content: impl Into<String>) -> Self {
+        Self { tool_call_id: Some(call_id.into()), name, ..Self::new("tool", content) }
+    }
+
+    /// Whether only the model's own chat template can show this message (llama.cpp's
+    /// built-in renderer knows neither tool calls nor tool results).
+    pub fn needs_template(&self) -> bool {
+        self.role == "tool" || !self.tool_calls.is_empty()
     }
 }
 
@@ -61,15 +94,19 @@ pub struct GenerateParams {
     /// receiving task, and on a box with as many compute threads as cores that wake-up
     /// preempts one of them in the middle of the next step, every step.
     pub stream: bool,
+    /// What the reply may be: free text, calls of offered tools, or JSON.
+    pub constraint: Constraint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// The model ended its turn or a stop string was reached.
     Stop,
     /// `max_tokens` or the context window was reached.
     Length,
+    /// The model ended its turn with tool calls ([`Finished::tool_calls`]).
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -77,6 +114,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -119,13 +157,16 @@ impl Timings {
 }
 
 /// How a reply ended.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     pub timings: Timings,
     /// Oldest messages left out so the conversation fits the context window.
     pub dropped_messages: u32,
+    /// The tools the model called, in order (the reply's text went out as tokens, without
+    /// them). Empty unless the request offered tools.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// What the engine sends back for a request, in order: tokens, then `Done` or `Error`.
@@ -159,6 +200,10 @@ pub enum EngineError {
     ContextLengthExceeded { prompt_tokens: usize, context_size: usize },
     #[error("{0}")]
     InvalidRequest(String),
+    /// The model cannot take tools: its chat template shows none, or writes calls in a format
+    /// Hearth does not read. The text says which.
+    #[error("{0}")]
+    ToolsUnsupported(String),
     #[error("the request did not finish within {0} seconds")]
     Timeout(u64),
     #[error("{0}")]
@@ -199,6 +244,8 @@ pub struct ModelInfo {
     /// `Some(true)` when the file matched the manifest's sha256; `None` when unlisted.
     pub sha256_verified: Option<bool>,
     pub chat_template: String,
+    /// The tool-call format the model's chat template speaks (`hermes`); `None`: no tools.
+    pub tool_calls: Option<ToolFormat>,
     pub load_seconds: f64,
     pub loaded_at: i64,
 }

@@ -26,6 +26,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "id": info.id,
             "context_size": info.context_size,
             "threads": info.threads,
+            // The tool-call format its chat template speaks ("hermes"), or null: no tools.
+            "tool_calls": info.tool_calls,
         }),
     };
     // No model at start: its download (first start, or from the admin page) is what to show.

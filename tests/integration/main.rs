@@ -22,6 +22,7 @@ mod models_pull;
 mod openai;
 mod persistence;
 mod tls;
+mod tools;
 mod turns;
 mod voice_http;
 mod voice_import;

@@ -226,6 +226,7 @@ fn embeddings_come_from_the_configured_embedding_model() {
         (json!({"input": "x", "encoding_format": "hex"}), "invalid_request"),
         (json!({"input": "x", "dimensions": 7}), "invalid_request"),
         (json!({"input": "x", "model": "nope"}), "model_not_found"),
+        (json!({"input": "x", "truncate": true}), "unsupported_parameter"),
         (json!({"input": "word ".repeat(2000)}), "invalid_request"),
     ] {
         let (status, err) = server.call("POST", "/v1/embeddings", Some(&token), Some(&bad));

@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`.
 
 use super::stream::{Chunks, Kind};
+use super::tools::{self, MessageTools, ToolRequest, Unknown};
 use super::Sampling;
 use crate::assistant::{Conversation, Turn, Who};
 use crate::engine::ChatMessage;
@@ -20,6 +21,12 @@ pub struct ChatCompletionRequest {
     knowledge: bool,
     #[serde(flatten)]
     sampling: Sampling,
+    /// `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`.
+    #[serde(flatten)]
+    tools: ToolRequest,
+    /// Whatever no field above took: refused unless neutral (last, so it gets only that).
+    #[serde(flatten)]
+    unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +34,9 @@ struct RequestMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    /// `tool_calls`, `tool_call_id`, `name`, and the fields no one took.
+    #[serde(flatten)]
+    tools: MessageTools,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +52,8 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(flatten)]
+    unknown: Unknown,
 }
 
 /// Converts OpenAI messages to Hearth's (the assistant puts the configured system prompt
@@ -53,9 +65,10 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
+            "tool" => "tool",
             other => {
                 return Err(ApiError::invalid(format!(
-                    "messages[{i}].role '{other}' is not supported (use system, developer, user or assistant)"
+                    "messages[{i}].role '{other}' is not supported (use system, developer, user, assistant or tool)"
                 )))
             }
         };
@@ -64,7 +77,8 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
             Some(Content::Text(t)) => t,
             Some(Content::Parts(parts)) => {
                 let mut text = String::new();
-                for part in parts {
+                for (j, part) in parts.into_iter().enumerate() {
+                    tools::reject_unknown(&part.unknown, &format!("messages[{i}].content[{j}]"), &[], &[])?;
                     match (part.kind.as_str(), part.text) {
                         ("text", Some(t)) => text.push_str(&t),
                         (kind, _) => {
@@ -77,7 +91,8 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
                 text
             }
         };
-        out.push(ChatMessage::new(role, content));
+        let message = tools::message(i, role, content, m.tools, &out)?;
+        out.push(message);
     }
     Ok(out)
 }
@@ -90,6 +105,8 @@ pub async fn chat_completions(
     body: web::Json<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
+    super::reject_unknown(&request.unknown, true)?;
+    let constraint = request.tools.constraint()?;
     let options = request.sampling.options()?;
     let conversation = Conversation::Ephemeral { messages: chat_messages(request.messages)? };
     let turn = Turn {
@@ -97,6 +114,7 @@ pub async fn chat_completions(
         model: options.model,
         knowledge: Some(request.knowledge),
         stream: options.stream,
+        constraint,
         ..Turn::new(Who::user(caller.user.id), conversation)
     };
     let prepared = state.assistant.prepare(turn).await?;
@@ -120,7 +138,7 @@ pub async fn chat_completions(
         "model": model,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": outcome.text },
+            "message": tools::reply_message(outcome.text, &finished.tool_calls),
             "finish_reason": finished.finish_reason.as_str(),
         }],
         "usage": finished.usage,

@@ -21,6 +21,9 @@ pub struct CompletionRequest {
     suffix: Option<String>,
     #[serde(flatten)]
     sampling: Sampling,
+    /// Whatever no field above took: refused unless neutral (last, so it gets only that).
+    #[serde(flatten)]
+    unknown: super::tools::Unknown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +40,7 @@ pub async fn completions(
     body: web::Json<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
+    super::reject_unknown(&request.unknown, false)?;
     let prompt = match request.prompt {
         PromptInput::One(p) => p,
         PromptInput::Many(mut v) if v.len() == 1 => v.remove(0),

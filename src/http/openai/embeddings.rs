@@ -18,6 +18,9 @@ pub struct EmbeddingRequest {
     encoding_format: Option<String>,
     #[serde(default)]
     dimensions: Option<usize>,
+    /// Whatever no field above took: refused (`user` only labels the request).
+    #[serde(flatten)]
+    unknown: super::tools::Unknown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +38,7 @@ pub async fn embeddings(
     body: web::Json<EmbeddingRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
+    super::tools::reject_unknown(&request.unknown, "", &[], &["user"])?;
     let inputs = match request.input {
         Input::One(s) => vec![s],
         Input::Many(v) => v,

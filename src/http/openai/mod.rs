@@ -6,6 +6,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod stream;
+mod tools;
 
 pub use chat::chat_completions;
 pub use completions::completions;
@@ -47,6 +48,27 @@ pub(crate) struct Sampling {
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+    #[serde(flatten)]
+    other: tools::Unknown,
+}
+
+/// Refuses the fields of a chat or text completion request that no struct took: Hearth
+/// acts on every field it accepts, except the `labels` (they describe the request and
+/// change nothing) and fields at their one neutral value (see [`tools::reject_unknown`]).
+fn reject_unknown(fields: &tools::Unknown, chat: bool) -> Result<(), ApiError> {
+    let mut neutral =
+        vec![("frequency_penalty", json!(0)), ("presence_penalty", json!(0)), ("logit_bias", json!({}))];
+    if chat {
+        neutral.extend([("logprobs", json!(false)), ("top_logprobs", json!(0)), ("store", json!(false))]);
+    } else {
+        neutral.push(("best_of", json!(1)));
+    }
+    tools::reject_unknown(
+        fields,
+        "",
+        &neutral,
+        &["user", "metadata", "safety_identifier", "prompt_cache_key"],
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +103,14 @@ impl Sampling {
             seed: self.seed,
             stop,
         };
+        if let Some(options) = &self.stream_options {
+            tools::reject_unknown(
+                &options.other,
+                "stream_options",
+                &[("include_obfuscation", json!(false))],
+                &[],
+            )?;
+        }
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         Ok(Options { sampling, model: self.model, stream: self.stream, include_usage })
     }

@@ -1,5 +1,6 @@
-//! Streaming OpenAI replies: `chat.completion.chunk` or `text_completion` events, a
-//! final chunk with `finish_reason`, optional usage, then `data: [DONE]`.
+//! Streaming OpenAI replies: `chat.completion.chunk` or `text_completion` events, the
+//! tool calls (`delta.tool_calls`, one chunk per call), a final chunk with
+//! `finish_reason`, optional usage, then `data: [DONE]`.
 
 use crate::assistant::{AssistantError, Event, Reply, Running};
 use crate::engine::{self, Finished};
@@ -112,7 +113,16 @@ impl Chunks {
     }
 
     fn closing(&self, finished: &Finished) -> Vec<u8> {
-        let mut out = self.chunk(None, Some(finished.finish_reason.as_str())).to_vec();
+        let mut out = Vec::new();
+        // Each call in one delta, whole: OpenAI's clients join `arguments` across deltas,
+        // and one piece is a valid sequence of them.
+        for (index, call) in finished.tool_calls.iter().enumerate() {
+            let mut call = super::tools::call_json(call);
+            call["index"] = index.into();
+            let choice = json!({ "index": 0, "delta": { "tool_calls": [call] }, "finish_reason": null });
+            out.extend_from_slice(&sse_event(None, &self.envelope(json!([choice])).to_string()));
+        }
+        out.extend_from_slice(&self.chunk(None, Some(finished.finish_reason.as_str())));
         if self.include_usage {
             let mut usage = self.envelope(json!([]));
             usage["usage"] = json!(finished.usage);
