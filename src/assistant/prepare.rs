@@ -1,9 +1,9 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
-use super::{documents, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
+use super::{documents, sampling, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
 use crate::engine::{ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse};
+use crate::knowledge::{Citation, Citer, Retrieved, Sources};
 use crate::skills::{self, Skills};
-use crate::knowledge::{Citation, Retrieved};
 use crate::store::Store;
 
 /// A turn ready to run: checked, its history read, its documents retrieved.
@@ -11,6 +11,8 @@ pub struct Prepared {
     pub(super) request: Request,
     pub(super) ledger: Ledger,
     pub(super) tools: Option<ToolLoop>,
+    /// With documents: cites the reply as it is generated (see [`Citer`]).
+    pub(super) citer: Option<Citer>,
 }
 
 /// A turn's skills and how many rounds of calls it has left.
@@ -99,6 +101,8 @@ impl Assistant {
                 (messages, None, None)
             }
         };
+        let asked_temperature = sampling.temperature;
+        let free_text = matches!(constraint, Constraint::None);
         let mut params = GenerateParams { constraint, ..sampling.resolve(&self.settings.model, stream)? };
         let (engine, info) = self.engine(model.as_deref()).await?;
         let knowledge = documents::use_documents(knowledge, remembered, self.settings.knowledge.chat_default);
@@ -108,11 +112,15 @@ impl Assistant {
             }
             _ => None,
         };
+        if retrieved.is_some() {
+            params.temperature = sampling::documents_temperature(asked_temperature, params.temperature);
+        }
         let system = system_prompt(&self.settings.model.system_prompt, style);
-        let (messages, citations) = assemble(system, messages, retrieved);
+        let (messages, citations, sources) = assemble(system, messages, retrieved);
+        let citer = citer(sources, style, free_text);
         // A turn that answers from the documents is about them: the small default model,
         // shown the clock beside the excerpts, called it and lost the answer.
-        let tools = match skills && !knowledge && params.constraint == Constraint::None {
+        let tools = match skills && !knowledge && free_text {
             true => self.tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }),
             false => None,
         };
@@ -123,6 +131,7 @@ impl Assistant {
             request: Request { engine, owner: who.owner, messages, params },
             ledger: Ledger { model: info.id, knowledge, citations, record },
             tools,
+            citer,
         })
     }
 
@@ -168,26 +177,36 @@ fn system_prompt(configured: &str, style: Style) -> String {
     }
 }
 
+/// What cites a reply from documents: for free text only (tool calls and JSON stay as the
+/// model wrote them); a spoken reply loses the model's markers but gets none, as they
+/// would be read aloud.
+fn citer(sources: Option<Sources>, style: Style, free_text: bool) -> Option<Citer> {
+    sources.filter(|_| free_text).map(|sources| Citer::new(sources, style == Style::Written))
+}
+
 /// The messages for the engine: `system` first unless the conversation brings its own
 /// system message, then the conversation. With documents, the newest user message is
 /// replaced by the prompt that carries the excerpts (the stored message stays as the
-/// user wrote it). The engine drops the oldest turns if all this does not fit its context.
+/// user wrote it), and the excerpts' sources come back for citing the reply. The engine
+/// drops the oldest turns if all this does not fit its context.
 fn assemble(
     system: String,
     mut messages: Vec<ChatMessage>,
     retrieved: Option<Retrieved>,
-) -> (Vec<ChatMessage>, Vec<Citation>) {
+) -> (Vec<ChatMessage>, Vec<Citation>, Option<Sources>) {
     let mut citations = Vec::new();
+    let mut sources = None;
     if let Some(retrieved) = retrieved {
         if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "user") {
             last.content = retrieved.prompt;
             citations = retrieved.citations;
+            sources = Some(retrieved.sources);
         }
     }
     if messages.first().is_none_or(|m| m.role != "system") {
         messages.insert(0, ChatMessage::new("system", system));
     }
-    (messages, citations)
+    (messages, citations, sources)
 }
 
 #[cfg(test)]
@@ -212,7 +231,7 @@ mod tests {
     #[test]
     fn the_system_prompt_comes_first_unless_the_conversation_brings_one() {
         let history = vec![m("user", "Hi"), m("assistant", "Hello"), m("user", "How are you?")];
-        let (messages, citations) = assemble("Be kind.".into(), history.clone(), None);
+        let (messages, citations, _) = assemble("Be kind.".into(), history.clone(), None);
         assert_eq!(messages[0], m("system", "Be kind."));
         assert_eq!(messages[1..], history[..]);
         assert!(citations.is_empty());
@@ -229,19 +248,37 @@ mod tests {
     fn documents_replace_only_the_newest_user_message() {
         let history =
             vec![m("user", "first"), m("assistant", "reply"), m("user", "boiler?"), m("assistant", "")];
-        let retrieved = Retrieved { prompt: "Excerpts [1] ... boiler?".into(), citations: vec![citation(1)] };
-        let (messages, citations) = assemble("S".into(), history, Some(retrieved));
+        let sources = Sources::new([(1, "Reset the boiler")]);
+        let retrieved =
+            Retrieved { prompt: "Excerpts ... boiler?".into(), citations: vec![citation(1)], sources };
+        let (messages, citations, sources) = assemble("S".into(), history, Some(retrieved));
         let contents: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-        assert_eq!(contents, ["S", "first", "reply", "Excerpts [1] ... boiler?", ""]);
+        assert_eq!(contents, ["S", "first", "reply", "Excerpts ... boiler?", ""]);
         assert_eq!(citations, [citation(1)]);
+        assert_eq!(sources.expect("sources to cite with").attribute("Reset the boiler"), Some(1));
     }
 
     #[test]
     fn without_a_user_message_documents_are_not_cited() {
-        let retrieved = Retrieved { prompt: "Excerpts".into(), citations: vec![citation(1)] };
-        let (messages, citations) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
+        let retrieved = Retrieved {
+            prompt: "Excerpts".into(),
+            citations: vec![citation(1)],
+            sources: Sources::default(),
+        };
+        let (messages, citations, sources) = assemble("S".into(), vec![m("system", "own")], Some(retrieved));
         assert_eq!(messages, [m("system", "own")]);
-        assert!(citations.is_empty());
+        assert!(citations.is_empty() && sources.is_none());
+    }
+
+    #[test]
+    fn only_free_text_is_cited_and_spoken_replies_get_no_markers() {
+        let sources = || Some(Sources::new([(1, "The pressure is 1.5 bar.")]));
+        assert!(citer(None, Style::Written, true).is_none(), "no documents, nothing to cite");
+        assert!(citer(sources(), Style::Written, false).is_none(), "tool calls and JSON stay as written");
+        let mut written = citer(sources(), Style::Written, true).unwrap();
+        assert_eq!(written.push("It is 1.5 bar [2]. "), Some("It is 1.5 bar [1].".into()));
+        let mut spoken = citer(sources(), Style::Spoken, true).unwrap();
+        assert_eq!(spoken.push("It is 1.5 bar [2]. "), Some("It is 1.5 bar.".into()));
     }
 
     #[test]

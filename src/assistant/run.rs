@@ -6,6 +6,7 @@ use super::AssistantError;
 use crate::engine::{self, ChatMessage, Finished, ToolChoice, Usage};
 use crate::skills::ToolRun;
 use std::collections::VecDeque;
+use crate::knowledge::Citer;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A reply that has started: the engine accepted the prompt and sent a first event.
@@ -65,6 +66,9 @@ pub struct Running {
     /// Taken when the turn ends; `None` afterwards.
     ledger: Option<Ledger>,
     tools: Option<ToolLoop>,
+    /// With documents: the engine's tokens go through it and come out as whole sentences,
+    /// cited, so the streamed text is the stored text.
+    citer: Option<Citer>,
     /// What the tool loop does next, before reading the engine again.
     steps: VecDeque<Step>,
     /// The skills run so far, and the results not yet given to the model.
@@ -94,6 +98,7 @@ impl Prepared {
             round_from: 0,
             ledger: Some(self.ledger),
             tools: self.tools,
+            citer: self.citer,
             steps: VecDeque::new(),
             runs: Vec::new(),
             results: Vec::new(),
@@ -111,6 +116,9 @@ impl Running {
     /// appended. A call that repeats one already run is not run again, and once the rounds
     /// (`[skills] max_rounds`) are spent, the model is asked to answer in words: the tools
     /// are left out and it is kept from calling.
+    ///
+    /// A turn with documents yields its text a sentence at a time, cited by Hearth
+    /// ([`Citer`]); the last sentence comes as a token before [`Event::Complete`].
     pub async fn next(&mut self) -> Option<Event> {
         self.ledger.as_ref()?;
         loop {
@@ -123,6 +131,13 @@ impl Running {
             }
             let event = match self.reply.next().await {
                 Some(engine::Event::Token(t)) => {
+                    let t = match &mut self.citer {
+                        Some(citer) => match citer.push(&t) {
+                            Some(sentences) => sentences,
+                            None => continue,
+                        },
+                        None => t,
+                    };
                     self.text.push_str(&t);
                     return Some(Event::Token(t));
                 }
@@ -131,6 +146,12 @@ impl Running {
                     continue;
                 }
                 Some(engine::Event::Done(mut finished)) => {
+                    if let Some(rest) = self.citer.as_mut().and_then(Citer::finish) {
+                        self.text.push_str(&rest);
+                        // The end is told on the next call, after this last sentence.
+                        self.reply.first = Some(engine::Event::Done(finished));
+                        return Some(Event::Token(rest));
+                    }
                     let ledger = self.ledger.take()?;
                     finished.usage = self.usage.plus(&finished.usage);
                     let text = std::mem::take(&mut self.text);
@@ -248,6 +269,14 @@ mod tests {
         replies: Vec<Vec<engine::Event>>,
         rounds: u32,
     ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError> {
+        turn_with_citer(replies, rounds, None).await
+    }
+
+    async fn turn_with_citer(
+        replies: Vec<Vec<engine::Event>>,
+        rounds: u32,
+        citer: Option<Citer>,
+    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError> {
         let (engine, seen) = engine::Engine::scripted(replies);
         let skills = crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
         let ctx = crate::skills::Context { user_id: None, cite_from: 1 };
@@ -263,11 +292,19 @@ mod tests {
             params,
         };
         let ledger = Ledger { model: "m".into(), knowledge: false, citations: vec![], record: None };
-        Ok((Prepared { request, ledger, tools }.run().await?, seen))
+        Ok((Prepared { request, ledger, tools, citer }.run().await?, seen))
     }
 
-    async fn running(events: Vec<engine::Event>, _open: bool) -> Result<(Running, ()), AssistantError> {
-        Ok((turn_with(vec![events], 0).await?.0, ()))
+    async fn running(events: Vec<engine::Event>, open: bool) -> Result<(Running, ()), AssistantError> {
+        running_with(events, open, None).await
+    }
+
+    async fn running_with(
+        events: Vec<engine::Event>,
+        _open: bool,
+        citer: Option<Citer>,
+    ) -> Result<(Running, ()), AssistantError> {
+        Ok((turn_with_citer(vec![events], 0, citer).await?.0, ()))
     }
 
     fn choice(params: &engine::GenerateParams) -> Option<ToolChoice> {
@@ -341,6 +378,30 @@ mod tests {
             _ => panic!("expected the complete reply"),
         }
         assert!(turn.next().await.is_none(), "nothing after the end");
+    }
+
+    #[tokio::test]
+    async fn with_documents_sentences_come_cited_and_the_stored_text_is_the_streamed_one() {
+        let tokens = ["[1] The pres", "sure is 1.5", " bar. Call", " Heatwise [2]", ""];
+        let mut events: Vec<engine::Event> =
+            tokens.iter().map(|t| engine::Event::Token(t.to_string())).collect();
+        events.push(done());
+        let sources = crate::knowledge::Sources::new([
+            (1, "Keep the pressure at 1.5 bar."),
+            (2, "The installer is Heatwise, call them."),
+        ]);
+        let (mut turn, _) = running_with(events, true, Some(Citer::new(sources, true))).await.unwrap();
+        let mut streamed = Vec::new();
+        let complete = loop {
+            match turn.next().await {
+                Some(Event::Token(t)) => streamed.push(t),
+                Some(Event::Complete(complete)) => break complete,
+                _ => panic!("expected tokens, then the complete reply"),
+            }
+        };
+        assert_eq!(streamed, ["The pressure is 1.5 bar [1].", " Call Heatwise [2]"]);
+        assert_eq!(complete.text, streamed.concat());
+        assert!(turn.next().await.is_none());
     }
 
     #[tokio::test]

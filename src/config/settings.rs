@@ -79,7 +79,8 @@ pub struct ModelSettings {
     pub context_size: u32,
     /// Upper bound on tokens generated per reply; requests may ask for fewer.
     pub max_tokens: u32,
-    /// Default sampling temperature (0 = greedy).
+    /// Default sampling temperature (0 = greedy). Answers from documents use at most
+    /// `assistant::sampling::DOCUMENT_TEMPERATURE` unless the request gives one.
     pub temperature: f32,
     /// Default nucleus sampling threshold.
     pub top_p: f32,

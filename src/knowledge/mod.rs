@@ -4,11 +4,14 @@
 //! configured, and fits what it finds into a token budget.
 
 pub mod chunk;
+mod cite;
+mod excerpt;
 pub mod extract;
 mod ingest;
 pub mod isolated;
 mod retrieve;
 
+pub use cite::{Citer, Sources};
 pub use extract::{DocKind, ExtractError, SUPPORTED};
 pub use retrieve::{Citation, Retrieved};
 

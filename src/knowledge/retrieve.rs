@@ -3,11 +3,11 @@
 //! reciprocal rank. What fits the token budget goes into the prompt, numbered, and
 //! comes back as citations.
 
-use super::Knowledge;
+use super::{excerpt, Knowledge, Sources};
 use crate::search::{HitKind, SearchQuery};
 use crate::store::ChunkRow;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Candidates taken from each ranking before fusion.
 const CANDIDATES: usize = 20;
@@ -35,6 +35,8 @@ pub struct Citation {
 pub struct Retrieved {
     pub prompt: String,
     pub citations: Vec<Citation>,
+    /// The excerpts' words, for [`super::Citer`] to cite the reply with.
+    pub sources: Sources,
 }
 
 impl Knowledge {
@@ -43,14 +45,14 @@ impl Knowledge {
         let vector_ranking = self.vector_ranking(user_id, question).await;
         let this = self.clone();
         let question_owned = question.to_string();
-        let chunks =
+        let (chunks, by_words) =
             tokio::task::spawn_blocking(move || this.ranked_chunks(user_id, &question_owned, vector_ranking))
                 .await
                 .map_err(|e| e.to_string())??;
         if chunks.is_empty() {
             return Ok(None);
         }
-        Ok(Some(assemble(question, chunks, &self.settings.knowledge)))
+        Ok(Some(assemble(question, chunks, &by_words, &self.settings.knowledge)))
     }
 
     /// Chunk ids by cosine similarity to the question, best first; empty without an
@@ -90,13 +92,13 @@ impl Knowledge {
     }
 
     /// BM25 ranking fused with the vector ranking; rows re-read from SQLite, where
-    /// ownership is checked a second time.
+    /// ownership is checked a second time. Also the ids that BM25 found (by words).
     fn ranked_chunks(
         &self,
         user_id: i64,
         question: &str,
         vectors: Vec<i64>,
-    ) -> Result<Vec<ChunkRow>, String> {
+    ) -> Result<(Vec<ChunkRow>, HashSet<i64>), String> {
         let mut words = Vec::new();
         if let Some(index) = &self.index {
             index.sync(&self.store).map_err(|e| e.to_string())?;
@@ -109,9 +111,10 @@ impl Knowledge {
             };
             words = index.search(&query).map_err(|e| e.to_string())?.hits.into_iter().map(|h| h.id).collect();
         }
+        let by_words: HashSet<i64> = words.iter().copied().collect();
         let ids = fuse(&[words, vectors]);
         let ids: Vec<i64> = ids.into_iter().take(self.settings.knowledge.top_k * 2).collect();
-        self.store.chunks_by_ids(user_id, &ids).map_err(|e| e.to_string())
+        Ok((self.store.chunks_by_ids(user_id, &ids).map_err(|e| e.to_string())?, by_words))
     }
 }
 
@@ -129,20 +132,42 @@ pub fn fuse(rankings: &[Vec<i64>]) -> Vec<i64> {
 }
 
 /// Numbers the chunks that fit the budget and writes the prompt around the question.
-fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::KnowledgeSettings) -> Retrieved {
+///
+/// Each excerpt is shaped for a small model ([`excerpt`]: tables as lines, only the
+/// sentences that bear on the question), and the model is asked for plain words without
+/// markers: asked to cite by number, the default model answered with the number alone
+/// (issue 22). The reply is cited afterwards by [`super::Citer`], from the excerpts'
+/// words ([`Retrieved::sources`]).
+fn assemble(
+    question: &str,
+    chunks: Vec<ChunkRow>,
+    by_words: &HashSet<i64>,
+    settings: &crate::config::KnowledgeSettings,
+) -> Retrieved {
     let budget = settings.context_tokens * CHARS_PER_TOKEN;
     let mut used = 0;
-    let mut citations = Vec::new();
-    let mut excerpts = String::new();
+    let mut fitting = Vec::new();
     for chunk in chunks {
         let size = chunk.text.chars().count();
-        if citations.len() == settings.top_k || (used + size > budget && !citations.is_empty()) {
+        if fitting.len() == settings.top_k || (used + size > budget && !fitting.is_empty()) {
             continue;
         }
         let text: String = chunk.text.chars().take(budget).collect();
         used += text.chars().count();
+        fitting.push((excerpt::rows_as_lines(text.trim()), chunk));
+    }
+    let texts: Vec<(String, bool)> =
+        fitting.iter().map(|(text, chunk)| (text.clone(), by_words.contains(&chunk.id))).collect();
+    let focused = excerpt::focus(question, &texts);
+    let mut citations = Vec::new();
+    let mut given = Vec::new();
+    let mut excerpts = String::new();
+    for ((_, chunk), text) in fitting.into_iter().zip(focused) {
+        let Some(text) = text else { continue };
         let n = citations.len() + 1;
-        excerpts.push_str(&format!("[{n}] (from \"{}\")\n{}\n\n", chunk.document_name, text.trim()));
+        excerpts.push_str(&format!("From {}:\n{text}\n\n", chunk.document_name));
+        given.push((n, text));
+        let size = chunk.text.chars().count();
         let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
         if size > SNIPPET_CHARS {
             snippet.push('…');
@@ -157,10 +182,14 @@ fn assemble(question: &str, chunks: Vec<ChunkRow>, settings: &crate::config::Kno
         });
     }
     let prompt = format!(
-        "Excerpts from my documents:\n\n{excerpts}Answer my question using the excerpts above when they are \
-         relevant, and cite them by number like [1].\n\nMy question: {question}"
+        "Excerpts from my documents:\n\n{excerpts}My question: {question}\n\n\
+         Answer my question in one or two full sentences, using the exact names and numbers from the \
+         excerpts. Do not mention the excerpts, file names or links."
     );
-    Retrieved { prompt, citations }
+    // Trace only: the prompt carries the user's documents.
+    tracing::trace!(%prompt, "prompt with excerpts");
+    let sources = Sources::new(given.iter().map(|(n, t)| (*n, t.as_str())));
+    Retrieved { prompt, citations, sources }
 }
 
 #[cfg(test)]
@@ -182,10 +211,32 @@ mod tests {
         let settings =
             crate::config::KnowledgeSettings { context_tokens: 50, top_k: 3, ..Default::default() };
         let chunks = vec![row(1, &"a".repeat(150)), row(2, &"b".repeat(100)), row(3, &"c".repeat(40))];
-        let r = assemble("Why?", chunks, &settings);
+        let r = assemble("Why?", chunks, &HashSet::from([1, 2, 3]), &settings);
         let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();
         assert_eq!(numbered, [1, 3], "the 100-char chunk does not fit 200 chars after the first");
-        assert!(r.prompt.contains("[2] (from \"notes.md\")\ncccc"), "{}", r.prompt);
-        assert!(r.prompt.ends_with("My question: Why?"));
+        assert!(r.prompt.contains("From notes.md:\ncccc"), "{}", r.prompt);
+        assert!(r.prompt.contains("My question: Why?"));
+        assert!(!r.prompt.contains("[1]"), "no numbers for the model to copy: {}", r.prompt);
+        assert_eq!(r.sources.attribute("cccc"), None, "one word is not enough");
+    }
+
+    #[test]
+    fn excerpts_found_by_words_without_a_word_of_the_question_are_left_out() {
+        let settings = crate::config::KnowledgeSettings::default();
+        let chunks = vec![
+            row(1, "Feed the cat at seven."),
+            row(2, "The boiler pressure is 1.5 bar."),
+            row(3, "Bleed the boiler radiators."),
+        ];
+        let r = assemble("What is the boiler pressure?", chunks, &HashSet::from([1, 2, 3]), &settings);
+        let given: Vec<(usize, i64)> = r.citations.iter().map(|c| (c.n, c.chunk_id)).collect();
+        assert_eq!(given, [(1, 2), (2, 3)], "numbered as given: {}", r.prompt);
+        assert!(!r.prompt.contains("cat"), "{}", r.prompt);
+        // Found by meaning only (an embedding model), the cat's chunk stays, whole.
+        let chunks = vec![row(1, "Feed the cat at seven."), row(2, "The boiler pressure is 1.5 bar.")];
+        let r = assemble("What is the boiler pressure?", chunks, &HashSet::from([2]), &settings);
+        let given: Vec<(usize, i64)> = r.citations.iter().map(|c| (c.n, c.chunk_id)).collect();
+        assert_eq!(given, [(1, 1), (2, 2)], "{}", r.prompt);
+        assert!(r.prompt.contains("Feed the cat at seven."), "{}", r.prompt);
     }
 }

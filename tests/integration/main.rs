@@ -11,6 +11,7 @@ mod bad_input;
 mod bad_models;
 mod chat;
 mod cli;
+mod docqa;
 mod engine;
 mod import;
 mod knowledge;
