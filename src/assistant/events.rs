@@ -3,8 +3,8 @@
 use super::prepare::Ledger;
 use super::AssistantError;
 use crate::engine::{Finished, ToolCall};
-use crate::skills::ToolRun;
 use crate::knowledge::Citation;
+use crate::skills::ToolRun;
 use crate::store::TurnIds;
 
 /// What [`super::Running::next`] yields, in order: tokens, and for each tool the model

@@ -16,7 +16,9 @@ impl Complete {
         let Complete { text, finished, tools, ledger } = self;
         let stored = match ledger.record {
             None => None,
-            Some(record) => Some(append(record, &text, &finished, &ledger.model, &ledger.citations, &tools).await?),
+            Some(record) => {
+                Some(append(record, &text, &finished, &ledger.model, &ledger.citations, &tools).await?)
+            }
         };
         Ok(Outcome {
             text,
@@ -155,7 +157,8 @@ mod tests {
             at: 1_700_000_000,
             ms: 2,
         };
-        let turn = Complete { tools: vec![run.clone()], ..complete(&store, alice, None, "time?", None, vec![]) };
+        let turn =
+            Complete { tools: vec![run.clone()], ..complete(&store, alice, None, "time?", None, vec![]) };
         let outcome = turn.persist().await.unwrap();
         assert_eq!(outcome.tools, std::slice::from_ref(&run));
         let messages = store.messages(alice, &outcome.stored.unwrap().conversation_id).unwrap();

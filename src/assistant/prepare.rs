@@ -1,7 +1,9 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
 use super::{documents, sampling, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
-use crate::engine::{ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse};
+use crate::engine::{
+    ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse,
+};
 use crate::knowledge::{Citation, Citer, Retrieved, Sources};
 use crate::skills::{self, Skills};
 use crate::store::Store;
@@ -121,7 +123,8 @@ impl Assistant {
         // A turn that answers from the documents is about them: the small default model,
         // shown the clock beside the excerpts, called it and lost the answer.
         let tools = match skills && !knowledge && free_text {
-            true => self.tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }),
+            true => self
+                .tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }),
             false => None,
         };
         if let Some(tools) = &tools {

@@ -4,9 +4,9 @@ use super::events::{Complete, Event};
 use super::prepare::{offer, Ledger, Prepared, Request, ToolLoop};
 use super::AssistantError;
 use crate::engine::{self, ChatMessage, Finished, ToolChoice, Usage};
+use crate::knowledge::Citer;
 use crate::skills::ToolRun;
 use std::collections::VecDeque;
-use crate::knowledge::Citer;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A reply that has started: the engine accepted the prompt and sent a first event.
@@ -141,7 +141,9 @@ impl Running {
                     self.text.push_str(&t);
                     return Some(Event::Token(t));
                 }
-                Some(engine::Event::Done(finished)) if !finished.tool_calls.is_empty() && self.tools.is_some() => {
+                Some(engine::Event::Done(finished))
+                    if !finished.tool_calls.is_empty() && self.tools.is_some() =>
+                {
                     self.plan(finished);
                     continue;
                 }
@@ -200,7 +202,11 @@ impl Running {
                 tools.ctx.cite_from = ledger.citations.len() + 1;
                 let (run, citations) = tools.skills.run(&call, tools.ctx).await;
                 ledger.citations.extend(citations);
-                self.results.push(ChatMessage::tool_result(&run.id, Some(run.name.clone()), run.result.clone()));
+                self.results.push(ChatMessage::tool_result(
+                    &run.id,
+                    Some(run.name.clone()),
+                    run.result.clone(),
+                ));
                 self.runs.push(run.clone());
                 Ok(Some(Event::ToolResult(run)))
             }
@@ -268,7 +274,8 @@ mod tests {
     async fn turn_with(
         replies: Vec<Vec<engine::Event>>,
         rounds: u32,
-    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError> {
+    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError>
+    {
         turn_with_citer(replies, rounds, None).await
     }
 
@@ -276,11 +283,14 @@ mod tests {
         replies: Vec<Vec<engine::Event>>,
         rounds: u32,
         citer: Option<Citer>,
-    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError> {
+    ) -> Result<(Running, mpsc::UnboundedReceiver<(Vec<ChatMessage>, engine::GenerateParams)>), AssistantError>
+    {
         let (engine, seen) = engine::Engine::scripted(replies);
-        let skills = crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
+        let skills =
+            crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
         let ctx = crate::skills::Context { user_id: None, cite_from: 1 };
-        let tools = (rounds > 0).then(|| ToolLoop { specs: skills.specs(&ctx), skills, ctx, rounds_left: rounds });
+        let tools =
+            (rounds > 0).then(|| ToolLoop { specs: skills.specs(&ctx), skills, ctx, rounds_left: rounds });
         let mut params = crate::assistant::Sampling::default().resolve(&Default::default(), true)?;
         if let Some(tools) = &tools {
             params.constraint = offer(tools.specs.clone(), ToolChoice::Auto);
@@ -339,7 +349,10 @@ mod tests {
         let roles: Vec<&str> = second.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "tool"]);
         assert_eq!(second[1].tool_calls, [call]);
-        assert_eq!((second[2].tool_call_id.as_deref(), second[2].content.as_str()), (Some(run.id.as_str()), run.result.as_str()));
+        assert_eq!(
+            (second[2].tool_call_id.as_deref(), second[2].content.as_str()),
+            (Some(run.id.as_str()), run.result.as_str())
+        );
         assert_eq!(choice(&params), Some(ToolChoice::None), "one round: then words");
     }
 
@@ -359,7 +372,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_next_round_ends_the_turn_with_its_error() {
-        let replies = vec![vec![calls(&[("clock", serde_json::json!({}))])], vec![engine::Event::Error(EngineError::Overloaded(8))]];
+        let replies = vec![
+            vec![calls(&[("clock", serde_json::json!({}))])],
+            vec![engine::Event::Error(EngineError::Overloaded(8))],
+        ];
         let (turn, _) = turn_with(replies, 1).await.unwrap();
         assert!(matches!(turn.complete().await, Err(AssistantError::Engine(EngineError::Overloaded(8)))));
     }

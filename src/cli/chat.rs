@@ -182,7 +182,11 @@ impl Local {
             std::time::Duration::from_secs(settings.skills.timeout_secs),
             None,
         );
-        Ok(Local { assistant: Assistant::new(settings, models).with_skills(skills), runtime, history: Vec::new() })
+        Ok(Local {
+            assistant: Assistant::new(settings, models).with_skills(skills),
+            runtime,
+            history: Vec::new(),
+        })
     }
 }
 
@@ -203,7 +207,9 @@ impl Backend for Local {
                     }
                     // What the assistant looked up, on stderr: stdout is the reply.
                     Some(Event::ToolCall(call)) => eprintln!("[{} {}]", call.name, call.arguments),
-                    Some(Event::ToolResult(run)) if !run.ok => eprintln!("[{} failed: {}]", run.name, run.result),
+                    Some(Event::ToolResult(run)) if !run.ok => {
+                        eprintln!("[{} failed: {}]", run.name, run.result)
+                    }
                     Some(Event::ToolResult(_)) => {}
                     Some(Event::Complete(complete)) => return Ok(complete.persist().await?),
                     Some(Event::Error(e)) => return Err(anyhow::Error::from(e)),

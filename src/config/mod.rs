@@ -11,8 +11,8 @@ mod tls;
 mod voice;
 
 pub use settings::{
-    AcmeChallenge, KnowledgeSettings, SkillSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
-    StorageSettings, TlsMode, TlsSettings, VoiceSettings,
+    AcmeChallenge, KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
+    SkillSettings, StorageSettings, TlsMode, TlsSettings, VoiceSettings,
 };
 pub use voice::{system_language, valid_languages};
 

@@ -124,10 +124,13 @@ fn stream(running: Running) -> impl futures_util::Stream<Item = Result<bytes::By
         let event = match running.next().await? {
             Event::Token(text) => sse_event(Some("token"), &serde_json::json!({ "text": text }).to_string()),
             Event::ToolCall(call) => {
-                let call = serde_json::json!({ "id": call.id, "name": call.name, "arguments": call.arguments });
+                let call =
+                    serde_json::json!({ "id": call.id, "name": call.name, "arguments": call.arguments });
                 sse_event(Some("tool_call"), &call.to_string())
             }
-            Event::ToolResult(run) => sse_event(Some("tool_result"), &serde_json::to_string(&run).unwrap_or_default()),
+            Event::ToolResult(run) => {
+                sse_event(Some("tool_result"), &serde_json::to_string(&run).unwrap_or_default())
+            }
             Event::Complete(complete) => {
                 let last = match complete.persist().await.map_err(ApiError::from).and_then(ChatResponse::of) {
                     Ok(done) => sse_event(Some("done"), &serde_json::to_string(&done).unwrap_or_default()),

@@ -50,7 +50,9 @@ impl Skill for SearchDocuments {
             let user_id = ctx.user_id.ok_or_else(|| SkillError::Failed("documents need a user".into()))?;
             let query = string_arg(&arguments, "query")?.to_string();
             let Some(found) = knowledge.retrieve(user_id, &query).await.map_err(SkillError::Failed)? else {
-                return Ok(Output::json(&json!({ "results": [], "note": "nothing in the documents matches" })));
+                return Ok(Output::json(
+                    &json!({ "results": [], "note": "nothing in the documents matches" }),
+                ));
             };
             let ids: Vec<i64> = found.citations.iter().map(|c| c.chunk_id).collect();
             let chunks = knowledge

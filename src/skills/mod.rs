@@ -148,10 +148,14 @@ impl Skills {
             Some(skill) if !call.arguments.is_object() => {
                 Err(SkillError::InvalidArguments(format!("{} takes a JSON object", skill.name())))
             }
-            Some(skill) => match tokio::time::timeout(self.timeout, skill.execute(call.arguments.clone(), ctx)).await {
-                Ok(result) => result,
-                Err(_) => Err(SkillError::Failed(format!("took longer than {} s", self.timeout.as_secs()))),
-            },
+            Some(skill) => {
+                match tokio::time::timeout(self.timeout, skill.execute(call.arguments.clone(), ctx)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        Err(SkillError::Failed(format!("took longer than {} s", self.timeout.as_secs())))
+                    }
+                }
+            }
         };
         let ms = started.elapsed().as_millis() as u64;
         let (result, ok, citations) = match outcome {
@@ -161,7 +165,15 @@ impl Skills {
                 (serde_json::json!({ "error": e.to_string() }).to_string(), false, Vec::new())
             }
         };
-        let run = ToolRun { id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone(), result, ok, at, ms };
+        let run = ToolRun {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+            result,
+            ok,
+            at,
+            ms,
+        };
         (run, citations)
     }
 }
@@ -219,7 +231,8 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_tools_bad_arguments_and_overruns_are_results_the_model_reads() {
-        let skills = Skills::built_in(&["clock".into()], Duration::from_millis(50), None).with(Arc::new(Slow));
+        let skills =
+            Skills::built_in(&["clock".into()], Duration::from_millis(50), None).with(Arc::new(Slow));
         let (run, _) = skills.run(&ToolCall::new("launch", json!({})), ALICE).await;
         assert!(!run.ok && run.result.contains("no tool named 'launch'"), "{run:?}");
         let (run, _) = skills.run(&ToolCall::new("clock", json!("now")), ALICE).await;
@@ -231,7 +244,8 @@ mod tests {
 
     #[test]
     fn documents_need_documents_to_search_and_a_user() {
-        let skills = Skills::built_in(&["clock".into(), "search_documents".into()], Duration::from_secs(1), None);
+        let skills =
+            Skills::built_in(&["clock".into(), "search_documents".into()], Duration::from_secs(1), None);
         assert_eq!(skills.specs(&ALICE).len(), 1, "no knowledge: no search_documents");
         assert!(Skills::built_in(&[], Duration::from_secs(1), None).is_empty());
     }
@@ -239,7 +253,9 @@ mod tests {
     #[test]
     fn string_arguments_are_checked_by_name() {
         assert_eq!(string_arg(&json!({"query": " boiler "}), "query"), Ok("boiler"));
-        assert!(matches!(string_arg(&json!({}), "query"), Err(SkillError::InvalidArguments(m)) if m.contains("'query' is required")));
+        assert!(
+            matches!(string_arg(&json!({}), "query"), Err(SkillError::InvalidArguments(m)) if m.contains("'query' is required"))
+        );
         assert!(string_arg(&json!({"query": 3}), "query").is_err());
         assert!(string_arg(&json!({"query": "  "}), "query").is_err());
     }
