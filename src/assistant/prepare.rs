@@ -25,6 +25,10 @@ pub(super) struct ToolLoop {
     pub specs: Vec<ToolSpec>,
     /// Rounds of calls left before the model must answer in words.
     pub rounds_left: u32,
+    /// The temperature of the rounds after results, which state what a skill found: the
+    /// caller's, else at most [`sampling::DOCUMENT_TEMPERATURE`] (at 0.7 the default model
+    /// answered "what time is it?" by voice with "This response provides the current time").
+    pub answer_temperature: f32,
 }
 
 /// What is submitted to the engine.
@@ -123,8 +127,11 @@ impl Assistant {
         // A turn that answers from the documents is about them: the small default model,
         // shown the clock beside the excerpts, called it and lost the answer.
         let tools = match skills && !knowledge && free_text {
-            true => self
-                .tool_loop(&info, skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 }),
+            true => self.tool_loop(
+                &info,
+                skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 },
+                sampling::documents_temperature(asked_temperature, params.temperature),
+            ),
             false => None,
         };
         if let Some(tools) = &tools {
@@ -140,11 +147,17 @@ impl Assistant {
 
     /// The skills a turn offers: the enabled ones this caller may use, on a model whose
     /// chat template speaks tools.
-    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context) -> Option<ToolLoop> {
+    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context, answer_temperature: f32) -> Option<ToolLoop> {
         info.tool_calls?;
         let specs = self.skills.specs(&ctx);
         let rounds_left = self.settings.skills.max_rounds;
-        (!specs.is_empty()).then(|| ToolLoop { skills: self.skills.clone(), ctx, specs, rounds_left })
+        (!specs.is_empty()).then(|| ToolLoop {
+            skills: self.skills.clone(),
+            ctx,
+            specs,
+            rounds_left,
+            answer_temperature,
+        })
     }
 }
 

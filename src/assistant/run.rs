@@ -78,6 +78,9 @@ pub struct Running {
     usage: Usage,
 }
 
+/// What a reply after tool results must not show: the wrapper the model saw them in.
+const TOOL_RESPONSE_TAGS: [&str; 2] = ["<tool_response>", "</tool_response>"];
+
 enum Step {
     /// Tell the channel about a call, then run it.
     Announce(engine::ToolCall),
@@ -131,6 +134,15 @@ impl Running {
             }
             let event = match self.reply.next().await {
                 Some(engine::Event::Token(t)) => {
+                    // After results, a small model may echo their wrapper (Qwen's
+                    // `<tool_response>`, one token): the person gets the words only.
+                    let t = match self.runs.is_empty() {
+                        true => t,
+                        false => TOOL_RESPONSE_TAGS.iter().fold(t, |t, tag| t.replace(tag, "")),
+                    };
+                    if t.is_empty() {
+                        continue;
+                    }
                     let t = match &mut self.citer {
                         Some(citer) => match citer.push(&t) {
                             Some(sentences) => sentences,
@@ -218,6 +230,7 @@ impl Running {
                 }
                 let choice = if tools.rounds_left == 0 { ToolChoice::None } else { ToolChoice::Auto };
                 self.request.params.constraint = offer(tools.specs.clone(), choice);
+                self.request.params.temperature = tools.answer_temperature;
                 self.reply = submit(&self.request).await?;
                 self.round_from = self.text.len();
                 Ok(None)
@@ -289,8 +302,13 @@ mod tests {
         let skills =
             crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
         let ctx = crate::skills::Context { user_id: None, cite_from: 1 };
-        let tools =
-            (rounds > 0).then(|| ToolLoop { specs: skills.specs(&ctx), skills, ctx, rounds_left: rounds });
+        let tools = (rounds > 0).then(|| ToolLoop {
+            specs: skills.specs(&ctx),
+            skills,
+            ctx,
+            rounds_left: rounds,
+            answer_temperature: 0.2,
+        });
         let mut params = crate::assistant::Sampling::default().resolve(&Default::default(), true)?;
         if let Some(tools) = &tools {
             params.constraint = offer(tools.specs.clone(), ToolChoice::Auto);
@@ -334,7 +352,7 @@ mod tests {
         let Some(Event::ToolCall(call)) = turn.next().await else { panic!("expected the call") };
         assert_eq!(call.name, "clock");
         let Some(Event::ToolResult(run)) = turn.next().await else { panic!("expected its result") };
-        assert!(run.ok && run.id == call.id && run.result.contains("\"date\""), "{run:?}");
+        assert!(run.ok && run.id == call.id && run.result.starts_with("It is "), "{run:?}");
         assert!(matches!(turn.next().await, Some(Event::Token(t)) if t == "It is "));
         assert!(matches!(turn.next().await, Some(Event::Token(t)) if t == "noon."));
         let Some(Event::Complete(complete)) = turn.next().await else { panic!("expected the reply") };
@@ -354,6 +372,17 @@ mod tests {
             (Some(run.id.as_str()), run.result.as_str())
         );
         assert_eq!(choice(&params), Some(ToolChoice::None), "one round: then words");
+    }
+
+    #[tokio::test]
+    async fn the_answer_after_results_does_not_echo_their_wrapper() {
+        let tokens = ["<tool_response>", "\nIt is noon.", "</tool_response>"];
+        let mut answer: Vec<engine::Event> =
+            tokens.iter().map(|t| engine::Event::Token(t.to_string())).collect();
+        answer.push(done());
+        let replies = vec![vec![calls(&[("clock", serde_json::json!({}))])], answer];
+        let (turn, _) = turn_with(replies, 1).await.unwrap();
+        assert_eq!(turn.complete().await.unwrap().text, "\nIt is noon.");
     }
 
     #[tokio::test]

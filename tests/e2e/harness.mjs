@@ -15,8 +15,10 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target');
 export const BIN = process.env.HEARTH_BIN || path.join(TARGET, 'debug', 'hearth');
 export const SHOTS = path.join(TARGET, 'e2e-screenshots');
-const MODEL = process.env.HEARTH_TEST_SMALL_MODEL
-  || path.join(process.env.HEARTH_MODEL_CACHE || path.join(os.homedir(), '.cache/hearth/models'), 'SmolLM2-135M-Instruct.Q4_1.gguf');
+const CACHE = process.env.HEARTH_MODEL_CACHE || path.join(os.homedir(), '.cache/hearth/models');
+const MODEL = process.env.HEARTH_TEST_SMALL_MODEL || path.join(CACHE, 'SmolLM2-135M-Instruct.Q4_1.gguf');
+/** The default chat model, which speaks tools (the small one does not). */
+export const DEFAULT_MODEL = process.env.HEARTH_TEST_DEFAULT_MODEL || path.join(CACHE, 'qwen2.5-coder-0.5b-instruct-q4_k_m.gguf');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 function freePort(host = '127.0.0.1') {
@@ -31,10 +33,11 @@ export class Server {
   /**
    * `env`: more environment for the server (e.g. speech models). `host`: the address to
    * serve on (default 127.0.0.1). `tls`: HTTPS from the server's own CA, with a plain
-   * listener beside it (`plainUrl`), which also answers health.
+   * listener beside it (`plainUrl`), which also answers health. `model`: the GGUF to serve
+   * (default: the small test model).
    */
-  static async start({ env = {}, host = '127.0.0.1', tls = false } = {}) {
-    for (const [what, file] of [['hearth binary', BIN], ['test model', MODEL], ['chromium', CHROMIUM]]) {
+  static async start({ env = {}, host = '127.0.0.1', tls = false, model = MODEL } = {}) {
+    for (const [what, file] of [['hearth binary', BIN], ['test model', model], ['chromium', CHROMIUM]]) {
       if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file} (run scripts/test.sh, which builds and fetches everything)`);
     }
     const s = new Server();
@@ -45,7 +48,7 @@ export class Server {
     s.plainUrl = tls ? `http://${host}:${plainPort}` : null;
     const log = fs.openSync(s.logFile, 'w');
     s.child = spawn(BIN, ['serve', '--listen', `${host}:${port}`, '--http-listen', `${host}:${plainPort}`,
-      '--tls', tls ? 'local' : 'off', '--threads', '1', '--data-dir', s.dataDir, '--model', MODEL, '--context-size', '2048'], {
+      '--tls', tls ? 'local' : 'off', '--threads', '1', '--data-dir', s.dataDir, '--model', model, '--context-size', '2048'], {
       // hearth.test: the LAN-style name some tests map to the server.
       env: { ...process.env, HEARTH_CONFIG: '/dev/null', HEARTH_ALLOWED_HOSTS: 'hearth.test', HEARTH_LOG_LEVEL: 'info',
         HEARTH_MAX_TOKENS: '200', ...env },
