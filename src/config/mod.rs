@@ -327,6 +327,21 @@ mod tests {
     }
 
     #[test]
+    fn skills_come_from_env_and_an_unknown_one_is_named() {
+        let e = env(&[("HEARTH_SKILLS", "clock"), ("HEARTH_SKILLS_MAX_ROUNDS", "2")]);
+        let skills = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.skills;
+        assert_eq!((skills.enabled.as_slice(), skills.max_rounds), (&["clock".to_string()][..], 2));
+        let none = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_SKILLS", "")]), &[]).unwrap();
+        assert!(none.settings.skills.enabled.is_empty(), "an empty list turns the skills off");
+        let err = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_SKILLS", "clock,weather")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("skills.enabled") && err.contains("'weather'"), "{err}");
+        let rounds = load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_SKILLS_MAX_ROUNDS", "0")]), &[]);
+        assert!(rounds.is_err(), "at least one round");
+    }
+
+    #[test]
     fn extraction_limits_come_from_env() {
         let e = env(&[("HEARTH_EXTRACT_TIMEOUT_SECS", "5"), ("HEARTH_EXTRACT_MEMORY_BYTES", "67108864")]);
         let knowledge = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.knowledge;
