@@ -17,6 +17,7 @@ mod ollama;
 mod openai;
 mod paging;
 mod peer;
+mod pieces;
 mod search;
 mod speech;
 pub(crate) mod spool;

@@ -1,12 +1,11 @@
 //! Ollama's `POST /api/chat` (the `messages` form): a stateless assistant turn.
 
 use super::stream::{Frames, Kind};
-use super::{format_constraint, model_id, ollama_name, refuse_thinking, Clock, OllamaError, Options};
+use super::{format_constraint, model_id, refuse_thinking, OllamaError, Options};
 use crate::assistant::{Conversation, Turn, Who};
 use crate::engine::{ChatMessage, Constraint, ToolCall};
 use crate::error::ApiError;
 use crate::http::openai::tools::{reject_unknown, unsupported, ToolRequest, Unknown};
-use crate::http::peer::unless_gone;
 use crate::http::{AppState, Caller};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -194,15 +193,7 @@ pub(super) async fn chat(
         constraint,
         ..Turn::new(Who::user(caller.user.id), conversation)
     };
-    let prepared = state.assistant.prepare(turn).await?;
-    let model = ollama_name(prepared.model());
-    let running = unless_gone(&http, prepared.run()).await??;
-    let frames = Frames { kind: Kind::Chat, model, clock: Clock { started, load: started.elapsed() } };
-    if stream {
-        return Ok(frames.stream(running));
-    }
-    let outcome = unless_gone(&http, running.finish()).await??;
-    Ok(frames.whole(&outcome.text, &outcome.finished))
+    Frames::answer(&http, &state, turn, Kind::Chat, started).await
 }
 
 #[cfg(test)]

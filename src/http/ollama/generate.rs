@@ -136,13 +136,5 @@ pub async fn generate(
         constraint: format.unwrap_or_default(),
         ..Turn::new(Who::user(caller.user.id), Conversation::Ephemeral { messages })
     };
-    let prepared = state.assistant.prepare(turn).await?;
-    let model = ollama_name(prepared.model());
-    let running = unless_gone(&http, prepared.run()).await??;
-    let frames = Frames { kind: Kind::Generate, model, clock: Clock { started, load: started.elapsed() } };
-    if stream {
-        return Ok(frames.stream(running));
-    }
-    let outcome = unless_gone(&http, running.finish()).await??;
-    Ok(frames.whole(&outcome.text, &outcome.finished))
+    Frames::answer(&http, &state, turn, Kind::Generate, started).await
 }

@@ -4,57 +4,19 @@
 //! `done: true`, `done_reason` and the timings; an error mid-stream is a line
 //! `{"error": ...}`.
 
-use super::{done_reason, error_body, merge, rfc3339, Clock};
-use crate::assistant::{AssistantError, Event, Reply, Running};
-use crate::engine::{self, Finished, ToolCall};
-use crate::error::ApiError;
+use super::{done_reason, error_body, merge, ollama_name, rfc3339, Clock, OllamaError};
+use crate::assistant::Turn;
+use crate::engine::{Finished, ToolCall};
+use crate::http::peer::unless_gone;
+use crate::http::pieces::{Piece, Pieces};
+use crate::http::AppState;
 use actix_web::http::header;
+use actix_web::HttpRequest;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use std::time::Instant;
 use std::time::SystemTime;
-
-/// What a reply is made of, whatever produced it.
-pub(super) enum Piece {
-    Text(String),
-    End(Finished),
-    Failed(ApiError),
-}
-
-/// Where the pieces come from: a chat turn, or raw text continued by the engine.
-pub(super) trait Pieces {
-    async fn next_piece(&mut self) -> Piece;
-}
-
-impl Pieces for Running {
-    async fn next_piece(&mut self) -> Piece {
-        loop {
-            return match self.next().await {
-                Some(Event::Token(text)) => Piece::Text(text),
-                // The assistant runs no tools of its own for these turns: the client does.
-                Some(Event::ToolCall(_) | Event::ToolResult(_)) => continue,
-                // Nothing to store in an ephemeral turn, but its answer is made the same way.
-                Some(Event::Complete(complete)) => match complete.persist().await {
-                    Ok(outcome) => Piece::End(outcome.finished),
-                    Err(e) => Piece::Failed(e.into()),
-                },
-                Some(Event::Error(e)) => Piece::Failed(e.into()),
-                None => Piece::Failed(AssistantError::stopped().into()),
-            };
-        }
-    }
-}
-
-impl Pieces for Reply {
-    async fn next_piece(&mut self) -> Piece {
-        match self.next().await {
-            Some(engine::Event::Token(text)) => Piece::Text(text),
-            Some(engine::Event::Done(finished)) => Piece::End(finished),
-            Some(engine::Event::Error(e)) => Piece::Failed(e.into()),
-            None => Piece::Failed(AssistantError::stopped().into()),
-        }
-    }
-}
 
 /// `/api/chat` or `/api/generate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +39,25 @@ pub(super) fn call_json(call: &ToolCall) -> Value {
 }
 
 impl Frames {
+    /// Runs a turn and answers it: NDJSON when the turn streams, else one object.
+    pub async fn answer(
+        http: &HttpRequest,
+        state: &AppState,
+        turn: Turn,
+        kind: Kind,
+        started: Instant,
+    ) -> Result<HttpResponse, OllamaError> {
+        let stream = turn.stream;
+        let prepared = state.assistant.prepare(turn).await?;
+        let model = ollama_name(prepared.model());
+        let running = unless_gone(http, prepared.run()).await??;
+        let frames = Frames { kind, model, clock: Clock { started, load: started.elapsed() } };
+        if stream {
+            return Ok(frames.stream(running));
+        }
+        let outcome = unless_gone(http, running.finish()).await??;
+        Ok(frames.whole(&outcome.text, &outcome.finished))
+    }
     fn head(&self) -> Value {
         json!({ "model": self.model, "created_at": rfc3339(SystemTime::now()) })
     }

@@ -2,54 +2,12 @@
 //! tool calls (`delta.tool_calls`, one chunk per call), a final chunk with
 //! `finish_reason`, optional usage, then `data: [DONE]`.
 
-use crate::assistant::{AssistantError, Event, Reply, Running};
-use crate::engine::{self, Finished};
+use crate::engine::Finished;
 use crate::error::ApiError;
+use crate::http::pieces::{Piece, Pieces};
 use crate::http::sse::sse_event;
 use bytes::Bytes;
 use serde_json::{json, Value};
-
-/// What a streamed reply is made of, whatever produced it.
-pub(super) enum Piece {
-    Text(String),
-    End(Finished),
-    Failed(ApiError),
-}
-
-/// Where the pieces come from: a chat turn, or a raw text completion.
-pub(super) trait Pieces {
-    async fn next_piece(&mut self) -> Piece;
-}
-
-impl Pieces for Running {
-    async fn next_piece(&mut self) -> Piece {
-        loop {
-            return match self.next().await {
-                Some(Event::Token(text)) => Piece::Text(text),
-                // Tool calls are not part of these streams yet.
-                Some(Event::ToolCall(_) | Event::ToolResult(_)) => continue,
-                // Nothing to store in a stateless turn, but its answer is made the same way.
-                Some(Event::Complete(complete)) => match complete.persist().await {
-                    Ok(outcome) => Piece::End(outcome.finished),
-                    Err(e) => Piece::Failed(e.into()),
-                },
-                Some(Event::Error(e)) => Piece::Failed(e.into()),
-                None => Piece::Failed(AssistantError::stopped().into()),
-            };
-        }
-    }
-}
-
-impl Pieces for Reply {
-    async fn next_piece(&mut self) -> Piece {
-        match self.next().await {
-            Some(engine::Event::Token(text)) => Piece::Text(text),
-            Some(engine::Event::Done(finished)) => Piece::End(finished),
-            Some(engine::Event::Error(e)) => Piece::Failed(e.into()),
-            None => Piece::Failed(AssistantError::stopped().into()),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
