@@ -421,3 +421,25 @@ pub fn sse_events(body: &str) -> Vec<(String, String)> {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no code>")
 }
+
+/// Runs a Python client script of `tests/clients/` with `env` and returns the JSON report it
+/// prints last; fails naming the package to install (`package`) when the client fails.
+/// The interpreter is `HEARTH_TEST_PYTHON` (scripts/test.sh's .venv-test), else `python3`.
+pub fn python_client(script: &str, env: &[(&str, &str)], package: &str) -> Value {
+    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&python)
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed (is {package} installed for {python}? pip install '{package}', or set \
+         HEARTH_TEST_PYTHON)\n{stdout}\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}

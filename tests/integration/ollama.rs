@@ -2,7 +2,7 @@
 //! naming whatever Hearth does not do, Hearth's own `/api/chat` beside Ollama's, and the
 //! official `ollama` Python client.
 
-use crate::common::{default_model, small_model, Server, ServerOptions};
+use crate::common::{default_model, python_client, small_model, Server, ServerOptions};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::time::Duration;
@@ -340,22 +340,11 @@ fn a_tool_call_and_its_result_in_ollamas_shape() {
 fn the_ollama_python_client_drives_tools_and_streaming() {
     let server = Server::start(minilm_options(default_model()));
     let token = server.user("alice");
-    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/ollama_client.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .env("HEARTH_URL", &server.url)
-        .env("HEARTH_TOKEN", &token)
-        .output()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the ollama client failed (is the `ollama` package installed for {python}? \
-         pip install 'ollama>=0.4,<1', or set HEARTH_TEST_PYTHON)\n{stdout}\n{stderr}"
+    let report = python_client(
+        "ollama_client.py",
+        &[("HEARTH_URL", &server.url), ("HEARTH_TOKEN", &token)],
+        "ollama>=0.4,<1",
     );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let model = "qwen2.5-coder-0.5b-instruct:latest";
     assert_eq!(report["models"][0], model, "{report}");
     assert_eq!(report["capabilities"], json!(["completion", "tools"]), "{report}");

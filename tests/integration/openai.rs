@@ -1,6 +1,6 @@
 //! The OpenAI-compatible API: shapes the official clients rely on.
 
-use crate::common::{small_model, sse_events, Server, ServerOptions};
+use crate::common::{python_client, small_model, sse_events, Server, ServerOptions};
 use serde_json::{json, Value};
 
 fn request(stream: bool) -> Value {
@@ -97,21 +97,11 @@ fn the_official_python_client_streams_a_reply() {
     let options = ServerOptions::new(small_model()).env("HEARTH_EMBEDDING_MODEL", "all-minilm-l6-v2");
     let server = Server::start(options);
     let token = server.user("alice");
-    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_stream.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .env("OPENAI_BASE_URL", format!("{}/v1", server.url))
-        .env("OPENAI_API_KEY", &token)
-        .output()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai client failed (is the `openai` package installed for {python}?)\n{stdout}\n{stderr}"
+    let report = python_client(
+        "openai_stream.py",
+        &[("OPENAI_BASE_URL", &format!("{}/v1", server.url)), ("OPENAI_API_KEY", &token)],
+        "openai>=1.30,<3",
     );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert!(report["chunks"].as_u64().unwrap() >= 2, "{report}");
     assert!(!report["text"].as_str().unwrap().is_empty(), "{report}");
     assert_eq!(report["model"], "smollm2-135m-instruct");

@@ -3,7 +3,7 @@
 //! streamed `delta.tool_calls`, `response_format`, the official `openai` client, and a 400
 //! naming whatever Hearth cannot do.
 
-use crate::common::{code, default_model, small_model, sse_events, Server, ServerOptions};
+use crate::common::{code, default_model, python_client, small_model, sse_events, Server, ServerOptions};
 use serde_json::{json, Value};
 
 fn tools() -> Value {
@@ -347,22 +347,11 @@ fn a_model_without_tool_support_and_unsupported_fields_get_a_400_naming_them() {
 fn the_official_python_client_drives_tools_and_streaming() {
     let server = Server::start(ServerOptions::new(default_model()));
     let token = server.user("alice");
-    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_tools.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .env("OPENAI_BASE_URL", format!("{}/v1", server.url))
-        .env("OPENAI_API_KEY", &token)
-        .output()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the openai client failed (is the `openai` package installed for {python}? \
-         pip install 'openai>=1.30,<3', or set HEARTH_TEST_PYTHON)\n{stdout}\n{stderr}"
+    let report = python_client(
+        "openai_tools.py",
+        &[("OPENAI_BASE_URL", &format!("{}/v1", server.url)), ("OPENAI_API_KEY", &token)],
+        "openai>=1.30,<3",
     );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(report["call"]["name"], "get_weather", "{report}");
     assert!(report["call"]["arguments"]["city"].as_str().unwrap().contains("Paris"), "{report}");
     assert_eq!(report["streamed_call"], report["call"], "{report}");
