@@ -232,6 +232,15 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::reminders::ReminderError> for ApiError {
+    fn from(e: crate::reminders::ReminderError) -> Self {
+        match e {
+            crate::reminders::ReminderError::Invalid(why) => ApiError::invalid(why),
+            crate::reminders::ReminderError::Store(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ import { loginPage, onboardPage } from './auth.js';
 import { chatPage } from './chat.js';
 import { adminPage } from './admin.js';
 import { documentsPage } from './documents.js';
+import * as notices from './notices.js';
 
 const root = document.getElementById('app');
 const banner = document.getElementById('banner');
@@ -64,6 +65,7 @@ async function logout() {
 
 async function signIn() {
   user = null;
+  notices.stop();
   page?.destroy?.();
   page = null;
   let status = { needed: false };
@@ -85,6 +87,7 @@ function signedIn(who) {
 
 function route() {
   if (!user) return;
+  notices.listen();
   page?.destroy?.();
   const ctx = { user, showError, clearError, topbar };
   const hash = location.hash;

@@ -437,12 +437,31 @@ export function chatPage(ctx) {
     }
   }
 
+  // A reminder that rang is written into the conversation it was set in: shown there
+  // when that one is open, and the list moves it to the top.
+  function onNotice(e) {
+    const notice = e.detail;
+    if (notice.reminder?.conversation_id && notice.reminder.conversation_id === conversationId) {
+      const view = bubble('assistant', notice.text);
+      view.art.classList.add('notice');
+      view.meta.textContent = 'Reminder';
+      scrollDown();
+    }
+    loadList();
+  }
+  window.addEventListener('hearth:notice', onNotice);
+
   empty();
   loadList();
   loadModels();
   return {
     el,
     focus: () => input.focus(),
-    destroy: () => { running?.abort(); voice.destroy(); clearTimeout(searchTimer); },
+    destroy: () => {
+      running?.abort();
+      voice.destroy();
+      clearTimeout(searchTimer);
+      window.removeEventListener('hearth:notice', onNotice);
+    },
   };
 }

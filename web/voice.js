@@ -196,6 +196,10 @@ export function voiceControl(hooks) {
       case 'tool_call':
         if (turn && !turn.cancelSent) hooks.onEvent('tool_call', { name: m.name });
         break;
+      case 'notice':
+        // A reminder that rang, spoken between turns (the page shows it from /api/events).
+        if (!turn) turn = { notice: true };
+        break;
       case 'reply_delta':
         if (turn && !turn.cancelSent) hooks.onEvent('delta', { text: m.text });
         break;
@@ -205,6 +209,12 @@ export function voiceControl(hooks) {
         carry = null;
         audioEnded = false;
         schedule.reset();
+        break;
+      case 'notice_end':
+        if (!turn?.notice) break;
+        turn = null;
+        if (!holding && !playing.size) show('idle');
+        flush();
         break;
       case 'audio_end':
         audioEnded = true;

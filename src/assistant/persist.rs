@@ -42,6 +42,7 @@ async fn append(
 ) -> Result<TurnIds, AssistantError> {
     let turn = NewTurn {
         conversation_id: record.conversation_id,
+        new_id: record.new_id,
         user_id: record.user_id,
         user_message: record.message,
         reply: reply.to_string(),
@@ -93,8 +94,14 @@ mod tests {
         knowledge: Option<bool>,
         citations: Vec<Citation>,
     ) -> Complete {
-        let record =
-            Record { store: store.clone(), user_id, conversation_id, message: message.into(), knowledge };
+        let record = Record {
+            store: store.clone(),
+            user_id,
+            conversation_id,
+            new_id: None,
+            message: message.into(),
+            knowledge,
+        };
         Complete {
             text: format!("reply to {message}"),
             finished: finished(),

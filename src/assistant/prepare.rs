@@ -54,9 +54,18 @@ pub(crate) struct Record {
     pub user_id: i64,
     /// `None`: a new conversation.
     pub conversation_id: Option<String>,
+    /// A new conversation's id, chosen before the turn runs.
+    pub new_id: Option<String>,
     pub message: String,
     /// The knowledge choice the turn gave, remembered for the conversation.
     pub knowledge: Option<bool>,
+}
+
+impl Record {
+    /// The conversation's id, a new one's included.
+    fn conversation(&self) -> Option<&str> {
+        self.conversation_id.as_deref().or(self.new_id.as_deref())
+    }
 }
 
 impl Prepared {
@@ -80,7 +89,18 @@ impl Assistant {
     /// Checks a turn and gathers what it needs: the conversation so far, the sampling
     /// options, the model, the documents.
     pub async fn prepare(&self, turn: Turn) -> Result<Prepared, AssistantError> {
-        let Turn { who, conversation, sampling, model, knowledge, stream, style, constraint, skills } = turn;
+        let Turn {
+            who,
+            conversation,
+            sampling,
+            model,
+            knowledge,
+            stream,
+            style,
+            constraint,
+            skills,
+            channel,
+        } = turn;
         let (messages, remembered, record) = match conversation {
             Conversation::Stored { id, message } => {
                 if message.trim().is_empty() {
@@ -97,7 +117,8 @@ impl Assistant {
                     Some(id) => read_conversation(&store, user_id, id.clone()).await?,
                 };
                 messages.push(ChatMessage::new("user", message.clone()));
-                let record = Record { store, user_id, conversation_id: id, message, knowledge };
+                let new_id = id.is_none().then(|| uuid::Uuid::new_v4().to_string());
+                let record = Record { store, user_id, conversation_id: id, new_id, message, knowledge };
                 (messages, remembered, Some(record))
             }
             Conversation::Ephemeral { messages } => {
@@ -129,7 +150,12 @@ impl Assistant {
         let tools = match skills && !knowledge && free_text {
             true => self.tool_loop(
                 &info,
-                skills::Context { user_id: who.user_id, cite_from: citations.len() + 1 },
+                skills::Context {
+                    user_id: who.user_id,
+                    cite_from: citations.len() + 1,
+                    channel,
+                    conversation_id: record.as_ref().and_then(Record::conversation).map(Into::into),
+                },
                 sampling::documents_temperature(asked_temperature, params.temperature),
             ),
             false => None,

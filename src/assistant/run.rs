@@ -230,7 +230,7 @@ impl Running {
             Step::Execute(call) => {
                 let ledger = self.ledger.as_mut().expect("a running turn has its ledger");
                 tools.ctx.cite_from = ledger.citations.len() + 1;
-                let (run, citations) = tools.skills.run(&call, tools.ctx).await;
+                let (run, citations) = tools.skills.run(&call, tools.ctx.clone()).await;
                 ledger.citations.extend(citations);
                 self.results.push(ChatMessage::tool_result(
                     &run.id,
@@ -325,8 +325,8 @@ mod tests {
     {
         let (engine, seen) = engine::Engine::scripted(replies);
         let skills =
-            crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None);
-        let ctx = crate::skills::Context { user_id: None, cite_from: 1 };
+            crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None, None);
+        let ctx = crate::skills::Context::new(None, crate::notices::Channel::Console);
         let tools = (rounds > 0).then(|| ToolLoop {
             specs: skills.specs(&ctx),
             skills,

@@ -2,6 +2,7 @@
 
 use super::Sampling;
 use crate::engine::{ChatMessage, Constraint, Owner};
+pub use crate::notices::Channel;
 
 /// One turn to answer.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Turn {
     /// turn that does not use the documents, on a model whose chat template speaks tools,
     /// is offered any.
     pub skills: bool,
+    /// Where the turn came from: what its skills set up (a timer) is told there.
+    pub channel: Channel,
 }
 
 impl Turn {
@@ -43,6 +46,7 @@ impl Turn {
             style: Style::Written,
             constraint: Constraint::default(),
             skills: false,
+            channel: Channel::Chat,
         }
     }
 }

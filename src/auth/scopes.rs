@@ -41,6 +41,8 @@ impl Scope {
             "/api/chat",
             "/api/conversations",
             "/api/search",
+            "/api/reminders",
+            "/api/events",
             "/v1/chat",
             "/v1/completions",
             "/v1/embeddings",
@@ -172,6 +174,8 @@ mod tests {
         assert_eq!(Scope::required_for("/api/tags"), Some(Scope::Chat), "the Ollama API is chat");
         assert_eq!(Scope::required_for("/api/embed"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/conversations/abc"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/reminders/3"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/events"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/documents/7"), Some(Scope::Documents));
         assert_eq!(Scope::required_for("/v1/audio/transcriptions"), Some(Scope::Voice));
         assert_eq!(Scope::required_for("/api/ws"), Some(Scope::Voice));

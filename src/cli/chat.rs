@@ -181,6 +181,7 @@ impl Local {
             &settings.skills.enabled,
             std::time::Duration::from_secs(settings.skills.timeout_secs),
             None,
+            None,
         );
         Ok(Local {
             assistant: Assistant::new(settings, models).with_skills(skills),
@@ -195,7 +196,12 @@ impl Backend for Local {
         let mut messages = self.history.clone();
         messages.push(ChatMessage::new("user", message));
         let conversation = Conversation::Ephemeral { messages: messages.clone() };
-        let turn = Turn { knowledge: Some(false), skills: true, ..Turn::new(Who::CONSOLE, conversation) };
+        let turn = Turn {
+            knowledge: Some(false),
+            skills: true,
+            channel: crate::notices::Channel::Console,
+            ..Turn::new(Who::CONSOLE, conversation)
+        };
         let assistant = &self.assistant;
         let outcome = self.runtime.block_on(async {
             let mut running = assistant.prepare(turn).await?.run().await?;

@@ -6,6 +6,8 @@ use crate::engine::Registry;
 use crate::http::{self, AppState};
 use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
+use crate::notices::Notices;
+use crate::reminders::Reminders;
 use crate::search::SearchIndex;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -54,7 +56,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         models: models.clone(),
         settings: settings.clone(),
     };
-    let jobs = JobRunner::start(knowledge.clone());
+    let timers = crate::jobs::Wake::default();
+    let reminders = Reminders::new(store.clone(), Notices::default(), timers.clone());
+    let jobs = JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)));
     let voice = Voice::start(&settings, &metrics);
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
@@ -63,6 +67,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             &settings.skills.enabled,
             std::time::Duration::from_secs(settings.skills.timeout_secs),
             Some(knowledge.clone()),
+            Some(reminders.clone()),
         ));
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
@@ -99,6 +104,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         knowledge,
         assistant,
         jobs,
+        reminders,
         voice,
         tls,
         names,

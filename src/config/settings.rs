@@ -214,8 +214,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SkillSettings {
-    /// Skills offered to the model as tools: `clock`, `search_documents`. Empty: none, and
-    /// chats are plain. Only models whose chat template speaks tools are offered any.
+    /// Skills offered to the model as tools: `clock`, `search_documents`, `set_timer`,
+    /// `set_reminder`, `list_reminders`, `cancel_reminder`. Empty: none, and chats are plain. Only models whose chat template speaks tools are offered any.
     pub enabled: Vec<String>,
     /// Rounds of tool calls one turn may make before it must answer in words (a round may
     /// hold several calls).
@@ -226,7 +226,9 @@ pub struct SkillSettings {
 
 impl Default for SkillSettings {
     fn default() -> Self {
-        Self { enabled: vec!["clock".into(), "search_documents".into()], max_rounds: 1, timeout_secs: 10 }
+        let enabled =
+            ["clock", "search_documents", "set_timer", "set_reminder", "list_reminders", "cancel_reminder"];
+        Self { enabled: enabled.map(String::from).to_vec(), max_rounds: 1, timeout_secs: 10 }
     }
 }
 

@@ -18,6 +18,7 @@ mod openai;
 mod paging;
 mod peer;
 mod pieces;
+mod reminders;
 mod search;
 mod speech;
 pub(crate) mod spool;
@@ -55,6 +56,8 @@ pub struct AppState {
     /// Turns of conversation, for every chat channel.
     pub assistant: crate::assistant::Assistant,
     pub jobs: JobRunner,
+    /// Timers and reminders, and the notices that tell them.
+    pub reminders: crate::reminders::Reminders,
     pub voice: Voice,
     /// TLS as served (`None`: plain HTTP, `tls.mode = "off"`).
     pub tls: Option<Tls>,
@@ -84,6 +87,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         // Hearth's chat and Ollama's (`messages`): `ollama::api_chat` tells them apart.
         .service(resource("/api/chat").route(web::post().to(ollama::api_chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
+        .service(
+            resource("/api/reminders")
+                .route(web::get().to(reminders::list))
+                .route(web::post().to(reminders::create)),
+        )
+        .service(resource("/api/reminders/{id}").route(web::delete().to(reminders::cancel)))
+        .service(resource("/api/events").route(web::get().to(reminders::events)))
         .service(
             resource("/api/documents")
                 .route(web::get().to(documents::list))

@@ -5,6 +5,7 @@
 use super::AppState;
 use crate::assistant::{AssistantError, Conversation, Event, Style, Turn, Who};
 use crate::error::{ApiError, ErrorCode};
+use crate::notices::Notice;
 use crate::voice::pipeline::Sentences;
 use crate::voice::stt::TranscribeRequest;
 use crate::voice::tts::SpeakRequest;
@@ -118,6 +119,7 @@ async fn answer(
         knowledge: settings.knowledge,
         style: Style::Spoken,
         skills: true,
+        channel: crate::notices::Channel::Voice,
         ..Turn::new(Who::user(user_id), conversation)
     };
     let mut running = state.assistant.prepare(turn).await?.run().await?;
@@ -193,6 +195,31 @@ async fn answer(
     });
     session.text(done.to_string()).await.map_err(|_| closed())?;
     Ok(Some(ids.conversation_id))
+}
+
+/// Tells a notice (a reminder that rang) on a voice connection: `{"type": "notice", "text",
+/// "reminder"}`, then the text spoken like an answer's audio, then `{"type": "notice_end"}`
+/// (also when it could not be spoken).
+pub async fn tell(
+    state: web::Data<AppState>,
+    voice: Option<String>,
+    notice: Notice,
+    session: Session,
+) -> Option<String> {
+    let mut out = session.clone();
+    let message = json!({"type": "notice", "text": notice.text, "reminder": notice.reminder});
+    if out.text(message.to_string()).await.is_err() {
+        return None;
+    }
+    state.reminders.delivered(notice.reminder.id).await;
+    let (tx, sentences) = mpsc::unbounded_channel();
+    let _ = tx.send(notice.text);
+    drop(tx);
+    if let Err(e) = speak(state, voice, sentences, session).await {
+        tracing::warn!(error = %e.message, "a notice could not be spoken");
+    }
+    let _ = out.text(json!({"type": "notice_end"}).to_string()).await;
+    None
 }
 
 /// Speaks each sentence as it arrives; returns when the first audio was sent.

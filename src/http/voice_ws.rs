@@ -11,19 +11,25 @@
 //! `transcript`, `reply_delta`s, `audio_start` (rate, channels, format), binary s16le
 //! frames of each sentence as soon as it is synthesized, `audio_end`, and `done` with the
 //! stored turn's ids and per-stage latencies (also on `/metrics`); or `error` with a
-//! stable code. Audio that arrives while a turn is being answered is dropped.
+//! stable code. Between turns, a reminder that rang (or rang while no channel was
+//! connected) comes as `{"type": "notice", "text", "reminder"}` followed by its spoken
+//! text (`audio_start`, frames, `audio_end`) and `notice_end`. Audio that arrives while a turn is being
+//! answered or a notice told is dropped.
 
 use super::voice_turn::{self, Input, TurnSettings};
 use super::{AppState, Caller, Credential};
 use crate::auth::revocation::Revoked;
 use crate::error::{ApiError, ErrorCode};
+use crate::notices::Notice;
 use crate::voice::pipeline::{Capture, CaptureEvent};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, Session};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::VecDeque;
 use std::time::Instant;
+use tokio::sync::broadcast::error::RecvError;
 
 /// Largest WebSocket message accepted (a second of 16 kHz PCM is 32 KB).
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -104,12 +110,27 @@ async fn run(
     let voice = &state.settings.voice;
     let mut settings = TurnSettings::default();
     let mut capture = Capture::new(settings.vad_silence_ms, voice.max_audio_seconds.min(120));
-    // The turn being answered, and where it reports its conversation id.
+    // The turn being answered (or a notice being told), and where it reports its
+    // conversation id.
     let mut turn: Option<tokio::task::JoinHandle<Option<String>>> = None;
+    // Notices for this user (a reminder that rang), told between turns: first those missed.
+    let mut notices = state.reminders.notices().subscribe();
+    let mut waiting: VecDeque<Notice> = state.reminders.missed(caller.user.id).await.into();
     if !send(&mut session, json!({"type": "ready", "rate": 16000, "format": "s16le"})).await {
         return;
     }
     loop {
+        if turn.is_none() {
+            if let Some(notice) = waiting.pop_front() {
+                let voice = settings.voice.clone();
+                turn = Some(actix_web::rt::spawn(voice_turn::tell(
+                    state.clone(),
+                    voice,
+                    notice,
+                    session.clone(),
+                )));
+            }
+        }
         let finished = async {
             match turn.as_mut() {
                 Some(handle) => handle.await.ok().flatten(),
@@ -119,6 +140,15 @@ async fn run(
         let message = tokio::select! {
             conversation = finished => Err(conversation),
             message = stream.next() => Ok(message),
+            notice = notices.recv() => {
+                match notice {
+                    Ok(notice) if notice.user_id == caller.user.id => waiting.push_back((*notice).clone()),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => waiting.extend(state.reminders.missed(caller.user.id).await),
+                    Err(RecvError::Closed) => {}
+                }
+                continue;
+            }
             revocation = revoked.recv() => {
                 // A listener that fell behind cannot know whether it was named: it hangs up
                 // too (and so it would if the broadcast ended, which the server never lets).

@@ -1,9 +1,12 @@
 //! The background job runner: one worker thread that claims persistent jobs from
-//! SQLite (see `store::jobs`) and runs them, a heartbeat thread that keeps its claims
-//! alive, and a wake-up call for new work. Jobs survive restarts: a job whose runner
-//! died is claimed again by the next one (in this process or another).
+//! SQLite (see `store::jobs`) and runs them, a timer worker for the jobs that wait for a
+//! time (reminders), a heartbeat thread that keeps their claims alive, and wake-up calls
+//! for new work. Jobs survive restarts: a job whose runner died is claimed again by the
+//! next one (in this process or another), and a reminder due while the box was off fires
+//! when it starts.
 
 use crate::knowledge::Knowledge;
+use crate::reminders::Reminders;
 use crate::store::Job;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,18 +18,52 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often an idle runner looks for jobs queued by other processes.
 const POLL: Duration = Duration::from_secs(2);
 
+/// The longest the timer worker sleeps without looking (a reminder added by another
+/// process, or a clock that jumped).
+const TIMER_POLL: Duration = Duration::from_secs(30);
+
+/// A wake-up call for a worker thread. Clone it freely.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<(Mutex<bool>, Condvar)>);
+
+impl Wake {
+    pub fn notify(&self) {
+        let (flag, condvar) = &*self.0;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        condvar.notify_one();
+    }
+
+    /// Waits for a call or `timeout`, whichever comes first.
+    fn wait(&self, timeout: Duration) {
+        let (flag, condvar) = &*self.0;
+        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut woken, _) =
+            condvar.wait_timeout_while(guard, timeout, |w| !*w).unwrap_or_else(|p| p.into_inner());
+        *woken = false;
+    }
+}
+
 /// A handle to the runner; clone it freely.
 #[derive(Clone)]
 pub struct JobRunner {
-    wake: Arc<(Mutex<bool>, Condvar)>,
+    wake: Wake,
     owner: Arc<str>,
 }
 
 impl JobRunner {
-    /// Starts the worker and heartbeat threads.
-    pub fn start(knowledge: Knowledge) -> JobRunner {
+    /// Starts the worker and heartbeat threads, and with `timers` (the service: reminders
+    /// and the wake-up call they ring when one is set) the timer worker.
+    pub fn start(knowledge: Knowledge, timers: Option<(Reminders, Wake)>) -> JobRunner {
         let owner: Arc<str> = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()).into();
-        let runner = JobRunner { wake: Arc::new((Mutex::new(false), Condvar::new())), owner };
+        let runner = JobRunner { wake: Wake::default(), owner };
+        if let Some((reminders, wake)) = timers {
+            let store = knowledge.store.clone();
+            let timer_owner = runner.owner.clone();
+            std::thread::Builder::new()
+                .name("hearth-timers".into())
+                .spawn(move || timer_work(&store, &timer_owner, &reminders, &wake))
+                .expect("spawning the timer thread");
+        }
         let worker = runner.clone();
         let worker_knowledge = knowledge.clone();
         std::thread::Builder::new()
@@ -54,17 +91,11 @@ impl JobRunner {
 
     /// Tells the worker there is new work.
     pub fn wake(&self) {
-        let (flag, condvar) = &*self.wake;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        condvar.notify_one();
+        self.wake.notify();
     }
 
     fn wait(&self) {
-        let (flag, condvar) = &*self.wake;
-        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut woken, _) =
-            condvar.wait_timeout_while(guard, POLL, |w| !*w).unwrap_or_else(|p| p.into_inner());
-        *woken = false;
+        self.wake.wait(POLL);
     }
 
     fn work(&self, knowledge: Knowledge, runtime: &tokio::runtime::Handle) {
@@ -113,5 +144,34 @@ impl JobRunner {
                 tracing::warn!(error = %e, "search index update failed; it is retried");
             }
         }
+    }
+}
+
+/// The timer worker: fires each timed job when it is due, then sleeps until the next one
+/// (or a wake-up call, or [`TIMER_POLL`]).
+fn timer_work(store: &crate::store::Store, owner: &str, reminders: &Reminders, wake: &Wake) {
+    loop {
+        let now = crate::store::now();
+        match store.claim_timed_job(owner, now) {
+            Ok(Some(job)) => {
+                let outcome = match job.reminder_id {
+                    Some(id) => catch_unwind(AssertUnwindSafe(|| reminders.fire(id)))
+                        .unwrap_or_else(|_| Err("the reminder crashed while firing".into())),
+                    None => Err(format!("a '{}' job without its reminder", job.kind)),
+                };
+                if let Err(e) = &outcome {
+                    tracing::warn!(job = %job.id, error = %e, "timed job failed");
+                }
+                if let Err(e) = store.finish_job(&job.id, owner, outcome) {
+                    tracing::error!(job = %job.id, error = %e, "could not record the job's end");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot claim timed jobs"),
+        }
+        let next = store.next_timed_job_at().ok().flatten();
+        let sleep = next.map_or(TIMER_POLL, |at| Duration::from_secs((at - now).clamp(1, 30) as u64));
+        wake.wait(sleep.min(TIMER_POLL));
     }
 }

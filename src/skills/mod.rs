@@ -8,16 +8,20 @@
 //! (cancelled) and the model is told it failed. The bounded loop that feeds calls and
 //! results back to the model is the assistant's (`assistant/run.rs`).
 //!
-//! Built-ins: `clock` (the box's date and time), `search_documents` (the user's documents).
+//! Built-ins: `clock` (the box's date and time), `search_documents` (the user's documents),
+//! `set_timer`, `set_reminder`, `list_reminders`, `cancel_reminder` (`timers`).
 
 mod clock;
 mod documents;
+mod timers;
 
 pub use clock::Clock;
 pub use documents::SearchDocuments;
 
 use crate::engine::{ToolCall, ToolSpec};
 use crate::knowledge::{Citation, Knowledge};
+use crate::notices::Channel;
+use crate::reminders::Reminders;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
@@ -26,16 +30,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The built-in skills' names, for checking `[skills] enabled`.
-pub const BUILT_IN: &[&str] = &[clock::NAME, documents::NAME];
+pub const BUILT_IN: &[&str] =
+    &[clock::NAME, documents::NAME, timers::SET_TIMER, timers::SET_REMINDER, timers::LIST, timers::CANCEL];
 
 /// Who a skill runs for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
     /// The Hearth user; `None` for the console and voice satellites.
     pub user_id: Option<i64>,
     /// The number the first document excerpt a skill cites gets (`[n]`), after those the
     /// turn already has.
     pub cite_from: usize,
+    /// Where the turn came from (a timer set there is told there).
+    pub channel: Channel,
+    /// The stored conversation the turn belongs to (new ones have their id already).
+    pub conversation_id: Option<Arc<str>>,
+}
+
+impl Context {
+    /// A context for a user (or nobody) on a channel, outside any conversation.
+    pub fn new(user_id: Option<i64>, channel: Channel) -> Context {
+        Context { user_id, cite_from: 1, channel, conversation_id: None }
+    }
 }
 
 /// What a skill answered.
@@ -101,13 +117,25 @@ pub struct Skills {
 
 impl Skills {
     /// The built-ins named in `enabled` (unknown names were refused when the settings
-    /// were checked); `search_documents` only with documents to search.
-    pub fn built_in(enabled: &[String], timeout: Duration, knowledge: Option<Knowledge>) -> Skills {
+    /// were checked); `search_documents` only with documents to search, the timers only
+    /// with the reminders service.
+    pub fn built_in(
+        enabled: &[String],
+        timeout: Duration,
+        knowledge: Option<Knowledge>,
+        reminders: Option<Reminders>,
+    ) -> Skills {
         let mut skills: BTreeMap<&'static str, Arc<dyn Skill>> = BTreeMap::new();
         for name in enabled {
-            let skill: Arc<dyn Skill> = match (name.as_str(), &knowledge) {
-                (clock::NAME, _) => Arc::new(Clock),
-                (documents::NAME, Some(knowledge)) => Arc::new(SearchDocuments::new(knowledge.clone())),
+            let skill: Arc<dyn Skill> = match (name.as_str(), &knowledge, &reminders) {
+                (clock::NAME, _, _) => Arc::new(Clock),
+                (documents::NAME, Some(knowledge), _) => Arc::new(SearchDocuments::new(knowledge.clone())),
+                (name, _, Some(reminders)) if timers::NAMES.contains(&name) => {
+                    match timers::skill(name, reminders.clone()) {
+                        Some(skill) => skill,
+                        None => continue,
+                    }
+                }
                 _ => continue,
             };
             skills.insert(skill.name(), skill);
@@ -212,12 +240,14 @@ mod tests {
         }
     }
 
-    const ALICE: Context = Context { user_id: Some(1), cite_from: 1 };
-    const SATELLITE: Context = Context { user_id: None, cite_from: 1 };
+    const ALICE: Context =
+        Context { user_id: Some(1), cite_from: 1, channel: Channel::Chat, conversation_id: None };
+    const SATELLITE: Context =
+        Context { user_id: None, cite_from: 1, channel: Channel::Satellite, conversation_id: None };
 
     #[tokio::test]
     async fn the_clock_is_offered_and_answers_with_the_date_and_time() {
-        let skills = Skills::built_in(&["clock".into()], Duration::from_secs(5), None);
+        let skills = Skills::built_in(&["clock".into()], Duration::from_secs(5), None, None);
         let names: Vec<String> = skills.specs(&SATELLITE).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["clock"]);
         let (run, citations) = skills.run(&ToolCall::new("clock", json!({})), SATELLITE).await;
@@ -230,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_tools_bad_arguments_and_overruns_are_results_the_model_reads() {
         let skills =
-            Skills::built_in(&["clock".into()], Duration::from_millis(50), None).with(Arc::new(Slow));
+            Skills::built_in(&["clock".into()], Duration::from_millis(50), None, None).with(Arc::new(Slow));
         let (run, _) = skills.run(&ToolCall::new("launch", json!({})), ALICE).await;
         assert!(!run.ok && run.result.contains("no tool named 'launch'"), "{run:?}");
         let (run, _) = skills.run(&ToolCall::new("clock", json!("now")), ALICE).await;
@@ -242,10 +272,14 @@ mod tests {
 
     #[test]
     fn documents_need_documents_to_search_and_a_user() {
-        let skills =
-            Skills::built_in(&["clock".into(), "search_documents".into()], Duration::from_secs(1), None);
+        let skills = Skills::built_in(
+            &["clock".into(), "search_documents".into()],
+            Duration::from_secs(1),
+            None,
+            None,
+        );
         assert_eq!(skills.specs(&ALICE).len(), 1, "no knowledge: no search_documents");
-        assert!(Skills::built_in(&[], Duration::from_secs(1), None).is_empty());
+        assert!(Skills::built_in(&[], Duration::from_secs(1), None, None).is_empty());
     }
 
     #[test]

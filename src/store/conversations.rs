@@ -40,6 +40,9 @@ pub struct Message {
 pub struct NewTurn {
     /// An existing conversation of this user, or `None` to start one.
     pub conversation_id: Option<String>,
+    /// The id a started conversation gets (chosen before the turn ran, so what the turn's
+    /// skills did can refer to it); a fresh one when `None`.
+    pub new_id: Option<String>,
     pub user_id: i64,
     pub user_message: String,
     pub reply: String,
@@ -91,7 +94,7 @@ impl Store {
                 id.clone()
             }
             None => {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = turn.new_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 // (The knowledge setting is stored below, for new and old conversations.)
                 tx.execute(
                     "INSERT INTO conversations (id, user_id, title, created_at, updated_at)
@@ -263,6 +266,7 @@ mod tests {
     fn turn(user_id: i64, conversation_id: Option<String>, text: &str) -> NewTurn {
         NewTurn {
             conversation_id,
+            new_id: None,
             user_id,
             user_message: text.into(),
             reply: format!("reply to {text}"),

@@ -28,10 +28,19 @@ pub struct Job {
     pub updated_at: i64,
     #[serde(skip)]
     pub user_id: i64,
+    /// Not before this time (Unix seconds); `None`: at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reminder_id: Option<i64>,
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, document_id, state, progress, error, attempts, created_at, updated_at, user_id";
+const JOB_COLUMNS: &str = "id, kind, document_id, state, progress, error, attempts, created_at, updated_at, \
+                           user_id, run_at, reminder_id";
+
+/// The kinds of job that wait for a time (`run_at`), run by their own worker so that a
+/// long ingest cannot hold a timer back.
+pub const TIMED_KINDS: &str = "('reminder')";
 
 fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -45,6 +54,8 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
         user_id: row.get(9)?,
+        run_at: row.get(10)?,
+        reminder_id: row.get(11)?,
     })
 }
 
@@ -60,6 +71,23 @@ pub(super) fn insert_job(
         "INSERT INTO jobs (id, user_id, kind, document_id, state, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
         params![id, user_id, kind, document_id, t],
+    )?;
+    Ok(id)
+}
+
+/// A job that waits until `run_at` (Unix seconds), for a reminder.
+pub(super) fn insert_timed_job(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    kind: &str,
+    reminder_id: i64,
+    run_at: i64,
+) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    tx.execute(
+        "INSERT INTO jobs (id, user_id, kind, reminder_id, run_at, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+        params![id, user_id, kind, reminder_id, run_at, now()],
     )?;
     Ok(id)
 }
@@ -102,17 +130,44 @@ impl Store {
     /// Claims the oldest runnable job for `owner`: a queued one, or a running one whose
     /// owner died or stopped beating for `stale_secs`. A job out of attempts fails.
     pub fn claim_job(&self, owner: &str, stale_secs: i64) -> Result<Option<Job>> {
+        self.claim(
+            owner,
+            stale_secs,
+            &format!("kind NOT IN {TIMED_KINDS} AND coalesce(run_at, 0) <= ?1"),
+            now(),
+        )
+    }
+
+    /// Claims the timed job (a reminder's) due soonest by `at`, for `owner`. A timed job
+    /// whose runner died is claimed again at once (its owner is gone), like any job.
+    pub fn claim_timed_job(&self, owner: &str, at: i64) -> Result<Option<Job>> {
+        self.claim(owner, crate::jobs::STALE_SECS, &format!("kind IN {TIMED_KINDS} AND run_at <= ?1"), at)
+    }
+
+    /// When the next timed job is due, if any is waiting.
+    pub fn next_timed_job_at(&self) -> Result<Option<i64>> {
+        Ok(self.reader().query_row(
+            &format!(
+                "SELECT min(run_at) FROM jobs WHERE state IN ('queued', 'running') AND kind IN {TIMED_KINDS}"
+            ),
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn claim(&self, owner: &str, stale_secs: i64, which: &str, at: i64) -> Result<Option<Job>> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         let t = now();
         // (id, state, owner, heartbeat_at, attempts)
         type Candidate = (String, String, Option<String>, Option<i64>, i64);
         let candidates: Vec<Candidate> = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare(&format!(
                 "SELECT id, state, owner, heartbeat_at, attempts FROM jobs
-                 WHERE state IN ('queued', 'running') ORDER BY created_at, rowid",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+                 WHERE state IN ('queued', 'running') AND {which} ORDER BY run_at, created_at, rowid"
+            ))?;
+            let rows =
+                stmt.query_map([at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut claimed = None;

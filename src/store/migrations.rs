@@ -145,6 +145,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN disabled_at INTEGER;",
     // 7: the tools a reply called and what they answered (JSON, `skills::ToolRun`s).
     "ALTER TABLE messages ADD COLUMN tool_calls TEXT;",
+    // 8: timers and reminders (store::reminders), fired by a job that waits for `run_at`.
+    "CREATE TABLE reminders (
+        id              INTEGER PRIMARY KEY,
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        conversation_id TEXT,
+        channel         TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('timer', 'reminder')),
+        text            TEXT NOT NULL,
+        due_at          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'fired', 'cancelled')),
+        fired_at        INTEGER,
+        delivered_at    INTEGER
+    );
+    CREATE INDEX reminders_by_user ON reminders(user_id, state, due_at);
+    ALTER TABLE jobs ADD COLUMN run_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN reminder_id INTEGER REFERENCES reminders(id) ON DELETE CASCADE;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -41,6 +41,7 @@ impl Satellites {
             stream: false, // spoken whole
             style: Style::Spoken,
             skills: true,
+            channel: crate::notices::Channel::Satellite,
             ..Turn::new(Who::SATELLITES, conversation)
         };
         let prepared = self.assistant.prepare(turn).await.map_err(failure)?;

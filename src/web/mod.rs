@@ -30,6 +30,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("chat.js", JS, include_bytes!("../../web/chat.js")),
     ("admin.js", JS, include_bytes!("../../web/admin.js")),
     ("documents.js", JS, include_bytes!("../../web/documents.js")),
+    ("notices.js", JS, include_bytes!("../../web/notices.js")),
     ("voice.js", JS, include_bytes!("../../web/voice.js")),
     ("voice-worklet.js", JS, include_bytes!("../../web/voice-worklet.js")),
     ("icon.svg", SVG, include_bytes!("../../web/icon.svg")),

@@ -254,9 +254,15 @@ impl Server {
     }
 
     /// SIGKILL, then a new server on the same data dir.
-    pub fn kill_and_restart(mut self) -> Server {
+    pub fn kill_and_restart(self) -> Server {
+        self.kill_and_restart_after(Duration::ZERO)
+    }
+
+    /// SIGKILL, `down` with no server, then a new one on the same data dir.
+    pub fn kill_and_restart_after(mut self, down: Duration) -> Server {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        std::thread::sleep(down);
         self.restart()
     }
 

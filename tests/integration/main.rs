@@ -22,6 +22,7 @@ mod models_pull;
 mod ollama;
 mod openai;
 mod persistence;
+mod reminders;
 mod skills;
 mod tls;
 mod tools;

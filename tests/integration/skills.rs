@@ -81,10 +81,15 @@ fn a_question_that_needs_the_clock_is_answered_from_it_and_the_call_is_stored() 
 
 /// "What time is it?" in the box's own voice, as 16 kHz s16le PCM.
 fn spoken_question(server: &Server, token: &str) -> Vec<u8> {
+    spoken(server, token, "What time is it?")
+}
+
+/// `text` in the box's own voice (Piper), as 16 kHz s16le PCM after half a second of quiet.
+pub(crate) fn spoken(server: &Server, token: &str, text: &str) -> Vec<u8> {
     let response = ureq::post(&format!("{}/v1/audio/speech", server.url))
         .set("Authorization", &format!("Bearer {token}"))
         .timeout(Duration::from_secs(120))
-        .send_json(json!({"input": "What time is it?", "response_format": "wav"}))
+        .send_json(json!({"input": text, "response_format": "wav"}))
         .expect("speech");
     let mut wav = Vec::new();
     std::io::Read::read_to_end(&mut response.into_reader(), &mut wav).unwrap();

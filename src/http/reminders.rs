@@ -1,0 +1,156 @@
+//! `/api/reminders`: the caller's timers and reminders (list, set, cancel), and
+//! `GET /api/events`: the notices that reach the caller while connected (a reminder that
+//! rang), as server-sent events.
+//!
+//! `POST /api/reminders` takes `{"text": "call mum", "at": "18:30"}` or
+//! `{"in_seconds": 300, "kind": "timer", "text": "eggs"}` (`kind` is `reminder` unless
+//! said); `at` is a time of day (today, or tomorrow once passed) or a date and time, in the
+//! box's time zone. `GET /api/reminders` lists the pending ones, soonest first
+//! (`?all=true`: every one, newest first). `DELETE /api/reminders/{id}` cancels one.
+//!
+//! `GET /api/events` first sends the notices the caller missed while no channel was
+//! connected, then each one as it happens: `event: reminder`, data `{"text": "Reminder:
+//! call mum.", "reminder": {...}}`; a comment every 20 s keeps proxies from closing it.
+
+use super::sse::{sse_event, sse_response};
+use super::{json, AppState, Caller, Credential};
+use crate::error::ApiError;
+use crate::notices::{Channel, Notice};
+use crate::reminders::{when, Kind, Origin};
+use actix_web::{web, HttpResponse};
+use bytes::Bytes;
+use chrono::Local;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let reminders = state.reminders.list(caller.user.id, !query.all).await?;
+    Ok(json(&serde_json::json!({ "reminders": reminders })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReminder {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    in_seconds: Option<f64>,
+    /// The conversation it is written into when it rings.
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<NewReminder>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let now = Local::now();
+    let due = match (body.at.as_deref(), body.in_seconds) {
+        (Some(at), None) => when::parse_at(at, now),
+        (None, Some(seconds)) => when::after(seconds, now),
+        _ => return Err(ApiError::invalid("give one of 'at' (like \"18:30\") or 'in_seconds'")),
+    }
+    .map_err(ApiError::invalid)?;
+    let kind = match body.kind.as_deref() {
+        None | Some("reminder") => Kind::Reminder { text: body.text },
+        Some("timer") => Kind::Timer { label: body.text },
+        Some(other) => {
+            return Err(ApiError::invalid(format!("kind must be 'timer' or 'reminder', not '{other}'")))
+        }
+    };
+    let user_id = caller.user.id;
+    if let Some(id) = body.conversation_id.clone() {
+        state.store.run(move |store| store.conversation(user_id, &id)).await?;
+    }
+    let origin = Origin { user_id, channel: Channel::Chat, conversation_id: body.conversation_id };
+    let reminder = state.reminders.set(origin, kind, due).await?;
+    Ok(HttpResponse::Created().json(reminder))
+}
+
+pub async fn cancel(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let reminder = state.reminders.cancel(caller.user.id, id.into_inner()).await?;
+    Ok(json(&reminder))
+}
+
+fn frame(notice: &Notice) -> Bytes {
+    sse_event(Some("reminder"), &serde_json::to_string(notice).unwrap_or_default())
+}
+
+pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let user_id = caller.user.id;
+    // Subscribed before the missed ones are read: a notice in between comes twice at
+    // worst (the client keys them by reminder id), never not at all.
+    let mut live = state.reminders.notices().subscribe();
+    let mut revoked = state.revocations.subscribe();
+    let (token, login) = match caller.credential {
+        Credential::Token(id) => (Some(id), None),
+        Credential::Session(id) => (None, Some(id)),
+    };
+    let reminders = state.reminders.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    // The task ends when the client goes (a send fails), the credential is revoked, or
+    // the server stops.
+    actix_web::rt::spawn(async move {
+        let tell = |notices: Vec<Notice>| {
+            let (tx, reminders) = (tx.clone(), reminders.clone());
+            async move {
+                for notice in notices {
+                    if tx.send(frame(&notice)).await.is_err() {
+                        return false;
+                    }
+                    reminders.delivered(notice.reminder.id).await;
+                }
+                true
+            }
+        };
+        if !tell(reminders.missed(user_id).await).await
+            || tx.send(Bytes::from_static(b": connected\n\n")).await.is_err()
+        {
+            return;
+        }
+        loop {
+            let going = tokio::select! {
+                notice = live.recv() => match notice {
+                    Ok(notice) if notice.user_id == user_id => tell(vec![(*notice).clone()]).await,
+                    Ok(_) => true,
+                    // Fell behind: what was missed is read from the store.
+                    Err(RecvError::Lagged(_)) => tell(reminders.missed(user_id).await).await,
+                    Err(RecvError::Closed) => false,
+                },
+                revocation = revoked.recv() => !revocation.map_or(true, |r| r.ends(token, login, user_id)),
+                _ = tokio::time::sleep(KEEP_ALIVE) => tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok(),
+            };
+            if !going {
+                break;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (Ok::<_, actix_web::Error>(bytes), rx))
+    });
+    Ok(sse_response(stream))
+}
