@@ -18,6 +18,7 @@ pub mod import;
 pub mod jobs;
 pub mod knowledge;
 pub mod models;
+pub mod outbound;
 pub mod private_files;
 pub mod search;
 pub mod skills;
