@@ -181,7 +181,9 @@ impl Local {
             &settings.skills.enabled,
             std::time::Duration::from_secs(settings.skills.timeout_secs),
             None,
-        );
+        )
+        .with_configured(&settings)
+        .map_err(anyhow::Error::msg)?;
         Ok(Local {
             assistant: Assistant::new(settings, models).with_skills(skills),
             runtime,

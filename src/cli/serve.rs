@@ -56,14 +56,17 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let jobs = JobRunner::start(knowledge.clone());
     let voice = Voice::start(&settings, &metrics);
+    let skills = crate::skills::Skills::built_in(
+        &settings.skills.enabled,
+        std::time::Duration::from_secs(settings.skills.timeout_secs),
+        Some(knowledge.clone()),
+    )
+    .with_configured(&settings)
+    .map_err(anyhow::Error::msg)?;
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
         .with_knowledge(knowledge.clone())
-        .with_skills(crate::skills::Skills::built_in(
-            &settings.skills.enabled,
-            std::time::Duration::from_secs(settings.skills.timeout_secs),
-            Some(knowledge.clone()),
-        ));
+        .with_skills(skills);
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
     }
