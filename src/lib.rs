@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod knowledge;
 pub mod models;
 pub mod notices;
+pub mod outbound;
 pub mod private_files;
 pub mod reminders;
 pub mod search;

@@ -182,7 +182,9 @@ impl Local {
             std::time::Duration::from_secs(settings.skills.timeout_secs),
             None,
             None,
-        );
+        )
+        .with_configured(&settings)
+        .map_err(anyhow::Error::msg)?;
         Ok(Local {
             assistant: Assistant::new(settings, models).with_skills(skills),
             runtime,

@@ -60,15 +60,18 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let reminders = Reminders::new(store.clone(), Notices::default(), timers.clone());
     let jobs = JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)));
     let voice = Voice::start(&settings, &metrics);
+    let skills = crate::skills::Skills::built_in(
+        &settings.skills.enabled,
+        std::time::Duration::from_secs(settings.skills.timeout_secs),
+        Some(knowledge.clone()),
+        Some(reminders.clone()),
+    )
+    .with_configured(&settings)
+    .map_err(anyhow::Error::msg)?;
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
         .with_knowledge(knowledge.clone())
-        .with_skills(crate::skills::Skills::built_in(
-            &settings.skills.enabled,
-            std::time::Duration::from_secs(settings.skills.timeout_secs),
-            Some(knowledge.clone()),
-            Some(reminders.clone()),
-        ));
+        .with_skills(skills);
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
     }

@@ -6,13 +6,16 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod outbound;
 mod settings;
 mod tls;
 mod voice;
 
+pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
-    AcmeChallenge, KnowledgeSettings, LogFormat, LogSettings, ModelSettings, ServerSettings, Settings,
-    SkillSettings, StorageSettings, TlsMode, TlsSettings, VoiceSettings,
+    AcmeChallenge, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
+    OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings, TlsMode, TlsSettings,
+    VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 
@@ -67,6 +70,13 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_SKILLS", "skills.enabled", Kind::List),
     ("HEARTH_SKILLS_MAX_ROUNDS", "skills.max_rounds", Kind::Int),
     ("HEARTH_SKILLS_TIMEOUT_SECS", "skills.timeout_secs", Kind::Int),
+    ("HEARTH_OUTBOUND_ALLOWED_HOSTS", "outbound.allowed_hosts", Kind::List),
+    ("HEARTH_OUTBOUND_ALLOW_PRIVATE", "outbound.allow_private", Kind::Bool),
+    ("HEARTH_OUTBOUND_TIMEOUT_SECS", "outbound.timeout_secs", Kind::Int),
+    ("HEARTH_HOME_ASSISTANT_URL", "home_assistant.url", Kind::Str),
+    ("HEARTH_HOME_ASSISTANT_TOKEN", "home_assistant.token", Kind::Str),
+    ("HEARTH_HOME_ASSISTANT_TOKEN_FILE", "home_assistant.token_file", Kind::Str),
+    ("HEARTH_HOME_ASSISTANT_SERVICES", "home_assistant.services", Kind::List),
     ("HEARTH_EXTRACT_TIMEOUT_SECS", "knowledge.extract_timeout_secs", Kind::Int),
     ("HEARTH_EXTRACT_MEMORY_BYTES", "knowledge.extract_memory_bytes", Kind::Int),
     ("HEARTH_USER_QUOTA_BYTES", "knowledge.user_quota_bytes", Kind::Int),

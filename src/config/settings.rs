@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettings};
 pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
 pub use super::voice::VoiceSettings;
 
@@ -17,6 +18,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub knowledge: KnowledgeSettings,
     pub skills: SkillSettings,
+    pub outbound: OutboundSettings,
+    pub home_assistant: HomeAssistantSettings,
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
     pub log: LogSettings,
@@ -222,13 +225,16 @@ pub struct SkillSettings {
     pub max_rounds: u32,
     /// Longest a skill may run, in seconds; then it is stopped and the model told so.
     pub timeout_secs: u64,
+    /// Webhook skills (`[[skills.webhooks]]`): on once defined, under their own names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSettings>,
 }
 
 impl Default for SkillSettings {
     fn default() -> Self {
         let enabled =
             ["clock", "search_documents", "set_timer", "set_reminder", "list_reminders", "cancel_reminder"];
-        Self { enabled: enabled.map(String::from).to_vec(), max_rounds: 1, timeout_secs: 10 }
+        Self { enabled: enabled.map(String::from).to_vec(), max_rounds: 1, timeout_secs: 10, webhooks: Vec::new() }
     }
 }
 
@@ -354,6 +360,9 @@ impl Settings {
         if !(1..=600).contains(&s.timeout_secs) {
             return bad("skills.timeout_secs", "must be between 1 and 600");
         }
+        self.outbound.validate()?;
+        self.home_assistant.validate()?;
+        crate::skills::check_webhooks(self)?;
         self.voice.validate()
     }
 

@@ -9,13 +9,20 @@
 //! results back to the model is the assistant's (`assistant/run.rs`).
 //!
 //! Built-ins: `clock` (the box's date and time), `search_documents` (the user's documents),
-//! `set_timer`, `set_reminder`, `list_reminders`, `cancel_reminder` (`timers`).
+//! `set_timer`, `set_reminder`, `list_reminders`, `cancel_reminder` (`timers`). From the
+//! configuration (`configured.rs`): webhook skills (`webhook.rs`) and Home Assistant
+//! control (`home_assistant.rs`), whose HTTP goes through `outbound/`'s guard.
 
+mod arguments;
 mod clock;
+mod configured;
 mod documents;
 mod timers;
+pub mod home_assistant;
+pub mod webhook;
 
 pub use clock::Clock;
+pub use configured::{check_webhooks, configured};
 pub use documents::SearchDocuments;
 
 use crate::engine::{ToolCall, ToolSpec};

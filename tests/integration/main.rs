@@ -21,6 +21,7 @@ mod models_add;
 mod models_pull;
 mod ollama;
 mod openai;
+mod outbound;
 mod persistence;
 mod reminders;
 mod skills;
