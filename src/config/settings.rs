@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::telegram::TelegramSettings;
 pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
 pub use super::voice::VoiceSettings;
 
@@ -19,6 +20,7 @@ pub struct Settings {
     pub skills: SkillSettings,
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
+    pub telegram: TelegramSettings,
     pub log: LogSettings,
 }
 
@@ -352,7 +354,8 @@ impl Settings {
         if !(1..=600).contains(&s.timeout_secs) {
             return bad("skills.timeout_secs", "must be between 1 and 600");
         }
-        self.voice.validate()
+        self.voice.validate()?;
+        self.telegram.validate()
     }
 
     /// The socket address to bind (validated by [`Settings::validate`]).

@@ -24,7 +24,7 @@ pub use jobs::{Job, MAX_ATTEMPTS};
 pub use lookup::MessageRef;
 pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use preferences::VOICE_LANGUAGE;
-pub use users::{Role, TokenInfo, User};
+pub use users::{valid_user_name, Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
