@@ -145,6 +145,26 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE users ADD COLUMN disabled_at INTEGER;",
     // 7: the tools a reply called and what they answered (JSON, `skills::ToolRun`s).
     "ALTER TABLE messages ADD COLUMN tool_calls TEXT;",
+    // 8: the Telegram channel (store::telegram): where long polling goes on after a restart,
+    // each allowlisted chat's conversation, and replies stored but not yet all sent.
+    "CREATE TABLE telegram_poll (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        next_offset  INTEGER NOT NULL
+    );
+    CREATE TABLE telegram_chats (
+        chat_id          INTEGER PRIMARY KEY,
+        user_id          INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE TABLE telegram_replies (
+        update_id   INTEGER PRIMARY KEY,
+        chat_id     INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        speak       TEXT,
+        parts_sent  INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -15,6 +15,7 @@ mod lookup;
 mod migrations;
 mod outbox;
 mod preferences;
+mod telegram;
 mod users;
 
 pub use accounts::{Account, Onboarded};
@@ -24,6 +25,7 @@ pub use jobs::{Job, MAX_ATTEMPTS};
 pub use lookup::MessageRef;
 pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use preferences::VOICE_LANGUAGE;
+pub use telegram::TelegramReply;
 pub use users::{valid_user_name, Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};
