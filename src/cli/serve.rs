@@ -88,6 +88,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             Some((listener, Arc::new(satellites), options))
         }
     };
+    // The handle (`telegram.sender()`) can send to the allowlisted chats from elsewhere.
+    let telegram =
+        crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
+            .map_err(anyhow::Error::msg)?;
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
     let state = AppState {
@@ -110,6 +114,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             if let Some((listener, satellites, options)) = wyoming {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 tokio::spawn(wyoming::serve(listener, satellites, options, std::future::pending()));
+            }
+            if let Some(telegram) = telegram {
+                actix_web::rt::spawn(telegram.run());
             }
             http::serve(state).await
         })
