@@ -23,6 +23,7 @@ mod ollama;
 mod openai;
 mod persistence;
 mod skills;
+mod telegram;
 mod tls;
 mod tools;
 mod turns;
