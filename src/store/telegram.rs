@@ -48,6 +48,14 @@ impl Store {
         Ok(())
     }
 
+    /// The id of the user a chat speaks as, if that user exists and is not disabled.
+    pub fn telegram_user(&self, name: &str) -> Result<Option<i64>> {
+        let conn = self.reader();
+        Ok(conn
+            .query_row("SELECT id FROM users WHERE name = ?1 AND disabled_at IS NULL", [name], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The conversation a chat continues, if it has one and it belongs to `user_id` (a
     /// chat given to another user starts afresh).
     pub fn telegram_conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<String>> {
@@ -146,6 +154,11 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.telegram_offset().unwrap(), None);
         let alice = store.create_user("alice", Role::User).unwrap();
+        assert_eq!(store.telegram_user("alice").unwrap(), Some(alice.id));
+        assert_eq!(store.telegram_user("nobody").unwrap(), None);
+        store.set_disabled(alice.id, true).unwrap();
+        assert_eq!(store.telegram_user("alice").unwrap(), None, "a disabled user is not answered");
+        store.set_disabled(alice.id, false).unwrap();
         let ids = store.append_turn(&turn(alice.id)).unwrap();
         let reply =
             TelegramReply { update_id: 7, chat_id: 42, text: "hello".into(), speak: None, parts_sent: 0 };

@@ -60,17 +60,19 @@ impl Channel {
             }
             return self.handled(update_id).await;
         };
-        let user = {
+        let user_id = {
             let wanted = name.clone();
-            match self.store.run(move |s| s.find_user(&wanted)).await {
-                Ok(user) => user,
-                Err(StoreError::NotFound(_)) => {
+            match self.store.run(move |s| s.telegram_user(&wanted)).await? {
+                Some(id) => id,
+                None => {
                     if ignored.insert(chat_id) {
-                        tracing::warn!(chat_id, user = %name, "Telegram: telegram.chats names a user that does not exist; not answered");
+                        tracing::warn!(
+                            chat_id, user = %name,
+                            "Telegram: telegram.chats names a user that does not exist or is disabled; not answered"
+                        );
                     }
                     return self.handled(update_id).await;
                 }
-                Err(e) => return Err(e.into()),
             }
         };
         let _typing = self.typing(chat_id);
@@ -84,16 +86,16 @@ impl Channel {
             Said::Spoken(text) => (text, true),
             Said::Unanswerable(note) => return self.note(update_id, chat_id, &note).await,
         };
-        tracing::debug!(update_id, chat_id, user = %user.name, spoken, "Telegram: answering");
+        tracing::debug!(update_id, chat_id, user = %name, spoken, "Telegram: answering");
 
-        let conversation = self.store.run(move |s| s.telegram_conversation(chat_id, user.id)).await?;
+        let conversation = self.store.run(move |s| s.telegram_conversation(chat_id, user_id)).await?;
         let speak = spoken && self.voice_replies;
         let turn = Turn {
             stream: false,
             skills: true,
             style: if speak { Style::Spoken } else { Style::Written },
             ..Turn::new(
-                Who::user(user.id),
+                Who::user(user_id),
                 Conversation::Stored { id: conversation, message: question.clone() },
             )
         };
@@ -118,7 +120,7 @@ impl Channel {
         {
             let reply = reply.clone();
             let conversation_id = ids.conversation_id;
-            self.store.run(move |s| s.telegram_reply_stored(&reply, user.id, &conversation_id)).await?;
+            self.store.run(move |s| s.telegram_reply_stored(&reply, user_id, &conversation_id)).await?;
         }
         self.deliver(reply).await
     }
