@@ -1,8 +1,9 @@
 //! Audio in and out: WAV decoding to the 16 kHz mono `f32` that speech
 //! recognition wants, band-limited resampling, WAV encoding for synthesized
-//! speech, framing of 16 kHz s16le PCM streams, and voice activity detection.
+//! speech, OGG/Opus voice messages in and out (`ogg_opus.rs`, libopus), framing of 16 kHz s16le
+//! PCM streams, and voice activity detection.
 //!
-//! Everything here is pure Rust and works on bytes already in memory. Input is
+//! Everything here but the Opus codec is pure Rust, and all of it works on bytes already in memory. Input is
 //! untrusted: any byte string gives either audio or a typed [`AudioError`],
 //! never a panic, and header fields are checked against [`AudioLimits`] before
 //! anything is allocated for them.
@@ -17,12 +18,14 @@
 
 mod encode;
 mod frames;
+mod ogg_opus;
 mod resample;
 mod vad;
 mod wav;
 
 pub use encode::{encode_wav, f32_to_i16, wav_header, WavSample, STREAMING_DATA_LEN};
 pub use frames::{f32_to_s16le, s16le_to_f32, PcmFramer, FRAME_SAMPLES_20MS};
+pub use ogg_opus::{decode_ogg_opus_16k_mono, encode_ogg_opus};
 pub use resample::{resample, Resampler};
 pub use vad::{level_dbfs, Vad, VadConfig, VadEvent};
 pub use wav::{decode_wav, probe_wav, to_mono, Encoding, WavAudio, WavInfo};

@@ -96,6 +96,11 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             Some((listener, Arc::new(satellites), options))
         }
     };
+    // The handle (`telegram.sender()`) can send to the allowlisted chats from elsewhere.
+    let telegram =
+        crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
+            .map_err(anyhow::Error::msg)?;
+    let reminders_told = reminders.clone();
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
     let state = AppState {
@@ -119,6 +124,11 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             if let Some((listener, satellites, options)) = wyoming {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 tokio::spawn(wyoming::serve(listener, satellites, options, std::future::pending()));
+            }
+            if let Some(telegram) = telegram {
+                let reminders = crate::channels::telegram::tell_reminders(telegram.sender(), reminders_told);
+                actix_web::rt::spawn(reminders);
+                actix_web::rt::spawn(telegram.run());
             }
             http::serve(state).await
         })

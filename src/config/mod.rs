@@ -8,14 +8,15 @@
 
 mod outbound;
 mod settings;
+mod telegram;
 mod tls;
 mod voice;
 
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
     AcmeChallenge, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
-    OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings, TlsMode, TlsSettings,
-    VoiceSettings, WebhookSettings,
+    OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings, TelegramSettings, TlsMode,
+    TlsSettings, VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 
@@ -34,6 +35,8 @@ enum Kind {
     Bool,
     /// Comma-separated strings.
     List,
+    /// Comma-separated `key=value` pairs, a table of strings.
+    Map,
 }
 
 /// Environment variables and the keys they set.
@@ -94,6 +97,13 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_ACME_DIRECTORY", "tls.acme_directory", Kind::Str),
     ("HEARTH_ACME_CA", "tls.acme_ca", Kind::Str),
     ("HEARTH_ACME_CHALLENGE", "tls.acme_challenge", Kind::Str),
+    ("HEARTH_TELEGRAM_ENABLED", "telegram.enabled", Kind::Bool),
+    ("HEARTH_TELEGRAM_TOKEN", "telegram.token", Kind::Str),
+    ("HEARTH_TELEGRAM_TOKEN_FILE", "telegram.token_file", Kind::Str),
+    ("HEARTH_TELEGRAM_API_BASE", "telegram.api_base", Kind::Str),
+    ("HEARTH_TELEGRAM_CHATS", "telegram.chats", Kind::Map),
+    ("HEARTH_TELEGRAM_VOICE_REPLIES", "telegram.voice_replies", Kind::Bool),
+    ("HEARTH_TELEGRAM_POLL_TIMEOUT_SECS", "telegram.poll_timeout_secs", Kind::Int),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];
@@ -225,6 +235,16 @@ fn parse_value(raw: &str, kind: Kind) -> Result<Value, String> {
                 .map(|s| Value::String(s.into()))
                 .collect(),
         )),
+        Kind::Map => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => Ok((k.trim().to_string(), Value::String(v.trim().to_string()))),
+                None => Err(format!("expected key=value pairs separated by commas, got '{pair}'")),
+            })
+            .collect::<Result<Table, String>>()
+            .map(Value::Table),
     }
 }
 
@@ -290,6 +310,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&f.path().display().to_string()), "{text}");
         assert!(text.contains("treads"), "{text}");
+    }
+
+    #[test]
+    fn telegram_from_the_environment() {
+        let e = env(&[
+            ("HEARTH_TELEGRAM_ENABLED", "true"),
+            ("HEARTH_TELEGRAM_TOKEN", "123:abcDEF"),
+            ("HEARTH_TELEGRAM_CHATS", "12345=alice, -100200=bob"),
+            ("HEARTH_TELEGRAM_POLL_TIMEOUT_SECS", "2"),
+        ]);
+        let t = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.telegram;
+        assert!(t.enabled);
+        assert_eq!(t.allowed_chats(), [(12345, "alice".into()), (-100200, "bob".into())].into());
+        assert_eq!(t.poll_timeout_secs, 2);
+        let e = env(&[("HEARTH_TELEGRAM_CHATS", "12345")]);
+        let err = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap_err().to_string();
+        assert!(err.contains("HEARTH_TELEGRAM_CHATS") && err.contains("key=value"), "{err}");
+        // Enabled without a token: the error names the key.
+        let e = env(&[("HEARTH_TELEGRAM_ENABLED", "1"), ("HEARTH_TELEGRAM_CHATS", "1=alice")]);
+        let err = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap_err().to_string();
+        assert!(err.contains("telegram.token"), "{err}");
+        let f = file("[telegram]\nenabled = true\ntoken = \"9:x\"\n[telegram.chats]\n42 = \"alice\"\n");
+        let t = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap().settings.telegram;
+        assert_eq!(t.allowed_chats()[&42], "alice");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettings};
+pub use super::telegram::TelegramSettings;
 pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
 pub use super::voice::VoiceSettings;
 
@@ -22,6 +23,7 @@ pub struct Settings {
     pub home_assistant: HomeAssistantSettings,
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
+    pub telegram: TelegramSettings,
     pub log: LogSettings,
 }
 
@@ -234,7 +236,12 @@ impl Default for SkillSettings {
     fn default() -> Self {
         let enabled =
             ["clock", "search_documents", "set_timer", "set_reminder", "list_reminders", "cancel_reminder"];
-        Self { enabled: enabled.map(String::from).to_vec(), max_rounds: 1, timeout_secs: 10, webhooks: Vec::new() }
+        Self {
+            enabled: enabled.map(String::from).to_vec(),
+            max_rounds: 1,
+            timeout_secs: 10,
+            webhooks: Vec::new(),
+        }
     }
 }
 
@@ -363,7 +370,8 @@ impl Settings {
         self.outbound.validate()?;
         self.home_assistant.validate()?;
         crate::skills::check_webhooks(self)?;
-        self.voice.validate()
+        self.voice.validate()?;
+        self.telegram.validate()
     }
 
     /// The socket address to bind (validated by [`Settings::validate`]).

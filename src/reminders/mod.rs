@@ -136,6 +136,20 @@ impl Reminders {
         }
     }
 
+    /// Reminders set from Telegram that rang and were told nowhere yet (every user's).
+    pub async fn missed_on_telegram(&self) -> Vec<Notice> {
+        match self.store.run(|store| store.undelivered_reminders_on("telegram:")).await {
+            Ok(reminders) => reminders
+                .into_iter()
+                .map(|r| Notice { user_id: r.user_id, text: said(&r, Local::now()), reminder: r })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the reminders Telegram missed");
+                Vec::new()
+            }
+        }
+    }
+
     /// Records that a channel told the user.
     pub async fn delivered(&self, id: i64) {
         if let Err(e) = self.store.run(move |store| store.mark_reminder_delivered(id)).await {

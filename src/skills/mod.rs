@@ -17,8 +17,8 @@ mod arguments;
 mod clock;
 mod configured;
 mod documents;
-mod timers;
 pub mod home_assistant;
+mod timers;
 pub mod webhook;
 
 pub use clock::Clock;

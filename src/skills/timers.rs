@@ -166,7 +166,12 @@ impl Skill for Timers {
                         ))
                     })?;
                     let at = when::after(wait, now).map_err(SkillError::InvalidArguments)?;
-                    let label = arguments.get("label").and_then(Value::as_str).unwrap_or("").to_string();
+                    let label = arguments.get("label").and_then(Value::as_str).unwrap_or("").trim();
+                    // A label that only repeats the length ("5 seconds") says nothing.
+                    let label = match when::parse_wait(label) {
+                        Some(_) => String::new(),
+                        None => label.to_string(),
+                    };
                     let set =
                         reminders.set(origin(&ctx)?, Kind::Timer { label }, at).await.map_err(failed)?;
                     let length = when::say_duration(set.due_at - set.created_at);

@@ -162,6 +162,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reminders_by_user ON reminders(user_id, state, due_at);
     ALTER TABLE jobs ADD COLUMN run_at INTEGER;
     ALTER TABLE jobs ADD COLUMN reminder_id INTEGER REFERENCES reminders(id) ON DELETE CASCADE;",
+    // 9: the Telegram channel (store::telegram): where long polling goes on after a restart,
+    // each allowlisted chat's conversation, and replies stored but not yet all sent.
+    "CREATE TABLE telegram_poll (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        next_offset  INTEGER NOT NULL
+    );
+    CREATE TABLE telegram_chats (
+        chat_id          INTEGER PRIMARY KEY,
+        user_id          INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        conversation_id  TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE TABLE telegram_replies (
+        update_id   INTEGER PRIMARY KEY,
+        chat_id     INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        speak       TEXT,
+        parts_sent  INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

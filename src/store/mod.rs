@@ -16,6 +16,7 @@ mod migrations;
 mod outbox;
 mod preferences;
 mod reminders;
+mod telegram;
 mod users;
 
 pub use accounts::{Account, Onboarded};
@@ -26,7 +27,8 @@ pub use lookup::MessageRef;
 pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use preferences::VOICE_LANGUAGE;
 pub use reminders::{NewReminder, Reminder};
-pub use users::{Role, TokenInfo, User};
+pub use telegram::TelegramReply;
+pub use users::{valid_user_name, Role, TokenInfo, User};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

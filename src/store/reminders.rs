@@ -171,6 +171,19 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Fired reminders set on channels whose stored form starts with `prefix` (every
+    /// user's) that no channel has told yet, oldest first.
+    pub fn undelivered_reminders_on(&self, prefix: &str) -> Result<Vec<Reminder>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM reminders
+             WHERE state = 'fired' AND delivered_at IS NULL AND substr(channel, 1, length(?1)) = ?1
+             ORDER BY fired_at, id LIMIT 50"
+        ))?;
+        let rows = stmt.query_map([prefix], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Records that a live channel told the user (the first time only).
     pub fn mark_reminder_delivered(&self, id: i64) -> Result<()> {
         self.writer().execute(

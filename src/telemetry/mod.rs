@@ -15,8 +15,8 @@ pub fn init_logging(settings: &LogSettings) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(&settings.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"))
-        // ureq's debug lines carry whole request heads, with the secret headers of webhook
-        // skills (outbound/): never below info, whatever the filter asks.
+        // ureq's debug lines carry whole request heads: the secret headers of webhook skills
+        // (outbound/) and Telegram's URLs, which carry the bot token. Never below info.
         .add_directive("ureq=info".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match settings.format {

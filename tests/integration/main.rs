@@ -25,6 +25,7 @@ mod outbound;
 mod persistence;
 mod reminders;
 mod skills;
+mod telegram;
 mod tls;
 mod tools;
 mod turns;
