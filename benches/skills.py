@@ -9,6 +9,8 @@ with skills on; the plain cases also with `"skills": false`. Per case:
 
   clock      the clock was called and the reply tells its time, date, weekday, month or year
              (what the question asked: any of them counts)
+  timers     the case's skill (set_timer or set_reminder) was called, and what it set says the
+             expected length or time (and the reminder's words)
   documents  search_documents was called and the reply contains the expected words
   plain      no skill was called
   time       wall clock at the client for the whole turn, tool rounds included
@@ -41,7 +43,7 @@ MODELS = {
     "default": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     "1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
 }
-WANTED = {"clock": "clock", "documents": "search_documents", "plain": None}
+WANTED = {"clock": "clock", "documents": "search_documents", "timers": "(the case's skill)", "plain": None}
 
 
 def upload(ep: h.Endpoint, documents: dict) -> None:
@@ -107,7 +109,7 @@ def run_cases(ep: h.Endpoint, suite: dict) -> list[dict]:
     for case in suite["cases"]:
         answer, wall = ask(ep, case["prompt"], True)
         calls = [c["name"] for c in answer["tool_calls"]]
-        wanted = WANTED[case["kind"]]
+        wanted = case.get("skill") or WANTED[case["kind"]]
         row = {"kind": case["kind"], "prompt": case["prompt"], "calls": calls, "seconds": wall,
                "reply": answer["reply"][:240], "prompt_tokens": answer["usage"]["prompt_tokens"],
                "completion_tokens": answer["usage"]["completion_tokens"],
@@ -117,6 +119,11 @@ def run_cases(ep: h.Endpoint, suite: dict) -> list[dict]:
             row["answered"] = bool(clock) and told(answer["reply"], clock)
         elif case["kind"] == "documents":
             row["answered"] = contains(answer["reply"], case["expect"])
+        elif case["kind"] == "timers":
+            # Set right: the skill ran and what it set says the expected time (and text).
+            result = next((c["result"] for c in answer["tool_calls"] if c["name"] == wanted and c["ok"]), "")
+            row["answered"] = contains(result, case["expect"])
+            row["result"] = result
         else:
             plain, plain_wall = ask(ep, case["prompt"], False)
             row.update(answered=True, plain_seconds=plain_wall, plain_prompt_tokens=plain["usage"]["prompt_tokens"])
@@ -148,9 +155,10 @@ def write_section(record: dict, results: Path) -> None:
              f"`python3 benches/skills.py` on {record['date']} ({record['minutes']} min), build "
              f"`{build.get('git', '?')}` (`{record['binary']}`), {machine['cpu']}, {machine['logical_cpus']} "
              f"logical CPUs, load average at start {' '.join(machine['loadavg_at_start'])} (a shared machine). "
-             f"`/api/chat` with the default `[skills]` (clock, search_documents; one round), each question in a "
+             f"`/api/chat` with the default `[skills]` (clock, search_documents, set_timer, set_reminder, "
+             "list_reminders, cancel_reminder; one round), each question in a "
              f"new conversation, temperature 0; suite `benches/skills_suite.json` ({len(record['cases'])} "
-             "questions, 3 documents). Raw record: `benches/work/skills.json`.", "",
+             "requests, 3 documents). Raw record: `benches/work/skills.json`.", "",
              head, "|---|" + "---|" * len(models)]
 
     def cell(kind: str, key: str) -> list[str]:
@@ -161,6 +169,8 @@ def write_section(record: dict, results: Path) -> None:
         ("clock questions: the reply tells what it read", cell("clock", "answered")),
         ("document questions: search_documents called", cell("documents", "called_right")),
         ("document questions: the reply has the answer", cell("documents", "answered")),
+        ("timer and reminder requests: the right skill called", cell("timers", "called_right")),
+        ("timer and reminder requests: set for the time asked", cell("timers", "answered")),
         ("plain questions: no skill called", cell("plain", "called_right")),
         ("median turn, clock question (s)", [f"{m['summary']['clock']['median_s']:.2f}" for m in models.values()]),
         ("median turn, document question (s)", [f"{m['summary']['documents']['median_s']:.2f}" for m in models.values()]),

@@ -234,8 +234,9 @@ pub struct SkillSettings {
 
 impl Default for SkillSettings {
     fn default() -> Self {
-        let enabled =
-            ["clock", "search_documents", "set_timer", "set_reminder", "list_reminders", "cancel_reminder"];
+        // list_reminders and cancel_reminder are opt-in: every tool shown costs the small
+        // default model prompt tokens and right choices (benches/RESULTS.md, "Skills").
+        let enabled = ["clock", "search_documents", "set_timer", "set_reminder"];
         Self {
             enabled: enabled.map(String::from).to_vec(),
             max_rounds: 1,

@@ -167,10 +167,13 @@ impl Skill for Timers {
                     })?;
                     let at = when::after(wait, now).map_err(SkillError::InvalidArguments)?;
                     let label = arguments.get("label").and_then(Value::as_str).unwrap_or("").trim();
-                    // A label that only repeats the length ("5 seconds") says nothing.
-                    let label = match when::parse_wait(label) {
-                        Some(_) => String::new(),
-                        None => label.to_string(),
+                    // A label that only repeats the length ("5 seconds", "10 seconds timer")
+                    // says nothing.
+                    let bare: Vec<&str> =
+                        label.split_whitespace().filter(|w| !w.eq_ignore_ascii_case("timer")).collect();
+                    let label = match bare.is_empty() || when::parse_wait(&bare.join(" ")).is_some() {
+                        true => String::new(),
+                        false => label.to_string(),
                     };
                     let set =
                         reminders.set(origin(&ctx)?, Kind::Timer { label }, at).await.map_err(failed)?;

@@ -44,6 +44,9 @@ pub struct NewReminder {
     pub due_at: i64,
 }
 
+/// How long a reminder waits for its new conversation to be stored before it rings anyway.
+pub const WAIT_FOR_CONVERSATION: i64 = 60;
+
 const COLUMNS: &str =
     "id, user_id, conversation_id, channel, kind, text, due_at, created_at, state, fired_at, delivered_at";
 
@@ -128,8 +131,11 @@ impl Store {
     }
 
     /// Fires a pending reminder: marks it fired and writes `said` into its conversation (when
-    /// that conversation exists), in one transaction. `None` when it was cancelled meanwhile;
-    /// the reminder as it stands when it had already fired (a job run again after a crash:
+    /// that conversation exists), in one transaction. `None` when it was cancelled meanwhile,
+    /// or when it waits: its conversation is a new one whose first turn is not stored yet (a
+    /// short timer set by voice rings before the answer that set it was spoken and stored),
+    /// so its job is put back a second, for up to [`WAIT_FOR_CONVERSATION`] seconds. The
+    /// reminder as it stands when it had already fired (a job run again after a crash:
     /// nothing is written twice).
     pub fn fire_reminder(&self, id: i64, said: impl Fn(&Reminder) -> String) -> Result<Option<Reminder>> {
         let mut conn = self.writer();
@@ -141,6 +147,19 @@ impl Store {
             _ => {}
         }
         let t = now();
+        if let Some(conversation) = &reminder.conversation_id {
+            let stored: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)", [conversation], |r| r.get(0))?;
+            if !stored && t - reminder.due_at < WAIT_FOR_CONVERSATION {
+                tx.execute(
+                    "UPDATE jobs SET state = 'queued', owner = NULL, run_at = ?2, attempts = max(attempts - 1, 0)
+                     WHERE reminder_id = ?1 AND state = 'running'",
+                    params![id, t + 1],
+                )?;
+                tx.commit()?;
+                return Ok(None);
+            }
+        }
         tx.execute("UPDATE reminders SET state = 'fired', fired_at = ?2 WHERE id = ?1", params![id, t])?;
         if let Some(conversation) = &reminder.conversation_id {
             let written = tx.execute(
@@ -254,6 +273,37 @@ mod tests {
         assert_eq!(store.undelivered_reminders(alice).unwrap(), std::slice::from_ref(&fired));
         store.mark_reminder_delivered(fired.id).unwrap();
         assert!(store.undelivered_reminders(alice).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reminder_of_a_conversation_not_yet_stored_waits_for_it_then_comes_after_its_turn() {
+        let (_dir, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap().id;
+        let due = now();
+        let reminder = store.add_reminder(&new(alice, Some("the-new-one".into()), due)).unwrap();
+        store.claim_timed_job("me", due).unwrap().expect("due");
+        assert_eq!(store.fire_reminder(reminder.id, |_| "Ring.".into()).unwrap(), None, "waits");
+        assert_eq!(store.reminder(alice, reminder.id).unwrap().state, "pending");
+        assert!(store.claim_timed_job("me", due).unwrap().is_none(), "put back a second");
+        let turn = NewTurn {
+            conversation_id: None,
+            new_id: Some("the-new-one".into()),
+            user_id: alice,
+            user_message: "set a timer".into(),
+            reply: "Set.".into(),
+            model: "m".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            finish_reason: "stop".into(),
+            knowledge: None,
+            citations: None,
+            tool_calls: None,
+        };
+        store.append_turn(&turn).unwrap();
+        store.claim_timed_job("me", due + 1).unwrap().expect("due again");
+        assert_eq!(store.fire_reminder(reminder.id, |_| "Ring.".into()).unwrap().unwrap().state, "fired");
+        let said: Vec<String> = store.messages(alice, "the-new-one").unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(said, ["set a timer", "Set.", "Ring."]);
     }
 
     #[test]
