@@ -163,11 +163,13 @@ pub fn load(path: &Path, known: &Known) -> Result<Workflow, LoadError> {
 pub fn parse(path: &Path, text: &str, known: &Known) -> Result<Workflow, LoadError> {
     let raw: RawWorkflow = serde_saphyr::from_str(text).map_err(|e| {
         let inner = e.without_snippet();
+        let message = inner.to_string();
         LoadError {
             file: path.into(),
             line: inner.location().map(|l| l.line()).filter(|l| *l > 0),
             field: String::new(),
-            message: inner.to_string(),
+            // The line is said once, in front.
+            message: message.rfind(" at line ").map_or(message.clone(), |i| message[..i].to_string()),
         }
     })?;
     Checker { path, known }.check(raw)
