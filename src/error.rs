@@ -61,6 +61,10 @@ error_codes! {
     VoiceNotFound         => 404, "voice_not_found",         "invalid_request_error";
     DocumentNotFound      => 404, "document_not_found",      "invalid_request_error";
     JobNotFound           => 404, "job_not_found",           "invalid_request_error";
+    WorkflowNotFound      => 404, "workflow_not_found",      "invalid_request_error";
+    WorkflowRunNotFound   => 404, "workflow_run_not_found",  "invalid_request_error";
+    HookNotFound          => 404, "hook_not_found",          "invalid_request_error";
+    InvalidSignature      => 401, "invalid_signature",       "authentication_error";
     MethodNotAllowed      => 405, "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => 413, "payload_too_large",       "invalid_request_error";
     QuotaExceeded         => 413, "quota_exceeded",          "invalid_request_error";
@@ -142,7 +146,12 @@ macro_rules! coded_errors {
     )*};
 }
 
-coded_errors!(crate::audio::AudioError, crate::voice::stt::SttError, crate::voice::tts::TtsError);
+coded_errors!(
+    crate::audio::AudioError,
+    crate::voice::stt::SttError,
+    crate::voice::tts::TtsError,
+    crate::channels::hooks::HookError
+);
 
 /// The row of an engine error.
 pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {

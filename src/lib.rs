@@ -30,3 +30,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod voice;
 pub mod web;
+pub mod workflows;

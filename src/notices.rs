@@ -58,6 +58,17 @@ pub struct Notice {
     pub reminder: Reminder,
 }
 
+/// Something a workflow tells its owner (a `notify` step). Not kept for later: the run's
+/// record and the owner's history keep it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Told {
+    #[serde(skip)]
+    pub user_id: i64,
+    pub text: String,
+    pub workflow: String,
+    pub run_id: i64,
+}
+
 /// How many notices a slow subscriber may fall behind before it misses some (it then
 /// reads the undelivered ones from the store).
 const BACKLOG: usize = 64;
@@ -66,11 +77,12 @@ const BACKLOG: usize = 64;
 #[derive(Clone)]
 pub struct Notices {
     tx: broadcast::Sender<Arc<Notice>>,
+    told: broadcast::Sender<Arc<Told>>,
 }
 
 impl Default for Notices {
     fn default() -> Self {
-        Notices { tx: broadcast::channel(BACKLOG).0 }
+        Notices { tx: broadcast::channel(BACKLOG).0, told: broadcast::channel(BACKLOG).0 }
     }
 }
 
@@ -83,6 +95,16 @@ impl Notices {
     /// Every notice from now on (each subscriber keeps its user's).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Notice>> {
         self.tx.subscribe()
+    }
+
+    /// Tells what a workflow says; `false` when nobody listens.
+    pub fn tell(&self, told: Told) -> bool {
+        self.told.send(Arc::new(told)).is_ok()
+    }
+
+    /// What workflows say from now on.
+    pub fn listen(&self) -> broadcast::Receiver<Arc<Told>> {
+        self.told.subscribe()
     }
 }
 

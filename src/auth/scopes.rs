@@ -34,7 +34,7 @@ impl Scope {
     }
 
     /// The scope a request path needs; `None`: any authenticated caller (`/api/me`,
-    /// `/api/logout`).
+    /// `/api/logout`), and `/api/hooks/...`, which takes no token at all (signed instead).
     pub fn required_for(path: &str) -> Option<Scope> {
         let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
         if [
@@ -43,6 +43,8 @@ impl Scope {
             "/api/search",
             "/api/reminders",
             "/api/events",
+            "/api/workflows",
+            "/api/workflow-runs",
             "/v1/chat",
             "/v1/completions",
             "/v1/embeddings",
@@ -185,6 +187,9 @@ mod tests {
         assert_eq!(Scope::required_for("/api/me/password"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/me"), None);
         assert_eq!(Scope::required_for("/api/chatty"), None, "a prefix match is by path segment");
+        assert_eq!(Scope::required_for("/api/workflows/morning/run"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/workflow-runs/3"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/hooks/deploy"), None, "signed, not token-scoped");
     }
 
     #[test]

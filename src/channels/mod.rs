@@ -2,4 +2,5 @@
 //! [`crate::assistant`]'s turn (HTTP, the voice WebSocket and Wyoming live in their own
 //! rooms: `http/`, `voice/`).
 
+pub mod hooks;
 pub mod telegram;

@@ -116,7 +116,7 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     let models =
         Registry::start(settings.clone(), Err("no chat model in `hearth ingest`".into()), Metrics::new());
     let knowledge = Knowledge { store: store.clone(), index: index.clone(), models, settings };
-    let runner = JobRunner::start(knowledge, None); // reminders fire in the service
+    let runner = JobRunner::start(knowledge, None, None); // reminders fire in the service
     runner.wake();
     let failed = follow_jobs(&store, user.id, &jobs)?;
     match index {

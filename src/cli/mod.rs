@@ -11,6 +11,7 @@ mod models_install;
 mod onboard;
 mod serve;
 mod speech;
+mod workflows;
 
 use crate::config::{self, FlagOverride, Loaded};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -87,6 +88,9 @@ enum Command {
     Transcribe(speech::TranscribeArgs),
     /// Say text with the local Piper voice and write a WAV file.
     Speak(speech::SpeakArgs),
+    /// Workflows (YAML files in workflows.dir): list, check, run one now, read its runs.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCommand),
     /// Ask the running service whether it is alive (--ready: ready), for HEALTHCHECKs.
     Health(health::HealthArgs),
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
@@ -232,6 +236,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),
         Command::Transcribe(args) => speech::transcribe(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Doctor => Ok(doctor::run(&loaded.settings)),
+        Command::Workflows(cmd) => workflows::run(cmd, loaded.settings),
         Command::Health(args) => Ok(health::run(args, &loaded.settings)),
         Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Extract(args) => Ok(crate::knowledge::isolated::child_main(&args.kind, args.memory_bytes)),

@@ -58,7 +58,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let timers = crate::jobs::Wake::default();
     let reminders = Reminders::new(store.clone(), Notices::default(), timers.clone());
-    let jobs = JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)));
+    let workflows = crate::workflows::Workflows::load(&settings, store.clone(), timers.clone());
+    workflows.reconcile().context("cannot schedule the workflows")?;
+    let jobs =
+        JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)), Some(workflows.clone()));
     let voice = Voice::start(&settings, &metrics);
     let skills = crate::skills::Skills::built_in(
         &settings.skills.enabled,
@@ -71,7 +74,16 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
         .with_knowledge(knowledge.clone())
-        .with_skills(skills);
+        .with_skills(skills.clone());
+    workflows.set_services(crate::workflows::Services {
+        assistant: assistant.clone(),
+        skills,
+        notices: reminders.notices().clone(),
+        timeout: std::time::Duration::from_secs(settings.workflows.run_timeout_secs),
+    });
+    let hooks =
+        crate::channels::hooks::Hooks::new(&settings, workflows.clone(), assistant.clone(), store.clone())
+            .map_err(anyhow::Error::msg)?;
     if let Some(chosen) = store.preference(crate::store::VOICE_LANGUAGE)? {
         voice.choose_language(Some(chosen).filter(|l| l != "auto"));
     }
@@ -118,9 +130,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         names,
         revocations: Default::default(),
         pulls,
+        workflows: workflows.clone(),
+        hooks,
     };
     actix_web::rt::System::new()
         .block_on(async move {
+            workflows.spawn_dispatcher();
             if let Some((listener, satellites, options)) = wyoming {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 tokio::spawn(wyoming::serve(listener, satellites, options, std::future::pending()));

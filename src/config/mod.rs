@@ -11,6 +11,7 @@ mod settings;
 mod telegram;
 mod tls;
 mod voice;
+mod workflows;
 
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
@@ -19,6 +20,7 @@ pub use settings::{
     TlsSettings, VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
+pub use workflows::{HookSecret, HookSettings, WorkflowSettings};
 
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -104,6 +106,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_TELEGRAM_CHATS", "telegram.chats", Kind::Map),
     ("HEARTH_TELEGRAM_VOICE_REPLIES", "telegram.voice_replies", Kind::Bool),
     ("HEARTH_TELEGRAM_POLL_TIMEOUT_SECS", "telegram.poll_timeout_secs", Kind::Int),
+    ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];

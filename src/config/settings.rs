@@ -8,6 +8,7 @@ pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettin
 pub use super::telegram::TelegramSettings;
 pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
 pub use super::voice::VoiceSettings;
+pub use super::workflows::{HookSettings, WorkflowSettings};
 
 /// All of Hearth's settings. Every field has a default; files, environment variables
 /// and flags override them in that order (see [`super::load`]).
@@ -24,6 +25,10 @@ pub struct Settings {
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
     pub telegram: TelegramSettings,
+    pub workflows: WorkflowSettings,
+    /// Inbound webhooks (`[[hooks]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookSettings>,
     pub log: LogSettings,
 }
 
@@ -372,6 +377,8 @@ impl Settings {
         self.home_assistant.validate()?;
         crate::skills::check_webhooks(self)?;
         self.voice.validate()?;
+        self.workflows.validate()?;
+        super::workflows::validate_hooks(&self.hooks, &self.outbound)?;
         self.telegram.validate()
     }
 
@@ -420,6 +427,14 @@ impl Settings {
     /// Where uploads are written while they arrive, before they go into the database.
     pub fn uploads_dir(&self) -> PathBuf {
         self.storage.data_dir.join("uploads")
+    }
+
+    /// The folder of workflow files: `workflows.dir`, else `<data_dir>/workflows`.
+    pub fn workflows_dir(&self) -> PathBuf {
+        match self.workflows.dir.as_os_str().is_empty() {
+            true => self.storage.data_dir.join("workflows"),
+            false => self.workflows.dir.clone(),
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -27,6 +27,7 @@ mod transport;
 mod ui;
 mod voice_turn;
 mod voice_ws;
+mod workflows;
 
 pub use auth::{Admin, Caller, Credential};
 
@@ -67,6 +68,10 @@ pub struct AppState {
     pub revocations: crate::auth::revocation::Revocations,
     /// Model downloads started from the admin page or at first start.
     pub pulls: crate::models::Pulls,
+    /// The workflow files read at start, their schedules and runs.
+    pub workflows: crate::workflows::Workflows,
+    /// Inbound webhooks (`[[hooks]]`), checked by signature.
+    pub hooks: crate::channels::hooks::Hooks,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -94,6 +99,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/reminders/{id}").route(web::delete().to(reminders::cancel)))
         .service(resource("/api/events").route(web::get().to(reminders::events)))
+        .service(resource("/api/workflows").route(web::get().to(workflows::list)))
+        .service(resource("/api/workflows/{name}").route(web::patch().to(workflows::change)))
+        .service(resource("/api/workflows/{name}/run").route(web::post().to(workflows::run)))
+        .service(resource("/api/workflows/{name}/runs").route(web::get().to(workflows::runs)))
+        .service(resource("/api/workflow-runs/{id}").route(web::get().to(workflows::run_record)))
+        // No token: authenticated by its signature (`channels/hooks.rs`).
+        .service(resource("/api/hooks/{name}").route(web::post().to(workflows::hook)))
         .service(
             resource("/api/documents")
                 .route(web::get().to(documents::list))

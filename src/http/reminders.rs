@@ -105,6 +105,8 @@ pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     // Subscribed before the missed ones are read: a notice in between comes twice at
     // worst (the client keys them by reminder id), never not at all.
     let mut live = state.reminders.notices().subscribe();
+    // What workflows tell (`notify` steps), as `event: workflow`; not kept for later.
+    let mut told = state.reminders.notices().listen();
     let mut revoked = state.revocations.subscribe();
     let (token, login) = match caller.credential {
         Credential::Token(id) => (Some(id), None),
@@ -139,6 +141,14 @@ pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                     Ok(_) => true,
                     // Fell behind: what was missed is read from the store.
                     Err(RecvError::Lagged(_)) => tell(reminders.missed(user_id).await).await,
+                    Err(RecvError::Closed) => false,
+                },
+                said = told.recv() => match said {
+                    Ok(said) if said.user_id == user_id => {
+                        let data = serde_json::to_string(&*said).unwrap_or_default();
+                        tx.send(sse_event(Some("workflow"), &data)).await.is_ok()
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => false,
                 },
                 revocation = revoked.recv() => !revocation.map_or(true, |r| r.ends(token, login, user_id)),

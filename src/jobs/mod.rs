@@ -8,6 +8,7 @@
 use crate::knowledge::Knowledge;
 use crate::reminders::Reminders;
 use crate::store::Job;
+use crate::workflows::Workflows;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -52,8 +53,13 @@ pub struct JobRunner {
 
 impl JobRunner {
     /// Starts the worker and heartbeat threads, and with `timers` (the service: reminders
-    /// and the wake-up call they ring when one is set) the timer worker.
-    pub fn start(knowledge: Knowledge, timers: Option<(Reminders, Wake)>) -> JobRunner {
+    /// and the wake-up call they ring when one is set) the timer worker, which also fires
+    /// scheduled `workflows`.
+    pub fn start(
+        knowledge: Knowledge,
+        timers: Option<(Reminders, Wake)>,
+        workflows: Option<Workflows>,
+    ) -> JobRunner {
         let owner: Arc<str> = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()).into();
         let runner = JobRunner { wake: Wake::default(), owner };
         if let Some((reminders, wake)) = timers {
@@ -61,7 +67,7 @@ impl JobRunner {
             let timer_owner = runner.owner.clone();
             std::thread::Builder::new()
                 .name("hearth-timers".into())
-                .spawn(move || timer_work(&store, &timer_owner, &reminders, &wake))
+                .spawn(move || timer_work(&store, &timer_owner, &reminders, workflows.as_ref(), &wake))
                 .expect("spawning the timer thread");
         }
         let worker = runner.clone();
@@ -149,15 +155,25 @@ impl JobRunner {
 
 /// The timer worker: fires each timed job when it is due, then sleeps until the next one
 /// (or a wake-up call, or [`TIMER_POLL`]).
-fn timer_work(store: &crate::store::Store, owner: &str, reminders: &Reminders, wake: &Wake) {
+fn timer_work(
+    store: &crate::store::Store,
+    owner: &str,
+    reminders: &Reminders,
+    workflows: Option<&Workflows>,
+    wake: &Wake,
+) {
     loop {
         let now = crate::store::now();
         match store.claim_timed_job(owner, now) {
             Ok(Some(job)) => {
-                let outcome = match job.reminder_id {
-                    Some(id) => catch_unwind(AssertUnwindSafe(|| reminders.fire(id)))
+                let outcome = match (job.reminder_id, job.kind.as_str(), workflows) {
+                    (_, "workflow", Some(workflows)) => {
+                        catch_unwind(AssertUnwindSafe(|| workflows.fire_job(&job.id)))
+                            .unwrap_or_else(|_| Err("the workflow crashed while firing".into()))
+                    }
+                    (Some(id), _, _) => catch_unwind(AssertUnwindSafe(|| reminders.fire(id)))
                         .unwrap_or_else(|_| Err("the reminder crashed while firing".into())),
-                    None => Err(format!("a '{}' job without its reminder", job.kind)),
+                    _ => Err(format!("a '{}' job without its reminder or workflow", job.kind)),
                 };
                 if let Err(e) = &outcome {
                     tracing::warn!(job = %job.id, error = %e, "timed job failed");

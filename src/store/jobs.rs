@@ -39,8 +39,8 @@ const JOB_COLUMNS: &str = "id, kind, document_id, state, progress, error, attemp
                            user_id, run_at, reminder_id";
 
 /// The kinds of job that wait for a time (`run_at`), run by their own worker so that a
-/// long ingest cannot hold a timer back.
-pub const TIMED_KINDS: &str = "('reminder')";
+/// long ingest cannot hold a timer back: reminders and scheduled workflows.
+pub const TIMED_KINDS: &str = "('reminder', 'workflow')";
 
 fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {

@@ -182,6 +182,30 @@ const MIGRATIONS: &[&str] = &[
         parts_sent  INTEGER NOT NULL DEFAULT 0,
         created_at  INTEGER NOT NULL
     );",
+    // 10: workflows (store::workflows): their runs, each step's record as JSON
+    // (`workflows::StepRecord`); a scheduled run waits as a timed job naming its workflow;
+    // signatures of inbound webhooks seen within their replay window.
+    "CREATE TABLE workflow_runs (
+        id               INTEGER PRIMARY KEY,
+        workflow         TEXT NOT NULL,
+        user_id          INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        trigger          TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'interrupted')),
+        started_at       INTEGER NOT NULL,
+        finished_at      INTEGER,
+        steps            TEXT NOT NULL DEFAULT '[]',
+        output           TEXT,
+        error            TEXT,
+        conversation_id  TEXT
+    );
+    CREATE INDEX workflow_runs_by_workflow ON workflow_runs(workflow, id);
+    ALTER TABLE jobs ADD COLUMN workflow TEXT;
+    CREATE TABLE hook_signatures (
+        hook       TEXT NOT NULL,
+        signature  TEXT NOT NULL,
+        seen_at    INTEGER NOT NULL,
+        PRIMARY KEY (hook, signature)
+    );",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -18,6 +18,7 @@ mod preferences;
 mod reminders;
 mod telegram;
 mod users;
+mod workflows;
 
 pub use accounts::{Account, Onboarded};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
@@ -29,6 +30,7 @@ pub use preferences::VOICE_LANGUAGE;
 pub use reminders::{NewReminder, Reminder};
 pub use telegram::TelegramReply;
 pub use users::{valid_user_name, Role, TokenInfo, User};
+pub use workflows::{RunFilter, WorkflowRun};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

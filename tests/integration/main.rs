@@ -35,3 +35,4 @@ mod voice_language;
 mod voice_pipeline;
 mod voice_wyoming;
 mod web;
+mod workflows;

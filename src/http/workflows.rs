@@ -1,0 +1,145 @@
+//! Workflows over HTTP (transport only; the domain is `workflows/`):
+//! `GET /api/workflows` (those the caller may see: an admin all of them, a user their own;
+//! admins also get the files' errors), `POST /api/workflows/{name}/run` (run now: 202 with
+//! the run's id; body optional: `{"input": {...}}`), `PATCH /api/workflows/{name}`
+//! (`{"enabled": bool}`), `GET /api/workflows/{name}/runs`, `GET /api/workflow-runs/{id}`.
+//! A workflow's owner and admins may run it, turn it on or off and read its runs.
+//!
+//! `POST /api/hooks/{name}`: an inbound webhook, authenticated by its signature
+//! (`channels/hooks.rs`), not by a token.
+
+use super::{json, AppState, Caller};
+use crate::channels::hooks::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::{Role, RunFilter};
+use crate::workflows::{Loaded, WorkflowError};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json as object;
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::NotFound(_) => ApiError::new(ErrorCode::WorkflowNotFound, e.to_string()),
+            WorkflowError::Unavailable(_) => ApiError::new(ErrorCode::ModelNotReady, e.to_string()),
+            WorkflowError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn may_use(caller: &Caller, loaded: &Loaded) -> bool {
+    caller.user.role == Role::Admin || caller.user.id == loaded.owner_id
+}
+
+/// The workflow, if the caller may use it; others' are as missing as unknown ones.
+fn visible<'a>(state: &'a AppState, caller: &Caller, name: &str) -> Result<&'a Loaded, ApiError> {
+    state
+        .workflows
+        .get(name)
+        .filter(|l| may_use(caller, l))
+        .ok_or_else(|| ApiError::new(ErrorCode::WorkflowNotFound, format!("no workflow is named '{name}'")))
+}
+
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let workflows = state.workflows.clone();
+    let mine: Vec<Loaded> = workflows.all().filter(|l| may_use(&caller, l)).cloned().collect();
+    let listed = state
+        .store
+        .run(move |_| mine.iter().map(|l| workflows.listed(l)).collect::<Result<Vec<_>, _>>())
+        .await?;
+    let mut body = object!({ "workflows": listed });
+    if caller.user.role == Role::Admin {
+        body["errors"] = object!(state.workflows.errors());
+    }
+    Ok(json(&body))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunNow {
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+pub async fn run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    body: Option<web::Json<RunNow>>,
+) -> Result<HttpResponse, ApiError> {
+    let loaded = visible(&state, &caller, &name)?;
+    let input = body.and_then(|b| b.into_inner().input).unwrap_or_else(|| object!({}));
+    if !input.is_object() {
+        return Err(ApiError::invalid("input must be a JSON object"));
+    }
+    let (id, _) = state.workflows.start(&loaded.workflow.name, "manual", input).await?;
+    Ok(HttpResponse::Accepted().json(object!({ "run_id": id, "state": "running" })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    enabled: bool,
+}
+
+pub async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    change: web::Json<Change>,
+) -> Result<HttpResponse, ApiError> {
+    let loaded = visible(&state, &caller, &name)?.clone();
+    let (workflows, enabled) = (state.workflows.clone(), change.enabled);
+    let listed = state
+        .store
+        .run(move |_| {
+            workflows.set_enabled(&loaded.workflow.name, enabled).map_err(|e| match e {
+                WorkflowError::Store(e) => e,
+                other => crate::store::StoreError::NotFound(other.to_string()),
+            })?;
+            workflows.listed(&loaded)
+        })
+        .await?;
+    Ok(json(&listed))
+}
+
+pub async fn runs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let filter =
+        RunFilter { workflow: Some(visible(&state, &caller, &name)?.workflow.name.clone()), limit: 50 };
+    let runs = state.store.run(move |s| s.workflow_runs(&filter)).await?;
+    Ok(json(&object!({ "runs": runs })))
+}
+
+pub async fn run_record(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let not_found = || ApiError::new(ErrorCode::WorkflowRunNotFound, format!("no workflow run {id}"));
+    let run = state.store.run(move |s| s.workflow_run(id)).await.map_err(|_| not_found())?;
+    if caller.user.role != Role::Admin && caller.user.id != run.user_id {
+        return Err(not_found());
+    }
+    Ok(json(&run))
+}
+
+/// `POST /api/hooks/{name}`: no token; the signature is checked before anything runs.
+pub async fn hook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let header = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
+    let answer = state.hooks.receive(&name, timestamp.as_deref(), signature.as_deref(), body).await?;
+    Ok(match answer.state.as_str() {
+        "accepted" => HttpResponse::Accepted().json(answer),
+        _ => HttpResponse::Ok().json(answer),
+    })
+}
