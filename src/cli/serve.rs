@@ -60,12 +60,14 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let reminders = Reminders::new(store.clone(), Notices::default(), timers.clone());
     let jobs = JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)));
     let voice = Voice::start(&settings, &metrics);
+    let notes = crate::notes::Notes::new(store.clone(), knowledge.index.clone());
     let skills = crate::skills::Skills::built_in(
         &settings.skills.enabled,
         std::time::Duration::from_secs(settings.skills.timeout_secs),
         Some(knowledge.clone()),
         Some(reminders.clone()),
     )
+    .with_notes(&settings.skills.enabled, &notes)
     .with_configured(&settings)
     .map_err(anyhow::Error::msg)?;
     let assistant = Assistant::new(settings.clone(), models.clone())
@@ -113,6 +115,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         assistant,
         jobs,
         reminders,
+        notes,
         voice,
         tls,
         names,

@@ -13,6 +13,7 @@ mod documents;
 mod errors;
 mod health;
 mod limits;
+mod notes;
 mod ollama;
 mod openai;
 mod paging;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub jobs: JobRunner,
     /// Timers and reminders, and the notices that tell them.
     pub reminders: crate::reminders::Reminders,
+    /// The users' notes.
+    pub notes: crate::notes::Notes,
     pub voice: Voice,
     /// TLS as served (`None`: plain HTTP, `tls.mode = "off"`).
     pub tls: Option<Tls>,
@@ -94,6 +97,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/reminders/{id}").route(web::delete().to(reminders::cancel)))
         .service(resource("/api/events").route(web::get().to(reminders::events)))
+        .service(
+            resource("/api/notes").route(web::get().to(notes::list)).route(web::post().to(notes::create)),
+        )
+        .service(
+            resource("/api/notes/{id}")
+                .route(web::get().to(notes::get))
+                .route(web::patch().to(notes::update))
+                .route(web::delete().to(notes::delete)),
+        )
         .service(
             resource("/api/documents")
                 .route(web::get().to(documents::list))
