@@ -65,6 +65,7 @@ error_codes! {
     WorkflowRunNotFound   => 404, "workflow_run_not_found",  "invalid_request_error";
     HookNotFound          => 404, "hook_not_found",          "invalid_request_error";
     InvalidSignature      => 401, "invalid_signature",       "authentication_error";
+    NoteNotFound          => 404, "note_not_found",          "invalid_request_error";
     MethodNotAllowed      => 405, "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => 413, "payload_too_large",       "invalid_request_error";
     QuotaExceeded         => 413, "quota_exceeded",          "invalid_request_error";
@@ -246,6 +247,21 @@ impl From<crate::reminders::ReminderError> for ApiError {
         match e {
             crate::reminders::ReminderError::Invalid(why) => ApiError::invalid(why),
             crate::reminders::ReminderError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::notes::NoteError> for ApiError {
+    fn from(e: crate::notes::NoteError) -> Self {
+        use crate::notes::NoteError as E;
+        match e {
+            E::Invalid(why) => ApiError::invalid(why),
+            E::TooLarge(why) => ApiError::new(ErrorCode::PayloadTooLarge, why),
+            E::Store(crate::store::StoreError::NotFound(what)) => {
+                ApiError::new(ErrorCode::NoteNotFound, format!("{what} not found"))
+            }
+            E::Store(e) => e.into(),
+            E::Search(why) => ApiError::new(ErrorCode::SearchError, why),
         }
     }
 }

@@ -174,7 +174,9 @@ export function chatPage(ctx) {
         ? hits.slice(0, 20).map((hit) => {
           const doc = hit.kind === 'document';
           const id = hit.conversation_id;
-          const label = doc ? `Document · ${hit.document_name || 'untitled'}` : hit.conversation_title || 'Conversation';
+          const note = hit.kind === 'note';
+          const label = doc ? `Document · ${hit.document_name || 'untitled'}`
+            : note ? `Note · ${hit.note_title || 'untitled'}` : hit.conversation_title || 'Conversation';
           const open = () => (doc ? (location.hash = `#/documents/${hit.document_id}`) : id && openConversation(id));
           return h('li', {}, h('button', { type: 'button', class: 'conv-title', disabled: !doc && !id, onclick: open },
             h('span', { text: label }), h('small', { text: (hit.snippet || '').slice(0, 120) })));

@@ -7,7 +7,7 @@ use std::fmt;
 /// One area of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Chats, conversations, history search, the OpenAI text endpoints.
+    /// Chats, conversations, history search, reminders, notes, the OpenAI text endpoints.
     Chat,
     /// Documents and their ingest jobs.
     Documents,
@@ -42,6 +42,7 @@ impl Scope {
             "/api/conversations",
             "/api/search",
             "/api/reminders",
+            "/api/notes",
             "/api/events",
             "/api/workflows",
             "/api/workflow-runs",
@@ -177,6 +178,7 @@ mod tests {
         assert_eq!(Scope::required_for("/api/embed"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/conversations/abc"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/reminders/3"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/notes/3"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/events"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/documents/7"), Some(Scope::Documents));
         assert_eq!(Scope::required_for("/v1/audio/transcriptions"), Some(Scope::Voice));

@@ -202,7 +202,7 @@ pub fn index(command: IndexCommand, settings: &Settings) -> anyhow::Result<ExitC
             index.sync(&store)?;
             println!("index:     {}", index.dir().display());
             println!("indexed:   {}", index.num_docs());
-            println!("database:  {} messages and chunks", store.index_item_count()?);
+            println!("database:  {} messages, chunks and notes", store.index_item_count()?);
         }
         IndexCommand::Rebuild => {
             let bar = ProgressBar::new(0);

@@ -63,12 +63,14 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let jobs =
         JobRunner::start(knowledge.clone(), Some((reminders.clone(), timers)), Some(workflows.clone()));
     let voice = Voice::start(&settings, &metrics);
+    let notes = crate::notes::Notes::new(store.clone(), knowledge.index.clone());
     let skills = crate::skills::Skills::built_in(
         &settings.skills.enabled,
         std::time::Duration::from_secs(settings.skills.timeout_secs),
         Some(knowledge.clone()),
         Some(reminders.clone()),
     )
+    .with_notes(&settings.skills.enabled, &notes)
     .with_configured(&settings)
     .map_err(anyhow::Error::msg)?;
     let assistant = Assistant::new(settings.clone(), models.clone())
@@ -125,6 +127,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         assistant,
         jobs,
         reminders,
+        notes,
         voice,
         tls,
         names,

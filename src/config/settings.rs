@@ -225,7 +225,8 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct SkillSettings {
     /// Skills offered to the model as tools: `clock`, `search_documents`, `set_timer`,
-    /// `set_reminder`, `list_reminders`, `cancel_reminder`. Empty: none, and chats are plain. Only models whose chat template speaks tools are offered any.
+    /// `set_reminder`, `list_reminders`, `cancel_reminder`, `calculate`, `create_note`,
+    /// `list_notes`, `search_notes`. Empty: none, and chats are plain. Only models whose chat template speaks tools are offered any.
     pub enabled: Vec<String>,
     /// Rounds of tool calls one turn may make before it must answer in words (a round may
     /// hold several calls).

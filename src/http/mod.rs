@@ -13,6 +13,7 @@ mod documents;
 mod errors;
 mod health;
 mod limits;
+mod notes;
 mod ollama;
 mod openai;
 mod paging;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub jobs: JobRunner,
     /// Timers and reminders, and the notices that tell them.
     pub reminders: crate::reminders::Reminders,
+    /// The users' notes.
+    pub notes: crate::notes::Notes,
     pub voice: Voice,
     /// TLS as served (`None`: plain HTTP, `tls.mode = "off"`).
     pub tls: Option<Tls>,
@@ -106,6 +109,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/workflow-runs/{id}").route(web::get().to(workflows::run_record)))
         // No token: authenticated by its signature (`channels/hooks.rs`).
         .service(resource("/api/hooks/{name}").route(web::post().to(workflows::hook)))
+        .service(
+            resource("/api/notes").route(web::get().to(notes::list)).route(web::post().to(notes::create)),
+        )
+        .service(
+            resource("/api/notes/{id}")
+                .route(web::get().to(notes::get))
+                .route(web::patch().to(notes::update))
+                .route(web::delete().to(notes::delete)),
+        )
         .service(
             resource("/api/documents")
                 .route(web::get().to(documents::list))

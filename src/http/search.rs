@@ -1,13 +1,13 @@
-//! `GET /api/search?q=`: the caller's history and documents, best match first, with
-//! snippets split into matched and unmatched parts. Filters: `kind` (`message` or
-//! `document`), `conversation_id`, `from` / `to` (Unix seconds or `YYYY-MM-DD`, UTC,
+//! `GET /api/search?q=`: the caller's history, documents and notes, best match first, with
+//! snippets split into matched and unmatched parts. Filters: `kind` (`message`,
+//! `document` or `note`), `conversation_id`, `from` / `to` (Unix seconds or `YYYY-MM-DD`, UTC,
 //! inclusive), paging with `limit` and `offset`. The query is plain text: Tantivy's
 //! query syntax has no meaning here and cannot cause an error.
 
 use super::{json, AppState, Caller};
 use crate::error::ApiError;
 use crate::search::{Hit, HitKind, SearchQuery};
-use crate::store::{ChunkRow, MessageRef};
+use crate::store::{ChunkRow, MessageRef, Note};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,8 @@ struct Result {
     role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     document_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note_title: Option<String>,
 }
 
 pub async fn search(
@@ -79,19 +81,20 @@ pub async fn search(
     };
     let store = state.store.clone();
     let user_id = caller.user.id;
-    let (page, messages, chunks) = tokio::task::spawn_blocking(move || {
+    let (page, messages, chunks, notes) = tokio::task::spawn_blocking(move || {
         // Read-your-writes: whatever is committed is searchable.
         index.sync(&store)?;
         let page = index.search(&query)?;
         let ids = |kind| page.hits.iter().filter(|h| h.kind == kind).map(|h| h.id).collect::<Vec<_>>();
         let messages = store.message_refs(user_id, &ids(HitKind::Message))?;
         let chunks = store.chunks_by_ids(user_id, &ids(HitKind::Document))?;
-        Ok::<_, crate::search::SearchError>((page, messages, chunks))
+        let notes = store.notes_by_ids(user_id, &ids(HitKind::Note))?;
+        Ok::<_, crate::search::SearchError>((page, messages, chunks, notes))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     let results: Vec<Result> =
-        page.hits.into_iter().filter_map(|hit| enrich(hit, &messages, &chunks)).collect();
+        page.hits.into_iter().filter_map(|hit| enrich(hit, &messages, &chunks, &notes)).collect();
     Ok(json(&serde_json::json!({
         "query": p.q,
         "total": page.total,
@@ -102,17 +105,22 @@ pub async fn search(
 }
 
 /// Adds titles and names; drops hits whose row is gone (the index may lag a delete).
-fn enrich(hit: Hit, messages: &[MessageRef], chunks: &[ChunkRow]) -> Option<Result> {
+fn enrich(hit: Hit, messages: &[MessageRef], chunks: &[ChunkRow], notes: &[Note]) -> Option<Result> {
+    let plain =
+        |hit| Result { hit, conversation_title: None, role: None, document_name: None, note_title: None };
     match hit.kind {
         HitKind::Message => {
             let m = messages.iter().find(|m| m.id == hit.id)?;
             let (title, role) = (m.conversation_title.clone(), m.role.clone());
-            Some(Result { hit, conversation_title: Some(title), role: Some(role), document_name: None })
+            Some(Result { conversation_title: Some(title), role: Some(role), ..plain(hit) })
         }
         HitKind::Document => {
             let c = chunks.iter().find(|c| c.id == hit.id)?;
-            let name = c.document_name.clone();
-            Some(Result { hit, conversation_title: None, role: None, document_name: Some(name) })
+            Some(Result { document_name: Some(c.document_name.clone()), ..plain(hit) })
+        }
+        HitKind::Note => {
+            let n = notes.iter().find(|n| n.id == hit.id)?;
+            Some(Result { note_title: Some(n.title.clone()), ..plain(hit) })
         }
     }
 }

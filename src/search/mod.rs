@@ -1,4 +1,4 @@
-//! Full-text search over chat history and document chunks (Tantivy).
+//! Full-text search over chat history, document chunks and notes (Tantivy).
 //!
 //! The index is derived from SQLite and can always be rebuilt from it. It follows the
 //! store through the outbox (see `store::outbox`): [`SearchIndex::sync`] applies
@@ -103,7 +103,7 @@ impl SearchIndex {
         &self.inner.dir
     }
 
-    /// Documents in the index (messages plus chunks).
+    /// Documents in the index (messages, chunks and notes).
     pub fn num_docs(&self) -> u64 {
         self.inner.reader.searcher().num_docs()
     }

@@ -16,6 +16,7 @@ use tantivy::{TantivyDocument, Term};
 pub enum HitKind {
     Message,
     Document,
+    Note,
 }
 
 impl HitKind {
@@ -23,6 +24,7 @@ impl HitKind {
         match self {
             HitKind::Message => "message",
             HitKind::Document => "document",
+            HitKind::Note => "note",
         }
     }
 }
@@ -52,7 +54,7 @@ pub struct SnippetPart {
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
     pub kind: HitKind,
-    /// The message id or chunk id.
+    /// The message, chunk or note id.
     pub id: i64,
     pub score: f32,
     pub created_at: i64,
@@ -71,7 +73,7 @@ pub struct Page {
 }
 
 impl SearchIndex {
-    /// One page of this user's matching messages and chunks, best first.
+    /// One page of this user's matching messages, chunks and notes, best first.
     pub fn search(&self, q: &SearchQuery) -> Result<Page> {
         let f = &self.inner.fields;
         let terms = super::terms(&q.text);
@@ -118,6 +120,7 @@ impl SearchIndex {
             let doc: TantivyDocument = searcher.doc(address)?;
             let kind = match doc.get_first(f.kind).and_then(|v| v.as_str()) {
                 Some("document") => HitKind::Document,
+                Some("note") => HitKind::Note,
                 _ => HitKind::Message,
             };
             let (snippet, snippet_parts) = match &snippets {

@@ -7,12 +7,12 @@ use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, Stemmer, StopWo
 pub const SCHEMA_VERSION: &str = "2";
 pub const ANALYZER: &str = "hearth_en";
 
-/// The fields of the one index that holds both messages and document chunks.
+/// The fields of the one index that holds messages, document chunks and notes.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
-    /// `message:<id>` or `chunk:<id>`: the identity used for upserts and deletes.
+    /// `message:<id>`, `chunk:<id>` or `note:<id>`: the identity used for upserts and deletes.
     pub key: Field,
-    /// `message` or `document`.
+    /// `message`, `document` or `note`.
     pub kind: Field,
     pub user: Field,
     pub item: Field,

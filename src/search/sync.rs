@@ -16,7 +16,11 @@ impl SearchIndex {
         let f = &self.inner.fields;
         let mut document = doc!(
             f.key => format!("{}:{}", item.kind.as_str(), item.id),
-            f.kind => match item.kind { ItemKind::Message => "message", ItemKind::Chunk => "document" },
+            f.kind => match item.kind {
+                ItemKind::Message => "message",
+                ItemKind::Chunk => "document",
+                ItemKind::Note => "note",
+            },
             f.user => item.user_id as u64,
             f.item => item.id as u64,
             f.created => item.created_at,
@@ -75,7 +79,7 @@ impl SearchIndex {
         writer.delete_all_documents()?;
         let mut done = 0u64;
         progress(0, total);
-        for kind in [ItemKind::Message, ItemKind::Chunk] {
+        for kind in [ItemKind::Message, ItemKind::Chunk, ItemKind::Note] {
             let mut after = 0;
             loop {
                 let items = store.index_items_after(kind, after, BATCH)?;

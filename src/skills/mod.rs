@@ -9,15 +9,18 @@
 //! results back to the model is the assistant's (`assistant/run.rs`).
 //!
 //! Built-ins: `clock` (the box's date and time), `search_documents` (the user's documents),
-//! `set_timer`, `set_reminder`, `list_reminders`, `cancel_reminder` (`timers`). From the
+//! `set_timer`, `set_reminder`, `list_reminders`, `cancel_reminder` (`timers`), `calculate`
+//! (`calculator/`), `create_note`, `list_notes`, `search_notes` (`notes.rs`). From the
 //! configuration (`configured.rs`): webhook skills (`webhook.rs`) and Home Assistant
 //! control (`home_assistant.rs`), whose HTTP goes through `outbound/`'s guard.
 
 mod arguments;
+pub mod calculator;
 mod clock;
 mod configured;
 mod documents;
 pub mod home_assistant;
+mod notes;
 mod timers;
 pub mod webhook;
 
@@ -37,8 +40,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The built-in skills' names, for checking `[skills] enabled`.
-pub const BUILT_IN: &[&str] =
-    &[clock::NAME, documents::NAME, timers::SET_TIMER, timers::SET_REMINDER, timers::LIST, timers::CANCEL];
+pub const BUILT_IN: &[&str] = &[
+    clock::NAME,
+    documents::NAME,
+    timers::SET_TIMER,
+    timers::SET_REMINDER,
+    timers::LIST,
+    timers::CANCEL,
+    calculator::NAME,
+    notes::CREATE,
+    notes::LIST,
+    notes::SEARCH,
+];
 
 /// Who a skill runs for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +138,7 @@ pub struct Skills {
 impl Skills {
     /// The built-ins named in `enabled` (unknown names were refused when the settings
     /// were checked); `search_documents` only with documents to search, the timers only
-    /// with the reminders service.
+    /// with the reminders service. The notes skills come with [`Skills::with_notes`].
     pub fn built_in(
         enabled: &[String],
         timeout: Duration,
@@ -136,6 +149,7 @@ impl Skills {
         for name in enabled {
             let skill: Arc<dyn Skill> = match (name.as_str(), &knowledge, &reminders) {
                 (clock::NAME, _, _) => Arc::new(Clock),
+                (calculator::NAME, _, _) => Arc::new(calculator::Calculator),
                 (documents::NAME, Some(knowledge), _) => Arc::new(SearchDocuments::new(knowledge.clone())),
                 (name, _, Some(reminders)) if timers::NAMES.contains(&name) => {
                     match timers::skill(name, reminders.clone()) {

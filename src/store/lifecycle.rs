@@ -23,8 +23,8 @@ impl Store {
     }
 
     /// Deletes a user and everything it owns: conversations and messages, documents,
-    /// their chunks and any bytes no other document shares, tokens, sessions, jobs. The
-    /// search index follows through the outbox (the triggers on messages and chunks).
+    /// their chunks and any bytes no other document shares, notes, tokens, sessions, jobs. The
+    /// search index follows through the outbox (the triggers on messages, chunks and notes).
     pub fn delete_user(&self, user_id: i64) -> Result<()> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
@@ -39,6 +39,7 @@ impl Store {
             [user_id],
         )?;
         tx.execute("DELETE FROM chunks WHERE user_id = ?1", [user_id])?;
+        tx.execute("DELETE FROM notes WHERE user_id = ?1", [user_id])?;
         tx.execute("DELETE FROM users WHERE id = ?1", [user_id])?;
         tx.execute(
             "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = blobs.sha256)",

@@ -206,6 +206,40 @@ const MIGRATIONS: &[&str] = &[
         seen_at    INTEGER NOT NULL,
         PRIMARY KEY (hook, signature)
     );",
+    // 11: a user's notes (store::notes), searchable: the outbox gets a third kind, `note`.
+    // SQLite cannot change a CHECK, so the outbox is made again; with `legacy_alter_table`
+    // the rename leaves the triggers that write to `index_outbox` as written, so they
+    // write to the new table.
+    "CREATE TABLE notes (
+        id          INTEGER PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        title       TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX notes_by_user ON notes(user_id, updated_at DESC);
+    PRAGMA legacy_alter_table = ON;
+    ALTER TABLE index_outbox RENAME TO index_outbox_before_notes;
+    CREATE TABLE index_outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT NOT NULL CHECK (kind IN ('message', 'chunk', 'note')),
+        item_id INTEGER NOT NULL,
+        op      TEXT NOT NULL CHECK (op IN ('add', 'delete'))
+    );
+    INSERT INTO index_outbox (seq, kind, item_id, op)
+        SELECT seq, kind, item_id, op FROM index_outbox_before_notes ORDER BY seq;
+    DROP TABLE index_outbox_before_notes;
+    PRAGMA legacy_alter_table = OFF;
+    CREATE TRIGGER notes_outbox_add AFTER INSERT ON notes BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('note', NEW.id, 'add');
+    END;
+    CREATE TRIGGER notes_outbox_update AFTER UPDATE OF title, text ON notes BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('note', NEW.id, 'add');
+    END;
+    CREATE TRIGGER notes_outbox_delete AFTER DELETE ON notes BEGIN
+        INSERT INTO index_outbox (kind, item_id, op) VALUES ('note', OLD.id, 'delete');
+    END;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.
@@ -241,6 +275,48 @@ mod tests {
         apply(&mut conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn the_outbox_made_again_for_notes_keeps_its_entries_and_triggers() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let notes = MIGRATIONS.iter().position(|m| m.contains("CREATE TABLE notes")).unwrap();
+        for sql in &MIGRATIONS[..notes] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", notes as i64).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, name, role, created_at) VALUES (1, 'alice', 'user', 0);
+             INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ('c', 1, 't', 0, 0);
+             INSERT INTO messages (conversation_id, role, content, created_at) VALUES ('c', 'user', 'before', 0);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (conversation_id, role, content, created_at) VALUES ('c', 'user', 'after', 0);
+             INSERT INTO notes (user_id, title, text, created_at, updated_at) VALUES (1, 't', 'x', 0, 0);",
+        )
+        .unwrap();
+        let outbox: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, kind FROM index_outbox ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let kinds: Vec<&str> = outbox.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(kinds, ["message", "message", "note"], "{outbox:?}");
+        assert!(outbox.windows(2).all(|w| w[0].0 < w[1].0), "in order: {outbox:?}");
+        let legacy: i64 = conn.query_row("PRAGMA legacy_alter_table", [], |r| r.get(0)).unwrap();
+        assert_eq!(legacy, 0, "left as it was");
+        let old: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE sql LIKE '%index_outbox_before_notes%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "no trigger points at the old table");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The index outbox: triggers record every added or deleted message and chunk in the
+//! The index outbox: triggers record every added or deleted message and chunk (and every
+//! added, changed or deleted note) in the
 //! same transaction as the change; the search indexer applies entries in order and
 //! acknowledges them only after the index has committed. Replaying an entry is
 //! harmless (adds are upserts, deletes are idempotent).
@@ -10,6 +11,7 @@ use rusqlite::{params, OptionalExtension};
 pub enum ItemKind {
     Message,
     Chunk,
+    Note,
 }
 
 impl ItemKind {
@@ -17,14 +19,15 @@ impl ItemKind {
         match self {
             ItemKind::Message => "message",
             ItemKind::Chunk => "chunk",
+            ItemKind::Note => "note",
         }
     }
 
     fn parse(s: &str) -> ItemKind {
-        if s == "chunk" {
-            ItemKind::Chunk
-        } else {
-            ItemKind::Message
+        match s {
+            "chunk" => ItemKind::Chunk,
+            "note" => ItemKind::Note,
+            _ => ItemKind::Message,
         }
     }
 }
@@ -37,7 +40,7 @@ pub struct OutboxEntry {
     pub delete: bool,
 }
 
-/// Everything the index keeps of a message or chunk.
+/// Everything the index keeps of a message, chunk or note.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexItem {
     pub kind: ItemKind,
@@ -55,6 +58,9 @@ const MESSAGE_ITEM: &str = "SELECT m.id, c.user_id, m.conversation_id, NULL, m.c
      FROM messages m JOIN conversations c ON c.id = m.conversation_id";
 const CHUNK_ITEM: &str = "SELECT k.id, k.user_id, NULL, k.document_id, d.created_at, k.text
      FROM chunks k JOIN documents d ON d.id = k.document_id";
+/// A note is searched by its title and text together.
+const NOTE_ITEM: &str = "SELECT n.id, n.user_id, NULL, NULL, n.created_at, n.title || char(10) || n.text
+     FROM notes n";
 
 fn item_from_row(kind: ItemKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<IndexItem> {
     Ok(IndexItem {
@@ -72,6 +78,15 @@ fn item_query(kind: ItemKind) -> &'static str {
     match kind {
         ItemKind::Message => MESSAGE_ITEM,
         ItemKind::Chunk => CHUNK_ITEM,
+        ItemKind::Note => NOTE_ITEM,
+    }
+}
+
+fn id_field(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Message => "m.id",
+        ItemKind::Chunk => "k.id",
+        ItemKind::Note => "n.id",
     }
 }
 
@@ -105,8 +120,7 @@ impl Store {
 
     /// The current state of one item, `None` when it no longer exists.
     pub fn index_item(&self, kind: ItemKind, id: i64) -> Result<Option<IndexItem>> {
-        let field = if kind == ItemKind::Message { "m.id" } else { "k.id" };
-        let sql = format!("{} WHERE {field} = ?1", item_query(kind));
+        let sql = format!("{} WHERE {} = ?1", item_query(kind), id_field(kind));
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql)?;
         Ok(stmt.query_row([id], |r| item_from_row(kind, r)).optional()?)
@@ -114,10 +128,8 @@ impl Store {
 
     /// Items with ids after `after`, in id order, at most `limit` (for rebuilds).
     pub fn index_items_after(&self, kind: ItemKind, after: i64, limit: u32) -> Result<Vec<IndexItem>> {
-        let (field, filter) = match kind {
-            ItemKind::Message => ("m.id", " AND m.role != 'system'"),
-            ItemKind::Chunk => ("k.id", ""),
-        };
+        let field = id_field(kind);
+        let filter = if kind == ItemKind::Message { " AND m.role != 'system'" } else { "" };
         let sql = format!("{} WHERE {field} > ?1{filter} ORDER BY {field} LIMIT ?2", item_query(kind));
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -125,10 +137,11 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// How many messages and chunks there are to index.
+    /// How many messages, chunks and notes there are to index.
     pub fn index_item_count(&self) -> Result<u64> {
         Ok(self.reader().query_row(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE role != 'system') + (SELECT COUNT(*) FROM chunks)",
+            "SELECT (SELECT COUNT(*) FROM messages WHERE role != 'system') + (SELECT COUNT(*) FROM chunks)
+                  + (SELECT COUNT(*) FROM notes)",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64)

@@ -148,8 +148,11 @@ impl Store {
         }
         let t = now();
         if let Some(conversation) = &reminder.conversation_id {
-            let stored: bool =
-                tx.query_row("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)", [conversation], |r| r.get(0))?;
+            let stored: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)",
+                [conversation],
+                |r| r.get(0),
+            )?;
             if !stored && t - reminder.due_at < WAIT_FOR_CONVERSATION {
                 tx.execute(
                     "UPDATE jobs SET state = 'queued', owner = NULL, run_at = ?2, attempts = max(attempts - 1, 0)
@@ -302,7 +305,8 @@ mod tests {
         store.append_turn(&turn).unwrap();
         store.claim_timed_job("me", due + 1).unwrap().expect("due again");
         assert_eq!(store.fire_reminder(reminder.id, |_| "Ring.".into()).unwrap().unwrap().state, "fired");
-        let said: Vec<String> = store.messages(alice, "the-new-one").unwrap().into_iter().map(|m| m.content).collect();
+        let said: Vec<String> =
+            store.messages(alice, "the-new-one").unwrap().into_iter().map(|m| m.content).collect();
         assert_eq!(said, ["set a timer", "Set.", "Ring."]);
     }
 

@@ -54,7 +54,8 @@ fn a_fact_only_in_a_document_is_answered_with_a_citation() {
     // model answered this question without searching (how often it chooses the right skill
     // among all of them is benches/skills.py's measure; this test is about what the search
     // brings back and how it is cited).
-    let server = Server::start(ServerOptions::new(default_model()).env("HEARTH_SKILLS", "clock,search_documents"));
+    let server =
+        Server::start(ServerOptions::new(default_model()).env("HEARTH_SKILLS", "clock,search_documents"));
     let token = server.user("alice");
     let done =
         ingest(&server, &token, &[("network.md", NETWORK.as_bytes()), ("garden.html", GARDEN.as_bytes())]);

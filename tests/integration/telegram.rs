@@ -420,7 +420,9 @@ fn a_timer_set_from_a_chat_rings_in_that_chat() {
     let replies = fake.wait_messages(&server, ALICE_CHAT, 1);
     let (_, pending) = server.call("GET", "/api/reminders?all=true", Some(&alice), None);
     let set_at = Instant::now()
-        - Duration::from_secs((hearth::store::now() - pending["reminders"][0]["created_at"].as_i64().unwrap()) as u64);
+        - Duration::from_secs(
+            (hearth::store::now() - pending["reminders"][0]["created_at"].as_i64().unwrap()) as u64,
+        );
     let timer = &pending["reminders"][0];
     assert_eq!(timer["channel"], format!("telegram:{ALICE_CHAT}"), "{pending}\n{replies:?}");
     assert_eq!(timer["due_at"].as_i64().unwrap() - timer["created_at"].as_i64().unwrap(), 5, "{pending}");
