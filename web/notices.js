@@ -1,4 +1,5 @@
-// Notices from the server while the page is open (a timer or reminder that rang):
+// Notices from the server while the page is open (a timer or reminder that rang, what a
+// workflow's notify step says):
 // `GET /api/events` as server-sent events. Each one is shown as a toast with a chime, as a
 // desktop notification when the browser already allows them, and announced on `window`
 // as `hearth:notice` so the chat can show it in the open conversation.
@@ -25,6 +26,15 @@ export function listen() {
     }
     window.dispatchEvent(new CustomEvent('hearth:notice', { detail: notice }));
   });
+  source.addEventListener('workflow', onWorkflow);
+}
+
+/** What a workflow's `notify` step says to its owner. */
+function onWorkflow(e) {
+  let told;
+  try { told = JSON.parse(e.data); } catch { return; }
+  toast(`${told.workflow}: ${told.text}`);
+  chime();
 }
 
 export function stop() {
