@@ -87,14 +87,16 @@ const TOOL_RESPONSE_TAGS: [&str; 2] = ["<tool_response>", "</tool_response>"];
 /// what every call found, and no calls or tool messages. Shown its call and the result in
 /// the template's own form, the default 0.5B model answered 27 of 36 time questions in
 /// words (the rest wrote the call again as JSON after "Here's the response:", or said it
-/// had no data); shown this, 36 of 36 (`/tmp` sweep over 12 time zones, 2026-12-06).
+/// had no data); shown this, 36 of 36 (`benches/clock_sweep.py`, 2026-12-06). The results
+/// come bare, without a label: under "What your tools found just now:" replies quoted the
+/// label ("Your tools found just now include ...").
 fn fold(messages: &mut [ChatMessage], runs: &[ToolRun]) {
     let Some(question) = messages.iter_mut().rev().find(|m| m.role == "user") else { return };
-    question.content.push_str("\n\nWhat your tools found just now:");
+    question.content.push('\n');
     for run in runs {
-        question.content.push_str(&format!("\n- {}: {}", run.name, run.result));
+        question.content.push_str(&format!("\n{}", run.result));
     }
-    question.content.push_str("\nAnswer my question in plain words, using this.");
+    question.content.push_str("\n\nAnswer my question in plain words, using this.");
 }
 
 enum Step {
@@ -389,11 +391,8 @@ mod tests {
         let (first, params) = seen.recv().await.unwrap();
         assert_eq!((first.len(), choice(&params)), (1, Some(ToolChoice::Auto)));
         let (second, params) = seen.recv().await.unwrap();
-        let folded = format!(
-            "What time is it?\n\nWhat your tools found just now:\n- clock: {}\n\
-             Answer my question in plain words, using this.",
-            run.result
-        );
+        let folded =
+            format!("What time is it?\n\n{}\n\nAnswer my question in plain words, using this.", run.result);
         assert_eq!(second, [ChatMessage::new("user", folded)], "the last round: the results in the question");
         assert_eq!(choice(&params), Some(ToolChoice::None), "one round: then words");
     }
@@ -426,7 +425,7 @@ mod tests {
             "a middle round: the template's own form"
         );
         assert_eq!(roles(&seen[2].0), ["user"], "the last: folded into the question");
-        assert_eq!(seen[2].0[0].content.matches("- clock: It is ").count(), 1, "{:?}", seen[2].0);
+        assert_eq!(seen[2].0[0].content.matches("\nIt is ").count(), 1, "{:?}", seen[2].0);
     }
 
     #[tokio::test]
