@@ -123,37 +123,33 @@ impl Reminders {
 
     /// The notices a user missed while no channel was connected, to tell on connecting.
     pub async fn missed(&self, user_id: i64) -> Vec<Notice> {
-        let missed = self.store.run(move |store| store.undelivered_reminders(user_id)).await;
-        match missed {
-            Ok(reminders) => reminders
-                .into_iter()
-                .map(|r| Notice { user_id, text: said(&r, Local::now()), reminder: r })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the reminders a user missed");
-                Vec::new()
-            }
-        }
+        notices(self.store.run(move |store| store.undelivered_reminders(user_id)).await)
     }
 
     /// Reminders set from Telegram that rang and were told nowhere yet (every user's).
     pub async fn missed_on_telegram(&self) -> Vec<Notice> {
-        match self.store.run(|store| store.undelivered_reminders_on("telegram:")).await {
-            Ok(reminders) => reminders
-                .into_iter()
-                .map(|r| Notice { user_id: r.user_id, text: said(&r, Local::now()), reminder: r })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the reminders Telegram missed");
-                Vec::new()
-            }
-        }
+        notices(self.store.run(|store| store.undelivered_reminders_on("telegram:")).await)
     }
 
     /// Records that a channel told the user.
     pub async fn delivered(&self, id: i64) {
         if let Err(e) = self.store.run(move |store| store.mark_reminder_delivered(id)).await {
             tracing::warn!(reminder = id, error = %e, "cannot record a reminder as told");
+        }
+    }
+}
+
+/// Fired reminders read back as the notices that tell them; a read that failed is logged
+/// and tells nothing (they stay undelivered, for the next try).
+fn notices(read: Result<Vec<Reminder>, StoreError>) -> Vec<Notice> {
+    match read {
+        Ok(reminders) => reminders
+            .into_iter()
+            .map(|r| Notice { user_id: r.user_id, text: said(&r, Local::now()), reminder: r })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the reminders no channel told");
+            Vec::new()
         }
     }
 }

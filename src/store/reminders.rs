@@ -229,6 +229,24 @@ mod tests {
     use super::*;
     use crate::store::{temp_store, NewTurn, Role};
 
+    /// A turn starting a conversation (with this id, when given).
+    fn turn(user_id: i64, new_id: Option<&str>, asked: &str, reply: &str) -> NewTurn {
+        NewTurn {
+            conversation_id: None,
+            new_id: new_id.map(Into::into),
+            user_id,
+            user_message: asked.into(),
+            reply: reply.into(),
+            model: "m".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            finish_reason: "stop".into(),
+            knowledge: None,
+            citations: None,
+            tool_calls: None,
+        }
+    }
+
     fn new(user_id: i64, conversation_id: Option<String>, due_at: i64) -> NewReminder {
         NewReminder {
             user_id,
@@ -244,20 +262,7 @@ mod tests {
     fn a_reminder_waits_for_its_time_then_fires_once_into_its_conversation() {
         let (_dir, store) = temp_store();
         let alice = store.create_user("alice", Role::User).unwrap().id;
-        let turn = NewTurn {
-            conversation_id: None,
-            new_id: None,
-            user_id: alice,
-            user_message: "remind me".into(),
-            reply: "I will.".into(),
-            model: "m".into(),
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            finish_reason: "stop".into(),
-            knowledge: None,
-            citations: None,
-            tool_calls: None,
-        };
+        let turn = turn(alice, None, "remind me", "I will.");
         let ids = store.append_turn(&turn).unwrap();
         let due = now() + 2;
         let reminder = store.add_reminder(&new(alice, Some(ids.conversation_id.clone()), due)).unwrap();
@@ -288,20 +293,7 @@ mod tests {
         assert_eq!(store.fire_reminder(reminder.id, |_| "Ring.".into()).unwrap(), None, "waits");
         assert_eq!(store.reminder(alice, reminder.id).unwrap().state, "pending");
         assert!(store.claim_timed_job("me", due).unwrap().is_none(), "put back a second");
-        let turn = NewTurn {
-            conversation_id: None,
-            new_id: Some("the-new-one".into()),
-            user_id: alice,
-            user_message: "set a timer".into(),
-            reply: "Set.".into(),
-            model: "m".into(),
-            prompt_tokens: 1,
-            completion_tokens: 1,
-            finish_reason: "stop".into(),
-            knowledge: None,
-            citations: None,
-            tool_calls: None,
-        };
+        let turn = turn(alice, Some("the-new-one"), "set a timer", "Set.");
         store.append_turn(&turn).unwrap();
         store.claim_timed_job("me", due + 1).unwrap().expect("due again");
         assert_eq!(store.fire_reminder(reminder.id, |_| "Ring.".into()).unwrap().unwrap().state, "fired");

@@ -5,7 +5,7 @@
 
 use crate::common::{default_model, small_model, Server, ServerOptions};
 use crate::skills::spoken;
-use crate::voice_pipeline::{connect, read_turn, send};
+use crate::voice_pipeline::{ask_by_voice, connect};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ struct Events {
 }
 
 impl Events {
-    fn open(server: &Server, token: &str) -> Events {
+    /// Opens the stream; also what it told at once (the reminders missed while nobody listened).
+    fn open(server: &Server, token: &str) -> (Events, Vec<Value>) {
         let response = server
             .agent()
             .get(&format!("{}/api/events", server.url))
@@ -27,11 +28,19 @@ impl Events {
         assert!(response.content_type().starts_with("text/event-stream"), "{}", response.content_type());
         let mut events = Events { lines: BufReader::new(response.into_reader()) };
         // The stream says it is connected once the missed notices were sent.
-        let mut first = Vec::new();
-        while !first.iter().any(|l: &String| l == ": connected") {
-            first.push(events.line());
+        let mut missed = Vec::new();
+        loop {
+            match events.line().as_str() {
+                ": connected" => return (events, missed),
+                "event: reminder" => missed.push(events.data()),
+                _ => {}
+            }
         }
-        events
+    }
+
+    fn data(&mut self) -> Value {
+        let line = self.line();
+        serde_json::from_str(line.strip_prefix("data: ").expect("data after the event name")).unwrap()
     }
 
     fn line(&mut self) -> String {
@@ -42,16 +51,8 @@ impl Events {
 
     /// The next reminder told (within the request's 120 s).
     fn next(&mut self) -> Value {
-        let mut name = String::new();
-        loop {
-            let line = self.line();
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = n.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                assert_eq!(name, "reminder", "{line}");
-                return serde_json::from_str(data).unwrap();
-            }
-        }
+        while self.line() != "event: reminder" {}
+        self.data()
     }
 }
 
@@ -71,7 +72,8 @@ fn a_reminder_rings_on_time_on_the_event_stream_and_in_its_conversation() {
     assert_eq!(status, 200, "{chat}");
     let conversation = chat["conversation_id"].as_str().unwrap();
 
-    let mut events = Events::open(&server, &alice);
+    let (mut events, missed) = Events::open(&server, &alice);
+    assert!(missed.is_empty(), "{missed:?}");
     let set_at = Instant::now();
     let body = json!({"text": "take the bread out", "in_seconds": 3, "conversation_id": conversation});
     let (status, reminder) = server.call("POST", "/api/reminders", Some(&alice), Some(&body));
@@ -148,56 +150,30 @@ fn a_reminder_set_before_a_kill_9_rings_after_the_restart() {
 
     // Down while it was due: it rings when the box is back, saying so, and once.
     let server = server.kill_and_restart_after(Duration::from_secs(5));
-    let mut events = Events::open_expecting_missed(&server, &alice);
-    let rang = events.missed.pop().expect("the reminder missed while down");
+    wait_fired(&server, &alice);
+    let (_events, mut missed) = Events::open(&server, &alice);
+    let rang = missed.pop().expect("the reminder missed while down");
     assert_eq!(rang["reminder"]["id"], reminder["id"], "{rang}");
     assert!(rang["text"].as_str().unwrap().starts_with("Reminder: call mum."), "{rang}");
-    assert!(events.missed.is_empty(), "{:?}", events.missed);
+    assert!(missed.is_empty(), "{missed:?}");
     let said: Vec<String> = messages(&server, &alice, &conversation);
     assert_eq!(said.iter().filter(|m| m.starts_with("Reminder: call mum.")).count(), 1, "{said:?}");
     // Told once: a second listener does not hear it again.
-    let again = Events::open_expecting_missed(&server, &alice);
-    assert!(again.missed.is_empty(), "{:?}", again.missed);
+    let (_again, missed) = Events::open(&server, &alice);
+    assert!(missed.is_empty(), "{missed:?}");
 }
 
-/// What a new listener is told at once: the reminders missed while nobody listened.
-struct Opened {
-    missed: Vec<Value>,
-}
-
-impl Events {
-    fn open_expecting_missed(server: &Server, token: &str) -> Opened {
-        // The timer worker fires it shortly after the start; wait until it has.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, all) = server.call("GET", "/api/reminders?all=true", Some(token), None);
-            let fired = all["reminders"].as_array().unwrap().iter().all(|r| r["state"] != "pending");
-            if fired || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
+/// Waits until none of the user's reminders is pending (the timer worker fires a reminder
+/// that fell due while the server was down shortly after the start).
+fn wait_fired(server: &Server, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, all) = server.call("GET", "/api/reminders?all=true", Some(token), None);
+        if all["reminders"].as_array().unwrap().iter().all(|r| r["state"] != "pending") {
+            return;
         }
-        let response = server
-            .agent()
-            .get(&format!("{}/api/events", server.url))
-            .set("Authorization", &format!("Bearer {token}"))
-            .timeout(Duration::from_secs(60))
-            .call()
-            .unwrap();
-        let mut events = Events { lines: BufReader::new(response.into_reader()) };
-        let (mut missed, mut name) = (Vec::new(), String::new());
-        loop {
-            let line = events.line();
-            if line == ": connected" {
-                return Opened { missed };
-            }
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = n.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                assert_eq!(name, "reminder");
-                missed.push(serde_json::from_str(data).unwrap());
-            }
-        }
+        assert!(Instant::now() < deadline, "still pending: {all}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -217,12 +193,7 @@ fn a_timer_set_by_voice_rings_and_is_spoken_on_the_same_socket() {
     let question = spoken(&server, &token, "Set a timer for ten seconds.");
 
     let mut socket = connect(&server, &token);
-    send(&mut socket, json!({"type": "start", "vad_silence_ms": 600}));
-    for frame in question.chunks(640) {
-        socket.send(tungstenite::Message::binary(frame.to_vec())).unwrap();
-    }
-    send(&mut socket, json!({"type": "stop"}));
-    let turn = read_turn(&mut socket);
+    let turn = ask_by_voice(&mut socket, &question);
     let done = turn.last();
     assert_eq!(done["type"], "done", "{:?}\n{}", turn.events, server.log());
     let set_at = Instant::now();

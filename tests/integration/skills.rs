@@ -3,7 +3,7 @@
 //! (name, arguments, result, time) is stored with the reply in the conversation.
 
 use crate::common::{default_model, sse_events, Server, ServerOptions};
-use crate::voice_pipeline::{connect, read_turn, send};
+use crate::voice_pipeline::{ask_by_voice, connect};
 use hearth::audio::{decode_wav_16k_mono, f32_to_s16le, AudioLimits};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -107,12 +107,7 @@ fn asked_by_voice_what_time_it_is_the_answer_comes_from_the_clock_spoken_and_sto
     let question = spoken_question(&server, &token);
 
     let mut socket = connect(&server, &token);
-    send(&mut socket, json!({"type": "start", "vad_silence_ms": 600}));
-    for frame in question.chunks(640) {
-        socket.send(tungstenite::Message::binary(frame.to_vec())).unwrap();
-    }
-    send(&mut socket, json!({"type": "stop"}));
-    let turn = read_turn(&mut socket);
+    let turn = ask_by_voice(&mut socket, &question);
     let done = turn.last();
     assert_eq!(done["type"], "done", "{:?}\n{}", turn.events, server.log());
     let transcript = turn.of("transcript")[0]["text"].as_str().unwrap().to_lowercase();

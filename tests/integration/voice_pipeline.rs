@@ -69,6 +69,16 @@ impl Turn {
     }
 }
 
+/// Speaks `pcm` (16 kHz s16le) into a new turn, push-to-talk, and reads the turn.
+pub(crate) fn ask_by_voice(socket: &mut Socket, pcm: &[u8]) -> Turn {
+    send(socket, json!({"type": "start", "vad_silence_ms": 600}));
+    for frame in pcm.chunks(640) {
+        socket.send(Message::binary(frame.to_vec())).unwrap();
+    }
+    send(socket, json!({"type": "stop"}));
+    read_turn(socket)
+}
+
 pub(crate) fn read_turn(socket: &mut Socket) -> Turn {
     let mut turn = Turn::default();
     loop {
