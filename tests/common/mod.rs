@@ -195,18 +195,24 @@ impl Server {
 
     /// Waits until health answers and the model is ready or failed.
     pub fn wait_settled(&mut self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("hearth exited early with {status}; log:\n{}", self.log());
             }
-            if let Ok(health) = self.health() {
+            let health = self.health();
+            if let Ok(health) = &health {
                 let state = health["components"]["model"]["state"].as_str().unwrap_or("");
                 if state == "ready" || state == "failed" {
-                    return health;
+                    return health.clone();
                 }
             }
-            assert!(Instant::now() < deadline, "server did not settle; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not settle; last health: {health:?}\nits threads: {}\nlog:\n{}",
+                threads_of(self.child.id()),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -448,4 +454,19 @@ pub fn python_client(script: &str, env: &[(&str, &str)], package: &str) -> Value
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// What each thread of a process is doing (name, state, kernel wait channel) and what it
+/// has read from disk: for a server that does not settle, tells a stall on I/O from a hang.
+fn threads_of(pid: u32) -> String {
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
+    let mut out = read(format!("/proc/{pid}/io")).replace('\n', ", ");
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let dir = task.path().display().to_string();
+        let state = read(format!("{dir}/stat"));
+        let state = state.rsplit(')').next().unwrap_or("").split_whitespace().next().unwrap_or("?");
+        out += &format!("\n  {} {state} {}", read(format!("{dir}/comm")), read(format!("{dir}/wchan")));
+    }
+    out
 }
