@@ -122,6 +122,15 @@ def check(q: dict, reply: str, citations: list[dict], corpus: str, min_words: in
     }
 
 
+def last_excerpts(log: Path) -> str:
+    """The excerpts of the last prompt the server logged (`--log-prompts`), unescaped."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+    start = text.rfind("prompt with excerpts prompt=")
+    if start < 0:
+        return ""
+    return text[start:].split("My question:", 1)[0]
+
+
 # --------------------------------------------------------------------------- server
 
 def upload(ep: h.Endpoint, files: list[Path]) -> list[dict]:
@@ -181,6 +190,7 @@ def summarize(rows: list[dict]) -> dict:
         "cites": count("cites"),
         "starts_with_marker": count("starts_with_marker"),
         "contains_when_retrieved": sum(1 for r in rows if r["contains"] and r["retrieved"]),
+        **({"in_excerpts": count("in_excerpts")} if all("in_excerpts" in r for r in rows) else {}),
         "median_completion_tokens": sorted(r["completion_tokens"] for r in rows)[n // 2],
         "median_seconds": round(sorted(r["seconds"] for r in rows)[n // 2], 1),
     }
@@ -195,7 +205,8 @@ def line(name: str, s: dict) -> str:
     return (f"{name}: contains {s['contains']}/{s['questions']} ({100 * s['contains_rate']:.0f}%), "
             f"marker-only {s['marker_only']} (short {s['short']}), invented links {s['invented_links']}, "
             f"retrieved {s['retrieved']}/{s['questions']} (first {s['retrieved_first']}), "
-            f"cites {s['cites']}, starts with a marker {s['starts_with_marker']}")
+            f"cites {s['cites']}, starts with a marker {s['starts_with_marker']}"
+            + (f", answer in the excerpts {s['in_excerpts']}/{s['questions']}" if "in_excerpts" in s else ""))
 
 
 def rescore(paths: list[str]) -> int:
@@ -254,6 +265,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, help="--threads for hearth serve (default: Hearth's own)")
     ap.add_argument("--embeddings", action="store_true",
                     help="hybrid retrieval with all-minilm-l6-v2 from the model cache (default: BM25, as installed)")
+    ap.add_argument("--log-prompts", action="store_true",
+                    help="write each prompt with its excerpts to the server's log (benches/work/logs/)")
     ap.add_argument("--label", help="name of the output file (default: from the model, set and time)")
     args = ap.parse_args()
 
@@ -282,6 +295,8 @@ def main() -> int:
     for f in cache.iterdir():
         f.unlink()
     settings = {"HEARTH_MODEL_CACHE": str(cache), "HEARTH_AUTO_PULL": "false"}
+    if args.log_prompts:
+        settings["RUST_LOG"] = "info,hearth::knowledge::retrieve=trace"
     if args.embeddings:
         for name in ("all-minilm-l6-v2-f16.gguf", "all-minilm-l6-v2-f16.gguf.sha256"):
             src = Path.home() / ".cache/hearth/models" / name
@@ -315,10 +330,15 @@ def main() -> int:
                    **check(q, r["reply"], r.get("citations", []), corpus, args.min_words),
                    "prompt_tokens": r["usage"]["prompt_tokens"],
                    "completion_tokens": r["usage"]["completion_tokens"], "seconds": round(seconds, 1)}
+            if args.log_prompts:
+                excerpts = last_excerpts(h.LOGS / f"hearth-{tag}.log")
+                row["excerpts"] = excerpts
+                row["in_excerpts"] = all(term_matches(t, excerpts) for t in q["answer"])
             rows.append(row)
             flags = [f"no-{k}" for k in ("contains", "retrieved", "cites") if not row[k]]
             flags += [k.replace("_", "-") for k in ("marker_only", "starts_with_marker") if row[k]]
             flags += ["invented-link"] if row["invented_links"] else []
+            flags += ["not-in-excerpts"] if row.get("in_excerpts") is False else []
             h.log(f"[{i}/{len(questions)}] {q['id']}: {'ok' if not flags else ' '.join(flags)} "
                   f"({seconds:.1f} s) {json.dumps(r['reply'][:160])}")
     finally:

@@ -3,6 +3,7 @@
 //! default 0.5B model often took a fact from the wrong line, or echoed the question
 //! (issue 22); fewer, relevant lines under their heading are easier to read.
 
+use crate::search::ends_compound;
 use std::collections::{HashMap, HashSet};
 
 /// A unit is kept when it scores at least this share of its chunk's best unit.
@@ -36,7 +37,12 @@ pub fn focus(question: &str, texts: &[(String, bool)]) -> Vec<Option<String>> {
                 .iter()
                 .map(|(heading, unit)| {
                     let heading = heading.map(|h| p.headings[h].as_str()).unwrap_or("");
-                    words(unit).chain(words(heading)).collect()
+                    // "grapefruit" answers "Which fruit ...?" (as retrieval found it).
+                    let asked_as = |w: String| match asked.iter().find(|a| ends_compound(&w, a)) {
+                        Some(a) => a.clone(),
+                        None => w,
+                    };
+                    words(unit).chain(words(heading)).map(asked_as).collect()
                 })
                 .collect()
         })
@@ -192,9 +198,19 @@ fn sentences(paragraph: &str) -> Vec<String> {
 }
 
 /// Lowercased content words, possessives and the endings `s` and `ing` removed, so that
-/// "services" meets "service", "Dad's" meets "Dad" and "keeping" meets "keeps".
+/// "services" meets "service", "Dad's" meets "Dad" and "keeping" meets "keeps". A
+/// hyphenated word counts whole and as its parts: "Check-out" meets "check out" (as in
+/// the search index, whose words split at hyphens).
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    super::cite::content_words(text).map(|w| {
+    let parts = |w: String| {
+        let split: Vec<String> = if w.contains('-') {
+            w.split('-').filter(|p| p.chars().count() > 1).map(String::from).collect()
+        } else {
+            Vec::new()
+        };
+        std::iter::once(w).chain(split)
+    };
+    super::cite::content_words(text).flat_map(parts).map(|w| {
         let w = w.trim_end_matches("'s").trim_end_matches("’s");
         let w = match w.strip_suffix("ing") {
             Some(stem) if stem.chars().count() >= 3 => stem,
@@ -290,6 +306,21 @@ mod tests {
             "a sentence comes with its neighbour: {focused:?}"
         );
         assert!(!focused[0].as_deref().unwrap().contains("F22"), "{focused:?}");
+    }
+
+    #[test]
+    fn hyphenated_and_compound_words_meet_the_questions_words() {
+        let rules = "## Arriving and leaving\n\nThe spare key is in the grey lockbox. Check-out is by 11:00 on the last day. \
+            Please strip the beds.\n\n## Food\n\n- No grapefruit or grapefruit juice.\n- Bread is in the bin.";
+        let texts = vec![(rules.to_string(), true)];
+        let focused = focus("By what time do guests have to check out?", &texts);
+        assert!(focused[0].as_deref().unwrap().contains("Check-out is by 11:00"), "{focused:?}");
+        let focused = focus("Which fruit must Dad avoid?", &texts);
+        assert_eq!(focused[0].as_deref(), Some("## Food\n- No grapefruit or grapefruit juice."), "{focused:?}");
+        // A short word is not found inside longer ones ("bin" in "cabin" would be).
+        assert!(!crate::search::ends_compound("cabin", "bin"));
+        assert!(crate::search::ends_compound("grapefruit", "fruit"));
+        assert!(!crate::search::ends_compound("fruit", "fruit"), "the same word is not a compound");
     }
 
     #[test]

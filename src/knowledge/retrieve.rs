@@ -145,25 +145,27 @@ fn assemble(
     settings: &crate::config::KnowledgeSettings,
 ) -> Retrieved {
     let budget = settings.context_tokens * CHARS_PER_TOKEN;
-    let mut used = 0;
-    let mut fitting = Vec::new();
-    for chunk in chunks {
-        let size = chunk.text.chars().count();
-        if fitting.len() == settings.top_k || (used + size > budget && !fitting.is_empty()) {
-            continue;
-        }
-        let text: String = chunk.text.chars().take(budget).collect();
-        used += text.chars().count();
-        fitting.push((excerpt::rows_as_lines(text.trim()), chunk));
-    }
-    let texts: Vec<(String, bool)> =
-        fitting.iter().map(|(text, chunk)| (text.clone(), by_words.contains(&chunk.id))).collect();
+    // Each candidate is focused first, so the budget counts what the prompt carries: a
+    // long chunk whose one relevant line is short is not pushed out by its own length.
+    let texts: Vec<(String, bool)> = chunks
+        .iter()
+        .map(|chunk| {
+            let text: String = chunk.text.trim().chars().take(budget).collect();
+            (excerpt::rows_as_lines(&text), by_words.contains(&chunk.id))
+        })
+        .collect();
     let focused = excerpt::focus(question, &texts);
+    let mut used = 0;
     let mut citations = Vec::new();
     let mut given = Vec::new();
     let mut excerpts = String::new();
-    for ((_, chunk), text) in fitting.into_iter().zip(focused) {
+    for (chunk, text) in chunks.into_iter().zip(focused) {
         let Some(text) = text else { continue };
+        let size = text.chars().count();
+        if citations.len() == settings.top_k || (used + size > budget && !citations.is_empty()) {
+            continue;
+        }
+        used += size;
         let n = citations.len() + 1;
         excerpts.push_str(&format!("From {}:\n{text}\n\n", chunk.document_name));
         given.push((n, text));

@@ -14,7 +14,7 @@ mod schema;
 mod sync;
 mod tokenizer;
 
-pub use query::{Hit, HitKind, Page, SearchQuery};
+pub use query::{ends_compound, Hit, HitKind, Page, SearchQuery};
 pub use schema::terms;
 
 use schema::{Fields, ANALYZER, SCHEMA_VERSION};

@@ -4,7 +4,7 @@
 use tantivy::schema::{Field, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer};
 
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 pub const ANALYZER: &str = "hearth_en";
 
 /// The fields of the one index that holds messages, document chunks and notes.
@@ -20,6 +20,8 @@ pub struct Fields {
     pub document: Field,
     pub created: Field,
     pub text: Field,
+    /// A chunk's document name, title and section heading (searched, not stored).
+    pub context: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -40,6 +42,14 @@ pub fn build() -> (Schema, Fields) {
         document: builder.add_u64_field("document", INDEXED | STORED),
         created: builder.add_i64_field("created", INDEXED | FAST | STORED),
         text: builder.add_text_field("text", text_options),
+        context: builder.add_text_field(
+            "context",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(ANALYZER)
+                    .set_index_option(tantivy::schema::IndexRecordOption::WithFreqs),
+            ),
+        ),
     };
     (builder.build(), fields)
 }

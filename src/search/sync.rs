@@ -29,6 +29,9 @@ impl SearchIndex {
         if let Some(c) = &item.conversation_id {
             document.add_text(f.conversation, c);
         }
+        if let Some(context) = &item.context {
+            document.add_text(f.context, context);
+        }
         if let Some(d) = item.document_id {
             document.add_u64(f.document, d as u64);
         }

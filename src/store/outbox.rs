@@ -52,14 +52,26 @@ pub struct IndexItem {
     pub document_id: Option<i64>,
     pub created_at: i64,
     pub text: String,
+    /// What a chunk is read under, searched beside its text: the document's name, its
+    /// title and the heading of the chunk's section (a chunk that continues a section
+    /// starts without it).
+    pub context: Option<String>,
 }
 
-const MESSAGE_ITEM: &str = "SELECT m.id, c.user_id, m.conversation_id, NULL, m.created_at, m.content
+const MESSAGE_ITEM: &str = "SELECT m.id, c.user_id, m.conversation_id, NULL, m.created_at, m.content, NULL
      FROM messages m JOIN conversations c ON c.id = m.conversation_id";
-const CHUNK_ITEM: &str = "SELECT k.id, k.user_id, NULL, k.document_id, d.created_at, k.text
+/// A chunk's context: its document's name, then the first line of the document's first
+/// chunk and of the last chunk up to this one when they are headings (a heading always
+/// starts a chunk, see `knowledge/chunk.rs`).
+const CHUNK_ITEM: &str = "SELECT k.id, k.user_id, NULL, k.document_id, d.created_at, k.text,
+        d.name || char(10) || COALESCE((SELECT substr(h.text, 1, instr(h.text || char(10), char(10)) - 1)
+            FROM chunks h WHERE h.document_id = k.document_id AND h.ord = 0 AND h.text LIKE '#%'), '')
+        || char(10) || COALESCE((SELECT substr(h.text, 1, instr(h.text || char(10), char(10)) - 1)
+            FROM chunks h WHERE h.document_id = k.document_id AND h.ord <= k.ord AND h.ord > 0
+            AND h.text LIKE '#%' ORDER BY h.ord DESC LIMIT 1), '')
      FROM chunks k JOIN documents d ON d.id = k.document_id";
 /// A note is searched by its title and text together.
-const NOTE_ITEM: &str = "SELECT n.id, n.user_id, NULL, NULL, n.created_at, n.title || char(10) || n.text
+const NOTE_ITEM: &str = "SELECT n.id, n.user_id, NULL, NULL, n.created_at, n.title || char(10) || n.text, NULL
      FROM notes n";
 
 fn item_from_row(kind: ItemKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<IndexItem> {
@@ -71,6 +83,7 @@ fn item_from_row(kind: ItemKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<In
         document_id: row.get(3)?,
         created_at: row.get(4)?,
         text: row.get(5)?,
+        context: row.get(6)?,
     })
 }
 
