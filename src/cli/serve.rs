@@ -116,6 +116,17 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
             .map_err(anyhow::Error::msg)?;
     let started = Instant::now();
+    let mqtt = crate::mqtt::Mqtt::start(
+        &settings.mqtt,
+        &settings.tls_dir(),
+        crate::mqtt::Sources {
+            metrics: metrics.clone(),
+            sampler: sampler.clone(),
+            models: models.clone(),
+            started,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let reminders_told = reminders.clone();
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
@@ -155,6 +166,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         })
         .context("HTTP server failed")?;
     drop(advertisement);
+    if let Some(mqtt) = mqtt {
+        mqtt.stop(std::time::Duration::from_secs(3));
+    }
     engines.stop(std::time::Duration::from_secs(20));
     tracing::info!("stopped");
     Ok(())
