@@ -2,7 +2,8 @@
 //! here (apt `mosquitto mosquitto-clients`, installed by scripts/deps.sh): with a password
 //! file; discovery retained and well-formed; state at the interval; the broker killed and
 //! restarted while chats go on; the last will when hearth is killed -9; and once over TLS
-//! with a client certificate.
+//! with a client certificate. `/metrics`, with the sampler's and MQTT's figures, passes
+//! `promtool check metrics` (apt `prometheus`).
 
 use crate::common::{cli, small_model, Server, ServerOptions};
 use serde_json::{json, Value};
@@ -20,13 +21,13 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn require(tool: &str) {
+/// Fails, saying how to install it, when `tool` (from the apt `packages`) is missing.
+fn require(tool: &str, packages: &str) {
     let found =
         Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
     assert!(
         found,
-        "{tool} is missing: install it with `sudo apt-get install -y mosquitto mosquitto-clients` \
-         (scripts/deps.sh does)"
+        "{tool} is missing: install it with `sudo apt-get install -y {packages}` (scripts/deps.sh does)"
     );
 }
 
@@ -92,8 +93,8 @@ struct Broker {
 
 impl Broker {
     fn start(tls: bool) -> Broker {
-        require("mosquitto");
-        require("mosquitto_sub");
+        require("mosquitto", "mosquitto mosquitto-clients");
+        require("mosquitto_sub", "mosquitto mosquitto-clients");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         // As root, mosquitto would switch to its own user, who cannot read a test's files.
@@ -415,6 +416,32 @@ fn home_assistant_discovers_the_box_through_a_password_protected_broker() {
     assert!(system["system"]["memory_available_bytes"].as_u64().unwrap() > 0, "{system}");
     assert!(system["system"]["cpu_usage"].as_array().is_some_and(|c| !c.is_empty()), "{system}");
     assert!(system["history"].as_array().is_some_and(|h| !h.is_empty()), "{system}");
+
+    // Prometheus's own linter accepts the exposition (names, units, help, types).
+    require("promtool", "prometheus");
+    let text = server
+        .agent()
+        .get(&format!("{}/metrics", server.url))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The password never reaches the log.
     assert!(!server.log().contains(PASSWORD), "the MQTT password is in the log");
