@@ -162,7 +162,7 @@ impl Sampler {
     /// thread. The thread stops when every handle is gone.
     pub fn start(mut source: Box<dyn Readings>, options: SamplerOptions, metrics: Metrics) -> Sampler {
         let first = Arc::new(source.sample());
-        export(&metrics, &first);
+        export(&metrics, None, &first);
         let keep = options.keep.max(1);
         let ring = Arc::new(Mutex::new(VecDeque::from([first.clone()])));
         let (tx, latest) = watch::channel(Some(first));
@@ -180,9 +180,9 @@ impl Sampler {
                     continue;
                 }
             };
-            export(&metrics, &sample);
             {
                 let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+                export(&metrics, ring.back().map(|p| &**p), &sample);
                 if ring.len() >= keep {
                     ring.pop_front();
                 }
@@ -221,13 +221,33 @@ impl Sampler {
     }
 }
 
-/// Sets the system gauges of `/metrics` from a sample. Labels of zones or cores that went
-/// away are removed, so the exposition never shows a stale reading.
-fn export(m: &Metrics, s: &Sample) {
+/// Sets the system gauges of `/metrics` from a sample. Series of cores, zones or
+/// conditions the previous sample had and this one lacks are removed (not the whole
+/// vector reset, so a scrape never catches it empty), so no stale reading stays.
+fn export(m: &Metrics, previous: Option<&Sample>, s: &Sample) {
     let sys = &m.system;
-    sys.cpu_usage.reset();
-    for (core, usage) in s.cpu_usage.iter().enumerate() {
-        sys.cpu_usage.with_label_values(&[&core.to_string()]).set(f64::from(*usage));
+    let cores: Vec<String> = (0..s.cpu_usage.len()).map(|c| c.to_string()).collect();
+    for (core, usage) in cores.iter().zip(&s.cpu_usage) {
+        sys.cpu_usage.with_label_values(&[core]).set(f64::from(*usage));
+    }
+    for t in &s.temperatures {
+        sys.temperature.with_label_values(&[&t.zone]).set(t.celsius);
+    }
+    for (condition, on) in s.throttling.iter().flat_map(|t| t.now()) {
+        sys.throttled.with_label_values(&[condition]).set(if on { 1.0 } else { 0.0 });
+    }
+    if let Some(p) = previous {
+        for core in (s.cpu_usage.len()..p.cpu_usage.len()).map(|c| c.to_string()) {
+            let _ = sys.cpu_usage.remove_label_values(&[&core]);
+        }
+        for gone in p.temperatures.iter().filter(|t| !s.temperatures.iter().any(|n| n.zone == t.zone)) {
+            let _ = sys.temperature.remove_label_values(&[&gone.zone]);
+        }
+        if let (Some(before), None) = (p.throttling, s.throttling) {
+            for (condition, _) in before.now() {
+                let _ = sys.throttled.remove_label_values(&[condition]);
+            }
+        }
     }
     sys.load1.set(s.load_average[0]);
     sys.load5.set(s.load_average[1]);
@@ -238,16 +258,6 @@ fn export(m: &Metrics, s: &Sample) {
     sys.swap_used.set(s.swap_used_bytes as f64);
     sys.disk_total.set(s.disk_total_bytes as f64);
     sys.disk_available.set(s.disk_available_bytes as f64);
-    sys.temperature.reset();
-    for t in &s.temperatures {
-        sys.temperature.with_label_values(&[&t.zone]).set(t.celsius);
-    }
-    sys.throttled.reset();
-    if let Some(throttling) = &s.throttling {
-        for (condition, on) in throttling.now() {
-            sys.throttled.with_label_values(&[condition]).set(if on { 1.0 } else { 0.0 });
-        }
-    }
     sys.resident_memory.set(s.process_resident_bytes as f64);
     sys.samples.inc();
 }
@@ -295,6 +305,50 @@ mod tests {
         assert!(text.contains("hearth_throttled{condition=\"throttled\"} 1"), "{text}");
         assert!(text.contains("hearth_throttled{condition=\"under_voltage\"} 0"), "{text}");
         assert_eq!(sampler.latest().cpu_mean(), 0.5);
+    }
+
+    /// Readings a test scripts: one sample after another, the last one repeated.
+    struct Script(Vec<Sample>);
+
+    impl Readings for Script {
+        fn sample(&mut self) -> Sample {
+            if self.0.len() > 1 {
+                self.0.remove(0)
+            } else {
+                self.0[0].clone()
+            }
+        }
+    }
+
+    #[test]
+    fn readings_that_go_away_leave_metrics() {
+        let zone = |zone: &str| Temperature { zone: zone.into(), celsius: 50.0 };
+        let hot = Sample {
+            at_ms: 1,
+            cpu_usage: vec![0.5; 4],
+            temperatures: vec![zone("cpu-thermal"), zone("gpu-thermal")],
+            throttling: Some(Throttling::from_bits(0)),
+            ..Sample::default()
+        };
+        let calm = Sample {
+            at_ms: 2,
+            cpu_usage: vec![0.5; 2],
+            temperatures: vec![zone("cpu-thermal")],
+            ..Sample::default()
+        };
+        let metrics = Metrics::new();
+        let options = SamplerOptions { every: Duration::from_millis(10), keep: 3 };
+        let sampler = Sampler::start(Box::new(Script(vec![hot, calm])), options, metrics.clone());
+        assert!(metrics.render().contains("zone=\"gpu-thermal\""));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sampler.latest().at_ms < 2 {
+            assert!(std::time::Instant::now() < deadline, "the sampler stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let text = metrics.render();
+        assert!(text.contains("zone=\"cpu-thermal\"") && !text.contains("gpu-thermal"), "{text}");
+        assert!(text.contains("core=\"1\"") && !text.contains("core=\"2\""), "{text}");
+        assert!(!text.contains("hearth_throttled{"), "{text}");
     }
 
     #[test]
