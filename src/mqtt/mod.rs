@@ -73,8 +73,23 @@ impl Mqtt {
                     Ok(runtime) => runtime,
                     Err(e) => return tracing::error!(error = %e, "cannot start the MQTT runtime"),
                 };
-                let (client, events) = AsyncClient::new(options, capacity);
-                runtime.block_on(publish(client, events, plan, stopped));
+                let mut plan = plan;
+                // The publisher never gives up: a client that ended or panicked is replaced.
+                while !*stopped.borrow() {
+                    let (client, events) = AsyncClient::new(options.clone(), capacity);
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(publish(client, events, &mut plan, stopped.clone()))
+                    }));
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    match run {
+                        Ok(()) => tracing::error!("the MQTT client stopped; starting a new one"),
+                        Err(_) => tracing::error!("the MQTT publisher panicked; starting a new one"),
+                    }
+                    plan.metrics.connected.set(0);
+                    std::thread::sleep(Duration::from_secs(5));
+                }
             })
             .map_err(|e| format!("cannot start the MQTT thread: {e}"))?;
         Ok(Some(Mqtt { stop, thread }))
@@ -144,7 +159,14 @@ async fn drive(mut events: EventLoop, tx: mpsc::Sender<Result<Event, String>>) {
     }
 }
 
-async fn publish(client: AsyncClient, events: EventLoop, mut plan: Plan, mut stopped: watch::Receiver<bool>) {
+/// Publishes until told to stop (or until the driver ends, which the caller treats as a
+/// failure).
+async fn publish(
+    client: AsyncClient,
+    events: EventLoop,
+    plan: &mut Plan,
+    mut stopped: watch::Receiver<bool>,
+) {
     let (tx, mut rx) = mpsc::channel(64);
     let driver = tokio::spawn(drive(events, tx));
     let mut connected = false;
@@ -162,13 +184,13 @@ async fn publish(client: AsyncClient, events: EventLoop, mut plan: Plan, mut sto
                     plan.metrics.connected.set(1);
                     plan.metrics.connections.inc();
                     tracing::info!(device = %plan.topics.device_id, "connected to the MQTT broker");
-                    announce(&client, &plan, true);
-                    publish_state(&client, &mut plan, connected);
+                    announce(&client, plan, true);
+                    publish_state(&client, plan, connected);
                 }
                 Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                     if Some(&p.topic) == plan.topics.ha_status.as_ref() && p.payload.as_ref() == ONLINE.as_bytes() {
                         tracing::info!("Home Assistant came online: announcing the device again");
-                        announce(&client, &plan, false);
+                        announce(&client, plan, false);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -182,7 +204,7 @@ async fn publish(client: AsyncClient, events: EventLoop, mut plan: Plan, mut sto
                     last_error = Some(error);
                 }
             },
-            _ = tick.tick() => publish_state(&client, &mut plan, connected),
+            _ = tick.tick() => publish_state(&client, plan, connected),
         }
     }
     // Going away on purpose: say so (the last will is for when we cannot).
