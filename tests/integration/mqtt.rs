@@ -515,3 +515,25 @@ fn telemetry_over_tls_with_a_client_certificate() {
         broker.log()
     );
 }
+
+#[test]
+fn a_broker_that_refuses_the_password_is_logged_and_chats_go_on() {
+    let broker = Broker::start(false);
+    let wrong = broker.dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-PASSWORD\n").unwrap();
+    let options = broker.hearth(ServerOptions::new(small_model()), 1);
+    let server = Server::start(options.env("HEARTH_MQTT_PASSWORD_FILE", &wrong.display().to_string()));
+    let token = server.user("alice");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !server.log().contains("NotAuthorized") {
+        assert!(Instant::now() < deadline, "the refusal was not logged:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    chat(&server, &token);
+    assert_eq!(metric(&server, &token, "hearth_mqtt_connected"), 0.0);
+    assert_eq!(metric(&server, &token, "hearth_mqtt_connections_total"), 0.0);
+    let log = server.log();
+    assert!(!log.contains("not-the-PASSWORD") && !log.contains(PASSWORD), "a password is in the log");
+    // Logged once, not at every retry.
+    assert_eq!(log.matches("NotAuthorized").count(), 1, "{log}");
+}
