@@ -11,6 +11,8 @@ packages=(
   chromium                                                           # web UI end-to-end tests
   openssl pebble libnss3-tools iproute2                              # TLS tests: s_client, an ACME CA,
                                                                      # a CA in Chromium, network namespaces
+  mosquitto mosquitto-clients                                        # MQTT tests: a broker, a subscriber
+  prometheus                                                         # promtool check metrics on /metrics
 )
 # Node.js and npm drive Chromium in the web UI's tests (playwright-core). Skip them when
 # a Node.js is already installed some other way (e.g. NodeSource, whose package

@@ -19,6 +19,7 @@ pub mod import;
 pub mod jobs;
 pub mod knowledge;
 pub mod models;
+pub mod mqtt;
 pub mod notes;
 pub mod notices;
 pub mod outbound;

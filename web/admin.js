@@ -4,6 +4,28 @@
 import { api } from './api.js';
 import { h, set, add, ago, bytes, field } from './dom.js';
 
+const THROTTLES = ['under_voltage', 'frequency_capped', 'throttled', 'soft_temperature_limit'];
+const SVG = 'http://www.w3.org/2000/svg';
+
+// A sparkline of the sampler's history (oldest first): an SVG polyline, scaled to `max`
+// (or the series' own highest point).
+function spark(values, max) {
+  const v = values.filter((x) => x != null);
+  if (v.length < 2) return null;
+  const top = max || Math.max(...v) || 1, low = max ? 0 : Math.min(...v);
+  const span = top - low || 1;
+  const points = v.map((x, i) => `${(i * 100 / (v.length - 1)).toFixed(1)},${(20 - (x - low) * 19 / span).toFixed(1)}`);
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 100 21');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('aria-hidden', 'true');
+  const line = document.createElementNS(SVG, 'polyline');
+  line.setAttribute('points', points.join(' '));
+  svg.append(line);
+  return svg;
+}
+
 export function adminPage(ctx) {
   const admin = ctx.user.role === 'admin';
   const sections = h('div', { class: 'admin-grid' });
@@ -16,7 +38,7 @@ export function adminPage(ctx) {
     h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col', text: t })))),
     h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: String(head.length), class: 'muted', text: 'None.' }))));
   const row = (...cells) => h('tr', {}, cells.map((c) => h('td', {}, c)));
-  const stat = (label, value) => h('div', { class: 'stat' }, h('span', { text: label }), h('strong', { text: value }));
+  const stat = (label, value, extra) => h('div', { class: 'stat' }, h('span', { text: label }), h('strong', { text: value }), extra);
 
   // ---- health and live figures ----
   const health = h('div', { class: 'stats' });
@@ -35,11 +57,18 @@ export function adminPage(ctx) {
       if (!admin) return;
       const s = await api('GET', '/api/system');
       const m = s.system;
+      const hist = (key) => s.history.map((p) => p[key]);
       set(system,
-        stat('CPU', `${m.cpu_percent.toFixed(0)} % of ${m.cpus} cores`),
-        stat('Memory', `${bytes(m.memory_used_bytes)} / ${bytes(m.memory_total_bytes)}`),
+        stat('CPU', `${m.cpu_percent.toFixed(0)} % of ${m.cpus} cores`, spark(hist('cpu_percent'), 100)),
+        stat('Memory', `${bytes(m.memory_used_bytes)} / ${bytes(m.memory_total_bytes)}`,
+          spark(hist('memory_available_bytes').map((a) => m.memory_total_bytes - a), m.memory_total_bytes)),
+        stat('Hearth', bytes(m.process_resident_bytes), spark(hist('process_resident_bytes'))),
+        stat('Disk free', `${bytes(m.disk_available_bytes)} / ${bytes(m.disk_total_bytes)}`),
         stat('Load', m.load_average.map((x) => x.toFixed(2)).join(' ')),
-        stat('Temperature', m.temperature_celsius == null ? 'n/a' : `${m.temperature_celsius.toFixed(0)} °C`),
+        stat('Temperature', m.temperature_celsius == null ? 'n/a' : `${m.temperature_celsius.toFixed(0)} °C`,
+          m.temperature_celsius != null && spark(hist('temperature_celsius'))),
+        m.throttling && stat('Throttling', THROTTLES.filter((k) => m.throttling[k]).join(', ')
+          || (m.throttling.has_occurred ? 'earlier' : 'none')),
         stat('Generation', `${s.engine.tokens_per_second.toFixed(1)} tokens/s`),
         stat('Tokens generated', String(s.engine.tokens_generated)),
         stat('Active / queued', `${s.engine.active_sequences} / ${s.engine.queue_depth}`));

@@ -10,7 +10,7 @@ use crate::notices::Notices;
 use crate::reminders::Reminders;
 use crate::search::SearchIndex;
 use crate::store::Store;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Sampler, SamplerOptions};
 use crate::tls::{BoxNames, SharedNames, Tls};
 use crate::voice::satellites::Satellites;
 use crate::voice::wyoming::{self, ServerOptions};
@@ -26,6 +26,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let store = Store::open(&settings.database_path())?;
     let metrics = Metrics::new();
+    let sampler = Sampler::start_host(data_dir, SamplerOptions::default(), metrics.clone());
     let names = SharedNames::new(BoxNames::discover(&settings));
     let tls = Tls::prepare(settings.clone(), names.clone(), metrics.clone())
         .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
@@ -114,6 +115,18 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let telegram =
         crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
             .map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let mqtt = crate::mqtt::Mqtt::start(
+        &settings.mqtt,
+        &settings.tls_dir(),
+        crate::mqtt::Sources {
+            metrics: metrics.clone(),
+            sampler: sampler.clone(),
+            models: models.clone(),
+            started,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let reminders_told = reminders.clone();
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
@@ -122,7 +135,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         store,
         models,
         metrics,
-        started: Instant::now(),
+        sampler,
+        started,
         knowledge,
         assistant,
         jobs,
@@ -152,6 +166,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         })
         .context("HTTP server failed")?;
     drop(advertisement);
+    if let Some(mqtt) = mqtt {
+        mqtt.stop(std::time::Duration::from_secs(3));
+    }
     engines.stop(std::time::Duration::from_secs(20));
     tracing::info!("stopped");
     Ok(())

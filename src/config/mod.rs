@@ -6,6 +6,7 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod mqtt;
 mod outbound;
 mod settings;
 mod telegram;
@@ -15,9 +16,9 @@ mod workflows;
 
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
-    AcmeChallenge, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
-    OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings, TelegramSettings, TlsMode,
-    TlsSettings, VoiceSettings, WebhookSettings,
+    AcmeChallenge, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
+    MqttSettings, OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings,
+    TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 pub use workflows::{HookSecret, HookSettings, WorkflowSettings};
@@ -106,6 +107,19 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_TELEGRAM_CHATS", "telegram.chats", Kind::Map),
     ("HEARTH_TELEGRAM_VOICE_REPLIES", "telegram.voice_replies", Kind::Bool),
     ("HEARTH_TELEGRAM_POLL_TIMEOUT_SECS", "telegram.poll_timeout_secs", Kind::Int),
+    ("HEARTH_MQTT_ENABLED", "mqtt.enabled", Kind::Bool),
+    ("HEARTH_MQTT_URL", "mqtt.url", Kind::Str),
+    ("HEARTH_MQTT_USERNAME", "mqtt.username", Kind::Str),
+    ("HEARTH_MQTT_PASSWORD", "mqtt.password", Kind::Str),
+    ("HEARTH_MQTT_PASSWORD_FILE", "mqtt.password_file", Kind::Str),
+    ("HEARTH_MQTT_CLIENT_CERT", "mqtt.client_cert", Kind::Str),
+    ("HEARTH_MQTT_CLIENT_KEY", "mqtt.client_key", Kind::Str),
+    ("HEARTH_MQTT_CA_FILE", "mqtt.ca_file", Kind::Str),
+    ("HEARTH_MQTT_DEVICE_ID", "mqtt.device_id", Kind::Str),
+    ("HEARTH_MQTT_INTERVAL_SECS", "mqtt.interval_secs", Kind::Int),
+    ("HEARTH_MQTT_BASE_TOPIC", "mqtt.base_topic", Kind::Str),
+    ("HEARTH_MQTT_DISCOVERY_PREFIX", "mqtt.discovery_prefix", Kind::Str),
+    ("HEARTH_MQTT_BACKLOG", "mqtt.backlog", Kind::Int),
     ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
@@ -427,6 +441,26 @@ mod tests {
         let e = env(&[("HEARTH_LISTEN", "127.0.0.1:9000"), ("HEARTH_HTTP_LISTEN", "127.0.0.1:9000")]);
         let err = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap_err();
         assert!(err.to_string().contains("http_listen"), "{err}");
+    }
+
+    #[test]
+    fn mqtt_from_the_environment() {
+        let e = env(&[
+            ("HEARTH_MQTT_ENABLED", "1"),
+            ("HEARTH_MQTT_URL", "mqtts://broker.lan"),
+            ("HEARTH_MQTT_USERNAME", "box"),
+            ("HEARTH_MQTT_PASSWORD", "pw"),
+            ("HEARTH_MQTT_INTERVAL_SECS", "5"),
+            ("HEARTH_MQTT_BACKLOG", "7"),
+        ]);
+        let m = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.mqtt;
+        assert!(m.enabled);
+        assert_eq!(m.broker().unwrap(), Broker { host: "broker.lan".into(), port: 8883, tls: true });
+        assert_eq!((m.interval_secs, m.backlog), (5, 7));
+        assert_eq!(m.read_password().unwrap().as_deref(), Some("pw"));
+        let err =
+            load_from(None, Path::new(NO_SYSTEM), &env(&[("HEARTH_MQTT_ENABLED", "1")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("mqtt.url"), "{err}");
     }
 
     #[test]

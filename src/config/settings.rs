@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::mqtt::{Broker, MqttSettings};
 pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettings};
 pub use super::telegram::TelegramSettings;
 pub use super::tls::{AcmeChallenge, TlsMode, TlsSettings};
@@ -25,6 +26,7 @@ pub struct Settings {
     pub voice: VoiceSettings,
     pub tls: TlsSettings,
     pub telegram: TelegramSettings,
+    pub mqtt: MqttSettings,
     pub workflows: WorkflowSettings,
     /// Inbound webhooks (`[[hooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -380,7 +382,8 @@ impl Settings {
         self.voice.validate()?;
         self.workflows.validate()?;
         super::workflows::validate_hooks(&self.hooks, &self.outbound)?;
-        self.telegram.validate()
+        self.telegram.validate()?;
+        self.mqtt.validate()
     }
 
     /// The socket address to bind (validated by [`Settings::validate`]).

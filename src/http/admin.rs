@@ -10,10 +10,10 @@ use crate::auth::revocation::Revoked;
 use crate::auth::scopes::{Scope, TokenGrant};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Role;
+use crate::telemetry::Sample;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::{Mutex, OnceLock};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,12 +201,16 @@ pub async fn revoke_token(
     Ok(json(&json!({ "ok": true })))
 }
 
-/// `GET /api/system`: live figures for the admin page.
+/// `GET /api/system`: the sampler's latest figures and its recent history (oldest first),
+/// with the engine's, for the admin page.
 pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
-    let figures = web::block(system_figures).await.map_err(|e| ApiError::internal(e.to_string()))?;
     let m = &state.metrics;
+    let latest = state.sampler.latest();
+    let history: Vec<_> = state.sampler.history().iter().map(|s| history_point(s)).collect();
     Ok(json(&json!({
-        "system": figures,
+        "system": current(&latest),
+        "history": history,
+        "interval_seconds": state.sampler.interval().as_secs_f64(),
         "engine": {
             "tokens_per_second": m.generation_tokens_per_second.get(),
             "tokens_generated": m.tokens_generated.get(),
@@ -217,32 +221,36 @@ pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRes
     })))
 }
 
-/// CPU use since the previous call (so the first answer reads 0), memory, load and
-/// the hottest thermal zone.
-fn system_figures() -> serde_json::Value {
-    static SYSTEM: OnceLock<Mutex<sysinfo::System>> = OnceLock::new();
-    let mut sys =
-        SYSTEM.get_or_init(|| Mutex::new(sysinfo::System::new())).lock().unwrap_or_else(|p| p.into_inner());
-    sys.refresh_cpu_usage();
-    sys.refresh_memory();
-    let load = sysinfo::System::load_average();
+/// The latest sample in full, with the figures the admin page shows at a glance.
+fn current(s: &Sample) -> serde_json::Value {
     json!({
-        "cpu_percent": sys.global_cpu_usage(),
-        "cpus": sys.cpus().len(),
-        "memory_total_bytes": sys.total_memory(),
-        "memory_used_bytes": sys.used_memory(),
-        "load_average": [load.one, load.five, load.fifteen],
-        "temperature_celsius": hottest_thermal_zone(),
+        "at_ms": s.at_ms,
+        "cpu_percent": f64::from(s.cpu_mean()) * 100.0,
+        "cpu_usage": s.cpu_usage,
+        "cpus": s.cpu_usage.len(),
+        "load_average": s.load_average,
+        "memory_total_bytes": s.memory_total_bytes,
+        "memory_available_bytes": s.memory_available_bytes,
+        "memory_used_bytes": s.memory_total_bytes.saturating_sub(s.memory_available_bytes),
+        "swap_total_bytes": s.swap_total_bytes,
+        "swap_used_bytes": s.swap_used_bytes,
+        "disk_total_bytes": s.disk_total_bytes,
+        "disk_available_bytes": s.disk_available_bytes,
+        "temperatures": s.temperatures,
+        "temperature_celsius": s.hottest(),
+        "throttling": s.throttling,
+        "process_resident_bytes": s.process_resident_bytes,
         "boot_uptime_seconds": sysinfo::System::uptime(),
     })
 }
 
-/// Linux thermal zones report millidegrees; `None` where there are none (VMs).
-fn hottest_thermal_zone() -> Option<f64> {
-    let zones = std::fs::read_dir("/sys/class/thermal").ok()?;
-    zones
-        .filter_map(|z| std::fs::read_to_string(z.ok()?.path().join("temp")).ok())
-        .filter_map(|t| t.trim().parse::<f64>().ok())
-        .map(|milli| milli / 1000.0)
-        .reduce(f64::max)
+/// One point of the sparklines: small, since the page asks every few seconds.
+fn history_point(s: &Sample) -> serde_json::Value {
+    json!({
+        "at_ms": s.at_ms,
+        "cpu_percent": f64::from(s.cpu_mean()) * 100.0,
+        "memory_available_bytes": s.memory_available_bytes,
+        "temperature_celsius": s.hottest(),
+        "process_resident_bytes": s.process_resident_bytes,
+    })
 }

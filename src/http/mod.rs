@@ -38,7 +38,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
 use crate::store::Store;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Sampler};
 use crate::tls::{SharedNames, Tls};
 use crate::voice::Voice;
 use actix_web::dev::{Service, ServiceResponse};
@@ -53,6 +53,8 @@ pub struct AppState {
     pub store: Store,
     pub models: Registry,
     pub metrics: Metrics,
+    /// The machine's figures (CPU, memory, disk, temperatures), sampled on a thread of its own.
+    pub sampler: Sampler,
     pub started: Instant,
     pub knowledge: Knowledge,
     /// Turns of conversation, for every chat channel.

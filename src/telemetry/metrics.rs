@@ -1,8 +1,8 @@
 //! Prometheus metrics for `/metrics`.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric Hearth exports, registered in one registry.
@@ -42,6 +42,39 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGauge,
     /// 1 while the last attempt to get or load a certificate failed (see /api/health).
     pub tls_error: IntGauge,
+    /// The machine, as the sampler (`telemetry::Sampler`) last saw it.
+    pub system: SystemMetrics,
+    /// MQTT telemetry (`mqtt/`).
+    pub mqtt: MqttMetrics,
+}
+
+/// The sampler's figures.
+#[derive(Clone)]
+pub struct SystemMetrics {
+    pub cpu_usage: GaugeVec,
+    pub load1: Gauge,
+    pub load5: Gauge,
+    pub load15: Gauge,
+    pub memory_total: Gauge,
+    pub memory_available: Gauge,
+    pub swap_total: Gauge,
+    pub swap_used: Gauge,
+    pub disk_total: Gauge,
+    pub disk_available: Gauge,
+    pub temperature: GaugeVec,
+    pub throttled: GaugeVec,
+    pub resident_memory: Gauge,
+    pub samples: IntCounter,
+}
+
+/// The MQTT publisher's figures.
+#[derive(Clone)]
+pub struct MqttMetrics {
+    pub connected: IntGauge,
+    pub connections: IntCounter,
+    pub published: IntCounter,
+    pub backlog: IntGauge,
+    pub backlog_dropped: IntCounter,
 }
 
 /// The `method` label of `http_requests_total`: the methods Hearth serves, and `other` for
@@ -64,6 +97,68 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     registry.register(Box::new(c.clone())).expect("unique metric name");
     c
+}
+
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric name");
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric name");
+    g
+}
+
+impl SystemMetrics {
+    fn new(r: &Registry) -> SystemMetrics {
+        let g = |name, help| float_gauge(r, name, help);
+        SystemMetrics {
+            cpu_usage: gauge_vec(r, "cpu_usage_ratio", "Each core's use between the last two samples, 0 to 1", "core"),
+            load1: g("load1", "Load average over 1 minute"),
+            load5: g("load5", "Load average over 5 minutes"),
+            load15: g("load15", "Load average over 15 minutes"),
+            memory_total: g("memory_total_bytes", "Physical memory"),
+            memory_available: g("memory_available_bytes", "Memory available to new allocations without swapping"),
+            swap_total: g("swap_total_bytes", "Swap space"),
+            swap_used: g("swap_used_bytes", "Swap space in use"),
+            disk_total: g("data_disk_total_bytes", "Size of the file system holding the data directory"),
+            disk_available: g(
+                "data_disk_available_bytes",
+                "Space available to Hearth on the file system holding the data directory",
+            ),
+            temperature: gauge_vec(r, "temperature_celsius", "Temperature of each thermal zone the board reports", "zone"),
+            throttled: gauge_vec(
+                r,
+                "throttled",
+                "1 while the Raspberry Pi firmware reports the condition (under_voltage, frequency_capped, throttled, soft_temperature_limit)",
+                "condition",
+            ),
+            resident_memory: g("process_resident_memory_bytes", "Resident memory of the Hearth process"),
+            samples: counter(r, "system_samples_total", "System samples taken"),
+        }
+    }
+}
+
+impl MqttMetrics {
+    fn new(r: &Registry) -> MqttMetrics {
+        MqttMetrics {
+            connected: gauge(r, "mqtt_connected", "1 while connected to the MQTT broker"),
+            connections: counter(r, "mqtt_connections_total", "Connections accepted by the MQTT broker"),
+            published: counter(
+                r,
+                "mqtt_messages_published_total",
+                "MQTT messages handed to the client to send",
+            ),
+            backlog: gauge(r, "mqtt_backlog_messages", "State messages kept while the broker is unreachable"),
+            backlog_dropped: counter(
+                r,
+                "mqtt_backlog_dropped_total",
+                "State messages dropped, oldest first, because the backlog was full",
+            ),
+        }
+    }
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -172,6 +267,8 @@ impl Metrics {
                 "tls_certificate_error",
                 "1 while the last attempt to get or load the TLS certificate failed",
             ),
+            system: SystemMetrics::new(r),
+            mqtt: MqttMetrics::new(r),
             registry,
         }
     }
@@ -179,6 +276,13 @@ impl Metrics {
     /// Records the time one voice stage took.
     pub fn observe_stage(&self, stage: &str, elapsed: std::time::Duration) {
         self.voice_stage_seconds.with_label_values(&[stage]).observe(elapsed.as_secs_f64());
+    }
+
+    /// HTTP requests answered so far, every route and status.
+    pub fn http_requests_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        let families = self.http_requests.collect();
+        families.iter().flat_map(|f| f.get_metric()).map(|m| m.get_counter().get_value() as u64).sum()
     }
 
     /// The Prometheus text exposition of every metric.

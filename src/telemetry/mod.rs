@@ -1,8 +1,11 @@
-//! Logs (tracing, text or JSON) and Prometheus metrics.
+//! Logs (tracing, text or JSON), Prometheus metrics, and the one system sampler.
 
+pub mod board;
 mod metrics;
+mod sampler;
 
-pub use metrics::{method_label, Metrics};
+pub use metrics::{method_label, Metrics, MqttMetrics, SystemMetrics};
+pub use sampler::{now_ms, HostReadings, Readings, Sample, Sampler, SamplerOptions};
 
 use crate::config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Debian's bundle of the public roots (package ca-certificates).
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// An HTTP client trusting the system's roots and the box's local CA.
 pub fn agent(settings: &Settings) -> ureq::Agent {

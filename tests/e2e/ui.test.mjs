@@ -261,6 +261,10 @@ test('admin page: health, live figures, users and API tokens', async () => {
   await page.getByRole('heading', { name: 'Administration' }).waitFor();
   await page.locator('.stat', { hasText: 'Model' }).getByText('ready').first().waitFor();
   await page.locator('#system .stat', { hasText: 'Memory' }).waitFor();
+  // The sampler's history as sparklines (the server has run long enough for two samples).
+  await page.locator('#system .stat', { hasText: 'CPU' }).locator('svg.spark polyline').waitFor();
+  assert.match(await page.locator('#system svg.spark polyline').first().getAttribute('points'), /^[\d.]+,[\d.]+( [\d.]+,[\d.]+)+$/);
+  await page.locator('#system').screenshot({ path: path.join(SHOTS, 'admin-system.png'), animations: 'disabled' });
   const users = page.getByRole('form', { name: 'Create user' });
   await users.getByLabel('Name').fill('bob');
   await users.getByLabel('Password').fill('bob password 1');

@@ -19,6 +19,7 @@ mod knowledge_limits;
 mod models;
 mod models_add;
 mod models_pull;
+mod mqtt;
 mod notes;
 mod ollama;
 mod openai;
