@@ -139,8 +139,9 @@ impl Assistant {
             }
             _ => None,
         };
-        if retrieved.is_some() {
+        if let Some(retrieved) = &retrieved {
             params.temperature = sampling::documents_temperature(asked_temperature, params.temperature);
+            params.stop.extend(retrieved.labels());
         }
         let system = system_prompt(&self.settings.model.system_prompt, style);
         let (messages, citations, sources) = assemble(system, messages, retrieved);

@@ -112,6 +112,13 @@ pub struct Sources {
     excerpts: Vec<(usize, HashSet<String>)>,
     /// Every excerpt's text, lowercased.
     text: String,
+    /// The excerpts as given, with their numbers.
+    texts: Vec<(usize, String)>,
+    /// The question's words: a sentence made of nothing else only restates it.
+    asked: HashSet<String>,
+    /// The line quoted when the reply says nothing the question did not: the best
+    /// excerpt's line that shares the most words with the question, and its number.
+    quote: Option<(usize, String)>,
 }
 
 impl Sources {
@@ -119,11 +126,43 @@ impl Sources {
     pub fn new<'a>(excerpts: impl IntoIterator<Item = (usize, &'a str)>) -> Sources {
         let mut sources = Sources::default();
         for (n, text) in excerpts {
+            sources.texts.push((n, text.to_string()));
             sources.excerpts.push((n, content_words(text).collect()));
             sources.text.push_str(&text.to_lowercase());
             sources.text.push('\n');
         }
         sources
+    }
+
+    /// With the question the excerpts were chosen for: a reply that only restates it
+    /// (the default model answered "Which light should be solid green?" with "The light
+    /// should be solid green.") is replaced by the best excerpt's line that bears on it,
+    /// quoted.
+    pub fn for_question(mut self, question: &str) -> Sources {
+        self.asked = content_words(question).collect();
+        self.quote = self.best_line(question);
+        self
+    }
+
+    /// The line of the first (best-ranked) excerpt sharing the most of the question's
+    /// words; headings and excerpt labels are not lines to quote.
+    fn best_line(&self, question: &str) -> Option<(usize, String)> {
+        let asked: HashSet<String> = content_words(question).collect();
+        let (n, text) = self.texts.first()?;
+        let mut best: Option<(usize, &str)> = None;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let shared = content_words(line).filter(|w| asked.contains(w)).count();
+            if shared > 0 && best.is_none_or(|(b, _)| shared > b) {
+                best = Some((shared, line));
+            }
+        }
+        best.map(|(_, line)| (*n, line.trim_start_matches(['-', '*', ' ']).to_string()))
+    }
+
+    /// Whether a sentence has words, all of them the question's ("No." has none).
+    fn restates_question(&self, sentence: &str) -> bool {
+        let words: Vec<String> = content_words(sentence).collect();
+        !self.asked.is_empty() && !words.is_empty() && words.iter().all(|w| self.asked.contains(w))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -194,14 +233,19 @@ impl Citer {
         (!out.is_empty()).then_some(out)
     }
 
-    /// The rest of the reply once generation ended. A reply that was nothing but markers
-    /// says so in words rather than being empty.
+    /// The rest of the reply once generation ended. A reply that was nothing but markers,
+    /// or only restated the question, quotes the line of the documents that bears on it
+    /// (or says in words that it could not answer) rather than being empty.
     pub fn finish(&mut self) -> Option<String> {
         let piece = std::mem::take(&mut self.pending);
         let out = self.piece(&piece);
         if !self.said {
             self.said = true;
-            return Some(NO_ANSWER.to_string());
+            return Some(match &self.sources.quote {
+                Some((n, line)) if self.mark => format!("Your documents say: “{line}” [{n}]"),
+                Some((_, line)) => format!("Your documents say: {line}"),
+                None => NO_ANSWER.to_string(),
+            });
         }
         (!out.is_empty()).then_some(out)
     }
@@ -224,7 +268,7 @@ impl Citer {
             return String::new();
         }
         let cleaned = clean(body, &self.sources);
-        if !has_words(&cleaned) {
+        if !has_words(&cleaned) || self.sources.restates_question(&cleaned) {
             return String::new();
         }
         let cited = match self.sources.attribute(&cleaned).filter(|_| self.mark) {
@@ -412,6 +456,36 @@ mod tests {
             "F28 means the flame did not light [2]. Check the gas valve [2]."
         );
         assert_eq!(cite("Hello there!", true), "Hello there!", "nothing shared, nothing cited");
+    }
+
+    #[test]
+    fn a_reply_that_only_restates_the_question_gives_way_to_the_line_that_answers_it() {
+        let excerpts = [
+            (1, "## The router\nLook at the fibre box first: the light labelled PON must be solid green.\nA red LOS light means the line is down."),
+            (2, "## Wi-Fi\nThe mesh light turns amber when it is too far away."),
+        ];
+        let question = "Which light on the fibre box should be solid green?";
+        let run = |reply: &str, mark: bool| {
+            let mut citer = Citer::new(Sources::new(excerpts).for_question(question), mark);
+            let mut out: String = citer.push(reply).unwrap_or_default();
+            out.extend(citer.finish());
+            out
+        };
+        assert_eq!(
+            run("The light on the fibre box should be solid green [1].", true),
+            "Your documents say: “Look at the fibre box first: the light labelled PON must be solid green.” [1]"
+        );
+        assert_eq!(
+            run("The light on the fibre box should be solid green.", false),
+            "Your documents say: Look at the fibre box first: the light labelled PON must be solid green."
+        );
+        // Anything new keeps the reply, and a restating sentence beside it just goes.
+        assert_eq!(run("The PON light should be solid green.", true), "The PON light should be solid green [1].");
+        assert_eq!(
+            run("The light should be solid green. It is the one labelled PON.", true),
+            "It is the one labelled PON [1]."
+        );
+        assert_eq!(run("No.", true), "No.", "a short answer has no words to restate");
     }
 
     #[test]

@@ -39,6 +39,26 @@ pub struct Retrieved {
     pub sources: Sources,
 }
 
+impl Retrieved {
+    /// The excerpts' labels: a reply that begins to write one out is copying the excerpts
+    /// (the default model did, once they came best last), so generation stops there.
+    pub fn labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = Vec::new();
+        for c in &self.citations {
+            let label = label(&c.document_name);
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+        labels
+    }
+}
+
+/// What an excerpt is headed with in the prompt.
+fn label(document_name: &str) -> String {
+    format!("From {document_name}:")
+}
+
 impl Knowledge {
     /// Retrieves for `question`; `None` when nothing of this user's matches.
     pub async fn retrieve(&self, user_id: i64, question: &str) -> Result<Option<Retrieved>, String> {
@@ -158,7 +178,7 @@ fn assemble(
     let mut used = 0;
     let mut citations = Vec::new();
     let mut given = Vec::new();
-    let mut excerpts = String::new();
+    let mut excerpts = Vec::new();
     for (chunk, text) in chunks.into_iter().zip(focused) {
         let Some(text) = text else { continue };
         let size = text.chars().count();
@@ -167,7 +187,7 @@ fn assemble(
         }
         used += size;
         let n = citations.len() + 1;
-        excerpts.push_str(&format!("From {}:\n{text}\n\n", chunk.document_name));
+        excerpts.push(format!("{}\n{text}\n\n", label(&chunk.document_name)));
         given.push((n, text));
         let size = chunk.text.chars().count();
         let mut snippet: String = chunk.text.chars().take(SNIPPET_CHARS).collect();
@@ -183,6 +203,10 @@ fn assemble(
             snippet,
         });
     }
+    // The best excerpt last, next to the question: the default model answers from the
+    // excerpt it read last more often than from the first (issue 22, benches/RESULTS.md).
+    excerpts.reverse();
+    let excerpts = excerpts.concat();
     let prompt = format!(
         "Excerpts from my documents:\n\n{excerpts}My question: {question}\n\n\
          Answer my question in one or two full sentences, using the exact names and numbers from the \
@@ -190,7 +214,7 @@ fn assemble(
     );
     // Trace only: the prompt carries the user's documents.
     tracing::trace!(%prompt, "prompt with excerpts");
-    let sources = Sources::new(given.iter().map(|(n, t)| (*n, t.as_str())));
+    let sources = Sources::new(given.iter().map(|(n, t)| (*n, t.as_str()))).for_question(question);
     Retrieved { prompt, citations, sources }
 }
 
@@ -217,6 +241,7 @@ mod tests {
         let numbered: Vec<i64> = r.citations.iter().map(|c| c.chunk_id).collect();
         assert_eq!(numbered, [1, 3], "the 100-char chunk does not fit 200 chars after the first");
         assert!(r.prompt.contains("From notes.md:\ncccc"), "{}", r.prompt);
+        assert_eq!(r.labels(), ["From notes.md:"], "once for a document's two excerpts");
         assert!(r.prompt.contains("My question: Why?"));
         assert!(!r.prompt.contains("[1]"), "no numbers for the model to copy: {}", r.prompt);
         assert_eq!(r.sources.attribute("cccc"), None, "one word is not enough");
