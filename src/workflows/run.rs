@@ -6,7 +6,7 @@ use super::file::{Action, Step};
 use super::{template, Loaded};
 use crate::assistant::{Assistant, Conversation, Turn, Who};
 use crate::engine::{ChatMessage, ToolCall};
-use crate::notices::{Channel, Notices, Told};
+use crate::notices::{About, Channel, Notice, Notices};
 use crate::skills::{Context, Skills};
 use crate::store::{Store, WorkflowRun};
 use serde::Serialize;
@@ -196,13 +196,17 @@ async fn one(services: &Services, loaded: &Loaded, run_id: i64, step: &Step, con
                 Err(e) => Err((given, e.to_string())),
             }
         }
-        Action::Notify(text) => {
+        Action::Notify { text, to } => {
             let text = fill(text)?;
-            let told =
-                Told { user_id: owner, text: text.clone(), workflow: loaded.workflow.name.clone(), run_id };
-            let live = services.notices.tell(told);
+            let notice = Notice {
+                user_id: owner,
+                text: text.clone(),
+                about: About::Workflow { workflow: loaded.workflow.name.clone(), run_id, to: to.clone() },
+            };
+            let live = services.notices.publish(notice);
             tracing::debug!(workflow = %loaded.workflow.name, live, "workflow notice");
-            Ok((Value::String(text.clone()), text))
+            let given = json!({ "text": text, "to": to });
+            Ok((given, text))
         }
         Action::Reply(text) => {
             let text = fill(text)?;

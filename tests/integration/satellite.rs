@@ -1,0 +1,169 @@
+//! Voice satellites as a user's channel (issue 23). With `voice.wyoming_user`, a Wyoming
+//! `handle` turn (driven by the official `wyoming` Python client, as Home Assistant drives
+//! it) is that user's: stored in a conversation, with their timer skills. A timer set
+//! there rings on the satellite through a fake Home Assistant started here
+//! (`assist_satellite.announce` with the right path, body and token); when Home Assistant
+//! fails, the reminder still reaches the web UI's event stream and the failure is logged
+//! without the token. An unknown `wyoming_user` stops the start with a clear error.
+
+use crate::common::{create_user, default_model, small_model, Server, ServerOptions, BIN};
+use crate::outbound::{Fake, Seen};
+use crate::reminders::{messages, Events};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) const HA_TOKEN: &str = "llat-satellite-token-456";
+pub(crate) const KITCHEN: &str = "assist_satellite.kitchen";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A fake Home Assistant: `announce` answers `[]`, or 500 while `failing` is set.
+pub(crate) fn fake_home_assistant(failing: Arc<AtomicBool>) -> Fake {
+    Fake::start("127.0.0.1:0", move |seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("POST", "/api/services/assist_satellite/announce") if failing.load(Ordering::SeqCst) => {
+            ("500 Internal Server Error".into(), "Server got itself in trouble".into())
+        }
+        ("POST", "/api/services/assist_satellite/announce") => ("200 OK".into(), "[]".into()),
+        _ => ("404 Not Found".into(), "{}".into()),
+    })
+}
+
+/// The settings that make `alice` the satellites' user, announced on the kitchen
+/// satellite through `ha`.
+pub(crate) fn satellite_options(options: ServerOptions, ha: &Fake) -> ServerOptions {
+    options
+        .env("HEARTH_WYOMING_USER", "alice")
+        .env("HEARTH_HOME_ASSISTANT_URL", &format!("http://127.0.0.1:{}", ha.port))
+        .env("HEARTH_HOME_ASSISTANT_TOKEN", HA_TOKEN)
+        .env("HEARTH_HOME_ASSISTANT_ANNOUNCE_ENTITY", KITCHEN)
+}
+
+/// Checks an announcement as Home Assistant received it.
+pub(crate) fn assert_announced(seen: &Seen, message: &str) {
+    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/api/services/assist_satellite/announce"));
+    assert_eq!(seen.header("Authorization"), Some(format!("Bearer {HA_TOKEN}").as_str()));
+    assert_eq!(seen.header("Content-Type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(body, json!({"entity_id": KITCHEN, "message": message}));
+}
+
+/// Each text as a transcript for the Wyoming handler, on one connection; the answers.
+fn handle(port: u16, texts: &[&str]) -> Vec<Value> {
+    let python = crate::voice_pipeline::python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/wyoming_handle.py");
+    let out = Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(texts).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "wyoming client failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    report["handled"].as_array().unwrap().clone()
+}
+
+/// Alice's one conversation's id.
+fn only_conversation(server: &Server, token: &str) -> String {
+    let (status, list) = server.call("GET", "/api/conversations", Some(token), None);
+    assert_eq!(status, 200, "{list}");
+    let all = list["conversations"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{list}");
+    all[0]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_timer_set_on_a_satellite_rings_there_through_home_assistant() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let ha = fake_home_assistant(failing.clone());
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let alice = create_user(&data, "alice");
+    let port = free_port();
+    let options = ServerOptions::new(default_model())
+        .env("HEARTH_TEMPERATURE", "0")
+        .env("HEARTH_MAX_TOKENS", "80")
+        .env("HEARTH_WYOMING_LISTEN", &format!("127.0.0.1:{port}"));
+    let server = Server::start_in(&data, satellite_options(options, &ha));
+    // The web UI is open: it tells every reminder of alice's too.
+    let (mut events, missed) = Events::open(&server, &alice);
+    assert!(missed.is_empty(), "{missed:?}");
+
+    let answers = handle(port, &["Set a timer for 5 seconds."]);
+    let answer = answers[0].as_str().unwrap_or_default();
+    assert!(!answer.trim().is_empty(), "{answers:?}\n{}", server.log());
+    // The turn is alice's, stored, with the skill's call.
+    let conversation = only_conversation(&server, &alice);
+    let (status, body) = server.call("GET", &format!("/api/conversations/{conversation}"), Some(&alice), None);
+    assert_eq!(status, 200, "{body}");
+    let stored = body["messages"].as_array().unwrap();
+    assert_eq!(stored[0]["content"], "Set a timer for 5 seconds.", "{body}");
+    assert_eq!(stored[1]["content"].as_str(), Some(answer), "{body}");
+    let calls = stored[1]["tool_calls"].as_array().unwrap_or_else(|| panic!("no tool call: {body}"));
+    assert_eq!((&calls[0]["name"], &calls[0]["ok"]), (&json!("set_timer"), &json!(true)), "{body}");
+
+    // It rings on the kitchen satellite through Home Assistant, and in the web UI.
+    let seen = ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+    assert_announced(&seen, "Your timer for 5 seconds is done.");
+    let told = events.next();
+    assert_eq!(told["text"], "Your timer for 5 seconds is done.", "{told}");
+    assert_eq!(told["reminder"]["channel"], "satellite", "{told}");
+    // And it is written into the satellite's conversation.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !messages(&server, &alice, &conversation).iter().any(|m| m == "Your timer for 5 seconds is done.") {
+        assert!(Instant::now() < deadline, "{:?}", messages(&server, &alice, &conversation));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Home Assistant fails: the reminder still reaches the web UI, and the log says why.
+    failing.store(true, Ordering::SeqCst);
+    let answers = handle(port, &["Set a timer for 3 seconds."]);
+    assert!(answers[0].as_str().is_some_and(|a| !a.trim().is_empty()), "{answers:?}");
+    assert_eq!(only_conversation(&server, &alice), conversation, "the satellite's conversation goes on");
+    let seen = ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+    assert_announced(&seen, "Your timer for 3 seconds is done.");
+    let told = events.next();
+    assert_eq!(told["text"], "Your timer for 3 seconds is done.", "{told}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("could not be announced") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.log();
+    assert!(log.contains("HTTP 500"), "{log}");
+    assert!(!log.contains(HA_TOKEN), "the token is never logged");
+}
+
+#[test]
+fn an_unknown_satellite_user_stops_the_start_with_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(data.path())
+        .arg("--model")
+        .arg(small_model())
+        .env("HEARTH_CONFIG", "/dev/null")
+        .env("HEARTH_TLS_MODE", "off")
+        .env("HEARTH_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("HEARTH_WYOMING_USER", "nobody")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hearth serve did not stop for an unknown voice.wyoming_user");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!status.success());
+    assert!(said.contains("voice.wyoming_user: there is no user named 'nobody'"), "{said}");
+}
