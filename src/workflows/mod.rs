@@ -470,7 +470,7 @@ mod tests {
         )
         .unwrap();
         let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
-        assert_eq!(workflows.all().count(), 1);
+        assert_eq!(workflows.all().len(), 1);
         assert!(workflows.errors()[0].contains("bad.yaml:4: steps"), "{:?}", workflows.errors());
         workflows.reconcile().unwrap();
         let next = store.workflow_next_run("tick").unwrap().unwrap();
