@@ -302,9 +302,9 @@ fn a_phrase_said_in_chat_runs_its_workflow_and_its_reply_is_the_answer() {
     let stored: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
     assert_eq!(stored, ["good night, Hearth!", reply.as_str()]);
     assert_eq!(body["messages"][1]["model"], "workflow:night", "{body}");
-    let runs = runs(&server, &alice, "night");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!((runs[0]["trigger"].as_str(), runs[0]["state"].as_str()), (Some("phrase"), Some("done")), "{runs:?}");
+    let ran = runs(&server, &alice, "night");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!((ran[0]["trigger"].as_str(), ran[0]["state"].as_str()), (Some("phrase"), Some("done")), "{ran:?}");
 
     // Off: the model answers. Another user's phrase: the model answers.
     let (reply, _) = say(&server, &alice, "open sesame");
