@@ -132,10 +132,9 @@ impl Notice {
     pub fn event(&self) -> (&'static str, serde_json::Value) {
         match &self.about {
             About::Reminder(r) => ("reminder", serde_json::json!({ "text": self.text, "reminder": r })),
-            About::Workflow { workflow, run_id, .. } => (
-                "workflow",
-                serde_json::json!({ "text": self.text, "workflow": workflow, "run_id": run_id }),
-            ),
+            About::Workflow { workflow, run_id, .. } => {
+                ("workflow", serde_json::json!({ "text": self.text, "workflow": workflow, "run_id": run_id }))
+            }
         }
     }
 }

@@ -73,7 +73,14 @@ pub struct Assistant {
 impl Assistant {
     /// An assistant that keeps no conversations and has no documents.
     pub fn new(settings: Arc<Settings>, models: Registry) -> Assistant {
-        Assistant { settings, models, store: None, knowledge: None, skills: Skills::default(), workflows: None }
+        Assistant {
+            settings,
+            models,
+            store: None,
+            knowledge: None,
+            skills: Skills::default(),
+            workflows: None,
+        }
     }
 
     /// Keeps conversations in `store`.

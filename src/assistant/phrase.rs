@@ -7,8 +7,8 @@
 
 use super::run::Reply;
 use super::AssistantError;
-use crate::notices::Channel;
 use crate::engine::{self, FinishReason, Finished};
+use crate::notices::Channel;
 use crate::store::Store;
 use crate::workflows::Workflows;
 use futures_util::future::BoxFuture;

@@ -3,5 +3,5 @@
 //! rooms: `http/`, `voice/`).
 
 pub mod hooks;
-pub mod telegram;
 pub mod satellite;
+pub mod telegram;

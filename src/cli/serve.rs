@@ -96,7 +96,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         "starting hearth"
     );
     let announcer = match satellite_user {
-        Some(user_id) => crate::channels::satellite::Announcer::new(&settings, user_id).map_err(anyhow::Error::msg)?,
+        Some(user_id) => {
+            crate::channels::satellite::Announcer::new(&settings, user_id).map_err(anyhow::Error::msg)?
+        }
         None => None,
     };
     if satellite_user.is_some() && announcer.is_none() {

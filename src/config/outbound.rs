@@ -212,17 +212,23 @@ impl HomeAssistantSettings {
 
     pub(super) fn validate(&self) -> Result<(), String> {
         let bad = |key: &str, why: &str| Err(format!("invalid value for home_assistant.{key}: {why}"));
-        let slug = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if let Some(e) = self
-            .announce_entity
-            .iter()
-            .find(|e| !e.split_once('.').is_some_and(|(d, o)| slug(d) && slug(o)))
+        let slug = |s: &str| {
+            !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if let Some(e) =
+            self.announce_entity.iter().find(|e| !e.split_once('.').is_some_and(|(d, o)| slug(d) && slug(o)))
         {
-            return bad("announce_entity", &format!("'{e}' is not an entity id such as assist_satellite.kitchen"));
+            return bad(
+                "announce_entity",
+                &format!("'{e}' is not an entity id such as assist_satellite.kitchen"),
+            );
         }
         if !self.enabled() {
             if !self.announce_entity.is_empty() {
-                return bad("announce_entity", "set home_assistant.url and a token to announce on satellites");
+                return bad(
+                    "announce_entity",
+                    "set home_assistant.url and a token to announce on satellites",
+                );
             }
             return Ok(());
         }

@@ -59,10 +59,9 @@ impl Satellites {
     /// rings on the satellites). Without, the turn has no history and is not stored.
     pub async fn answer(&self, text: &str) -> Result<String, ServiceError> {
         let (who, conversation) = match self.user {
-            Some(user_id) => (
-                Who::user(user_id),
-                Conversation::Stored { id: self.current(), message: text.to_string() },
-            ),
+            Some(user_id) => {
+                (Who::user(user_id), Conversation::Stored { id: self.current(), message: text.to_string() })
+            }
             None => {
                 (Who::SATELLITES, Conversation::Ephemeral { messages: vec![ChatMessage::new("user", text)] })
             }

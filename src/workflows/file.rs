@@ -280,7 +280,11 @@ impl Checker<'_> {
         check: impl Fn(&Spanned<String>) -> Result<String, LoadError>,
     ) -> Result<Action, LoadError> {
         // Untagged, so the text and the channels have the step's line.
-        let spanned = |text: &str| Spanned { value: text.to_string(), referenced: raw.referenced, defined: raw.defined };
+        let spanned = |text: &str| Spanned {
+            value: text.to_string(),
+            referenced: raw.referenced,
+            defined: raw.defined,
+        };
         let (text, to) = match &raw.value {
             RawNotify::Text(text) => {
                 return Ok(Action::Notify { text: check(&spanned(text))?, to: Target::ALL.to_vec() });
@@ -297,8 +301,9 @@ impl Checker<'_> {
         }
         let mut targets = Vec::new();
         for name in &names {
-            let target = Target::parse(name.trim())
-                .ok_or_else(|| at(format!("'{name}' is not a channel (there are: web, telegram, satellite)")))?;
+            let target = Target::parse(name.trim()).ok_or_else(|| {
+                at(format!("'{name}' is not a channel (there are: web, telegram, satellite)"))
+            })?;
             match target {
                 Target::Telegram if !self.known.telegram_users.iter().any(|u| u == owner) => {
                     return Err(at(format!(
@@ -507,15 +512,25 @@ steps:
         let file = "/etc/hearth/workflows/morning.yaml";
         for (notify, expected) in [
             ("{ text: hi, to: pigeon }", ":11: steps[2].notify.to: 'pigeon' is not a channel"),
-            ("{ text: hi, to: [] }", ":11: steps[2].notify.to: name at least one of web, telegram, satellite"),
-            ("{ text: \"{{ steps.nope.output }}\", to: web }", ":11: steps[2].notify: 'steps.nope' is no earlier step"),
+            (
+                "{ text: hi, to: [] }",
+                ":11: steps[2].notify.to: name at least one of web, telegram, satellite",
+            ),
+            (
+                "{ text: \"{{ steps.nope.output }}\", to: web }",
+                ":11: steps[2].notify: 'steps.nope' is no earlier step",
+            ),
             ("{ text: hi, to: web, loud: true }", ":11"),
         ] {
             let e = with(notify).unwrap_err().to_string();
             assert!(e.starts_with(file) && e.contains(expected), "{e}\nexpected: {expected}");
         }
         // Bob has no chat and is not the satellites' user.
-        let bobs = |notify: &str| parse_text(&GOOD.replace("owner: alice", "owner: bob").replace("\"{{ steps.summary.output }}\"", notify));
+        let bobs = |notify: &str| {
+            parse_text(
+                &GOOD.replace("owner: alice", "owner: bob").replace("\"{{ steps.summary.output }}\"", notify),
+            )
+        };
         let e = bobs("{ text: hi, to: telegram }").unwrap_err().to_string();
         assert!(e.contains(":11: steps[2].notify.to: bob has no Telegram chat"), "{e}");
         let e = bobs("{ text: hi, to: satellite }").unwrap_err().to_string();

@@ -115,7 +115,12 @@ pub fn known(settings: &Settings) -> Known {
     };
     let satellite_user = (!settings.voice.wyoming_user.is_empty() && settings.home_assistant.announces())
         .then(|| settings.voice.wyoming_user.clone());
-    Known { skills, hooks: settings.hooks.iter().map(|h| h.name.clone()).collect(), telegram_users, satellite_user }
+    Known {
+        skills,
+        hooks: settings.hooks.iter().map(|h| h.name.clone()).collect(),
+        telegram_users,
+        satellite_user,
+    }
 }
 
 /// Reads and checks every `*.yaml`/`*.yml` file of the folder (none: no workflows). Two
@@ -133,7 +138,10 @@ fn read_folder(dir: &std::path::Path, known: &Known) -> (Vec<Workflow>, Vec<Load
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             let message = format!("cannot read the workflows folder: {e}");
-            return (Vec::new(), vec![LoadError { file: dir.into(), line: None, field: String::new(), message }]);
+            return (
+                Vec::new(),
+                vec![LoadError { file: dir.into(), line: None, field: String::new(), message }],
+            );
         }
     };
     paths.sort();
@@ -155,7 +163,12 @@ fn read_folder(dir: &std::path::Path, known: &Known) -> (Vec<Workflow>, Vec<Load
 
 /// Reads the folder and resolves owners (blocking: files and the store). A file with
 /// errors that held a workflow in `previous` keeps that version (named in `kept`).
-fn read_snapshot(dir: &std::path::Path, known: &Known, store: &Store, previous: &Snapshot) -> (Snapshot, Vec<String>) {
+fn read_snapshot(
+    dir: &std::path::Path,
+    known: &Known,
+    store: &Store,
+    previous: &Snapshot,
+) -> (Snapshot, Vec<String>) {
     let (read, bad) = read_folder(dir, known);
     let mut errors: Vec<String> = bad.iter().map(ToString::to_string).collect();
     let mut broken: Vec<std::path::PathBuf> = bad.into_iter().map(|e| e.file).collect();
@@ -163,7 +176,10 @@ fn read_snapshot(dir: &std::path::Path, known: &Known, store: &Store, previous: 
     for workflow in read {
         match store.find_user(&workflow.owner) {
             Ok(user) => {
-                by_name.insert(workflow.name.clone(), Loaded { owner_id: user.id, workflow: Arc::new(workflow) });
+                by_name.insert(
+                    workflow.name.clone(),
+                    Loaded { owner_id: user.id, workflow: Arc::new(workflow) },
+                );
             }
             _ => {
                 errors.push(format!(
@@ -224,7 +240,8 @@ impl Workflows {
     /// its next run). Runs under way finish as they started.
     pub fn reload(&self) -> Result<Reloaded, StoreError> {
         let previous = self.current();
-        let (snapshot, kept) = read_snapshot(&self.inner.dir, &self.inner.known, &self.inner.store, &previous);
+        let (snapshot, kept) =
+            read_snapshot(&self.inner.dir, &self.inner.known, &self.inner.store, &previous);
         for e in &snapshot.errors {
             tracing::warn!(error = %e, "workflow file not reloaded");
         }
@@ -234,7 +251,8 @@ impl Workflows {
         let store = &self.inner.store;
         for name in store.scheduled_workflows()? {
             let keep = snapshot.by_name.get(&name).is_some_and(|l| {
-                matches!(l.workflow.trigger, Trigger::Schedule(_)) && self.enabled(&l.workflow).unwrap_or(false)
+                matches!(l.workflow.trigger, Trigger::Schedule(_))
+                    && self.enabled(&l.workflow).unwrap_or(false)
             });
             if !keep {
                 store.unschedule_workflow(&name)?;
@@ -491,14 +509,17 @@ mod tests {
         let (_d, store) = temp_store();
         store.create_user("alice", Role::User).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let hello = |reply: &str| format!("name: hello\nowner: alice\ntrigger: {{ phrase: hello }}\nsteps:\n  - reply: {reply}\n");
+        let hello = |reply: &str| {
+            format!("name: hello\nowner: alice\ntrigger: {{ phrase: hello }}\nsteps:\n  - reply: {reply}\n")
+        };
         std::fs::write(dir.path().join("hello.yaml"), hello("one")).unwrap();
         let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
         let alice = workflows.get("hello").unwrap().owner_id;
-        let reply = |w: &Workflows| match &w.for_phrase(alice, "Hello there").unwrap().workflow.steps[0].action {
-            Action::Reply(text) => text.clone(),
-            other => panic!("{other:?}"),
-        };
+        let reply =
+            |w: &Workflows| match &w.for_phrase(alice, "Hello there").unwrap().workflow.steps[0].action {
+                Action::Reply(text) => text.clone(),
+                other => panic!("{other:?}"),
+            };
         assert_eq!(reply(&workflows), "one");
 
         std::fs::write(dir.path().join("hello.yaml"), hello("two")).unwrap();
@@ -510,7 +531,11 @@ mod tests {
         let next = store.workflow_next_run("tick").unwrap().expect("a new schedule is queued");
 
         // Broken: the last good version stays; an unchanged schedule keeps its time.
-        std::fs::write(dir.path().join("hello.yaml"), "name: hello\nowner: alice\ntrigger: { phrase: hello }\nsteps: []\n").unwrap();
+        std::fs::write(
+            dir.path().join("hello.yaml"),
+            "name: hello\nowner: alice\ntrigger: { phrase: hello }\nsteps: []\n",
+        )
+        .unwrap();
         let reloaded = workflows.reload().unwrap();
         assert_eq!(reloaded.kept, ["hello"]);
         assert!(reloaded.errors[0].contains("hello.yaml:4: steps"), "{reloaded:?}");

@@ -45,7 +45,10 @@ pub(crate) fn satellite_options(options: ServerOptions, ha: &Fake) -> ServerOpti
 
 /// Checks an announcement as Home Assistant received it.
 pub(crate) fn assert_announced(seen: &Seen, message: &str) {
-    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/api/services/assist_satellite/announce"));
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/api/services/assist_satellite/announce")
+    );
     assert_eq!(seen.header("Authorization"), Some(format!("Bearer {HA_TOKEN}").as_str()));
     assert_eq!(seen.header("Content-Type"), Some("application/json"));
     let body: Value = serde_json::from_str(&seen.body).unwrap();
@@ -56,7 +59,8 @@ pub(crate) fn assert_announced(seen: &Seen, message: &str) {
 fn handle(port: u16, texts: &[&str]) -> Vec<Value> {
     let python = crate::voice_pipeline::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/wyoming_handle.py");
-    let out = Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(texts).output().unwrap();
+    let out =
+        Command::new(python).arg(script).args(["127.0.0.1", &port.to_string()]).args(texts).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "wyoming client failed:\n{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
@@ -72,10 +76,9 @@ fn only_conversation(server: &Server, token: &str) -> String {
     all[0]["id"].as_str().unwrap().to_string()
 }
 
-#[test]
-fn a_timer_set_on_a_satellite_rings_there_through_home_assistant() {
-    let failing = Arc::new(AtomicBool::new(false));
-    let ha = fake_home_assistant(failing.clone());
+/// A server whose satellites are alice's, announced through `ha`, on the default model at
+/// temperature 0; alice's token, the Wyoming port, and alice's web UI event stream, open.
+fn satellite_server(ha: &Fake) -> (Server, String, u16, Events, tempfile::TempDir) {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -85,53 +88,78 @@ fn a_timer_set_on_a_satellite_rings_there_through_home_assistant() {
         .env("HEARTH_TEMPERATURE", "0")
         .env("HEARTH_MAX_TOKENS", "80")
         .env("HEARTH_WYOMING_LISTEN", &format!("127.0.0.1:{port}"));
-    let server = Server::start_in(&data, satellite_options(options, &ha));
+    let server = Server::start_in(&data, satellite_options(options, ha));
     // The web UI is open: it tells every reminder of alice's too.
-    let (mut events, missed) = Events::open(&server, &alice);
+    let (events, missed) = Events::open(&server, &alice);
     assert!(missed.is_empty(), "{missed:?}");
+    (server, alice, port, events, temp)
+}
 
-    let answers = handle(port, &["Set a timer for 5 seconds."]);
+/// Asks for a timer over Wyoming; checks the turn is alice's, stored with the skill's
+/// call; returns the conversation's id.
+fn set_timer_by_satellite(server: &Server, alice: &str, port: u16, asked: &str) -> String {
+    let answers = handle(port, &[asked]);
     let answer = answers[0].as_str().unwrap_or_default();
     assert!(!answer.trim().is_empty(), "{answers:?}\n{}", server.log());
-    // The turn is alice's, stored, with the skill's call.
-    let conversation = only_conversation(&server, &alice);
-    let (status, body) = server.call("GET", &format!("/api/conversations/{conversation}"), Some(&alice), None);
+    let conversation = only_conversation(server, alice);
+    let (status, body) = server.call("GET", &format!("/api/conversations/{conversation}"), Some(alice), None);
     assert_eq!(status, 200, "{body}");
     let stored = body["messages"].as_array().unwrap();
-    assert_eq!(stored[0]["content"], "Set a timer for 5 seconds.", "{body}");
+    assert_eq!(stored[0]["content"], asked, "{body}");
     assert_eq!(stored[1]["content"].as_str(), Some(answer), "{body}");
     let calls = stored[1]["tool_calls"].as_array().unwrap_or_else(|| panic!("no tool call: {body}"));
     assert_eq!((&calls[0]["name"], &calls[0]["ok"]), (&json!("set_timer"), &json!(true)), "{body}");
+    conversation
+}
+
+/// Waits until the reminder's text is written into the conversation.
+fn wait_written(server: &Server, alice: &str, conversation: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !messages(server, alice, conversation).iter().any(|m| m == text) {
+        assert!(Instant::now() < deadline, "{:?}", messages(server, alice, conversation));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_timer_set_on_a_satellite_rings_there_through_home_assistant() {
+    let ha = fake_home_assistant(Default::default());
+    let (server, alice, port, mut events, _temp) = satellite_server(&ha);
+    let conversation = set_timer_by_satellite(&server, &alice, port, "Set a timer for 5 seconds.");
 
     // It rings on the kitchen satellite through Home Assistant, and in the web UI.
-    let seen = ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+    let seen =
+        ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
     assert_announced(&seen, "Your timer for 5 seconds is done.");
     let told = events.next();
     assert_eq!(told["text"], "Your timer for 5 seconds is done.", "{told}");
     assert_eq!(told["reminder"]["channel"], "satellite", "{told}");
-    // And it is written into the satellite's conversation.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !messages(&server, &alice, &conversation).iter().any(|m| m == "Your timer for 5 seconds is done.") {
-        assert!(Instant::now() < deadline, "{:?}", messages(&server, &alice, &conversation));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // It is written into the satellite's conversation, and told only once.
+    wait_written(&server, &alice, &conversation, "Your timer for 5 seconds is done.");
+    let (_, missed) = Events::open(&server, &alice);
+    assert!(missed.is_empty(), "announced and shown: nothing left to tell {missed:?}");
+    assert!(ha.saw_nothing());
+    assert!(!server.log().contains(HA_TOKEN), "the token is never logged");
+}
 
-    // Home Assistant fails: the reminder still reaches the web UI, and the log says why.
-    failing.store(true, Ordering::SeqCst);
-    let answers = handle(port, &["Set a timer for 3 seconds."]);
-    assert!(answers[0].as_str().is_some_and(|a| !a.trim().is_empty()), "{answers:?}");
-    assert_eq!(only_conversation(&server, &alice), conversation, "the satellite's conversation goes on");
-    let seen = ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+#[test]
+fn when_home_assistant_fails_a_satellite_timer_still_reaches_the_web_ui() {
+    let ha = fake_home_assistant(Arc::new(AtomicBool::new(true)));
+    let (server, alice, port, mut events, _temp) = satellite_server(&ha);
+    let conversation = set_timer_by_satellite(&server, &alice, port, "Set a timer for 3 seconds.");
+    let seen =
+        ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
     assert_announced(&seen, "Your timer for 3 seconds is done.");
     let told = events.next();
     assert_eq!(told["text"], "Your timer for 3 seconds is done.", "{told}");
+    wait_written(&server, &alice, &conversation, "Your timer for 3 seconds is done.");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.log().contains("could not be announced") {
         assert!(Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = server.log();
-    assert!(log.contains("HTTP 500"), "{log}");
+    assert!(log.contains("Home Assistant answered HTTP 500"), "{log}");
     assert!(!log.contains(HA_TOKEN), "the token is never logged");
 }
 

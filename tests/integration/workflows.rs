@@ -290,21 +290,28 @@ steps:
 /// answer, stored like any; a workflow that is off, or another user's, does not run.
 #[test]
 fn a_phrase_said_in_chat_runs_its_workflow_and_its_reply_is_the_answer() {
-    let off = NIGHT.replace("name: night", "name: sesame\nenabled: false").replace("Good Night", "open sesame");
+    let off =
+        NIGHT.replace("name: night", "name: sesame\nenabled: false").replace("Good Night", "open sesame");
     let (temp, dir, alice, bob) = prepared(&[("night.yaml", NIGHT), ("sesame.yaml", &off)]);
     let options = ServerOptions::new(small_model()).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
     let server = Server::start_in(&temp.path().join("data"), options);
 
     let (reply, conversation) = say(&server, &alice, "good night, Hearth!");
     assert_eq!(reply, "Sleep well, alice. You said: good night, Hearth!");
-    let (status, body) = server.call("GET", &format!("/api/conversations/{conversation}"), Some(&alice), None);
+    let (status, body) =
+        server.call("GET", &format!("/api/conversations/{conversation}"), Some(&alice), None);
     assert_eq!(status, 200, "{body}");
-    let stored: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let stored: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
     assert_eq!(stored, ["good night, Hearth!", reply.as_str()]);
     assert_eq!(body["messages"][1]["model"], "workflow:night", "{body}");
     let ran = runs(&server, &alice, "night");
     assert_eq!(ran.len(), 1, "{ran:?}");
-    assert_eq!((ran[0]["trigger"].as_str(), ran[0]["state"].as_str()), (Some("phrase"), Some("done")), "{ran:?}");
+    assert_eq!(
+        (ran[0]["trigger"].as_str(), ran[0]["state"].as_str()),
+        (Some("phrase"), Some("done")),
+        "{ran:?}"
+    );
 
     // Off: the model answers. Another user's phrase: the model answers.
     let (reply, _) = say(&server, &alice, "open sesame");
@@ -347,11 +354,16 @@ fn workflow_files_reload_without_a_restart_and_a_broken_file_keeps_its_last_good
     assert_eq!(errors.len(), 1, "{reloaded}");
     let error = errors[0].as_str().unwrap();
     assert!(error.contains("night.yaml:6: steps[0].skill: no skill is named 'clok'"), "{reloaded}");
-    assert_eq!((reloaded["workflows"].as_u64(), &reloaded["kept"]), (Some(2), &json!(["night"])), "{reloaded}");
+    assert_eq!(
+        (reloaded["workflows"].as_u64(), &reloaded["kept"]),
+        (Some(2), &json!(["night"])),
+        "{reloaded}"
+    );
     assert!(say(&server, &alice, "good night").0.starts_with("Sweet dreams"), "the last good version");
     let (_, listed) = server.call("GET", "/api/workflows", Some(&root), None);
     assert_eq!(listed["errors"].as_array().map(Vec::len), Some(1), "{listed}");
-    let names: Vec<&str> = listed["workflows"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        listed["workflows"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["night", "tick"], "{listed}");
     // The new scheduled one runs.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -380,22 +392,32 @@ fn notify_steps_reach_telegram_the_satellite_and_the_web_as_the_workflow_says() 
     let files = [
         ("everywhere.yaml", notify("everywhere", "\"To every channel\"")),
         ("telegram.yaml", notify("telegram", "{ text: \"Only on Telegram\", to: telegram }")),
-        ("satellite.yaml", notify("satellite", "{ text: \"On the satellite and the web\", to: [satellite, web] }")),
+        (
+            "satellite.yaml",
+            notify("satellite", "{ text: \"On the satellite and the web\", to: [satellite, web] }"),
+        ),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
     let (temp, dir, alice, _bob) = prepared(&files);
     let bot = crate::telegram::FakeBot::start();
     let ha = crate::satellite::fake_home_assistant(Default::default());
-    let options = crate::telegram::options(small_model(), &bot).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
-    let server = Server::start_in(&temp.path().join("data"), crate::satellite::satellite_options(options, &ha));
-    assert!(server.log().contains("workflows read") && !server.log().contains("left out"), "{}", server.log());
+    let options =
+        crate::telegram::options(small_model(), &bot).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
+    let server =
+        Server::start_in(&temp.path().join("data"), crate::satellite::satellite_options(options, &ha));
+    assert!(
+        server.log().contains("workflows read") && !server.log().contains("left out"),
+        "{}",
+        server.log()
+    );
     let (mut events, _) = crate::reminders::Events::open(&server, &alice);
 
     // One by its phrase in chat (the turn's answer is the notice's text), two by "run now".
     let (reply, _) = say(&server, &alice, "Everywhere now, please");
     assert_eq!(reply, "To every channel");
     for name in ["telegram", "satellite"] {
-        let (status, started) = server.call("POST", &format!("/api/workflows/{name}/run"), Some(&alice), None);
+        let (status, started) =
+            server.call("POST", &format!("/api/workflows/{name}/run"), Some(&alice), None);
         assert_eq!(status, 202, "{started}");
         // One at a time: the order each channel sees is the order they ran.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -410,7 +432,8 @@ fn notify_steps_reach_telegram_the_satellite_and_the_web_as_the_workflow_says() 
     let mut announced = Vec::new();
     for _ in 0..2 {
         let seen = ha.next_within(Duration::from_secs(30)).unwrap_or_else(|| panic!("{}", server.log()));
-        let message = serde_json::from_str::<Value>(&seen.body).unwrap()["message"].as_str().unwrap().to_string();
+        let message =
+            serde_json::from_str::<Value>(&seen.body).unwrap()["message"].as_str().unwrap().to_string();
         crate::satellite::assert_announced(&seen, &message);
         announced.push(message);
     }
