@@ -1,5 +1,6 @@
-//! `hearth workflows`: list the workflow files, check them, run one in this process, and
-//! read the runs recorded (by the service or by `run`).
+//! `hearth workflows`: list the workflow files, check them, run one in this process, read
+//! the runs recorded (by the service or by `run`), and have the running service reload
+//! the files (`reload`, over its API).
 
 use crate::assistant::Assistant;
 use crate::config::Settings;
