@@ -3,14 +3,15 @@
 //! recorded (trigger `phrase`, input `{"text": <the message>}`), and what it replies (its
 //! `reply` step, else its last step's output; a failure said in a sentence) is the turn's
 //! answer: it comes as one token and is stored like a model's reply, so every channel
-//! (chat, voice, satellites, Telegram) gets it its own way.
+//! (chat, voice, satellites, Telegram) gets it its own way. The run's skill steps have the
+//! turn's channel and conversation: a timer it sets rings where the phrase was said.
 
+use super::prepare::Record;
 use super::run::Reply;
 use super::AssistantError;
 use crate::engine::{self, FinishReason, Finished};
 use crate::notices::Channel;
-use crate::store::Store;
-use crate::workflows::Workflows;
+use crate::workflows::{Origin, Workflows};
 use futures_util::future::BoxFuture;
 
 /// The workflow a turn's phrase starts.
@@ -18,24 +19,30 @@ pub(super) struct PhraseRun {
     workflows: Workflows,
     pub name: String,
     message: String,
+    /// The turn's channel and conversation: a timer the run sets rings there.
+    origin: Origin,
 }
 
-/// The workflow of `user_id` whose phrase `message` says, for a stored turn from one of
-/// Hearth's own channels (the console has no user).
+/// The workflow whose phrase a stored turn's message says, for one of Hearth's own
+/// channels (the console has no user).
 pub(super) async fn find(
     workflows: &Workflows,
-    store: &Store,
-    user_id: i64,
+    asked: &Record,
     channel: Channel,
-    message: &str,
 ) -> Result<Option<PhraseRun>, AssistantError> {
     if channel == Channel::Console {
         return Ok(None);
     }
-    let (w, text) = (workflows.clone(), message.to_string());
+    let (w, text, user_id) = (workflows.clone(), asked.message.clone(), asked.user_id);
     // Whether a workflow is on is a preference in SQLite: read off the runtime.
-    let name = store.run(move |_| Ok(w.for_phrase(user_id, &text).map(|l| l.workflow.name.clone()))).await?;
-    Ok(name.map(|name| PhraseRun { workflows: workflows.clone(), name, message: message.to_string() }))
+    let name =
+        asked.store.run(move |_| Ok(w.for_phrase(user_id, &text).map(|l| l.workflow.name.clone()))).await?;
+    Ok(name.map(|name| PhraseRun {
+        workflows: workflows.clone(),
+        name,
+        message: asked.message.clone(),
+        origin: Origin { channel, conversation_id: asked.conversation().map(str::to_string) },
+    }))
 }
 
 impl PhraseRun {
@@ -44,9 +51,10 @@ impl PhraseRun {
     /// may start a run; the box ends that cycle of types.
     pub fn start(&self) -> BoxFuture<'static, Result<Reply, AssistantError>> {
         let (workflows, name, message) = (self.workflows.clone(), self.name.clone(), self.message.clone());
+        let origin = self.origin.clone();
         Box::pin(async move {
             let input = serde_json::json!({ "text": message });
-            let (id, task) = workflows.start(&name, "phrase", input).await?;
+            let (id, task) = workflows.start_from(&name, "phrase", input, origin).await?;
             tracing::info!(workflow = %name, run = id, "a phrase started a workflow");
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {

@@ -67,7 +67,7 @@ pub(crate) struct Record {
 
 impl Record {
     /// The conversation's id, a new one's included.
-    fn conversation(&self) -> Option<&str> {
+    pub(super) fn conversation(&self) -> Option<&str> {
         self.conversation_id.as_deref().or(self.new_id.as_deref())
     }
 }
@@ -133,7 +133,7 @@ impl Assistant {
             }
         };
         if let (Some(asked), Some(workflows)) = (&record, &self.workflows) {
-            let found = phrase::find(workflows, &asked.store, asked.user_id, channel, &asked.message).await?;
+            let found = phrase::find(workflows, asked, channel).await?;
             if let Some(run) = found {
                 let ledger = Ledger {
                     model: format!("workflow:{}", run.name),

@@ -18,7 +18,7 @@ pub mod schedule;
 pub mod template;
 
 pub use file::{load, parse, Action, Known, LoadError, Step, Trigger, Workflow};
-pub use run::{Services, StepRecord};
+pub use run::{Origin, Services, StepRecord};
 
 use crate::config::Settings;
 use crate::jobs::Wake;
@@ -445,6 +445,17 @@ impl Workflows {
         trigger: &'static str,
         input: serde_json::Value,
     ) -> Result<(i64, tokio::task::JoinHandle<WorkflowRun>), WorkflowError> {
+        self.start_from(name, trigger, input, Origin::default()).await
+    }
+
+    /// [`Workflows::start`] from a channel and conversation (a phrase said in a turn).
+    pub async fn start_from(
+        &self,
+        name: &str,
+        trigger: &'static str,
+        input: serde_json::Value,
+        origin: Origin,
+    ) -> Result<(i64, tokio::task::JoinHandle<WorkflowRun>), WorkflowError> {
         let loaded = self.get(name).ok_or_else(|| WorkflowError::NotFound(name.into()))?;
         let services = self
             .inner
@@ -455,7 +466,7 @@ impl Workflows {
         let store = self.inner.store.clone();
         let (wf, owner) = (loaded.workflow.name.clone(), loaded.owner_id);
         let id = store.run(move |s| s.start_workflow_run(&wf, owner, trigger)).await?;
-        let task = tokio::spawn(run::execute(services, store, loaded, id, trigger, input));
+        let task = tokio::spawn(run::execute(services, store, loaded, id, trigger, input, origin));
         Ok((id, task))
     }
 

@@ -164,6 +164,54 @@ fn when_home_assistant_fails_a_satellite_timer_still_reaches_the_web_ui() {
     assert!(!log.contains(HA_TOKEN), "the token is never logged");
 }
 
+/// A phrase said to a satellite runs its owner's workflow (no model involved): its reply is
+/// the satellite's answer, stored in the satellite's conversation, and the timer its skill
+/// step sets rings on the satellite, as one the model set would.
+#[test]
+fn a_phrase_said_to_a_satellite_runs_its_workflow_and_its_timer_rings_there() {
+    const EGGS: &str = "\
+name: eggs
+owner: alice
+trigger: { phrase: boil the eggs }
+steps:
+  - id: timer
+    skill: set_timer
+    args: { duration: 2 seconds, label: eggs }
+  - reply: \"Eggs on. {{ steps.timer.output }}\"
+";
+    let ha = fake_home_assistant(Default::default());
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let workflows = temp.path().join("workflows");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&workflows).unwrap();
+    std::fs::write(workflows.join("eggs.yaml"), EGGS).unwrap();
+    let alice = create_user(&data, "alice");
+    let port = free_port();
+    let options = ServerOptions::new(small_model())
+        .env("HEARTH_WORKFLOWS_DIR", workflows.to_str().unwrap())
+        .env("HEARTH_WYOMING_LISTEN", &format!("127.0.0.1:{port}"));
+    let server = Server::start_in(&data, satellite_options(options, &ha));
+
+    let answers = handle(port, &["Please boil the eggs."]);
+    let answer = answers[0].as_str().unwrap_or_default().to_string();
+    assert!(answer.starts_with("Eggs on. Timer set for 2 seconds; it rings at "), "{answers:?}");
+    // The satellite's conversation, beside the run's summary ("Workflow: eggs").
+    let (_, list) = server.call("GET", "/api/conversations", Some(&alice), None);
+    let titled =
+        |title: &str| list["conversations"].as_array().unwrap().iter().find(|c| c["title"] == title).cloned();
+    assert!(titled("Workflow: eggs").is_some(), "{list}");
+    let conversation = titled("Please boil the eggs.").unwrap_or_else(|| panic!("{list}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(messages(&server, &alice, &conversation)[..2], ["Please boil the eggs.".to_string(), answer]);
+    let seen =
+        ha.next_within(Duration::from_secs(30)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+    assert_announced(&seen, "Your timer for eggs (2 seconds) is done.");
+    wait_written(&server, &alice, &conversation, "Your timer for eggs (2 seconds) is done.");
+}
+
 #[test]
 fn an_unknown_satellite_user_stops_the_start_with_a_clear_error() {
     let data = tempfile::tempdir().unwrap();
