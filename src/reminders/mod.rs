@@ -65,6 +65,8 @@ impl Reminders {
         kind: Kind,
         due: DateTime<Local>,
     ) -> Result<Reminder, ReminderError> {
+        // The instant `due` was counted from (the caller's "now", a moment ago).
+        let asked = Local::now().timestamp();
         let (kind, text) = match kind {
             Kind::Timer { label } => ("timer", label),
             Kind::Reminder { text } => ("reminder", text),
@@ -83,6 +85,7 @@ impl Reminders {
             kind,
             text,
             due_at: due.timestamp(),
+            created_at: asked,
         };
         let user_id = new.user_id;
         let pending = self.store.run(move |store| store.reminders(user_id, true, MAX_PENDING as u32)).await?;
