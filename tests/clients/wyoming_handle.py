@@ -11,7 +11,12 @@ import json
 
 from wyoming.client import AsyncTcpClient
 
+import wyoming_common
 from wyoming_common import handle
+
+# A turn with a tool call is two rounds of the model; on a loaded test machine the default
+# model took over the shared 120 s.
+wyoming_common.TIMEOUT = 300
 
 
 async def main(args):
