@@ -1,6 +1,9 @@
-//! Notices: what reaches a user outside a reply, such as a reminder that fired. The
-//! domain publishes; each live connection of the user (the web UI's event stream, a voice
-//! WebSocket, a chat channel) subscribes and tells the user its own way.
+//! Notices: what reaches a user outside a reply: a reminder that rang, or what a
+//! workflow's `notify` step says. One type with what it is [`About`]; the domain
+//! publishes, and each channel subscribes and tells its user the notices meant for it
+//! ([`Notice::is_for`]): the web UI's event stream and voice WebSocket (`Target::Web`),
+//! Telegram (`channels/telegram/reminders.rs`) and the voice satellites through Home
+//! Assistant (`channels/satellite.rs`).
 
 use crate::store::Reminder;
 use serde::Serialize;
@@ -48,41 +51,108 @@ impl Channel {
     }
 }
 
+/// Where a notice may be told, besides the live connection it came from: what a
+/// workflow's `notify` step names (`to:`); a reminder is told where it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The web UI (its event stream `/api/events`).
+    Web,
+    /// The owner's allowlisted Telegram chat(s).
+    Telegram,
+    /// The voice satellites, announced through Home Assistant (`voice.wyoming_user`'s).
+    Satellite,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Web, Target::Telegram, Target::Satellite];
+
+    pub fn parse(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Target::Web => "web",
+            Target::Telegram => "telegram",
+            Target::Satellite => "satellite",
+        }
+    }
+}
+
+/// What a notice is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum About {
+    /// A timer or reminder that rang; kept until a channel told it (`delivered_at`).
+    Reminder(Reminder),
+    /// A workflow's `notify` step; not kept for later (the run's record and the owner's
+    /// history keep it).
+    Workflow { workflow: String, run_id: i64, to: Vec<Target> },
+}
+
 /// One thing to tell a user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    #[serde(skip)]
     pub user_id: i64,
     /// What to say, as a sentence.
     pub text: String,
-    pub reminder: Reminder,
+    pub about: About,
 }
 
-/// Something a workflow tells its owner (a `notify` step). Not kept for later: the run's
-/// record and the owner's history keep it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Told {
-    #[serde(skip)]
-    pub user_id: i64,
-    pub text: String,
-    pub workflow: String,
-    pub run_id: i64,
+impl Notice {
+    /// A reminder that rang.
+    pub fn reminder(reminder: Reminder, text: String) -> Notice {
+        Notice { user_id: reminder.user_id, text, about: About::Reminder(reminder) }
+    }
+
+    /// The reminder it tells, if it is one.
+    pub fn rung(&self) -> Option<&Reminder> {
+        match &self.about {
+            About::Reminder(r) => Some(r),
+            About::Workflow { .. } => None,
+        }
+    }
+
+    /// Whether it is for `target`: a reminder for the web UI always and for the channel it
+    /// was set on (a Telegram chat, a satellite); a workflow's where its step says.
+    pub fn is_for(&self, target: Target) -> bool {
+        match &self.about {
+            About::Reminder(r) => match (target, Channel::parse(&r.channel)) {
+                (Target::Web, _) => true,
+                (Target::Telegram, Channel::Telegram(_)) => true,
+                (Target::Satellite, Channel::Satellite) => true,
+                _ => false,
+            },
+            About::Workflow { to, .. } => to.contains(&target),
+        }
+    }
+
+    /// The web UI's event: its name and data (`reminder`: `{"text", "reminder"}`,
+    /// `workflow`: `{"text", "workflow", "run_id"}`).
+    pub fn event(&self) -> (&'static str, serde_json::Value) {
+        match &self.about {
+            About::Reminder(r) => ("reminder", serde_json::json!({ "text": self.text, "reminder": r })),
+            About::Workflow { workflow, run_id, .. } => {
+                ("workflow", serde_json::json!({ "text": self.text, "workflow": workflow, "run_id": run_id }))
+            }
+        }
+    }
 }
 
 /// How many notices a slow subscriber may fall behind before it misses some (it then
-/// reads the undelivered ones from the store).
+/// reads the undelivered reminders from the store).
 const BACKLOG: usize = 64;
 
-/// The hub notices go through. Clone it freely.
+/// The hub notices go through: reminders that rang and what workflows tell. Clone it
+/// freely.
 #[derive(Clone)]
 pub struct Notices {
     tx: broadcast::Sender<Arc<Notice>>,
-    told: broadcast::Sender<Arc<Told>>,
 }
 
 impl Default for Notices {
     fn default() -> Self {
-        Notices { tx: broadcast::channel(BACKLOG).0, told: broadcast::channel(BACKLOG).0 }
+        Notices { tx: broadcast::channel(BACKLOG).0 }
     }
 }
 
@@ -92,19 +162,9 @@ impl Notices {
         self.tx.send(Arc::new(notice)).is_ok()
     }
 
-    /// Every notice from now on (each subscriber keeps its user's).
+    /// Every notice from now on (each subscriber keeps its user's, for its target).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Notice>> {
         self.tx.subscribe()
-    }
-
-    /// Tells what a workflow says; `false` when nobody listens.
-    pub fn tell(&self, told: Told) -> bool {
-        self.told.send(Arc::new(told)).is_ok()
-    }
-
-    /// What workflows say from now on.
-    pub fn listen(&self) -> broadcast::Receiver<Arc<Told>> {
-        self.told.subscribe()
     }
 }
 
@@ -121,5 +181,45 @@ mod tests {
         }
         assert_eq!(Channel::parse("pigeon"), Channel::Chat);
         assert_eq!(Channel::parse("telegram:x"), Channel::Chat);
+    }
+
+    fn rung(channel: &str) -> Notice {
+        let reminder = Reminder {
+            id: 7,
+            user_id: 1,
+            conversation_id: None,
+            channel: channel.into(),
+            kind: "timer".into(),
+            text: String::new(),
+            due_at: 0,
+            created_at: 0,
+            state: "fired".into(),
+            fired_at: Some(0),
+            delivered_at: None,
+        };
+        Notice::reminder(reminder, "Your timer is done.".into())
+    }
+
+    #[test]
+    fn a_reminder_is_for_the_web_and_where_it_was_set_a_workflow_notice_where_it_says() {
+        let targets = |n: &Notice| Target::ALL.into_iter().filter(|t| n.is_for(*t)).collect::<Vec<_>>();
+        assert_eq!(targets(&rung("chat")), [Target::Web]);
+        assert_eq!(targets(&rung("satellite")), [Target::Web, Target::Satellite]);
+        assert_eq!(targets(&rung("telegram:42")), [Target::Web, Target::Telegram]);
+        let told = Notice {
+            user_id: 1,
+            text: "Backup done".into(),
+            about: About::Workflow { workflow: "backup".into(), run_id: 3, to: vec![Target::Telegram] },
+        };
+        assert_eq!(targets(&told), [Target::Telegram]);
+        assert_eq!(
+            told.event(),
+            ("workflow", serde_json::json!({"text": "Backup done", "workflow": "backup", "run_id": 3}))
+        );
+        let (name, data) = rung("chat").event();
+        assert_eq!((name, data["reminder"]["id"].as_i64()), ("reminder", Some(7)));
+        for t in Target::ALL {
+            assert_eq!(Target::parse(t.as_str()), Some(t));
+        }
     }
 }

@@ -20,6 +20,9 @@ pub enum AssistantError {
     Unsupported(&'static str),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The workflow a phrase triggers could not start.
+    #[error(transparent)]
+    Workflow(#[from] crate::workflows::WorkflowError),
     /// The database failed; the details go to the log, not to the client.
     #[error("the database could not complete the request")]
     Storage(StoreError),
@@ -34,6 +37,11 @@ impl AssistantError {
             AssistantError::Unsupported(_) => ErrorCode::Internal,
             AssistantError::Engine(e) => engine_code(e),
             AssistantError::Storage(_) => ErrorCode::StorageError,
+            AssistantError::Workflow(e) => match e {
+                crate::workflows::WorkflowError::NotFound(_) => ErrorCode::WorkflowNotFound,
+                crate::workflows::WorkflowError::Unavailable(_) => ErrorCode::ModelNotReady,
+                crate::workflows::WorkflowError::Store(_) => ErrorCode::StorageError,
+            },
         }
     }
 

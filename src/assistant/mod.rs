@@ -4,6 +4,11 @@
 //! `hearth chat` each describe what was asked as a [`Turn`] and drive it through three
 //! steps; they keep only parsing, authentication and their own framing.
 //!
+//! A stored turn (Hearth's own channels: chat, voice, satellites, Telegram) whose message
+//! says the phrase of one of the user's enabled workflows is answered by that workflow
+//! instead of the model (`phrase.rs`): its run is recorded like any, and its reply is
+//! the turn's answer, stored like one.
+//!
 //! 1. [`Assistant::prepare`]: checks the request, reads the conversation so far (a stored
 //!    one, or the messages the caller carries), resolves sampling against the settings,
 //!    picks the model, decides whether to use the user's documents and retrieves from
@@ -24,6 +29,7 @@ mod documents;
 mod error;
 mod events;
 mod persist;
+mod phrase;
 mod prepare;
 mod run;
 mod sampling;
@@ -41,6 +47,7 @@ use crate::engine::{Engine, EngineError, ModelInfo, ModelState, Registry};
 use crate::knowledge::Knowledge;
 use crate::skills::Skills;
 use crate::store::Store;
+use crate::workflows::Workflows;
 use std::sync::Arc;
 
 /// Added to the system prompt when the answer will be spoken ([`Style::Spoken`]).
@@ -59,12 +66,21 @@ pub struct Assistant {
     knowledge: Option<Knowledge>,
     /// Offered to the model in turns that ask for them ([`Turn::skills`]).
     skills: Skills,
+    /// Whose phrase triggers answer a stored turn instead of the model (`phrase.rs`).
+    workflows: Option<Workflows>,
 }
 
 impl Assistant {
     /// An assistant that keeps no conversations and has no documents.
     pub fn new(settings: Arc<Settings>, models: Registry) -> Assistant {
-        Assistant { settings, models, store: None, knowledge: None, skills: Skills::default() }
+        Assistant {
+            settings,
+            models,
+            store: None,
+            knowledge: None,
+            skills: Skills::default(),
+            workflows: None,
+        }
     }
 
     /// Keeps conversations in `store`.
@@ -80,6 +96,11 @@ impl Assistant {
     /// Offers these skills in turns that ask for them.
     pub fn with_skills(self, skills: Skills) -> Assistant {
         Assistant { skills, ..self }
+    }
+
+    /// Runs a user's workflow when their message says its phrase (see `phrase.rs`).
+    pub fn with_workflows(self, workflows: Workflows) -> Assistant {
+        Assistant { workflows: Some(workflows), ..self }
     }
 
     pub fn settings(&self) -> &Settings {

@@ -1,5 +1,6 @@
 //! Step one of a turn: from what was asked to what the engine is given.
 
+use super::phrase::{self, PhraseRun};
 use super::{documents, sampling, Assistant, AssistantError, Conversation, Style, Turn, SPOKEN_STYLE};
 use crate::engine::{
     ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse,
@@ -10,7 +11,10 @@ use crate::store::Store;
 
 /// A turn ready to run: checked, its history read, its documents retrieved.
 pub struct Prepared {
-    pub(super) request: Request,
+    /// What the engine is asked; `None` when a workflow answers.
+    pub(super) request: Option<Request>,
+    /// The workflow whose phrase the message says: it answers instead of the model.
+    pub(super) workflow: Option<PhraseRun>,
     pub(super) ledger: Ledger,
     pub(super) tools: Option<ToolLoop>,
     /// With documents: cites the reply as it is generated (see [`Citer`]).
@@ -63,7 +67,7 @@ pub(crate) struct Record {
 
 impl Record {
     /// The conversation's id, a new one's included.
-    fn conversation(&self) -> Option<&str> {
+    pub(super) fn conversation(&self) -> Option<&str> {
         self.conversation_id.as_deref().or(self.new_id.as_deref())
     }
 }
@@ -128,6 +132,18 @@ impl Assistant {
                 (messages, None, None)
             }
         };
+        if let (Some(asked), Some(workflows)) = (&record, &self.workflows) {
+            let found = phrase::find(workflows, asked, channel).await?;
+            if let Some(run) = found {
+                let ledger = Ledger {
+                    model: format!("workflow:{}", run.name),
+                    knowledge: false,
+                    citations: Vec::new(),
+                    record,
+                };
+                return Ok(Prepared { request: None, workflow: Some(run), ledger, tools: None, citer: None });
+            }
+        }
         let asked_temperature = sampling.temperature;
         let free_text = matches!(constraint, Constraint::None);
         let mut params = GenerateParams { constraint, ..sampling.resolve(&self.settings.model, stream)? };
@@ -165,7 +181,8 @@ impl Assistant {
             params.constraint = offer(tools.specs.clone(), ToolChoice::Auto);
         }
         Ok(Prepared {
-            request: Request { engine, owner: who.owner, messages, params },
+            request: Some(Request { engine, owner: who.owner, messages, params }),
+            workflow: None,
             ledger: Ledger { model: info.id, knowledge, citations, record },
             tools,
             citer,

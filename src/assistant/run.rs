@@ -57,7 +57,8 @@ async fn submit(request: &Request) -> Result<Reply, AssistantError> {
 /// A turn being answered. Dropping it stops the generation (or the skill running);
 /// nothing is stored.
 pub struct Running {
-    request: Request,
+    /// `None` when a workflow answers (no tool rounds then).
+    request: Option<Request>,
     reply: Reply,
     /// The reply's text so far, every round's.
     text: String,
@@ -111,8 +112,12 @@ impl Prepared {
     /// Submits the turn to the engine. Errors the engine answers at once (a prompt over
     /// the context window, a full queue) come back here, before anything was streamed.
     pub async fn run(self) -> Result<Running, AssistantError> {
-        let reply = submit(&self.request).await?;
-        let asked = self.request.messages.len();
+        let reply = match (&self.workflow, &self.request) {
+            (Some(workflow), _) => workflow.start().await?,
+            (None, Some(request)) => submit(request).await?,
+            (None, None) => return Err(AssistantError::Unsupported("a turn with nothing to answer it")),
+        };
+        let asked = self.request.as_ref().map_or(0, |r| r.messages.len());
         Ok(Running {
             asked,
             request: self.request,
@@ -243,22 +248,23 @@ impl Running {
                 Ok(Some(Event::ToolResult(run)))
             }
             Step::Resubmit(calls) => {
+                let request = self.request.as_mut().expect("tool rounds only in a model's turn");
                 let choice = if tools.rounds_left == 0 {
-                    self.request.messages.truncate(self.asked);
-                    fold(&mut self.request.messages, &self.runs);
+                    request.messages.truncate(self.asked);
+                    fold(&mut request.messages, &self.runs);
                     self.results.clear();
                     ToolChoice::None
                 } else {
                     if !calls.is_empty() {
                         let said = self.text[self.round_from..].to_string();
-                        self.request.messages.push(ChatMessage::tool_calls(said, calls));
-                        self.request.messages.append(&mut self.results);
+                        request.messages.push(ChatMessage::tool_calls(said, calls));
+                        request.messages.append(&mut self.results);
                     }
                     ToolChoice::Auto
                 };
-                self.request.params.constraint = offer(tools.specs.clone(), choice);
-                self.request.params.temperature = tools.answer_temperature;
-                self.reply = submit(&self.request).await?;
+                request.params.constraint = offer(tools.specs.clone(), choice);
+                request.params.temperature = tools.answer_temperature;
+                self.reply = submit(request).await?;
                 self.round_from = self.text.len();
                 Ok(None)
             }
@@ -347,7 +353,7 @@ mod tests {
             params,
         };
         let ledger = Ledger { model: "m".into(), knowledge: false, citations: vec![], record: None };
-        Ok((Prepared { request, ledger, tools, citer }.run().await?, seen))
+        Ok((Prepared { request: Some(request), workflow: None, ledger, tools, citer }.run().await?, seen))
     }
 
     async fn running(events: Vec<engine::Event>, open: bool) -> Result<(Running, ()), AssistantError> {

@@ -56,15 +56,16 @@ impl Turn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Who {
     pub owner: Owner,
-    /// The Hearth user; `None` for the console and voice satellites, which have no
-    /// conversations or documents.
+    /// The Hearth user; `None` for the console and for voice satellites without
+    /// `voice.wyoming_user`, which have no conversations or documents.
     pub user_id: Option<i64>,
 }
 
 impl Who {
     /// Someone at the box itself (`hearth chat` without `--url`).
     pub const CONSOLE: Who = Who { owner: Owner::CONSOLE, user_id: None };
-    /// Voice satellites served over Wyoming, which speak for no user.
+    /// Voice satellites served over Wyoming when they speak for no user
+    /// (`voice.wyoming_user` unset).
     pub const SATELLITES: Who = Who { owner: Owner::SATELLITES, user_id: None };
 
     pub const fn user(id: i64) -> Who {

@@ -3,4 +3,5 @@
 //! rooms: `http/`, `voice/`).
 
 pub mod hooks;
+pub mod satellite;
 pub mod telegram;

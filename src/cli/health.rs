@@ -52,19 +52,24 @@ pub fn run(args: HealthArgs, settings: &Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The plain listener answers health without a certificate to check; without one, the HTTPS
-/// port by the name `localhost`, which the local CA's certificate carries.
 fn default_url(settings: &Settings) -> String {
+    format!("{}/api/health", service_url(settings))
+}
+
+/// The service on this box as the command line reaches it: the plain listener, which
+/// needs no certificate to check; without one, the HTTPS port by the name `localhost`,
+/// which the local CA's certificate carries.
+pub(super) fn service_url(settings: &Settings) -> String {
     if let Some(addr) = settings.http_listen_addr() {
-        return format!("http://{}/api/health", reachable(addr));
+        return format!("http://{}", reachable(addr));
     }
     let addr = settings.listen_addr();
     if !settings.tls.enabled() {
-        return format!("http://{}/api/health", reachable(addr));
+        return format!("http://{}", reachable(addr));
     }
     match addr.ip().is_unspecified() || addr.ip().is_loopback() {
-        true => format!("https://localhost:{}/api/health", addr.port()),
-        false => format!("https://{addr}/api/health"),
+        true => format!("https://localhost:{}", addr.port()),
+        false => format!("https://{addr}"),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
     super::onboard::announce_tls(&settings, tls.as_ref());
     super::onboard::announce_if_needed(&store, &settings)?;
+    let satellite_user = satellite_user(&settings, &store)?;
     // Uploads a crash or kill interrupted are never resumed: their files are garbage.
     crate::http::spool::remove_leftovers(&settings.uploads_dir());
     let model = crate::models::resolve_model_path(&settings.model.path, data_dir);
@@ -77,7 +78,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
         .with_knowledge(knowledge.clone())
-        .with_skills(skills.clone());
+        .with_skills(skills.clone())
+        .with_workflows(workflows.clone());
     workflows.set_services(crate::workflows::Services {
         assistant: assistant.clone(),
         skills,
@@ -94,14 +96,25 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
+    let announcer = match satellite_user {
+        Some(user_id) => {
+            crate::channels::satellite::Announcer::new(&settings, user_id).map_err(anyhow::Error::msg)?
+        }
+        None => None,
+    };
+    if satellite_user.is_some() && announcer.is_none() {
+        tracing::warn!(
+            "reminders set from voice satellites are not announced on them: set [home_assistant] url, \
+             a token and announce_entity (they show in the web UI)"
+        );
+    }
     let wyoming = match settings.voice.wyoming_addr() {
         None => None,
         Some(addr) => {
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen for Wyoming on {addr} (voice.wyoming_listen)"))?;
             listener.set_nonblocking(true)?;
-            let satellites =
-                Satellites { voice: voice.clone(), assistant: assistant.clone(), store: store.clone() };
+            let satellites = Satellites::new(voice.clone(), assistant.clone(), store.clone(), satellite_user);
             let options = ServerOptions {
                 allow: Some(settings.voice.wyoming_allowed()),
                 max_utterance_seconds: f64::from(settings.voice.max_audio_seconds.min(120)),
@@ -127,7 +140,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)?;
-    let reminders_told = reminders.clone();
+    let (reminders_told, store_told) = (reminders.clone(), store.clone());
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
     let state = AppState {
@@ -157,9 +170,13 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 tokio::spawn(wyoming::serve(listener, satellites, options, std::future::pending()));
             }
+            if let Some(announcer) = announcer {
+                actix_web::rt::spawn(announcer.run(reminders_told.clone()));
+            }
             if let Some(telegram) = telegram {
-                let reminders = crate::channels::telegram::tell_reminders(telegram.sender(), reminders_told);
-                actix_web::rt::spawn(reminders);
+                let notices =
+                    crate::channels::telegram::tell_notices(telegram.sender(), reminders_told, store_told);
+                actix_web::rt::spawn(notices);
                 actix_web::rt::spawn(telegram.run());
             }
             http::serve(state).await
@@ -172,4 +189,19 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     engines.stop(std::time::Duration::from_secs(20));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `voice.wyoming_user`'s id; an error when no user has that name.
+fn satellite_user(settings: &crate::config::Settings, store: &Store) -> anyhow::Result<Option<i64>> {
+    let name = &settings.voice.wyoming_user;
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match store.find_user(name) {
+        Ok(user) => Ok(Some(user.id)),
+        Err(crate::store::StoreError::NotFound(_)) => anyhow::bail!(
+            "invalid value for voice.wyoming_user: there is no user named '{name}' (hearth users add {name})"
+        ),
+        Err(e) => Err(e.into()),
+    }
 }

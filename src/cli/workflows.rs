@@ -1,5 +1,6 @@
-//! `hearth workflows`: list the workflow files, check them, run one in this process, and
-//! read the runs recorded (by the service or by `run`).
+//! `hearth workflows`: list the workflow files, check them, run one in this process, read
+//! the runs recorded (by the service or by `run`), and have the running service reload
+//! the files (`reload`, over its API).
 
 use crate::assistant::Assistant;
 use crate::config::Settings;
@@ -28,6 +29,17 @@ pub enum WorkflowsCommand {
         #[arg(long, value_name = "JSON")]
         input: Option<String>,
     },
+    /// Have the running service read the workflow files again (an administrator's token):
+    /// print how many there are and each file's error (a file with errors keeps the version
+    /// the service held); exit 1 if there is any error.
+    Reload {
+        /// The service [default: this box's, as `hearth health` reaches it]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// An administrator's API token [env: HEARTH_TOKEN]
+        #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+        token: String,
+    },
     /// Show a workflow's last runs, each step's result included.
     Runs {
         /// The workflow's name.
@@ -39,17 +51,19 @@ pub enum WorkflowsCommand {
 }
 
 pub fn run(cmd: WorkflowsCommand, settings: Settings) -> anyhow::Result<ExitCode> {
-    if let WorkflowsCommand::Check = cmd {
-        return Ok(check(&settings));
+    match cmd {
+        WorkflowsCommand::Check => return Ok(check(&settings)),
+        WorkflowsCommand::Reload { url, token } => return reload(&settings, url, &token),
+        _ => {}
     }
     std::fs::create_dir_all(&settings.storage.data_dir)?;
     let store = Store::open(&settings.database_path())?;
     let workflows = Workflows::load(&settings, store.clone(), Default::default());
     match cmd {
-        WorkflowsCommand::Check => unreachable!("answered above"),
+        WorkflowsCommand::Check | WorkflowsCommand::Reload { .. } => unreachable!("answered above"),
         WorkflowsCommand::List => {
             for loaded in workflows.all() {
-                let l = workflows.listed(loaded)?;
+                let l = workflows.listed(&loaded)?;
                 let next = l.next_run.map_or("-".to_string(), |t| {
                     chrono::DateTime::from_timestamp(t, 0)
                         .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
@@ -92,6 +106,32 @@ pub fn run(cmd: WorkflowsCommand, settings: Settings) -> anyhow::Result<ExitCode
         }
         WorkflowsCommand::Run { name, input } => run_now(settings, store, workflows, &name, input.as_deref()),
     }
+}
+
+/// `POST /api/workflows/reload` on the running service.
+fn reload(settings: &Settings, url: Option<String>, token: &str) -> anyhow::Result<ExitCode> {
+    let base = url.unwrap_or_else(|| super::health::service_url(settings));
+    let url = format!("{}/api/workflows/reload", base.trim_end_matches('/'));
+    let agent = crate::tls::client::agent_with_timeout(settings, std::time::Duration::from_secs(60));
+    let answer = agent.post(&url).set("Authorization", &format!("Bearer {token}")).call();
+    let body: serde_json::Value = match answer {
+        Ok(response) => response.into_json()?,
+        Err(ureq::Error::Status(status, response)) => {
+            let body: serde_json::Value = response.into_json().unwrap_or_default();
+            let said = body["error"]["message"].as_str().unwrap_or("");
+            bail!("{url} answered {status}: {said}");
+        }
+        Err(e) => bail!("cannot reach {url}: {e}"),
+    };
+    println!("reloaded: {} workflows", body["workflows"]);
+    for kept in body["kept"].as_array().into_iter().flatten() {
+        println!("kept the last good version of {}", kept.as_str().unwrap_or("?"));
+    }
+    let errors = body["errors"].as_array().cloned().unwrap_or_default();
+    for e in &errors {
+        eprintln!("error: {}", e.as_str().unwrap_or_default());
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Prints each file's errors; non-zero when there is any.

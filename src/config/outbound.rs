@@ -153,6 +153,27 @@ pub struct HomeAssistantSettings {
     /// Services the assistant may call: `light.turn_on`, `light.*` for a domain's, `*`
     /// for all.
     pub services: Vec<String>,
+    /// The voice satellite(s) that say reminders set from a satellite and workflow notices
+    /// meant for it, e.g. `assist_satellite.kitchen` (or a list): Hearth calls the
+    /// `assist_satellite.announce` service with them (a Wyoming server cannot speak to a
+    /// satellite on its own). Empty: nothing is announced.
+    #[serde(deserialize_with = "one_or_many")]
+    pub announce_entity: Vec<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) if s.is_empty() => Vec::new(),
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl Default for HomeAssistantSettings {
@@ -166,6 +187,7 @@ impl Default for HomeAssistantSettings {
                 .map(|d| format!("{d}.*"))
                 .chain(["input_boolean.*".to_string()])
                 .collect(),
+            announce_entity: Vec::new(),
         }
     }
 }
@@ -183,9 +205,31 @@ impl HomeAssistantSettings {
         read_secret_file(&self.token_file, "home_assistant.token_file")
     }
 
+    /// Whether reminders and notices can be announced on satellites.
+    pub fn announces(&self) -> bool {
+        self.enabled() && !self.announce_entity.is_empty()
+    }
+
     pub(super) fn validate(&self) -> Result<(), String> {
         let bad = |key: &str, why: &str| Err(format!("invalid value for home_assistant.{key}: {why}"));
+        let slug = |s: &str| {
+            !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if let Some(e) =
+            self.announce_entity.iter().find(|e| !e.split_once('.').is_some_and(|(d, o)| slug(d) && slug(o)))
+        {
+            return bad(
+                "announce_entity",
+                &format!("'{e}' is not an entity id such as assist_satellite.kitchen"),
+            );
+        }
         if !self.enabled() {
+            if !self.announce_entity.is_empty() {
+                return bad(
+                    "announce_entity",
+                    "set home_assistant.url and a token to announce on satellites",
+                );
+            }
             return Ok(());
         }
         match url::Url::parse(&self.url) {
@@ -295,6 +339,25 @@ properties = { city = { type = "string", description = "The city" } }
         let printed = toml::to_string_pretty(&settings).unwrap();
         assert!(printed.contains("token = \"<hidden>\"") && !printed.contains("\"abc\""), "{printed}");
         assert!(printed.contains("[[skills.webhooks]]"), "{printed}");
+    }
+
+    #[test]
+    fn satellites_announce_on_one_entity_or_a_list() {
+        let ha = "[home_assistant]\nurl = \"http://ha.lan:8123\"\ntoken = \"t\"\n";
+        let one = load(&format!("{ha}announce_entity = \"assist_satellite.kitchen\"\n"), &[]).unwrap();
+        assert_eq!(one.home_assistant.announce_entity, ["assist_satellite.kitchen"]);
+        assert!(one.home_assistant.announces());
+        let env = [("HEARTH_HOME_ASSISTANT_ANNOUNCE_ENTITY", "assist_satellite.a,assist_satellite.b")];
+        let two = load(ha, &env).unwrap();
+        assert_eq!(two.home_assistant.announce_entity, ["assist_satellite.a", "assist_satellite.b"]);
+        assert!(!load(ha, &[]).unwrap().home_assistant.announces(), "none named: off");
+        let e = load(&format!("{ha}announce_entity = [\"kitchen\"]\n"), &[]).unwrap_err();
+        assert!(e.contains("home_assistant.announce_entity: 'kitchen' is not an entity id"), "{e}");
+        let e = load("[home_assistant]\nannounce_entity = \"assist_satellite.k\"\n", &[]).unwrap_err();
+        assert!(e.contains("home_assistant.announce_entity: set home_assistant.url"), "{e}");
+        let e = load("[voice]\nwyoming_user = \"a b\"\n", &[]).unwrap_err();
+        assert!(e.contains("voice.wyoming_user: 'a b' is not a user name"), "{e}");
+        assert_eq!(load("[voice]\nwyoming_user = \"alice\"\n", &[]).unwrap().voice.wyoming_user, "alice");
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct VoiceSettings {
     /// Peers the Wyoming server serves without a token (Home Assistant cannot send
     /// one); others must send an `auth` event with an API token first.
     pub wyoming_allow: Vec<String>,
+    /// The Hearth user satellite turns belong to: their conversations, reminders and
+    /// workflows (the user must exist at start). Reminders set from a satellite ring there
+    /// through Home Assistant (`[home_assistant] announce_entity`). Empty: satellites
+    /// speak for no user (no history, no timers).
+    pub wyoming_user: String,
 }
 
 impl Default for VoiceSettings {
@@ -46,6 +51,7 @@ impl Default for VoiceSettings {
             max_speech_chars: 4000,
             wyoming_listen: String::new(),
             wyoming_allow: vec!["127.0.0.1".into(), "::1".into()],
+            wyoming_user: String::new(),
         }
     }
 }
@@ -79,6 +85,9 @@ impl VoiceSettings {
         }
         if let Some(peer) = self.wyoming_allow.iter().find(|a| a.parse::<IpAddr>().is_err()) {
             return bad("wyoming_allow", &format!("'{peer}' is not an IP address"));
+        }
+        if !self.wyoming_user.is_empty() && !crate::store::valid_user_name(&self.wyoming_user) {
+            return bad("wyoming_user", &format!("'{}' is not a user name", self.wyoming_user));
         }
         Ok(())
     }

@@ -105,6 +105,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/reminders/{id}").route(web::delete().to(reminders::cancel)))
         .service(resource("/api/events").route(web::get().to(reminders::events)))
         .service(resource("/api/workflows").route(web::get().to(workflows::list)))
+        // Before `{name}`, which would take it.
+        .service(resource("/api/workflows/reload").route(web::post().to(workflows::reload)))
         .service(resource("/api/workflows/{name}").route(web::patch().to(workflows::change)))
         .service(resource("/api/workflows/{name}/run").route(web::post().to(workflows::run)))
         .service(resource("/api/workflows/{name}/runs").route(web::get().to(workflows::runs)))

@@ -10,12 +10,13 @@
 //!
 //! `GET /api/events` first sends the notices the caller missed while no channel was
 //! connected, then each one as it happens: `event: reminder`, data `{"text": "Reminder:
-//! call mum.", "reminder": {...}}`; a comment every 20 s keeps proxies from closing it.
+//! call mum.", "reminder": {...}}`, and what workflows tell the web (`event: workflow`,
+//! `{"text", "workflow", "run_id"}`); a comment every 20 s keeps proxies from closing it.
 
 use super::sse::{sse_event, sse_response};
 use super::{json, AppState, Caller, Credential};
 use crate::error::ApiError;
-use crate::notices::{Channel, Notice};
+use crate::notices::{Channel, Notice, Target};
 use crate::reminders::{when, Kind, Origin};
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
@@ -97,16 +98,16 @@ pub async fn cancel(
 }
 
 fn frame(notice: &Notice) -> Bytes {
-    sse_event(Some("reminder"), &serde_json::to_string(notice).unwrap_or_default())
+    let (name, data) = notice.event();
+    sse_event(Some(name), &data.to_string())
 }
 
 pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user_id = caller.user.id;
     // Subscribed before the missed ones are read: a notice in between comes twice at
     // worst (the client keys them by reminder id), never not at all.
+    // What workflows tell (`notify` steps) comes as `event: workflow`; not kept for later.
     let mut live = state.reminders.notices().subscribe();
-    // What workflows tell (`notify` steps), as `event: workflow`; not kept for later.
-    let mut told = state.reminders.notices().listen();
     let mut revoked = state.revocations.subscribe();
     let (token, login) = match caller.credential {
         Credential::Token(id) => (Some(id), None),
@@ -124,7 +125,9 @@ pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
                     if tx.send(frame(&notice)).await.is_err() {
                         return false;
                     }
-                    reminders.delivered(notice.reminder.id).await;
+                    if let Some(reminder) = notice.rung() {
+                        reminders.delivered(reminder.id).await;
+                    }
                 }
                 true
             }
@@ -137,18 +140,12 @@ pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
         loop {
             let going = tokio::select! {
                 notice = live.recv() => match notice {
-                    Ok(notice) if notice.user_id == user_id => tell(vec![(*notice).clone()]).await,
+                    Ok(notice) if notice.user_id == user_id && notice.is_for(Target::Web) => {
+                        tell(vec![(*notice).clone()]).await
+                    }
                     Ok(_) => true,
                     // Fell behind: what was missed is read from the store.
                     Err(RecvError::Lagged(_)) => tell(reminders.missed(user_id).await).await,
-                    Err(RecvError::Closed) => false,
-                },
-                said = told.recv() => match said {
-                    Ok(said) if said.user_id == user_id => {
-                        let data = serde_json::to_string(&*said).unwrap_or_default();
-                        tx.send(sse_event(Some("workflow"), &data)).await.is_ok()
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => false,
                 },
                 revocation = revoked.recv() => !revocation.map_or(true, |r| r.ends(token, login, user_id)),

@@ -207,11 +207,13 @@ pub async fn tell(
     session: Session,
 ) -> Option<String> {
     let mut out = session.clone();
-    let message = json!({"type": "notice", "text": notice.text, "reminder": notice.reminder});
+    let message = json!({"type": "notice", "text": notice.text, "reminder": notice.rung()});
     if out.text(message.to_string()).await.is_err() {
         return None;
     }
-    state.reminders.delivered(notice.reminder.id).await;
+    if let Some(reminder) = notice.rung() {
+        state.reminders.delivered(reminder.id).await;
+    }
     let (tx, sentences) = mpsc::unbounded_channel();
     let _ = tx.send(notice.text);
     drop(tx);

@@ -142,7 +142,10 @@ async fn run(
             message = stream.next() => Ok(message),
             notice = notices.recv() => {
                 match notice {
-                    Ok(notice) if notice.user_id == caller.user.id => waiting.push_back((*notice).clone()),
+                    // Reminders only: what workflows tell shows in the web UI's events.
+                    Ok(notice) if notice.user_id == caller.user.id && notice.rung().is_some() => {
+                        waiting.push_back((*notice).clone())
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => waiting.extend(state.reminders.missed(caller.user.id).await),
                     Err(RecvError::Closed) => {}

@@ -8,6 +8,7 @@
 //! `POST /api/hooks/{name}`: an inbound webhook, authenticated by its signature
 //! (`channels/hooks.rs`), not by a token.
 
+use super::auth::Admin;
 use super::{json, AppState, Caller};
 use crate::channels::hooks::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::error::{ApiError, ErrorCode};
@@ -32,7 +33,7 @@ fn may_use(caller: &Caller, loaded: &Loaded) -> bool {
 }
 
 /// The workflow, if the caller may use it; others' are as missing as unknown ones.
-fn visible<'a>(state: &'a AppState, caller: &Caller, name: &str) -> Result<&'a Loaded, ApiError> {
+fn visible(state: &AppState, caller: &Caller, name: &str) -> Result<Loaded, ApiError> {
     state
         .workflows
         .get(name)
@@ -42,7 +43,7 @@ fn visible<'a>(state: &'a AppState, caller: &Caller, name: &str) -> Result<&'a L
 
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let workflows = state.workflows.clone();
-    let mine: Vec<Loaded> = workflows.all().filter(|l| may_use(&caller, l)).cloned().collect();
+    let mine: Vec<Loaded> = workflows.all().into_iter().filter(|l| may_use(&caller, l)).collect();
     let listed = state
         .store
         .run(move |_| mine.iter().map(|l| workflows.listed(l)).collect::<Result<Vec<_>, _>>())
@@ -88,7 +89,7 @@ pub async fn change(
     name: web::Path<String>,
     change: web::Json<Change>,
 ) -> Result<HttpResponse, ApiError> {
-    let loaded = visible(&state, &caller, &name)?.clone();
+    let loaded = visible(&state, &caller, &name)?;
     let (workflows, enabled) = (state.workflows.clone(), change.enabled);
     let listed = state
         .store
@@ -101,6 +102,13 @@ pub async fn change(
         })
         .await?;
     Ok(json(&listed))
+}
+
+/// `POST /api/workflows/reload` (administrators): reads the workflow files again.
+pub async fn reload(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let workflows = state.workflows.clone();
+    let reloaded = state.store.run(move |_| workflows.reload()).await?;
+    Ok(json(&reloaded))
 }
 
 pub async fn runs(

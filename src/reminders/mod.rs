@@ -65,6 +65,8 @@ impl Reminders {
         kind: Kind,
         due: DateTime<Local>,
     ) -> Result<Reminder, ReminderError> {
+        // The instant `due` was counted from (the caller's "now", a moment ago).
+        let asked = Local::now().timestamp();
         let (kind, text) = match kind {
             Kind::Timer { label } => ("timer", label),
             Kind::Reminder { text } => ("reminder", text),
@@ -83,6 +85,7 @@ impl Reminders {
             kind,
             text,
             due_at: due.timestamp(),
+            created_at: asked,
         };
         let user_id = new.user_id;
         let pending = self.store.run(move |store| store.reminders(user_id, true, MAX_PENDING as u32)).await?;
@@ -116,7 +119,7 @@ impl Reminders {
         tracing::info!(reminder = id, late_secs = crate::store::now() - reminder.due_at, "reminder fired");
         if reminder.delivered_at.is_none() {
             let text = said(&reminder, Local::now());
-            self.notices.publish(Notice { user_id: reminder.user_id, text, reminder });
+            self.notices.publish(Notice::reminder(reminder, text));
         }
         Ok(())
     }
@@ -126,9 +129,10 @@ impl Reminders {
         notices(self.store.run(move |store| store.undelivered_reminders(user_id)).await)
     }
 
-    /// Reminders set from Telegram that rang and were told nowhere yet (every user's).
-    pub async fn missed_on_telegram(&self) -> Vec<Notice> {
-        notices(self.store.run(|store| store.undelivered_reminders_on("telegram:")).await)
+    /// Reminders set on a channel (its stored form starts with `channel`: `telegram:`,
+    /// `satellite`) that rang and were told nowhere yet, every user's.
+    pub async fn missed_on(&self, channel: &'static str) -> Vec<Notice> {
+        notices(self.store.run(move |store| store.undelivered_reminders_on(channel)).await)
     }
 
     /// Records that a channel told the user.
@@ -145,7 +149,10 @@ fn notices(read: Result<Vec<Reminder>, StoreError>) -> Vec<Notice> {
     match read {
         Ok(reminders) => reminders
             .into_iter()
-            .map(|r| Notice { user_id: r.user_id, text: said(&r, Local::now()), reminder: r })
+            .map(|r| {
+                let text = said(&r, Local::now());
+                Notice::reminder(r, text)
+            })
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the reminders no channel told");

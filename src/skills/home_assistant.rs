@@ -8,6 +8,9 @@
 //!   the area as a template variable, never pasted into the template (needs an
 //!   administrator's token, as Home Assistant's template endpoint does).
 //!
+//! The same connection announces on voice satellites ([`HomeAssistant::announce`], for
+//! `channels/satellite.rs`).
+//!
 //! Home Assistant usually lives on the LAN or on this box: its URL's host and port alone
 //! are let through the outbound guard, with no redirects. Results are short sentences.
 
@@ -62,6 +65,21 @@ impl HomeAssistant {
             services: settings.services.clone(),
             guard: Guard::new(policy),
         }))
+    }
+
+    /// Has the satellites `entities` say `message` (`assist_satellite.announce`, one call
+    /// for them all). The error says why in one line, without the token.
+    pub async fn announce(&self, entities: &[String], message: &str) -> Result<(), String> {
+        let entity_id = match entities {
+            [one] => json!(one),
+            many => json!(many),
+        };
+        let body = json!({"entity_id": entity_id, "message": message});
+        let url = format!("{}/api/services/assist_satellite/announce", self.base);
+        match self.send(Request::post_json(url, &body)).await {
+            Ok(_) => Ok(()),
+            Err(SkillError::Failed(why) | SkillError::InvalidArguments(why)) => Err(why),
+        }
     }
 
     /// The three skills.

@@ -56,7 +56,7 @@ pub const BUILT_IN: &[&str] = &[
 /// Who a skill runs for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
-    /// The Hearth user; `None` for the console and voice satellites.
+    /// The Hearth user; `None` for the console and satellites of no user.
     pub user_id: Option<i64>,
     /// The number the first document excerpt a skill cites gets (`[n]`), after those the
     /// turn already has.

@@ -42,6 +42,10 @@ pub struct NewReminder {
     pub kind: &'static str,
     pub text: String,
     pub due_at: i64,
+    /// When it was asked for, Unix seconds: a timer's length is `due_at - created_at`, so
+    /// this is the instant `due_at` was counted from (taken later, a five-second timer that
+    /// crossed a second while being stored was told as four).
+    pub created_at: i64,
 }
 
 /// How long a reminder waits for its new conversation to be stored before it rings anyway.
@@ -81,7 +85,15 @@ impl Store {
         tx.execute(
             "INSERT INTO reminders (user_id, conversation_id, channel, kind, text, due_at, created_at, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
-            params![new.user_id, new.conversation_id, new.channel, new.kind, new.text, new.due_at, t],
+            params![
+                new.user_id,
+                new.conversation_id,
+                new.channel,
+                new.kind,
+                new.text,
+                new.due_at,
+                new.created_at.min(t)
+            ],
         )?;
         let id = tx.last_insert_rowid();
         super::jobs::insert_timed_job(&tx, new.user_id, "reminder", id, new.due_at)?;
@@ -255,6 +267,7 @@ mod tests {
             kind: "reminder",
             text: "take the bread out".into(),
             due_at,
+            created_at: now(),
         }
     }
 

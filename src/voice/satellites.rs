@@ -1,6 +1,8 @@
 //! Hearth's engines behind the Wyoming protocol, for voice satellites: whisper for
 //! `transcribe`, Piper for `synthesize`, a turn of the assistant for `handle`, and API
-//! tokens for `auth`.
+//! tokens for `auth`. With `voice.wyoming_user`, `handle` turns are that user's (stored,
+//! their timers, their workflows' phrases); what they set up rings on the satellites
+//! through Home Assistant (`channels/satellite.rs`).
 
 use super::stt::{SttState, TranscribeRequest};
 use super::tts::{SpeakRequest, TtsState};
@@ -11,11 +13,16 @@ use super::Voice;
 use crate::assistant::{Assistant, Conversation, Sampling, Style, Turn, Who};
 use crate::engine::ChatMessage;
 use crate::store::Store;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 const BY: (&str, &str) = ("Hearth", "https://github.com/hearth-appliance/hearth");
 
 /// Most tokens of a spoken answer to a satellite.
 const SPOKEN_MAX_TOKENS: u32 = 256;
+
+/// A satellite conversation quiet this long is over; the next utterance starts a new one.
+const CONVERSATION_GAP: Duration = Duration::from_secs(300);
 
 /// The services one server offers over Wyoming.
 pub struct Satellites {
@@ -23,6 +30,11 @@ pub struct Satellites {
     pub assistant: Assistant,
     /// Where the tokens of `auth` are checked.
     pub store: Store,
+    /// `voice.wyoming_user`'s id: satellite turns are theirs, stored in their
+    /// conversations, with their skills (timers). `None`: turns of no user.
+    pub user: Option<i64>,
+    /// The satellites' current conversation and when it last spoke.
+    pub conversation: Mutex<Option<(String, Instant)>>,
 }
 
 fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
@@ -31,10 +43,29 @@ fn failure(e: impl Into<crate::error::ApiError>) -> ServiceError {
 }
 
 impl Satellites {
-    /// The language model's spoken answer to one utterance. Satellites speak for no user:
-    /// the turn has no history, no documents, and is not stored.
+    pub fn new(voice: Voice, assistant: Assistant, store: Store, user: Option<i64>) -> Satellites {
+        Satellites { voice, assistant, store, user, conversation: Mutex::new(None) }
+    }
+
+    /// The conversation an utterance continues: the current one unless it has been quiet
+    /// for [`CONVERSATION_GAP`].
+    fn current(&self) -> Option<String> {
+        let current = self.conversation.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().filter(|(_, at)| at.elapsed() < CONVERSATION_GAP).map(|(id, _)| id.clone())
+    }
+
+    /// The answer to one utterance, spoken. With `voice.wyoming_user`, the turn is that
+    /// user's: stored in the satellites' conversation, with their skills (a timer set here
+    /// rings on the satellites). Without, the turn has no history and is not stored.
     pub async fn answer(&self, text: &str) -> Result<String, ServiceError> {
-        let conversation = Conversation::Ephemeral { messages: vec![ChatMessage::new("user", text)] };
+        let (who, conversation) = match self.user {
+            Some(user_id) => {
+                (Who::user(user_id), Conversation::Stored { id: self.current(), message: text.to_string() })
+            }
+            None => {
+                (Who::SATELLITES, Conversation::Ephemeral { messages: vec![ChatMessage::new("user", text)] })
+            }
+        };
         let turn = Turn {
             sampling: Sampling { max_tokens: Some(SPOKEN_MAX_TOKENS), ..Sampling::default() },
             knowledge: Some(false),
@@ -42,10 +73,14 @@ impl Satellites {
             style: Style::Spoken,
             skills: true,
             channel: crate::notices::Channel::Satellite,
-            ..Turn::new(Who::SATELLITES, conversation)
+            ..Turn::new(who, conversation)
         };
         let prepared = self.assistant.prepare(turn).await.map_err(failure)?;
         let outcome = prepared.run().await.map_err(failure)?.finish().await.map_err(failure)?;
+        if let Some(stored) = &outcome.stored {
+            let mut current = self.conversation.lock().unwrap_or_else(|p| p.into_inner());
+            *current = Some((stored.conversation_id.clone(), Instant::now()));
+        }
         Ok(outcome.text.trim().to_string())
     }
 

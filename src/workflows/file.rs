@@ -3,6 +3,7 @@
 
 use super::schedule::Schedule;
 use super::template;
+use crate::notices::Target;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -60,9 +61,9 @@ pub enum Action {
     Skill { name: String, args: serde_json::Value },
     /// Asks the model; the template is the prompt.
     Prompt(String),
-    /// Tells the owner on their live channels (the web UI's events) and writes it in the
-    /// workflow's conversation.
-    Notify(String),
+    /// Tells the owner on the channels `to` names (the web UI's events, their Telegram
+    /// chat, the voice satellites); the run's summary keeps it in their history.
+    Notify { text: String, to: Vec<Target> },
     /// Sets the run's result: what a webhook's response or callback carries (otherwise the
     /// last step's output).
     Reply(String),
@@ -73,7 +74,7 @@ impl Action {
         match self {
             Action::Skill { .. } => "skill",
             Action::Prompt(_) => "prompt",
-            Action::Notify(_) => "notify",
+            Action::Notify { .. } => "notify",
             Action::Reply(_) => "reply",
         }
     }
@@ -103,11 +104,16 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// What a file is checked against: the skills there are and the hooks configured.
+/// What a file is checked against: the skills there are, the hooks configured, and the
+/// channels notices can reach.
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     pub skills: Vec<String>,
     pub hooks: Vec<String>,
+    /// The users with a chat in `telegram.chats` (when `[telegram]` is on).
+    pub telegram_users: Vec<String>,
+    /// `voice.wyoming_user`, when satellites announce (`[home_assistant] announce_entity`).
+    pub satellite_user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,8 +150,31 @@ struct RawStep {
     skill: Option<Spanned<String>>,
     args: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
     prompt: Option<Spanned<String>>,
-    notify: Option<Spanned<String>>,
+    notify: Option<Spanned<RawNotify>>,
     reply: Option<Spanned<String>>,
+}
+
+/// `notify: text` (every channel the owner has), or `notify: {text: ..., to: telegram}`
+/// (`to`: one of web, telegram, satellite, or a list).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNotify {
+    Text(String),
+    To(NotifyTo),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyTo {
+    text: String,
+    to: OneOrMany,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Reads and checks one file.
@@ -199,7 +228,7 @@ impl Checker<'_> {
             return Err(self.at(&raw.owner, "owner", format!("'{}' is not a user name", raw.owner.value)));
         }
         let trigger = self.trigger(&raw.trigger)?;
-        let steps = self.steps(&raw.steps, &trigger)?;
+        let steps = self.steps(&raw.steps, &trigger, &raw.owner.value)?;
         Ok(Workflow {
             name: raw.name.value,
             description: raw.description,
@@ -242,7 +271,66 @@ impl Checker<'_> {
         })
     }
 
-    fn steps(&self, raw: &Spanned<Vec<Spanned<RawStep>>>, trigger: &Trigger) -> Result<Vec<Step>, LoadError> {
+    /// A notify step: its text checked, and the channels it names, each one the owner has.
+    fn notify(
+        &self,
+        raw: &Spanned<RawNotify>,
+        field: &str,
+        owner: &str,
+        check: impl Fn(&Spanned<String>) -> Result<String, LoadError>,
+    ) -> Result<Action, LoadError> {
+        // Untagged, so the text and the channels have the step's line.
+        let spanned = |text: &str| Spanned {
+            value: text.to_string(),
+            referenced: raw.referenced,
+            defined: raw.defined,
+        };
+        let (text, to) = match &raw.value {
+            RawNotify::Text(text) => {
+                return Ok(Action::Notify { text: check(&spanned(text))?, to: Target::ALL.to_vec() });
+            }
+            RawNotify::To(NotifyTo { text, to }) => (check(&spanned(text))?, to),
+        };
+        let names = match to {
+            OneOrMany::One(name) => vec![name.clone()],
+            OneOrMany::Many(names) => names.clone(),
+        };
+        let at = |why: String| self.at(raw, &format!("{field}.to"), why);
+        if names.is_empty() {
+            return Err(at("name at least one of web, telegram, satellite".into()));
+        }
+        let mut targets = Vec::new();
+        for name in &names {
+            let target = Target::parse(name.trim()).ok_or_else(|| {
+                at(format!("'{name}' is not a channel (there are: web, telegram, satellite)"))
+            })?;
+            match target {
+                Target::Telegram if !self.known.telegram_users.iter().any(|u| u == owner) => {
+                    return Err(at(format!(
+                        "{owner} has no Telegram chat ([telegram] enabled, and a chat of {owner} in telegram.chats)"
+                    )))
+                }
+                Target::Satellite if self.known.satellite_user.as_deref() != Some(owner) => {
+                    return Err(at(format!(
+                        "satellites announce to voice.wyoming_user, which is not {owner} (and need \
+                         [home_assistant] url, a token and announce_entity)"
+                    )))
+                }
+                _ => {}
+            }
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+        Ok(Action::Notify { text, to: targets })
+    }
+
+    fn steps(
+        &self,
+        raw: &Spanned<Vec<Spanned<RawStep>>>,
+        trigger: &Trigger,
+        raw_owner: &str,
+    ) -> Result<Vec<Step>, LoadError> {
         if raw.value.is_empty() {
             return Err(self.at(raw, "steps", "a workflow needs at least one step"));
         }
@@ -271,8 +359,8 @@ impl Checker<'_> {
                 Some(id) => id.value.clone(),
                 None => format!("step{}", i + 1),
             };
-            let kinds = [&s.skill, &s.prompt, &s.notify, &s.reply];
-            if kinds.iter().filter(|k| k.is_some()).count() != 1 {
+            let kinds = [s.skill.is_some(), s.prompt.is_some(), s.notify.is_some(), s.reply.is_some()];
+            if kinds.iter().filter(|k| **k).count() != 1 {
                 return Err(self.at(
                     spanned,
                     &format!("steps[{i}]"),
@@ -312,7 +400,7 @@ impl Checker<'_> {
             } else if let Some(prompt) = &s.prompt {
                 Action::Prompt(check(prompt, "prompt")?)
             } else if let Some(notify) = &s.notify {
-                Action::Notify(check(notify, "notify")?)
+                self.notify(notify, &field("notify"), &raw_owner, |t| check(t, "notify"))?
             } else if let Some(reply) = &s.reply {
                 Action::Reply(check(reply, "reply")?)
             } else {
@@ -341,7 +429,12 @@ mod tests {
     use super::*;
 
     fn known() -> Known {
-        Known { skills: vec!["clock".into(), "weather".into()], hooks: vec!["deploy".into()] }
+        Known {
+            skills: vec!["clock".into(), "weather".into()],
+            hooks: vec!["deploy".into()],
+            telegram_users: vec!["alice".into()],
+            satellite_user: Some("alice".into()),
+        }
     }
 
     fn parse_text(text: &str) -> Result<Workflow, LoadError> {
@@ -370,7 +463,11 @@ steps:
         let ids: Vec<&str> = w.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["time", "summary", "step3"]);
         assert_eq!(w.steps[0].action, Action::Skill { name: "clock".into(), args: serde_json::json!({}) });
-        assert_eq!(w.steps[2].action, Action::Notify("{{ steps.summary.output }}".into()));
+        assert_eq!(
+            w.steps[2].action,
+            Action::Notify { text: "{{ steps.summary.output }}".into(), to: Target::ALL.to_vec() },
+            "a bare text: every channel the owner has"
+        );
     }
 
     #[test]
@@ -401,6 +498,44 @@ steps:
         }
         let e = parse_text(&GOOD.replace("  - notify:", "  - shout:")).unwrap_err().to_string();
         assert!(e.contains("shout"), "an unknown step kind is named: {e}");
+    }
+
+    #[test]
+    fn notify_names_the_channels_it_reaches_and_each_is_checked() {
+        let with = |notify: &str| parse_text(&GOOD.replace("\"{{ steps.summary.output }}\"", notify));
+        let to = |notify: &str| match &with(notify).unwrap().steps[2].action {
+            Action::Notify { to, .. } => to.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(to("{ text: hi, to: telegram }"), [Target::Telegram]);
+        assert_eq!(to("{ text: hi, to: [satellite, web, satellite] }"), [Target::Satellite, Target::Web]);
+        let file = "/etc/hearth/workflows/morning.yaml";
+        for (notify, expected) in [
+            ("{ text: hi, to: pigeon }", ":11: steps[2].notify.to: 'pigeon' is not a channel"),
+            (
+                "{ text: hi, to: [] }",
+                ":11: steps[2].notify.to: name at least one of web, telegram, satellite",
+            ),
+            (
+                "{ text: \"{{ steps.nope.output }}\", to: web }",
+                ":11: steps[2].notify: 'steps.nope' is no earlier step",
+            ),
+            ("{ text: hi, to: web, loud: true }", ":11"),
+        ] {
+            let e = with(notify).unwrap_err().to_string();
+            assert!(e.starts_with(file) && e.contains(expected), "{e}\nexpected: {expected}");
+        }
+        // Bob has no chat and is not the satellites' user.
+        let bobs = |notify: &str| {
+            parse_text(
+                &GOOD.replace("owner: alice", "owner: bob").replace("\"{{ steps.summary.output }}\"", notify),
+            )
+        };
+        let e = bobs("{ text: hi, to: telegram }").unwrap_err().to_string();
+        assert!(e.contains(":11: steps[2].notify.to: bob has no Telegram chat"), "{e}");
+        let e = bobs("{ text: hi, to: satellite }").unwrap_err().to_string();
+        assert!(e.contains(":11: steps[2].notify.to: satellites announce to voice.wyoming_user"), "{e}");
+        assert!(bobs("hi").is_ok(), "every channel: those bob has");
     }
 
     #[test]

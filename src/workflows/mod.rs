@@ -18,14 +18,14 @@ pub mod schedule;
 pub mod template;
 
 pub use file::{load, parse, Action, Known, LoadError, Step, Trigger, Workflow};
-pub use run::{Services, StepRecord};
+pub use run::{Origin, Services, StepRecord};
 
 use crate::config::Settings;
 use crate::jobs::Wake;
 use crate::store::{Store, StoreError, WorkflowRun};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::mpsc;
 
 /// Scheduled runs waiting for the dispatcher; more are refused (the job fails, logged).
@@ -63,7 +63,8 @@ pub struct Listed {
     pub file: String,
 }
 
-/// The workflows read at start. Clone it freely.
+/// The workflows read from the folder (at start, and again on [`Workflows::reload`]).
+/// Clone it freely.
 #[derive(Clone)]
 pub struct Workflows {
     inner: Arc<Inner>,
@@ -71,12 +72,34 @@ pub struct Workflows {
 
 struct Inner {
     store: Store,
-    by_name: BTreeMap<String, Loaded>,
-    errors: Vec<String>,
+    /// The folder and what its files are checked against, for reloading.
+    dir: std::path::PathBuf,
+    known: Known,
+    /// What was read last; replaced whole by a reload.
+    current: RwLock<Arc<Snapshot>>,
     services: OnceLock<Services>,
     fire: mpsc::Sender<String>,
     fired: Mutex<Option<mpsc::Receiver<String>>>,
     timers: Wake,
+}
+
+/// The workflows one reading of the folder gave, and the files' errors.
+#[derive(Default)]
+struct Snapshot {
+    by_name: BTreeMap<String, Loaded>,
+    errors: Vec<String>,
+}
+
+/// What a reload read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// How many workflows there are now.
+    pub workflows: usize,
+    /// Each file's error (`file:line: field: message`); a file with errors that held a
+    /// workflow before keeps that version.
+    pub errors: Vec<String>,
+    /// The workflows that kept their previous version.
+    pub kept: Vec<String>,
 }
 
 /// What files are checked against: the skills the settings enable and the hooks.
@@ -86,15 +109,28 @@ pub fn known(settings: &Settings) -> Known {
     if settings.home_assistant.enabled() {
         skills.extend(crate::skills::home_assistant::NAMES.iter().map(|s| s.to_string()));
     }
-    Known { skills, hooks: settings.hooks.iter().map(|h| h.name.clone()).collect() }
+    let telegram_users = match settings.telegram.enabled {
+        true => settings.telegram.allowed_chats().into_values().collect(),
+        false => Vec::new(),
+    };
+    let satellite_user = (!settings.voice.wyoming_user.is_empty() && settings.home_assistant.announces())
+        .then(|| settings.voice.wyoming_user.clone());
+    Known {
+        skills,
+        hooks: settings.hooks.iter().map(|h| h.name.clone()).collect(),
+        telegram_users,
+        satellite_user,
+    }
 }
 
 /// Reads and checks every `*.yaml`/`*.yml` file of the folder (none: no workflows). Two
 /// files with one name: the second is an error.
 pub fn read_dir(settings: &Settings) -> (Vec<Workflow>, Vec<LoadError>) {
-    let dir = settings.workflows_dir();
-    let known = known(settings);
-    let mut paths: Vec<std::path::PathBuf> = match std::fs::read_dir(&dir) {
+    read_folder(&settings.workflows_dir(), &known(settings))
+}
+
+fn read_folder(dir: &std::path::Path, known: &Known) -> (Vec<Workflow>, Vec<LoadError>) {
+    let mut paths: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
@@ -102,13 +138,16 @@ pub fn read_dir(settings: &Settings) -> (Vec<Workflow>, Vec<LoadError>) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             let message = format!("cannot read the workflows folder: {e}");
-            return (Vec::new(), vec![LoadError { file: dir, line: None, field: String::new(), message }]);
+            return (
+                Vec::new(),
+                vec![LoadError { file: dir.into(), line: None, field: String::new(), message }],
+            );
         }
     };
     paths.sort();
     let (mut good, mut bad): (Vec<Workflow>, Vec<LoadError>) = (Vec::new(), Vec::new());
     for path in paths {
-        match file::load(&path, &known) {
+        match file::load(&path, known) {
             Ok(w) if good.iter().any(|g| g.name == w.name) => bad.push(LoadError {
                 file: path,
                 line: None,
@@ -122,6 +161,46 @@ pub fn read_dir(settings: &Settings) -> (Vec<Workflow>, Vec<LoadError>) {
     (good, bad)
 }
 
+/// Reads the folder and resolves owners (blocking: files and the store). A file with
+/// errors that held a workflow in `previous` keeps that version (named in `kept`).
+fn read_snapshot(
+    dir: &std::path::Path,
+    known: &Known,
+    store: &Store,
+    previous: &Snapshot,
+) -> (Snapshot, Vec<String>) {
+    let (read, bad) = read_folder(dir, known);
+    let mut errors: Vec<String> = bad.iter().map(ToString::to_string).collect();
+    let mut broken: Vec<std::path::PathBuf> = bad.into_iter().map(|e| e.file).collect();
+    let mut by_name = BTreeMap::new();
+    for workflow in read {
+        match store.find_user(&workflow.owner) {
+            Ok(user) => {
+                by_name.insert(
+                    workflow.name.clone(),
+                    Loaded { owner_id: user.id, workflow: Arc::new(workflow) },
+                );
+            }
+            _ => {
+                errors.push(format!(
+                    "{}: owner: there is no user named '{}'",
+                    workflow.file.display(),
+                    workflow.owner
+                ));
+                broken.push(workflow.file.clone());
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    for old in previous.by_name.values() {
+        if broken.contains(&old.workflow.file) && !by_name.contains_key(&old.workflow.name) {
+            kept.push(old.workflow.name.clone());
+            by_name.insert(old.workflow.name.clone(), old.clone());
+        }
+    }
+    (Snapshot { by_name, errors }, kept)
+}
+
 fn enabled_key(name: &str) -> String {
     format!("workflow.{name}.enabled")
 }
@@ -130,34 +209,19 @@ impl Workflows {
     /// Reads the folder and resolves owners; what cannot be used is logged and left out.
     /// `timers` wakes the timer worker when a run is scheduled.
     pub fn load(settings: &Settings, store: Store, timers: Wake) -> Workflows {
-        let (read, errors) = read_dir(settings);
-        let mut errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let mut by_name = BTreeMap::new();
-        for workflow in read {
-            match store.find_user(&workflow.owner) {
-                Ok(user) => {
-                    by_name.insert(
-                        workflow.name.clone(),
-                        Loaded { owner_id: user.id, workflow: Arc::new(workflow) },
-                    );
-                }
-                _ => errors.push(format!(
-                    "{}: owner: there is no user named '{}'",
-                    workflow.file.display(),
-                    workflow.owner
-                )),
-            }
-        }
-        for e in &errors {
+        let (dir, known) = (settings.workflows_dir(), known(settings));
+        let (snapshot, _) = read_snapshot(&dir, &known, &store, &Snapshot::default());
+        for e in &snapshot.errors {
             tracing::error!(error = %e, "workflow file left out");
         }
-        tracing::info!(workflows = by_name.len(), dir = %settings.workflows_dir().display(), "workflows read");
+        tracing::info!(workflows = snapshot.by_name.len(), dir = %dir.display(), "workflows read");
         let (fire, fired) = mpsc::channel(FIRE_QUEUE);
         Workflows {
             inner: Arc::new(Inner {
                 store,
-                by_name,
-                errors,
+                dir,
+                known,
+                current: RwLock::new(Arc::new(snapshot)),
                 services: OnceLock::new(),
                 fire,
                 fired: Mutex::new(Some(fired)),
@@ -166,27 +230,76 @@ impl Workflows {
         }
     }
 
-    pub fn errors(&self) -> &[String] {
-        &self.inner.errors
+    fn current(&self) -> Arc<Snapshot> {
+        self.inner.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Loaded> {
-        self.inner.by_name.get(name)
+    /// Reads the folder again (blocking: run it off the async runtime). Good files replace
+    /// what they held, removed ones are gone, and a file with errors keeps its previous
+    /// version; schedules follow (a changed schedule is queued anew, an unchanged one keeps
+    /// its next run). Runs under way finish as they started.
+    pub fn reload(&self) -> Result<Reloaded, StoreError> {
+        let previous = self.current();
+        let (snapshot, kept) =
+            read_snapshot(&self.inner.dir, &self.inner.known, &self.inner.store, &previous);
+        for e in &snapshot.errors {
+            tracing::warn!(error = %e, "workflow file not reloaded");
+        }
+        let snapshot = Arc::new(snapshot);
+        *self.inner.current.write().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+        // Scheduled jobs follow the new files.
+        let store = &self.inner.store;
+        for name in store.scheduled_workflows()? {
+            let keep = snapshot.by_name.get(&name).is_some_and(|l| {
+                matches!(l.workflow.trigger, Trigger::Schedule(_))
+                    && self.enabled(&l.workflow).unwrap_or(false)
+            });
+            if !keep {
+                store.unschedule_workflow(&name)?;
+            }
+        }
+        for loaded in snapshot.by_name.values() {
+            let Trigger::Schedule(now) = &loaded.workflow.trigger else { continue };
+            let unchanged = previous.by_name.get(&loaded.workflow.name).is_some_and(|old| {
+                matches!(&old.workflow.trigger, Trigger::Schedule(was) if was.describe() == now.describe())
+                    && old.owner_id == loaded.owner_id
+            });
+            if self.enabled(&loaded.workflow)? {
+                // Unchanged and queued: the job waiting keeps its time.
+                match unchanged && store.workflow_next_run(&loaded.workflow.name)?.is_some() {
+                    true => {}
+                    false => self.schedule(loaded, false)?,
+                }
+            }
+        }
+        let reloaded = Reloaded { workflows: snapshot.by_name.len(), errors: snapshot.errors.clone(), kept };
+        tracing::info!(workflows = reloaded.workflows, errors = reloaded.errors.len(), kept = ?reloaded.kept, "workflows reloaded");
+        Ok(reloaded)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Loaded> {
-        self.inner.by_name.values()
+    /// The files' errors, as `file:line: field: message`.
+    pub fn errors(&self) -> Vec<String> {
+        self.current().errors.clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Loaded> {
+        self.current().by_name.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Loaded> {
+        self.current().by_name.values().cloned().collect()
     }
 
     /// The workflow a hook starts, if any.
-    pub fn for_hook(&self, hook: &str) -> Option<&Loaded> {
-        self.all().find(|l| matches!(&l.workflow.trigger, Trigger::Webhook(h) if h == hook))
+    pub fn for_hook(&self, hook: &str) -> Option<Loaded> {
+        self.all().into_iter().find(|l| matches!(&l.workflow.trigger, Trigger::Webhook(h) if h == hook))
     }
 
-    /// The enabled workflow of this user whose phrase the message contains.
-    pub fn for_phrase(&self, user_id: i64, message: &str) -> Option<&Loaded> {
+    /// The enabled workflow of this user whose phrase the message contains (blocking: reads
+    /// the on/off preference).
+    pub fn for_phrase(&self, user_id: i64, message: &str) -> Option<Loaded> {
         let message = message.to_lowercase();
-        self.all().filter(|l| l.owner_id == user_id).find(|l| {
+        self.all().into_iter().filter(|l| l.owner_id == user_id).find(|l| {
             matches!(&l.workflow.trigger, Trigger::Phrase(p) if message.contains(p.as_str()))
                 && self.enabled(&l.workflow).unwrap_or(false)
         })
@@ -204,6 +317,7 @@ impl Workflows {
     /// Turns it on or off (kept across restarts) and schedules or unschedules it.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), WorkflowError> {
         let loaded = self.get(name).ok_or_else(|| WorkflowError::NotFound(name.into()))?;
+        let loaded = &loaded;
         self.inner.store.set_preference(&enabled_key(name), if enabled { "true" } else { "false" })?;
         match enabled {
             true => self.schedule(loaded, false)?,
@@ -248,7 +362,7 @@ impl Workflows {
         }
         for loaded in self.all() {
             if self.enabled(&loaded.workflow)? {
-                self.schedule(loaded, true)?;
+                self.schedule(&loaded, true)?;
             }
         }
         Ok(())
@@ -302,7 +416,7 @@ impl Workflows {
         if !self.enabled(&loaded.workflow).map_err(|e| e.to_string())? {
             return Ok(());
         }
-        self.schedule(loaded, false).map_err(|e| e.to_string())?;
+        self.schedule(&loaded, false).map_err(|e| e.to_string())?;
         self.inner.fire.try_send(name).map_err(|e| format!("too many workflow runs waiting: {e}"))
     }
 
@@ -331,7 +445,18 @@ impl Workflows {
         trigger: &'static str,
         input: serde_json::Value,
     ) -> Result<(i64, tokio::task::JoinHandle<WorkflowRun>), WorkflowError> {
-        let loaded = self.get(name).cloned().ok_or_else(|| WorkflowError::NotFound(name.into()))?;
+        self.start_from(name, trigger, input, Origin::default()).await
+    }
+
+    /// [`Workflows::start`] from a channel and conversation (a phrase said in a turn).
+    pub async fn start_from(
+        &self,
+        name: &str,
+        trigger: &'static str,
+        input: serde_json::Value,
+        origin: Origin,
+    ) -> Result<(i64, tokio::task::JoinHandle<WorkflowRun>), WorkflowError> {
+        let loaded = self.get(name).ok_or_else(|| WorkflowError::NotFound(name.into()))?;
         let services = self
             .inner
             .services
@@ -341,7 +466,7 @@ impl Workflows {
         let store = self.inner.store.clone();
         let (wf, owner) = (loaded.workflow.name.clone(), loaded.owner_id);
         let id = store.run(move |s| s.start_workflow_run(&wf, owner, trigger)).await?;
-        let task = tokio::spawn(run::execute(services, store, loaded, id, trigger, input));
+        let task = tokio::spawn(run::execute(services, store, loaded, id, trigger, input, origin));
         Ok((id, task))
     }
 
@@ -374,7 +499,7 @@ mod tests {
         )
         .unwrap();
         let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
-        assert_eq!(workflows.all().count(), 1);
+        assert_eq!(workflows.all().len(), 1);
         assert!(workflows.errors()[0].contains("bad.yaml:4: steps"), "{:?}", workflows.errors());
         workflows.reconcile().unwrap();
         let next = store.workflow_next_run("tick").unwrap().unwrap();
@@ -388,5 +513,54 @@ mod tests {
         assert!(!workflows.enabled(&workflows.get("tick").unwrap().workflow).unwrap());
         workflows.reconcile().unwrap();
         assert_eq!(store.workflow_next_run("tick").unwrap(), None, "off stays off");
+    }
+
+    #[test]
+    fn a_reload_takes_changes_and_a_broken_file_keeps_its_last_good_version() {
+        let (_d, store) = temp_store();
+        store.create_user("alice", Role::User).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hello = |reply: &str| {
+            format!("name: hello\nowner: alice\ntrigger: {{ phrase: hello }}\nsteps:\n  - reply: {reply}\n")
+        };
+        std::fs::write(dir.path().join("hello.yaml"), hello("one")).unwrap();
+        let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
+        let alice = workflows.get("hello").unwrap().owner_id;
+        let reply =
+            |w: &Workflows| match &w.for_phrase(alice, "Hello there").unwrap().workflow.steps[0].action {
+                Action::Reply(text) => text.clone(),
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(reply(&workflows), "one");
+
+        std::fs::write(dir.path().join("hello.yaml"), hello("two")).unwrap();
+        let tick = "name: tick\nowner: alice\ntrigger: { every: 1h }\nsteps:\n  - skill: clock\n";
+        std::fs::write(dir.path().join("tick.yaml"), tick).unwrap();
+        let reloaded = workflows.reload().unwrap();
+        assert_eq!((reloaded.workflows, reloaded.errors.len(), reloaded.kept.len()), (2, 0, 0));
+        assert_eq!(reply(&workflows), "two");
+        let next = store.workflow_next_run("tick").unwrap().expect("a new schedule is queued");
+
+        // Broken: the last good version stays; an unchanged schedule keeps its time.
+        std::fs::write(
+            dir.path().join("hello.yaml"),
+            "name: hello\nowner: alice\ntrigger: { phrase: hello }\nsteps: []\n",
+        )
+        .unwrap();
+        let reloaded = workflows.reload().unwrap();
+        assert_eq!(reloaded.kept, ["hello"]);
+        assert!(reloaded.errors[0].contains("hello.yaml:4: steps"), "{reloaded:?}");
+        assert_eq!(workflows.errors(), reloaded.errors);
+        assert_eq!(reply(&workflows), "two");
+        assert_eq!(store.workflow_next_run("tick").unwrap(), Some(next));
+
+        // Changed schedule: queued anew; removed: gone with its job.
+        std::fs::write(dir.path().join("tick.yaml"), tick.replace("1h", "2h")).unwrap();
+        workflows.reload().unwrap();
+        assert!(store.workflow_next_run("tick").unwrap().unwrap() > next + 3000);
+        std::fs::remove_file(dir.path().join("tick.yaml")).unwrap();
+        assert_eq!(workflows.reload().unwrap().workflows, 1);
+        assert!(workflows.get("tick").is_none());
+        assert_eq!(store.workflow_next_run("tick").unwrap(), None);
     }
 }

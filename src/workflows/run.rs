@@ -6,7 +6,7 @@ use super::file::{Action, Step};
 use super::{template, Loaded};
 use crate::assistant::{Assistant, Conversation, Turn, Who};
 use crate::engine::{ChatMessage, ToolCall};
-use crate::notices::{Channel, Notices, Told};
+use crate::notices::{About, Channel, Notice, Notices};
 use crate::skills::{Context, Skills};
 use crate::store::{Store, WorkflowRun};
 use serde::Serialize;
@@ -21,6 +21,21 @@ pub struct Services {
     pub notices: Notices,
     /// Longest a whole run may take.
     pub timeout: Duration,
+}
+
+/// Where a run was started from: what its skill steps set up (a timer) is told on that
+/// channel and written into that conversation. Scheduled, webhook and "run now" runs are
+/// the web UI's; a phrase's run is its turn's.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub channel: Channel,
+    pub conversation_id: Option<String>,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin { channel: Channel::Chat, conversation_id: None }
+    }
 }
 
 /// One step as it ran.
@@ -47,12 +62,15 @@ pub(super) async fn execute(
     id: i64,
     trigger: &'static str,
     input: Value,
+    origin: Origin,
 ) -> WorkflowRun {
     let name = loaded.workflow.name.clone();
     let started = Instant::now();
     let mut records: Vec<StepRecord> = Vec::new();
-    let steps =
-        tokio::time::timeout(services.timeout, steps(&services, &store, &loaded, id, &input, &mut records));
+    let steps = tokio::time::timeout(
+        services.timeout,
+        steps(&services, &store, &loaded, id, &input, &origin, &mut records),
+    );
     let outcome = match steps.await {
         Ok(outcome) => outcome,
         Err(_) => Err(format!("the run took longer than {} s", services.timeout.as_secs())),
@@ -116,6 +134,7 @@ async fn steps(
     loaded: &Loaded,
     id: i64,
     input: &Value,
+    origin: &Origin,
     records: &mut Vec<StepRecord>,
 ) -> Result<String, String> {
     let workflow = &loaded.workflow;
@@ -130,7 +149,7 @@ async fn steps(
             "now": chrono::Local::now().format("%A %-d %B %Y %H:%M").to_string(),
         });
         let started = Instant::now();
-        let (given, result) = match one(services, loaded, id, step, &context).await {
+        let (given, result) = match one(services, loaded, id, step, &context, origin).await {
             Ok((given, output)) => (given, Ok(output)),
             Err((given, e)) => (given, Err(e)),
         };
@@ -160,7 +179,14 @@ async fn steps(
 type StepResult = Result<(Value, String), (Value, String)>;
 
 /// One step: what it was given and what it gave.
-async fn one(services: &Services, loaded: &Loaded, run_id: i64, step: &Step, context: &Value) -> StepResult {
+async fn one(
+    services: &Services,
+    loaded: &Loaded,
+    run_id: i64,
+    step: &Step,
+    context: &Value,
+    origin: &Origin,
+) -> StepResult {
     let owner = loaded.owner_id;
     let fill = |text: &str| template::render(text, context).map_err(|e| (Value::Null, e));
     match &step.action {
@@ -168,7 +194,11 @@ async fn one(services: &Services, loaded: &Loaded, run_id: i64, step: &Step, con
             let args = template::render_value(args, context).map_err(|e| (Value::Null, e))?;
             let given = json!({ "skill": name, "args": args });
             let call = ToolCall::new(name.clone(), args);
-            let (ran, _) = services.skills.run(&call, Context::new(Some(owner), Channel::Chat)).await;
+            let ctx = Context {
+                conversation_id: origin.conversation_id.as_deref().map(Into::into),
+                ..Context::new(Some(owner), origin.channel)
+            };
+            let (ran, _) = services.skills.run(&call, ctx).await;
             match ran.ok {
                 true => Ok((given, ran.result)),
                 false => {
@@ -196,13 +226,17 @@ async fn one(services: &Services, loaded: &Loaded, run_id: i64, step: &Step, con
                 Err(e) => Err((given, e.to_string())),
             }
         }
-        Action::Notify(text) => {
+        Action::Notify { text, to } => {
             let text = fill(text)?;
-            let told =
-                Told { user_id: owner, text: text.clone(), workflow: loaded.workflow.name.clone(), run_id };
-            let live = services.notices.tell(told);
+            let notice = Notice {
+                user_id: owner,
+                text: text.clone(),
+                about: About::Workflow { workflow: loaded.workflow.name.clone(), run_id, to: to.clone() },
+            };
+            let live = services.notices.publish(notice);
             tracing::debug!(workflow = %loaded.workflow.name, live, "workflow notice");
-            Ok((Value::String(text.clone()), text))
+            let given = json!({ "text": text, "to": to });
+            Ok((given, text))
         }
         Action::Reply(text) => {
             let text = fill(text)?;

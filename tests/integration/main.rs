@@ -26,6 +26,7 @@ mod openai;
 mod outbound;
 mod persistence;
 mod reminders;
+mod satellite;
 mod skills;
 mod telegram;
 mod tls;

@@ -17,28 +17,28 @@ use std::time::Duration;
 
 /// A request as a fake server saw it.
 #[derive(Debug)]
-struct Seen {
-    method: String,
-    path: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) path: String,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 /// A fake HTTP server on `address`: each request is reported, then answered by `answer`
 /// (status line and extra headers, body).
-struct Fake {
-    port: u16,
+pub(crate) struct Fake {
+    pub(crate) port: u16,
     seen: mpsc::Receiver<Seen>,
 }
 
 impl Fake {
-    fn start(address: &str, answer: impl Fn(&Seen) -> (String, String) + Send + 'static) -> Fake {
+    pub(crate) fn start(address: &str, answer: impl Fn(&Seen) -> (String, String) + Send + 'static) -> Fake {
         let listener = TcpListener::bind(address).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tx, seen) = mpsc::channel();
@@ -58,11 +58,16 @@ impl Fake {
         Fake { port, seen }
     }
 
-    fn next(&self) -> Seen {
+    pub(crate) fn next(&self) -> Seen {
         self.seen.recv_timeout(Duration::from_secs(10)).expect("a request")
     }
 
-    fn saw_nothing(&self) -> bool {
+    /// The next request within `wait`, if any.
+    pub(crate) fn next_within(&self, wait: Duration) -> Option<Seen> {
+        self.seen.recv_timeout(wait).ok()
+    }
+
+    pub(crate) fn saw_nothing(&self) -> bool {
         self.seen.recv_timeout(Duration::from_millis(300)).is_err()
     }
 }

@@ -11,13 +11,13 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 /// `GET /api/events`, open: the reminders it tells, as they come.
-struct Events {
+pub(crate) struct Events {
     lines: BufReader<Box<dyn std::io::Read + Send + Sync>>,
 }
 
 impl Events {
     /// Opens the stream; also what it told at once (the reminders missed while nobody listened).
-    fn open(server: &Server, token: &str) -> (Events, Vec<Value>) {
+    pub(crate) fn open(server: &Server, token: &str) -> (Events, Vec<Value>) {
         let response = server
             .agent()
             .get(&format!("{}/api/events", server.url))
@@ -38,25 +38,25 @@ impl Events {
         }
     }
 
-    fn data(&mut self) -> Value {
+    pub(crate) fn data(&mut self) -> Value {
         let line = self.line();
         serde_json::from_str(line.strip_prefix("data: ").expect("data after the event name")).unwrap()
     }
 
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let mut line = String::new();
         assert!(self.lines.read_line(&mut line).expect("the event stream") > 0, "the event stream ended");
         line.trim_end().to_string()
     }
 
     /// The next reminder told (within the request's 120 s).
-    fn next(&mut self) -> Value {
+    pub(crate) fn next(&mut self) -> Value {
         while self.line() != "event: reminder" {}
         self.data()
     }
 }
 
-fn messages(server: &Server, token: &str, conversation: &str) -> Vec<String> {
+pub(crate) fn messages(server: &Server, token: &str, conversation: &str) -> Vec<String> {
     let (status, body) = server.call("GET", &format!("/api/conversations/{conversation}"), Some(token), None);
     assert_eq!(status, 200, "{body}");
     body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap().to_string()).collect()

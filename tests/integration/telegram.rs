@@ -16,8 +16,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "TESTsecretTOKENvalue";
-const TOKEN: &str = "123456:TESTsecretTOKENvalue";
-const ALICE_CHAT: i64 = 111;
+pub(crate) const TOKEN: &str = "123456:TESTsecretTOKENvalue";
+pub(crate) const ALICE_CHAT: i64 = 111;
 const STRANGER_CHAT: i64 = 999;
 
 /// One call the fake received: the method and its body (JSON; for `sendVoice`,
@@ -40,7 +40,7 @@ struct State {
 /// A Bot API that records every call, serves queued updates to long polls, and can
 /// stall or fail `sendMessage` on demand.
 #[derive(Clone, Default)]
-struct FakeBot {
+pub(crate) struct FakeBot {
     state: Arc<(Mutex<State>, Condvar)>,
     url: String,
     /// While set, `sendMessage` hangs and then drops the connection, unanswered.
@@ -50,7 +50,7 @@ struct FakeBot {
 }
 
 impl FakeBot {
-    fn start() -> FakeBot {
+    pub(crate) fn start() -> FakeBot {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fake = FakeBot { url, ..FakeBot::default() };
@@ -192,7 +192,7 @@ impl FakeBot {
     }
 
     /// The texts sent to a chat.
-    fn messages(&self, chat_id: i64) -> Vec<String> {
+    pub(crate) fn messages(&self, chat_id: i64) -> Vec<String> {
         self.calls()
             .into_iter()
             .filter(|c| c.method == "sendMessage" && c.body["chat_id"] == chat_id)
@@ -214,7 +214,7 @@ impl FakeBot {
         }
     }
 
-    fn wait_messages(&self, server: &Server, chat_id: i64, n: usize) -> Vec<String> {
+    pub(crate) fn wait_messages(&self, server: &Server, chat_id: i64, n: usize) -> Vec<String> {
         self.wait(server, &format!("{n} messages to chat {chat_id}"), |_| self.messages(chat_id).len() >= n);
         self.messages(chat_id)
     }
@@ -239,7 +239,7 @@ fn multipart(body: &[u8]) -> (i64, Vec<u8>) {
     (chat_id, audio)
 }
 
-fn options(model: std::path::PathBuf, fake: &FakeBot) -> ServerOptions {
+pub(crate) fn options(model: std::path::PathBuf, fake: &FakeBot) -> ServerOptions {
     ServerOptions::new(model)
         .env("HEARTH_TELEGRAM_ENABLED", "true")
         .env("HEARTH_TELEGRAM_TOKEN", TOKEN)

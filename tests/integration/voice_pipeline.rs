@@ -229,7 +229,7 @@ fn voice_websocket_needs_auth_and_the_same_origin() {
 
 /// A Python with the official `wyoming` package; a missing one fails the test and says
 /// how to get it (scripts/test.sh makes one).
-fn python() -> String {
+pub(crate) fn python() -> String {
     let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python).args(["-c", "import wyoming"]).output();
     assert!(

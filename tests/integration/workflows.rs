@@ -267,3 +267,184 @@ steps:
     assert_eq!(runs(&server, &bob, "deployed").len(), 1, "a replay runs nothing");
     assert!(!server.log().contains(SECRET), "the secret is not in the log");
 }
+
+/// `POST /api/chat` (no stream): the reply and the conversation's id.
+fn say(server: &Server, token: &str, message: &str) -> (String, String) {
+    let body = json!({"message": message, "stream": false, "max_tokens": 8});
+    let (status, answer) = server.call("POST", "/api/chat", Some(token), Some(&body));
+    assert_eq!(status, 200, "{answer}\n{}", server.log());
+    (answer["reply"].as_str().unwrap().to_string(), answer["conversation_id"].as_str().unwrap().to_string())
+}
+
+const NIGHT: &str = "\
+name: night
+owner: alice
+trigger: { phrase: Good Night }
+steps:
+  - id: time
+    skill: clock
+  - reply: \"Sleep well, {{ workflow.owner }}. You said: {{ input.text }}\"
+";
+
+/// Issue 23: a phrase said in chat runs its owner's workflow, whose reply is the turn's
+/// answer, stored like any; a workflow that is off, or another user's, does not run.
+#[test]
+fn a_phrase_said_in_chat_runs_its_workflow_and_its_reply_is_the_answer() {
+    let off =
+        NIGHT.replace("name: night", "name: sesame\nenabled: false").replace("Good Night", "open sesame");
+    let (temp, dir, alice, bob) = prepared(&[("night.yaml", NIGHT), ("sesame.yaml", &off)]);
+    let options = ServerOptions::new(small_model()).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
+    let server = Server::start_in(&temp.path().join("data"), options);
+
+    let (reply, conversation) = say(&server, &alice, "good night, Hearth!");
+    assert_eq!(reply, "Sleep well, alice. You said: good night, Hearth!");
+    let (status, body) =
+        server.call("GET", &format!("/api/conversations/{conversation}"), Some(&alice), None);
+    assert_eq!(status, 200, "{body}");
+    let stored: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(stored, ["good night, Hearth!", reply.as_str()]);
+    assert_eq!(body["messages"][1]["model"], "workflow:night", "{body}");
+    let ran = runs(&server, &alice, "night");
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(
+        (ran[0]["trigger"].as_str(), ran[0]["state"].as_str()),
+        (Some("phrase"), Some("done")),
+        "{ran:?}"
+    );
+
+    // Off: the model answers. Another user's phrase: the model answers.
+    let (reply, _) = say(&server, &alice, "open sesame");
+    assert!(!reply.contains("You said"), "{reply}");
+    assert!(runs(&server, &alice, "sesame").is_empty());
+    let (reply, _) = say(&server, &bob, "Good night!");
+    assert!(!reply.contains("You said"), "{reply}");
+    assert_eq!(runs(&server, &alice, "night").len(), 1);
+}
+
+/// Issue 23: `POST /api/workflows/reload` (administrators) reads the files again without a
+/// restart: a changed file takes effect, a new one appears, and a broken one keeps the
+/// version it held while the error names its file and line.
+#[test]
+fn workflow_files_reload_without_a_restart_and_a_broken_file_keeps_its_last_good_version() {
+    let (temp, dir, alice, _bob) = prepared(&[("night.yaml", NIGHT)]);
+    let data = temp.path().join("data");
+    assert_eq!(crate::common::cli(&data, &["users", "add", "root", "--admin"]).0, 0);
+    let (_, out, _) = crate::common::cli(&data, &["tokens", "create", "--user", "root"]);
+    let root = out.lines().last().unwrap().trim().to_string();
+    let options = ServerOptions::new(small_model()).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
+    let server = Server::start_in(&data, options);
+    let reload = |token: &str| server.call("POST", "/api/workflows/reload", Some(token), None);
+
+    std::fs::write(dir.join("night.yaml"), NIGHT.replace("Sleep well", "Sweet dreams")).unwrap();
+    let (status, e) = reload(&alice);
+    assert_eq!((status, e["error"]["code"].as_str()), (403, Some("forbidden")), "{e}");
+    assert!(say(&server, &alice, "good night").0.starts_with("Sleep well"), "not reloaded yet");
+    let (status, reloaded) = reload(&root);
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(reloaded, json!({"workflows": 1, "errors": [], "kept": []}));
+    assert!(say(&server, &alice, "good night").0.starts_with("Sweet dreams"));
+
+    // Broken: the last good version stays, and the error says where.
+    std::fs::write(dir.join("night.yaml"), NIGHT.replace("skill: clock", "skill: clok")).unwrap();
+    std::fs::write(dir.join("tick.yaml"), TICK).unwrap();
+    let (status, reloaded) = reload(&root);
+    assert_eq!(status, 200, "{reloaded}");
+    let errors = reloaded["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{reloaded}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.contains("night.yaml:6: steps[0].skill: no skill is named 'clok'"), "{reloaded}");
+    assert_eq!(
+        (reloaded["workflows"].as_u64(), &reloaded["kept"]),
+        (Some(2), &json!(["night"])),
+        "{reloaded}"
+    );
+    assert!(say(&server, &alice, "good night").0.starts_with("Sweet dreams"), "the last good version");
+    let (_, listed) = server.call("GET", "/api/workflows", Some(&root), None);
+    assert_eq!(listed["errors"].as_array().map(Vec::len), Some(1), "{listed}");
+    let names: Vec<&str> =
+        listed["workflows"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["night", "tick"], "{listed}");
+    // The new scheduled one runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runs(&server, &alice, "tick").is_empty() {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Removed: gone, and its schedule with it; `hearth workflows reload` asks the service.
+    std::fs::remove_file(dir.join("tick.yaml")).unwrap();
+    std::fs::write(dir.join("night.yaml"), NIGHT).unwrap();
+    let (code, out, err) =
+        crate::common::cli(&data, &["workflows", "reload", "--url", &server.url, "--token", &root]);
+    assert_eq!((code, out.trim()), (0, "reloaded: 1 workflows"), "{out}{err}");
+    let (status, _) = server.call("POST", "/api/workflows/tick/run", Some(&alice), None);
+    assert_eq!(status, 404);
+}
+
+/// Issue 23: a workflow's `notify` step reaches the channels it names (`to:`), or every
+/// channel its owner has: the web UI's event stream, the owner's Telegram chat (a fake Bot
+/// API here) and the voice satellites (a fake Home Assistant's `assist_satellite.announce`).
+#[test]
+fn notify_steps_reach_telegram_the_satellite_and_the_web_as_the_workflow_says() {
+    let notify = |name: &str, step: &str| {
+        format!("name: {name}\nowner: alice\ntrigger: {{ phrase: {name} now }}\nsteps:\n  - notify: {step}\n")
+    };
+    let files = [
+        ("everywhere.yaml", notify("everywhere", "\"To every channel\"")),
+        ("telegram.yaml", notify("telegram", "{ text: \"Only on Telegram\", to: telegram }")),
+        (
+            "satellite.yaml",
+            notify("satellite", "{ text: \"On the satellite and the web\", to: [satellite, web] }"),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let (temp, dir, alice, _bob) = prepared(&files);
+    let bot = crate::telegram::FakeBot::start();
+    let ha = crate::satellite::fake_home_assistant(Default::default());
+    let options =
+        crate::telegram::options(small_model(), &bot).env("HEARTH_WORKFLOWS_DIR", dir.to_str().unwrap());
+    let server =
+        Server::start_in(&temp.path().join("data"), crate::satellite::satellite_options(options, &ha));
+    assert!(
+        server.log().contains("workflows read") && !server.log().contains("left out"),
+        "{}",
+        server.log()
+    );
+    let (mut events, _) = crate::reminders::Events::open(&server, &alice);
+
+    // One by its phrase in chat (the turn's answer is the notice's text), two by "run now".
+    let (reply, _) = say(&server, &alice, "Everywhere now, please");
+    assert_eq!(reply, "To every channel");
+    for name in ["telegram", "satellite"] {
+        let (status, started) =
+            server.call("POST", &format!("/api/workflows/{name}/run"), Some(&alice), None);
+        assert_eq!(status, 202, "{started}");
+        // One at a time: the order each channel sees is the order they ran.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runs(&server, &alice, name).first().is_none_or(|r| r["state"] == "running") {
+            assert!(Instant::now() < deadline, "{}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let chat = crate::telegram::ALICE_CHAT;
+    let sent = bot.wait_messages(&server, chat, 2);
+    assert_eq!(sent, ["To every channel", "Only on Telegram"]);
+    let mut announced = Vec::new();
+    for _ in 0..2 {
+        let seen = ha.next_within(Duration::from_secs(30)).unwrap_or_else(|| panic!("{}", server.log()));
+        let message =
+            serde_json::from_str::<Value>(&seen.body).unwrap()["message"].as_str().unwrap().to_string();
+        crate::satellite::assert_announced(&seen, &message);
+        announced.push(message);
+    }
+    assert_eq!(announced, ["To every channel", "On the satellite and the web"]);
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        if events.line() == "event: workflow" {
+            told.push(events.data()["text"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(told, ["To every channel", "On the satellite and the web"]);
+    assert!(ha.saw_nothing() && bot.messages(chat).len() == 2, "nothing else was told");
+    assert!(!server.log().contains(crate::satellite::HA_TOKEN));
+}

@@ -25,7 +25,7 @@ mod split;
 pub use api::{BotApi, BotError};
 pub use split::{split, MAX_MESSAGE};
 
-pub use reminders::tell_reminders;
+pub use reminders::tell_notices;
 
 use crate::assistant::Assistant;
 use crate::config::Settings;
