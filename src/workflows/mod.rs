@@ -79,13 +79,10 @@ struct Inner {
     timers: Wake,
 }
 
-/// What files are checked against: the skills the settings enable and the hooks.
+/// What files are checked against: the skills the box has (whether the owner may use one
+/// is decided when it runs, as for the model's calls) and the hooks.
 pub fn known(settings: &Settings) -> Known {
-    let mut skills = settings.skills.enabled.clone();
-    skills.extend(settings.skills.webhooks.iter().map(|w| w.name.clone()));
-    if settings.home_assistant.enabled() {
-        skills.extend(crate::skills::home_assistant::NAMES.iter().map(|s| s.to_string()));
-    }
+    let skills = crate::skills::known_in(settings).into_iter().map(|k| k.name).collect();
     Known { skills, hooks: settings.hooks.iter().map(|h| h.name.clone()).collect() }
 }
 

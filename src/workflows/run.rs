@@ -168,7 +168,9 @@ async fn one(services: &Services, loaded: &Loaded, run_id: i64, step: &Step, con
             let args = template::render_value(args, context).map_err(|e| (Value::Null, e))?;
             let given = json!({ "skill": name, "args": args });
             let call = ToolCall::new(name.clone(), args);
-            let (ran, _) = services.skills.run(&call, Context::new(Some(owner), Channel::Chat)).await;
+            let ctx = Context::new(Some(owner), Channel::Chat);
+            let allowed = services.skills.allowed(&ctx).await.map_err(|e| (given.clone(), e.to_string()))?;
+            let (ran, _) = allowed.run(&call, ctx).await;
             match ran.ok {
                 true => Ok((given, ran.result)),
                 false => {

@@ -26,6 +26,7 @@ mod outbound;
 mod persistence;
 mod reminders;
 mod skills;
+mod skills_per_user;
 mod telegram;
 mod tls;
 mod tools;
