@@ -24,7 +24,10 @@ impl Store {
     /// there is no such user. The names are not checked here.
     pub fn set_user_skills(&self, user_id: i64, changes: &[(String, Option<bool>)]) -> Result<UserSkills> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        // Immediate: `hearth users skills` writes beside a running service, and a deferred
+        // transaction that reads first cannot wait for the service's write to end (SQLite
+        // answers "database is locked" at once instead).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         user_exists(&tx, user_id)?;
         let at = now();
         for (skill, enabled) in changes {

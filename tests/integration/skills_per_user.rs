@@ -206,3 +206,47 @@ fn the_owner_sets_a_users_skills_by_api_and_cli_and_bad_input_is_refused() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.call("GET", &path, Some(&root), None).0, 404);
 }
+
+/// Bob's workflow calls the clock, which the owner turned off for bob: the step is
+/// refused when it runs (the workflow runs as its owner), and the run says why; turned
+/// back on, the same workflow reads the clock.
+#[test]
+fn a_workflow_runs_its_skills_as_its_owner_and_a_skill_off_for_them_is_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bob = crate::common::create_user(&data, "bob");
+    let (status, _, err) = cli(&data, &["users", "skills", "bob", "--disable", "clock"]);
+    assert_eq!(status, 0, "{err}");
+    let workflows = temp.path().join("workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let text =
+        "name: time\nowner: bob\ntrigger:\n  phrase: what does the clock say\nsteps:\n  - skill: clock\n";
+    std::fs::write(workflows.join("time.yaml"), text).unwrap();
+    let options = ServerOptions::new(small_model()).env("HEARTH_WORKFLOWS_DIR", workflows.to_str().unwrap());
+    let server = Server::start_in(&data, options);
+
+    let finished = |server: &Server| -> Value {
+        let (status, started) = server.call("POST", "/api/workflows/time/run", Some(&bob), None);
+        assert_eq!(status, 202, "{started}");
+        let path = format!("/api/workflow-runs/{}", started["run_id"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, run) = server.call("GET", &path, Some(&bob), None);
+            if run["state"] != "running" {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "{run}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let run = finished(&server);
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(run.to_string().contains("the tool 'clock' is not enabled for this user"), "{run}");
+
+    let (status, _, err) = cli(&data, &["users", "skills", "bob", "--reset", "clock"]);
+    assert_eq!(status, 0, "{err}");
+    let run = finished(&server);
+    assert_eq!(run["state"], "done", "{run}");
+    assert!(run.to_string().contains("It is "), "the clock's reading: {run}");
+}
