@@ -1,7 +1,8 @@
 //! Skills per user (issue 23): the owner turns a skill off for one user, and that user's
 //! turns no longer offer it while everyone else's do; the admin API refuses unknown
 //! skills and users and non-admins; `hearth users skills` sets and prints the same
-//! settings the API shows.
+//! settings the API shows; a workflow's skill step runs as its owner and is refused a
+//! skill turned off for them.
 
 use crate::common::{cli, code, default_model, small_model, Server, ServerOptions};
 use serde_json::{json, Value};
