@@ -66,6 +66,7 @@ error_codes! {
     HookNotFound          => 404, "hook_not_found",          "invalid_request_error";
     InvalidSignature      => 401, "invalid_signature",       "authentication_error";
     NoteNotFound          => 404, "note_not_found",          "invalid_request_error";
+    UnknownSkill          => 400, "unknown_skill",           "invalid_request_error";
     MethodNotAllowed      => 405, "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => 413, "payload_too_large",       "invalid_request_error";
     QuotaExceeded         => 413, "quota_exceeded",          "invalid_request_error";
@@ -238,6 +239,15 @@ impl From<crate::store::StoreError> for ApiError {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::new(ErrorCode::StorageError, "the database could not complete the request")
             }
+        }
+    }
+}
+
+impl From<crate::skills::PerUserError> for ApiError {
+    fn from(e: crate::skills::PerUserError) -> Self {
+        match e {
+            crate::skills::PerUserError::Store(e) => e.into(),
+            unknown => ApiError::new(ErrorCode::UnknownSkill, unknown.to_string()),
         }
     }
 }

@@ -132,7 +132,30 @@ export function adminPage(ctx) {
       const res = await api('GET', '/api/users');
       set(users, table(['Name', 'Role', 'Web login', 'Created', ''], res.users.map((u) => row(
         u.name, u.role, u.has_password ? 'yes' : 'no', ago(u.created_at),
-        h('button', { type: 'button', class: 'small', text: 'Set password', onclick: () => setPassword(u) })))));
+        [h('button', { type: 'button', class: 'small', text: 'Set password', onclick: () => setPassword(u) }), ' ',
+          h('button', { type: 'button', class: 'small', text: 'Skills', 'aria-label': `Skills of ${u.name}`, onclick: () => editSkills(u) })]))));
+    } catch (e) { ctx.showError(e); }
+  }
+  // A user's skills: each on or off for them, or the box's default ([skills] in the config).
+  const skillsBox = h('div', { class: 'user-skills', hidden: true });
+  async function editSkills(u) {
+    const path = `/api/admin/users/${u.id}/skills`;
+    const change = async (name, value) => {
+      try { await api('PUT', path, { [name]: value }); } catch (e) { ctx.showError(e); }
+      editSkills(u);
+    };
+    try {
+      const res = await api('GET', path);
+      set(skillsBox, h('h3', { text: `Skills of ${u.name}` }),
+        table(['Skill', 'On', 'Box default', ''], res.skills.map((s) => row(
+          h('span', { title: s.description || '', text: s.name }),
+          h('input', { type: 'checkbox', checked: s.enabled, 'aria-label': `${s.name} for ${u.name}`,
+            onchange: (e) => change(s.name, e.target.checked) }),
+          s.default ? 'on' : 'off',
+          s.setting === null ? h('span', { class: 'muted', text: 'as default' })
+            : h('button', { type: 'button', class: 'small', text: 'Use default', onclick: () => change(s.name, null) })))),
+        h('button', { type: 'button', class: 'small', text: 'Close', onclick: () => { skillsBox.hidden = true; } }));
+      skillsBox.hidden = false;
     } catch (e) { ctx.showError(e); }
   }
   async function setPassword(u) {
@@ -209,7 +232,7 @@ export function adminPage(ctx) {
     section('Health', health),
     admin && section('System (live)', system),
     section('Models', models),
-    admin && section('Users', users, userForm),
+    admin && section('Users', users, skillsBox, userForm),
     section('API tokens', admin && h('div', { class: 'field check' }, allBox, h('label', { for: 'all-tokens', text: 'Show every user\'s tokens' })),
       tokens, tokenForm, secret),
     section('Password', passForm));

@@ -111,6 +111,11 @@ impl Assistant {
         &self.models
     }
 
+    /// The skills the box has (which a caller may use: [`Skills::allowed`]).
+    pub fn skills(&self) -> &Skills {
+        &self.skills
+    }
+
     /// The engine for a model name (the configured model when `None`), ready to serve,
     /// and what it is.
     pub async fn engine(&self, name: Option<&str>) -> Result<(Engine, ModelInfo), AssistantError> {

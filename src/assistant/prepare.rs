@@ -6,7 +6,7 @@ use crate::engine::{
     ChatMessage, Constraint, Engine, GenerateParams, ModelInfo, Owner, ToolChoice, ToolSpec, ToolUse,
 };
 use crate::knowledge::{Citation, Citer, Retrieved, Sources};
-use crate::skills::{self, Skills};
+use crate::skills::{self, Allowed};
 use crate::store::Store;
 
 /// A turn ready to run: checked, its history read, its documents retrieved.
@@ -23,7 +23,8 @@ pub struct Prepared {
 
 /// A turn's skills and how many rounds of calls it has left.
 pub(super) struct ToolLoop {
-    pub skills: Skills,
+    /// The skills this caller may use (`Skills::allowed`).
+    pub skills: Allowed,
     pub ctx: skills::Context,
     /// The tools the model is shown.
     pub specs: Vec<ToolSpec>,
@@ -165,16 +166,19 @@ impl Assistant {
         // A turn that answers from the documents is about them: the small default model,
         // shown the clock beside the excerpts, called it and lost the answer.
         let tools = match skills && !knowledge && free_text {
-            true => self.tool_loop(
-                &info,
-                skills::Context {
-                    user_id: who.user_id,
-                    cite_from: citations.len() + 1,
-                    channel,
-                    conversation_id: record.as_ref().and_then(Record::conversation).map(Into::into),
-                },
-                sampling::documents_temperature(asked_temperature, params.temperature),
-            ),
+            true => {
+                self.tool_loop(
+                    &info,
+                    skills::Context {
+                        user_id: who.user_id,
+                        cite_from: citations.len() + 1,
+                        channel,
+                        conversation_id: record.as_ref().and_then(Record::conversation).map(Into::into),
+                    },
+                    sampling::documents_temperature(asked_temperature, params.temperature),
+                )
+                .await?
+            }
             false => None,
         };
         if let Some(tools) = &tools {
@@ -189,19 +193,22 @@ impl Assistant {
         })
     }
 
-    /// The skills a turn offers: the enabled ones this caller may use, on a model whose
-    /// chat template speaks tools.
-    fn tool_loop(&self, info: &ModelInfo, ctx: skills::Context, answer_temperature: f32) -> Option<ToolLoop> {
-        info.tool_calls?;
-        let specs = self.skills.specs(&ctx);
+    /// The skills a turn offers: those this caller may use (the box's defaults and the
+    /// owner's settings for the user: `Skills::allowed`), on a model whose chat template
+    /// speaks tools.
+    async fn tool_loop(
+        &self,
+        info: &ModelInfo,
+        ctx: skills::Context,
+        answer_temperature: f32,
+    ) -> Result<Option<ToolLoop>, AssistantError> {
+        if info.tool_calls.is_none() {
+            return Ok(None);
+        }
+        let skills = self.skills.allowed(&ctx).await?;
+        let specs = skills.specs(&ctx);
         let rounds_left = self.settings.skills.max_rounds;
-        (!specs.is_empty()).then(|| ToolLoop {
-            skills: self.skills.clone(),
-            ctx,
-            specs,
-            rounds_left,
-            answer_temperature,
-        })
+        Ok((!specs.is_empty()).then_some(ToolLoop { skills, ctx, specs, rounds_left, answer_temperature }))
     }
 }
 

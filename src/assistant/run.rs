@@ -335,6 +335,7 @@ mod tests {
         let skills =
             crate::skills::Skills::built_in(&["clock".into()], std::time::Duration::from_secs(5), None, None);
         let ctx = crate::skills::Context::new(None, crate::notices::Channel::Console);
+        let skills = skills.allowed(&ctx).await.unwrap();
         let tools = (rounds > 0).then(|| ToolLoop {
             specs: skills.specs(&ctx),
             skills,

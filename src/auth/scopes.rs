@@ -43,6 +43,7 @@ impl Scope {
             "/api/search",
             "/api/reminders",
             "/api/notes",
+            "/api/skills",
             "/api/events",
             "/api/workflows",
             "/api/workflow-runs",
@@ -179,6 +180,8 @@ mod tests {
         assert_eq!(Scope::required_for("/api/conversations/abc"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/reminders/3"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/notes/3"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/skills"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/admin/users/3/skills"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/events"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/documents/7"), Some(Scope::Documents));
         assert_eq!(Scope::required_for("/v1/audio/transcriptions"), Some(Scope::Voice));

@@ -31,6 +31,28 @@ pub enum UsersCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Choose the skills one user may use, then print what they have.
+    ///
+    /// The box's defaults are the built-ins in `[skills] enabled` and the configured
+    /// skills (webhooks, Home Assistant) not in `[skills] off_by_default`. Turning a skill
+    /// on or off here holds for this user only, in every channel (chat, voice, Telegram,
+    /// their workflows), from their next turn; a running service needs no restart.
+    /// Without options, prints the user's skills.
+    #[command(
+        after_help = "Example:\n  hearth users skills bob --disable clock --enable calculate,create_note\n  hearth users skills bob --reset clock"
+    )]
+    Skills {
+        name: String,
+        /// Skills to turn on for this user (comma-separated or repeated).
+        #[arg(long, value_name = "SKILL", value_delimiter = ',')]
+        enable: Vec<String>,
+        /// Skills to turn off for this user.
+        #[arg(long, value_name = "SKILL", value_delimiter = ',')]
+        disable: Vec<String>,
+        /// Skills to give back the box's default for this user.
+        #[arg(long, value_name = "SKILL", value_delimiter = ',')]
+        reset: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +140,25 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
             println!("Created {} '{}'.", user.role.as_str(), user.name);
             println!("Next: hearth tokens create --user {}", user.name);
         }
+        UsersCommand::Skills { name, enable, disable, reset } => {
+            let user = find(&name)?;
+            let changes = skill_changes(&enable, &disable, &reset)?;
+            let known = crate::skills::known_in(settings);
+            crate::skills::check_names(&known, &changes)?;
+            let set = match changes.is_empty() {
+                true => store.user_skills(user.id)?,
+                false => store.set_user_skills(user.id, &changes)?,
+            };
+            println!("{:<20} {:<4} WHY", "SKILL", "ON");
+            for s in crate::skills::standings(&known, &set) {
+                let on = |b: bool| if b { "on" } else { "off" };
+                let why = match s.setting {
+                    None => "box default".to_string(),
+                    Some(_) => format!("set for {name} (box default: {})", on(s.default)),
+                };
+                println!("{:<20} {:<4} {why}", s.name, on(s.enabled));
+            }
+        }
         UsersCommand::List => {
             let users = store.list_users()?;
             if users.is_empty() {
@@ -129,6 +170,27 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The settings `--enable`, `--disable` and `--reset` ask for; a skill in two of them is
+/// an error.
+fn skill_changes(
+    enable: &[String],
+    disable: &[String],
+    reset: &[String],
+) -> anyhow::Result<Vec<(String, Option<bool>)>> {
+    let mut changes: Vec<(String, Option<bool>)> = Vec::new();
+    for (names, setting) in [(enable, Some(true)), (disable, Some(false)), (reset, None)] {
+        for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if changes.iter().any(|(n, _)| n == name) {
+                anyhow::bail!(
+                    "'{name}' is named twice: give each skill in one of --enable, --disable, --reset"
+                );
+            }
+            changes.push((name.to_string(), setting));
+        }
+    }
+    Ok(changes)
 }
 
 pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {

@@ -74,7 +74,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     )
     .with_notes(&settings.skills.enabled, &notes)
     .with_configured(&settings)
-    .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?
+    .with_store(store.clone());
     let assistant = Assistant::new(settings.clone(), models.clone())
         .with_store(store.clone())
         .with_knowledge(knowledge.clone())

@@ -195,7 +195,8 @@ fn run_now(
         Some(reminders),
     )
     .with_configured(&settings)
-    .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?
+    .with_store(store.clone());
     let assistant = Assistant::new(settings.clone(), models).with_store(store).with_skills(skills.clone());
     workflows.set_services(Services {
         assistant,

@@ -74,6 +74,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_KNOWLEDGE_TOP_K", "knowledge.top_k", Kind::Int),
     ("HEARTH_KNOWLEDGE_CHAT_DEFAULT", "knowledge.chat_default", Kind::Bool),
     ("HEARTH_SKILLS", "skills.enabled", Kind::List),
+    ("HEARTH_SKILLS_OFF_BY_DEFAULT", "skills.off_by_default", Kind::List),
     ("HEARTH_SKILLS_MAX_ROUNDS", "skills.max_rounds", Kind::Int),
     ("HEARTH_SKILLS_TIMEOUT_SECS", "skills.timeout_secs", Kind::Int),
     ("HEARTH_OUTBOUND_ALLOWED_HOSTS", "outbound.allowed_hosts", Kind::List),

@@ -361,6 +361,16 @@ properties = { city = { type = "string", description = "The city" } }
     }
 
     #[test]
+    fn a_configured_skill_may_be_off_by_default() {
+        let env = [("HEARTH_SKILLS_OFF_BY_DEFAULT", "weather,ha_call_service")];
+        let settings = load(WEATHER, &env).unwrap();
+        assert_eq!(settings.skills.off_by_default, ["weather", "ha_call_service"]);
+        assert!(!crate::skills::box_default(&settings, "weather"));
+        assert!(crate::skills::box_default(&settings, "clock"), "built-ins follow skills.enabled");
+        assert!(!crate::skills::box_default(&settings, "calculate"));
+    }
+
+    #[test]
     fn bad_definitions_are_errors_that_name_the_field() {
         for (text, env, expected) in [
             (WEATHER.replace("api.example.com\"]", "other.example.com\"]"), vec![], "skills.webhooks[weather].url: the host api.example.com is not on outbound.allowed_hosts"),
@@ -372,6 +382,7 @@ properties = { city = { type = "string", description = "The city" } }
             (String::new(), vec![("HEARTH_HOME_ASSISTANT_URL", "ha.lan"), ("HEARTH_HOME_ASSISTANT_TOKEN", "t")], "home_assistant.url"),
             ("[home_assistant]\nurl = \"http://ha.lan\"\ntoken = \"t\"\nservices = [\"lock\"]\n".into(), vec![], "home_assistant.services: 'lock' is not domain.service"),
             ("[outbound]\nallowed_hosts = [\"https://api.example.com/\"]\n".into(), vec![], "outbound.allowed_hosts"),
+            (WEATHER.to_string(), vec![("HEARTH_SKILLS_OFF_BY_DEFAULT", "weather,clock")], "skills.off_by_default: 'clock' is not a webhook or Home Assistant skill"),
         ] {
             let e = load(&text, &env).unwrap_err();
             assert!(e.contains(expected), "{e}\nexpected: {expected}");

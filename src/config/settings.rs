@@ -229,7 +229,12 @@ pub struct SkillSettings {
     /// Skills offered to the model as tools: `clock`, `search_documents`, `set_timer`,
     /// `set_reminder`, `list_reminders`, `cancel_reminder`, `calculate`, `create_note`,
     /// `list_notes`, `search_notes`. Empty: none, and chats are plain. Only models whose chat template speaks tools are offered any.
+    /// These are the defaults: the owner may turn any skill on or off for one user
+    /// (`hearth users skills`, `PUT /api/admin/users/{id}/skills`).
     pub enabled: Vec<String>,
+    /// Configured skills (webhooks, Home Assistant's) that are on only for the users the
+    /// owner turns them on for; the others are on for everyone once defined.
+    pub off_by_default: Vec<String>,
     /// Rounds of tool calls one turn may make before it must answer in words (a round may
     /// hold several calls).
     pub max_rounds: u32,
@@ -247,6 +252,7 @@ impl Default for SkillSettings {
         let enabled = ["clock", "search_documents", "set_timer", "set_reminder"];
         Self {
             enabled: enabled.map(String::from).to_vec(),
+            off_by_default: Vec::new(),
             max_rounds: 1,
             timeout_secs: 10,
             webhooks: Vec::new(),

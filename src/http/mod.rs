@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod admin_models;
+mod admin_skills;
 mod audio;
 mod auth;
 mod chat;
@@ -173,6 +174,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
         .service(resource("/api/system").route(web::get().to(admin::system)))
         .service(resource("/api/admin/models").route(web::get().to(admin_models::list)))
+        .service(
+            resource("/api/admin/users/{id}/skills")
+                .route(web::get().to(admin_skills::of_user))
+                .route(web::put().to(admin_skills::set_for_user)),
+        )
+        .service(resource("/api/skills").route(web::get().to(admin_skills::own)))
         .service(resource("/api/admin/models/pull").route(web::post().to(admin_models::pull)))
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))

@@ -21,6 +21,14 @@ pub fn check_webhooks(settings: &Settings) -> Result<(), String> {
             return Err(format!("invalid value for skills.webhooks[{}].name: defined twice", w.name));
         }
     }
+    let configured = || webhooks.iter().map(|w| w.name.as_str()).chain(home_assistant::NAMES.iter().copied());
+    if let Some(name) = settings.skills.off_by_default.iter().find(|n| !configured().any(|c| c == n.as_str()))
+    {
+        return Err(format!(
+            "invalid value for skills.off_by_default: '{name}' is not a webhook or Home Assistant skill \
+             (built-ins are off by default unless skills.enabled names them)"
+        ));
+    }
     Ok(())
 }
 
@@ -38,8 +46,13 @@ pub fn configured(settings: &Settings) -> Result<Vec<Arc<dyn Skill>>, String> {
 }
 
 impl super::Skills {
-    /// These skills and the configured ones ([`configured`]).
+    /// These skills and the configured ones ([`configured`]), on by default unless
+    /// `[skills] off_by_default` names them.
     pub fn with_configured(self, settings: &Settings) -> Result<super::Skills, String> {
-        Ok(configured(settings)?.into_iter().fold(self, super::Skills::with))
+        let skills = configured(settings)?.into_iter();
+        Ok(skills.fold(self, |all, skill| {
+            let on = super::box_default(settings, skill.name());
+            all.with_default(skill, on)
+        }))
     }
 }

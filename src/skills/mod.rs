@@ -21,17 +21,20 @@ mod configured;
 mod documents;
 pub mod home_assistant;
 mod notes;
+mod per_user;
 mod timers;
 pub mod webhook;
 
 pub use clock::Clock;
 pub use configured::{check_webhooks, configured};
 pub use documents::SearchDocuments;
+pub use per_user::{box_default, check_names, known_in, standings, Allowed, Known, PerUserError, Standing};
 
-use crate::engine::{ToolCall, ToolSpec};
+use crate::engine::ToolCall;
 use crate::knowledge::{Citation, Knowledge};
 use crate::notices::Channel;
 use crate::reminders::Reminders;
+use crate::store::Store;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
@@ -128,26 +131,39 @@ pub struct ToolRun {
     pub ms: u64,
 }
 
-/// The enabled skills. Clone it freely.
+/// Every skill the box has, each on or off by default (`[skills]`); which of them one
+/// caller may use is [`Skills::allowed`]'s to say (`per_user.rs`), and only what it
+/// allows can be offered or run. Clone it freely.
 #[derive(Clone, Default)]
 pub struct Skills {
-    skills: BTreeMap<&'static str, Arc<dyn Skill>>,
+    skills: BTreeMap<&'static str, Entry>,
     timeout: Duration,
+    /// Where the owner's per-user settings are read; without one (the console, tests)
+    /// everyone gets the defaults.
+    store: Option<Store>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    skill: Arc<dyn Skill>,
+    /// Offered to everyone the owner did not set otherwise.
+    on_by_default: bool,
 }
 
 impl Skills {
-    /// The built-ins named in `enabled` (unknown names were refused when the settings
-    /// were checked); `search_documents` only with documents to search, the timers only
-    /// with the reminders service. The notes skills come with [`Skills::with_notes`].
+    /// The built-ins, those named in `enabled` on by default (unknown names were refused
+    /// when the settings were checked); `search_documents` only with documents to
+    /// search, the timers only with the reminders service. The notes skills come with
+    /// [`Skills::with_notes`].
     pub fn built_in(
         enabled: &[String],
         timeout: Duration,
         knowledge: Option<Knowledge>,
         reminders: Option<Reminders>,
     ) -> Skills {
-        let mut skills: BTreeMap<&'static str, Arc<dyn Skill>> = BTreeMap::new();
-        for name in enabled {
-            let skill: Arc<dyn Skill> = match (name.as_str(), &knowledge, &reminders) {
+        let mut skills = Skills { skills: BTreeMap::new(), timeout, store: None };
+        for name in BUILT_IN {
+            let skill: Arc<dyn Skill> = match (*name, &knowledge, &reminders) {
                 (clock::NAME, _, _) => Arc::new(Clock),
                 (calculator::NAME, _, _) => Arc::new(calculator::Calculator),
                 (documents::NAME, Some(knowledge), _) => Arc::new(SearchDocuments::new(knowledge.clone())),
@@ -159,72 +175,71 @@ impl Skills {
                 }
                 _ => continue,
             };
-            skills.insert(skill.name(), skill);
+            skills = skills.with_default(skill, enabled.iter().any(|e| e == name));
         }
-        Skills { skills, timeout }
+        skills
     }
 
-    /// Adds a skill (a test's, or one of the next built-ins).
-    pub fn with(mut self, skill: Arc<dyn Skill>) -> Skills {
-        self.skills.insert(skill.name(), skill);
+    /// Adds a skill, on by default (a test's, or one of the next built-ins).
+    pub fn with(self, skill: Arc<dyn Skill>) -> Skills {
+        self.with_default(skill, true)
+    }
+
+    /// Adds a skill, on or off by default.
+    pub fn with_default(mut self, skill: Arc<dyn Skill>, on_by_default: bool) -> Skills {
+        self.skills.insert(skill.name(), Entry { skill, on_by_default });
         self
     }
 
+    /// Reads the owner's per-user settings from `store`.
+    pub fn with_store(self, store: Store) -> Skills {
+        Skills { store: Some(store), ..self }
+    }
+
+    /// Whether the box has no skill at all.
     pub fn is_empty(&self) -> bool {
         self.skills.is_empty()
     }
+}
 
-    /// The tools to show the model for this caller, by name.
-    pub fn specs(&self, ctx: &Context) -> Vec<ToolSpec> {
-        self.skills
-            .values()
-            .filter(|s| s.available(ctx))
-            .map(|s| ToolSpec {
-                name: s.name().to_string(),
-                description: Some(s.description().to_string()),
-                parameters: s.parameters(),
-            })
-            .collect()
-    }
-
-    /// Runs one call under the timeout. Failures become a result the model can read
-    /// (`{"error": ...}`), never a failed turn.
-    pub async fn run(&self, call: &ToolCall, ctx: Context) -> (ToolRun, Vec<Citation>) {
-        let at = crate::store::now();
-        let started = Instant::now();
-        let outcome = match self.skills.get(call.name.as_str()).filter(|s| s.available(&ctx)) {
-            None => Err(SkillError::Failed(format!("there is no tool named '{}'", call.name))),
-            Some(skill) if !call.arguments.is_object() => {
-                Err(SkillError::InvalidArguments(format!("{} takes a JSON object", skill.name())))
-            }
-            Some(skill) => {
-                match tokio::time::timeout(self.timeout, skill.execute(call.arguments.clone(), ctx)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        Err(SkillError::Failed(format!("took longer than {} s", self.timeout.as_secs())))
-                    }
-                }
-            }
-        };
-        let ms = started.elapsed().as_millis() as u64;
-        let (result, ok, citations) = match outcome {
-            Ok(output) => (output.content, true, output.citations),
-            Err(e) => {
-                tracing::warn!(skill = %call.name, error = %e, "skill failed");
-                (serde_json::json!({ "error": e.to_string() }).to_string(), false, Vec::new())
-            }
-        };
-        let run = ToolRun {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-            result,
-            ok,
-            at,
-            ms,
-        };
-        (run, citations)
-    }
+/// Runs one call under the timeout. Failures become a result the model can read
+/// (`{"error": ...}`), never a failed turn. Only [`Allowed::run`] calls it.
+async fn run(
+    skill: Result<&Arc<dyn Skill>, String>,
+    timeout: Duration,
+    call: &ToolCall,
+    ctx: Context,
+) -> (ToolRun, Vec<Citation>) {
+    let at = crate::store::now();
+    let started = Instant::now();
+    let outcome = match skill {
+        Err(why) => Err(SkillError::Failed(why)),
+        Ok(skill) if !call.arguments.is_object() => {
+            Err(SkillError::InvalidArguments(format!("{} takes a JSON object", skill.name())))
+        }
+        Ok(skill) => match tokio::time::timeout(timeout, skill.execute(call.arguments.clone(), ctx)).await {
+            Ok(result) => result,
+            Err(_) => Err(SkillError::Failed(format!("took longer than {} s", timeout.as_secs()))),
+        },
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    let (result, ok, citations) = match outcome {
+        Ok(output) => (output.content, true, output.citations),
+        Err(e) => {
+            tracing::warn!(skill = %call.name, error = %e, "skill failed");
+            (serde_json::json!({ "error": e.to_string() }).to_string(), false, Vec::new())
+        }
+    };
+    let run = ToolRun {
+        id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: call.arguments.clone(),
+        result,
+        ok,
+        at,
+        ms,
+    };
+    (run, citations)
 }
 
 /// A string argument, or an error naming it.
@@ -239,6 +254,7 @@ pub(crate) fn string_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ToolSpec;
     use serde_json::json;
 
     /// A skill that waits longer than any test timeout.
@@ -269,6 +285,7 @@ mod tests {
     #[tokio::test]
     async fn the_clock_is_offered_and_answers_with_the_date_and_time() {
         let skills = Skills::built_in(&["clock".into()], Duration::from_secs(5), None, None);
+        let skills = skills.allowed(&SATELLITE).await.unwrap();
         let names: Vec<String> = skills.specs(&SATELLITE).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["clock"]);
         let (run, citations) = skills.run(&ToolCall::new("clock", json!({})), SATELLITE).await;
@@ -282,6 +299,7 @@ mod tests {
     async fn unknown_tools_bad_arguments_and_overruns_are_results_the_model_reads() {
         let skills =
             Skills::built_in(&["clock".into()], Duration::from_millis(50), None, None).with(Arc::new(Slow));
+        let skills = skills.allowed(&ALICE).await.unwrap();
         let (run, _) = skills.run(&ToolCall::new("launch", json!({})), ALICE).await;
         assert!(!run.ok && run.result.contains("no tool named 'launch'"), "{run:?}");
         let (run, _) = skills.run(&ToolCall::new("clock", json!("now")), ALICE).await;
@@ -291,16 +309,19 @@ mod tests {
         assert!(run.ms < 5_000, "cancelled at the timeout, not after the skill's 30 s");
     }
 
-    #[test]
-    fn documents_need_documents_to_search_and_a_user() {
+    #[tokio::test]
+    async fn documents_need_documents_to_search_and_nothing_enabled_offers_nothing() {
         let skills = Skills::built_in(
             &["clock".into(), "search_documents".into()],
             Duration::from_secs(1),
             None,
             None,
         );
-        assert_eq!(skills.specs(&ALICE).len(), 1, "no knowledge: no search_documents");
-        assert!(Skills::built_in(&[], Duration::from_secs(1), None, None).is_empty());
+        let allowed = skills.allowed(&ALICE).await.unwrap();
+        assert_eq!(allowed.specs(&ALICE).len(), 1, "no knowledge: no search_documents");
+        let none = Skills::built_in(&[], Duration::from_secs(1), None, None);
+        assert!(!none.is_empty(), "the box still has the skills the owner may turn on per user");
+        assert!(none.allowed(&ALICE).await.unwrap().specs(&ALICE).is_empty(), "but offers none by default");
     }
 
     #[test]

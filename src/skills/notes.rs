@@ -18,9 +18,12 @@ const SHOWN: usize = 5;
 const TEXT_CHARS: usize = 200;
 
 impl Skills {
-    /// Adds the notes skills named in `enabled`, over `notes`.
+    /// Adds the notes skills over `notes`, those named in `enabled` on by default.
     pub fn with_notes(self, enabled: &[String], notes: &Notes) -> Skills {
-        enabled.iter().filter_map(|name| skill(name, notes.clone())).fold(self, Skills::with)
+        [CREATE, LIST, SEARCH].into_iter().fold(self, |all, name| match skill(name, notes.clone()) {
+            Some(skill) => all.with_default(skill, enabled.iter().any(|e| e == name)),
+            None => all,
+        })
     }
 }
 
@@ -168,11 +171,11 @@ mod tests {
         let ctx = |user| Context::new(Some(user), Channel::Chat);
         let run = |name: &str, args: Value, user| {
             let (skills, call) = (skills.clone(), ToolCall::new(name, args));
-            async move { skills.run(&call, ctx(user)).await.0 }
+            async move { skills.allowed(&ctx(user)).await.unwrap().run(&call, ctx(user)).await.0 }
         };
         let nobody = Context::new(None, Channel::Satellite);
-        assert!(skills.specs(&nobody).is_empty(), "notes need a user");
-        assert_eq!(skills.specs(&ctx(alice)).len(), 3);
+        assert!(skills.allowed(&nobody).await.unwrap().specs(&nobody).is_empty(), "notes need a user");
+        assert_eq!(skills.allowed(&ctx(alice)).await.unwrap().specs(&ctx(alice)).len(), 3);
 
         let saved = run(CREATE, json!({"text": "The plumber comes on Friday at 10"}), alice).await;
         assert_eq!(saved.result, "Saved the note \"The plumber comes on Friday at 10\".", "{saved:?}");

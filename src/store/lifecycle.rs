@@ -23,7 +23,8 @@ impl Store {
     }
 
     /// Deletes a user and everything it owns: conversations and messages, documents,
-    /// their chunks and any bytes no other document shares, notes, tokens, sessions, jobs. The
+    /// their chunks and any bytes no other document shares, notes, tokens, sessions, jobs, the
+    /// skills the owner set for them (`user_skills`, by cascade). The
     /// search index follows through the outbox (the triggers on messages, chunks and notes).
     pub fn delete_user(&self, user_id: i64) -> Result<()> {
         let mut conn = self.writer();

@@ -240,6 +240,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER notes_outbox_delete AFTER DELETE ON notes BEGIN
         INSERT INTO index_outbox (kind, item_id, op) VALUES ('note', OLD.id, 'delete');
     END;",
+    // 12: the skills the owner turned on or off for one user (store::user_skills); no row
+    // for a skill: the box's default. Rows go with their user.
+    "CREATE TABLE user_skills (
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        skill       TEXT NOT NULL,
+        enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (user_id, skill)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -18,6 +18,7 @@ mod outbox;
 mod preferences;
 mod reminders;
 mod telegram;
+mod user_skills;
 mod users;
 mod workflows;
 
@@ -31,6 +32,7 @@ pub use outbox::{IndexItem, ItemKind, OutboxEntry};
 pub use preferences::VOICE_LANGUAGE;
 pub use reminders::{NewReminder, Reminder};
 pub use telegram::TelegramReply;
+pub use user_skills::UserSkills;
 pub use users::{valid_user_name, Role, TokenInfo, User};
 pub use workflows::{RunFilter, WorkflowRun};
 

@@ -102,13 +102,10 @@ pub struct Reloaded {
     pub kept: Vec<String>,
 }
 
-/// What files are checked against: the skills the settings enable and the hooks.
+/// What files are checked against: the skills the box has (whether the owner may use one
+/// is decided when it runs, as for the model's calls), the hooks and the channels owners have.
 pub fn known(settings: &Settings) -> Known {
-    let mut skills = settings.skills.enabled.clone();
-    skills.extend(settings.skills.webhooks.iter().map(|w| w.name.clone()));
-    if settings.home_assistant.enabled() {
-        skills.extend(crate::skills::home_assistant::NAMES.iter().map(|s| s.to_string()));
-    }
+    let skills = crate::skills::known_in(settings).into_iter().map(|k| k.name).collect();
     let telegram_users = match settings.telegram.enabled {
         true => settings.telegram.allowed_chats().into_values().collect(),
         false => Vec::new(),

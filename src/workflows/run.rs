@@ -198,7 +198,8 @@ async fn one(
                 conversation_id: origin.conversation_id.as_deref().map(Into::into),
                 ..Context::new(Some(owner), origin.channel)
             };
-            let (ran, _) = services.skills.run(&call, ctx).await;
+            let allowed = services.skills.allowed(&ctx).await.map_err(|e| (given.clone(), e.to_string()))?;
+            let (ran, _) = allowed.run(&call, ctx).await;
             match ran.ok {
                 true => Ok((given, ran.result)),
                 false => {

@@ -271,6 +271,24 @@ test('admin page: health, live figures, users and API tokens', async () => {
   await users.getByRole('button', { name: 'Create user' }).click();
   await page.getByRole('cell', { name: 'bob', exact: true }).waitFor();
 
+  // Bob's skills: the clock turned off for him alone, then back to the box's default.
+  const clockOfBob = async () => page.evaluate(async () => {
+    const bob = (await (await fetch('/api/users')).json()).users.find((u) => u.name === 'bob');
+    const res = await (await fetch(`/api/admin/users/${bob.id}/skills`)).json();
+    return res.skills.find((s) => s.name === 'clock');
+  });
+  await page.getByRole('button', { name: 'Skills of bob' }).click();
+  const clock = page.getByRole('checkbox', { name: 'clock for bob' });
+  assert.equal(await clock.isChecked(), true, 'on by default');
+  await clock.uncheck();
+  await page.getByRole('button', { name: 'Use default' }).waitFor();
+  assert.equal(await clock.isChecked(), false);
+  assert.deepEqual(await clockOfBob().then((c) => [c.default, c.setting, c.enabled]), [true, false, false]);
+  await page.getByRole('button', { name: 'Use default' }).click();
+  await page.getByRole('button', { name: 'Use default' }).waitFor({ state: 'detached' });
+  assert.deepEqual(await clockOfBob().then((c) => [c.setting, c.enabled]), [null, true]);
+  assert.equal(await clock.isChecked(), true);
+
   const tokens = page.getByRole('form', { name: 'Create token' });
   await tokens.getByLabel('Label').fill('e2e');
   await tokens.getByRole('button', { name: 'Create token' }).click();

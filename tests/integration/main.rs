@@ -28,6 +28,7 @@ mod persistence;
 mod reminders;
 mod satellite;
 mod skills;
+mod skills_per_user;
 mod telegram;
 mod tls;
 mod tools;

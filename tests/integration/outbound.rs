@@ -2,7 +2,7 @@
 //! Assistant started here with the right path, body and token; webhook skills refuse
 //! loopback, link-local and metadata addresses, names that resolve to them and redirects to
 //! them, and the forbidden servers see no request. The skills run as the assistant runs
-//! them (`Skills::run` with a model's `ToolCall`), and one call comes from the default
+//! them (`Skills::allowed`, then `Allowed::run` with a model's `ToolCall`), and one call comes from the default
 //! model through `/api/chat`.
 
 use crate::common::{default_model, Server, ServerOptions};
@@ -104,7 +104,8 @@ fn skills(settings: &Settings) -> Skills {
 }
 
 async fn call(skills: &Skills, name: &str, arguments: Value) -> ToolRun {
-    skills.run(&ToolCall::new(name, arguments), Context::new(None, hearth::notices::Channel::Console)).await.0
+    let ctx = Context::new(None, hearth::notices::Channel::Console);
+    skills.allowed(&ctx).await.unwrap().run(&ToolCall::new(name, arguments), ctx).await.0
 }
 
 const TOKEN: &str = "llat-test-token-123";

@@ -150,6 +150,7 @@ fn hostile_input_fails_fast_without_panicking() {
 async fn the_skill_answers_with_a_sentence_or_an_error_the_model_reads() {
     let skills = crate::skills::Skills::default().with(std::sync::Arc::new(Calculator));
     let ctx = Context::new(None, Channel::Satellite);
+    let skills = skills.allowed(&ctx).await.unwrap();
     let call = |args| crate::engine::ToolCall::new(NAME, args);
     let (run, _) = skills.run(&call(json!({"expression": "17 times 23?"})), ctx.clone()).await;
     assert!(run.ok, "{run:?}");
