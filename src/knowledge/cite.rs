@@ -350,8 +350,30 @@ fn clean(sentence: &str, sources: &Sources) -> String {
             out = out[label.len()..].trim_start_matches([' ', '.', ',', ';']).to_string();
         }
     }
-    let out = out.trim_start_matches(['.', ',', ';', ':', ' ']);
+    let out = without_file_opener(out.trim_start_matches(['.', ',', ';', ':', ' ']));
     out.trim_end().to_string()
+}
+
+/// A sentence without an opening "From boiler.md," or "According to boiler.md:" (the
+/// reader is not told about files), its next letter made a capital.
+fn without_file_opener(sentence: &str) -> String {
+    let lower = sentence.to_lowercase();
+    let Some(rest_at) = ["from ", "according to ", "in "].iter().find_map(|p| lower.starts_with(p).then_some(p.len()))
+    else {
+        return sentence.to_string();
+    };
+    let rest = &sentence[rest_at..];
+    let Some(end) = rest.find([',', ':']) else { return sentence.to_string() };
+    let name = rest[..end].trim().trim_matches(['"', '“', '”', '\'', '`']);
+    if name.contains(char::is_whitespace) || !is_file_name(name) {
+        return sentence.to_string();
+    }
+    let after = rest[end + 1..].trim_start();
+    let mut chars = after.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// What a bracket or parenthesis holds when it is a citation marker: numbers in square
@@ -493,6 +515,9 @@ mod tests {
         assert_eq!(cite("[1]", true), NO_ANSWER, "never only a marker, never empty");
         assert_eq!(cite("[1] (from \"boiler.md\")", true), NO_ANSWER);
         assert_eq!(cite("Source: [2].", true), NO_ANSWER);
+        assert_eq!(cite("From boiler.md, the pressure is 1.5 bar.", true), "The pressure is 1.5 bar [1].");
+        assert_eq!(cite("According to \"boiler.md\": press RESET.", true), "Press RESET [2].");
+        assert_eq!(cite("In 2024, the pressure was 1.5 bar.", true), "In 2024, the pressure was 1.5 bar [1].");
         assert_eq!(cite("[1] The pressure is 1.5 bar [1, 2].", true), "The pressure is 1.5 bar [1].");
         assert_eq!(
             cite("Source: [1]. Press RESET on the gas valve.", true),
