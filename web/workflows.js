@@ -61,7 +61,8 @@ export function workflowsPage(ctx) {
       const bad = res.errors || [];
       errors.hidden = !bad.length;
       set(errors, h('h2', { text: 'Files left out' }),
-        h('p', { class: 'muted', text: 'These files have errors; fix them and restart Hearth (`hearth workflows check` checks them first).' }),
+        h('p', { class: 'muted' }, 'These files have errors; fix them and restart Hearth (',
+          h('code', { text: 'hearth workflows check' }), ' checks them first).'),
         h('ul', {}, bad.map((e) => h('li', {}, h('code', { class: 'status failed', text: e })))));
       set(list, res.workflows.length ? res.workflows.map(card) : empty(res.dir));
     } catch (e) { ctx.showError(e); }

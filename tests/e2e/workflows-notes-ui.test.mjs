@@ -167,6 +167,7 @@ test('run now shows each step with its result and time, then the last run', asyn
   assert.match(said, /^It is \d\d:\d\d on /, said);
   assert.equal(await steps.nth(1).locator('pre.out').textContent(), `Good morning! ${said}`, 'the template filled');
   assert.equal(await run.locator('.run-result pre').textContent(), `Good morning! ${said}`);
+  await run.screenshot({ path: path.join(SHOTS, 'workflows-run.png'), animations: 'disabled' });
   // The notify step told the owner live, as a toast.
   await page.locator('.toast', { hasText: 'morning: Good morning! It is' }).waitFor();
 
