@@ -1,5 +1,6 @@
 // Entry point: decides between onboarding, login, chat and admin, owns the error
-// banner and the top bar shared by the pages. Pages: #/ (chat), #/documents, #/admin.
+// banner and the top bar shared by the pages. Pages: #/ (chat), #/notes, #/documents,
+// #/workflows, #/admin.
 
 import { api, onSessionExpired, ApiError } from './api.js';
 import { h, set } from './dom.js';
@@ -7,6 +8,8 @@ import { loginPage, onboardPage } from './auth.js';
 import { chatPage } from './chat.js';
 import { adminPage } from './admin.js';
 import { documentsPage } from './documents.js';
+import { notesPage } from './notes.js';
+import { workflowsPage } from './workflows.js';
 import * as notices from './notices.js';
 
 const root = document.getElementById('app');
@@ -14,6 +17,8 @@ const banner = document.getElementById('banner');
 let user = null;
 let page = null;
 let reconnecting = null;
+/** The pages besides the chat (#/), by the start of their hash. */
+const PAGES = [['#/notes', notesPage], ['#/documents', documentsPage], ['#/workflows', workflowsPage], ['#/admin', adminPage]];
 
 /** Shows a request's failure in the banner at the top. */
 function showError(error) {
@@ -46,13 +51,15 @@ async function probe() {
 function topbar(extra = []) {
   const admin = user.role === 'admin';
   const at = (prefix) => (location.hash.startsWith(prefix) ? 'page' : null);
-  const onChat = !location.hash.startsWith('#/admin') && !location.hash.startsWith('#/documents');
+  const onChat = !PAGES.some(([prefix]) => location.hash.startsWith(prefix));
   return h('header', { class: 'topbar' },
     extra,
     h('a', { class: 'brand', href: '#/', text: 'Hearth' }),
     h('nav', { 'aria-label': 'Main' },
       h('a', { href: '#/', 'aria-current': onChat ? 'page' : null, text: 'Chat' }),
+      h('a', { href: '#/notes', 'aria-current': at('#/notes'), text: 'Notes' }),
       h('a', { href: '#/documents', 'aria-current': at('#/documents'), text: 'Documents' }),
+      h('a', { href: '#/workflows', 'aria-current': at('#/workflows'), text: 'Workflows' }),
       h('a', { href: '#/admin', 'aria-current': at('#/admin'), text: admin ? 'Admin' : 'Account' })),
     h('span', { class: 'who', text: user.name }),
     h('button', { type: 'button', class: 'small', id: 'logout', text: 'Log out', onclick: logout }));
@@ -91,7 +98,7 @@ function route() {
   page?.destroy?.();
   const ctx = { user, showError, clearError, topbar };
   const hash = location.hash;
-  page = hash.startsWith('#/admin') ? adminPage(ctx) : hash.startsWith('#/documents') ? documentsPage(ctx) : chatPage(ctx);
+  page = (PAGES.find(([prefix]) => hash.startsWith(prefix))?.[1] || chatPage)(ctx);
   set(root, page.el);
   page.focus?.();
 }

@@ -1,5 +1,6 @@
 //! Workflows over HTTP (transport only; the domain is `workflows/`):
-//! `GET /api/workflows` (those the caller may see: an admin all of them, a user their own;
+//! `GET /api/workflows` (those the caller may see: an admin all of them, a user their own,
+//! each with its last run and the input keys its steps read; the folder they are read from;
 //! admins also get the files' errors), `POST /api/workflows/{name}/run` (run now: 202 with
 //! the run's id; body optional: `{"input": {...}}`), `PATCH /api/workflows/{name}`
 //! (`{"enabled": bool}`), `GET /api/workflows/{name}/runs`, `GET /api/workflow-runs/{id}`.
@@ -48,7 +49,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
         .store
         .run(move |_| mine.iter().map(|l| workflows.listed(l)).collect::<Result<Vec<_>, _>>())
         .await?;
-    let mut body = object!({ "workflows": listed });
+    let mut body = object!({ "workflows": listed, "dir": state.workflows.dir().display().to_string() });
     if caller.user.role == Role::Admin {
         body["errors"] = object!(state.workflows.errors());
     }

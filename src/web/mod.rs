@@ -30,6 +30,8 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("chat.js", JS, include_bytes!("../../web/chat.js")),
     ("admin.js", JS, include_bytes!("../../web/admin.js")),
     ("documents.js", JS, include_bytes!("../../web/documents.js")),
+    ("notes.js", JS, include_bytes!("../../web/notes.js")),
+    ("workflows.js", JS, include_bytes!("../../web/workflows.js")),
     ("notices.js", JS, include_bytes!("../../web/notices.js")),
     ("voice.js", JS, include_bytes!("../../web/voice.js")),
     ("voice-worklet.js", JS, include_bytes!("../../web/voice-worklet.js")),

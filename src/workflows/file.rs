@@ -38,6 +38,25 @@ pub enum Trigger {
     Phrase(String),
 }
 
+impl Workflow {
+    /// The keys of the input its steps read (`{{ input.text }}`: `text`): what a run started
+    /// by hand should be given. Empty when no step reads the input.
+    pub fn inputs(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .steps
+            .iter()
+            .flat_map(|step| match &step.action {
+                Action::Skill { args, .. } => template::strings(args),
+                Action::Prompt(text) | Action::Notify { text, .. } | Action::Reply(text) => vec![text.clone()],
+            })
+            .flat_map(|text| template::input_keys(&text))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
 impl Trigger {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -543,6 +562,8 @@ steps:
         let hook = "name: deploy\nowner: bob\ntrigger: { webhook: deploy }\nsteps:\n  - reply: \"got {{ input.body }}\"\n";
         let w = parse_text(hook).unwrap();
         assert!(matches!(w.trigger, Trigger::Webhook(ref h) if h == "deploy"));
+        assert_eq!(w.inputs(), ["body"], "a run by hand asks for what the steps read");
+        assert!(parse_text(GOOD).unwrap().inputs().is_empty());
         for trigger in ["every: 5s", "every: 2h", "at: \"07:30\""] {
             let text = format!("name: x\nowner: bob\ntrigger:\n  {trigger}\nsteps:\n  - notify: hi\n");
             assert!(matches!(parse_text(&text).unwrap().trigger, Trigger::Schedule(_)), "{trigger}");

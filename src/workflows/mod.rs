@@ -22,7 +22,7 @@ pub use run::{Origin, Services, StepRecord};
 
 use crate::config::Settings;
 use crate::jobs::Wake;
-use crate::store::{Store, StoreError, WorkflowRun};
+use crate::store::{RunFilter, Store, StoreError, WorkflowRun};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -61,6 +61,36 @@ pub struct Listed {
     /// Unix seconds; scheduled and enabled ones only.
     pub next_run: Option<i64>,
     pub file: String,
+    /// The keys of the input its steps read (`{{ input.text }}`: `text`); a run started by
+    /// hand is asked for them.
+    pub inputs: Vec<String>,
+    /// The latest run, if it ever ran.
+    pub last_run: Option<LastRun>,
+}
+
+/// The latest run of a workflow, as the list shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LastRun {
+    pub id: i64,
+    /// `running`, `done`, `failed` or `interrupted`.
+    pub state: String,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl From<WorkflowRun> for LastRun {
+    fn from(r: WorkflowRun) -> Self {
+        LastRun {
+            id: r.id,
+            state: r.state,
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error,
+        }
+    }
 }
 
 /// The workflows read from the folder (at start, and again on [`Workflows::reload`]).
@@ -227,6 +257,11 @@ impl Workflows {
         }
     }
 
+    /// The folder the files are read from.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
+    }
+
     fn current(&self) -> Arc<Snapshot> {
         self.inner.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -380,6 +415,8 @@ impl Workflows {
             Trigger::Webhook(hook) => (hook.clone(), None),
             Trigger::Phrase(phrase) => (phrase.clone(), None),
         };
+        let latest = RunFilter { workflow: Some(w.name.clone()), limit: 1 };
+        let last_run = self.inner.store.workflow_runs(&latest)?.into_iter().next().map(LastRun::from);
         Ok(Listed {
             name: w.name.clone(),
             description: w.description.clone(),
@@ -389,6 +426,8 @@ impl Workflows {
             trigger_detail,
             next_run,
             file: w.file.display().to_string(),
+            inputs: w.inputs(),
+            last_run,
         })
     }
 
@@ -559,5 +598,28 @@ mod tests {
         assert_eq!(workflows.reload().unwrap().workflows, 1);
         assert!(workflows.get("tick").is_none());
         assert_eq!(store.workflow_next_run("tick").unwrap(), None);
+    }
+
+    #[test]
+    fn the_listing_tells_the_last_run_and_the_input_steps_read() {
+        let (_d, store) = temp_store();
+        let alice = store.create_user("alice", Role::User).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let text = "name: echo\nowner: alice\ntrigger: { phrase: echo }\nsteps:\n  - reply: \"{{ input.text }}\"\n";
+        std::fs::write(dir.path().join("echo.yaml"), text).unwrap();
+        let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
+        assert_eq!(workflows.dir(), dir.path());
+        let loaded = workflows.get("echo").unwrap();
+        let listed = workflows.listed(&loaded).unwrap();
+        assert_eq!((listed.inputs.as_slice(), listed.last_run), (&["text".to_string()][..], None));
+
+        let first = store.start_workflow_run("echo", alice.id, "manual").unwrap();
+        store.finish_workflow_run(first, &serde_json::json!([]), Ok("hi"), None).unwrap();
+        let second = store.start_workflow_run("echo", alice.id, "phrase").unwrap();
+        store.finish_workflow_run(second, &serde_json::json!([]), Err("step 'step1' failed: no"), None).unwrap();
+        let last = workflows.listed(&loaded).unwrap().last_run.expect("it ran");
+        assert_eq!((last.id, last.state.as_str(), last.trigger.as_str()), (second, "failed", "phrase"));
+        assert_eq!(last.error.as_deref(), Some("step 'step1' failed: no"));
+        assert!(last.finished_at.is_some());
     }
 }

@@ -49,6 +49,22 @@ pub fn check(text: &str, earlier: &[&str], trigger: &str) -> Result<(), String> 
     Ok(())
 }
 
+/// The keys of the trigger's input a template reads (`{{ input.text }}`: `text`), sorted.
+/// A template that does not compile reads none (it was refused when the file was read).
+pub fn input_keys(text: &str) -> Vec<String> {
+    let env = environment();
+    let Ok(template) = env.template_from_str(text) else { return Vec::new() };
+    let mut keys: Vec<String> = template
+        .undeclared_variables(true)
+        .into_iter()
+        .filter_map(|name| name.strip_prefix("input.").map(|rest| rest.split('.').next().unwrap_or("").to_string()))
+        .filter(|key| !key.is_empty())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 fn list(ids: &[&str]) -> String {
     match ids.is_empty() {
         true => "none".into(),
@@ -127,5 +143,13 @@ mod tests {
         assert!(check("{{ input.body }}", &[], "webhook").is_ok());
         assert!(check("{{ secret }}", &[], "webhook").unwrap_err().contains("'secret' is not a variable"));
         assert!(check("{{ now }} {{ workflow.name }}", &[], "schedule").is_ok());
+    }
+
+    #[test]
+    fn the_input_keys_a_template_reads_are_named() {
+        let text = "{{ input.text }} {{ input.json.city }} {{ input.text | upper }} {{ steps.a.output }}";
+        assert_eq!(input_keys(text), ["json", "text"]);
+        assert!(input_keys("{{ now }}").is_empty());
+        assert!(input_keys("{{ unclosed").is_empty());
     }
 }

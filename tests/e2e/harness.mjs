@@ -34,15 +34,17 @@ export class Server {
    * `env`: more environment for the server (e.g. speech models). `host`: the address to
    * serve on (default 127.0.0.1). `tls`: HTTPS from the server's own CA, with a plain
    * listener beside it (`plainUrl`), which also answers health. `model`: the GGUF to serve
-   * (default: the small test model).
+   * (default: the small test model). `prepare(dataDir)`: runs before the server starts
+   * (users made with `cli`, workflow files: both are read at start).
    */
-  static async start({ env = {}, host = '127.0.0.1', tls = false, model = MODEL } = {}) {
+  static async start({ env = {}, host = '127.0.0.1', tls = false, model = MODEL, prepare = null } = {}) {
     for (const [what, file] of [['hearth binary', BIN], ['test model', model], ['chromium', CHROMIUM]]) {
       if (!fs.existsSync(file)) throw new Error(`${what} missing at ${file} (run scripts/test.sh, which builds and fetches everything)`);
     }
     const s = new Server();
     s.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-e2e-'));
     s.logFile = path.join(s.dataDir, 'server.log');
+    await prepare?.(s.dataDir);
     const [port, plainPort] = [await freePort(host), await freePort(host)];
     s.url = `${tls ? 'https' : 'http'}://${host}:${port}`;
     s.plainUrl = tls ? `http://${host}:${plainPort}` : null;
@@ -103,6 +105,11 @@ export class Server {
     }
     fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** Runs `hearth <args>` on a data dir (e.g. `users add root --admin`); returns its stdout. */
+export function cli(dataDir, args) {
+  return execFileSync(BIN, [...args, '--data-dir', dataDir], { env: { ...process.env, HEARTH_CONFIG: '/dev/null' }, encoding: 'utf8' });
 }
 
 /**
