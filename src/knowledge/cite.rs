@@ -358,7 +358,8 @@ fn clean(sentence: &str, sources: &Sources) -> String {
 /// reader is not told about files), its next letter made a capital.
 fn without_file_opener(sentence: &str) -> String {
     let lower = sentence.to_lowercase();
-    let Some(rest_at) = ["from ", "according to ", "in "].iter().find_map(|p| lower.starts_with(p).then_some(p.len()))
+    let Some(rest_at) =
+        ["from ", "according to ", "in "].iter().find_map(|p| lower.starts_with(p).then_some(p.len()))
     else {
         return sentence.to_string();
     };
@@ -502,7 +503,10 @@ mod tests {
             "Your documents say: Look at the fibre box first: the light labelled PON must be solid green."
         );
         // Anything new keeps the reply, and a restating sentence beside it just goes.
-        assert_eq!(run("The PON light should be solid green.", true), "The PON light should be solid green [1].");
+        assert_eq!(
+            run("The PON light should be solid green.", true),
+            "The PON light should be solid green [1]."
+        );
         assert_eq!(
             run("The light should be solid green. It is the one labelled PON.", true),
             "It is the one labelled PON [1]."
@@ -517,7 +521,10 @@ mod tests {
         assert_eq!(cite("Source: [2].", true), NO_ANSWER);
         assert_eq!(cite("From boiler.md, the pressure is 1.5 bar.", true), "The pressure is 1.5 bar [1].");
         assert_eq!(cite("According to \"boiler.md\": press RESET.", true), "Press RESET [2].");
-        assert_eq!(cite("In 2024, the pressure was 1.5 bar.", true), "In 2024, the pressure was 1.5 bar [1].");
+        assert_eq!(
+            cite("In 2024, the pressure was 1.5 bar.", true),
+            "In 2024, the pressure was 1.5 bar [1]."
+        );
         assert_eq!(cite("[1] The pressure is 1.5 bar [1, 2].", true), "The pressure is 1.5 bar [1].");
         assert_eq!(
             cite("Source: [1]. Press RESET on the gas valve.", true),

@@ -316,7 +316,11 @@ mod tests {
         let focused = focus("By what time do guests have to check out?", &texts);
         assert!(focused[0].as_deref().unwrap().contains("Check-out is by 11:00"), "{focused:?}");
         let focused = focus("Which fruit must Dad avoid?", &texts);
-        assert_eq!(focused[0].as_deref(), Some("## Food\n- No grapefruit or grapefruit juice."), "{focused:?}");
+        assert_eq!(
+            focused[0].as_deref(),
+            Some("## Food\n- No grapefruit or grapefruit juice."),
+            "{focused:?}"
+        );
         // A short word is not found inside longer ones ("bin" in "cabin" would be).
         assert!(!crate::search::ends_compound("cabin", "bin"));
         assert!(crate::search::ends_compound("grapefruit", "fruit"));

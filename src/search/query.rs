@@ -260,7 +260,14 @@ mod tests {
                 chunks.iter().map(|t| NewChunk { text: t.to_string(), embedding: None }).collect();
             store.finish_document(doc.id, &chunks).unwrap();
         };
-        add("bread.md", &["# Banana bread\n\nMakes one loaf.", "## Method\n\n1. Heat the oven.", "2. Leave it in the tin."]);
+        add(
+            "bread.md",
+            &[
+                "# Banana bread\n\nMakes one loaf.",
+                "## Method\n\n1. Heat the oven.",
+                "2. Leave it in the tin.",
+            ],
+        );
         add("garage.md", &["# Garage\n\nThe tin of paint is on the shelf, next to the other tin."]);
         index.sync(&store).unwrap();
         let found = |text: &str| {

@@ -71,7 +71,8 @@ const CHUNK_ITEM: &str = "SELECT k.id, k.user_id, NULL, k.document_id, d.created
             AND h.text LIKE '#%' ORDER BY h.ord DESC LIMIT 1), '')
      FROM chunks k JOIN documents d ON d.id = k.document_id";
 /// A note is searched by its title and text together.
-const NOTE_ITEM: &str = "SELECT n.id, n.user_id, NULL, NULL, n.created_at, n.title || char(10) || n.text, NULL
+const NOTE_ITEM: &str =
+    "SELECT n.id, n.user_id, NULL, NULL, n.created_at, n.title || char(10) || n.text, NULL
      FROM notes n";
 
 fn item_from_row(kind: ItemKind, row: &rusqlite::Row<'_>) -> rusqlite::Result<IndexItem> {

@@ -47,7 +47,9 @@ impl Workflow {
             .iter()
             .flat_map(|step| match &step.action {
                 Action::Skill { args, .. } => template::strings(args),
-                Action::Prompt(text) | Action::Notify { text, .. } | Action::Reply(text) => vec![text.clone()],
+                Action::Prompt(text) | Action::Notify { text, .. } | Action::Reply(text) => {
+                    vec![text.clone()]
+                }
             })
             .flat_map(|text| template::input_keys(&text))
             .collect();

@@ -605,7 +605,8 @@ mod tests {
         let (_d, store) = temp_store();
         let alice = store.create_user("alice", Role::User).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let text = "name: echo\nowner: alice\ntrigger: { phrase: echo }\nsteps:\n  - reply: \"{{ input.text }}\"\n";
+        let text =
+            "name: echo\nowner: alice\ntrigger: { phrase: echo }\nsteps:\n  - reply: \"{{ input.text }}\"\n";
         std::fs::write(dir.path().join("echo.yaml"), text).unwrap();
         let workflows = Workflows::load(&settings(dir.path()), store.clone(), Wake::default());
         assert_eq!(workflows.dir(), dir.path());
@@ -616,7 +617,9 @@ mod tests {
         let first = store.start_workflow_run("echo", alice.id, "manual").unwrap();
         store.finish_workflow_run(first, &serde_json::json!([]), Ok("hi"), None).unwrap();
         let second = store.start_workflow_run("echo", alice.id, "phrase").unwrap();
-        store.finish_workflow_run(second, &serde_json::json!([]), Err("step 'step1' failed: no"), None).unwrap();
+        store
+            .finish_workflow_run(second, &serde_json::json!([]), Err("step 'step1' failed: no"), None)
+            .unwrap();
         let last = workflows.listed(&loaded).unwrap().last_run.expect("it ran");
         assert_eq!((last.id, last.state.as_str(), last.trigger.as_str()), (second, "failed", "phrase"));
         assert_eq!(last.error.as_deref(), Some("step 'step1' failed: no"));

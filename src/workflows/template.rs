@@ -57,7 +57,9 @@ pub fn input_keys(text: &str) -> Vec<String> {
     let mut keys: Vec<String> = template
         .undeclared_variables(true)
         .into_iter()
-        .filter_map(|name| name.strip_prefix("input.").map(|rest| rest.split('.').next().unwrap_or("").to_string()))
+        .filter_map(|name| {
+            name.strip_prefix("input.").map(|rest| rest.split('.').next().unwrap_or("").to_string())
+        })
         .filter(|key| !key.is_empty())
         .collect();
     keys.sort();
