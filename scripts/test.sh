@@ -23,7 +23,12 @@ export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 # The Yocto recipe lists every crate; it must follow Cargo.lock.
 python3 yocto/meta-hearth/scripts/update-crates-inc.py --check
 
+# Each integration test's server time goes to target/test-times.tsv; the slowest are
+# listed after the run, to keep the suite within CI's budget.
+export HEARTH_TEST_TIMES="$PWD/${CARGO_TARGET_DIR:-target}/test-times.tsv"
+rm -f "$HEARTH_TEST_TIMES"
 cargo test --locked --all-targets "$@"
+python3 scripts/slowest-tests.py "$HEARTH_TEST_TIMES" >&2
 
 # The web UI: its download size, then end-to-end tests in headless Chromium against the
 # server built above (screenshots in target/e2e-screenshots/).

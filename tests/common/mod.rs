@@ -113,6 +113,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     options: ServerOptions,
+    started: Instant,
 }
 
 impl Server {
@@ -170,6 +171,7 @@ impl Server {
             data_dir,
             _temp: None,
             options,
+            started: Instant::now(),
         }
     }
 
@@ -408,6 +410,21 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        record_time(self.started.elapsed());
+    }
+}
+
+/// With `HEARTH_TEST_TIMES` set (scripts/test.sh sets it), appends the test's name and how
+/// long its server ran, so the suite's slowest tests can be listed after a run.
+fn record_time(elapsed: Duration) {
+    use std::io::Write;
+    let (Some(path), Some(name)) =
+        (std::env::var_os("HEARTH_TEST_TIMES"), std::thread::current().name().map(String::from))
+    else {
+        return;
+    };
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{name}\t{:.1}", elapsed.as_secs_f64());
     }
 }
 
