@@ -74,6 +74,7 @@ error_codes! {
     InvalidAudio          => 400, "invalid_audio",           "invalid_request_error";
     AudioTooLong          => 413, "audio_too_long",          "invalid_request_error";
     Overloaded            => 429, "overloaded",              "rate_limit_error";
+    RateLimited           => 429, "rate_limited",            "rate_limit_error";
     ModelNotReady         => 503, "model_not_ready",         "server_error";
     Timeout               => 504, "timeout",                 "server_error";
     InsufficientMemory    => 503, "insufficient_memory",     "server_error";
@@ -93,11 +94,22 @@ pub const RETRY_AFTER_SECS: u32 = 2;
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds the client should wait before retrying (`Retry-After`), when this error
+    /// knows better than [`RETRY_AFTER_SECS`].
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    /// A rate limit's refusal: 429 with how long to wait.
+    pub fn limited(refusal: crate::rate::Refusal) -> Self {
+        ApiError {
+            retry_after: Some(refusal.retry_after()),
+            ..Self::new(ErrorCode::RateLimited, refusal.to_string())
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -168,12 +180,16 @@ pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
         E::ModelNotFound(_) => ErrorCode::ModelNotFound,
         E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
         E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
+        E::Limited(_) => ErrorCode::RateLimited,
         _ => ErrorCode::EngineError,
     }
 }
 
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
+        if let crate::engine::EngineError::Limited(refusal) = e {
+            return ApiError::limited(refusal);
+        }
         ApiError::new(engine_code(&e), e.to_string())
     }
 }
@@ -183,6 +199,9 @@ impl From<crate::assistant::AssistantError> for ApiError {
         if let crate::assistant::AssistantError::Storage(inner) = &e {
             // Details go to the log; clients get a stable, unrevealing message.
             tracing::error!(error = %inner, "storage failure");
+        }
+        if let crate::assistant::AssistantError::Engine(crate::engine::EngineError::Limited(refusal)) = e {
+            return ApiError::limited(refusal);
         }
         ApiError::new(e.code(), e.to_string())
     }

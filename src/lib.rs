@@ -24,6 +24,7 @@ pub mod notes;
 pub mod notices;
 pub mod outbound;
 pub mod private_files;
+pub mod rate;
 pub mod reminders;
 pub mod search;
 pub mod skills;

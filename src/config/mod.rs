@@ -6,6 +6,7 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod limits;
 mod mqtt;
 mod outbound;
 mod settings;
@@ -14,6 +15,7 @@ mod tls;
 mod voice;
 mod workflows;
 
+pub use limits::LimitSettings;
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
     AcmeChallenge, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
@@ -88,6 +90,10 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_EXTRACT_TIMEOUT_SECS", "knowledge.extract_timeout_secs", Kind::Int),
     ("HEARTH_EXTRACT_MEMORY_BYTES", "knowledge.extract_memory_bytes", Kind::Int),
     ("HEARTH_USER_QUOTA_BYTES", "knowledge.user_quota_bytes", Kind::Int),
+    ("HEARTH_REQUESTS_PER_MINUTE", "limits.requests_per_minute", Kind::Int),
+    ("HEARTH_TOKENS_PER_MINUTE", "limits.tokens_per_minute", Kind::Int),
+    ("HEARTH_UPLOADS_PER_DAY", "limits.uploads_per_day", Kind::Int),
+    ("HEARTH_GENERATIONS_PER_USER", "limits.generations_per_user", Kind::Int),
     ("HEARTH_STT_MODEL", "voice.stt_model", Kind::Str),
     ("HEARTH_TTS_VOICE", "voice.tts_voice", Kind::Str),
     ("HEARTH_ONNXRUNTIME", "voice.onnxruntime", Kind::Str),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::limits::LimitSettings;
 pub use super::mqtt::{Broker, MqttSettings};
 pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettings};
 pub use super::telegram::TelegramSettings;
@@ -28,6 +29,7 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     pub mqtt: MqttSettings,
     pub workflows: WorkflowSettings,
+    pub limits: LimitSettings,
     /// Inbound webhooks (`[[hooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookSettings>,

@@ -70,6 +70,9 @@ pub(crate) struct Job {
     params: GenerateParams,
     events: mpsc::UnboundedSender<Event>,
     queued_at: Instant,
+    /// The owner's place in their share of the engine (`rate/`), freed when the job ends;
+    /// charged with the tokens generated.
+    share: crate::rate::Share,
 }
 
 /// What the engine thread needs from the settings.
@@ -97,13 +100,20 @@ pub struct Engine {
     state: watch::Receiver<ModelState>,
     queue_size: usize,
     metrics: Metrics,
+    /// Each user's share of this and every other engine (`[limits]`).
+    limiter: crate::rate::Limiter,
 }
 
 impl Engine {
     /// Starts the engine thread, which validates and loads the model in the background.
     /// `model` is the file to load, or why there is none (the engine then reports
     /// [`ModelState::Failed`] with that reason).
-    pub fn start(settings: &Settings, model: Result<PathBuf, String>, metrics: Metrics) -> Engine {
+    pub fn start(
+        settings: &Settings,
+        model: Result<PathBuf, String>,
+        metrics: Metrics,
+        limiter: crate::rate::Limiter,
+    ) -> Engine {
         let queue_size = settings.model.queue_size;
         let (jobs_tx, jobs_rx) = mpsc::channel(queue_size);
         let path = match model {
@@ -111,7 +121,7 @@ impl Engine {
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
                 let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
-                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics };
+                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics, limiter };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
@@ -136,7 +146,14 @@ impl Engine {
             .name("hearth-llm".into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
-        Engine { jobs: jobs_tx, thread: Some(Arc::new(thread)), state: state_rx, queue_size, metrics }
+        Engine {
+            jobs: jobs_tx,
+            thread: Some(Arc::new(thread)),
+            state: state_rx,
+            queue_size,
+            metrics,
+            limiter,
+        }
     }
 
     /// Drops every idle conversation's cached keys and values, in the KV cache, in RAM and
@@ -176,7 +193,7 @@ impl Engine {
         queue_size: usize,
         metrics: Metrics,
     ) -> Engine {
-        Engine { jobs, thread: None, state, queue_size, metrics }
+        Engine { jobs, thread: None, state, queue_size, metrics, limiter: crate::rate::Limiter::unlimited() }
     }
 
     /// An engine for tests of what drives it: ready (with a Hermes tool-call template),
@@ -259,8 +276,12 @@ impl Engine {
             }
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
+        let share = self.limiter.admit(owner).map_err(|refusal| {
+            self.metrics.rate_limited.with_label_values(&[refusal.kind()]).inc();
+            EngineError::Limited(refusal)
+        })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let job = Job { owner, prompt, params, events: tx, queued_at: Instant::now() };
+        let job = Job { owner, prompt, params, events: tx, queued_at: Instant::now(), share };
         match self.jobs.try_send(Work::Job(job)) {
             Ok(()) => {
                 self.metrics.queue_depth.inc();

@@ -45,6 +45,8 @@ pub struct Registry {
 struct Inner {
     settings: Arc<Settings>,
     metrics: Metrics,
+    /// Each user's share, across every model's engine.
+    limiter: crate::rate::Limiter,
     default: RwLock<DefaultModel>,
     others: Mutex<HashMap<String, Loaded>>,
     embedders: Mutex<HashMap<String, (Embedder, Instant)>>,
@@ -68,17 +70,28 @@ impl Registry {
     pub fn start(settings: Arc<Settings>, model: Result<PathBuf, String>, metrics: Metrics) -> Registry {
         let default_path = model.as_ref().ok().cloned();
         let default_id = default_path.as_deref().map_or_else(|| "default".into(), model_id);
-        let engine = Engine::start(&settings, model, metrics.clone());
+        let limiter = crate::rate::Limiter::new(
+            settings.limits.clone(),
+            settings.model.queue_size,
+            settings.model.parallel,
+        );
+        let engine = Engine::start(&settings, model, metrics.clone(), limiter.clone());
         let default = RwLock::new(DefaultModel { id: default_id, path: default_path, engine });
         Registry {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
+                limiter,
                 default,
                 others: Mutex::new(HashMap::new()),
                 embedders: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Each user's share of the engines and their rate limits (`[limits]`).
+    pub fn limiter(&self) -> &crate::rate::Limiter {
+        &self.inner.limiter
     }
 
     fn default(&self) -> std::sync::RwLockReadGuard<'_, DefaultModel> {
@@ -108,7 +121,12 @@ impl Registry {
             return false;
         }
         tracing::info!(path = %path.display(), "loading the default model, now installed");
-        let engine = Engine::start(&self.inner.settings, Ok(path.clone()), self.inner.metrics.clone());
+        let engine = Engine::start(
+            &self.inner.settings,
+            Ok(path.clone()),
+            self.inner.metrics.clone(),
+            self.inner.limiter.clone(),
+        );
         *default = DefaultModel { id: model_id(&path), path: Some(path), engine };
         true
     }
@@ -204,7 +222,12 @@ impl Registry {
         }
         make_room(&mut others, estimate, available_memory())?;
         tracing::info!(model = name, estimate_mb = estimate >> 20, "loading model on demand");
-        let engine = Engine::start(&self.inner.settings, Ok(model.path.clone()), self.inner.metrics.clone());
+        let engine = Engine::start(
+            &self.inner.settings,
+            Ok(model.path.clone()),
+            self.inner.metrics.clone(),
+            self.inner.limiter.clone(),
+        );
         let loaded = Loaded { engine: engine.clone(), last_used: Instant::now(), estimate };
         others.insert(name.to_string(), loaded);
         Ok(engine)

@@ -656,6 +656,7 @@ impl<'m> Scheduler<'m> {
                 })
             }
         };
+        a.job.share.charge(a.generated as u32);
         let _ = a.job.events.send(event);
     }
 }

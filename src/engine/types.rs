@@ -70,6 +70,11 @@ impl Owner {
         Owner(id)
     }
 
+    /// The user's id, for owners that are users.
+    pub fn user_id(self) -> Option<i64> {
+        (self.0 > 0).then_some(self.0)
+    }
+
     /// The owner as one number, for the disk cache's file header.
     pub(crate) fn key(self) -> i64 {
         self.0
@@ -204,6 +209,9 @@ pub enum EngineError {
     NotReady(String),
     #[error("the engine is busy ({0} requests waiting); retry shortly")]
     Overloaded(usize),
+    /// The owner's share (`[limits]`) is used up.
+    #[error("{0}")]
+    Limited(crate::rate::Refusal),
     #[error(
         "the prompt is {prompt_tokens} tokens but the context window is {context_size} tokens; \
          shorten the message or start a new conversation"

@@ -94,14 +94,21 @@ pub async fn require_auth(
                     ErrorCode::InsufficientScope,
                     format!("this token may not be used here: it needs the '{}' scope", scope.as_str()),
                 );
-                let response = refusal(req.path(), e);
+                let response = refusal_response(req.path(), e);
                 return Ok(req.into_response(response));
+            }
+            if let Some(state) = req.app_data::<web::Data<AppState>>() {
+                if let Err(refusal) = state.models.limiter().request(caller.user.id) {
+                    state.metrics.rate_limited.with_label_values(&[refusal.kind()]).inc();
+                    let response = refusal_response(req.path(), ApiError::limited(refusal));
+                    return Ok(req.into_response(response));
+                }
             }
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
         }
         Err(e) => {
-            let response = refusal(req.path(), e);
+            let response = refusal_response(req.path(), e);
             Ok(req.into_response(response))
         }
     }
@@ -109,7 +116,7 @@ pub async fn require_auth(
 
 /// A refused request's answer: in Ollama's error shape on the Ollama API's own paths
 /// (whose clients read `"error"` as text), Hearth's elsewhere.
-fn refusal(path: &str, e: ApiError) -> actix_web::HttpResponse {
+fn refusal_response(path: &str, e: ApiError) -> actix_web::HttpResponse {
     if super::ollama::is_ollama_only(path) {
         return super::ollama::OllamaError(e).error_response();
     }

@@ -122,12 +122,17 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = caller.user.id;
+    let recent = uploads_today(&state, user_id, 0).await?;
     let knowledge = &state.settings.knowledge;
     let quota = knowledge.user_quota_bytes;
     let used = if quota > 0 { state.store.run(move |store| store.storage_used(user_id)).await? } else { 0 };
     let bounds =
         Bounds { per_file: knowledge.max_upload_bytes, used, quota, dir: state.settings.uploads_dir() };
     let uploads = read_uploads(multipart, &bounds).await?;
+    if let Some(recent) = recent {
+        let more = u32::try_from(uploads.len()).unwrap_or(u32::MAX);
+        check_uploads(&state, recent, more)?;
+    }
     let mut files = Vec::with_capacity(uploads.len());
     for upload in &uploads {
         if upload.file.size == 0 {
@@ -158,6 +163,26 @@ pub async fn upload(
         .await?;
     state.jobs.wake();
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "documents": stored })))
+}
+
+/// The user's uploads in the last 24 hours and the oldest one's age, when
+/// `limits.uploads_per_day` is set; refused already when `more` would pass it.
+async fn uploads_today(state: &AppState, user_id: i64, more: u32) -> Result<Option<(u32, u64)>, ApiError> {
+    if state.settings.limits.uploads_per_day == 0 {
+        return Ok(None);
+    }
+    let now = crate::store::now();
+    let (count, oldest) = state.store.run(move |store| store.uploads_since(user_id, now - 86_400)).await?;
+    let recent = (count, u64::try_from(now - oldest).unwrap_or(0));
+    check_uploads(state, recent, more.max(1))?;
+    Ok(Some(recent))
+}
+
+fn check_uploads(state: &AppState, (count, oldest_age): (u32, u64), more: u32) -> Result<(), ApiError> {
+    state.models.limiter().uploads(count, oldest_age, more).map_err(|refusal| {
+        state.metrics.rate_limited.with_label_values(&[refusal.kind()]).inc();
+        ApiError::limited(refusal)
+    })
 }
 
 fn detect_error(name: &str, e: ExtractError) -> ApiError {

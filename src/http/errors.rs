@@ -13,7 +13,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if self.code == ErrorCode::Overloaded {
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        } else if self.code == ErrorCode::Overloaded {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         if self.code == ErrorCode::Unauthorized {
@@ -40,5 +42,13 @@ mod tests {
         let response = ApiError::new(ErrorCode::Overloaded, "busy").error_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+    }
+
+    #[test]
+    fn a_rate_limit_says_how_long_to_wait() {
+        let refusal = crate::rate::Refusal::Requests { limit: 5, retry_after: 12 };
+        let response = ApiError::limited(refusal).error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "12");
     }
 }

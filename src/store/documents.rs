@@ -146,6 +146,17 @@ impl Store {
         used_in(&self.reader(), user_id)
     }
 
+    /// Documents the user uploaded since `since` (Unix seconds) and when the oldest of
+    /// them came (`since` when none), for the uploads-per-day limit.
+    pub fn uploads_since(&self, user_id: i64, since: i64) -> Result<(u32, i64)> {
+        let (count, oldest): (u32, Option<i64>) = self.reader().query_row(
+            "SELECT COUNT(*), MIN(created_at) FROM documents WHERE user_id = ?1 AND created_at >= ?2",
+            rusqlite::params![user_id, since],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((count, oldest.unwrap_or(since)))
+    }
+
     /// Stores uploaded files from disk and queues their ingest jobs, all in one
     /// transaction: when the files would take the user past `quota` bytes (0: no
     /// quota), nothing is stored. Content the user already has costs nothing.

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub system: SystemMetrics,
     /// MQTT telemetry (`mqtt/`).
     pub mqtt: MqttMetrics,
+    /// Requests refused by a rate limit (`rate/`), by limit: `requests`, `tokens`,
+    /// `generations`, `uploads`.
+    pub rate_limited: IntCounterVec,
 }
 
 /// The sampler's figures.
@@ -269,6 +272,15 @@ impl Metrics {
             ),
             system: SystemMetrics::new(r),
             mqtt: MqttMetrics::new(r),
+            rate_limited: {
+                let c = IntCounterVec::new(
+                    Opts::new("rate_limited_total", "Requests refused by a per-user limit, by limit"),
+                    &["limit"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric name");
+                c
+            },
             registry,
         }
     }

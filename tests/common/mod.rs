@@ -155,6 +155,9 @@ impl Server {
             .args(["--context-size", &options.context_size.to_string()])
             .env("HEARTH_CONFIG", "/dev/null")
             .env("HEARTH_LOG_LEVEL", "info,hearth=debug")
+            // Tests poll as fast as machines do (every 10-100 ms, for minutes); the
+            // per-user request limit is tested on its own (limits.rs).
+            .env("HEARTH_REQUESTS_PER_MINUTE", "6000")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

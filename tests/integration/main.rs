@@ -16,6 +16,7 @@ mod engine;
 mod import;
 mod knowledge;
 mod knowledge_limits;
+mod limits;
 mod models;
 mod models_add;
 mod models_pull;
