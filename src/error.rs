@@ -77,6 +77,8 @@ error_codes! {
     ModelNotReady         => 503, "model_not_ready",         "server_error";
     Timeout               => 504, "timeout",                 "server_error";
     InsufficientMemory    => 503, "insufficient_memory",     "server_error";
+    Shedding              => 503, "shedding_load",           "server_error";
+    LoadsPaused           => 503, "model_loads_paused",      "server_error";
     FetcherUnavailable    => 503, "fetcher_unavailable",     "server_error";
     NoEmbeddingModel      => 400, "no_embedding_model",      "invalid_request_error";
     StorageError          => 500, "storage_error",           "server_error";
@@ -88,16 +90,27 @@ error_codes! {
 /// Seconds a client should wait before retrying an overloaded request.
 pub const RETRY_AFTER_SECS: u32 = 2;
 
+/// Seconds a client should wait while the governor pauses model loads.
+pub const LOADS_PAUSED_RETRY_AFTER_SECS: u32 = 30;
+
 /// An error as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// `Retry-After` in seconds, where the code calls for one.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        let retry_after_secs = match code {
+            ErrorCode::Overloaded => Some(RETRY_AFTER_SECS),
+            ErrorCode::LoadsPaused => Some(LOADS_PAUSED_RETRY_AFTER_SECS),
+            ErrorCode::Shedding => Some(RETRY_AFTER_SECS),
+            _ => None,
+        };
+        Self { code, message: message.into(), retry_after_secs }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -168,13 +181,19 @@ pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
         E::ModelNotFound(_) => ErrorCode::ModelNotFound,
         E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
         E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
+        E::Shedding { .. } => ErrorCode::Shedding,
+        E::LoadsPaused => ErrorCode::LoadsPaused,
         _ => ErrorCode::EngineError,
     }
 }
 
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
-        ApiError::new(engine_code(&e), e.to_string())
+        let mut error = ApiError::new(engine_code(&e), e.to_string());
+        if let crate::engine::EngineError::Shedding { retry_after_secs } = e {
+            error.retry_after_secs = Some(retry_after_secs);
+        }
+        error
     }
 }
 

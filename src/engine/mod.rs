@@ -34,6 +34,8 @@ mod slots;
 mod spill;
 mod template;
 mod text;
+#[cfg(feature = "llm")]
+mod threads;
 mod tools;
 mod types;
 
@@ -47,6 +49,7 @@ pub use types::{
 };
 
 use crate::config::Settings;
+use crate::governor::Governor;
 use crate::telemetry::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,6 +89,11 @@ pub(crate) struct WorkerConfig {
     /// Where conversations that leave RAM are saved (`None`: nowhere), and how many bytes.
     pub disk_cache: Option<(PathBuf, u64)>,
     pub timeout: Duration,
+    /// `[model] threads` and `threads_batch` as set (0: automatic, following the load).
+    pub threads_configured: u32,
+    pub threads_batch_configured: u32,
+    /// Chooses the threads and prompt chunks between decodes.
+    pub governor: Governor,
 }
 
 /// A handle to the engine; clone it freely.
@@ -97,13 +105,20 @@ pub struct Engine {
     state: watch::Receiver<ModelState>,
     queue_size: usize,
     metrics: Metrics,
+    /// Sheds new requests under pressure.
+    governor: Governor,
 }
 
 impl Engine {
     /// Starts the engine thread, which validates and loads the model in the background.
     /// `model` is the file to load, or why there is none (the engine then reports
     /// [`ModelState::Failed`] with that reason).
-    pub fn start(settings: &Settings, model: Result<PathBuf, String>, metrics: Metrics) -> Engine {
+    pub fn start(
+        settings: &Settings,
+        model: Result<PathBuf, String>,
+        metrics: Metrics,
+        governor: Governor,
+    ) -> Engine {
         let queue_size = settings.model.queue_size;
         let (jobs_tx, jobs_rx) = mpsc::channel(queue_size);
         let path = match model {
@@ -111,7 +126,7 @@ impl Engine {
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
                 let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
-                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics };
+                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics, governor };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
@@ -130,13 +145,23 @@ impl Engine {
             idle_cache_tokens: settings.model.idle_cache_tokens,
             disk_cache,
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
+            threads_configured: settings.model.threads,
+            threads_batch_configured: settings.model.threads_batch,
+            governor: governor.clone(),
         };
         let worker_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-llm".into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
-        Engine { jobs: jobs_tx, thread: Some(Arc::new(thread)), state: state_rx, queue_size, metrics }
+        Engine {
+            jobs: jobs_tx,
+            thread: Some(Arc::new(thread)),
+            state: state_rx,
+            queue_size,
+            metrics,
+            governor,
+        }
     }
 
     /// Drops every idle conversation's cached keys and values, in the KV cache, in RAM and
@@ -176,7 +201,7 @@ impl Engine {
         queue_size: usize,
         metrics: Metrics,
     ) -> Engine {
-        Engine { jobs, thread: None, state, queue_size, metrics }
+        Engine { jobs, thread: None, state, queue_size, metrics, governor: Governor::default() }
     }
 
     /// An engine for tests of what drives it: ready (with a Hermes tool-call template),
@@ -259,6 +284,7 @@ impl Engine {
             }
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
+        self.governor.admit_request()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let job = Job { owner, prompt, params, events: tx, queued_at: Instant::now() };
         match self.jobs.try_send(Work::Job(job)) {

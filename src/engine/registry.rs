@@ -11,6 +11,7 @@
 
 use super::{Embedder, Engine, EngineError, ModelState};
 use crate::config::Settings;
+use crate::governor::Governor;
 use crate::models::{manifest, model_id, search_dirs};
 use crate::telemetry::Metrics;
 use serde::Serialize;
@@ -45,6 +46,7 @@ pub struct Registry {
 struct Inner {
     settings: Arc<Settings>,
     metrics: Metrics,
+    governor: Governor,
     default: RwLock<DefaultModel>,
     others: Mutex<HashMap<String, Loaded>>,
     embedders: Mutex<HashMap<String, (Embedder, Instant)>>,
@@ -64,21 +66,38 @@ struct Loaded {
 }
 
 impl Registry {
-    /// Starts loading the configured model.
+    /// Starts loading the configured model, with no governor (tools that run no sampler).
     pub fn start(settings: Arc<Settings>, model: Result<PathBuf, String>, metrics: Metrics) -> Registry {
+        Registry::governed(settings, model, metrics, Governor::default())
+    }
+
+    /// Starts loading the configured model; `governor` pauses loads, sheds requests and
+    /// sets the engines' threads.
+    pub fn governed(
+        settings: Arc<Settings>,
+        model: Result<PathBuf, String>,
+        metrics: Metrics,
+        governor: Governor,
+    ) -> Registry {
         let default_path = model.as_ref().ok().cloned();
         let default_id = default_path.as_deref().map_or_else(|| "default".into(), model_id);
-        let engine = Engine::start(&settings, model, metrics.clone());
+        let engine = Engine::start(&settings, model, metrics.clone(), governor.clone());
         let default = RwLock::new(DefaultModel { id: default_id, path: default_path, engine });
         Registry {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
+                governor,
                 default,
                 others: Mutex::new(HashMap::new()),
                 embedders: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The governor the engines follow.
+    pub fn governor(&self) -> &Governor {
+        &self.inner.governor
     }
 
     fn default(&self) -> std::sync::RwLockReadGuard<'_, DefaultModel> {
@@ -108,7 +127,12 @@ impl Registry {
             return false;
         }
         tracing::info!(path = %path.display(), "loading the default model, now installed");
-        let engine = Engine::start(&self.inner.settings, Ok(path.clone()), self.inner.metrics.clone());
+        let engine = Engine::start(
+            &self.inner.settings,
+            Ok(path.clone()),
+            self.inner.metrics.clone(),
+            self.inner.governor.clone(),
+        );
         *default = DefaultModel { id: model_id(&path), path: Some(path), engine };
         true
     }
@@ -202,9 +226,15 @@ impl Registry {
         if let Some(loaded) = others.get(name) {
             return Ok(loaded.engine.clone()); // another request started it meanwhile
         }
-        make_room(&mut others, estimate, available_memory())?;
+        self.inner.governor.admit_load()?;
+        make_room(&mut others, estimate, self.available_memory())?;
         tracing::info!(model = name, estimate_mb = estimate >> 20, "loading model on demand");
-        let engine = Engine::start(&self.inner.settings, Ok(model.path.clone()), self.inner.metrics.clone());
+        let engine = Engine::start(
+            &self.inner.settings,
+            Ok(model.path.clone()),
+            self.inner.metrics.clone(),
+            self.inner.governor.clone(),
+        );
         let loaded = Loaded { engine: engine.clone(), last_used: Instant::now(), estimate };
         others.insert(name.to_string(), loaded);
         Ok(engine)
@@ -243,7 +273,8 @@ impl Registry {
                 match embedders.get(name) {
                     Some((embedder, _)) => embedder.clone(), // another request started it meanwhile
                     None => {
-                        make_room(&mut self.others(), estimate, available_memory())?;
+                        self.inner.governor.admit_load()?;
+                        make_room(&mut self.others(), estimate, self.available_memory())?;
                         tracing::info!(model = name, estimate_mb = estimate >> 20, "loading embedding model");
                         let embedder = Embedder::start(&self.inner.settings, model.path.clone());
                         embedders.insert(name.to_string(), (embedder.clone(), Instant::now()));
@@ -326,10 +357,19 @@ fn settled(state: ModelState) -> Result<(), EngineError> {
     }
 }
 
-fn available_memory() -> u64 {
-    let mut system = sysinfo::System::new();
-    system.refresh_memory();
-    system.available_memory()
+impl Registry {
+    /// Memory a new model may take: `MemAvailable`, bounded by what Hearth's own cgroup
+    /// limit leaves (`telemetry::memory`), from `[governor] meminfo_path` when set.
+    fn available_memory(&self) -> u64 {
+        match crate::telemetry::memory::read(&self.inner.settings.governor.meminfo_path) {
+            Some(m) => m.available,
+            None => {
+                let mut system = sysinfo::System::new();
+                system.refresh_memory();
+                system.available_memory()
+            }
+        }
+    }
 }
 
 /// Memory a model will take: its file (mapped and read) plus its KV cache and the idle

@@ -6,6 +6,7 @@
 //! their own (a hot board, a box short of memory) instead of the machine's.
 
 use super::board::{self, Temperature, ThrottleSource, Throttling};
+use super::memory;
 use super::Metrics;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -37,9 +38,20 @@ pub struct Sample {
     pub throttling: Option<Throttling>,
     /// This process's resident memory.
     pub process_resident_bytes: u64,
+    /// The limit of Hearth's own memory cgroup, when it is below the machine's memory
+    /// (`memory_total_bytes` and `memory_available_bytes` are then bounded by it).
+    pub memory_limit_bytes: Option<u64>,
+    /// Cores the generation threads (`hearth-llm` and its OpenMP workers) kept busy since
+    /// the previous sample.
+    pub generation_cpu: f32,
 }
 
 impl Sample {
+    /// Cores the whole machine kept busy (the sum of each core's use).
+    pub fn cpu_busy(&self) -> f32 {
+        self.cpu_usage.iter().sum()
+    }
+
     /// Mean CPU use over the cores, 0 to 1.
     pub fn cpu_mean(&self) -> f32 {
         if self.cpu_usage.is_empty() {
@@ -60,25 +72,44 @@ pub trait Readings: Send + 'static {
     fn sample(&mut self) -> Sample;
 }
 
-/// The machine's own readings: `sysinfo` for CPU, load and memory, `statvfs` for the data
-/// directory, sysfs for temperatures and throttling, `/proc/self/statm` for RSS.
+/// The machine's own readings: `sysinfo` for CPU and load, `/proc/meminfo` and Hearth's
+/// cgroup for memory (`memory.rs`), `statvfs` for the data directory, sysfs for
+/// temperatures and throttling, `/proc/self` for RSS and the generation threads' CPU.
 pub struct HostReadings {
     system: sysinfo::System,
     data_dir: PathBuf,
     thermal_dir: PathBuf,
+    meminfo: PathBuf,
     throttle: ThrottleSource,
+    generation: ThreadCpu,
 }
 
 impl HostReadings {
     pub fn new(data_dir: &Path) -> HostReadings {
+        HostReadings::with_paths(data_dir, Path::new(board::THERMAL_DIR), Path::new(memory::MEMINFO))
+    }
+
+    /// Readings with the thermal zones and meminfo read from elsewhere: the diagnostic and
+    /// test seam of `[governor] thermal_dir` and `meminfo_path` (the real readers, other
+    /// files). Empty paths mean the system's.
+    pub fn with_paths(data_dir: &Path, thermal_dir: &Path, meminfo: &Path) -> HostReadings {
         let mut system = sysinfo::System::new();
         // CPU use is a difference between two refreshes: the first sample then reads real use.
         system.refresh_cpu_usage();
+        let or = |p: &Path, default: &str| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(default)
+            } else {
+                p.to_path_buf()
+            }
+        };
         HostReadings {
             system,
             data_dir: data_dir.to_path_buf(),
-            thermal_dir: PathBuf::from(board::THERMAL_DIR),
+            thermal_dir: or(thermal_dir, board::THERMAL_DIR),
+            meminfo: or(meminfo, memory::MEMINFO),
             throttle: ThrottleSource::find(Path::new(board::THROTTLED_FILE)),
+            generation: ThreadCpu::new(GENERATION_THREAD),
         }
     }
 }
@@ -87,24 +118,93 @@ impl Readings for HostReadings {
     fn sample(&mut self) -> Sample {
         let sys = &mut self.system;
         sys.refresh_cpu_usage();
-        sys.refresh_memory();
+        let memory = memory::read(&self.meminfo).unwrap_or_else(|| {
+            sys.refresh_memory();
+            memory::Memory {
+                total: sys.total_memory(),
+                available: sys.available_memory(),
+                swap_total: sys.total_swap(),
+                swap_free: sys.free_swap(),
+                cgroup_limit: None,
+            }
+        });
         let load = sysinfo::System::load_average();
         let (disk_total_bytes, disk_available_bytes) = disk_space(&self.data_dir).unwrap_or_default();
         Sample {
             at_ms: now_ms(),
             cpu_usage: sys.cpus().iter().map(|c| (c.cpu_usage() / 100.0).clamp(0.0, 1.0)).collect(),
             load_average: [load.one, load.five, load.fifteen],
-            memory_total_bytes: sys.total_memory(),
-            memory_available_bytes: sys.available_memory(),
-            swap_total_bytes: sys.total_swap(),
-            swap_used_bytes: sys.used_swap(),
+            memory_total_bytes: memory.total,
+            memory_available_bytes: memory.available,
+            swap_total_bytes: memory.swap_total,
+            swap_used_bytes: memory.swap_total.saturating_sub(memory.swap_free),
             disk_total_bytes,
             disk_available_bytes,
             temperatures: board::thermal_zones(&self.thermal_dir),
             throttling: self.throttle.read(),
             process_resident_bytes: resident_bytes().unwrap_or(0),
+            memory_limit_bytes: memory.cgroup_limit,
+            generation_cpu: self.generation.cores(),
         }
     }
+}
+
+/// The name of the engine thread, which its OpenMP workers inherit.
+pub const GENERATION_THREAD: &str = "hearth-llm";
+
+/// CPU time of this process's threads with one name, as cores used between two calls
+/// (`/proc/self/task/*/stat`: utime and stime in clock ticks).
+struct ThreadCpu {
+    name: &'static str,
+    ticks: std::collections::HashMap<u32, u64>,
+    at: std::time::Instant,
+}
+
+impl ThreadCpu {
+    fn new(name: &'static str) -> ThreadCpu {
+        let mut t = ThreadCpu { name, ticks: Default::default(), at: std::time::Instant::now() };
+        t.cores();
+        t
+    }
+
+    fn cores(&mut self) -> f32 {
+        let mut now = std::collections::HashMap::new();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+                if let Some((comm, ticks)) = parse_task_stat(&stat) {
+                    if comm == self.name {
+                        now.insert(tid, ticks);
+                    }
+                }
+            }
+        }
+        let used: u64 = now.iter().map(|(tid, t)| t.saturating_sub(*self.ticks.get(tid).unwrap_or(&0))).sum();
+        let elapsed = self.at.elapsed().as_secs_f64();
+        self.ticks = now;
+        self.at = std::time::Instant::now();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        if elapsed <= 0.0 {
+            return 0.0;
+        }
+        (used as f64 / hz / elapsed) as f32
+    }
+}
+
+/// A task's name and its user plus system ticks from `/proc/<pid>/task/<tid>/stat`.
+fn parse_task_stat(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = &stat[open + 1..close];
+    // After the name: state is field 3; utime and stime are fields 14 and 15.
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
 }
 
 pub fn now_ms() -> u64 {
@@ -138,9 +238,14 @@ fn resident_bytes() -> Option<u64> {
 #[derive(Clone)]
 pub struct Sampler {
     ring: Arc<Mutex<VecDeque<Arc<Sample>>>>,
+    observers: Observers,
     latest: watch::Receiver<Option<Arc<Sample>>>,
     every: Duration,
 }
+
+/// Called with every sample on the sampler's thread (the governor): must be quick.
+pub type Observer = Box<dyn FnMut(&Sample) + Send>;
+type Observers = Arc<Mutex<Vec<Observer>>>;
 
 /// How the sampler runs.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +271,9 @@ impl Sampler {
         let keep = options.keep.max(1);
         let ring = Arc::new(Mutex::new(VecDeque::from([first.clone()])));
         let (tx, latest) = watch::channel(Some(first));
-        let sampler = Sampler { ring: ring.clone(), latest, every: options.every };
+        let observers: Observers = Arc::default();
+        let sampler =
+            Sampler { ring: ring.clone(), observers: observers.clone(), latest, every: options.every };
         let spawned = std::thread::Builder::new().name("hearth-sampler".into()).spawn(move || loop {
             std::thread::sleep(options.every);
             if tx.is_closed() {
@@ -188,7 +295,13 @@ impl Sampler {
                 }
                 ring.push_back(sample.clone());
             }
-            tx.send_replace(Some(sample));
+            tx.send_replace(Some(sample.clone()));
+            let mut observers = observers.lock().unwrap_or_else(|p| p.into_inner());
+            for observe in observers.iter_mut() {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observe(&sample))).is_err() {
+                    tracing::error!("a sample's observer panicked; it goes on with the next sample");
+                }
+            }
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the system sampler; figures stay at the first sample");
@@ -199,6 +312,11 @@ impl Sampler {
     /// The machine's own readings every `options.every`.
     pub fn start_host(data_dir: &Path, options: SamplerOptions, metrics: Metrics) -> Sampler {
         Sampler::start(Box::new(HostReadings::new(data_dir)), options, metrics)
+    }
+
+    /// Calls `observer` with every sample from now on, on the sampler's thread.
+    pub fn observe(&self, observer: Observer) {
+        self.observers.lock().unwrap_or_else(|p| p.into_inner()).push(observer);
     }
 
     /// The most recent sample.
@@ -349,6 +467,45 @@ mod tests {
         assert!(text.contains("zone=\"cpu-thermal\"") && !text.contains("gpu-thermal"), "{text}");
         assert!(text.contains("core=\"1\"") && !text.contains("core=\"2\""), "{text}");
         assert!(!text.contains("hearth_throttled{"), "{text}");
+    }
+
+    #[test]
+    fn task_stat_gives_the_name_and_cpu_ticks() {
+        let stat = "4242 (hearth-llm) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(parse_task_stat(stat), Some(("hearth-llm", 300)));
+        let odd = "7 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 1 2 0 0";
+        assert_eq!(parse_task_stat(odd), Some(("a) b (c)", 3)), "the name is up to the last ')'");
+    }
+
+    #[test]
+    fn a_thread_that_spins_is_counted_by_its_name() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinning = stop.clone();
+        let spinner = std::thread::Builder::new()
+            .name("hearth-spintest".into())
+            .spawn(move || while !spinning.load(std::sync::atomic::Ordering::Relaxed) {})
+            .unwrap();
+        let mut cpu = ThreadCpu::new("hearth-spintest");
+        std::thread::sleep(Duration::from_millis(500));
+        let cores = cpu.cores();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert!(cores > 0.05, "a spinning thread used {cores} cores");
+        assert_eq!(ThreadCpu::new("no-such-thread").cores(), 0.0);
+    }
+
+    #[test]
+    fn fake_files_drive_the_real_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("thermal/thermal_zone0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("type"), "cpu-thermal\n").unwrap();
+        std::fs::write(zone.join("temp"), "91500\n").unwrap();
+        let meminfo = dir.path().join("meminfo");
+        std::fs::write(&meminfo, "MemTotal: 2048 kB\nMemAvailable: 1024 kB\n").unwrap();
+        let s = HostReadings::with_paths(dir.path(), &dir.path().join("thermal"), &meminfo).sample();
+        assert_eq!(s.hottest(), Some(91.5));
+        assert!(s.memory_available_bytes <= 1024 * 1024 && s.memory_total_bytes <= 2048 * 1024, "{s:?}");
     }
 
     #[test]

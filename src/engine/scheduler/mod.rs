@@ -20,6 +20,7 @@ use super::sampling::Sampler;
 use super::slots::Slots;
 use super::spill::Spill;
 use super::template::ChatTemplate;
+use super::threads::{Plan, ThreadSettings};
 use super::tools::{CallGuard, CallReader, ToolCall};
 use super::{EngineError, Event, FinishReason, Job, StopMatcher, Utf8Stream, Work};
 use crate::telemetry::Metrics;
@@ -44,6 +45,8 @@ pub(super) struct Limits {
     /// Most tokens of idle conversations parked in RAM.
     pub idle_cache_tokens: usize,
     pub timeout: Duration,
+    /// The threads as configured and started, and the governor that moves them.
+    pub threads: ThreadSettings,
 }
 
 /// A request being served.
@@ -99,6 +102,9 @@ pub(super) struct Scheduler<'m> {
     parked: Parked,
     active: Vec<Active>,
     batch: LlamaBatch<'static>,
+    /// The context's threads, changed between decodes.
+    threads: Plan,
+    governor: crate::governor::Governor,
 }
 
 impl<'m> Scheduler<'m> {
@@ -108,9 +114,15 @@ impl<'m> Scheduler<'m> {
         jinja: Option<&'m ChatTemplate>,
         ctx: LlamaContext<'m>,
         metrics: &'m Metrics,
-        limits: Limits,
+        mut limits: Limits,
         disk: Option<Spill>,
     ) -> Self {
+        let settings = std::mem::replace(
+            &mut limits.threads,
+            ThreadSettings { configured: (0, 0), start: (0, 0), governor: Default::default() },
+        );
+        let governor = settings.governor.clone();
+        let threads = Plan::new(&ctx, settings);
         let count = limits.sequences.max(limits.parallel);
         let slots = Slots::new(count);
         let parked = Parked::new(limits.idle_cache_tokens, metrics.kv_parked_tokens.clone(), disk);
@@ -125,6 +137,8 @@ impl<'m> Scheduler<'m> {
             parked,
             active: Vec::new(),
             batch: LlamaBatch::new(BATCH_TOKENS, 1),
+            threads,
+            governor,
         }
     }
 
@@ -209,6 +223,8 @@ impl<'m> Scheduler<'m> {
             let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &[]);
             self.metrics.kv_parks.inc_by(parked as u64);
         }
+        self.threads.apply();
+        self.metrics.generation_threads.set(i64::from(self.threads.now().0));
         self.fill_batch();
         loop {
             match self.ctx.decode(&mut self.batch) {
@@ -275,7 +291,8 @@ impl<'m> Scheduler<'m> {
     fn fill_batch(&mut self) {
         self.batch.clear();
         let generating = self.active.iter().filter(|a| a.pending.is_some()).count();
-        let mut room = BATCH_TOKENS - generating;
+        // Under pressure the governor asks for smaller prompt chunks.
+        let mut room = (BATCH_TOKENS - generating).min(self.governor.prompt_chunk(BATCH_TOKENS));
         let mut chunks = vec![0; self.active.len()];
         for (chunk, a) in chunks.iter_mut().zip(&self.active) {
             if a.pending.is_none() {
