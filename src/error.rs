@@ -199,6 +199,9 @@ impl From<crate::engine::EngineError> for ApiError {
 
 impl From<crate::assistant::AssistantError> for ApiError {
     fn from(e: crate::assistant::AssistantError) -> Self {
+        if let crate::assistant::AssistantError::Engine(engine) = e {
+            return engine.into();
+        }
         if let crate::assistant::AssistantError::Storage(inner) = &e {
             // Details go to the log; clients get a stable, unrevealing message.
             tracing::error!(error = %inner, "storage failure");

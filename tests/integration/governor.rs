@@ -4,10 +4,19 @@
 //! and back up. Then a real memory cgroup: Hearth counts its limit and refuses a second
 //! model that would not fit, and stays under the limit.
 
-use crate::common::{code, default_model, small_model, Server, ServerOptions, BIN};
+use crate::common::{cli, code, default_model, small_model, Server, ServerOptions, BIN};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// An administrator's token (`/api/system` is theirs to read).
+fn admin(server: &Server) -> String {
+    let (status, _, err) = cli(&server.data_dir, &["users", "add", "root", "--admin"]);
+    assert_eq!(status, 0, "{err}");
+    let (status, out, err) = cli(&server.data_dir, &["tokens", "create", "--user", "root"]);
+    assert_eq!(status, 0, "{err}");
+    out.lines().last().unwrap().trim().to_string()
+}
 
 /// A thermal zone directory and a meminfo file the test controls.
 struct FakeBoard {
@@ -116,7 +125,7 @@ fn the_governor_steps_down_sheds_and_recovers_on_injected_readings() {
         .env("HEARTH_GOVERNOR_THERMAL_DIR", board.thermal_dir().to_str().unwrap())
         .env("HEARTH_GOVERNOR_MEMINFO_PATH", board.meminfo().to_str().unwrap());
     let mut server = Server::start(options);
-    let token = server.user("admin");
+    let token = admin(&server);
     let ask = json!({"message": "Say hi.", "max_tokens": 4, "temperature": 0});
 
     let g = wait_level(&server, &token, "normal");
@@ -228,7 +237,7 @@ fn a_real_memory_cgroup_limit_refuses_a_second_model_and_hearth_stays_under_it()
     let mut options = ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1");
     options.bin = Some(wrapper);
     let mut server = Server::start(options);
-    let token = server.user("admin");
+    let token = admin(&server);
 
     let (_, system) = server.call("GET", "/api/system", Some(&token), None);
     assert_eq!(system["system"]["memory_limit_bytes"], LIMIT, "Hearth read its cgroup's limit: {system}");
