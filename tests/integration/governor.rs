@@ -257,3 +257,35 @@ fn a_real_memory_cgroup_limit_refuses_a_second_model_and_hearth_stays_under_it()
     assert!(peak < LIMIT, "peak {} MiB under the {} MiB limit", peak >> 20, LIMIT >> 20);
     assert_eq!(cgroup.read("memory.failcnt"), 0, "the limit was never hit");
 }
+
+#[test]
+fn generation_threads_give_up_a_core_while_another_process_is_busy() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut options = ServerOptions::new(small_model()).env("HEARTH_GOVERNOR_SAMPLE_INTERVAL_MS", "200");
+    options.threads = None; // automatic: they follow the load
+    let mut server = Server::start(options);
+    let token = admin(&server);
+    // A busy neighbour: a shell spinning on one core.
+    let mut busy = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+    let expected = cores.min(8).saturating_sub(1).max(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ask = json!({"message": "Say hi.", "max_tokens": 4, "temperature": 0});
+    loop {
+        // The threads change between decodes: a request makes one.
+        let (status, _, reply) = chat(&server, &token, &ask);
+        assert_eq!(status, 200, "{reply}");
+        let used = metric(&server, &token, "hearth_generation_threads") as u32;
+        let chosen = governor(&server, &token)["generation_threads"].as_u64();
+        if used == expected && chosen == Some(u64::from(expected)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = busy.kill();
+            panic!("generation kept {used} threads (governor: {chosen:?}), {expected} expected beside a busy process");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(server.alive());
+}
