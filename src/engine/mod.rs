@@ -151,7 +151,7 @@ impl Engine {
         };
         let worker_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
-            .name("hearth-llm".into())
+            .name(crate::telemetry::GENERATION_THREAD.into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
         Engine {

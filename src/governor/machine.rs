@@ -152,7 +152,7 @@ impl Machine {
             Assessment::Pressure(reason) => {
                 self.calm = 0;
                 self.level = from.down();
-                (self.level != from).then(|| Change { from, to: self.level, reason })
+                (self.level != from).then_some(Change { from, to: self.level, reason })
             }
             Assessment::Between => {
                 self.calm = 0;
