@@ -78,6 +78,8 @@ error_codes! {
     ModelNotReady         => 503, "model_not_ready",         "server_error";
     Timeout               => 504, "timeout",                 "server_error";
     InsufficientMemory    => 503, "insufficient_memory",     "server_error";
+    Shedding              => 503, "shedding_load",           "server_error";
+    LoadsPaused           => 503, "model_loads_paused",      "server_error";
     FetcherUnavailable    => 503, "fetcher_unavailable",     "server_error";
     NoEmbeddingModel      => 400, "no_embedding_model",      "invalid_request_error";
     StorageError          => 500, "storage_error",           "server_error";
@@ -89,27 +91,33 @@ error_codes! {
 /// Seconds a client should wait before retrying an overloaded request.
 pub const RETRY_AFTER_SECS: u32 = 2;
 
+/// Seconds a client should wait while the governor pauses model loads.
+pub const LOADS_PAUSED_RETRY_AFTER_SECS: u32 = 30;
+
 /// An error as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// Seconds the client should wait before retrying (`Retry-After`), when this error
-    /// knows better than [`RETRY_AFTER_SECS`].
-    pub retry_after: Option<u64>,
+    /// `Retry-After` in seconds, where the code calls for one.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after: None }
+        let retry_after_secs = match code {
+            ErrorCode::Overloaded => Some(RETRY_AFTER_SECS),
+            ErrorCode::LoadsPaused => Some(LOADS_PAUSED_RETRY_AFTER_SECS),
+            ErrorCode::Shedding => Some(RETRY_AFTER_SECS),
+            _ => None,
+        };
+        Self { code, message: message.into(), retry_after_secs }
     }
 
     /// A rate limit's refusal: 429 with how long to wait.
     pub fn limited(refusal: crate::rate::Refusal) -> Self {
-        ApiError {
-            retry_after: Some(refusal.retry_after()),
-            ..Self::new(ErrorCode::RateLimited, refusal.to_string())
-        }
+        let retry_after_secs = Some(u32::try_from(refusal.retry_after()).unwrap_or(u32::MAX));
+        ApiError { retry_after_secs, ..Self::new(ErrorCode::RateLimited, refusal.to_string()) }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -181,27 +189,33 @@ pub fn engine_code(e: &crate::engine::EngineError) -> ErrorCode {
         E::InsufficientMemory { .. } => ErrorCode::InsufficientMemory,
         E::NoEmbeddingModel => ErrorCode::NoEmbeddingModel,
         E::Limited(_) => ErrorCode::RateLimited,
+        E::Shedding { .. } => ErrorCode::Shedding,
+        E::LoadsPaused => ErrorCode::LoadsPaused,
         _ => ErrorCode::EngineError,
     }
 }
 
 impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
-        if let crate::engine::EngineError::Limited(refusal) = e {
-            return ApiError::limited(refusal);
+        let mut error = match e {
+            crate::engine::EngineError::Limited(refusal) => return ApiError::limited(refusal),
+            _ => ApiError::new(engine_code(&e), e.to_string()),
+        };
+        if let crate::engine::EngineError::Shedding { retry_after_secs } = e {
+            error.retry_after_secs = Some(retry_after_secs);
         }
-        ApiError::new(engine_code(&e), e.to_string())
+        error
     }
 }
 
 impl From<crate::assistant::AssistantError> for ApiError {
     fn from(e: crate::assistant::AssistantError) -> Self {
+        if let crate::assistant::AssistantError::Engine(engine) = e {
+            return engine.into();
+        }
         if let crate::assistant::AssistantError::Storage(inner) = &e {
             // Details go to the log; clients get a stable, unrevealing message.
             tracing::error!(error = %inner, "storage failure");
-        }
-        if let crate::assistant::AssistantError::Engine(crate::engine::EngineError::Limited(refusal)) = e {
-            return ApiError::limited(refusal);
         }
         ApiError::new(e.code(), e.to_string())
     }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod governor;
 pub mod http;
 pub mod import;
 pub mod jobs;

@@ -128,7 +128,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "PATH")]
     model: Option<String>,
 
-    /// Generation threads, 0 = automatic: one less than the cores [env: HEARTH_THREADS]
+    /// Generation threads, 0 = automatic: every core, one less while another task is busy [env: HEARTH_THREADS]
     #[arg(long, value_name = "N")]
     threads: Option<String>,
 

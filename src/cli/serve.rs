@@ -3,6 +3,7 @@
 use crate::assistant::Assistant;
 use crate::config::Loaded;
 use crate::engine::Registry;
+use crate::governor::Governor;
 use crate::http::{self, AppState};
 use crate::jobs::JobRunner;
 use crate::knowledge::Knowledge;
@@ -10,7 +11,7 @@ use crate::notices::Notices;
 use crate::reminders::Reminders;
 use crate::search::SearchIndex;
 use crate::store::Store;
-use crate::telemetry::{Metrics, Sampler, SamplerOptions};
+use crate::telemetry::{HostReadings, Metrics, Sampler, SamplerOptions};
 use crate::tls::{BoxNames, SharedNames, Tls};
 use crate::voice::satellites::Satellites;
 use crate::voice::wyoming::{self, ServerOptions};
@@ -26,7 +27,16 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let store = Store::open(&settings.database_path())?;
     let metrics = Metrics::new();
-    let sampler = Sampler::start_host(data_dir, SamplerOptions::default(), metrics.clone());
+    let g = &settings.governor;
+    let readings = HostReadings::with_paths(data_dir, &g.thermal_dir, &g.meminfo_path);
+    let every = std::time::Duration::from_millis(g.sample_interval_ms);
+    let sampler = Sampler::start(
+        Box::new(readings),
+        SamplerOptions { every, ..SamplerOptions::default() },
+        metrics.clone(),
+    );
+    let governor = Governor::new(&settings, metrics.clone());
+    governor.watch(&sampler);
     let names = SharedNames::new(BoxNames::discover(&settings));
     let tls = Tls::prepare(settings.clone(), names.clone(), metrics.clone())
         .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
@@ -41,7 +51,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let (Err(e), false) = (&model, auto_pull) {
         tracing::error!(error = %e, "no model to load; the API answers 503 model_not_ready until one is configured");
     }
-    let models = Registry::start(settings.clone(), model, metrics.clone());
+    let models = Registry::governed(settings.clone(), model, metrics.clone(), governor);
     let pulls = crate::models::Pulls::default();
     if auto_pull {
         let registry = models.clone();

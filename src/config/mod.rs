@@ -6,6 +6,7 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod governor;
 mod limits;
 mod mqtt;
 mod outbound;
@@ -17,10 +18,11 @@ mod workflows;
 
 pub use limits::LimitSettings;
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
+pub use settings::cores;
 pub use settings::{
-    AcmeChallenge, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
-    MqttSettings, OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings,
-    TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
+    AcmeChallenge, Broker, GovernorSettings, HomeAssistantSettings, KnowledgeSettings, LogFormat,
+    LogSettings, ModelSettings, MqttSettings, OutboundSettings, ServerSettings, Settings, SkillSettings,
+    StorageSettings, TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 pub use workflows::{HookSecret, HookSettings, WorkflowSettings};
@@ -130,6 +132,12 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_MQTT_DISCOVERY_PREFIX", "mqtt.discovery_prefix", Kind::Str),
     ("HEARTH_MQTT_BACKLOG", "mqtt.backlog", Kind::Int),
     ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
+    ("HEARTH_GOVERNOR_ENABLED", "governor.enabled", Kind::Bool),
+    ("HEARTH_GOVERNOR_MIN_MEMORY_AVAILABLE_MB", "governor.min_memory_available_mb", Kind::Int),
+    ("HEARTH_GOVERNOR_MAX_TEMPERATURE_C", "governor.max_temperature_c", Kind::Float),
+    ("HEARTH_GOVERNOR_SAMPLE_INTERVAL_MS", "governor.sample_interval_ms", Kind::Int),
+    ("HEARTH_GOVERNOR_THERMAL_DIR", "governor.thermal_dir", Kind::Str),
+    ("HEARTH_GOVERNOR_MEMINFO_PATH", "governor.meminfo_path", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];
@@ -479,10 +487,10 @@ mod tests {
     }
 
     #[test]
-    fn automatic_threads_leave_a_core_for_the_rest_of_the_box() {
+    fn automatic_threads_start_with_every_core() {
         let settings = Settings::default();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        assert_eq!(settings.inference_threads(), (cores - 1).clamp(1, 4));
+        assert_eq!(settings.inference_threads(), cores.clamp(1, crate::governor::MAX_AUTO_THREADS));
         assert!(settings.batch_threads() >= settings.inference_threads());
         let mut fixed = Settings::default();
         fixed.model.threads = 3;

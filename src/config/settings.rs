@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::governor::GovernorSettings;
 pub use super::limits::LimitSettings;
 pub use super::mqtt::{Broker, MqttSettings};
 pub use super::outbound::{HomeAssistantSettings, OutboundSettings, WebhookSettings};
@@ -30,6 +31,7 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     pub workflows: WorkflowSettings,
     pub limits: LimitSettings,
+    pub governor: GovernorSettings,
     /// Inbound webhooks (`[[hooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookSettings>,
@@ -81,9 +83,10 @@ pub struct ModelSettings {
     /// GGUF model file. Empty: the manifest's default model, looked up in
     /// `<data_dir>/models/` and then the model cache (`~/.cache/hearth/models`).
     pub path: String,
-    /// Threads for generating tokens (0: automatic, one less than the cores, at least 1).
-    /// Generation is memory-bound, and ggml's threads wait for each other at every layer:
-    /// when another busy process takes a core they all stall, so one core is left free.
+    /// Threads for generating tokens (0: automatic, following the load: every core while
+    /// nothing else is busy, one less while speech, ingest or another process is; see
+    /// `governor/threads.rs`). ggml's threads wait for each other at every layer: when
+    /// another busy process takes a core they all stall, hence the core given up.
     /// (Making waiting threads sleep instead, OMP_WAIT_POLICY=passive, cost 7-18% of quiet
     /// speed on 2 cores in benches/run.sh; it remains the operator's choice.)
     pub threads: u32,
@@ -391,7 +394,8 @@ impl Settings {
         self.workflows.validate()?;
         super::workflows::validate_hooks(&self.hooks, &self.outbound)?;
         self.telegram.validate()?;
-        self.mqtt.validate()
+        self.mqtt.validate()?;
+        self.governor.validate()
     }
 
     /// The socket address to bind (validated by [`Settings::validate`]).
@@ -412,11 +416,11 @@ impl Settings {
         self.storage.data_dir.join("tls")
     }
 
-    /// Threads for generation: the configured number, else one less than the cores
-    /// (at least one, at most four).
+    /// Threads for generation at start: the configured number, else every core (at most
+    /// `governor::MAX_AUTO_THREADS`); automatic threads then follow the load (`governor/`).
     pub fn inference_threads(&self) -> u32 {
         match self.model.threads {
-            0 => (cores() - 1).clamp(1, 4),
+            0 => cores().clamp(1, crate::governor::MAX_AUTO_THREADS),
             n => n,
         }
     }
@@ -459,6 +463,7 @@ impl Settings {
     }
 }
 
-fn cores() -> u32 {
+/// The cores this process may run on.
+pub fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
 }

@@ -170,6 +170,11 @@ pub(super) fn run(
             unified,
             idle_cache_tokens: idle_cache_tokens as usize,
             timeout: config.timeout,
+            threads: super::threads::ThreadSettings {
+                configured: (config.threads_configured, config.threads_batch_configured),
+                start: (config.threads, config.threads_batch),
+                governor: config.governor.clone(),
+            },
         },
         disk,
     );

@@ -34,6 +34,8 @@ mod slots;
 mod spill;
 mod template;
 mod text;
+#[cfg(feature = "llm")]
+mod threads;
 mod tools;
 mod types;
 
@@ -47,6 +49,7 @@ pub use types::{
 };
 
 use crate::config::Settings;
+use crate::governor::Governor;
 use crate::telemetry::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,6 +92,11 @@ pub(crate) struct WorkerConfig {
     /// Where conversations that leave RAM are saved (`None`: nowhere), and how many bytes.
     pub disk_cache: Option<(PathBuf, u64)>,
     pub timeout: Duration,
+    /// `[model] threads` and `threads_batch` as set (0: automatic, following the load).
+    pub threads_configured: u32,
+    pub threads_batch_configured: u32,
+    /// Chooses the threads and prompt chunks between decodes.
+    pub governor: Governor,
 }
 
 /// A handle to the engine; clone it freely.
@@ -102,6 +110,8 @@ pub struct Engine {
     metrics: Metrics,
     /// Each user's share of this and every other engine (`[limits]`).
     limiter: crate::rate::Limiter,
+    /// Sheds new requests under pressure.
+    governor: Governor,
 }
 
 impl Engine {
@@ -113,6 +123,7 @@ impl Engine {
         model: Result<PathBuf, String>,
         metrics: Metrics,
         limiter: crate::rate::Limiter,
+        governor: Governor,
     ) -> Engine {
         let queue_size = settings.model.queue_size;
         let (jobs_tx, jobs_rx) = mpsc::channel(queue_size);
@@ -121,7 +132,7 @@ impl Engine {
             Err(error) => {
                 // Nothing to load. The state stays readable after its sender is gone.
                 let (_, state) = watch::channel(ModelState::Failed { path: PathBuf::new(), error });
-                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics, limiter };
+                return Engine { jobs: jobs_tx, thread: None, state, queue_size, metrics, limiter, governor };
             }
         };
         let (state_tx, state_rx) = watch::channel(ModelState::Loading { path: path.clone(), progress: 0.0 });
@@ -140,10 +151,13 @@ impl Engine {
             idle_cache_tokens: settings.model.idle_cache_tokens,
             disk_cache,
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
+            threads_configured: settings.model.threads,
+            threads_batch_configured: settings.model.threads_batch,
+            governor: governor.clone(),
         };
         let worker_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
-            .name("hearth-llm".into())
+            .name(crate::telemetry::GENERATION_THREAD.into())
             .spawn(move || run_worker(config, jobs_rx, state_tx, worker_metrics))
             .expect("spawning the engine thread");
         Engine {
@@ -153,6 +167,7 @@ impl Engine {
             queue_size,
             metrics,
             limiter,
+            governor,
         }
     }
 
@@ -193,7 +208,15 @@ impl Engine {
         queue_size: usize,
         metrics: Metrics,
     ) -> Engine {
-        Engine { jobs, thread: None, state, queue_size, metrics, limiter: crate::rate::Limiter::unlimited() }
+        Engine {
+            jobs,
+            thread: None,
+            state,
+            queue_size,
+            metrics,
+            limiter: crate::rate::Limiter::unlimited(),
+            governor: Governor::default(),
+        }
     }
 
     /// An engine for tests of what drives it: ready (with a Hermes tool-call template),
@@ -276,6 +299,7 @@ impl Engine {
             }
             ModelState::Failed { error, .. } => return Err(EngineError::NotReady(error.clone())),
         }
+        self.governor.admit_request()?;
         let share = self.limiter.admit(owner).map_err(|refusal| {
             self.metrics.rate_limited.with_label_values(&[refusal.kind()]).inc();
             EngineError::Limited(refusal)

@@ -11,6 +11,7 @@
 
 use super::{Embedder, Engine, EngineError, ModelState};
 use crate::config::Settings;
+use crate::governor::Governor;
 use crate::models::{manifest, model_id, search_dirs};
 use crate::telemetry::Metrics;
 use serde::Serialize;
@@ -47,6 +48,7 @@ struct Inner {
     metrics: Metrics,
     /// Each user's share, across every model's engine.
     limiter: crate::rate::Limiter,
+    governor: Governor,
     default: RwLock<DefaultModel>,
     others: Mutex<HashMap<String, Loaded>>,
     embedders: Mutex<HashMap<String, (Embedder, Instant)>>,
@@ -66,8 +68,19 @@ struct Loaded {
 }
 
 impl Registry {
-    /// Starts loading the configured model.
+    /// Starts loading the configured model, with no governor (tools that run no sampler).
     pub fn start(settings: Arc<Settings>, model: Result<PathBuf, String>, metrics: Metrics) -> Registry {
+        Registry::governed(settings, model, metrics, Governor::default())
+    }
+
+    /// Starts loading the configured model; `governor` pauses loads, sheds requests and
+    /// sets the engines' threads.
+    pub fn governed(
+        settings: Arc<Settings>,
+        model: Result<PathBuf, String>,
+        metrics: Metrics,
+        governor: Governor,
+    ) -> Registry {
         let default_path = model.as_ref().ok().cloned();
         let default_id = default_path.as_deref().map_or_else(|| "default".into(), model_id);
         let limiter = crate::rate::Limiter::new(
@@ -75,13 +88,14 @@ impl Registry {
             settings.model.queue_size,
             settings.model.parallel,
         );
-        let engine = Engine::start(&settings, model, metrics.clone(), limiter.clone());
+        let engine = Engine::start(&settings, model, metrics.clone(), limiter.clone(), governor.clone());
         let default = RwLock::new(DefaultModel { id: default_id, path: default_path, engine });
         Registry {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
                 limiter,
+                governor,
                 default,
                 others: Mutex::new(HashMap::new()),
                 embedders: Mutex::new(HashMap::new()),
@@ -92,6 +106,11 @@ impl Registry {
     /// Each user's share of the engines and their rate limits (`[limits]`).
     pub fn limiter(&self) -> &crate::rate::Limiter {
         &self.inner.limiter
+    }
+
+    /// The governor the engines follow.
+    pub fn governor(&self) -> &Governor {
+        &self.inner.governor
     }
 
     fn default(&self) -> std::sync::RwLockReadGuard<'_, DefaultModel> {
@@ -126,6 +145,7 @@ impl Registry {
             Ok(path.clone()),
             self.inner.metrics.clone(),
             self.inner.limiter.clone(),
+            self.inner.governor.clone(),
         );
         *default = DefaultModel { id: model_id(&path), path: Some(path), engine };
         true
@@ -220,13 +240,15 @@ impl Registry {
         if let Some(loaded) = others.get(name) {
             return Ok(loaded.engine.clone()); // another request started it meanwhile
         }
-        make_room(&mut others, estimate, available_memory())?;
+        self.inner.governor.admit_load()?;
+        make_room(&mut others, estimate, self.available_memory())?;
         tracing::info!(model = name, estimate_mb = estimate >> 20, "loading model on demand");
         let engine = Engine::start(
             &self.inner.settings,
             Ok(model.path.clone()),
             self.inner.metrics.clone(),
             self.inner.limiter.clone(),
+            self.inner.governor.clone(),
         );
         let loaded = Loaded { engine: engine.clone(), last_used: Instant::now(), estimate };
         others.insert(name.to_string(), loaded);
@@ -266,7 +288,8 @@ impl Registry {
                 match embedders.get(name) {
                     Some((embedder, _)) => embedder.clone(), // another request started it meanwhile
                     None => {
-                        make_room(&mut self.others(), estimate, available_memory())?;
+                        self.inner.governor.admit_load()?;
+                        make_room(&mut self.others(), estimate, self.available_memory())?;
                         tracing::info!(model = name, estimate_mb = estimate >> 20, "loading embedding model");
                         let embedder = Embedder::start(&self.inner.settings, model.path.clone());
                         embedders.insert(name.to_string(), (embedder.clone(), Instant::now()));
@@ -349,10 +372,19 @@ fn settled(state: ModelState) -> Result<(), EngineError> {
     }
 }
 
-fn available_memory() -> u64 {
-    let mut system = sysinfo::System::new();
-    system.refresh_memory();
-    system.available_memory()
+impl Registry {
+    /// Memory a new model may take: `MemAvailable`, bounded by what Hearth's own cgroup
+    /// limit leaves (`telemetry::memory`), from `[governor] meminfo_path` when set.
+    fn available_memory(&self) -> u64 {
+        match crate::telemetry::memory::read(&self.inner.settings.governor.meminfo_path) {
+            Some(m) => m.available,
+            None => {
+                let mut system = sysinfo::System::new();
+                system.refresh_memory();
+                system.available_memory()
+            }
+        }
+    }
 }
 
 /// Memory a model will take: its file (mapped and read) plus its KV cache and the idle

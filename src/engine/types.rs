@@ -238,6 +238,14 @@ pub enum EngineError {
          fetched with `hearth models pull all-minilm-l6-v2`) or name one in the request"
     )]
     NoEmbeddingModel,
+    /// The governor sheds new requests: the box is short of memory, hot or throttled.
+    #[error("the box is under pressure (memory, heat or throttling) and sheds new requests; retry in {retry_after_secs} seconds")]
+    Shedding { retry_after_secs: u32 },
+    /// The governor refuses new model loads for now.
+    #[error(
+        "model loads are paused while the box is under pressure (memory, heat or throttling); retry later"
+    )]
+    LoadsPaused,
     #[error("inference failed: {0}")]
     Failed(String),
 }

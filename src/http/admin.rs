@@ -217,6 +217,7 @@ pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRes
             "queue_depth": m.queue_depth.get(),
             "active_sequences": m.active_sequences.get(),
         },
+        "governor": state.models.governor().status(),
         "uptime_seconds": state.started.elapsed().as_secs(),
     })))
 }
@@ -240,6 +241,8 @@ fn current(s: &Sample) -> serde_json::Value {
         "temperature_celsius": s.hottest(),
         "throttling": s.throttling,
         "process_resident_bytes": s.process_resident_bytes,
+        "memory_limit_bytes": s.memory_limit_bytes,
+        "generation_cpu_cores": s.generation_cpu,
         "boot_uptime_seconds": sysinfo::System::uptime(),
     })
 }

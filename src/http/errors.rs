@@ -2,7 +2,7 @@
 //! and the headers some codes call for. The only place where the error table meets
 //! HTTP types.
 
-use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
+use crate::error::{ApiError, ErrorCode};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
@@ -13,10 +13,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
-        } else if self.code == ErrorCode::Overloaded {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         if self.code == ErrorCode::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -50,5 +48,16 @@ mod tests {
         let response = ApiError::limited(refusal).error_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "12");
+    }
+
+    #[test]
+    fn shedding_answers_503_with_the_governors_retry_after() {
+        let shed = ApiError::from(crate::engine::EngineError::Shedding { retry_after_secs: 12 });
+        let response = shed.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "12");
+        let paused = ApiError::from(crate::engine::EngineError::LoadsPaused).error_response();
+        assert_eq!(paused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(paused.headers().get(header::RETRY_AFTER).is_some());
     }
 }

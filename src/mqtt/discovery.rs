@@ -134,6 +134,7 @@ fn sensors(with_temperature: bool) -> Vec<Sensor> {
         .unit("MiB")
         .class("data_size")
         .diagnostic(),
+        sensor("governor", "Governor", "{{ value_json.governor_level }}").icon("mdi:speedometer-slow"),
         sensor("uptime", "Uptime", "{{ value_json.uptime_seconds }}")
             .unit("s")
             .class("duration")

@@ -40,6 +40,12 @@ pub struct State {
     pub throttled: Option<bool>,
     pub uptime_seconds: u64,
     pub version: &'static str,
+    /// The governor's level: `normal`, `reduced`, `no_loads` or `shedding`.
+    pub governor_level: &'static str,
+    /// Its changes since start.
+    pub governor_changes: u64,
+    /// Generation threads following the load; `null` before the first sample.
+    pub generation_threads: Option<u32>,
 }
 
 /// Where the state comes from. Cheap to clone.
@@ -64,6 +70,7 @@ impl Sources {
         let voice_latency_seconds =
             (voice.get_sample_count() > 0).then(|| voice.get_sample_sum() / voice.get_sample_count() as f64);
         let used = s.memory_total_bytes.saturating_sub(s.memory_available_bytes);
+        let governor = self.models.governor().status();
         State {
             time: now_ms() / 1000,
             health: if model_state == "ready" { "ok" } else { "degraded" },
@@ -93,6 +100,9 @@ impl Sources {
             throttled: s.throttling.map(|t| t.throttled || t.frequency_capped || t.under_voltage),
             uptime_seconds: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION"),
+            governor_level: governor.level.name(),
+            governor_changes: governor.changes,
+            generation_threads: governor.generation_threads,
         }
     }
 }

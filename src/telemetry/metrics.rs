@@ -42,6 +42,11 @@ pub struct Metrics {
     pub tls_certificate_expiry: IntGauge,
     /// 1 while the last attempt to get or load a certificate failed (see /api/health).
     pub tls_error: IntGauge,
+    /// The governor's level (0 normal, 1 reduced, 2 no_loads, 3 shedding) and its changes.
+    pub governor_level: IntGauge,
+    pub governor_changes: IntCounter,
+    /// Threads the language model generated with at its last decode.
+    pub generation_threads: IntGauge,
     /// The machine, as the sampler (`telemetry::Sampler`) last saw it.
     pub system: SystemMetrics,
     /// MQTT telemetry (`mqtt/`).
@@ -269,6 +274,17 @@ impl Metrics {
                 r,
                 "tls_certificate_error",
                 "1 while the last attempt to get or load the TLS certificate failed",
+            ),
+            governor_level: gauge(
+                r,
+                "governor_level",
+                "How far the governor stepped down: 0 normal, 1 reduced, 2 no_loads, 3 shedding",
+            ),
+            governor_changes: counter(r, "governor_changes_total", "Changes of the governor's level"),
+            generation_threads: gauge(
+                r,
+                "generation_threads",
+                "Threads the language model generated with at its last decode (they follow the load)",
             ),
             system: SystemMetrics::new(r),
             mqtt: MqttMetrics::new(r),

@@ -1,11 +1,14 @@
 //! Logs (tracing, text or JSON), Prometheus metrics, and the one system sampler.
 
 pub mod board;
+pub mod memory;
 mod metrics;
 mod sampler;
+mod task_cpu;
 
 pub use metrics::{method_label, Metrics, MqttMetrics, SystemMetrics};
 pub use sampler::{now_ms, HostReadings, Readings, Sample, Sampler, SamplerOptions};
+pub use task_cpu::GENERATION_THREAD;
 
 use crate::config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;

@@ -6,6 +6,8 @@
 //! their own (a hot board, a box short of memory) instead of the machine's.
 
 use super::board::{self, Temperature, ThrottleSource, Throttling};
+use super::memory;
+use super::task_cpu::{ThreadCpu, GENERATION_THREAD};
 use super::Metrics;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -37,9 +39,20 @@ pub struct Sample {
     pub throttling: Option<Throttling>,
     /// This process's resident memory.
     pub process_resident_bytes: u64,
+    /// The limit of Hearth's own memory cgroup, when it is below the machine's memory
+    /// (`memory_total_bytes` and `memory_available_bytes` are then bounded by it).
+    pub memory_limit_bytes: Option<u64>,
+    /// Cores the generation threads (`hearth-llm` and its OpenMP workers) kept busy since
+    /// the previous sample.
+    pub generation_cpu: f32,
 }
 
 impl Sample {
+    /// Cores the whole machine kept busy (the sum of each core's use).
+    pub fn cpu_busy(&self) -> f32 {
+        self.cpu_usage.iter().sum()
+    }
+
     /// Mean CPU use over the cores, 0 to 1.
     pub fn cpu_mean(&self) -> f32 {
         if self.cpu_usage.is_empty() {
@@ -60,25 +73,44 @@ pub trait Readings: Send + 'static {
     fn sample(&mut self) -> Sample;
 }
 
-/// The machine's own readings: `sysinfo` for CPU, load and memory, `statvfs` for the data
-/// directory, sysfs for temperatures and throttling, `/proc/self/statm` for RSS.
+/// The machine's own readings: `sysinfo` for CPU and load, `/proc/meminfo` and Hearth's
+/// cgroup for memory (`memory.rs`), `statvfs` for the data directory, sysfs for
+/// temperatures and throttling, `/proc/self` for RSS and the generation threads' CPU.
 pub struct HostReadings {
     system: sysinfo::System,
     data_dir: PathBuf,
     thermal_dir: PathBuf,
+    meminfo: PathBuf,
     throttle: ThrottleSource,
+    generation: ThreadCpu,
 }
 
 impl HostReadings {
     pub fn new(data_dir: &Path) -> HostReadings {
+        HostReadings::with_paths(data_dir, Path::new(board::THERMAL_DIR), Path::new(memory::MEMINFO))
+    }
+
+    /// Readings with the thermal zones and meminfo read from elsewhere: the diagnostic and
+    /// test seam of `[governor] thermal_dir` and `meminfo_path` (the real readers, other
+    /// files). Empty paths mean the system's.
+    pub fn with_paths(data_dir: &Path, thermal_dir: &Path, meminfo: &Path) -> HostReadings {
         let mut system = sysinfo::System::new();
         // CPU use is a difference between two refreshes: the first sample then reads real use.
         system.refresh_cpu_usage();
+        let or = |p: &Path, default: &str| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(default)
+            } else {
+                p.to_path_buf()
+            }
+        };
         HostReadings {
             system,
             data_dir: data_dir.to_path_buf(),
-            thermal_dir: PathBuf::from(board::THERMAL_DIR),
+            thermal_dir: or(thermal_dir, board::THERMAL_DIR),
+            meminfo: or(meminfo, memory::MEMINFO),
             throttle: ThrottleSource::find(Path::new(board::THROTTLED_FILE)),
+            generation: ThreadCpu::new(GENERATION_THREAD),
         }
     }
 }
@@ -87,22 +119,33 @@ impl Readings for HostReadings {
     fn sample(&mut self) -> Sample {
         let sys = &mut self.system;
         sys.refresh_cpu_usage();
-        sys.refresh_memory();
+        let memory = memory::read(&self.meminfo).unwrap_or_else(|| {
+            sys.refresh_memory();
+            memory::Memory {
+                total: sys.total_memory(),
+                available: sys.available_memory(),
+                swap_total: sys.total_swap(),
+                swap_free: sys.free_swap(),
+                cgroup_limit: None,
+            }
+        });
         let load = sysinfo::System::load_average();
         let (disk_total_bytes, disk_available_bytes) = disk_space(&self.data_dir).unwrap_or_default();
         Sample {
             at_ms: now_ms(),
             cpu_usage: sys.cpus().iter().map(|c| (c.cpu_usage() / 100.0).clamp(0.0, 1.0)).collect(),
             load_average: [load.one, load.five, load.fifteen],
-            memory_total_bytes: sys.total_memory(),
-            memory_available_bytes: sys.available_memory(),
-            swap_total_bytes: sys.total_swap(),
-            swap_used_bytes: sys.used_swap(),
+            memory_total_bytes: memory.total,
+            memory_available_bytes: memory.available,
+            swap_total_bytes: memory.swap_total,
+            swap_used_bytes: memory.swap_total.saturating_sub(memory.swap_free),
             disk_total_bytes,
             disk_available_bytes,
             temperatures: board::thermal_zones(&self.thermal_dir),
             throttling: self.throttle.read(),
             process_resident_bytes: resident_bytes().unwrap_or(0),
+            memory_limit_bytes: memory.cgroup_limit,
+            generation_cpu: self.generation.cores(),
         }
     }
 }
@@ -138,9 +181,14 @@ fn resident_bytes() -> Option<u64> {
 #[derive(Clone)]
 pub struct Sampler {
     ring: Arc<Mutex<VecDeque<Arc<Sample>>>>,
+    observers: Observers,
     latest: watch::Receiver<Option<Arc<Sample>>>,
     every: Duration,
 }
+
+/// Called with every sample on the sampler's thread (the governor): must be quick.
+pub type Observer = Box<dyn FnMut(&Sample) + Send>;
+type Observers = Arc<Mutex<Vec<Observer>>>;
 
 /// How the sampler runs.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +214,9 @@ impl Sampler {
         let keep = options.keep.max(1);
         let ring = Arc::new(Mutex::new(VecDeque::from([first.clone()])));
         let (tx, latest) = watch::channel(Some(first));
-        let sampler = Sampler { ring: ring.clone(), latest, every: options.every };
+        let observers: Observers = Arc::default();
+        let sampler =
+            Sampler { ring: ring.clone(), observers: observers.clone(), latest, every: options.every };
         let spawned = std::thread::Builder::new().name("hearth-sampler".into()).spawn(move || loop {
             std::thread::sleep(options.every);
             if tx.is_closed() {
@@ -188,7 +238,13 @@ impl Sampler {
                 }
                 ring.push_back(sample.clone());
             }
-            tx.send_replace(Some(sample));
+            tx.send_replace(Some(sample.clone()));
+            let mut observers = observers.lock().unwrap_or_else(|p| p.into_inner());
+            for observe in observers.iter_mut() {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observe(&sample))).is_err() {
+                    tracing::error!("a sample's observer panicked; it goes on with the next sample");
+                }
+            }
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the system sampler; figures stay at the first sample");
@@ -199,6 +255,11 @@ impl Sampler {
     /// The machine's own readings every `options.every`.
     pub fn start_host(data_dir: &Path, options: SamplerOptions, metrics: Metrics) -> Sampler {
         Sampler::start(Box::new(HostReadings::new(data_dir)), options, metrics)
+    }
+
+    /// Calls `observer` with every sample from now on, on the sampler's thread.
+    pub fn observe(&self, observer: Observer) {
+        self.observers.lock().unwrap_or_else(|p| p.into_inner()).push(observer);
     }
 
     /// The most recent sample.
@@ -349,6 +410,20 @@ mod tests {
         assert!(text.contains("zone=\"cpu-thermal\"") && !text.contains("gpu-thermal"), "{text}");
         assert!(text.contains("core=\"1\"") && !text.contains("core=\"2\""), "{text}");
         assert!(!text.contains("hearth_throttled{"), "{text}");
+    }
+
+    #[test]
+    fn fake_files_drive_the_real_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("thermal/thermal_zone0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("type"), "cpu-thermal\n").unwrap();
+        std::fs::write(zone.join("temp"), "91500\n").unwrap();
+        let meminfo = dir.path().join("meminfo");
+        std::fs::write(&meminfo, "MemTotal: 2048 kB\nMemAvailable: 1024 kB\n").unwrap();
+        let s = HostReadings::with_paths(dir.path(), &dir.path().join("thermal"), &meminfo).sample();
+        assert_eq!(s.hottest(), Some(91.5));
+        assert!(s.memory_available_bytes <= 1024 * 1024 && s.memory_total_bytes <= 2048 * 1024, "{s:?}");
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct ServerOptions {
     pub host: Option<String>,
     /// The hearth binary to run (default: the one cargo built).
     pub bin: Option<PathBuf>,
+    /// `--threads` (default 1; `None`: Hearth's automatic threads, which follow the load).
+    pub threads: Option<u32>,
 }
 
 impl ServerOptions {
@@ -95,6 +97,7 @@ impl ServerOptions {
             plain_port: None,
             host: None,
             bin: None,
+            threads: Some(1),
         }
     }
 
@@ -147,8 +150,11 @@ impl Server {
         let plain_port = options.plain_port.unwrap_or_else(free_port);
         let mut cmd = Command::new(options.bin.as_deref().unwrap_or(Path::new(BIN)));
         cmd.env("HEARTH_TLS_MODE", "off").env("HEARTH_HTTP_LISTEN", format!("127.0.0.1:{plain_port}"));
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--threads", "1"])
-            .arg("--data-dir")
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(threads) = options.threads {
+            cmd.args(["--threads", &threads.to_string()]);
+        }
+        cmd.arg("--data-dir")
             .arg(&data_dir)
             .arg("--model")
             .arg(&options.model)

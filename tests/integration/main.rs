@@ -13,6 +13,7 @@ mod chat;
 mod cli;
 mod docqa;
 mod engine;
+mod governor;
 mod import;
 mod knowledge;
 mod knowledge_limits;

@@ -31,7 +31,7 @@ pub use models::{ps, pull, show, tags, version};
 
 use super::openai::tools::{reject_unknown, Unknown};
 use super::{AppState, Caller};
-use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
+use crate::error::{ApiError, ErrorCode};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
@@ -91,8 +91,8 @@ impl ResponseError for OllamaError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if self.0.code == ErrorCode::Overloaded {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        if let Some(secs) = self.0.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if self.0.code == ErrorCode::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
