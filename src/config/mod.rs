@@ -6,6 +6,7 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod backup;
 mod mqtt;
 mod outbound;
 mod settings;
@@ -16,9 +17,9 @@ mod workflows;
 
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
-    AcmeChallenge, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
-    MqttSettings, OutboundSettings, ServerSettings, Settings, SkillSettings, StorageSettings,
-    TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
+    AcmeChallenge, BackupSettings, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings,
+    ModelSettings, MqttSettings, OutboundSettings, RetentionSettings, ServerSettings, Settings,
+    SkillSettings, StorageSettings, TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 pub use workflows::{HookSecret, HookSettings, WorkflowSettings};
@@ -124,6 +125,11 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_MQTT_DISCOVERY_PREFIX", "mqtt.discovery_prefix", Kind::Str),
     ("HEARTH_MQTT_BACKLOG", "mqtt.backlog", Kind::Int),
     ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
+    ("HEARTH_BACKUP_DIR", "backup.dir", Kind::Str),
+    ("HEARTH_BACKUP_EVERY", "backup.every", Kind::Str),
+    ("HEARTH_BACKUP_KEEP", "backup.keep", Kind::Int),
+    ("HEARTH_RETENTION_CONVERSATIONS_DAYS", "retention.conversations_days", Kind::Int),
+    ("HEARTH_RETENTION_DOCUMENTS_DAYS", "retention.documents_days", Kind::Int),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];
