@@ -28,7 +28,11 @@ enum BackupCommand {
         archive: PathBuf,
     },
     /// List the archives in the backup folder, newest first.
-    List,
+    List {
+        /// The folder [default: backup.dir, else <data_dir>/backups]
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +73,6 @@ pub struct ImportArgs {
 
 /// `hearth backup [--to DIR]`, `hearth backup verify ARCHIVE`, `hearth backup list`.
 pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let dir = args.to.unwrap_or_else(|| settings.backup_dir());
     match args.command {
         Some(BackupCommand::Verify { archive }) => {
             let manifest = crate::backup::verify(&archive)?;
@@ -83,13 +86,14 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(BackupCommand::List) => {
-            for archive in crate::backup::list(&dir)? {
+        Some(BackupCommand::List { to }) => {
+            for archive in crate::backup::list(&to.unwrap_or_else(|| settings.backup_dir()))? {
                 println!("{}  {:>12} bytes  {}", archive.file, archive.bytes, utc(archive.created_at));
             }
             Ok(ExitCode::SUCCESS)
         }
         None => {
+            let dir = args.to.unwrap_or_else(|| settings.backup_dir());
             let sources = crate::backup::Sources::from_settings(settings, config_file);
             let terminal = std::io::stderr().is_terminal();
             let mut progress = |done: u64, total: u64| {

@@ -55,6 +55,18 @@ pub async fn set_retention(
     Ok(json(&retention_body(&state, id, own)))
 }
 
+/// `POST /api/admin/retention`: runs a retention pass now (it also runs daily) and answers
+/// what it deleted, per user.
+pub async fn run_retention(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
+    let settings = state.settings.retention.clone();
+    let deleted = state.store.run(move |store| crate::backup::retention::run(store, &settings)).await?;
+    if !deleted.is_empty() {
+        state.models.forget_cached().await;
+    }
+    tracing::info!(by = %admin.0.user.name, users = deleted.len(), "retention run by hand");
+    Ok(json(&serde_json::json!({ "deleted": deleted })))
+}
+
 fn retention_body(state: &AppState, id: i64, own: Retention) -> serde_json::Value {
     serde_json::json!({ "user_id": id, "own": own, "box": state.settings.retention })
 }

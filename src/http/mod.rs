@@ -191,6 +191,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::get().to(backups::list))
                 .route(web::post().to(backups::start)),
         )
+        .service(resource("/api/admin/retention").route(web::post().to(backups::run_retention)))
         .service(
             resource("/api/admin/users/{id}/retention")
                 .route(web::get().to(backups::retention_of))
