@@ -121,6 +121,7 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
 /// `hearth restore ARCHIVE [--force]` into the data dir.
 pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let data_dir = &settings.storage.data_dir;
+    // audit: restore
     let restored = crate::backup::restore(&args.archive, data_dir, args.force)?;
     println!(
         "restored {} (schema {}, made at {}) into {}",

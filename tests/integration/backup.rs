@@ -273,8 +273,13 @@ fn a_killed_backup_leaves_the_earlier_archive_good_and_a_tampered_one_is_refused
 
 #[test]
 fn retention_deletes_old_conversations_and_their_hits_and_exports_import_once() {
-    let server =
-        Server::start(ServerOptions::new(small_model()).env("HEARTH_RETENTION_CONVERSATIONS_DAYS", "30"));
+    // Also: the scheduled backup and the daily retention run soon after the start.
+    let server = Server::start(
+        ServerOptions::new(small_model())
+            .env("HEARTH_RETENTION_CONVERSATIONS_DAYS", "30")
+            .env("HEARTH_BACKUP_EVERY", "1d")
+            .env("HEARTH_BACKUP_KEEP", "2"),
+    );
     let root = admin_token(&server.data_dir);
     let alice = server.user("alice");
     let bob = server.user("bob");
@@ -336,10 +341,30 @@ fn retention_deletes_old_conversations_and_their_hits_and_exports_import_once() 
     let (_, carols) = server.call("GET", "/api/conversations", Some(&carol), None);
     assert_eq!(carols["conversations"].as_array().unwrap().len(), 2);
 
-    // Alice's first conversation and bob's are 40 days old; bob keeps his forever.
-    assert!(!search(&server, &alice, "quokka").is_empty());
+    // The maintenance thread made the scheduled backup and ran retention once, soon after the
+    // start (nothing was old then); when is kept in SQLite.
     let conn = rusqlite::Connection::open(server.data_dir.join("hearth.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let ran = |task: &str| -> bool {
+        conn.query_row("SELECT COUNT(*) FROM maintenance_runs WHERE task = ?1", [task], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+            == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ran("retention") {
+        assert!(Instant::now() < deadline, "no maintenance pass: {}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ran("backup"));
+    let (status, listed) = server.call("GET", "/api/admin/backups", Some(&root), None);
+    assert_eq!(status, 200);
+    assert_eq!(listed["archives"].as_array().unwrap().len(), 1, "the scheduled backup: {listed}");
+    assert_eq!(listed["last"]["trigger"], "schedule", "{listed}");
+
+    // Alice's first conversation and bob's are 40 days old; bob keeps his forever.
+    assert!(!search(&server, &alice, "quokka").is_empty());
     let past = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
         - 40 * 86_400;
     conn.execute(
