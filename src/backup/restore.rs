@@ -214,4 +214,32 @@ mod tests {
         let cut = write(&plain[..plain.len() / 2], "cut.tar.gz");
         assert!(verify(&cut).is_err());
     }
+
+    #[test]
+    fn an_archive_from_a_newer_schema_is_refused_before_anything_is_written() {
+        let data = data_dir_with_a_user();
+        let db = std::fs::read(data.path().join("hearth.db")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newer.tar.gz");
+        let gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
+        let mut writer = tar::Writer::new(gz);
+        let sha256 = writer.append("hearth.db", 0o600, 0, db.len() as u64, &mut db.as_slice()).unwrap();
+        let manifest = Manifest {
+            format: FORMAT,
+            hearth_version: "9.9.9".into(),
+            schema_version: crate::store::schema_version() + 1,
+            created_at: 0,
+            encrypted: false,
+            members: vec![super::super::Member { path: "hearth.db".into(), size: db.len() as u64, sha256 }],
+        };
+        let text = serde_json::to_vec(&manifest).unwrap();
+        writer.append(MANIFEST, 0o644, 0, text.len() as u64, &mut text.as_slice()).unwrap();
+        writer.finish().unwrap().finish().unwrap();
+        verify(&path).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let err = restore(&path, target.path(), false).unwrap_err();
+        assert!(matches!(err, BackupError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("upgrade hearth"), "{err}");
+        assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+    }
 }
