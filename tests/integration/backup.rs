@@ -221,7 +221,7 @@ fn a_killed_backup_leaves_the_earlier_archive_good_and_a_tampered_one_is_refused
     assert_eq!(status, 0, "{err}");
     let first = PathBuf::from(out.trim());
 
-    // kill -9 as soon as the backup's temporary files appear.
+    // kill -9 while the archive is being written (its temporary file is there).
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["backup", "--to", to, "--data-dir"])
         .arg(data.path())
@@ -231,7 +231,7 @@ fn a_killed_backup_leaves_the_earlier_archive_good_and_a_tampered_one_is_refused
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !archives(backups.path()).iter().any(|n| n.starts_with('.')) {
+    while !archives(backups.path()).iter().any(|n| n.ends_with(".tar.gz.tmp")) {
         assert!(Instant::now() < deadline, "no temporary file appeared");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -239,6 +239,7 @@ fn a_killed_backup_leaves_the_earlier_archive_good_and_a_tampered_one_is_refused
     let status = child.wait().unwrap();
     assert!(!status.success(), "the backup was killed before it ended");
     let names = archives(backups.path());
+    assert!(names.iter().any(|n| n.starts_with(".hearth-backup-") && n.ends_with(".tmp")), "{names:?}");
     assert_eq!(complete(&names), [&first.file_name().unwrap().to_string_lossy().into_owned()], "{names:?}");
     let (status, out, err) = cli(data.path(), &["backup", "verify", first.to_str().unwrap()]);
     assert_eq!(status, 0, "{out}{err}");
