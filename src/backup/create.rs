@@ -6,6 +6,7 @@ use super::BackupError;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// What a backup copies, from the settings in effect.
@@ -38,7 +39,16 @@ pub fn create(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ArchiveInfo, BackupError> {
-    std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir.display(), e))?;
+    let db = sources.data_dir.join("hearth.db");
+    if !db.is_file() {
+        return Err(BackupError::Io(format!("no database at {}: is this the data dir?", db.display())));
+    }
+    // A new folder is the owner's only; an existing one is left as it is.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| BackupError::io(dir.display(), e))?;
     clean_stale(dir);
     let now = chrono::Utc::now();
     let stamp = now.format("%Y%m%dT%H%M%SZ").to_string();
@@ -54,7 +64,7 @@ pub fn create(
     let tmp = dir.join(format!(".{PREFIX}{stamp}-{pid}{SUFFIX}.tmp"));
     let result = (|| {
         crate::private_files::private_dir(&staging).map_err(|e| BackupError::io(staging.display(), e))?;
-        let schema_version = snapshot(&sources.data_dir.join("hearth.db"), &staging.join("hearth.db"))?;
+        let schema_version = snapshot(&db, &staging.join("hearth.db"))?;
         let models = staging.join("models.json");
         std::fs::write(&models, models_json(sources)).map_err(|e| BackupError::io(models.display(), e))?;
         let members = gather(sources, &staging)?;
@@ -79,9 +89,6 @@ pub fn create(
 /// A consistent copy of the live database (its WAL included) into `to`; returns its
 /// schema version.
 fn snapshot(db: &Path, to: &Path) -> Result<i64, BackupError> {
-    if !db.is_file() {
-        return Err(BackupError::Io(format!("no database at {}: is this the data dir?", db.display())));
-    }
     let conn =
         Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(crate::store::StoreError::from)?;
