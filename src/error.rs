@@ -52,6 +52,8 @@ error_codes! {
     CsrfRejected          => 403, "csrf_rejected",           "permission_error";
     AlreadyOnboarded      => 409, "already_onboarded",       "invalid_request_error";
     PullInProgress        => 409, "pull_in_progress",        "invalid_request_error";
+    BackupInProgress      => 409, "backup_in_progress",      "invalid_request_error";
+    InvalidImport         => 400, "invalid_import",          "invalid_request_error";
     TooManyAttempts       => 429, "too_many_attempts",       "rate_limit_error";
     UnknownHost           => 421, "unknown_host",            "invalid_request_error";
     NotFound              => 404, "not_found",               "invalid_request_error";
@@ -85,6 +87,7 @@ error_codes! {
     StorageError          => 500, "storage_error",           "server_error";
     SearchError           => 500, "search_error",            "server_error";
     EngineError           => 500, "engine_error",            "server_error";
+    BackupFailed          => 500, "backup_failed",           "server_error";
     Internal              => 500, "internal_error",          "server_error";
 }
 
@@ -305,6 +308,28 @@ impl From<crate::notes::NoteError> for ApiError {
             }
             E::Store(e) => e.into(),
             E::Search(why) => ApiError::new(ErrorCode::SearchError, why),
+        }
+    }
+}
+
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        use crate::backup::BackupError as E;
+        match e {
+            E::Busy => ApiError::new(ErrorCode::BackupInProgress, e.to_string()),
+            E::Store(e) => e.into(),
+            other => ApiError::new(ErrorCode::BackupFailed, other.to_string()),
+        }
+    }
+}
+
+impl From<crate::backup::export::TransferError> for ApiError {
+    fn from(e: crate::backup::export::TransferError) -> Self {
+        use crate::backup::export::TransferError as E;
+        match e {
+            E::TooLarge => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            E::Invalid(why) => ApiError::new(ErrorCode::InvalidImport, why),
+            E::Store(e) => e.into(),
         }
     }
 }

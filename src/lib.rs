@@ -9,6 +9,7 @@
 pub mod assistant;
 pub mod audio;
 pub mod auth;
+pub mod backup;
 pub mod channels;
 pub mod cli;
 pub mod config;

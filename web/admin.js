@@ -1,5 +1,5 @@
 // The admin page (the "Account" page for plain users): health, live system figures,
-// models, users, API tokens and one's own password.
+// models, users, backups, API tokens, one's conversations as a file and one's own password.
 
 import { api } from './api.js';
 import { h, set, add, ago, bytes, field } from './dom.js';
@@ -213,6 +213,45 @@ export function adminPage(ctx) {
     } catch (err) { ctx.showError(err); }
   });
 
+  // ---- backups (admin) ----
+  const backups = h('div', {});
+  let backupTimer = null;
+  async function loadBackups() {
+    clearTimeout(backupTimer);
+    try {
+      const res = await api('GET', '/api/admin/backups');
+      const last = res.last && (res.last.error ? `Last backup failed: ${res.last.error}` : `Last: ${res.last.file}`);
+      set(backups,
+        table(['Archive', 'Size', 'Made'], res.archives.map((a) => row(h('code', { text: a.file }), bytes(a.bytes), ago(a.created_at)))),
+        h('p', { class: 'muted', role: 'status', text: res.running ? 'Backing up…' : (last || '') }),
+        h('p', { class: 'muted', text: `In ${res.dir} on the box, the ${res.keep} newest kept. Model files are not in backups.` }),
+        !res.running && h('button', { type: 'button', class: 'primary', text: 'Back up now', onclick: backupNow }));
+      if (shown && res.running) backupTimer = setTimeout(loadBackups, 1000);
+    } catch (e) { ctx.showError(e); }
+  }
+  async function backupNow() {
+    try { await api('POST', '/api/admin/backups'); } catch (e) { ctx.showError(e); }
+    loadBackups();
+  }
+
+  // ---- own conversations as a file ----
+  const importDone = h('p', { class: 'muted', role: 'status' });
+  const importFile = h('input', { type: 'file', accept: 'application/json,.json', 'aria-label': 'Import conversations' });
+  importFile.addEventListener('change', async () => {
+    const file = importFile.files[0];
+    if (!file) return;
+    try {
+      const done = await api('POST', '/api/conversations/import', JSON.parse(await file.text()));
+      importDone.textContent = `Imported ${done.conversations} conversations; ${done.skipped} were here already.`;
+    } catch (e) { ctx.showError(e); }
+    importFile.value = '';
+  });
+  const exports = h('div', {},
+    h('p', {}, 'Download: ',
+      h('a', { href: '/api/conversations/export?format=json', download: '', text: 'JSON' }), ' (complete, can be imported) · ',
+      h('a', { href: '/api/conversations/export?format=markdown', download: '', text: 'Markdown' })),
+    h('div', { class: 'field' }, h('span', { text: 'Import a JSON export: ' }), importFile), importDone);
+
   // ---- own password ----
   const [curField, cur] = field('Current password', { type: 'password', required: true, autocomplete: 'current-password' });
   const [nextField, next] = field('New password', { type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
@@ -235,12 +274,14 @@ export function adminPage(ctx) {
     admin && section('Users', users, skillsBox, userForm),
     section('API tokens', admin && h('div', { class: 'field check' }, allBox, h('label', { for: 'all-tokens', text: 'Show every user\'s tokens' })),
       tokens, tokenForm, secret),
+    admin && section('Backups', backups),
+    section('Your conversations', exports),
     section('Password', passForm));
 
   refresh();
   loadModels();
   loadTokens();
-  if (admin) loadUsers();
+  if (admin) { loadUsers(); loadBackups(); }
   timer = setInterval(() => { if (!document.hidden) refresh(); }, 3000);
-  return { el, destroy: () => { shown = false; clearInterval(timer); clearTimeout(modelTimer); } };
+  return { el, destroy: () => { shown = false; clearInterval(timer); clearTimeout(modelTimer); clearTimeout(backupTimer); } };
 }

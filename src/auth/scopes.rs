@@ -189,6 +189,10 @@ mod tests {
         assert_eq!(Scope::required_for("/api/tokens/3"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/metrics"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/admin/models/pull"), Some(Scope::Admin));
+        assert_eq!(Scope::required_for("/api/admin/backups"), Some(Scope::Admin));
+        assert_eq!(Scope::required_for("/api/admin/retention"), Some(Scope::Admin));
+        assert_eq!(Scope::required_for("/api/conversations/export"), Some(Scope::Chat));
+        assert_eq!(Scope::required_for("/api/conversations/import"), Some(Scope::Chat));
         assert_eq!(Scope::required_for("/api/me/password"), Some(Scope::Admin));
         assert_eq!(Scope::required_for("/api/me"), None);
         assert_eq!(Scope::required_for("/api/chatty"), None, "a prefix match is by path segment");

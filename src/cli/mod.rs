@@ -2,6 +2,7 @@
 //! configuration, and each subcommand runs from its own module.
 
 mod admin;
+mod backup;
 mod chat;
 mod doctor;
 mod health;
@@ -91,6 +92,17 @@ enum Command {
     /// Workflows (YAML files in workflows.dir): list, check, run one now, read its runs.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCommand),
+    /// Back up the database (with the documents), keys, config and workflows into one
+    /// archive while the service runs; `backup verify ARCHIVE` checks one, `backup list`
+    /// lists them. Model files are not included.
+    Backup(backup::BackupArgs),
+    /// Restore an archive into a fresh data dir (--data-dir): verified first, refused from
+    /// a newer hearth or into a non-empty folder without --force.
+    Restore(backup::RestoreArgs),
+    /// Write a user's conversations as JSON (for `hearth import`) or Markdown.
+    Export(backup::ExportArgs),
+    /// Add the conversations of a JSON export to a user's; importing twice adds nothing.
+    Import(backup::ImportArgs),
     /// Ask the running service whether it is alive (--ready: ready), for HEALTHCHECKs.
     Health(health::HealthArgs),
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
@@ -238,6 +250,10 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Doctor => Ok(doctor::run(&loaded.settings)),
         Command::Workflows(cmd) => workflows::run(cmd, loaded.settings),
         Command::Health(args) => Ok(health::run(args, &loaded.settings)),
+        Command::Backup(args) => backup::backup(args, &loaded.settings, loaded.file.as_deref()),
+        Command::Restore(args) => backup::restore(args, &loaded.settings),
+        Command::Export(args) => backup::export(args, &loaded.settings),
+        Command::Import(args) => backup::import(args, &loaded.settings),
         Command::Speak(args) => speech::speak(args, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Extract(args) => Ok(crate::knowledge::isolated::child_main(&args.kind, args.memory_bytes)),
         Command::PrintConfig => {

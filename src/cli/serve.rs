@@ -151,6 +151,22 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)?;
+    let backups = crate::backup::Backups::new(&settings, loaded.file.as_deref());
+    let every = match settings.backup.every.as_str() {
+        "" => None,
+        every => Some(crate::backup::parse_every(every).map_err(anyhow::Error::msg)?),
+    };
+    let registry = models.clone();
+    crate::backup::Maintenance::start(
+        store.clone(),
+        backups.clone(),
+        every,
+        settings.retention.clone(),
+        Box::new(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(registry.forget_cached()),
+            Err(e) => tracing::warn!(error = %e, "cannot drop the KV caches after retention"),
+        }),
+    );
     let (reminders_told, store_told) = (reminders.clone(), store.clone());
     let engines = models.clone();
     let advertisement = crate::tls::mdns::advertise(&settings);
@@ -173,6 +189,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         pulls,
         workflows: workflows.clone(),
         hooks,
+        backups,
     };
     actix_web::rt::System::new()
         .block_on(async move {

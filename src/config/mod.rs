@@ -6,6 +6,7 @@
 //! is reported against the layer that introduced it: the file and key, the variable,
 //! or the flag.
 
+mod backup;
 mod governor;
 mod limits;
 mod mqtt;
@@ -20,9 +21,10 @@ pub use limits::LimitSettings;
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::cores;
 pub use settings::{
-    AcmeChallenge, Broker, GovernorSettings, HomeAssistantSettings, KnowledgeSettings, LogFormat,
-    LogSettings, ModelSettings, MqttSettings, OutboundSettings, ServerSettings, Settings, SkillSettings,
-    StorageSettings, TelegramSettings, TlsMode, TlsSettings, VoiceSettings, WebhookSettings,
+    AcmeChallenge, BackupSettings, Broker, GovernorSettings, HomeAssistantSettings, KnowledgeSettings,
+    LogFormat, LogSettings, ModelSettings, MqttSettings, OutboundSettings, RetentionSettings, ServerSettings,
+    Settings, SkillSettings, StorageSettings, TelegramSettings, TlsMode, TlsSettings, VoiceSettings,
+    WebhookSettings,
 };
 pub use voice::{system_language, valid_languages};
 pub use workflows::{HookSecret, HookSettings, WorkflowSettings};
@@ -138,6 +140,11 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_GOVERNOR_SAMPLE_INTERVAL_MS", "governor.sample_interval_ms", Kind::Int),
     ("HEARTH_GOVERNOR_THERMAL_DIR", "governor.thermal_dir", Kind::Str),
     ("HEARTH_GOVERNOR_MEMINFO_PATH", "governor.meminfo_path", Kind::Str),
+    ("HEARTH_BACKUP_DIR", "backup.dir", Kind::Str),
+    ("HEARTH_BACKUP_EVERY", "backup.every", Kind::Str),
+    ("HEARTH_BACKUP_KEEP", "backup.keep", Kind::Int),
+    ("HEARTH_RETENTION_CONVERSATIONS_DAYS", "retention.conversations_days", Kind::Int),
+    ("HEARTH_RETENTION_DOCUMENTS_DAYS", "retention.documents_days", Kind::Int),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
 ];

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use super::backup::{BackupSettings, RetentionSettings};
 pub use super::governor::GovernorSettings;
 pub use super::limits::LimitSettings;
 pub use super::mqtt::{Broker, MqttSettings};
@@ -32,6 +33,8 @@ pub struct Settings {
     pub workflows: WorkflowSettings,
     pub limits: LimitSettings,
     pub governor: GovernorSettings,
+    pub backup: BackupSettings,
+    pub retention: RetentionSettings,
     /// Inbound webhooks (`[[hooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookSettings>,
@@ -392,6 +395,7 @@ impl Settings {
         crate::skills::check_webhooks(self)?;
         self.voice.validate()?;
         self.workflows.validate()?;
+        self.backup.validate()?;
         super::workflows::validate_hooks(&self.hooks, &self.outbound)?;
         self.telegram.validate()?;
         self.mqtt.validate()?;
@@ -443,6 +447,14 @@ impl Settings {
     /// Where uploads are written while they arrive, before they go into the database.
     pub fn uploads_dir(&self) -> PathBuf {
         self.storage.data_dir.join("uploads")
+    }
+
+    /// Where backups go: `backup.dir`, else `<data_dir>/backups`.
+    pub fn backup_dir(&self) -> PathBuf {
+        match self.backup.dir.as_os_str().is_empty() {
+            true => self.storage.data_dir.join("backups"),
+            false => self.backup.dir.clone(),
+        }
     }
 
     /// The folder of workflow files: `workflows.dir`, else `<data_dir>/workflows`.

@@ -8,6 +8,7 @@ mod admin_models;
 mod admin_skills;
 mod audio;
 mod auth;
+mod backups;
 mod chat;
 mod conversations;
 mod documents;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub workflows: crate::workflows::Workflows,
     /// Inbound webhooks (`[[hooks]]`), checked by signature.
     pub hooks: crate::channels::hooks::Hooks,
+    /// Backups made by the service (the admin API, the schedule).
+    pub backups: crate::backup::Backups,
 }
 
 /// Registers every route, extractor limit and error handler on an app.
@@ -98,6 +101,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         // Hearth's chat and Ollama's (`messages`): `ollama::api_chat` tells them apart.
         .service(resource("/api/chat").route(web::post().to(ollama::api_chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
+        .service(resource("/api/conversations/export").route(web::get().to(backups::export)))
+        .service(resource("/api/conversations/import").route(web::post().to(backups::import)))
         .service(
             resource("/api/reminders")
                 .route(web::get().to(reminders::list))
@@ -181,6 +186,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/skills").route(web::get().to(admin_skills::own)))
         .service(resource("/api/admin/models/pull").route(web::post().to(admin_models::pull)))
+        .service(
+            resource("/api/admin/backups")
+                .route(web::get().to(backups::list))
+                .route(web::post().to(backups::start)),
+        )
+        .service(resource("/api/admin/retention").route(web::post().to(backups::run_retention)))
+        .service(
+            resource("/api/admin/users/{id}/retention")
+                .route(web::get().to(backups::retention_of))
+                .route(web::put().to(backups::set_retention)),
+        )
         .service(resource("/v1/models").route(web::get().to(openai::models)))
         .service(resource("/v1/chat/completions").route(web::post().to(openai::chat_completions)))
         .service(resource("/v1/completions").route(web::post().to(openai::completions)))

@@ -249,7 +249,31 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
         PRIMARY KEY (user_id, skill)
     ) WITHOUT ROWID;",
+    // 13: retention per user (store::retention; NULL: the box's `[retention]`, 0: keep
+    // forever), conversations imported from an export (store::transfer: importing the same
+    // export again adds nothing), and when the maintenance tasks last ran (backup, retention).
+    "CREATE TABLE user_retention (
+        user_id            INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        conversations_days INTEGER CHECK (conversations_days >= 0),
+        documents_days     INTEGER CHECK (documents_days >= 0),
+        updated_at         INTEGER NOT NULL
+    );
+    CREATE TABLE conversation_imports (
+        user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        source_id       TEXT NOT NULL,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, source_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE maintenance_runs (
+        task        TEXT PRIMARY KEY,
+        last_run_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// The schema version this hearth brings its databases to.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 /// Brings the schema up to date in one transaction per migration.
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -297,6 +297,13 @@ test('admin page: health, live figures, users and API tokens', async () => {
   const me = await fetch(`${server.url}/api/me`, { headers: { Authorization: `Bearer ${secret}` } });
   assert.equal(me.status, 200, 'a token made in the UI works for API clients');
   assert.equal((await me.json()).auth, 'token');
+  // A backup made from the page lands in the list; one's conversations download as a file.
+  const backups = page.getByRole('region', { name: 'Backups' });
+  await backups.getByRole('button', { name: 'Back up now' }).click();
+  await backups.getByRole('cell', { name: /^hearth-backup-\d{8}T\d{6}Z(-\d+)?\.tar\.gz$/ }).waitFor();
+  await backups.getByRole('button', { name: 'Back up now' }).waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Markdown' }).click()]);
+  assert.match(download.suggestedFilename(), /^hearth-conversations-.+\.md$/);
   await page.screenshot({ path: path.join(SHOTS, 'admin-desktop.png'), fullPage: true, animations: 'disabled' });
   await page.setViewportSize({ width: 360, height: 740 });
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 360, 'admin page fits a phone');

@@ -7,6 +7,7 @@ mod common;
 // The modules below live beside this file in tests/integration/.
 mod acme;
 mod auth;
+mod backup;
 mod bad_input;
 mod bad_models;
 mod chat;

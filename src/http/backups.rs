@@ -1,0 +1,123 @@
+//! Backups, retention and a user's conversations as a file, over HTTP: `GET` and
+//! `POST /api/admin/backups`, `GET`/`PUT /api/admin/users/{id}/retention`,
+//! `GET /api/conversations/export` and `POST /api/conversations/import`. The work is
+//! `backup/`'s.
+
+use super::auth::Admin;
+use super::{json, AppState, Caller};
+use crate::backup::export::{self, Format, TransferError, MAX_IMPORT_BYTES};
+use crate::error::ApiError;
+use crate::store::Retention;
+use actix_web::{web, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+/// `GET /api/admin/backups`: the archives (newest first), the one under way, the last result.
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let backups = state.backups.clone();
+    let status =
+        web::block(move || backups.status()).await.map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(json(&status))
+}
+
+/// `POST /api/admin/backups`: starts one; 202 at once (`GET` says when it is done), 409
+/// `backup_in_progress` while another runs.
+pub async fn start(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
+    let running = state.backups.start("api")?;
+    tracing::info!(by = %admin.0.user.name, "backup started");
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "running": running })))
+}
+
+/// `GET /api/admin/users/{id}/retention`: the user's own days (`null`: the box's) and the box's.
+pub async fn retention_of(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let own = state.store.run(move |store| store.user_retention(id)).await?;
+    Ok(json(&retention_body(&state, id, own)))
+}
+
+/// `PUT /api/admin/users/{id}/retention` `{"conversations_days": 30, "documents_days": null}`:
+/// days after which the user's conversations (not continued) and documents (added) are
+/// deleted by the daily retention; 0 keeps them, `null` follows `[retention]`.
+pub async fn set_retention(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    body: web::Json<Retention>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, own) = (id.into_inner(), body.into_inner());
+    state.store.run(move |store| store.set_user_retention(id, own)).await?;
+    // audit: retention_set
+    tracing::info!(by = %admin.0.user.name, user_id = id, ?own, "retention set for a user");
+    Ok(json(&retention_body(&state, id, own)))
+}
+
+/// `POST /api/admin/retention`: runs a retention pass now (it also runs daily) and answers
+/// what it deleted, per user.
+pub async fn run_retention(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
+    let settings = state.settings.retention.clone();
+    let deleted = state.store.run(move |store| crate::backup::retention::run(store, &settings)).await?;
+    if !deleted.is_empty() {
+        state.models.forget_cached().await;
+    }
+    tracing::info!(by = %admin.0.user.name, users = deleted.len(), "retention run by hand");
+    Ok(json(&serde_json::json!({ "deleted": deleted })))
+}
+
+fn retention_body(state: &AppState, id: i64, own: Retention) -> serde_json::Value {
+    serde_json::json!({ "user_id": id, "own": own, "box": state.settings.retention })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/conversations/export?format=json|markdown`: the caller's conversations as a file.
+pub async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let name = query.format.as_deref().unwrap_or("json");
+    let format = Format::parse(name)
+        .ok_or_else(|| ApiError::invalid(format!("format must be json or markdown, not '{name}'")))?;
+    let (user_id, user) = (caller.user.id, caller.user.name.clone());
+    let store = state.store.clone();
+    let bytes = web::block(move || export::export(&store, user_id, &user, format))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let file = format!("hearth-conversations-{}.{}", caller.user.name, format.extension());
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{file}\"")))
+        .body(bytes))
+}
+
+/// `POST /api/conversations/import` with a JSON export: its conversations join the caller's;
+/// the same file again adds nothing. Over 32 MiB: 413 `payload_too_large`; not an export:
+/// 400 `invalid_import`.
+pub async fn import(
+    state: web::Data<AppState>,
+    caller: Caller,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_IMPORT_BYTES {
+            return Err(TransferError::TooLarge.into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let (user_id, store) = (caller.user.id, state.store.clone());
+    let done = web::block(move || export::import(&store, user_id, &body))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(json(&done))
+}
