@@ -12,6 +12,7 @@ pub mod auth;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod http;

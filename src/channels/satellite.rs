@@ -6,7 +6,7 @@
 //!
 //! Told here: the timers and reminders `voice.wyoming_user` set from a satellite, and what
 //! that user's workflows tell the satellite (`notify` with `to: satellite`, or to every
-//! channel). A reminder announced is recorded as told; one whose announcement failed (Home
+//! channel), and announcements (the MQTT `announce` command). A reminder announced is recorded as told; one whose announcement failed (Home
 //! Assistant down, a refused token) stays untold, so the web UI shows it when it next
 //! connects; it was written into its conversation when it rang either way.
 
@@ -59,7 +59,7 @@ impl Announcer {
     }
 
     async fn tell(&self, reminders: &Reminders, notice: &Notice) {
-        if notice.user_id != self.user_id || !notice.is_for(Target::Satellite) {
+        if !notice.concerns(self.user_id) || !notice.is_for(Target::Satellite) {
             return;
         }
         let reminder = notice.rung().map(|r| r.id);

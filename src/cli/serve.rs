@@ -130,6 +130,15 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
             .map_err(anyhow::Error::msg)?;
     let started = Instant::now();
+    // What MQTT commands act on; a config reload applies what it can through `live`.
+    let source = crate::control::ConfigSource { file: loaded.file.clone(), flags: loaded.flags.clone() };
+    let control = crate::control::Control {
+        notices: reminders.notices().clone(),
+        models: models.clone(),
+        store: store.clone(),
+        workflows: workflows.clone(),
+        settings: crate::control::LiveSettings::new(settings.clone(), source),
+    };
     let mqtt = crate::mqtt::Mqtt::start(
         &settings.mqtt,
         &settings.tls_dir(),
@@ -139,6 +148,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             models: models.clone(),
             started,
         },
+        Some(control),
     )
     .map_err(anyhow::Error::msg)?;
     let (reminders_told, store_told) = (reminders.clone(), store.clone());

@@ -14,6 +14,7 @@ mod tls;
 mod voice;
 mod workflows;
 
+pub use mqtt::COMMANDS as MQTT_COMMANDS;
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::{
     AcmeChallenge, Broker, HomeAssistantSettings, KnowledgeSettings, LogFormat, LogSettings, ModelSettings,
@@ -123,6 +124,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_MQTT_BASE_TOPIC", "mqtt.base_topic", Kind::Str),
     ("HEARTH_MQTT_DISCOVERY_PREFIX", "mqtt.discovery_prefix", Kind::Str),
     ("HEARTH_MQTT_BACKLOG", "mqtt.backlog", Kind::Int),
+    ("HEARTH_MQTT_COMMANDS", "mqtt.commands", Kind::List),
     ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
     ("HEARTH_LOG_FORMAT", "log.format", Kind::Str),
     ("HEARTH_LOG_LEVEL", "log.level", Kind::Str),
@@ -163,6 +165,8 @@ pub struct Loaded {
     pub env_vars: Vec<String>,
     /// `HEARTH_*` variables that match no setting (likely typos).
     pub unknown_env_vars: Vec<String>,
+    /// The flags that were applied, to apply again when the file is re-read.
+    pub flags: Vec<FlagOverride>,
 }
 
 /// Loads settings from the config file (explicit, or [`SYSTEM_CONFIG`] if present),
@@ -224,7 +228,7 @@ fn load_from(
     let settings: Settings =
         Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
     settings.validate().map_err(ConfigError::Invalid)?;
-    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env })
+    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env, flags: flags.to_vec() })
 }
 
 /// Deserializes the table so far, reporting unknown keys and wrong types.

@@ -17,6 +17,10 @@ pub struct Topics {
     pub discovery: Option<String>,
     /// Home Assistant's birth and last will (`online`/`offline`).
     pub ha_status: Option<String>,
+    /// Commands arrive on `<commands>/<name>` (subscribed as `<commands>/+`).
+    pub commands: String,
+    /// Each command's outcome (not retained).
+    pub result: String,
 }
 
 pub const ONLINE: &str = "online";
@@ -32,6 +36,8 @@ impl Topics {
             availability: format!("{base}/availability"),
             discovery: prefix.map(|p| format!("{p}/device/{id}/config")),
             ha_status: prefix.map(|p| format!("{p}/status")),
+            commands: format!("{base}/command"),
+            result: format!("{base}/result"),
             device_id: id,
         }
     }
@@ -227,6 +233,10 @@ mod tests {
         assert_eq!(t.availability, "hearth/Kitchen-1/availability");
         assert_eq!(t.discovery.as_deref(), Some("homeassistant/device/Kitchen-1/config"));
         assert_eq!(t.ha_status.as_deref(), Some("homeassistant/status"));
+        assert_eq!(
+            (t.commands.as_str(), t.result.as_str()),
+            ("hearth/Kitchen-1/command", "hearth/Kitchen-1/result")
+        );
         let quiet = Topics::new(&MqttSettings { discovery_prefix: String::new(), ..settings("x") });
         assert_eq!((quiet.discovery, quiet.ha_status), (None, None));
     }
