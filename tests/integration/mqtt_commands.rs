@@ -1,0 +1,158 @@
+//! MQTT commands (issue 24) through a real mosquitto with a password file: a command not
+//! in `[mqtt] commands` is refused with a result and has no effect; malformed payloads get
+//! `bad_payload` and the box keeps answering; `load_model` and `unload_model` change what
+//! `/api/health` reports; `reload_config` rejects a broken file (nothing changes) and then
+//! applies an allowlist change, after which `announce` reaches the web UI's
+//! `/api/events`.
+
+use crate::common::{small_model, Server, ServerOptions};
+use crate::mqtt::{chat, Broker, Subscriber, PASSWORD};
+use crate::reminders::Events;
+use serde_json::{json, Value};
+
+const RESULT: &str = "hearth/testbox/result";
+
+fn command(broker: &Broker, name: &str, payload: &str) {
+    broker.publish(&format!("hearth/testbox/command/{name}"), payload);
+}
+
+/// The result whose `id` is `id`, waiting for it.
+fn result(sub: &Subscriber, server: &Server, id: Value) -> Value {
+    let what = format!("the result of command {id}");
+    let got = sub.wait(server, RESULT, &what, |m| m.iter().any(|m| m.json()["id"] == id));
+    got.into_iter().map(|m| m.json()).find(|r| r["id"] == id).unwrap()
+}
+
+fn error_code(result: &Value) -> &str {
+    assert_eq!(result["status"], "error", "{result}");
+    result["error"]["code"].as_str().unwrap()
+}
+
+fn loaded_models(server: &Server) -> Vec<(String, String)> {
+    let health = server.health().unwrap();
+    health["components"]["models"]
+        .as_array()
+        .or_else(|| health["models"].as_array())
+        .unwrap_or_else(|| panic!("no models in /api/health: {health}"))
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap().to_string(), m["state"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn config(allowed: &[&str], extra: &str) -> String {
+    let list: Vec<String> = allowed.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("[mqtt]\ncommands = [{}]\n{extra}", list.join(", "))
+}
+
+#[test]
+fn commands_are_allowlisted_answered_and_act_on_the_box() {
+    let broker = Broker::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hearth.toml");
+    std::fs::write(&file, config(&["reload_config", "load_model", "unload_model"], "")).unwrap();
+    let options = broker.hearth(ServerOptions::new(small_model()), 1);
+    let server = Server::start(options.env("HEARTH_CONFIG", &file.display().to_string()));
+    let token = server.user("alice");
+    let sub = Subscriber::start(&broker);
+    sub.wait(&server, "hearth/testbox/state", "a state message", |m| !m.is_empty());
+    let (mut events, _) = Events::open(&server, &token);
+
+    // Not in the allowlist: refused, with the id, and nothing is said.
+    command(&broker, "announce", r#"{"id": 1, "text": "NOT-TO-BE-SAID"}"#);
+    let refused = result(&sub, &server, json!(1));
+    assert_eq!(error_code(&refused), "command_not_allowed", "{refused}");
+    assert_eq!(refused["command"], "announce");
+    command(&broker, "reboot", r#"{"id": 2}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(2))), "unknown_command");
+
+    // Malformed payloads: bad_payload, and the box keeps answering.
+    command(&broker, "load_model", "{not json");
+    let bad = sub.wait(&server, RESULT, "a bad_payload result", |m| {
+        m.iter().any(|m| m.json()["error"]["code"] == "bad_payload")
+    });
+    assert!(bad.iter().any(|m| m.json()["id"].is_null()), "{bad:?}");
+    command(&broker, "load_model", r#"{"id": 3, "model": 42}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(3))), "bad_payload");
+    command(&broker, "load_model", r#"{"id": "x4", "name": "spare"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!("x4"))), "bad_payload");
+    chat(&server, &token);
+
+    // Load and unload a second model; the configured one stays.
+    command(&broker, "load_model", r#"{"id": 5, "model": "no-such-model"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(5))), "unknown_model");
+    let models = server.data_dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(small_model(), models.join("spare.gguf")).unwrap();
+    assert!(!loaded_models(&server).iter().any(|(id, _)| id == "spare"));
+    command(&broker, "load_model", r#"{"id": 6, "model": "spare"}"#);
+    let loaded = result(&sub, &server, json!(6));
+    assert_eq!(loaded["status"], "ok", "{loaded}");
+    assert_eq!(
+        (loaded["result"]["loaded"].as_bool(), loaded["result"]["already"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        loaded_models(&server).contains(&("spare".into(), "ready".into())),
+        "{:?}",
+        loaded_models(&server)
+    );
+    command(&broker, "unload_model", r#"{"id": 7, "model": "spare"}"#);
+    let unloaded = result(&sub, &server, json!(7));
+    assert_eq!(
+        (unloaded["status"].as_str(), unloaded["result"]["unloaded"].as_bool()),
+        (Some("ok"), Some(true))
+    );
+    assert!(!loaded_models(&server).iter().any(|(id, _)| id == "spare"), "{:?}", loaded_models(&server));
+    command(&broker, "unload_model", r#"{"id": 8, "model": "default"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(8))), "bad_payload");
+    assert_eq!(loaded_models(&server)[0].1, "ready");
+
+    // A broken file changes nothing, and the error does not quote the file's lines.
+    std::fs::write(&file, "[mqtt]\ncommands = [\"announce\"\npassword = \"FILE-SECRET\"\n").unwrap();
+    command(&broker, "reload_config", r#"{"id": 9}"#);
+    let broken = result(&sub, &server, json!(9));
+    assert_eq!(error_code(&broken), "invalid_config", "{broken}");
+    assert!(!broken.to_string().contains("FILE-SECRET"), "{broken}");
+    std::fs::write(&file, config(&["reload_config"], "[mqtt.unknown]\n")).unwrap();
+    command(&broker, "reload_config", r#"{"id": 10}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(10))), "invalid_config");
+    command(&broker, "announce", r#"{"id": 11, "text": "STILL-NOT-SAID"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(11))), "command_not_allowed");
+
+    // A good file: the allowlist applies at once; a key that needs a restart is named.
+    let good = config(&["reload_config", "announce"], "[workflows]\nrun_timeout_secs = 77\n");
+    std::fs::write(&file, good).unwrap();
+    command(&broker, "reload_config", r#"{"id": 12}"#);
+    let reloaded = result(&sub, &server, json!(12));
+    assert_eq!(reloaded["status"], "ok", "{reloaded}");
+    assert_eq!(reloaded["result"]["applied"], json!(["mqtt.commands"]), "{reloaded}");
+    assert_eq!(reloaded["result"]["restart_required"], json!(["workflows.run_timeout_secs"]), "{reloaded}");
+    assert!(reloaded["result"]["workflows"]["workflows"].is_number(), "{reloaded}");
+
+    // Now announce is allowed: it reaches the web UI's event stream (and only it does).
+    command(&broker, "announce", r#"{"id": 13, "text": ""}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(13))), "bad_payload");
+    command(&broker, "announce", r#"{"id": 14, "text": "Dinner is ready"}"#);
+    let said = result(&sub, &server, json!(14));
+    assert_eq!(
+        (said["status"].as_str(), said["result"]["listeners"].as_bool()),
+        (Some("ok"), Some(true)),
+        "{said}"
+    );
+    let told = loop {
+        let line = events.line();
+        assert!(!line.contains("NOT-TO-BE-SAID") && !line.contains("STILL-NOT-SAID"), "{line}");
+        if line == "event: announcement" {
+            break events.data();
+        }
+    };
+    assert_eq!(told, json!({"text": "Dinner is ready", "source": "mqtt"}));
+    command(&broker, "load_model", r#"{"id": 15, "model": "spare"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!(15))), "command_not_allowed");
+    chat(&server, &token);
+
+    let log = server.log();
+    assert!(log.contains("MQTT command refused or failed") && log.contains("command_not_allowed"), "{log}");
+    assert!(!log.contains(PASSWORD) && !log.contains("FILE-SECRET"), "a secret is in the log");
+    assert!(!log.contains("Dinner is ready"), "the announcement's text is not logged");
+}
