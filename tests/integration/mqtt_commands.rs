@@ -3,12 +3,15 @@
 //! `bad_payload` and the box keeps answering; `load_model` and `unload_model` change what
 //! `/api/health` reports; `reload_config` rejects a broken file (nothing changes) and then
 //! applies an allowlist change, after which `announce` reaches the web UI's
-//! `/api/events`.
+//! `/api/events`; an announcement is spoken on voice connections and on the satellites.
 
-use crate::common::{small_model, Server, ServerOptions};
+use crate::common::{create_user, small_model, Server, ServerOptions};
 use crate::mqtt::{chat, Broker, Subscriber, PASSWORD};
-use crate::reminders::Events;
+use crate::reminders::{read_turn_until, Events};
+use crate::satellite::{assert_announced, fake_home_assistant, satellite_options};
+use crate::voice_pipeline::connect;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const RESULT: &str = "hearth/testbox/result";
 
@@ -155,4 +158,40 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     assert!(log.contains("MQTT command refused or failed") && log.contains("command_not_allowed"), "{log}");
     assert!(!log.contains(PASSWORD) && !log.contains("FILE-SECRET"), "a secret is in the log");
     assert!(!log.contains("Dinner is ready"), "the announcement's text is not logged");
+}
+
+/// An announcement is for everyone: spoken on any user's voice connection, and announced
+/// on the satellites through Home Assistant.
+#[test]
+fn an_announcement_is_spoken_on_voice_connections_and_the_satellites() {
+    let broker = Broker::start(false);
+    let ha = fake_home_assistant(Default::default());
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    create_user(&data, "alice"); // the satellites' user
+    let bob = create_user(&data, "bob");
+    let options = broker
+        .hearth(ServerOptions::new(small_model()), 30)
+        .env("HEARTH_MQTT_COMMANDS", "announce")
+        .env("HEARTH_STT_MODEL", "whisper-tiny-en")
+        .env("HEARTH_TTS_VOICE", "piper-joe");
+    let server = Server::start_in(&data, satellite_options(options, &ha));
+    server.wait_voice();
+    let sub = Subscriber::start(&broker);
+    sub.wait(&server, "hearth/testbox/availability", "online", |m| m.iter().any(|m| m.payload == "online"));
+    let mut socket = connect(&server, &bob);
+
+    command(&broker, "announce", r#"{"id": 1, "text": "The garage door is open."}"#);
+    let said = result(&sub, &server, json!(1));
+    assert_eq!(said["status"], "ok", "{said}");
+    let told = read_turn_until(&mut socket, "notice_end");
+    let kinds: Vec<&str> = told.events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["notice", "audio_start", "audio_end", "notice_end"], "{:?}", told.events);
+    assert_eq!(told.events[0]["text"], "The garage door is open.");
+    assert!(told.audio_bytes > 22_050, "spoken: {} bytes", told.audio_bytes);
+    let seen =
+        ha.next_within(Duration::from_secs(60)).unwrap_or_else(|| panic!("no announce\n{}", server.log()));
+    assert_announced(&seen, "The garage door is open.");
+    assert!(ha.saw_nothing());
 }
