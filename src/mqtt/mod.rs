@@ -273,6 +273,10 @@ async fn publish(
                     if settings.mqtt.commands != plan.allowed {
                         tracing::info!(commands = ?settings.mqtt.commands, "MQTT commands allowed changed");
                         plan.allowed = settings.mqtt.commands.clone();
+                        // Home Assistant's command entities follow the allowlist.
+                        if connected {
+                            announce(&client, plan, false);
+                        }
                     }
                 }
             }
@@ -360,7 +364,7 @@ fn announce(client: &AsyncClient, plan: &Plan, subscribe: bool) {
     let topics = &plan.topics;
     if let Some(discovery) = &topics.discovery {
         let with_temperature = !plan.sources.sampler.latest().temperatures.is_empty();
-        let config = discovery::config(topics, with_temperature).to_string();
+        let config = discovery::config(topics, with_temperature, &plan.allowed).to_string();
         send(client, plan, discovery, config.into_bytes(), true);
     }
     send(client, plan, &topics.availability, ONLINE.as_bytes().to_vec(), true);

@@ -334,6 +334,11 @@ pub(crate) fn check_discovery(config: &Value) {
                     (Some("online"), Some("offline"))
                 );
             }
+            // The command entities, for the commands the box allows.
+            Some("text" | "button") => {
+                assert_eq!(c["command_topic"], format!("hearth/testbox/command/{key}"), "{key}");
+                assert_eq!(c["availability"][0]["topic"], AVAILABILITY, "{key}");
+            }
             other => panic!("{key}: platform {other:?}"),
         }
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const RESULT: &str = "hearth/testbox/result";
+const DISCOVERY: &str = "homeassistant/device/testbox/config";
 
 fn command(broker: &Broker, name: &str, payload: &str) {
     broker.publish(&format!("hearth/testbox/command/{name}"), payload);
@@ -131,6 +132,15 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     assert_eq!(reloaded["result"]["applied"], json!(["mqtt.commands"]), "{reloaded}");
     assert_eq!(reloaded["result"]["restart_required"], json!(["workflows.run_timeout_secs"]), "{reloaded}");
     assert!(reloaded["result"]["workflows"]["workflows"].is_number(), "{reloaded}");
+    // Home Assistant is told: the device now has an Announce text entity and a Reload button.
+    let configs = sub.wait(&server, DISCOVERY, "discovery with the command entities", |m| {
+        m.iter().any(|m| m.json()["cmps"].get("announce").is_some())
+    });
+    let config = configs.iter().map(|m| m.json()).find(|c| c["cmps"].get("announce").is_some()).unwrap();
+    crate::mqtt::check_discovery(&config);
+    assert_eq!(config["cmps"]["announce"]["p"], "text", "{config}");
+    assert_eq!(config["cmps"]["reload_config"]["p"], "button", "{config}");
+    assert!(config["cmps"].get("load_model").is_none(), "{config}");
 
     // Now announce is allowed: it reaches the web UI's event stream (and only it does).
     command(&broker, "announce", r#"{"id": 13, "text": ""}"#);
