@@ -9,7 +9,8 @@
 //! {"id": 8, "command": "announce", "status": "error", "error": {"code": "command_not_allowed", "message": "..."}}
 //! ```
 //!
-//! Parsing and the allowlist are here (pure, unit-tested); the work is `control/`'s.
+//! Parsing and the allowlist are here (pure, unit-tested), and the [`Runner`] that takes
+//! the commands one at a time; the work is `control/`'s.
 
 use crate::config::MQTT_COMMANDS;
 use crate::control::Control;
@@ -17,6 +18,13 @@ use crate::error::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+/// Commands waiting for the one that runs; more are refused (`overloaded`).
+const QUEUE: usize = 4;
+
+/// What a command did, or why it did not run.
+pub type Outcome = Result<Value, ApiError>;
 
 /// The largest payload read; a bigger one is `bad_payload`.
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
@@ -125,7 +133,7 @@ fn printable(name: &str) -> String {
 }
 
 /// Runs a command.
-pub async fn run(control: &Control, command: Command) -> Result<Value, ApiError> {
+pub async fn run(control: &Control, command: Command) -> Outcome {
     match command {
         Command::Announce { text } => control.announce(&text, "mqtt"),
         Command::ReloadConfig => {
@@ -137,8 +145,63 @@ pub async fn run(control: &Control, command: Command) -> Result<Value, ApiError>
     }
 }
 
+/// Runs commands one at a time, in the order they came, on a task of the MQTT thread's
+/// runtime; the task ends when this is dropped.
+pub struct Runner {
+    jobs: mpsc::Sender<(Request, Command)>,
+    done: mpsc::Receiver<(Request, Outcome)>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Runner {
+    /// Starts the task (on the current runtime).
+    pub fn start(control: Control) -> Runner {
+        let (jobs, mut queue) = mpsc::channel::<(Request, Command)>(QUEUE);
+        let (tell, done) = mpsc::channel(QUEUE + 1);
+        let worker = tokio::spawn(async move {
+            while let Some((request, command)) = queue.recv().await {
+                let outcome = run(&control, command).await;
+                if tell.send((request, outcome)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Runner { jobs, done, worker }
+    }
+
+    /// Queues a request that may run; what to answer at once for one that cannot (refused
+    /// by [`read`], or the queue is full: `overloaded`).
+    pub fn submit(&self, request: Request) -> Option<(Request, Outcome)> {
+        let command = match request.command.clone() {
+            Ok(command) => command,
+            Err(refused) => return Some((request, Err(refused))),
+        };
+        match self.jobs.try_send((request, command)) {
+            Ok(()) => None,
+            Err(
+                mpsc::error::TrySendError::Full((request, _))
+                | mpsc::error::TrySendError::Closed((request, _)),
+            ) => {
+                let busy = ApiError::new(ErrorCode::Overloaded, "commands are still running; retry shortly");
+                Some((request, Err(busy)))
+            }
+        }
+    }
+
+    /// The next command that finished.
+    pub async fn next(&mut self) -> Option<(Request, Outcome)> {
+        self.done.recv().await
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.worker.abort();
+    }
+}
+
 /// The result message for a request.
-pub fn result(request: &Request, outcome: &Result<Value, ApiError>) -> Value {
+pub fn result(request: &Request, outcome: &Outcome) -> Value {
     match outcome {
         Ok(result) => json!({"id": request.id, "command": request.name, "status": "ok", "result": result}),
         Err(e) => json!({

@@ -54,9 +54,6 @@ struct Plan {
     allowed: Vec<String>,
 }
 
-/// Commands waiting for the one that runs; more are refused (`overloaded`).
-const COMMAND_QUEUE: usize = 4;
-
 impl Mqtt {
     /// Starts publishing when `[mqtt] enabled`; `Ok(None)` when it is off. Errors (an
     /// unreadable certificate or password file) name the setting. With `control`,
@@ -195,15 +192,7 @@ async fn publish(
 ) {
     let (tx, mut rx) = mpsc::channel(64);
     let driver = tokio::spawn(drive(events, tx));
-    let (jobs, results, worker) = match &plan.control {
-        Some((control, _)) => {
-            let (jobs, queue) = mpsc::channel(COMMAND_QUEUE);
-            let (done, results) = mpsc::channel(COMMAND_QUEUE + 1);
-            (Some(jobs), Some(results), Some(tokio::spawn(run_commands(control.clone(), queue, done))))
-        }
-        None => (None, None, None),
-    };
-    let mut results = results;
+    let mut runner = plan.control.as_ref().map(|(control, _)| commands::Runner::start(control.clone()));
     let mut connected = false;
     let mut last_error: Option<String> = None;
     let mut tick = tokio::time::interval(plan.every);
@@ -226,22 +215,10 @@ async fn publish(
                     if Some(&p.topic) == plan.topics.ha_status.as_ref() && p.payload.as_ref() == ONLINE.as_bytes() {
                         tracing::info!("Home Assistant came online: announcing the device again");
                         announce(&client, plan, false);
-                    } else if let (Some(name), Some(jobs)) = (command_name(&plan.topics, &p.topic), &jobs) {
+                    } else if let (Some(name), Some(runner)) = (command_name(&plan.topics, &p.topic), &runner) {
                         let request = commands::read(name, &p.payload, &plan.allowed);
-                        match request.command.clone() {
-                            Ok(command) => {
-                                if let Err(e) = jobs.try_send((request, command)) {
-                                    let request = match e {
-                                        mpsc::error::TrySendError::Full((r, _)) | mpsc::error::TrySendError::Closed((r, _)) => r,
-                                    };
-                                    let busy = crate::error::ApiError::new(
-                                        crate::error::ErrorCode::Overloaded,
-                                        "commands are still running; retry shortly",
-                                    );
-                                    answer(&client, plan, &request, Err(busy));
-                                }
-                            }
-                            Err(refused) => answer(&client, plan, &request, Err(refused)),
+                        if let Some((request, refused)) = runner.submit(request) {
+                            answer(&client, plan, &request, refused);
                         }
                     }
                 }
@@ -257,9 +234,9 @@ async fn publish(
                 }
             },
             _ = tick.tick() => publish_state(&client, plan, connected),
-            done = next_result(&mut results) => match done {
+            done = next_result(&mut runner) => match done {
                 Some((request, outcome)) => answer(&client, plan, &request, outcome),
-                None => results = None,
+                None => runner = None,
             },
             changed = settings_changed(&mut plan.control) => {
                 if let Some(settings) = changed {
@@ -297,9 +274,6 @@ async fn publish(
     }
     plan.metrics.connected.set(0);
     driver.abort();
-    if let Some(worker) = worker {
-        worker.abort();
-    }
 }
 
 /// The command's name when `topic` is `<commands>/<name>`.
@@ -307,27 +281,12 @@ fn command_name<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
     topic.strip_prefix(topics.commands.as_str())?.strip_prefix('/').filter(|n| !n.contains('/'))
 }
 
-type Outcome = Result<serde_json::Value, crate::error::ApiError>;
-
-/// Runs the commands one at a time, in the order they came.
-async fn run_commands(
-    control: Control,
-    mut queue: mpsc::Receiver<(commands::Request, commands::Command)>,
-    done: mpsc::Sender<(commands::Request, Outcome)>,
-) {
-    while let Some((request, command)) = queue.recv().await {
-        let outcome = commands::run(&control, command).await;
-        if done.send((request, outcome)).await.is_err() {
-            return;
-        }
-    }
-}
-
+/// The next command's outcome; never when there are no commands.
 async fn next_result(
-    results: &mut Option<mpsc::Receiver<(commands::Request, Outcome)>>,
-) -> Option<(commands::Request, Outcome)> {
-    match results {
-        Some(results) => results.recv().await,
+    runner: &mut Option<commands::Runner>,
+) -> Option<(commands::Request, commands::Outcome)> {
+    match runner {
+        Some(runner) => runner.next().await,
         None => std::future::pending().await,
     }
 }
@@ -346,7 +305,7 @@ async fn settings_changed(
 }
 
 /// Publishes a command's outcome and logs it (the code, never an announcement's text).
-fn answer(client: &AsyncClient, plan: &Plan, request: &commands::Request, outcome: Outcome) {
+fn answer(client: &AsyncClient, plan: &Plan, request: &commands::Request, outcome: commands::Outcome) {
     match &outcome {
         Ok(_) => tracing::info!(command = %request.name, id = %request.id, "MQTT command done"),
         Err(e) => tracing::warn!(
