@@ -181,11 +181,15 @@ impl Broker {
 
     /// Hearth's settings for this broker.
     pub(crate) fn hearth(&self, options: ServerOptions, interval: u64) -> ServerOptions {
+        self.connect(options).env("HEARTH_MQTT_INTERVAL_SECS", &interval.to_string())
+    }
+
+    /// Hearth's settings for this broker, the interval left to the config file.
+    pub(crate) fn connect(&self, options: ServerOptions) -> ServerOptions {
         let options = options
             .env("HEARTH_MQTT_ENABLED", "true")
             .env("HEARTH_MQTT_URL", &self.url())
-            .env("HEARTH_MQTT_DEVICE_ID", "testbox")
-            .env("HEARTH_MQTT_INTERVAL_SECS", &interval.to_string());
+            .env("HEARTH_MQTT_DEVICE_ID", "testbox");
         if self.tls {
             options
                 .env("HEARTH_MQTT_CA_FILE", &self.file("ca.crt"))

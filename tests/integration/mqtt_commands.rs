@@ -2,7 +2,8 @@
 //! in `[mqtt] commands` is refused with a result and has no effect; malformed payloads get
 //! `bad_payload` and the box keeps answering; `load_model` and `unload_model` change what
 //! `/api/health` reports; `reload_config` rejects a broken file (nothing changes) and then
-//! applies an allowlist change, after which `announce` reaches the web UI's
+//! applies a new interval and allowlist (Home Assistant's command entities follow), after
+//! which `announce` reaches the web UI's
 //! `/api/events`; an announcement is spoken on voice connections and on the satellites.
 
 use crate::common::{create_user, small_model, Server, ServerOptions};
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 const RESULT: &str = "hearth/testbox/result";
 const DISCOVERY: &str = "homeassistant/device/testbox/config";
+const STATE: &str = "hearth/testbox/state";
 
 fn command(broker: &Broker, name: &str, payload: &str) {
     broker.publish(&format!("hearth/testbox/command/{name}"), payload);
@@ -53,12 +55,14 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     let broker = Broker::start(false);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hearth.toml");
-    std::fs::write(&file, config(&["reload_config", "load_model", "unload_model"], "")).unwrap();
-    let options = broker.hearth(ServerOptions::new(small_model()), 1);
+    // State once an hour: the reload below makes it every second.
+    let hourly = config(&["reload_config", "load_model", "unload_model"], "interval_secs = 3600\n");
+    std::fs::write(&file, hourly).unwrap();
+    let options = broker.connect(ServerOptions::new(small_model()));
     let server = Server::start(options.env("HEARTH_CONFIG", &file.display().to_string()));
     let token = server.user("alice");
     let sub = Subscriber::start(&broker);
-    sub.wait(&server, "hearth/testbox/state", "a state message", |m| !m.is_empty());
+    sub.wait(&server, STATE, "a state message", |m| !m.is_empty());
     let (mut events, _) = Events::open(&server, &token);
 
     // Not in the allowlist: refused, with the id, and nothing is said.
@@ -124,12 +128,14 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     assert_eq!(error_code(&result(&sub, &server, json!(11))), "command_not_allowed");
 
     // A good file: the allowlist applies at once; a key that needs a restart is named.
-    let good = config(&["reload_config", "announce"], "[workflows]\nrun_timeout_secs = 77\n");
+    let good =
+        config(&["reload_config", "announce"], "interval_secs = 1\n[workflows]\nrun_timeout_secs = 77\n");
     std::fs::write(&file, good).unwrap();
+    let states_before = sub.on(STATE).len();
     command(&broker, "reload_config", r#"{"id": 12}"#);
     let reloaded = result(&sub, &server, json!(12));
     assert_eq!(reloaded["status"], "ok", "{reloaded}");
-    assert_eq!(reloaded["result"]["applied"], json!(["mqtt.commands"]), "{reloaded}");
+    assert_eq!(reloaded["result"]["applied"], json!(["mqtt.commands", "mqtt.interval_secs"]), "{reloaded}");
     assert_eq!(reloaded["result"]["restart_required"], json!(["workflows.run_timeout_secs"]), "{reloaded}");
     assert!(reloaded["result"]["workflows"]["workflows"].is_number(), "{reloaded}");
     // Home Assistant is told: the device now has an Announce text entity and a Reload button.
@@ -141,6 +147,8 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     assert_eq!(config["cmps"]["announce"]["p"], "text", "{config}");
     assert_eq!(config["cmps"]["reload_config"]["p"], "button", "{config}");
     assert!(config["cmps"].get("load_model").is_none(), "{config}");
+    // The state now comes every second (it would not for an hour).
+    sub.wait(&server, STATE, "state at the new interval", |m| m.len() >= states_before + 3);
 
     // Now announce is allowed: it reaches the web UI's event stream (and only it does).
     command(&broker, "announce", r#"{"id": 13, "text": ""}"#);
