@@ -66,7 +66,9 @@ struct Nothing {}
 /// Reads a command: `name` is the topic's last level. Unknown names are
 /// `unknown_command`, names not in `allowed` `command_not_allowed` (before the payload is
 /// looked at), payloads that are not a JSON object of the command's fields `bad_payload`.
-pub fn read(name: &str, payload: &[u8], allowed: &[String]) -> Request {
+/// A `retained` message (the broker's copy, sent on subscribing) is `bad_payload` too: it
+/// would run again at every connection.
+pub fn read(name: &str, payload: &[u8], retained: bool, allowed: &[String]) -> Request {
     let bad = |message: String| ApiError::new(ErrorCode::BadPayload, message);
     let (id, fields) = match object(payload) {
         Ok((id, fields)) => (id, Ok(fields)),
@@ -82,6 +84,10 @@ pub fn read(name: &str, payload: &[u8], allowed: &[String]) -> Request {
             ErrorCode::CommandNotAllowed,
             format!("'{name}' is not in this box's [mqtt] commands; the owner may add it"),
         ))
+    } else if retained {
+        Err(bad("a retained command is not run (it would run again at every connection); \
+                 publish it without retain, and clear the retained one"
+            .into()))
     } else {
         fields.and_then(|fields| parse(name, fields).map_err(bad))
     };
@@ -225,14 +231,14 @@ mod tests {
 
     #[test]
     fn commands_read_with_their_id() {
-        let r = read("announce", br#"{"id": "a1", "text": "Dinner"}"#, &all());
+        let r = read("announce", br#"{"id": "a1", "text": "Dinner"}"#, false, &all());
         assert_eq!((r.id, r.command), (json!("a1"), Ok(Command::Announce { text: "Dinner".into() })));
-        let r = read("reload_config", b"", &all());
+        let r = read("reload_config", b"", false, &all());
         assert_eq!((r.id, r.command), (Value::Null, Ok(Command::ReloadConfig)));
-        let r = read("load_model", br#"{"id": 3, "model": "m"}"#, &all());
+        let r = read("load_model", br#"{"id": 3, "model": "m"}"#, false, &all());
         assert_eq!((r.id, r.command), (json!(3), Ok(Command::LoadModel { model: "m".into() })));
         assert_eq!(
-            read("unload_model", br#"{"model": "m"}"#, &all()).command,
+            read("unload_model", br#"{"model": "m"}"#, false, &all()).command,
             Ok(Command::UnloadModel { model: "m".into() })
         );
     }
@@ -240,10 +246,10 @@ mod tests {
     #[test]
     fn the_allowlist_comes_first_then_the_payload() {
         let only_announce = vec!["announce".to_string()];
-        let r = read("load_model", b"not json", &only_announce);
+        let r = read("load_model", b"not json", false, &only_announce);
         assert_eq!(code(&r), "command_not_allowed");
-        assert_eq!(code(&read("announce", br#"{"text": "x"}"#, &[])), "command_not_allowed");
-        assert_eq!(code(&read("reboot", b"{}", &all())), "unknown_command");
+        assert_eq!(code(&read("announce", br#"{"text": "x"}"#, false, &[])), "command_not_allowed");
+        assert_eq!(code(&read("reboot", b"{}", false, &all())), "unknown_command");
         for bad in [
             &b"not json"[..],
             b"[1]",
@@ -253,16 +259,17 @@ mod tests {
             b"{\"id\": [1], \"text\": \"x\"}",
             b"\xff",
         ] {
-            assert_eq!(code(&read("announce", bad, &only_announce)), "bad_payload", "{bad:?}");
+            assert_eq!(code(&read("announce", bad, false, &only_announce)), "bad_payload", "{bad:?}");
         }
         let big = format!(r#"{{"text": "{}"}}"#, "a".repeat(MAX_PAYLOAD_BYTES));
-        assert_eq!(code(&read("announce", big.as_bytes(), &only_announce)), "bad_payload");
-        assert_eq!(code(&read("reload_config", b"{\"now\": true}", &all())), "bad_payload");
+        assert_eq!(code(&read("announce", big.as_bytes(), false, &only_announce)), "bad_payload");
+        assert_eq!(code(&read("reload_config", b"{\"now\": true}", false, &all())), "bad_payload");
+        assert_eq!(code(&read("reload_config", b"{}", true, &all())), "bad_payload", "retained");
     }
 
     #[test]
     fn results_say_ok_or_the_error_code() {
-        let r = read("announce", br#"{"id": 9, "text": "x"}"#, &[]);
+        let r = read("announce", br#"{"id": 9, "text": "x"}"#, false, &[]);
         let out = result(&r, &r.command.clone().map(|_| json!({})));
         assert_eq!(out["status"], "error");
         assert_eq!(

@@ -216,7 +216,7 @@ async fn publish(
                         tracing::info!("Home Assistant came online: announcing the device again");
                         announce(&client, plan, false);
                     } else if let (Some(name), Some(runner)) = (command_name(&plan.topics, &p.topic), &runner) {
-                        let request = commands::read(name, &p.payload, &plan.allowed);
+                        let request = commands::read(name, &p.payload, p.retain, &plan.allowed);
                         if let Some((request, refused)) = runner.submit(request) {
                             answer(&client, plan, &request, refused);
                         }

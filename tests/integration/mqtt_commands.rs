@@ -58,12 +58,19 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     // State once an hour: the reload below makes it every second.
     let hourly = config(&["reload_config", "load_model", "unload_model"], "interval_secs = 3600\n");
     std::fs::write(&file, hourly).unwrap();
+    // A command left retained on the broker reaches hearth when it subscribes: not run.
+    let retained = ["-t", "hearth/testbox/command/reload_config", "-m", r#"{"id": "old"}"#, "-q", "1", "-r"];
+    let ok = std::process::Command::new("mosquitto_pub").args(broker.client_args()).args(retained).status();
+    assert!(ok.unwrap().success());
+    let sub = Subscriber::start(&broker);
     let options = broker.connect(ServerOptions::new(small_model()));
     let server = Server::start(options.env("HEARTH_CONFIG", &file.display().to_string()));
     let token = server.user("alice");
-    let sub = Subscriber::start(&broker);
     sub.wait(&server, STATE, "a state message", |m| !m.is_empty());
     let (mut events, _) = Events::open(&server, &token);
+    let old = result(&sub, &server, json!("old"));
+    assert_eq!(error_code(&old), "bad_payload", "{old}");
+    assert!(old["error"]["message"].as_str().unwrap().contains("retained"), "{old}");
 
     // Not in the allowlist: refused, with the id, and nothing is said.
     command(&broker, "announce", r#"{"id": 1, "text": "NOT-TO-BE-SAID"}"#);
@@ -75,10 +82,9 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
 
     // Malformed payloads: bad_payload, and the box keeps answering.
     command(&broker, "load_model", "{not json");
-    let bad = sub.wait(&server, RESULT, "a bad_payload result", |m| {
-        m.iter().any(|m| m.json()["error"]["code"] == "bad_payload")
-    });
-    assert!(bad.iter().any(|m| m.json()["id"].is_null()), "{bad:?}");
+    let no_id = |m: &crate::mqtt::Message| m.json()["id"].is_null();
+    let bad = sub.wait(&server, RESULT, "a result without an id", |m| m.iter().any(no_id));
+    assert_eq!(error_code(&bad.into_iter().find(no_id).unwrap().json()), "bad_payload");
     command(&broker, "load_model", r#"{"id": 3, "model": 42}"#);
     assert_eq!(error_code(&result(&sub, &server, json!(3))), "bad_payload");
     command(&broker, "load_model", r#"{"id": "x4", "name": "spare"}"#);
