@@ -459,9 +459,14 @@ mod tests {
             ("HEARTH_MQTT_PASSWORD", "pw"),
             ("HEARTH_MQTT_INTERVAL_SECS", "5"),
             ("HEARTH_MQTT_BACKLOG", "7"),
+            ("HEARTH_MQTT_COMMANDS", "announce, reload_config"),
         ]);
         let m = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.mqtt;
         assert!(m.enabled);
+        assert_eq!(m.commands, ["announce", "reload_config"]);
+        let wrong = env(&[("HEARTH_MQTT_COMMANDS", "announce,reboot")]);
+        let err = load_from(None, Path::new(NO_SYSTEM), &wrong, &[]).unwrap_err();
+        assert!(err.to_string().contains("mqtt.commands") && err.to_string().contains("reboot"), "{err}");
         assert_eq!(m.broker().unwrap(), Broker { host: "broker.lan".into(), port: 8883, tls: true });
         assert_eq!((m.interval_secs, m.backlog), (5, 7));
         assert_eq!(m.read_password().unwrap().as_deref(), Some("pw"));
