@@ -34,7 +34,7 @@ export function listen() {
 function onAnnouncement(e) {
   let told;
   try { told = JSON.parse(e.data); } catch { return; }
-  toast(told.text);
+  toast(told.text, '📢');
   chime();
 }
 
@@ -61,10 +61,10 @@ function toasts() {
 }
 
 /** A notice that stays until dismissed: a reminder must not slip by unseen. */
-function toast(text) {
+function toast(text, icon = '⏰') {
   const item = h('div', { class: 'toast' });
   set(item,
-    h('span', { text: `⏰ ${text}` }),
+    h('span', { text: `${icon} ${text}` }),
     h('button', { type: 'button', class: 'small', 'aria-label': 'Dismiss', text: '×', onclick: () => item.remove() }));
   toasts().append(item);
 }
