@@ -57,3 +57,23 @@ pub fn set_log_level(level: &str) -> Result<bool, String> {
         _ => Ok(false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_level_changes_at_run_time() {
+        assert!(set_log_level("hearth=loud").is_err(), "not a level");
+        init_logging(&LogSettings { level: "warn".into(), ..LogSettings::default() });
+        if std::env::var_os("RUST_LOG").is_some() {
+            assert_eq!(set_log_level("debug"), Ok(false), "RUST_LOG wins");
+            return;
+        }
+        assert!(!tracing::enabled!(tracing::Level::INFO));
+        assert_eq!(set_log_level("debug"), Ok(true));
+        assert!(tracing::enabled!(tracing::Level::DEBUG));
+        assert_eq!(set_log_level("error"), Ok(true));
+        assert!(!tracing::enabled!(tracing::Level::WARN));
+    }
+}
