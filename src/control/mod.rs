@@ -12,7 +12,7 @@ pub mod reload;
 
 pub use reload::{ConfigSource, LiveSettings, Reloaded};
 
-use crate::engine::{EngineError, Registry};
+use crate::engine::{EngineError, ModelState, Registry};
 use crate::error::{ApiError, ErrorCode};
 use crate::notices::{Notice, Notices};
 use crate::store::Store;
@@ -63,7 +63,11 @@ impl Control {
     pub async fn load_model(&self, name: &str) -> Result<Value, ApiError> {
         let name = model_name(name)?;
         let already = self.models.is_loaded(name);
-        self.models.engine(Some(name)).await.map_err(model_error)?;
+        let engine = self.models.engine(Some(name)).await.map_err(model_error)?;
+        // The configured model comes back as it is (perhaps still loading): wait for it too.
+        if let ModelState::Failed { error, .. } = engine.wait_loaded().await {
+            return Err(ApiError::new(ErrorCode::ModelNotReady, error));
+        }
         tracing::info!(model = name, already, "model loaded on request");
         Ok(json!({ "model": name, "loaded": true, "already": already }))
     }

@@ -120,6 +120,12 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     command(&broker, "unload_model", r#"{"id": 8, "model": "default"}"#);
     assert_eq!(error_code(&result(&sub, &server, json!(8))), "bad_payload");
     assert_eq!(loaded_models(&server)[0].1, "ready");
+    command(&broker, "load_model", r#"{"id": "d", "model": "default"}"#);
+    let default = result(&sub, &server, json!("d"));
+    assert_eq!(
+        (default["status"].as_str(), default["result"]["already"].as_bool()),
+        (Some("ok"), Some(true))
+    );
 
     // A broken file changes nothing, and the error does not quote the file's lines.
     std::fs::write(&file, "[mqtt]\ncommands = [\"announce\"\npassword = \"FILE-SECRET\"\n").unwrap();
