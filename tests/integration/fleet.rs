@@ -294,8 +294,12 @@ fn promtool_accepts_the_fleet_prometheus_config() {
     std::fs::create_dir(&files).unwrap();
     let config = std::fs::read_to_string(deploy("fleet/prometheus.yml")).unwrap();
     let config = config.replace("/etc/prometheus/hearth/", &format!("{}/", files.display()));
-    for line in config.lines() {
+    for line in config.lines().filter(|l| !l.trim_start().starts_with('#')) {
         if let Some(file) = line.split_once("_file: ").map(|(_, f)| f.trim()) {
+            assert!(
+                file.starts_with(&files.display().to_string()),
+                "{file} is not under /etc/prometheus/hearth/"
+            );
             std::fs::write(file, "made by the test\n").unwrap();
         }
     }
