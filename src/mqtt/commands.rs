@@ -166,7 +166,12 @@ impl Runner {
         let (tell, done) = mpsc::channel(QUEUE + 1);
         let worker = tokio::spawn(async move {
             while let Some((request, command)) = queue.recv().await {
-                let outcome = run(&control, command).await;
+                // A command that panicked is answered and logged; the next ones still run.
+                let running = std::panic::AssertUnwindSafe(run(&control, command));
+                let outcome = futures_util::FutureExt::catch_unwind(running).await.unwrap_or_else(|_| {
+                    tracing::error!(command = %request.name, "an MQTT command panicked");
+                    Err(ApiError::internal("the command failed unexpectedly; see the log"))
+                });
                 if tell.send((request, outcome)).await.is_err() {
                     return;
                 }

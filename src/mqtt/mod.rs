@@ -236,7 +236,10 @@ async fn publish(
             _ = tick.tick() => publish_state(&client, plan, connected),
             done = next_result(&mut runner) => match done {
                 Some((request, outcome)) => answer(&client, plan, &request, outcome),
-                None => runner = None,
+                None => {
+                    tracing::error!("the MQTT command task ended; starting a new one");
+                    runner = plan.control.as_ref().map(|(control, _)| commands::Runner::start(control.clone()));
+                }
             },
             changed = settings_changed(&mut plan.control) => {
                 if let Some(settings) = changed {
