@@ -1,7 +1,7 @@
 //! MQTT commands (issue 24) through a real mosquitto with a password file: a command not
 //! in `[mqtt] commands` is refused with a result and has no effect; malformed payloads get
 //! `bad_payload` and the box keeps answering; `load_model` and `unload_model` change what
-//! `/api/health` reports; `reload_config` rejects a broken file (nothing changes) and then
+//! `/api/health` reports (a model beyond the memory is refused); `reload_config` rejects a broken file (nothing changes) and then
 //! applies a new interval and allowlist (Home Assistant's command entities follow), after
 //! which `announce` reaches the web UI's
 //! `/api/events`; an announcement is spoken on voice connections and on the satellites.
@@ -120,6 +120,10 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
     command(&broker, "unload_model", r#"{"id": 8, "model": "default"}"#);
     assert_eq!(error_code(&result(&sub, &server, json!(8))), "bad_payload");
     assert_eq!(loaded_models(&server)[0].1, "ready");
+    // Through the registry's memory check: a sparse 2 TiB "model" is refused.
+    std::fs::File::create(models.join("enormous.gguf")).unwrap().set_len(2 << 40).unwrap();
+    command(&broker, "load_model", r#"{"id": "big", "model": "enormous"}"#);
+    assert_eq!(error_code(&result(&sub, &server, json!("big"))), "insufficient_memory");
     command(&broker, "load_model", r#"{"id": "d", "model": "default"}"#);
     let default = result(&sub, &server, json!("d"));
     assert_eq!(
