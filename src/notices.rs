@@ -124,7 +124,12 @@ impl Notice {
 
     /// Whether `user_id` is told it: their own notices, and announcements.
     pub fn concerns(&self, user_id: i64) -> bool {
-        self.user_id == user_id || matches!(self.about, About::Announcement { .. })
+        self.user_id == user_id || self.is_announcement()
+    }
+
+    /// Whether it is an announcement for everyone.
+    pub fn is_announcement(&self) -> bool {
+        matches!(self.about, About::Announcement { .. })
     }
 
     /// Whether a voice connection speaks it: reminders and announcements (what workflows

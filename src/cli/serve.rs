@@ -97,12 +97,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let announcer = match satellite_user {
-        Some(user_id) => {
-            crate::channels::satellite::Announcer::new(&settings, user_id).map_err(anyhow::Error::msg)?
-        }
-        None => None,
-    };
+    // Satellites hear announcements (MQTT's `announce`) even without a satellite user.
+    let announcer =
+        crate::channels::satellite::Announcer::new(&settings, satellite_user).map_err(anyhow::Error::msg)?;
     if satellite_user.is_some() && announcer.is_none() {
         tracing::warn!(
             "reminders set from voice satellites are not announced on them: set [home_assistant] url, \

@@ -195,7 +195,8 @@ fn commands_are_allowlisted_answered_and_act_on_the_box() {
 }
 
 /// An announcement is for everyone: spoken on any user's voice connection, and announced
-/// on the satellites through Home Assistant.
+/// on the satellites through Home Assistant (with no satellite user set: the satellites
+/// hear announcements all the same).
 #[test]
 fn an_announcement_is_spoken_on_voice_connections_and_the_satellites() {
     let broker = Broker::start(false);
@@ -203,14 +204,14 @@ fn an_announcement_is_spoken_on_voice_connections_and_the_satellites() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    create_user(&data, "alice"); // the satellites' user
     let bob = create_user(&data, "bob");
     let options = broker
         .hearth(ServerOptions::new(small_model()), 30)
         .env("HEARTH_MQTT_COMMANDS", "announce")
         .env("HEARTH_STT_MODEL", "whisper-tiny-en")
         .env("HEARTH_TTS_VOICE", "piper-joe");
-    let server = Server::start_in(&data, satellite_options(options, &ha));
+    let options = satellite_options(options, &ha).env("HEARTH_WYOMING_USER", "");
+    let server = Server::start_in(&data, options);
     server.wait_voice();
     let sub = Subscriber::start(&broker);
     sub.wait(&server, "hearth/testbox/availability", "online", |m| m.iter().any(|m| m.payload == "online"));
