@@ -69,6 +69,10 @@ error_codes! {
     InvalidSignature      => 401, "invalid_signature",       "authentication_error";
     NoteNotFound          => 404, "note_not_found",          "invalid_request_error";
     UnknownSkill          => 400, "unknown_skill",           "invalid_request_error";
+    BadPayload            => 400, "bad_payload",             "invalid_request_error";
+    InvalidConfig         => 400, "invalid_config",          "invalid_request_error";
+    CommandNotAllowed     => 403, "command_not_allowed",     "permission_error";
+    UnknownCommand        => 404, "unknown_command",         "invalid_request_error";
     MethodNotAllowed      => 405, "method_not_allowed",      "invalid_request_error";
     PayloadTooLarge       => 413, "payload_too_large",       "invalid_request_error";
     QuotaExceeded         => 413, "quota_exceeded",          "invalid_request_error";

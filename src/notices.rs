@@ -1,5 +1,6 @@
-//! Notices: what reaches a user outside a reply: a reminder that rang, or what a
-//! workflow's `notify` step says. One type with what it is [`About`]; the domain
+//! Notices: what reaches a user outside a reply: a reminder that rang, what a
+//! workflow's `notify` step says, or an announcement for everyone (an MQTT `announce`
+//! command). One type with what it is [`About`]; the domain
 //! publishes, and each channel subscribes and tells its user the notices meant for it
 //! ([`Notice::is_for`]): the web UI's event stream and voice WebSocket (`Target::Web`),
 //! Telegram (`channels/telegram/reminders.rs`) and the voice satellites through Home
@@ -88,6 +89,9 @@ pub enum About {
     /// A workflow's `notify` step; not kept for later (the run's record and the owner's
     /// history keep it).
     Workflow { workflow: String, run_id: i64, to: Vec<Target> },
+    /// Said to everyone listening (every user's web UI and voice connections, and the
+    /// satellites); not kept for later. `source` says who asked (`mqtt`).
+    Announcement { source: &'static str },
 }
 
 /// One thing to tell a user.
@@ -105,12 +109,33 @@ impl Notice {
         Notice { user_id: reminder.user_id, text, about: About::Reminder(reminder) }
     }
 
+    /// An announcement for everyone (`user_id` 0: no one in particular).
+    pub fn announcement(text: String, source: &'static str) -> Notice {
+        Notice { user_id: 0, text, about: About::Announcement { source } }
+    }
+
     /// The reminder it tells, if it is one.
     pub fn rung(&self) -> Option<&Reminder> {
         match &self.about {
             About::Reminder(r) => Some(r),
-            About::Workflow { .. } => None,
+            About::Workflow { .. } | About::Announcement { .. } => None,
         }
+    }
+
+    /// Whether `user_id` is told it: their own notices, and announcements.
+    pub fn concerns(&self, user_id: i64) -> bool {
+        self.user_id == user_id || self.is_announcement()
+    }
+
+    /// Whether it is an announcement for everyone.
+    pub fn is_announcement(&self) -> bool {
+        matches!(self.about, About::Announcement { .. })
+    }
+
+    /// Whether a voice connection speaks it: reminders and announcements (what workflows
+    /// tell shows in the web UI's events).
+    pub fn spoken(&self) -> bool {
+        matches!(self.about, About::Reminder(_) | About::Announcement { .. })
     }
 
     /// Whether it is for `target`: a reminder for the web UI always and for the channel it
@@ -124,16 +149,20 @@ impl Notice {
                 _ => false,
             },
             About::Workflow { to, .. } => to.contains(&target),
+            About::Announcement { .. } => matches!(target, Target::Web | Target::Satellite),
         }
     }
 
     /// The web UI's event: its name and data (`reminder`: `{"text", "reminder"}`,
-    /// `workflow`: `{"text", "workflow", "run_id"}`).
+    /// `workflow`: `{"text", "workflow", "run_id"}`, `announcement`: `{"text", "source"}`).
     pub fn event(&self) -> (&'static str, serde_json::Value) {
         match &self.about {
             About::Reminder(r) => ("reminder", serde_json::json!({ "text": self.text, "reminder": r })),
             About::Workflow { workflow, run_id, .. } => {
                 ("workflow", serde_json::json!({ "text": self.text, "workflow": workflow, "run_id": run_id }))
+            }
+            About::Announcement { source } => {
+                ("announcement", serde_json::json!({ "text": self.text, "source": source }))
             }
         }
     }
@@ -221,5 +250,18 @@ mod tests {
         for t in Target::ALL {
             assert_eq!(Target::parse(t.as_str()), Some(t));
         }
+    }
+
+    #[test]
+    fn an_announcement_is_for_everyone_on_the_web_voice_and_satellites_not_telegram() {
+        let said = Notice::announcement("Dinner is ready".into(), "mqtt");
+        let targets: Vec<Target> = Target::ALL.into_iter().filter(|t| said.is_for(*t)).collect();
+        assert_eq!(targets, [Target::Web, Target::Satellite]);
+        assert!(said.concerns(1) && said.concerns(42) && said.spoken() && said.rung().is_none());
+        assert!(!rung("chat").concerns(2) && rung("chat").concerns(1) && rung("chat").spoken());
+        assert_eq!(
+            said.event(),
+            ("announcement", serde_json::json!({"text": "Dinner is ready", "source": "mqtt"}))
+        );
     }
 }

@@ -1,5 +1,5 @@
 // Notices from the server while the page is open (a timer or reminder that rang, what a
-// workflow's notify step says):
+// workflow's notify step says, an announcement sent to the box over MQTT):
 // `GET /api/events` as server-sent events. Each one is shown as a toast with a chime, as a
 // desktop notification when the browser already allows them, and announced on `window`
 // as `hearth:notice` so the chat can show it in the open conversation.
@@ -27,6 +27,15 @@ export function listen() {
     window.dispatchEvent(new CustomEvent('hearth:notice', { detail: notice }));
   });
   source.addEventListener('workflow', onWorkflow);
+  source.addEventListener('announcement', onAnnouncement);
+}
+
+/** An announcement for everyone (the MQTT `announce` command). */
+function onAnnouncement(e) {
+  let told;
+  try { told = JSON.parse(e.data); } catch { return; }
+  toast(told.text, '📢');
+  chime();
 }
 
 /** What a workflow's `notify` step says to its owner. */
@@ -52,10 +61,10 @@ function toasts() {
 }
 
 /** A notice that stays until dismissed: a reminder must not slip by unseen. */
-function toast(text) {
+function toast(text, icon = '⏰') {
   const item = h('div', { class: 'toast' });
   set(item,
-    h('span', { text: `⏰ ${text}` }),
+    h('span', { text: `${icon} ${text}` }),
     h('button', { type: 'button', class: 'small', 'aria-label': 'Dismiss', text: '×', onclick: () => item.remove() }));
   toasts().append(item);
 }

@@ -6,7 +6,7 @@
 //!
 //! Told here: the timers and reminders `voice.wyoming_user` set from a satellite, and what
 //! that user's workflows tell the satellite (`notify` with `to: satellite`, or to every
-//! channel). A reminder announced is recorded as told; one whose announcement failed (Home
+//! channel), and announcements (the MQTT `announce` command). A reminder announced is recorded as told; one whose announcement failed (Home
 //! Assistant down, a refused token) stays untold, so the web UI shows it when it next
 //! connects; it was written into its conversation when it rang either way.
 
@@ -16,19 +16,19 @@ use crate::reminders::Reminders;
 use crate::skills::home_assistant::HomeAssistant;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Announces one user's satellite notices through Home Assistant.
+/// Announces one user's satellite notices, and announcements, through Home Assistant.
 pub struct Announcer {
     ha: HomeAssistant,
     entities: Vec<String>,
-    /// `voice.wyoming_user`'s id.
-    user_id: i64,
+    /// `voice.wyoming_user`'s id; `None`: none is set, only announcements are said.
+    user_id: Option<i64>,
 }
 
 impl Announcer {
-    /// The announcer for `user_id` (satellites' user); `None` when `[home_assistant]` has
-    /// no `url` or no `announce_entity`. An error (the token cannot be read) names the
-    /// setting and never holds the token.
-    pub fn new(settings: &Settings, user_id: i64) -> Result<Option<Announcer>, String> {
+    /// The announcer for `user_id` (satellites' user, if any); `None` when
+    /// `[home_assistant]` has no `url` or no `announce_entity`. An error (the token cannot
+    /// be read) names the setting and never holds the token.
+    pub fn new(settings: &Settings, user_id: Option<i64>) -> Result<Option<Announcer>, String> {
         let ha_settings = &settings.home_assistant;
         if !ha_settings.announces() {
             return Ok(None);
@@ -59,7 +59,11 @@ impl Announcer {
     }
 
     async fn tell(&self, reminders: &Reminders, notice: &Notice) {
-        if notice.user_id != self.user_id || !notice.is_for(Target::Satellite) {
+        let concerns = match self.user_id {
+            Some(user_id) => notice.concerns(user_id),
+            None => notice.is_announcement(),
+        };
+        if !concerns || !notice.is_for(Target::Satellite) {
             return;
         }
         let reminder = notice.rung().map(|r| r.id);

@@ -107,12 +107,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         config = ?loaded.file, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"),
         "starting hearth"
     );
-    let announcer = match satellite_user {
-        Some(user_id) => {
-            crate::channels::satellite::Announcer::new(&settings, user_id).map_err(anyhow::Error::msg)?
-        }
-        None => None,
-    };
+    // Satellites hear announcements (MQTT's `announce`) even without a satellite user.
+    let announcer =
+        crate::channels::satellite::Announcer::new(&settings, satellite_user).map_err(anyhow::Error::msg)?;
     if satellite_user.is_some() && announcer.is_none() {
         tracing::warn!(
             "reminders set from voice satellites are not announced on them: set [home_assistant] url, \
@@ -140,6 +137,15 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
         crate::channels::telegram::Telegram::new(&settings, assistant.clone(), voice.clone(), store.clone())
             .map_err(anyhow::Error::msg)?;
     let started = Instant::now();
+    // What MQTT commands act on; a config reload applies what it can through `live`.
+    let source = crate::control::ConfigSource { file: loaded.file.clone(), flags: loaded.flags.clone() };
+    let control = crate::control::Control {
+        notices: reminders.notices().clone(),
+        models: models.clone(),
+        store: store.clone(),
+        workflows: workflows.clone(),
+        settings: crate::control::LiveSettings::new(settings.clone(), source),
+    };
     let mqtt = crate::mqtt::Mqtt::start(
         &settings.mqtt,
         &settings.tls_dir(),
@@ -149,6 +155,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             models: models.clone(),
             started,
         },
+        Some(control),
     )
     .map_err(anyhow::Error::msg)?;
     let backups = crate::backup::Backups::new(&settings, loaded.file.as_deref());

@@ -18,6 +18,7 @@ mod voice;
 mod workflows;
 
 pub use limits::LimitSettings;
+pub use mqtt::COMMANDS as MQTT_COMMANDS;
 pub use outbound::{read_secret_file, EnvSecret, FileSecret, HeaderSetting, Secret};
 pub use settings::cores;
 pub use settings::{
@@ -133,6 +134,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_MQTT_BASE_TOPIC", "mqtt.base_topic", Kind::Str),
     ("HEARTH_MQTT_DISCOVERY_PREFIX", "mqtt.discovery_prefix", Kind::Str),
     ("HEARTH_MQTT_BACKLOG", "mqtt.backlog", Kind::Int),
+    ("HEARTH_MQTT_COMMANDS", "mqtt.commands", Kind::List),
     ("HEARTH_WORKFLOWS_DIR", "workflows.dir", Kind::Str),
     ("HEARTH_GOVERNOR_ENABLED", "governor.enabled", Kind::Bool),
     ("HEARTH_GOVERNOR_MIN_MEMORY_AVAILABLE_MB", "governor.min_memory_available_mb", Kind::Int),
@@ -184,6 +186,8 @@ pub struct Loaded {
     pub env_vars: Vec<String>,
     /// `HEARTH_*` variables that match no setting (likely typos).
     pub unknown_env_vars: Vec<String>,
+    /// The flags that were applied, to apply again when the file is re-read.
+    pub flags: Vec<FlagOverride>,
 }
 
 /// Loads settings from the config file (explicit, or [`SYSTEM_CONFIG`] if present),
@@ -245,7 +249,7 @@ fn load_from(
     let settings: Settings =
         Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
     settings.validate().map_err(ConfigError::Invalid)?;
-    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env })
+    Ok(Loaded { settings, file, env_vars: env_used, unknown_env_vars: unknown_env, flags: flags.to_vec() })
 }
 
 /// Deserializes the table so far, reporting unknown keys and wrong types.
@@ -476,9 +480,14 @@ mod tests {
             ("HEARTH_MQTT_PASSWORD", "pw"),
             ("HEARTH_MQTT_INTERVAL_SECS", "5"),
             ("HEARTH_MQTT_BACKLOG", "7"),
+            ("HEARTH_MQTT_COMMANDS", "announce, reload_config"),
         ]);
         let m = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.mqtt;
         assert!(m.enabled);
+        assert_eq!(m.commands, ["announce", "reload_config"]);
+        let wrong = env(&[("HEARTH_MQTT_COMMANDS", "announce,reboot")]);
+        let err = load_from(None, Path::new(NO_SYSTEM), &wrong, &[]).unwrap_err();
+        assert!(err.to_string().contains("mqtt.commands") && err.to_string().contains("reboot"), "{err}");
         assert_eq!(m.broker().unwrap(), Broker { host: "broker.lan".into(), port: 8883, tls: true });
         assert_eq!((m.interval_secs, m.backlog), (5, 7));
         assert_eq!(m.read_password().unwrap().as_deref(), Some("pw"));

@@ -36,7 +36,14 @@ pub struct MqttSettings {
     pub discovery_prefix: String,
     /// State messages kept while the broker cannot be reached; the oldest go first.
     pub backlog: usize,
+    /// The commands accepted on `<base_topic>/<device_id>/command/<name>` (see
+    /// [`COMMANDS`]); empty (the default): none. Whoever the broker lets publish there
+    /// may run them: restrict that topic with the broker's ACL.
+    pub commands: Vec<String>,
 }
+
+/// Every command the box knows (`mqtt/commands.rs`).
+pub const COMMANDS: &[&str] = &["announce", "reload_config", "load_model", "unload_model"];
 
 impl Default for MqttSettings {
     fn default() -> Self {
@@ -54,6 +61,7 @@ impl Default for MqttSettings {
             base_topic: "hearth".into(),
             discovery_prefix: "homeassistant".into(),
             backlog: 100,
+            commands: Vec::new(),
         }
     }
 }
@@ -75,6 +83,7 @@ impl std::fmt::Debug for MqttSettings {
             .field("base_topic", &self.base_topic)
             .field("discovery_prefix", &self.discovery_prefix)
             .field("backlog", &self.backlog)
+            .field("commands", &self.commands)
             .finish()
     }
 }
@@ -180,6 +189,9 @@ impl MqttSettings {
                 return bad(key, &format!("'{topic}' is not a topic prefix (no wildcards, no empty levels)"));
             }
         }
+        if let Some(unknown) = self.commands.iter().find(|c| !COMMANDS.contains(&c.as_str())) {
+            return bad("commands", &format!("'{unknown}' is not a command; known: {}", COMMANDS.join(", ")));
+        }
         if self.client_cert.is_empty() != self.client_key.is_empty() {
             return bad("client_cert", "set client_cert and client_key together");
         }
@@ -208,7 +220,7 @@ mod tests {
     #[test]
     fn off_by_default_and_urls_read() {
         let s = MqttSettings::default();
-        assert!(!s.enabled);
+        assert!(!s.enabled && s.commands.is_empty(), "no command is accepted unless listed");
         s.validate().unwrap();
         assert_eq!(
             on("mqtt://broker.lan").broker().unwrap(),
@@ -248,6 +260,7 @@ mod tests {
             (MqttSettings { base_topic: "a/#".into(), ..on("mqtt://x") }, "base_topic"),
             (MqttSettings { base_topic: "".into(), ..on("mqtt://x") }, "base_topic"),
             (MqttSettings { discovery_prefix: "ha/".into(), ..on("mqtt://x") }, "discovery_prefix"),
+            (MqttSettings { commands: vec!["reboot".into()], ..on("mqtt://x") }, "commands"),
         ] {
             let err = s.validate().unwrap_err();
             assert!(err.contains(&format!("mqtt.{key}")), "{err}");

@@ -304,6 +304,35 @@ impl Registry {
         Ok(embedder)
     }
 
+    /// Unloads one model loaded on demand (language or embedding), at once: its engine
+    /// stops when its last request finishes. `Ok(false)` when it was not loaded; an error
+    /// for the configured model (it stays) and for a name that is not installed.
+    pub fn unload(&self, name: &str) -> Result<bool, EngineError> {
+        if ALIASES.contains(&name) || name == self.default().id {
+            return Err(EngineError::InvalidRequest(format!(
+                "'{name}' is the configured model (model.path); it stays loaded"
+            )));
+        }
+        let language = self.others().remove(name).is_some();
+        let embedding = self.embedders().remove(name).is_some();
+        if language || embedding {
+            tracing::info!(model = name, "unloaded model on request");
+            return Ok(true);
+        }
+        if self.installed().iter().any(|m| m.id == name) {
+            return Ok(false);
+        }
+        Err(EngineError::ModelNotFound(format!("model '{name}' is not installed")))
+    }
+
+    /// Whether a model is loaded (or loading) now: the configured one, or one loaded on demand.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        ALIASES.contains(&name)
+            || name == self.default().id
+            || self.others().contains_key(name)
+            || self.embedders().contains_key(name)
+    }
+
     /// Unloads models (never the configured one) unused for `idle`. Returns their names.
     pub fn unload_idle(&self, idle: Duration) -> Vec<String> {
         let mut stale = Vec::new();

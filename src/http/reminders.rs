@@ -140,7 +140,7 @@ pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
         loop {
             let going = tokio::select! {
                 notice = live.recv() => match notice {
-                    Ok(notice) if notice.user_id == user_id && notice.is_for(Target::Web) => {
+                    Ok(notice) if notice.concerns(user_id) && notice.is_for(Target::Web) => {
                         tell(vec![(*notice).clone()]).await
                     }
                     Ok(_) => true,

@@ -142,8 +142,8 @@ async fn run(
             message = stream.next() => Ok(message),
             notice = notices.recv() => {
                 match notice {
-                    // Reminders only: what workflows tell shows in the web UI's events.
-                    Ok(notice) if notice.user_id == caller.user.id && notice.rung().is_some() => {
+                    // Reminders and announcements: what workflows tell shows in the web UI's events.
+                    Ok(notice) if notice.concerns(caller.user.id) && notice.spoken() => {
                         waiting.push_back((*notice).clone())
                     }
                     Ok(_) => {}

@@ -1,6 +1,8 @@
 //! Topics and Home Assistant's MQTT discovery, device form: one retained config on
 //! `<prefix>/device/<id>/config` with the device (`dev`), the origin (`o`) and the
-//! components (`cmps`), each a sensor reading one field of the state JSON.
+//! components (`cmps`), each a sensor reading one field of the state JSON; and for the
+//! commands the owner allows, an entity that sends one (`announce`: a text entity,
+//! `reload_config`: a button).
 
 use crate::config::MqttSettings;
 use serde_json::{json, Value};
@@ -17,6 +19,10 @@ pub struct Topics {
     pub discovery: Option<String>,
     /// Home Assistant's birth and last will (`online`/`offline`).
     pub ha_status: Option<String>,
+    /// Commands arrive on `<commands>/<name>` (subscribed as `<commands>/+`).
+    pub commands: String,
+    /// Each command's outcome (not retained).
+    pub result: String,
 }
 
 pub const ONLINE: &str = "online";
@@ -32,6 +38,8 @@ impl Topics {
             availability: format!("{base}/availability"),
             discovery: prefix.map(|p| format!("{p}/device/{id}/config")),
             ha_status: prefix.map(|p| format!("{p}/status")),
+            commands: format!("{base}/command"),
+            result: format!("{base}/result"),
             device_id: id,
         }
     }
@@ -153,9 +161,10 @@ fn sensors(with_temperature: bool) -> Vec<Sensor> {
 }
 
 /// The device's discovery config: every sensor with its `unique_id`, `default_entity_id`,
-/// `state_topic` and `availability`, and a `binary_sensor` whose state is the availability
-/// topic itself (so it reads "disconnected", not "unavailable", when the box is gone).
-pub fn config(topics: &Topics, with_temperature: bool) -> Value {
+/// `state_topic` and `availability`, a `binary_sensor` whose state is the availability
+/// topic itself (so it reads "disconnected", not "unavailable", when the box is gone), and
+/// the command entities for the `commands` allowed.
+pub fn config(topics: &Topics, with_temperature: bool, commands: &[String]) -> Value {
     let version = env!("CARGO_PKG_VERSION");
     let object = topics.object_prefix();
     let availability = json!([{
@@ -199,6 +208,40 @@ pub fn config(topics: &Topics, with_temperature: bool) -> Value {
             "entity_category": "diagnostic",
         }),
     );
+    let allowed = |name: &str| commands.iter().any(|c| c == name);
+    if allowed("announce") {
+        cmps.insert(
+            "announce".into(),
+            json!({
+                "p": "text",
+                "name": "Announce",
+                "unique_id": format!("{object}_announce"),
+                "default_entity_id": format!("text.{object}_announce"),
+                "command_topic": format!("{}/announce", topics.commands),
+                "command_template": "{{ {'text': value} | to_json }}",
+                "max": 255,
+                "mode": "text",
+                "icon": "mdi:bullhorn",
+                "availability": availability,
+            }),
+        );
+    }
+    if allowed("reload_config") {
+        cmps.insert(
+            "reload_config".into(),
+            json!({
+                "p": "button",
+                "name": "Reload configuration",
+                "unique_id": format!("{object}_reload_config"),
+                "default_entity_id": format!("button.{object}_reload_config"),
+                "command_topic": format!("{}/reload_config", topics.commands),
+                "payload_press": "{}",
+                "entity_category": "config",
+                "icon": "mdi:reload",
+                "availability": availability,
+            }),
+        );
+    }
     json!({
         "dev": {
             "ids": [object],
@@ -228,6 +271,10 @@ mod tests {
         assert_eq!(t.availability, "hearth/Kitchen-1/availability");
         assert_eq!(t.discovery.as_deref(), Some("homeassistant/device/Kitchen-1/config"));
         assert_eq!(t.ha_status.as_deref(), Some("homeassistant/status"));
+        assert_eq!(
+            (t.commands.as_str(), t.result.as_str()),
+            ("hearth/Kitchen-1/command", "hearth/Kitchen-1/result")
+        );
         let quiet = Topics::new(&MqttSettings { discovery_prefix: String::new(), ..settings("x") });
         assert_eq!((quiet.discovery, quiet.ha_status), (None, None));
     }
@@ -235,7 +282,7 @@ mod tests {
     #[test]
     fn every_component_is_complete_and_unique() {
         let t = Topics::new(&settings("Kitchen-1"));
-        let c = config(&t, true);
+        let c = config(&t, true, &["announce".into(), "reload_config".into(), "load_model".into()]);
         assert_eq!(c["dev"]["ids"][0], "hearth_kitchen_1");
         assert_eq!(c["o"]["name"], "Hearth");
         let cmps = c["cmps"].as_object().unwrap();
@@ -256,10 +303,21 @@ mod tests {
                     assert!(cmp["value_template"].as_str().unwrap().contains("value_json."), "{key}");
                 }
                 "binary_sensor" => assert_eq!(cmp["state_topic"], t.availability),
+                "text" | "button" => {
+                    assert_eq!(cmp["command_topic"], format!("hearth/Kitchen-1/command/{key}"));
+                    assert_eq!(cmp["availability"][0]["topic"], t.availability, "{key}");
+                }
                 other => panic!("{other}"),
             }
         }
         assert!(cmps.contains_key("temperature") && cmps.contains_key("online"));
-        assert!(!config(&t, false)["cmps"].as_object().unwrap().contains_key("temperature"));
+        assert!(cmps.contains_key("announce") && cmps.contains_key("reload_config"));
+        let quiet = config(&t, false, &[]);
+        let quiet = quiet["cmps"].as_object().unwrap();
+        assert!(!quiet.contains_key("temperature"));
+        assert!(
+            !quiet.contains_key("announce") && !quiet.contains_key("reload_config"),
+            "only allowed commands"
+        );
     }
 }

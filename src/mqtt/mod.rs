@@ -9,7 +9,13 @@
 //! a bounded [`Backlog`], and go out after the next CONNACK. Every CONNACK (a clean
 //! session has forgotten everything) and every `online` from Home Assistant's status
 //! topic re-announces: discovery config and `online`, both retained.
+//!
+//! With a [`Control`], the box also takes commands on `<base>/<id>/command/<name>`
+//! (`commands.rs`): read on the publishing task, run one at a time by a third task, and
+//! answered on `<base>/<id>/result`. The interval and the allowlist follow a config
+//! reload ([`crate::control::LiveSettings`]).
 
+pub mod commands;
 mod discovery;
 mod state;
 mod tls;
@@ -17,7 +23,8 @@ mod tls;
 pub use discovery::{config as discovery_config, Topics, OFFLINE, ONLINE};
 pub use state::{Sources, State};
 
-use crate::config::MqttSettings;
+use crate::config::{MqttSettings, Settings};
+use crate::control::Control;
 use crate::telemetry::MqttMetrics;
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
@@ -41,12 +48,22 @@ struct Plan {
     sources: Sources,
     metrics: MqttMetrics,
     backlog: Backlog,
+    /// Commands: what runs them and the settings they follow; `None`: no commands.
+    control: Option<(Control, watch::Receiver<Arc<Settings>>)>,
+    /// `[mqtt] commands`, as last (re)loaded.
+    allowed: Vec<String>,
 }
 
 impl Mqtt {
     /// Starts publishing when `[mqtt] enabled`; `Ok(None)` when it is off. Errors (an
-    /// unreadable certificate or password file) name the setting.
-    pub fn start(settings: &MqttSettings, tls_dir: &Path, sources: Sources) -> Result<Option<Mqtt>, String> {
+    /// unreadable certificate or password file) name the setting. With `control`,
+    /// commands are read too (those `[mqtt] commands` allows).
+    pub fn start(
+        settings: &MqttSettings,
+        tls_dir: &Path,
+        sources: Sources,
+        control: Option<Control>,
+    ) -> Result<Option<Mqtt>, String> {
         if !settings.enabled {
             return Ok(None);
         }
@@ -60,10 +77,16 @@ impl Mqtt {
             every: Duration::from_secs(settings.interval_secs),
             topics,
             sources,
+            control: control.map(|c| {
+                let live = c.settings.subscribe();
+                (c, live)
+            }),
+            allowed: settings.commands.clone(),
         };
         tracing::info!(
             broker = %format!("{}:{}", broker.0, broker.1), device = %plan.topics.device_id,
-            state = %plan.topics.state, every_secs = settings.interval_secs, "MQTT telemetry"
+            state = %plan.topics.state, every_secs = settings.interval_secs, commands = ?plan.allowed,
+            "MQTT telemetry"
         );
         let (stop, stopped) = watch::channel(false);
         let thread = std::thread::Builder::new()
@@ -169,6 +192,7 @@ async fn publish(
 ) {
     let (tx, mut rx) = mpsc::channel(64);
     let driver = tokio::spawn(drive(events, tx));
+    let mut runner = plan.control.as_ref().map(|(control, _)| commands::Runner::start(control.clone()));
     let mut connected = false;
     let mut last_error: Option<String> = None;
     let mut tick = tokio::time::interval(plan.every);
@@ -191,6 +215,11 @@ async fn publish(
                     if Some(&p.topic) == plan.topics.ha_status.as_ref() && p.payload.as_ref() == ONLINE.as_bytes() {
                         tracing::info!("Home Assistant came online: announcing the device again");
                         announce(&client, plan, false);
+                    } else if let (Some(name), Some(runner)) = (command_name(&plan.topics, &p.topic), &runner) {
+                        let request = commands::read(name, &p.payload, p.retain, &plan.allowed);
+                        if let Some((request, refused)) = runner.submit(request) {
+                            answer(&client, plan, &request, refused);
+                        }
                     }
                 }
                 Some(Ok(_)) => {}
@@ -205,6 +234,32 @@ async fn publish(
                 }
             },
             _ = tick.tick() => publish_state(&client, plan, connected),
+            done = next_result(&mut runner) => match done {
+                Some((request, outcome)) => answer(&client, plan, &request, outcome),
+                None => {
+                    tracing::error!("the MQTT command task ended; starting a new one");
+                    runner = plan.control.as_ref().map(|(control, _)| commands::Runner::start(control.clone()));
+                }
+            },
+            changed = settings_changed(&mut plan.control) => {
+                if let Some(settings) = changed {
+                    let every = Duration::from_secs(settings.mqtt.interval_secs);
+                    if every != plan.every {
+                        tracing::info!(every_secs = every.as_secs(), "MQTT state interval changed");
+                        plan.every = every;
+                        tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    }
+                    if settings.mqtt.commands != plan.allowed {
+                        tracing::info!(commands = ?settings.mqtt.commands, "MQTT commands allowed changed");
+                        plan.allowed = settings.mqtt.commands.clone();
+                        // Home Assistant's command entities follow the allowlist.
+                        if connected {
+                            announce(&client, plan, false);
+                        }
+                    }
+                }
+            }
         }
     }
     // Going away on purpose: say so (the last will is for when we cannot).
@@ -224,19 +279,65 @@ async fn publish(
     driver.abort();
 }
 
-/// Discovery config and `online`, retained, and the subscription to Home Assistant's
-/// status (a clean session forgot it).
+/// The command's name when `topic` is `<commands>/<name>`.
+fn command_name<'t>(topics: &Topics, topic: &'t str) -> Option<&'t str> {
+    topic.strip_prefix(topics.commands.as_str())?.strip_prefix('/').filter(|n| !n.contains('/'))
+}
+
+/// The next command's outcome; never when there are no commands.
+async fn next_result(
+    runner: &mut Option<commands::Runner>,
+) -> Option<(commands::Request, commands::Outcome)> {
+    match runner {
+        Some(runner) => runner.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The settings after a reload changed them; never when there is no control.
+async fn settings_changed(
+    control: &mut Option<(Control, watch::Receiver<Arc<Settings>>)>,
+) -> Option<Arc<Settings>> {
+    match control {
+        Some((_, live)) => match live.changed().await {
+            Ok(()) => Some(live.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes a command's outcome and logs it (the code, never an announcement's text).
+fn answer(client: &AsyncClient, plan: &Plan, request: &commands::Request, outcome: commands::Outcome) {
+    match &outcome {
+        Ok(_) => tracing::info!(command = %request.name, id = %request.id, "MQTT command done"),
+        Err(e) => tracing::warn!(
+            command = %request.name, id = %request.id, code = e.code.code(), error = %e.message,
+            "MQTT command refused or failed"
+        ),
+    }
+    let message = commands::result(request, &outcome).to_string();
+    send(client, plan, &plan.topics.result, message.into_bytes(), false);
+}
+
+/// Discovery config and `online`, retained, and the subscriptions to Home Assistant's
+/// status and to the commands (a clean session forgot them).
 fn announce(client: &AsyncClient, plan: &Plan, subscribe: bool) {
     let topics = &plan.topics;
     if let Some(discovery) = &topics.discovery {
         let with_temperature = !plan.sources.sampler.latest().temperatures.is_empty();
-        let config = discovery::config(topics, with_temperature).to_string();
+        let config = discovery::config(topics, with_temperature, &plan.allowed).to_string();
         send(client, plan, discovery, config.into_bytes(), true);
     }
     send(client, plan, &topics.availability, ONLINE.as_bytes().to_vec(), true);
     if let (Some(status), true) = (&topics.ha_status, subscribe) {
         if let Err(e) = client.try_subscribe(status, QoS::AtLeastOnce) {
             tracing::warn!(error = %e, "cannot subscribe to Home Assistant's status");
+        }
+    }
+    if subscribe && plan.control.is_some() {
+        if let Err(e) = client.try_subscribe(format!("{}/+", topics.commands), QoS::AtLeastOnce) {
+            tracing::warn!(error = %e, "cannot subscribe to the command topic");
         }
     }
 }

@@ -14,15 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const USER: &str = "hearth";
-const PASSWORD: &str = "mqtt-PASSWORD-never-logged";
+pub(crate) const USER: &str = "hearth";
+pub(crate) const PASSWORD: &str = "mqtt-PASSWORD-never-logged";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Fails, saying how to install it, when `tool` (from the apt `packages`) is missing.
-fn require(tool: &str, packages: &str) {
+pub(crate) fn require(tool: &str, packages: &str) {
     let found =
         Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
     assert!(
@@ -33,14 +33,14 @@ fn require(tool: &str, packages: &str) {
 
 /// TLS material for the broker, made here with rcgen; the clients' certificate and key
 /// (`client.crt`, `client.key`, CN `hearth`) are written beside it.
-struct Certs {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
+pub(crate) struct Certs {
+    pub(crate) ca: PathBuf,
+    pub(crate) server_cert: PathBuf,
+    pub(crate) server_key: PathBuf,
 }
 
 impl Certs {
-    fn make(dir: &Path) -> Certs {
+    pub(crate) fn make(dir: &Path) -> Certs {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
             KeyUsagePurpose, SanType,
@@ -84,15 +84,15 @@ impl Certs {
 
 /// A mosquitto on a free loopback port: password file (user `hearth`), or TLS with client
 /// certificates. Killed when dropped.
-struct Broker {
-    port: u16,
-    dir: tempfile::TempDir,
+pub(crate) struct Broker {
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
     child: Option<Child>,
     tls: bool,
 }
 
 impl Broker {
-    fn start(tls: bool) -> Broker {
+    pub(crate) fn start(tls: bool) -> Broker {
         require("mosquitto", "mosquitto mosquitto-clients");
         require("mosquitto_sub", "mosquitto mosquitto-clients");
         let dir = tempfile::tempdir().unwrap();
@@ -125,11 +125,11 @@ impl Broker {
         broker
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", if self.tls { "mqtts" } else { "mqtt" }, self.port)
     }
 
-    fn file(&self, name: &str) -> String {
+    pub(crate) fn file(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
 
@@ -161,12 +161,12 @@ impl Broker {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
     /// The client's connection arguments for mosquitto_sub and mosquitto_pub.
-    fn client_args(&self) -> Vec<String> {
+    pub(crate) fn client_args(&self) -> Vec<String> {
         let mut args: Vec<String> =
             ["-h", "127.0.0.1", "-p", &self.port.to_string()].map(String::from).to_vec();
         if self.tls {
@@ -180,12 +180,16 @@ impl Broker {
     }
 
     /// Hearth's settings for this broker.
-    fn hearth(&self, options: ServerOptions, interval: u64) -> ServerOptions {
+    pub(crate) fn hearth(&self, options: ServerOptions, interval: u64) -> ServerOptions {
+        self.connect(options).env("HEARTH_MQTT_INTERVAL_SECS", &interval.to_string())
+    }
+
+    /// Hearth's settings for this broker, the interval left to the config file.
+    pub(crate) fn connect(&self, options: ServerOptions) -> ServerOptions {
         let options = options
             .env("HEARTH_MQTT_ENABLED", "true")
             .env("HEARTH_MQTT_URL", &self.url())
-            .env("HEARTH_MQTT_DEVICE_ID", "testbox")
-            .env("HEARTH_MQTT_INTERVAL_SECS", &interval.to_string());
+            .env("HEARTH_MQTT_DEVICE_ID", "testbox");
         if self.tls {
             options
                 .env("HEARTH_MQTT_CA_FILE", &self.file("ca.crt"))
@@ -200,7 +204,7 @@ impl Broker {
         }
     }
 
-    fn publish(&self, topic: &str, payload: &str) {
+    pub(crate) fn publish(&self, topic: &str, payload: &str) {
         let ok = Command::new("mosquitto_pub")
             .args(self.client_args())
             .args(["-t", topic, "-m", payload, "-q", "1"])
@@ -218,29 +222,34 @@ impl Drop for Broker {
 
 /// One message a subscriber saw.
 #[derive(Debug, Clone)]
-struct Message {
-    retained: bool,
-    topic: String,
-    payload: String,
+pub(crate) struct Message {
+    pub(crate) retained: bool,
+    pub(crate) topic: String,
+    pub(crate) payload: String,
 }
 
 impl Message {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.payload)
             .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.topic, self.payload))
     }
 }
 
 /// mosquitto_sub on everything Hearth and Home Assistant use, recording each message.
-struct Subscriber {
+pub(crate) struct Subscriber {
     child: Child,
     seen: Arc<Mutex<Vec<Message>>>,
 }
 
 impl Subscriber {
-    fn start(broker: &Broker) -> Subscriber {
+    pub(crate) fn start(broker: &Broker) -> Subscriber {
+        Subscriber::with(broker.client_args())
+    }
+
+    /// mosquitto_sub with these connection arguments.
+    pub(crate) fn with(client_args: Vec<String>) -> Subscriber {
         let mut child = Command::new("mosquitto_sub")
-            .args(broker.client_args())
+            .args(client_args)
             .args(["-t", "hearth/#", "-t", "homeassistant/#", "-q", "1", "-F", "%r %t %p"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -261,12 +270,12 @@ impl Subscriber {
         Subscriber { child, seen }
     }
 
-    fn on(&self, topic: &str) -> Vec<Message> {
+    pub(crate) fn on(&self, topic: &str) -> Vec<Message> {
         self.seen.lock().unwrap().iter().filter(|m| m.topic == topic).cloned().collect()
     }
 
     /// Waits (generously) until `done` holds for the messages on `topic`.
-    fn wait(
+    pub(crate) fn wait(
         &self,
         server: &Server,
         topic: &str,
@@ -302,7 +311,7 @@ const DISCOVERY: &str = "homeassistant/device/testbox/config";
 
 /// The discovery config as Home Assistant reads it: a device, an origin, and components
 /// each with a unique id, a state topic and availability.
-fn check_discovery(config: &Value) {
+pub(crate) fn check_discovery(config: &Value) {
     assert_eq!(config["dev"]["ids"][0], "hearth_testbox", "{config}");
     assert!(config["dev"]["name"].as_str().is_some() && config["o"]["name"] == "Hearth", "{config}");
     let cmps = config["cmps"].as_object().expect("cmps");
@@ -329,12 +338,17 @@ fn check_discovery(config: &Value) {
                     (Some("online"), Some("offline"))
                 );
             }
+            // The command entities, for the commands the box allows.
+            Some("text" | "button") => {
+                assert_eq!(c["command_topic"], format!("hearth/testbox/command/{key}"), "{key}");
+                assert_eq!(c["availability"][0]["topic"], AVAILABILITY, "{key}");
+            }
             other => panic!("{key}: platform {other:?}"),
         }
     }
 }
 
-fn metric(server: &Server, token: &str, name: &str) -> f64 {
+pub(crate) fn metric(server: &Server, token: &str, name: &str) -> f64 {
     let text = server
         .agent()
         .get(&format!("{}/metrics", server.url))
@@ -349,7 +363,7 @@ fn metric(server: &Server, token: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
-fn chat(server: &Server, token: &str) {
+pub(crate) fn chat(server: &Server, token: &str) {
     let body = json!({"message": "Say hello.", "max_tokens": 8});
     let (status, reply) = server.call("POST", "/api/chat", Some(token), Some(&body));
     assert_eq!(status, 200, "{reply}");

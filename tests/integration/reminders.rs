@@ -222,7 +222,10 @@ fn a_timer_set_by_voice_rings_and_is_spoken_on_the_same_socket() {
 }
 
 /// Reads events and audio up to the event of type `end`.
-fn read_turn_until(socket: &mut crate::voice_pipeline::Socket, end: &str) -> crate::voice_pipeline::Turn {
+pub(crate) fn read_turn_until(
+    socket: &mut crate::voice_pipeline::Socket,
+    end: &str,
+) -> crate::voice_pipeline::Turn {
     let mut turn = crate::voice_pipeline::Turn::default();
     loop {
         match socket.read().expect("a message") {
