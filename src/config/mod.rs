@@ -49,6 +49,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_NAME", "server.name", Kind::Str),
     ("HEARTH_MDNS", "server.mdns", Kind::Bool),
     ("HEARTH_ALLOWED_HOSTS", "server.allowed_hosts", Kind::List),
+    ("HEARTH_ADMIN_ALLOW", "server.admin_allow", Kind::List),
     ("HEARTH_MAX_BODY_BYTES", "server.max_body_bytes", Kind::Int),
     ("HEARTH_WORKERS", "server.workers", Kind::Int),
     ("HEARTH_MODEL", "model.path", Kind::Str),
