@@ -1,8 +1,9 @@
 // The admin page (the "Account" page for plain users): health, live system figures,
-// models, users, API tokens and one's own password.
+// models, users, API tokens, the audit log (audit.js) and one's own password.
 
 import { api } from './api.js';
 import { h, set, add, ago, bytes, field } from './dom.js';
+import { auditSection } from './audit.js';
 
 const THROTTLES = ['under_voltage', 'frequency_capped', 'throttled', 'soft_temperature_limit'];
 const SVG = 'http://www.w3.org/2000/svg';
@@ -235,7 +236,8 @@ export function adminPage(ctx) {
     admin && section('Users', users, skillsBox, userForm),
     section('API tokens', admin && h('div', { class: 'field check' }, allBox, h('label', { for: 'all-tokens', text: 'Show every user\'s tokens' })),
       tokens, tokenForm, secret),
-    section('Password', passForm));
+    section('Password', passForm),
+    admin && h('section', { class: 'panel wide', 'aria-label': 'Audit log' }, h('h2', { text: 'Audit log' }), auditSection(ctx)));
 
   refresh();
   loadModels();
