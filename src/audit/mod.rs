@@ -40,13 +40,15 @@ pub enum Action {
     PasswordChanged,
     TokenCreated,
     TokenRevoked,
-    SessionsRevoked,
+    /// Reserved: no route changes a role yet.
     RoleChanged,
     SkillsChanged,
     ConfigChanged,
     WorkflowsReloaded,
     AdminRead,
     AdminAddressRefused,
+    /// For the backup, export and retention modules (their own transactions call
+    /// [`record`]).
     Export,
     Backup,
     Restore,
@@ -67,7 +69,6 @@ impl Action {
         Action::PasswordChanged,
         Action::TokenCreated,
         Action::TokenRevoked,
-        Action::SessionsRevoked,
         Action::RoleChanged,
         Action::SkillsChanged,
         Action::ConfigChanged,
@@ -94,7 +95,6 @@ impl Action {
             Action::PasswordChanged => "password_changed",
             Action::TokenCreated => "token_created",
             Action::TokenRevoked => "token_revoked",
-            Action::SessionsRevoked => "sessions_revoked",
             Action::RoleChanged => "role_changed",
             Action::SkillsChanged => "skills_changed",
             Action::ConfigChanged => "config_changed",

@@ -221,6 +221,11 @@ pub async fn onboard(
                 let stored = language.clone();
                 state.store.run(move |store| store.set_preference(VOICE_LANGUAGE, &stored)).await?;
                 let applied = state.voice.choose_language(Some(language.clone()).filter(|l| l != "auto"));
+                let by = Actor::user(user.id, &user.name, Some(client_ip(&req).to_string()));
+                let event = Event::new(&by, Action::ConfigChanged)
+                    .target("voice.language")
+                    .detail(json!({ "language": language, "applied": applied }));
+                crate::audit::record_or_warn(&state.store, event).await;
                 tracing::info!(%language, applied, "voice language chosen at setup");
             }
             start_session(&state, &req, user).await

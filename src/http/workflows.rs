@@ -93,6 +93,9 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let loaded = visible(&state, &caller, &name)?;
     let (workflows, enabled) = (state.workflows.clone(), change.enabled);
+    let event = Event::new(&caller.actor(), Action::ConfigChanged)
+        .target(format!("workflow:{} (user:{})", loaded.workflow.name, loaded.owner_id))
+        .detail(object!({ "enabled": enabled }));
     let listed = state
         .store
         .run(move |_| {
@@ -103,6 +106,7 @@ pub async fn change(
             workflows.listed(&loaded)
         })
         .await?;
+    crate::audit::record(&state.store, event).await?;
     Ok(json(&listed))
 }
 
