@@ -58,7 +58,7 @@ test('an administrator reads and filters the audit log', async () => {
   assert.match(await made.textContent(), /root.*127\.0\.0\.1.*token_created.*success.*label: laptop/);
   const failure = table.getByRole('row').filter({ hasText: 'login_failed' });
   assert.match(await failure.textContent(), /anonymous.*127\.0\.0\.1.*login_failed.*user:1 root.*failure/);
-  await page.screenshot({ path: path.join(SHOTS, 'admin-audit-log.png'), fullPage: true, animations: 'disabled' });
+  await audit.screenshot({ path: path.join(SHOTS, 'admin-audit-log.png'), animations: 'disabled' });
 
   await audit.getByLabel('Action').selectOption('login_failed');
   await audit.getByRole('button', { name: 'Filter' }).click();
