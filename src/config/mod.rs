@@ -402,6 +402,16 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_allowlist_comes_from_env_and_a_bad_block_is_named() {
+        let e = env(&[("HEARTH_ADMIN_ALLOW", "10.0.0.0/8, ::1/128")]);
+        let server = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.server;
+        assert_eq!(server.admin_allow, ["10.0.0.0/8", "::1/128"]);
+        let f = file("[server]\nadmin_allow = [\"192.168.1.0/33\"]\n");
+        let err = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("server.admin_allow") && err.contains("0-32"), "{err}");
+    }
+
+    #[test]
     fn skills_come_from_env_and_an_unknown_one_is_named() {
         let e = env(&[("HEARTH_SKILLS", "clock"), ("HEARTH_SKILLS_MAX_ROUNDS", "2")]);
         let skills = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.skills;
