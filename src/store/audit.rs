@@ -1,6 +1,11 @@
 //! The audit log's table (`audit_log`): appends only, the chain's head read and the row
 //! inserted in one writer transaction (see `audit/`). Nothing here updates or deletes a
 //! row, and the table's triggers abort anyone who tries.
+//!
+//! A store method that changes something worth recording calls [`append`] with its own
+//! transaction (opened with `Store::write_tx`, immediate, so a writer in another process
+//! is waited for rather than raced); anything else calls [`Store::audit`] or
+//! `audit::record`.
 
 use super::{now, Result, Store};
 use crate::audit::chain::{self, Row, Verifier, GENESIS};
@@ -100,7 +105,7 @@ impl Store {
     /// Appends one event in a transaction of its own; returns the row's id.
     pub fn audit(&self, event: &Event) -> Result<i64> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = Store::write_tx(&mut conn)?;
         let id = append(&tx, event)?;
         tx.commit()?;
         Ok(id)
