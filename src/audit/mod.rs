@@ -18,6 +18,7 @@
 //! field must not land here), as the log does.
 
 pub mod chain;
+pub mod quiet;
 
 use crate::store::{Store, StoreError};
 use serde::Serialize;

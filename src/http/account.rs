@@ -10,6 +10,7 @@
 
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
+use crate::audit::quiet::Quiet;
 use crate::audit::{user_target, Action, Actor, Event, Outcome};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
 use crate::auth::revocation::Revoked;
@@ -62,13 +63,19 @@ fn anonymous(req: &HttpRequest) -> Actor {
     Actor::anonymous(req.peer_addr().map(|a| a.ip().to_string()))
 }
 
-/// Records an attempt refused before any password was checked (locked out, busy); a
+/// Records an attempt refused before any password was checked (locked out, busy): the
+/// first of an address's refusals in a minute, with how many were left out before it
+/// ([`Quiet`]: refusals cost a client nothing, and each record is a synced commit). A
 /// request without the CSRF header is not an attempt.
 async fn record_refusal(state: &AppState, req: &HttpRequest, action: Action, refused: &HttpResponse) {
-    if refused.status() == actix_web::http::StatusCode::TOO_MANY_REQUESTS {
-        let event = Event::new(&anonymous(req), action)
-            .outcome(Outcome::Refused)
-            .detail(json!({ "reason": ErrorCode::TooManyAttempts.code() }));
+    if refused.status() != actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+        return;
+    }
+    let address = req.peer_addr().map(|a| a.ip());
+    if let Some(left_out) = Quiet::refusals().record_now(address, std::time::Instant::now()) {
+        let event = Event::new(&anonymous(req), action).outcome(Outcome::Refused).detail(
+            json!({ "reason": ErrorCode::TooManyAttempts.code(), "refusals_not_recorded": left_out }),
+        );
         crate::audit::record_or_warn(&state.store, event).await;
     }
 }
