@@ -236,6 +236,16 @@ fn the_admin_allowlist_refuses_other_addresses_and_records_it() {
         let (status, body) = server.call("GET", path, Some(&root), None);
         assert_eq!((status, code(&body)), (403, "admin_address_refused"), "{path}: {body}");
     }
+    // A forwarding header is not the address: anyone can send one.
+    let forged = server
+        .agent()
+        .get(&format!("{}/api/users", server.url))
+        .set("Authorization", &format!("Bearer {root}"))
+        .set("X-Forwarded-For", "127.0.0.2")
+        .set("Forwarded", "for=127.0.0.2")
+        .call();
+    let (status, body) = crate::common::response_parts(forged);
+    assert_eq!((status, code(&body)), (403, "admin_address_refused"), "{body}");
     // What any user may do stays open to an administrator anywhere.
     let (status, _) = server.call("GET", "/api/tokens", Some(&root), None);
     assert_eq!(status, 200);
@@ -249,7 +259,7 @@ fn the_admin_allowlist_refuses_other_addresses_and_records_it() {
         get_from([127, 0, 0, 2], &server, "/api/audit?action=admin_address_refused&limit=500", &root);
     assert_eq!(status, 200, "{body}");
     let refused = body["entries"].as_array().unwrap();
-    assert_eq!(refused.len(), 4, "{body:#}");
+    assert_eq!(refused.len(), 5, "{body:#}");
     let users = refused.iter().find(|e| e["target"] == "GET /api/users").expect("the refusal of /api/users");
     assert_eq!((users["actor"].as_str(), users["address"].as_str()), (Some("root"), Some("127.0.0.1")));
     assert_eq!(users["outcome"], "refused");
