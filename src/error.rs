@@ -50,6 +50,7 @@ error_codes! {
     InvalidSetupCode      => 401, "invalid_setup_code",      "authentication_error";
     InsufficientScope     => 403, "insufficient_scope",      "permission_error";
     CsrfRejected          => 403, "csrf_rejected",           "permission_error";
+    AdminAddressRefused   => 403, "admin_address_refused",   "permission_error";
     AlreadyOnboarded      => 409, "already_onboarded",       "invalid_request_error";
     PullInProgress        => 409, "pull_in_progress",        "invalid_request_error";
     BackupInProgress      => 409, "backup_in_progress",      "invalid_request_error";

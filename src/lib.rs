@@ -8,6 +8,7 @@
 
 pub mod assistant;
 pub mod audio;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod channels;

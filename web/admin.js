@@ -1,8 +1,10 @@
 // The admin page (the "Account" page for plain users): health, live system figures,
-// models, users, backups, API tokens, one's conversations as a file and one's own password.
+// models, users, backups, API tokens, one's conversations as a file, the audit log (audit.js)
+// and one's own password.
 
 import { api } from './api.js';
 import { h, set, add, ago, bytes, field } from './dom.js';
+import { auditSection } from './audit.js';
 
 const THROTTLES = ['under_voltage', 'frequency_capped', 'throttled', 'soft_temperature_limit'];
 const SVG = 'http://www.w3.org/2000/svg';
@@ -276,7 +278,8 @@ export function adminPage(ctx) {
       tokens, tokenForm, secret),
     admin && section('Backups', backups),
     section('Your conversations', exports),
-    section('Password', passForm));
+    section('Password', passForm),
+    admin && h('section', { class: 'panel wide', 'aria-label': 'Audit log' }, h('h2', { text: 'Audit log' }), auditSection(ctx)));
 
   refresh();
   loadModels();

@@ -5,6 +5,7 @@
 //! would add nothing but latency to every request). The first 12 characters are kept
 //! as a visible prefix so owners can tell tokens apart and revoke them.
 
+pub mod allowlist;
 pub mod password;
 pub mod revocation;
 pub mod scopes;

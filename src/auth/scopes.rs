@@ -69,9 +69,17 @@ impl Scope {
             Some(Scope::Documents)
         } else if under("/api/ws") || under("/v1/audio") {
             Some(Scope::Voice)
-        } else if ["/api/users", "/api/tokens", "/api/system", "/api/admin", "/metrics", "/api/me/password"]
-            .iter()
-            .any(|p| under(p))
+        } else if [
+            "/api/users",
+            "/api/tokens",
+            "/api/system",
+            "/api/admin",
+            "/api/audit",
+            "/metrics",
+            "/api/me/password",
+        ]
+        .iter()
+        .any(|p| under(p))
         {
             Some(Scope::Admin)
         } else {

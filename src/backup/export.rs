@@ -2,8 +2,10 @@
 //! Markdown (for people). Shared by `GET /api/conversations/export`,
 //! `POST /api/conversations/import`, `hearth export` and `hearth import`.
 
+use crate::audit::{user_target, Action, Actor, Event};
 use crate::store::{ExportedConversation, Imported, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// The format's name and version in the JSON.
 pub const KIND: &str = "hearth.conversations";
@@ -72,9 +74,13 @@ pub fn export(
     user_id: i64,
     user_name: &str,
     format: Format,
+    by: &Actor,
 ) -> Result<Vec<u8>, TransferError> {
     let conversations = store.export_conversations(user_id)?;
-    // audit: export
+    let event = Event::new(by, Action::Export)
+        .target(user_target(user_id, user_name))
+        .detail(json!({"format": format.extension(), "conversations": conversations.len()}));
+    store.audit(&event)?;
     let export = Export {
         kind: KIND.into(),
         version: VERSION,
@@ -92,7 +98,7 @@ pub fn export(
 
 /// Reads a JSON export and adds its conversations to the user's (see
 /// `Store::import_conversations`: importing the same file twice adds nothing).
-pub fn import(store: &Store, user_id: i64, bytes: &[u8]) -> Result<Imported, TransferError> {
+pub fn import(store: &Store, user_id: i64, bytes: &[u8], by: &Actor) -> Result<Imported, TransferError> {
     if bytes.len() > MAX_IMPORT_BYTES {
         return Err(TransferError::TooLarge);
     }
@@ -114,7 +120,10 @@ pub fn import(store: &Store, user_id: i64, bytes: &[u8]) -> Result<Imported, Tra
         StoreError::Conflict(why) => TransferError::Invalid(why),
         other => other.into(),
     })?;
-    // audit: import
+    let event = Event::new(by, Action::Import).target(format!("user:{user_id}")).detail(json!({
+        "conversations": done.conversations, "messages": done.messages, "skipped": done.skipped
+    }));
+    store.audit(&event)?;
     Ok(done)
 }
 
@@ -161,8 +170,9 @@ mod tests {
     #[test]
     fn json_round_trips_markdown_reads_and_bad_files_are_refused() {
         let (_dir, store) = temp_store();
-        let alice = store.create_account("alice", Role::User, "phc").unwrap().id;
-        let bob = store.create_account("bob", Role::User, "phc").unwrap().id;
+        let alice =
+            store.create_account("alice", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
+        let bob = store.create_account("bob", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
         let turn = NewTurn {
             conversation_id: None,
             new_id: None,
@@ -178,18 +188,28 @@ mod tests {
             tool_calls: None,
         };
         store.append_turn(&turn).unwrap();
-        let json = export(&store, alice, "alice", Format::Json).unwrap();
-        assert_eq!(import(&store, bob, &json).unwrap().conversations, 1);
-        assert_eq!(import(&store, bob, &json).unwrap().skipped, 1);
-        let md = String::from_utf8(export(&store, alice, "alice", Format::Markdown).unwrap()).unwrap();
+        let by = crate::audit::Actor::cli();
+        let json = export(&store, alice, "alice", Format::Json, &by).unwrap();
+        assert_eq!(import(&store, bob, &json, &by).unwrap().conversations, 1);
+        assert_eq!(import(&store, bob, &json, &by).unwrap().skipped, 1);
+        let md = String::from_utf8(export(&store, alice, "alice", Format::Markdown, &by).unwrap()).unwrap();
         assert!(
             md.contains("## Plan my garden") && md.contains("**Assistant**") && md.contains("tomatoes"),
             "{md}"
         );
-        assert!(matches!(import(&store, bob, b"{\"kind\": \"other\"}"), Err(TransferError::Invalid(_))));
+        assert!(matches!(import(&store, bob, b"{\"kind\": \"other\"}", &by), Err(TransferError::Invalid(_))));
         assert!(matches!(
-            import(&store, bob, &vec![b' '; MAX_IMPORT_BYTES + 1]),
+            import(&store, bob, &vec![b' '; MAX_IMPORT_BYTES + 1], &by),
             Err(TransferError::TooLarge)
         ));
+        // Each export and import is in the audit log, under who did it.
+        let actions: Vec<String> = store
+            .audit_rows(&crate::store::AuditFilter { limit: 500, ..Default::default() })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert_eq!(actions.iter().filter(|a| *a == "export").count(), 2, "{actions:?}");
+        assert_eq!(actions.iter().filter(|a| *a == "import").count(), 2, "{actions:?}");
     }
 }

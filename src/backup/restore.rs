@@ -153,7 +153,9 @@ mod tests {
     fn data_dir_with_a_user() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("hearth.db")).unwrap();
-        store.create_account("alice", crate::store::Role::User, "phc").unwrap();
+        store
+            .create_account("alice", crate::store::Role::User, "phc", &crate::audit::Actor::system())
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("tls")).unwrap();
         std::fs::write(dir.path().join("tls/ca.key"), b"secret key").unwrap();
         dir

@@ -4,6 +4,7 @@
 //! restart neither repeats nor skips one.
 
 use super::{create, list, prune, ArchiveInfo, BackupError, Sources};
+use crate::audit::{Action, Event, Outcome};
 use crate::config::{RetentionSettings, Settings};
 use crate::store::Store;
 use serde::Serialize;
@@ -111,7 +112,6 @@ impl Backups {
     }
 
     fn finish(&self, trigger: &'static str) -> Result<ArchiveInfo, BackupError> {
-        // audit: backup
         let result = std::panic::catch_unwind(|| create(&self.sources, &self.dir, &mut |_, _| {}))
             .unwrap_or_else(|_| Err(BackupError::Io("the backup crashed".into())));
         let result = result.and_then(|info| {
@@ -175,16 +175,29 @@ impl Maintenance {
                 if let Some(every) = every {
                     if due(&store, "backup", every.as_secs() as i64, now) {
                         mark(&store, "backup", now);
-                        match backups.run_now("schedule") {
-                            Ok(info) => tracing::info!(file = %info.file, "scheduled backup done"),
-                            Err(BackupError::Busy) => {}
-                            Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
+                        let by = crate::audit::Actor::system();
+                        let event = match backups.run_now("schedule") {
+                            Ok(info) => {
+                                tracing::info!(file = %info.file, "scheduled backup done");
+                                Some(Event::new(&by, Action::Backup).target(info.file))
+                            }
+                            Err(BackupError::Busy) => None,
+                            Err(e) => {
+                                tracing::error!(error = %e, "scheduled backup failed");
+                                let detail = serde_json::json!({"error": e.to_string()});
+                                Some(Event::new(&by, Action::Backup).outcome(Outcome::Failure).detail(detail))
+                            }
+                        };
+                        if let Err(e) = event.map_or(Ok(0), |event| store.audit(&event)) {
+                            tracing::warn!(error = %e, "could not write the audit log");
                         }
                     }
                 }
                 if due(&store, "retention", DAY, now) {
                     mark(&store, "retention", now);
-                    match std::panic::catch_unwind(|| super::retention::run(&store, &retention)) {
+                    match std::panic::catch_unwind(|| {
+                        super::retention::run(&store, &retention, &crate::audit::Actor::system())
+                    }) {
                         Ok(Ok(deleted)) if !deleted.is_empty() => forget(),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),

@@ -1,6 +1,8 @@
 //! `hearth users ...` and `hearth tokens ...`: account administration on the box.
 //! These open the database directly, so they work with or without a running service.
+//! Every change is recorded in the audit log with the actor `cli`.
 
+use crate::audit::Actor;
 use crate::auth::generate_token;
 use crate::config::Settings;
 use crate::store::{Role, Store};
@@ -114,11 +116,11 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
     };
     match cmd {
         UsersCommand::Disable { name } => {
-            store.set_disabled(find(&name)?.id, true)?;
+            store.set_disabled(find(&name)?.id, true, &Actor::cli())?;
             eprintln!("Disabled '{name}': their tokens and sessions no longer work (their data stays).");
         }
         UsersCommand::Enable { name } => {
-            store.set_disabled(find(&name)?.id, false)?;
+            store.set_disabled(find(&name)?.id, false, &Actor::cli())?;
             eprintln!("Enabled '{name}'.");
         }
         UsersCommand::Delete { name, yes } => {
@@ -128,7 +130,7 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
                     "deleting '{name}' removes all their conversations and documents; add --yes to do it"
                 );
             }
-            store.delete_user(user.id)?;
+            store.delete_user(user.id, &Actor::cli())?;
             // Cached keys and values of conversations live in this folder; it is only a
             // cache, and the running service recreates it.
             let _ = std::fs::remove_dir_all(settings.storage.data_dir.join("kv-cache"));
@@ -136,7 +138,7 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         UsersCommand::Add { name, admin } => {
             let role = if admin { Role::Admin } else { Role::User };
-            let user = store.create_user(&name, role)?;
+            let user = store.create_user_by(&name, role, &Actor::cli())?;
             println!("Created {} '{}'.", user.role.as_str(), user.name);
             println!("Next: hearth tokens create --user {}", user.name);
         }
@@ -147,7 +149,7 @@ pub fn users(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
             crate::skills::check_names(&known, &changes)?;
             let set = match changes.is_empty() {
                 true => store.user_skills(user.id)?,
-                false => store.set_user_skills(user.id, &changes)?,
+                false => store.set_user_skills(user.id, &changes, &Actor::cli())?,
             };
             println!("{:<20} {:<4} WHY", "SKILL", "ON");
             for s in crate::skills::standings(&known, &set) {
@@ -203,7 +205,7 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
                 format!("no user '{user}'; create it first with `hearth users add {user}`")
             })?;
             let token = generate_token();
-            store.insert_token_with(owner.id, &label, &token.prefix, &token.hash, grant)?;
+            store.insert_token_with(owner.id, &label, &token.prefix, &token.hash, grant, &Actor::cli())?;
             let until =
                 grant.expires_at.map_or_else(|| "until revoked".into(), |t| format!("until {}", when(t)));
             eprintln!(
@@ -244,7 +246,7 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         TokensCommand::Revoke { prefix } => {
             let prefix = crate::auth::visible_prefix(&prefix).to_string();
-            store.revoke_token(&prefix)?;
+            store.revoke_token(&prefix, &Actor::cli())?;
             println!("Revoked {prefix}.");
         }
     }

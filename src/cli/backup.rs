@@ -1,6 +1,7 @@
 //! `hearth backup` (and `backup verify`), `hearth restore`, `hearth export` and
 //! `hearth import`: the owner's side of `backup/`.
 
+use crate::audit::{Action, Actor, Event, Outcome};
 use crate::backup::export::{self, Format};
 use crate::config::Settings;
 use anyhow::Context;
@@ -103,8 +104,9 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
                     let _ = std::io::stderr().flush();
                 }
             };
-            // audit: backup
-            let info = crate::backup::create(&sources, &dir, &mut progress)?;
+            let result = crate::backup::create(&sources, &dir, &mut progress);
+            record_backup(settings, &Actor::cli(), &result);
+            let info = result?;
             if terminal {
                 eprintln!();
             }
@@ -121,8 +123,13 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
 /// `hearth restore ARCHIVE [--force]` into the data dir.
 pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let data_dir = &settings.storage.data_dir;
-    // audit: restore
     let restored = crate::backup::restore(&args.archive, data_dir, args.force)?;
+    // The restored log goes on from the backup's head: the restore is its next row.
+    let store = crate::store::Store::open(&settings.database_path())?;
+    let event = Event::new(&Actor::cli(), Action::Restore)
+        .target(args.archive.display().to_string())
+        .detail(serde_json::json!({"schema": restored.manifest.schema_version, "made_at": restored.manifest.created_at}));
+    store.audit(&event)?;
     println!(
         "restored {} (schema {}, made at {}) into {}",
         args.archive.display(),
@@ -149,7 +156,7 @@ pub fn export(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode>
     let store = crate::store::Store::open(&settings.database_path())?;
     let user = store.find_user(&args.user).with_context(|| format!("no user named '{}'", args.user))?;
     let format = Format::parse(&args.format).context("format must be json or markdown")?;
-    let bytes = export::export(&store, user.id, &user.name, format)?;
+    let bytes = export::export(&store, user.id, &user.name, format, &Actor::cli())?;
     match args.output {
         Some(path) => {
             std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?
@@ -169,12 +176,31 @@ pub fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCode>
         anyhow::bail!("{} is larger than {} bytes", args.file.display(), export::MAX_IMPORT_BYTES);
     }
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let done = export::import(&store, user.id, &bytes)?;
+    let done = export::import(&store, user.id, &bytes, &Actor::cli())?;
     println!(
         "imported {} conversations ({} messages) for {}; {} were there already",
         done.conversations, done.messages, user.name, done.skipped
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a backup's outcome to the audit log of the box it was taken from; a box whose
+/// database cannot be opened still gets its backup (the error is said).
+fn record_backup(
+    settings: &Settings,
+    by: &Actor,
+    result: &Result<crate::backup::ArchiveInfo, crate::backup::BackupError>,
+) {
+    let event = match result {
+        Ok(info) => Event::new(by, Action::Backup).target(info.file.clone()),
+        Err(e) => Event::new(by, Action::Backup)
+            .outcome(Outcome::Failure)
+            .detail(serde_json::json!({"error": e.to_string()})),
+    };
+    let written = crate::store::Store::open(&settings.database_path()).and_then(|store| store.audit(&event));
+    if let Err(e) = written {
+        eprintln!("warning: the backup could not be written to the audit log: {e}");
+    }
 }
 
 fn utc(secs: i64) -> String {

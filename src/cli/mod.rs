@@ -2,6 +2,7 @@
 //! configuration, and each subcommand runs from its own module.
 
 mod admin;
+mod audit;
 mod backup;
 mod chat;
 mod doctor;
@@ -77,6 +78,10 @@ enum Command {
     /// Manage API tokens (each belongs to a user).
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
+    /// The audit log: verify its hash chain, list entries (logins, account and token
+    /// changes, administrators' reads of others' data, refused addresses).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// List, pull, add and verify models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -243,6 +248,7 @@ fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Onboard => onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Audit(cmd) => audit::run(cmd, &loaded.settings),
         Command::Models(cmd) => models::run(cmd, &loaded.settings),
         Command::Ingest(args) => knowledge::ingest(args, loaded.settings),
         Command::Index(cmd) => knowledge::index(cmd, &loaded.settings),

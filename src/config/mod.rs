@@ -56,6 +56,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_NAME", "server.name", Kind::Str),
     ("HEARTH_MDNS", "server.mdns", Kind::Bool),
     ("HEARTH_ALLOWED_HOSTS", "server.allowed_hosts", Kind::List),
+    ("HEARTH_ADMIN_ALLOW", "server.admin_allow", Kind::List),
     ("HEARTH_MAX_BODY_BYTES", "server.max_body_bytes", Kind::Int),
     ("HEARTH_WORKERS", "server.workers", Kind::Int),
     ("HEARTH_MODEL", "model.path", Kind::Str),
@@ -423,6 +424,16 @@ mod tests {
             let err = load_from(None, Path::new(NO_SYSTEM), &env(&[(var, value)]), &[]);
             assert!(err.is_err(), "{var}={value} accepted");
         }
+    }
+
+    #[test]
+    fn the_admin_allowlist_comes_from_env_and_a_bad_block_is_named() {
+        let e = env(&[("HEARTH_ADMIN_ALLOW", "10.0.0.0/8, ::1/128")]);
+        let server = load_from(None, Path::new(NO_SYSTEM), &e, &[]).unwrap().settings.server;
+        assert_eq!(server.admin_allow, ["10.0.0.0/8", "::1/128"]);
+        let f = file("[server]\nadmin_allow = [\"192.168.1.0/33\"]\n");
+        let err = load_from(Some(f.path()), Path::new(NO_SYSTEM), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("server.admin_allow") && err.contains("0-32"), "{err}");
     }
 
     #[test]

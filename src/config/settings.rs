@@ -60,6 +60,13 @@ pub struct ServerSettings {
     /// nor these are refused, which stops DNS rebinding. They also go in the local CA's
     /// certificate.
     pub allowed_hosts: Vec<String>,
+    /// Addresses administrators may use the admin routes from (users, tokens of others,
+    /// the audit log, system figures, models, skills per user): CIDR blocks such as
+    /// `10.0.0.0/8` or `::1/128`, or single addresses. Empty: any address. Judged on the
+    /// TCP peer's address; `X-Forwarded-For` is never trusted (behind a reverse proxy
+    /// every request comes from the proxy). Others get 403 `admin_address_refused`,
+    /// recorded in the audit log.
+    pub admin_allow: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// HTTP worker threads (0: one per core, at most 4). Inference has its own thread.
@@ -74,6 +81,7 @@ impl Default for ServerSettings {
             name: "hearth".into(),
             mdns: true,
             allowed_hosts: Vec::new(),
+            admin_allow: Vec::new(),
             max_body_bytes: 1024 * 1024,
             workers: 0,
         }
@@ -313,6 +321,9 @@ impl Settings {
         if let Some(host) = self.server.allowed_hosts.iter().find(|h| h.is_empty() || h.contains(['/', ' ']))
         {
             return bad("server.allowed_hosts", &format!("'{host}' is not a host name or address"));
+        }
+        if let Err(why) = crate::auth::allowlist::parse_all(&self.server.admin_allow) {
+            return bad("server.admin_allow", &why);
         }
         self.tls.validate()?;
         if !(1024..=512 * 1024 * 1024).contains(&self.server.max_body_bytes) {

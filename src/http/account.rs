@@ -10,6 +10,8 @@
 
 use super::auth::{csrf_header_ok, csrf_rejected, Credential};
 use super::{json, AppState, Caller};
+use crate::audit::quiet::Quiet;
+use crate::audit::{user_target, Action, Actor, Event, Outcome};
 use crate::auth::password::{check_new_password, hash_password, verify_against_dummy, verify_password};
 use crate::auth::revocation::Revoked;
 use crate::auth::session::{
@@ -54,6 +56,28 @@ pub struct PasswordChange {
 /// The client's address as the socket saw it (forwarding headers can be forged).
 fn client_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+/// Someone not logged in, for the audit log.
+fn anonymous(req: &HttpRequest) -> Actor {
+    Actor::anonymous(req.peer_addr().map(|a| a.ip().to_string()))
+}
+
+/// Records an attempt refused before any password was checked (locked out, busy): the
+/// first of an address's refusals in a minute, with how many were left out before it
+/// ([`Quiet`]: refusals cost a client nothing, and each record is a synced commit). A
+/// request without the CSRF header is not an attempt.
+async fn record_refusal(state: &AppState, req: &HttpRequest, action: Action, refused: &HttpResponse) {
+    if refused.status() != actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+        return;
+    }
+    let address = req.peer_addr().map(|a| a.ip());
+    if let Some(left_out) = Quiet::refusals().record_now(address, std::time::Instant::now()) {
+        let event = Event::new(&anonymous(req), action).outcome(Outcome::Refused).detail(
+            json!({ "reason": ErrorCode::TooManyAttempts.code(), "refusals_not_recorded": left_out }),
+        );
+        crate::audit::record_or_warn(&state.store, event).await;
+    }
 }
 
 /// Whether the browser reached us over TLS, so the cookie may be marked `Secure`.
@@ -129,7 +153,8 @@ async fn start_session(state: &AppState, req: &HttpRequest, user: User) -> Resul
     // their own could log in between guesses and never reach the limit.
     let (secret, hash) = new_session();
     let user_id = user.id;
-    state.store.run(move |store| store.create_session(user_id, &hash, SESSION_SECS)).await?;
+    let by = Actor::user(user.id, &user.name, Some(client_ip(req).to_string()));
+    state.store.run(move |store| store.create_session(user_id, &hash, SESSION_SECS, &by)).await?;
     tracing::info!(user = %user.name, ip = %client_ip(req), "web login");
     Ok(HttpResponse::Ok()
         .insert_header((SET_COOKIE, session_cookie(Some(&secret), over_tls(req))))
@@ -171,9 +196,13 @@ pub async fn onboard(
     }
     let (attempt, turn) = match ready_to_check(attempt(&req)).await {
         Ok(ready) => ready,
-        Err(refused) => return Ok(refused),
+        Err(refused) => {
+            record_refusal(&state, &req, Action::Onboarded, &refused).await;
+            return Ok(refused);
+        }
     };
     let code_hash = setup_code_hash(&code);
+    let by = anonymous(&req);
     let code_file = state.settings.setup_code_path();
     let outcome = state
         .store
@@ -182,7 +211,7 @@ pub async fn onboard(
             if !store.needs_onboarding()? {
                 return Ok(Onboarded::AlreadyDone);
             }
-            let outcome = store.onboard(&code_hash, &name, &hash_password(&password))?;
+            let outcome = store.onboard(&code_hash, &name, &hash_password(&password), &by)?;
             if matches!(outcome, Onboarded::Done(_)) {
                 remove_setup_code_file(&code_file);
             }
@@ -199,6 +228,11 @@ pub async fn onboard(
                 let stored = language.clone();
                 state.store.run(move |store| store.set_preference(VOICE_LANGUAGE, &stored)).await?;
                 let applied = state.voice.choose_language(Some(language.clone()).filter(|l| l != "auto"));
+                let by = Actor::user(user.id, &user.name, Some(client_ip(&req).to_string()));
+                let event = Event::new(&by, Action::ConfigChanged)
+                    .target("voice.language")
+                    .detail(json!({ "language": language, "applied": applied }));
+                crate::audit::record_or_warn(&state.store, event).await;
                 tracing::info!(%language, applied, "voice language chosen at setup");
             }
             start_session(&state, &req, user).await
@@ -208,6 +242,10 @@ pub async fn onboard(
             "this box is already set up; log in, or ask an administrator for an account",
         )),
         Onboarded::InvalidCode => {
+            let event = Event::new(&anonymous(&req), Action::Onboarded)
+                .outcome(Outcome::Failure)
+                .detail(json!({ "reason": ErrorCode::InvalidSetupCode.code() }));
+            crate::audit::record_or_warn(&state.store, event).await;
             let e = ApiError::new(
                 ErrorCode::InvalidSetupCode,
                 "wrong or expired setup code; only the newest code works: read it from the setup-code file in \
@@ -226,17 +264,20 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let (attempt, turn) = match ready_to_check(precheck(&req)).await {
         Ok(ready) => ready,
-        Err(refused) => return Ok(refused),
+        Err(refused) => {
+            record_refusal(&state, &req, Action::LoginFailed, &refused).await;
+            return Ok(refused);
+        }
     };
     let LoginRequest { name, password } = body.into_inner();
-    // `Err` carries the account's id when the name is a user's.
+    // `Err` carries the account when the name is a user's.
     let checked = state
         .store
         .run(move |store| {
             let _turn = turn;
             Ok(match store.login_candidate(&name)? {
                 Some((user, hash)) if verify_password(&password, &hash) => Ok(user),
-                Some((user, _)) => Err(Some(user.id)),
+                Some((user, _)) => Err(Some(user)),
                 None => {
                     verify_against_dummy(&password);
                     Err(None)
@@ -249,8 +290,18 @@ pub async fn login(
             attempt.refund();
             start_session(&state, &req, user).await
         }
-        Err(user_id) => {
+        Err(user) => {
+            let user_id = user.as_ref().map(|u| u.id);
             tracing::info!(user_id, ip = %client_ip(&req), "failed web login");
+            // As in the log: the account only when the typed name is a user's, never the
+            // typed name itself (it may be a password typed in the wrong field).
+            let target = user.as_ref().map_or_else(String::new, |u| user_target(u.id, &u.name));
+            let reason = if user.is_some() { "wrong_password" } else { "unknown_user" };
+            let event = Event::new(&anonymous(&req), Action::LoginFailed)
+                .target(target)
+                .outcome(Outcome::Failure)
+                .detail(json!({ "reason": reason }));
+            crate::audit::record_or_warn(&state.store, event).await;
             let e = ApiError::new(ErrorCode::InvalidCredentials, "wrong user name or password");
             Err(failed(e).await)
         }
@@ -264,7 +315,8 @@ pub async fn logout(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     if let Credential::Session(id) = caller.credential {
-        state.store.run(move |store| store.delete_session(id)).await?;
+        let by = caller.actor();
+        state.store.run(move |store| store.delete_session(id, &by)).await?;
         state.revocations.revoke(Revoked::Session(id));
     }
     Ok(HttpResponse::Ok()
@@ -295,6 +347,7 @@ pub async fn change_password(
         Err(refused) => return Ok(refused),
     };
     let (user_id, name) = (caller.user.id, caller.user.name.clone());
+    let by = caller.actor();
     let changed = state
         .store
         .run(move |store| {
@@ -302,12 +355,17 @@ pub async fn change_password(
             let ok =
                 matches!(store.login_candidate(&name)?, Some((_, hash)) if verify_password(&current, &hash));
             if ok {
-                store.set_password(user_id, &hash_password(&new))?;
+                store.set_password(user_id, &hash_password(&new), &by)?;
             }
             Ok(ok)
         })
         .await?;
     if !changed {
+        let event = Event::new(&caller.actor(), Action::PasswordChanged)
+            .target(user_target(caller.user.id, &caller.user.name))
+            .outcome(Outcome::Failure)
+            .detail(json!({ "reason": "wrong_current_password" }));
+        crate::audit::record_or_warn(&state.store, event).await;
         let e = ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong");
         return Err(failed(e).await);
     }

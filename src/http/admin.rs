@@ -2,8 +2,9 @@
 //! (everyone manages their own; administrators may see and revoke all) and live
 //! system figures for the admin page.
 
-use super::auth::Admin;
+use super::auth::{admin_address_allowed, Admin};
 use super::{json, AppState, Caller};
+use crate::audit::{Action, Event};
 use crate::auth::generate_token;
 use crate::auth::password::{check_new_password, hash_password};
 use crate::auth::revocation::Revoked;
@@ -64,8 +65,11 @@ pub async fn create_user(
     let NewUser { name, password, admin: make_admin } = body.into_inner();
     check_new_password(&password).map_err(ApiError::invalid)?;
     let role = if make_admin { Role::Admin } else { Role::User };
-    let user =
-        state.store.run(move |store| store.create_account(&name, role, &hash_password(&password))).await?;
+    let by = admin.0.actor();
+    let user = state
+        .store
+        .run(move |store| store.create_account(&name, role, &hash_password(&password), &by))
+        .await?;
     tracing::info!(by = %admin.0.user.name, user = %user.name, role = role.as_str(), "user created");
     Ok(HttpResponse::Created().json(json!({ "user": user })))
 }
@@ -85,12 +89,13 @@ pub async fn set_password(
     // may be in other hands: its sessions and its API tokens (which such hands could have
     // made) all end. Giving an account its first password, or one's own, ends sessions only.
     let own = id == admin.0.user.id;
+    let by = admin.0.actor();
     let tokens = state
         .store
         .run(move |store| {
-            let had = store.set_password(id, &hash_password(&password))?;
+            let had = store.set_password(id, &hash_password(&password), &by)?;
             if had && !own {
-                store.revoke_tokens_of(id)
+                store.revoke_tokens_of(id, &by)
             } else {
                 Ok(Vec::new())
             }
@@ -116,7 +121,8 @@ pub async fn set_disabled(
     if id == admin.0.user.id {
         return Err(ApiError::invalid("you cannot disable your own account"));
     }
-    state.store.run(move |store| store.set_disabled(id, disabled)).await?;
+    let by = admin.0.actor();
+    state.store.run(move |store| store.set_disabled(id, disabled, &by)).await?;
     if disabled {
         state.revocations.revoke(Revoked::User(id));
     }
@@ -135,7 +141,8 @@ pub async fn delete_user(
     if id == admin.0.user.id {
         return Err(ApiError::invalid("you cannot delete your own account"));
     }
-    state.store.run(move |store| store.delete_user(id)).await?;
+    let by = admin.0.actor();
+    state.store.run(move |store| store.delete_user(id, &by)).await?;
     state.revocations.revoke(Revoked::User(id));
     // Idle conversations' keys and values leave RAM and disk (everyone's: cheap to redo).
     state.models.forget_cached().await;
@@ -143,13 +150,21 @@ pub async fn delete_user(
     Ok(json(&json!({ "ok": true })))
 }
 
-/// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for all.
+/// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for
+/// all (from an address `server.admin_allow` lets in; recorded as an `admin_read`).
 pub async fn list_tokens(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<TokenFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = (!(filter.all && caller.user.role == Role::Admin)).then(|| caller.user.name.clone());
+    let all = filter.all && caller.user.role == Role::Admin;
+    if all {
+        admin_address_allowed(&state, &caller, req.method().as_str(), req.path()).await?;
+        let event = Event::new(&caller.actor(), Action::AdminRead).target("tokens of every user");
+        crate::audit::record(&state.store, event).await?;
+    }
+    let owner = (!all).then(|| caller.user.name.clone());
     let tokens = state.store.run(move |store| store.list_tokens(owner.as_deref())).await?;
     Ok(json(&json!({ "tokens": tokens })))
 }
@@ -176,9 +191,10 @@ pub async fn create_token(
     let token = generate_token();
     let (user_id, prefix, hash) = (caller.user.id, token.prefix.clone(), token.hash);
     let stored_label = label.clone();
+    let by = caller.actor();
     let id = state
         .store
-        .run(move |store| store.insert_token_with(user_id, &stored_label, &prefix, &hash, grant))
+        .run(move |store| store.insert_token_with(user_id, &stored_label, &prefix, &hash, grant, &by))
         .await?;
     tracing::info!(user = %caller.user.name, prefix = %token.prefix, scopes = ?grant.scopes, "token created");
     Ok(HttpResponse::Created().json(json!({
@@ -187,18 +203,27 @@ pub async fn create_token(
     })))
 }
 
-/// `DELETE /api/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin).
+/// `DELETE /api/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin
+/// from an address `server.admin_allow` lets in; elsewhere an admin is as any user).
 pub async fn revoke_token(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let owner = (caller.user.role != Role::Admin).then_some(caller.user.id);
-    state.store.run(move |store| store.revoke_token_id(id, owner)).await?;
+    let admin = caller.user.role == Role::Admin && admin_address_ok(&state, &caller);
+    let owner = (!admin).then_some(caller.user.id);
+    let by = caller.actor();
+    state.store.run(move |store| store.revoke_token_id(id, owner, &by)).await?;
     state.revocations.revoke(Revoked::Token(id));
     tracing::info!(by = %caller.user.name, token_id = id, "token revoked");
     Ok(json(&json!({ "ok": true })))
+}
+
+/// Whether `server.admin_allow` lets the caller's address in (no refusal recorded).
+fn admin_address_ok(state: &AppState, caller: &Caller) -> bool {
+    crate::auth::allowlist::parse_all(&state.settings.server.admin_allow)
+        .is_ok_and(|list| crate::auth::allowlist::allows(&list, caller.address))
 }
 
 /// `GET /api/system`: the sampler's latest figures and its recent history (oldest first),

@@ -33,7 +33,7 @@ pub async fn set_for_user(
     let id = id.into_inner();
     let changes: Vec<(String, Option<bool>)> = body.into_inner().into_iter().collect();
     let said = format!("{changes:?}");
-    let skills = state.assistant.skills().set_for(id, changes).await?;
+    let skills = state.assistant.skills().set_for(id, changes, admin.0.actor()).await?;
     tracing::info!(by = %admin.0.user.name, user_id = id, changes = %said, "skills set for a user");
     Ok(json(&json!({ "user_id": id, "skills": skills })))
 }

@@ -12,6 +12,7 @@
 //! header, since browsers never attach tokens on their own.
 
 use super::AppState;
+use crate::audit::{Action, Actor, Event, Outcome};
 use crate::auth::scopes::{Scope, Scopes};
 use crate::auth::session::{cookie_value, sha256, CSRF_HEADER, SESSION_COOKIE};
 use crate::auth::{bearer, hash_token};
@@ -23,7 +24,9 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION, COOKIE};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use futures_util::future::LocalBoxFuture;
 use std::future::{ready, Ready};
+use std::net::IpAddr;
 
 /// API paths served without authentication (the web UI's own files are public too).
 /// The local CA's certificate and ACME challenge answers are public too: a phone fetches
@@ -57,9 +60,20 @@ pub struct Caller {
     pub credential: Credential,
     /// What the credential may be used for (sessions: everything the role allows).
     pub scopes: Scopes,
+    /// The TCP peer's address (never a forwarding header, which anyone can send).
+    pub address: Option<IpAddr>,
 }
 
-/// A caller who is an administrator; any other caller gets 403.
+impl Caller {
+    /// Who this is, for the audit log.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id, &self.user.name, self.address.map(|a| a.to_string()))
+    }
+}
+
+/// A caller who is an administrator, from an address `[server] admin_allow` lets in;
+/// any other caller gets 403 (`forbidden`, or `admin_address_refused`, which is written to
+/// the audit log).
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
 
@@ -128,19 +142,20 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
+    let address = req.peer_addr().map(|a| a.ip());
     if let Some(header) = req.headers().get(AUTHORIZATION) {
         let header =
             header.to_str().map_err(|_| unauthorized("the Authorization header is not valid text"))?;
         let token = bearer(header)
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-        return token_caller(&state, hash_token(token)).await;
+        return token_caller(&state, hash_token(token), address).await;
     }
     if let Some(secret) = session_secret(req.headers()) {
         let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe && !csrf_header_ok(req.headers()) {
             return Err(csrf_rejected());
         }
-        return session_caller(&state, sha256(&secret)).await;
+        return session_caller(&state, sha256(&secret), address).await;
     }
     Err(unauthorized("missing 'Authorization: Bearer <token>' header (or a web session)"))
 }
@@ -155,7 +170,7 @@ pub fn session_secret(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn token_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiError> {
+async fn token_caller(state: &AppState, hash: [u8; 32], address: Option<IpAddr>) -> Result<Caller, ApiError> {
     let found = state
         .store
         .run(move |store| {
@@ -169,10 +184,14 @@ async fn token_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiErr
         })
         .await?;
     let (token_id, user, scopes) = found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
-    Ok(Caller { user, credential: Credential::Token(token_id), scopes })
+    Ok(Caller { user, credential: Credential::Token(token_id), scopes, address })
 }
 
-async fn session_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiError> {
+async fn session_caller(
+    state: &AppState,
+    hash: [u8; 32],
+    address: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
     let found = state
         .store
         .run(move |store| {
@@ -186,7 +205,7 @@ async fn session_caller(state: &AppState, hash: [u8; 32]) -> Result<Caller, ApiE
         })
         .await?;
     let (session_id, user) = found.ok_or_else(|| unauthorized("the session has expired; log in again"))?;
-    Ok(Caller { user, credential: Credential::Session(session_id), scopes: Scopes::ALL })
+    Ok(Caller { user, credential: Credential::Session(session_id), scopes: Scopes::ALL, address })
 }
 
 impl FromRequest for Caller {
@@ -203,16 +222,51 @@ impl FromRequest for Caller {
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let caller = req.extensions().get::<Caller>().cloned();
-        ready(match caller {
-            None => Err(unauthorized("authentication required")),
-            Some(c) if c.user.role == Role::Admin => Ok(Admin(c)),
-            Some(_) => Err(ApiError::new(ErrorCode::Forbidden, "only an administrator may do this")),
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let path = req.path().to_string();
+        let method = req.method().to_string();
+        Box::pin(async move {
+            let caller = match caller {
+                None => return Err(unauthorized("authentication required")),
+                Some(c) if c.user.role == Role::Admin => c,
+                Some(_) => {
+                    return Err(ApiError::new(ErrorCode::Forbidden, "only an administrator may do this"))
+                }
+            };
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            admin_address_allowed(&state, &caller, &method, &path).await?;
+            Ok(Admin(caller))
         })
     }
+}
+
+/// Whether `[server] admin_allow` lets this administrator in from where they are; a
+/// refusal is written to the audit log before it is answered.
+pub async fn admin_address_allowed(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    path: &str,
+) -> Result<(), ApiError> {
+    // Checked when the settings were loaded; an entry that does not parse refuses all.
+    let list = crate::auth::allowlist::parse_all(&state.settings.server.admin_allow)
+        .map_err(|e| ApiError::internal(format!("server.admin_allow: {e}")))?;
+    if crate::auth::allowlist::allows(&list, caller.address) {
+        return Ok(());
+    }
+    let event = Event::new(&caller.actor(), Action::AdminAddressRefused)
+        .target(format!("{method} {path}"))
+        .outcome(Outcome::Refused);
+    crate::audit::record_or_warn(&state.store, event).await;
+    tracing::warn!(user = %caller.user.name, address = ?caller.address, %path, "admin route refused: address not in server.admin_allow");
+    Err(ApiError::new(
+        ErrorCode::AdminAddressRefused,
+        "administration is not allowed from this address (server.admin_allow)",
+    ))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use super::auth::Admin;
 use super::{json, AppState, Caller};
+use crate::audit::{Action, Event};
 use crate::backup::export::{self, Format, TransferError, MAX_IMPORT_BYTES};
 use crate::error::ApiError;
 use crate::store::Retention;
@@ -24,6 +25,8 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
 /// `backup_in_progress` while another runs.
 pub async fn start(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
     let running = state.backups.start("api")?;
+    let event = Event::new(&admin.0.actor(), Action::Backup).detail(serde_json::json!({"state": "started"}));
+    crate::audit::record(&state.store, event).await?;
     tracing::info!(by = %admin.0.user.name, "backup started");
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "running": running })))
 }
@@ -50,7 +53,10 @@ pub async fn set_retention(
 ) -> Result<HttpResponse, ApiError> {
     let (id, own) = (id.into_inner(), body.into_inner());
     state.store.run(move |store| store.set_user_retention(id, own)).await?;
-    // audit: retention_set
+    let event = Event::new(&admin.0.actor(), Action::ConfigChanged)
+        .target(format!("user:{id}"))
+        .detail(serde_json::json!({"retention": {"conversations_days": own.conversations_days, "documents_days": own.documents_days}}));
+    crate::audit::record(&state.store, event).await?;
     tracing::info!(by = %admin.0.user.name, user_id = id, ?own, "retention set for a user");
     Ok(json(&retention_body(&state, id, own)))
 }
@@ -59,7 +65,8 @@ pub async fn set_retention(
 /// what it deleted, per user.
 pub async fn run_retention(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
     let settings = state.settings.retention.clone();
-    let deleted = state.store.run(move |store| crate::backup::retention::run(store, &settings)).await?;
+    let by = admin.0.actor();
+    let deleted = state.store.run(move |store| crate::backup::retention::run(store, &settings, &by)).await?;
     if !deleted.is_empty() {
         state.models.forget_cached().await;
     }
@@ -89,7 +96,8 @@ pub async fn export(
         .ok_or_else(|| ApiError::invalid(format!("format must be json or markdown, not '{name}'")))?;
     let (user_id, user) = (caller.user.id, caller.user.name.clone());
     let store = state.store.clone();
-    let bytes = web::block(move || export::export(&store, user_id, &user, format))
+    let by = caller.actor();
+    let bytes = web::block(move || export::export(&store, user_id, &user, format, &by))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     let file = format!("hearth-conversations-{}.{}", caller.user.name, format.extension());
@@ -116,7 +124,8 @@ pub async fn import(
         body.extend_from_slice(&chunk);
     }
     let (user_id, store) = (caller.user.id, state.store.clone());
-    let done = web::block(move || export::import(&store, user_id, &body))
+    let by = caller.actor();
+    let done = web::block(move || export::import(&store, user_id, &body, &by))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(json(&done))

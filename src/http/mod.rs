@@ -7,6 +7,7 @@ mod admin;
 mod admin_models;
 mod admin_skills;
 mod audio;
+mod audit;
 mod auth;
 mod backups;
 mod chat;
@@ -178,6 +179,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/tokens/{id}").route(web::delete().to(admin::revoke_token)))
         .service(resource("/api/system").route(web::get().to(admin::system)))
+        .service(resource("/api/audit").route(web::get().to(audit::list)))
         .service(resource("/api/admin/models").route(web::get().to(admin_models::list)))
         .service(
             resource("/api/admin/users/{id}/skills")

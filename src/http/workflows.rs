@@ -11,6 +11,7 @@
 
 use super::auth::Admin;
 use super::{json, AppState, Caller};
+use crate::audit::{Action, Event};
 use crate::channels::hooks::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Role, RunFilter};
@@ -92,6 +93,9 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let loaded = visible(&state, &caller, &name)?;
     let (workflows, enabled) = (state.workflows.clone(), change.enabled);
+    let event = Event::new(&caller.actor(), Action::ConfigChanged)
+        .target(format!("workflow:{} (user:{})", loaded.workflow.name, loaded.owner_id))
+        .detail(object!({ "enabled": enabled }));
     let listed = state
         .store
         .run(move |_| {
@@ -102,13 +106,17 @@ pub async fn change(
             workflows.listed(&loaded)
         })
         .await?;
+    crate::audit::record(&state.store, event).await?;
     Ok(json(&listed))
 }
 
 /// `POST /api/workflows/reload` (administrators): reads the workflow files again.
-pub async fn reload(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+/// Recorded in the audit log.
+pub async fn reload(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
     let workflows = state.workflows.clone();
     let reloaded = state.store.run(move |_| workflows.reload()).await?;
+    let event = Event::new(&admin.0.actor(), Action::WorkflowsReloaded).target("workflows");
+    crate::audit::record(&state.store, event).await?;
     Ok(json(&reloaded))
 }
 
@@ -117,8 +125,12 @@ pub async fn runs(
     caller: Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter =
-        RunFilter { workflow: Some(visible(&state, &caller, &name)?.workflow.name.clone()), limit: 50 };
+    let loaded = visible(&state, &caller, &name)?;
+    if loaded.owner_id != caller.user.id {
+        let what = format!("workflow runs of {} (user:{})", loaded.workflow.name, loaded.owner_id);
+        read_by_admin(&state, &caller, what).await?;
+    }
+    let filter = RunFilter { workflow: Some(loaded.workflow.name.clone()), limit: 50 };
     let runs = state.store.run(move |s| s.workflow_runs(&filter)).await?;
     Ok(json(&object!({ "runs": runs })))
 }
@@ -134,7 +146,18 @@ pub async fn run_record(
     if caller.user.role != Role::Admin && caller.user.id != run.user_id {
         return Err(not_found());
     }
+    if caller.user.id != run.user_id {
+        read_by_admin(&state, &caller, format!("workflow run {id} (user:{})", run.user_id)).await?;
+    }
     Ok(json(&run))
+}
+
+/// An administrator reads another user's data: recorded (`admin_read`) before it is
+/// answered, so a read is never unrecorded.
+async fn read_by_admin(state: &AppState, caller: &Caller, what: String) -> Result<(), ApiError> {
+    let event = Event::new(&caller.actor(), Action::AdminRead).target(what);
+    crate::audit::record(&state.store, event).await?;
+    Ok(())
 }
 
 /// `POST /api/hooks/{name}`: no token; the signature is checked before anything runs.

@@ -150,14 +150,16 @@ impl Skills {
 
     /// Sets skills on (`Some(true)`), off, or back to the default (`None`) for the user,
     /// all or none: a name the box does not have is refused before anything is written.
+    /// Recorded in the audit log as done by `by`.
     pub async fn set_for(
         &self,
         user_id: i64,
         changes: Vec<(String, Option<bool>)>,
+        by: crate::audit::Actor,
     ) -> Result<Vec<Standing>, PerUserError> {
         let known = self.known();
         check_names(&known, &changes)?;
-        let settings = self.store()?.run(move |s| s.set_user_skills(user_id, &changes)).await?;
+        let settings = self.store()?.run(move |s| s.set_user_skills(user_id, &changes, &by)).await?;
         Ok(standings(&known, &settings))
     }
 
@@ -238,7 +240,11 @@ mod tests {
         assert_eq!(names(&skills.allowed(&ctx(None)).await.unwrap()), ["clock"], "no user: the defaults");
 
         store
-            .set_user_skills(bob, &[("clock".into(), Some(false)), ("calculate".into(), Some(true))])
+            .set_user_skills(
+                bob,
+                &[("clock".into(), Some(false)), ("calculate".into(), Some(true))],
+                &crate::audit::Actor::system(),
+            )
             .unwrap();
         let bobs = skills.allowed(&ctx(Some(bob))).await.unwrap();
         assert_eq!(names(&bobs), ["calculate"]);
@@ -269,8 +275,14 @@ mod tests {
         let set = |pairs: &[(&str, Option<bool>)]| -> Vec<(String, Option<bool>)> {
             pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
         };
-        let after =
-            skills.set_for(alice, set(&[("clock", Some(false)), ("calculate", Some(true))])).await.unwrap();
+        let after = skills
+            .set_for(
+                alice,
+                set(&[("clock", Some(false)), ("calculate", Some(true))]),
+                crate::audit::Actor::system(),
+            )
+            .await
+            .unwrap();
         let row = |name: &str| after.iter().find(|s| s.name == name).unwrap().clone();
         assert_eq!(
             (row("clock").default, row("clock").setting, row("clock").enabled),
@@ -282,12 +294,16 @@ mod tests {
         );
         assert!(row("clock").description.is_some_and(|d| d.contains("time")));
 
-        let err = skills.set_for(alice, set(&[("clock", None), ("weather", Some(true))])).await.unwrap_err();
+        let err = skills
+            .set_for(alice, set(&[("clock", None), ("weather", Some(true))]), crate::audit::Actor::system())
+            .await
+            .unwrap_err();
         assert!(matches!(&err, PerUserError::UnknownSkill { name, .. } if name == "weather"), "{err}");
         assert!(err.to_string().contains("there are: calculate, clock"), "{err}");
         assert_eq!(store.user_skills(alice).unwrap().get("clock"), Some(&false), "nothing was written");
 
-        let back = skills.set_for(alice, set(&[("clock", None)])).await.unwrap();
+        let back =
+            skills.set_for(alice, set(&[("clock", None)]), crate::audit::Actor::system()).await.unwrap();
         assert_eq!(back.iter().find(|s| s.name == "clock").unwrap().setting, None);
         assert!(back.iter().find(|s| s.name == "clock").unwrap().enabled, "back to the default");
         assert!(matches!(skills.standings_of(999).await, Err(StoreError::NotFound(_))));

@@ -5,7 +5,8 @@
 //! lets nobody in.
 
 use super::users::valid_user_name;
-use super::{now, Result, Role, Store, StoreError, User};
+use super::{audit, now, Result, Role, Store, StoreError, User};
+use crate::audit::{user_target, Action, Actor, Event};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -82,12 +83,19 @@ impl Store {
     /// Creates the first administrator (or gives a password to an existing admin of
     /// that name who has none) if the code is valid, then deletes every setup code.
     /// All in one transaction, so two racing attempts cannot both succeed.
-    pub fn onboard(&self, code_hash: &[u8], name: &str, password_hash: &str) -> Result<Onboarded> {
+    /// Recorded (`onboarded`, by `by`) in the same transaction.
+    pub fn onboard(
+        &self,
+        code_hash: &[u8],
+        name: &str,
+        password_hash: &str,
+        by: &Actor,
+    ) -> Result<Onboarded> {
         if !valid_user_name(name) {
             return Err(invalid_name(name));
         }
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = Store::write_tx(&mut conn)?;
         let t = now();
         if !tx.query_row(NEEDS_ONBOARDING, [], |r| r.get::<_, bool>(0))? {
             return Ok(Onboarded::AlreadyDone);
@@ -125,6 +133,8 @@ impl Store {
             }
         };
         tx.execute("DELETE FROM setup_codes", [])?;
+        let event = Event::new(by, Action::Onboarded).target(user_target(user.id, &user.name));
+        audit::append(&tx, &event)?;
         tx.commit()?;
         Ok(Onboarded::Done(user))
     }
@@ -143,17 +153,26 @@ impl Store {
         Ok(found)
     }
 
-    /// Starts a session lasting `valid_secs`; drops expired sessions.
-    pub fn create_session(&self, user_id: i64, hash: &[u8], valid_secs: i64) -> Result<i64> {
+    /// Starts a session lasting `valid_secs` (recorded as a `login` by `by` in the same
+    /// transaction); drops expired sessions.
+    pub fn create_session(&self, user_id: i64, hash: &[u8], valid_secs: i64, by: &Actor) -> Result<i64> {
         let t = now();
-        let conn = self.writer();
-        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [t])?;
-        conn.execute(
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
+        tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [t])?;
+        tx.execute(
             "INSERT INTO sessions (user_id, hash, created_at, last_seen_at, expires_at)
              VALUES (?1, ?2, ?3, ?3, ?4)",
             params![user_id, hash, t, t + valid_secs],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        let name: String = tx.query_row("SELECT name FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        let event = Event::new(by, Action::Login)
+            .target(user_target(user_id, &name))
+            .detail(serde_json::json!({ "via": "password", "session": id }));
+        audit::append(&tx, &event)?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The user of a live session with this hash.
@@ -188,8 +207,17 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete_session(&self, session_id: i64) -> Result<()> {
-        self.writer().execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
+    /// Ends a session (a `logout` by `by`, recorded in the same transaction).
+    pub fn delete_session(&self, session_id: i64, by: &Actor) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
+        tx.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
+        let target = by.user_id.map_or_else(String::new, |id| user_target(id, &by.name));
+        let event = Event::new(by, Action::Logout)
+            .target(target)
+            .detail(serde_json::json!({ "session": session_id }));
+        audit::append(&tx, &event)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -206,48 +234,66 @@ impl Store {
         Ok(rows)
     }
 
-    /// Creates a user who can log in with a password.
-    pub fn create_account(&self, name: &str, role: Role, password_hash: &str) -> Result<User> {
+    /// Creates a user who can log in with a password, recorded as made by `by` in the
+    /// same transaction.
+    pub fn create_account(&self, name: &str, role: Role, password_hash: &str, by: &Actor) -> Result<User> {
         if !valid_user_name(name) {
             return Err(invalid_name(name));
         }
-        let conn = self.writer();
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
         let t = now();
-        let inserted = conn.execute(
+        let inserted = tx.execute(
             "INSERT INTO users (name, role, created_at, password_hash) VALUES (?1, ?2, ?3, ?4)",
             params![name, role.as_str(), t, password_hash],
         );
-        match inserted {
-            Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at: t }),
+        let user = match inserted {
+            Ok(_) => User { id: tx.last_insert_rowid(), name: name.into(), role, created_at: t },
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Conflict(format!("user '{name}' already exists")))
+                return Err(StoreError::Conflict(format!("user '{name}' already exists")))
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let event = Event::new(by, Action::UserCreated)
+            .target(user_target(user.id, name))
+            .detail(serde_json::json!({ "role": role.as_str(), "password": true }));
+        audit::append(&tx, &event)?;
+        tx.commit()?;
+        Ok(user)
     }
 
-    /// Sets a user's password and ends all of their sessions.
     /// Sets a user's password and ends their sessions; returns whether they had one before.
-    pub fn set_password(&self, user_id: i64, password_hash: &str) -> Result<bool> {
+    /// Recorded in the same transaction: `password_changed` when `by` is the user,
+    /// `password_reset` when it is someone else.
+    pub fn set_password(&self, user_id: i64, password_hash: &str, by: &Actor) -> Result<bool> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
-        let had: Option<bool> = tx
-            .query_row("SELECT password_hash IS NOT NULL FROM users WHERE id = ?1", [user_id], |r| r.get(0))
+        let tx = Store::write_tx(&mut conn)?;
+        let found: Option<(bool, String)> = tx
+            .query_row("SELECT password_hash IS NOT NULL, name FROM users WHERE id = ?1", [user_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        let Some(had) = had else { return Err(StoreError::NotFound(format!("user {user_id}"))) };
+        let Some((had, name)) = found else { return Err(StoreError::NotFound(format!("user {user_id}"))) };
         tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![user_id, password_hash])?;
-        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        let sessions = tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        let action =
+            if by.user_id == Some(user_id) { Action::PasswordChanged } else { Action::PasswordReset };
+        let event = Event::new(by, action)
+            .target(user_target(user_id, &name))
+            .detail(serde_json::json!({ "had_password": had, "sessions_ended": sessions }));
+        audit::append(&tx, &event)?;
         tx.commit()?;
         Ok(had)
     }
 
     /// Revokes every live token of a user; returns their ids (an administrator's password
-    /// reset: whoever had the account may have made tokens with it).
-    pub fn revoke_tokens_of(&self, user_id: i64) -> Result<Vec<i64>> {
+    /// reset: whoever had the account may have made tokens with it). Each is recorded as
+    /// revoked by `by` in the same transaction.
+    pub fn revoke_tokens_of(&self, user_id: i64, by: &Actor) -> Result<Vec<i64>> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = Store::write_tx(&mut conn)?;
         let ids = {
             let mut stmt =
                 tx.prepare("SELECT id FROM api_tokens WHERE user_id = ?1 AND revoked_at IS NULL")?;
@@ -258,12 +304,19 @@ impl Store {
             "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
             params![user_id, now()],
         )?;
+        for id in &ids {
+            audit::append(&tx, &super::users::token_revoked(&tx, by, *id)?)?;
+        }
         tx.commit()?;
         Ok(ids)
     }
 
-    pub fn revoke_token_id(&self, token_id: i64, owner: Option<i64>) -> Result<()> {
-        let changed = self.writer().execute(
+    /// Revokes a live token (only `owner`'s, when given), recorded as done by `by` in the
+    /// same transaction.
+    pub fn revoke_token_id(&self, token_id: i64, owner: Option<i64>, by: &Actor) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
+        let changed = tx.execute(
             "UPDATE api_tokens SET revoked_at = ?3
              WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at IS NULL",
             params![token_id, owner, now()],
@@ -271,6 +324,8 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound(format!("active token {token_id}")));
         }
+        audit::append(&tx, &super::users::token_revoked(&tx, by, token_id)?)?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -285,13 +340,25 @@ mod tests {
         let (_dir, store) = temp_store();
         assert!(store.needs_onboarding().unwrap());
         store.replace_setup_code(b"expired", -1).unwrap();
-        assert!(matches!(store.onboard(b"expired", "root", "phc").unwrap(), Onboarded::InvalidCode));
+        assert!(matches!(
+            store.onboard(b"expired", "root", "phc", &Actor::system()).unwrap(),
+            Onboarded::InvalidCode
+        ));
         store.replace_setup_code(b"code-1", 60).unwrap();
-        assert!(matches!(store.onboard(b"wrong", "root", "phc").unwrap(), Onboarded::InvalidCode));
-        let Onboarded::Done(admin) = store.onboard(b"code-1", "root", "phc").unwrap() else { panic!() };
+        assert!(matches!(
+            store.onboard(b"wrong", "root", "phc", &Actor::system()).unwrap(),
+            Onboarded::InvalidCode
+        ));
+        let Onboarded::Done(admin) = store.onboard(b"code-1", "root", "phc", &Actor::system()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(admin.role, Role::Admin);
         assert!(!store.needs_onboarding().unwrap());
-        assert!(matches!(store.onboard(b"code-1", "other", "phc").unwrap(), Onboarded::AlreadyDone));
+        assert!(matches!(
+            store.onboard(b"code-1", "other", "phc", &Actor::system()).unwrap(),
+            Onboarded::AlreadyDone
+        ));
         assert_eq!(store.login_candidate("root").unwrap().unwrap().1, "phc");
     }
 
@@ -300,8 +367,14 @@ mod tests {
         let (_dir, store) = temp_store();
         store.replace_setup_code(b"older", 60).unwrap();
         store.replace_setup_code(b"newer", 60).unwrap();
-        assert!(matches!(store.onboard(b"older", "root", "phc").unwrap(), Onboarded::InvalidCode));
-        assert!(matches!(store.onboard(b"newer", "root", "phc").unwrap(), Onboarded::Done(_)));
+        assert!(matches!(
+            store.onboard(b"older", "root", "phc", &Actor::system()).unwrap(),
+            Onboarded::InvalidCode
+        ));
+        assert!(matches!(
+            store.onboard(b"newer", "root", "phc", &Actor::system()).unwrap(),
+            Onboarded::Done(_)
+        ));
     }
 
     #[test]
@@ -311,24 +384,28 @@ mod tests {
         store.create_user("root", Role::Admin).unwrap();
         assert!(store.login_candidate("root").unwrap().is_none(), "no password yet");
         store.replace_setup_code(b"c", 60).unwrap();
-        assert!(matches!(store.onboard(b"c", "bob", "phc"), Err(StoreError::Conflict(_))));
-        assert!(matches!(store.onboard(b"c", "root", "phc").unwrap(), Onboarded::Done(_)));
+        assert!(matches!(store.onboard(b"c", "bob", "phc", &Actor::system()), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.onboard(b"c", "root", "phc", &Actor::system()).unwrap(), Onboarded::Done(_)));
     }
 
     #[test]
     fn sessions_expire_and_end_on_password_change() {
         let (_dir, store) = temp_store();
-        let user = store.create_account("alice", Role::User, "phc").unwrap();
-        let id = store.create_session(user.id, b"s1", 60).unwrap();
-        store.create_session(user.id, b"old", -1).unwrap();
+        let user = store.create_account("alice", Role::User, "phc", &Actor::system()).unwrap();
+        let id = store.create_session(user.id, b"s1", 60, &Actor::system()).unwrap();
+        store.create_session(user.id, b"old", -1, &Actor::system()).unwrap();
         assert_eq!(store.user_for_session_hash(b"s1").unwrap().unwrap().0, id);
         assert!(store.user_for_session_hash(b"old").unwrap().is_none());
-        store.set_password(user.id, "phc2").unwrap();
+        store.set_password(user.id, "phc2", &Actor::system()).unwrap();
         assert!(store.user_for_session_hash(b"s1").unwrap().is_none());
         let first = store.insert_token(user.id, "a", "hth_a", b"ha").unwrap();
         let second = store.insert_token(user.id, "b", "hth_b", b"hb").unwrap();
-        store.revoke_token_id(first, None).unwrap();
-        assert_eq!(store.revoke_tokens_of(user.id).unwrap(), vec![second], "only the live ones");
+        store.revoke_token_id(first, None, &Actor::system()).unwrap();
+        assert_eq!(
+            store.revoke_tokens_of(user.id, &Actor::system()).unwrap(),
+            vec![second],
+            "only the live ones"
+        );
         assert!(store.user_for_token_hash(b"hb").unwrap().is_none());
         let accounts = store.list_accounts().unwrap();
         assert!(accounts[0].has_password);
@@ -340,8 +417,11 @@ mod tests {
         let alice = store.create_user("alice", Role::User).unwrap();
         let bob = store.create_user("bob", Role::User).unwrap();
         let token = store.insert_token(alice.id, "laptop", "hth_a", b"h").unwrap();
-        assert!(matches!(store.revoke_token_id(token, Some(bob.id)), Err(StoreError::NotFound(_))));
-        store.revoke_token_id(token, Some(alice.id)).unwrap();
-        assert!(store.revoke_token_id(token, None).is_err(), "already revoked");
+        assert!(matches!(
+            store.revoke_token_id(token, Some(bob.id), &Actor::system()),
+            Err(StoreError::NotFound(_))
+        ));
+        store.revoke_token_id(token, Some(alice.id), &Actor::system()).unwrap();
+        assert!(store.revoke_token_id(token, None, &Actor::system()).is_err(), "already revoked");
     }
 }

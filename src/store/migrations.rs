@@ -268,6 +268,31 @@ const MIGRATIONS: &[&str] = &[
         task        TEXT PRIMARY KEY,
         last_run_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 14: the audit log (audit/, store::audit): append-only and hash-chained. No foreign
+    // key to users: a deleted user's rows stay. The triggers abort any UPDATE or DELETE;
+    // `prev_hash` is UNIQUE, so two rows can never claim the same predecessor (a fork).
+    "CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        actor_id    INTEGER,
+        actor       TEXT NOT NULL,
+        address     TEXT,
+        action      TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        outcome     TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'refused')),
+        detail      TEXT NOT NULL,
+        prev_hash   TEXT NOT NULL UNIQUE,
+        hash        TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_actor ON audit_log(actor, id);
+    CREATE INDEX audit_log_by_action ON audit_log(action, id);
+    CREATE INDEX audit_log_by_time ON audit_log(at);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+    END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+    END;",
 ];
 
 /// The schema version this hearth brings its databases to.

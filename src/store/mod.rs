@@ -7,6 +7,7 @@
 //! async runtime.
 
 mod accounts;
+mod audit;
 mod conversations;
 mod documents;
 mod jobs;
@@ -25,6 +26,7 @@ mod users;
 mod workflows;
 
 pub use accounts::{Account, Onboarded};
+pub use audit::{AuditFilter, ChainReport};
 pub use conversations::{Conversation, Message, NewTurn, TurnIds};
 pub use documents::{sha256_hex, ChunkRow, Document, Enqueued, NewChunk, NewDocument};
 pub use jobs::{Job, MAX_ATTEMPTS};
@@ -130,6 +132,13 @@ impl Store {
         // A panic while holding the lock leaves SQLite consistent (the transaction
         // rolls back when dropped), so a poisoned lock is safe to reuse.
         self.inner.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer in an immediate transaction, for writes that read first (the audit
+    /// chain's head): a deferred one could not wait for another process's write (the
+    /// command line beside a running service) and would fail at once.
+    fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {

@@ -181,8 +181,9 @@ mod tests {
     #[test]
     fn old_conversations_go_by_the_box_or_the_users_own_days() {
         let (_dir, store) = temp_store();
-        let alice = store.create_account("alice", Role::User, "phc").unwrap().id;
-        let bob = store.create_account("bob", Role::User, "phc").unwrap().id;
+        let alice =
+            store.create_account("alice", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
+        let bob = store.create_account("bob", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
         let old_a = turn(&store, alice, "old one");
         let new_a = turn(&store, alice, "new one");
         let old_b = turn(&store, bob, "bob's old one");

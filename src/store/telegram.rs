@@ -157,9 +157,9 @@ mod tests {
         let alice = store.create_user("alice", Role::User).unwrap();
         assert_eq!(store.telegram_user("alice").unwrap(), Some(alice.id));
         assert_eq!(store.telegram_user("nobody").unwrap(), None);
-        store.set_disabled(alice.id, true).unwrap();
+        store.set_disabled(alice.id, true, &crate::audit::Actor::system()).unwrap();
         assert_eq!(store.telegram_user("alice").unwrap(), None, "a disabled user is not answered");
-        store.set_disabled(alice.id, false).unwrap();
+        store.set_disabled(alice.id, false, &crate::audit::Actor::system()).unwrap();
         let ids = store.append_turn(&turn(alice.id)).unwrap();
         let reply =
             TelegramReply { update_id: 7, chat_id: 42, text: "hello".into(), speak: None, parts_sent: 0 };

@@ -188,8 +188,9 @@ mod tests {
     #[test]
     fn an_export_imports_into_another_user_once() {
         let (_dir, store) = temp_store();
-        let alice = store.create_account("alice", Role::User, "phc").unwrap().id;
-        let bob = store.create_account("bob", Role::User, "phc").unwrap().id;
+        let alice =
+            store.create_account("alice", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
+        let bob = store.create_account("bob", Role::User, "phc", &crate::audit::Actor::system()).unwrap().id;
         let turn = NewTurn {
             conversation_id: None,
             new_id: None,

@@ -4,7 +4,8 @@
 //! (a webhook taken out of the config) is kept and counts again if the skill comes back.
 //! Rows go with their user (`ON DELETE CASCADE`).
 
-use super::{now, Result, Store, StoreError};
+use super::{audit, now, Result, Store, StoreError};
+use crate::audit::{user_target, Action, Actor, Event};
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
 
@@ -21,8 +22,14 @@ impl Store {
 
     /// Sets (`Some`) or clears (`None`: back to the box's default) the user's settings
     /// for the named skills in one transaction, and returns them all; `NotFound` if
-    /// there is no such user. The names are not checked here.
-    pub fn set_user_skills(&self, user_id: i64, changes: &[(String, Option<bool>)]) -> Result<UserSkills> {
+    /// there is no such user. The names are not checked here. Recorded as done by `by` in
+    /// the same transaction.
+    pub fn set_user_skills(
+        &self,
+        user_id: i64,
+        changes: &[(String, Option<bool>)],
+        by: &Actor,
+    ) -> Result<UserSkills> {
         let mut conn = self.writer();
         // Immediate: `hearth users skills` writes beside a running service, and a deferred
         // transaction that reads first cannot wait for the service's write to end (SQLite
@@ -45,6 +52,13 @@ impl Store {
             };
         }
         let all = settings(&tx, user_id)?;
+        let name: String = tx.query_row("SELECT name FROM users WHERE id = ?1", [user_id], |r| r.get(0))?;
+        let said: serde_json::Map<String, serde_json::Value> =
+            changes.iter().map(|(skill, on)| (skill.clone(), serde_json::json!(on))).collect();
+        let event = Event::new(by, Action::SkillsChanged)
+            .target(user_target(user_id, &name))
+            .detail(serde_json::json!({ "changes": said }));
+        audit::append(&tx, &event)?;
         tx.commit()?;
         Ok(all)
     }
@@ -81,14 +95,26 @@ mod tests {
         assert!(store.user_skills(alice.id).unwrap().is_empty(), "no rows: the box's defaults");
 
         let all = store
-            .set_user_skills(alice.id, &[set("clock", Some(false)), set("weather", Some(true))])
+            .set_user_skills(
+                alice.id,
+                &[set("clock", Some(false)), set("weather", Some(true))],
+                &crate::audit::Actor::system(),
+            )
             .unwrap();
         assert_eq!(all, [("clock".into(), false), ("weather".into(), true)].into());
-        let all = store.set_user_skills(alice.id, &[set("clock", Some(true)), set("weather", None)]).unwrap();
+        let all = store
+            .set_user_skills(
+                alice.id,
+                &[set("clock", Some(true)), set("weather", None)],
+                &crate::audit::Actor::system(),
+            )
+            .unwrap();
         assert_eq!(all, [("clock".into(), true)].into());
         assert_eq!(store.user_skills(alice.id).unwrap(), all);
         assert!(store.user_skills(bob.id).unwrap().is_empty(), "bob's are his own");
-        let none = store.set_user_skills(alice.id, &[set("calculate", None)]).unwrap();
+        let none = store
+            .set_user_skills(alice.id, &[set("calculate", None)], &crate::audit::Actor::system())
+            .unwrap();
         assert_eq!(none, all, "clearing what was never set changes nothing");
     }
 
@@ -97,7 +123,7 @@ mod tests {
         let (_dir, store) = temp_store();
         assert!(matches!(store.user_skills(42), Err(StoreError::NotFound(_))));
         assert!(matches!(
-            store.set_user_skills(42, &[set("clock", Some(true))]),
+            store.set_user_skills(42, &[set("clock", Some(true))], &crate::audit::Actor::system()),
             Err(StoreError::NotFound(_))
         ));
         let rows: i64 =
@@ -110,9 +136,11 @@ mod tests {
         let (_dir, store) = temp_store();
         let alice = store.create_user("alice", Role::User).unwrap();
         let bob = store.create_user("bob", Role::User).unwrap();
-        store.set_user_skills(alice.id, &[set("clock", Some(false))]).unwrap();
-        store.set_user_skills(bob.id, &[set("clock", Some(false))]).unwrap();
-        store.delete_user(alice.id).unwrap();
+        store
+            .set_user_skills(alice.id, &[set("clock", Some(false))], &crate::audit::Actor::system())
+            .unwrap();
+        store.set_user_skills(bob.id, &[set("clock", Some(false))], &crate::audit::Actor::system()).unwrap();
+        store.delete_user(alice.id, &crate::audit::Actor::system()).unwrap();
         let rows: Vec<i64> = store
             .reader()
             .prepare("SELECT user_id FROM user_skills")

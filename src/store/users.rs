@@ -1,6 +1,7 @@
 //! Users and their API tokens. Tokens are stored only as sha256 hashes.
 
-use super::{now, Result, Store, StoreError};
+use super::{audit, now, Result, Store, StoreError};
+use crate::audit::{user_target, Action, Actor, Event};
 use crate::auth::scopes::{Scopes, TokenGrant};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -69,27 +70,41 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 impl Store {
+    /// A user without a password, recorded as made by the system.
     pub fn create_user(&self, name: &str, role: Role) -> Result<User> {
+        self.create_user_by(name, role, &Actor::system())
+    }
+
+    /// A user without a password (tokens only, or a password later), recorded as made
+    /// by `by` in the same transaction.
+    pub fn create_user_by(&self, name: &str, role: Role, by: &Actor) -> Result<User> {
         if !valid_user_name(name) {
             return Err(StoreError::Conflict(format!(
                 "invalid user name '{name}': use 1-64 letters, digits, '.', '_', '-' or '@'"
             )));
         }
-        let conn = self.writer();
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
         let created_at = now();
-        let inserted = conn.execute(
+        let inserted = tx.execute(
             "INSERT INTO users (name, role, created_at) VALUES (?1, ?2, ?3)",
             params![name, role.as_str(), created_at],
         );
-        match inserted {
-            Ok(_) => Ok(User { id: conn.last_insert_rowid(), name: name.into(), role, created_at }),
+        let user = match inserted {
+            Ok(_) => User { id: tx.last_insert_rowid(), name: name.into(), role, created_at },
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Conflict(format!("user '{name}' already exists")))
+                return Err(StoreError::Conflict(format!("user '{name}' already exists")))
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let event = Event::new(by, Action::UserCreated)
+            .target(user_target(user.id, name))
+            .detail(serde_json::json!({ "role": role.as_str(), "password": false }));
+        audit::append(&tx, &event)?;
+        tx.commit()?;
+        Ok(user)
     }
 
     pub fn list_users(&self) -> Result<Vec<User>> {
@@ -106,12 +121,14 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("user '{name}'")))
     }
 
-    /// Stores a token's hash with every scope and no expiry. `prefix` must be unique.
+    /// Stores a token's hash with every scope and no expiry, recorded as made by the
+    /// system. `prefix` must be unique.
     pub fn insert_token(&self, user_id: i64, label: &str, prefix: &str, hash: &[u8]) -> Result<i64> {
-        self.insert_token_with(user_id, label, prefix, hash, TokenGrant::default())
+        self.insert_token_with(user_id, label, prefix, hash, TokenGrant::default(), &Actor::system())
     }
 
-    /// Stores a token's hash with what it may do and until when.
+    /// Stores a token's hash with what it may do and until when, recorded as made by
+    /// `by` in the same transaction (its prefix, never the secret).
     pub fn insert_token_with(
         &self,
         user_id: i64,
@@ -119,14 +136,29 @@ impl Store {
         prefix: &str,
         hash: &[u8],
         grant: TokenGrant,
+        by: &Actor,
     ) -> Result<i64> {
-        let conn = self.writer();
-        conn.execute(
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
+        let owner: String = tx
+            .query_row("SELECT name FROM users WHERE id = ?1", [user_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+        tx.execute(
             "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at, scopes, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![user_id, label, prefix, hash, now(), grant.scopes.to_stored(), grant.expires_at],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        let event = Event::new(by, Action::TokenCreated).target(format!("token:{id} {prefix}")).detail(
+            serde_json::json!({
+                "user": user_target(user_id, &owner), "label": label,
+                "scopes": grant.scopes.names(), "expires_at": grant.expires_at,
+            }),
+        );
+        audit::append(&tx, &event)?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The user owning a live (not revoked, not expired) token with this hash, and what
@@ -193,16 +225,35 @@ impl Store {
     }
 
     /// Revokes a token by its displayed prefix (or the whole token's prefix part).
-    pub fn revoke_token(&self, prefix: &str) -> Result<()> {
-        let changed = self.writer().execute(
-            "UPDATE api_tokens SET revoked_at = ?2 WHERE prefix = ?1 AND revoked_at IS NULL",
-            params![prefix, now()],
-        )?;
-        if changed == 0 {
+    /// Recorded as done by `by`, in the same transaction.
+    pub fn revoke_token(&self, prefix: &str, by: &Actor) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = Store::write_tx(&mut conn)?;
+        let found: Option<i64> = tx
+            .query_row("SELECT id FROM api_tokens WHERE prefix = ?1 AND revoked_at IS NULL", [prefix], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(id) = found else {
             return Err(StoreError::NotFound(format!("active token with prefix '{prefix}'")));
-        }
+        };
+        tx.execute("UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1", params![id, now()])?;
+        audit::append(&tx, &token_revoked(&tx, by, id)?)?;
+        tx.commit()?;
         Ok(())
     }
+}
+
+/// The `token_revoked` event for token `id` (its prefix and owner, never the secret).
+pub(super) fn token_revoked(tx: &rusqlite::Connection, by: &Actor, id: i64) -> Result<Event> {
+    let (prefix, owner_id, owner): (String, i64, String) = tx.query_row(
+        "SELECT t.prefix, u.id, u.name FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(Event::new(by, Action::TokenRevoked)
+        .target(format!("token:{id} {prefix}"))
+        .detail(serde_json::json!({ "user": user_target(owner_id, &owner) })))
 }
 
 #[cfg(test)]
@@ -228,9 +279,16 @@ mod tests {
         let (_, found, _) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
         assert_eq!(found.name, "alice");
         assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
-        store.revoke_token("hth_abcd").unwrap();
+        store.revoke_token("hth_abcd", &Actor::cli()).unwrap();
         assert!(store.user_for_token_hash(b"hash-1").unwrap().is_none());
-        assert!(store.revoke_token("hth_abcd").is_err(), "second revoke reports not found");
+        assert!(store.revoke_token("hth_abcd", &Actor::cli()).is_err(), "second revoke reports not found");
+        let log = store.audit_rows(&crate::store::AuditFilter { limit: 10, ..Default::default() }).unwrap();
+        let actions: Vec<_> = log.iter().map(|r| (r.action.as_str(), r.actor.as_str())).collect();
+        assert_eq!(
+            actions,
+            [("token_revoked", "cli"), ("token_created", "system"), ("user_created", "system")]
+        );
+        assert_eq!(log[0].target, "token:1 hth_abcd");
         assert!(store.list_tokens(Some("alice")).unwrap()[0].revoked);
     }
 }

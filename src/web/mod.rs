@@ -29,6 +29,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("auth.js", JS, include_bytes!("../../web/auth.js")),
     ("chat.js", JS, include_bytes!("../../web/chat.js")),
     ("admin.js", JS, include_bytes!("../../web/admin.js")),
+    ("audit.js", JS, include_bytes!("../../web/audit.js")),
     ("documents.js", JS, include_bytes!("../../web/documents.js")),
     ("notes.js", JS, include_bytes!("../../web/notes.js")),
     ("workflows.js", JS, include_bytes!("../../web/workflows.js")),

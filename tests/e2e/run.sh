@@ -16,7 +16,7 @@ fi
 if ! node -e "require.resolve('playwright-core')" 2>/dev/null; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-node --test markdown.test.mjs voice.test.mjs ui.test.mjs voice-ui.test.mjs models-ui.test.mjs skills-ui.test.mjs workflows-notes-ui.test.mjs announce-ui.test.mjs
+node --test markdown.test.mjs voice.test.mjs ui.test.mjs voice-ui.test.mjs models-ui.test.mjs skills-ui.test.mjs audit-ui.test.mjs workflows-notes-ui.test.mjs announce-ui.test.mjs
 # A phone on the LAN: HTTPS from the box's own CA, in a network namespace of its own.
 bash phone.sh
 echo "e2e: screenshots in ${CARGO_TARGET_DIR:-target}/e2e-screenshots/" >&2

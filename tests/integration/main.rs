@@ -6,6 +6,7 @@ mod common;
 
 // The modules below live beside this file in tests/integration/.
 mod acme;
+mod audit;
 mod auth;
 mod backup;
 mod bad_input;
