@@ -73,7 +73,11 @@ export function adminPage(ctx) {
           || (m.throttling.has_occurred ? 'earlier' : 'none')),
         stat('Generation', `${s.engine.tokens_per_second.toFixed(1)} tokens/s`),
         stat('Tokens generated', String(s.engine.tokens_generated)),
-        stat('Active / queued', `${s.engine.active_sequences} / ${s.engine.queue_depth}`));
+        stat('Active / queued', `${s.engine.active_sequences} / ${s.engine.queue_depth}`),
+        s.governor && stat('Governor', s.governor.level.replace('_', ' ')
+          + (s.governor.level !== 'normal' && s.governor.reason ? ` (${s.governor.reason})` : '')),
+        s.governor && s.governor.generation_threads != null
+          && stat('Generation threads', String(s.governor.generation_threads)));
     } catch (e) {
       ctx.showError(e);
     }

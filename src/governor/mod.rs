@@ -16,9 +16,11 @@
 //! (`hearth_governor_level`, `hearth_governor_changes_total`) and shown in `/api/system`
 //! and the MQTT state.
 
+mod busy;
 mod machine;
 mod threads;
 
+pub use busy::{busy, Busy};
 pub use machine::{assess, Assessment, Change, Level, Limits, Machine};
 pub use threads::{Follow, MAX_AUTO_THREADS};
 
@@ -176,14 +178,21 @@ impl Governor {
     }
 
     /// Generation threads now: `configured` (an explicit `[model] threads`) or, when it
-    /// is 0, the count that follows the load (`fallback` before the first sample); one less
-    /// from `reduced` down.
+    /// is 0, the count that follows the load (`fallback` before the first sample; one core
+    /// less at once while speech or an ingest job runs, [`busy`]); one less from `reduced`
+    /// down.
     pub fn generation_threads(&self, configured: u32, fallback: u32) -> u32 {
         let followed = self.inner.follow_threads.load(Ordering::Relaxed);
-        let base = match (configured, followed) {
-            (0, 0) => fallback,
-            (0, n) => n,
-            (n, _) => n,
+        let automatic = match followed {
+            0 => fallback,
+            n => n,
+        };
+        // Only a governor that follows the load (not the default one of tools and tests).
+        let follows = self.inner.enabled || followed > 0;
+        let base = match configured {
+            0 if follows && busy::any() => automatic.min(fallback.saturating_sub(1).max(1)),
+            0 => automatic,
+            n => n,
         };
         if self.level() >= Level::Reduced {
             base.saturating_sub(1).max(1)
@@ -270,6 +279,16 @@ mod tests {
         let d = Governor::default();
         d.observe(&hot(120.0));
         assert_eq!((d.level(), d.generation_threads(0, 3)), (Level::Normal, 3));
+    }
+
+    #[test]
+    fn speech_or_ingest_running_takes_a_core_at_once() {
+        let (g, _) = governor();
+        let guard = busy();
+        assert_eq!(g.generation_threads(0, 4), 3, "before any sample shows the load");
+        assert_eq!(g.generation_threads(2, 4), 2, "an explicit setting is kept");
+        assert_eq!(Governor::default().generation_threads(0, 4), 4, "tools without a governor");
+        drop(guard);
     }
 
     #[test]

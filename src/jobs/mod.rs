@@ -122,6 +122,8 @@ impl JobRunner {
         tracing::info!(job = %job.id, kind = %job.kind, attempt = job.attempts, "job started");
         let store = &knowledge.store;
         let mut progress = |p: f64| store.job_progress(&job.id, &self.owner, p).unwrap_or(true);
+        // Extraction, chunking and embedding need a core: generation gives one up meanwhile.
+        let _busy = crate::governor::busy();
         let outcome = match job.kind.as_str() {
             "ingest" => catch_unwind(AssertUnwindSafe(|| knowledge.ingest(&job, runtime, &mut progress)))
                 .unwrap_or_else(|_| Err("the job crashed while reading the document".into())),

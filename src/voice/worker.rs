@@ -40,6 +40,8 @@ pub(crate) async fn call<Q, A>(jobs: &mpsc::Sender<Job<Q, A>>, request: Q) -> Re
         mpsc::error::TrySendError::Full(_) => Refused::Full,
         mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
     })?;
+    // Speech needs a core while it runs: generation gives one up at its next decode.
+    let _busy = crate::governor::busy();
     // Once answered, the guard setting the flag changes nothing.
     Ok(answer.await.ok())
 }
