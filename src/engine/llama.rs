@@ -138,13 +138,8 @@ pub(super) fn run(
         load_seconds: started.elapsed().as_secs_f64(),
         loaded_at: crate::store::now(),
     };
-    tracing::info!(
-        model = %info.id, context = context_size, kv_cache_tokens, idle_cache_tokens, parallel, sequences, unified, threads, threads_batch,
-        seconds = format!("{:.1}", info.load_seconds), "model ready"
-    );
-    metrics.model_loaded.inc();
-    let _ = state.send(ModelState::Ready(Box::new(info)));
-
+    // The disk cache is indexed before the model is said to be ready: a turn that comes at
+    // once finds its saved conversation.
     let disk = config.disk_cache.as_ref().and_then(|(dir, budget)| {
         let metrics = SpillMetrics {
             saves: metrics.kv_saves.clone(),
@@ -157,6 +152,13 @@ pub(super) fn run(
             )
             .ok()
     });
+    tracing::info!(
+        model = %info.id, context = context_size, kv_cache_tokens, idle_cache_tokens, parallel, sequences, unified, threads, threads_batch,
+        seconds = format!("{:.1}", info.load_seconds), "model ready"
+    );
+    metrics.model_loaded.inc();
+    let _ = state.send(ModelState::Ready(Box::new(info)));
+
     let mut scheduler = Scheduler::new(
         &model,
         &template,

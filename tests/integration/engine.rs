@@ -341,17 +341,19 @@ fn a_client_that_disconnects_frees_its_slot() {
 fn a_full_queue_answers_429_with_retry_after() {
     let options = ServerOptions::new(small_model()).env("HEARTH_PARALLEL", "1").env("HEARTH_QUEUE_SIZE", "1");
     let server = Server::start(options);
-    let token = server.user("alice");
+    // Three users: one user's own share (`[limits] generations_per_user`) would refuse
+    // them before the queue is full.
+    let (alice, bob, carol) = (server.user("alice"), server.user("bob"), server.user("carol"));
     let long =
         json!({"message": "Write a very long story about a dragon.", "stream": true, "max_tokens": 1500});
-    let running = stream_until_first_token(&server, &token, &long);
+    let running = stream_until_first_token(&server, &alice, &long);
 
     std::thread::scope(|scope| {
-        let queued = scope.spawn(|| ask(&server, &token, json!({"message": "Hi", "max_tokens": 4})));
-        wait_metric(&server, &token, "hearth_engine_queue_depth", 1.0);
+        let queued = scope.spawn(|| ask(&server, &bob, json!({"message": "Hi", "max_tokens": 4})));
+        wait_metric(&server, &alice, "hearth_engine_queue_depth", 1.0);
 
         let refused = ureq::post(&format!("{}/api/chat", server.url))
-            .set("Authorization", &format!("Bearer {token}"))
+            .set("Authorization", &format!("Bearer {carol}"))
             .send_json(json!({"message": "Hello?"}));
         let Err(ureq::Error::Status(429, response)) = refused else { panic!("expected 429") };
         assert_eq!(response.header("Retry-After"), Some("2"));
