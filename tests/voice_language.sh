@@ -2,7 +2,7 @@
 # The language check at full size: all 50 commands of tests/integration/voice_language.rs,
 # each spoken by Hearth's default voice and sent to a freshly started default install
 # (whisper-base, no voice.language) as its first transcription and again. About 10 minutes
-# on 2 cores. scripts/test.sh runs 3 of them; record this one's result in
+# on 2 cores. scripts/test.sh runs 2 of them; record this one's result in
 # benches/RESULTS.md ("Voice language on fresh starts") when the speech code changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -198,10 +198,14 @@ fn person_schema() -> Value {
     })
 }
 
-/// 100 replies at temperature 1 from the small model (which, unconstrained, rarely writes
-/// JSON at all): every one parses and matches the schema (checked with the `jsonschema` crate).
+/// Replies at temperature 1 from the small model (which, unconstrained, rarely writes JSON at
+/// all): every one parses and matches the schema (checked with the `jsonschema` crate). The
+/// suite asks for `HEARTH_TEST_SCHEMA_RUNS` replies (default 24: grammar-constrained sampling
+/// makes each take seconds); `tests/schema_runs.sh` asks for 100.
 #[test]
 fn json_schema_replies_always_parse_and_match_the_schema() {
+    let runs: u32 = std::env::var("HEARTH_TEST_SCHEMA_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let per_worker = runs.div_ceil(4).max(1);
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
     let schema = person_schema();
@@ -222,13 +226,13 @@ fn json_schema_replies_always_parse_and_match_the_schema() {
             .map(|w| {
                 let (server, token, body) = (&server, &token, &body);
                 scope.spawn(move || {
-                    (0..25u32).map(|i| complete(server, token, &body(w * 25 + i))).collect::<Vec<_>>()
+                    (0..per_worker).map(|i| complete(server, token, &body(w * per_worker + i))).collect::<Vec<_>>()
                 })
             })
             .collect();
         workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
     });
-    assert_eq!(replies.len(), 100);
+    assert_eq!(replies.len() as u32, per_worker * 4);
     let mut distinct = std::collections::HashSet::new();
     for reply in &replies {
         assert_eq!(reply["choices"][0]["finish_reason"], "stop", "{reply}");
@@ -239,7 +243,8 @@ fn json_schema_replies_always_parse_and_match_the_schema() {
         }
         distinct.insert(text.to_string());
     }
-    assert!(distinct.len() > 50, "temperature 1 gives varied replies: {} distinct", distinct.len());
+    assert!(distinct.len() > replies.len() / 2, "temperature 1 gives varied replies: {} distinct", distinct.len());
+    eprintln!("json_schema: {} replies, all valid, {} distinct", replies.len(), distinct.len());
 
     // json_object: any object.
     let object = json!({"messages": [{"role": "user", "content": "Describe a cat."}], "temperature": 1,

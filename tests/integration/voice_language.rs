@@ -93,11 +93,11 @@ const COMMANDS: [&str; 50] = [
 
 /// Each command, spoken by Hearth's default voice, goes as the first request to a freshly
 /// started default install, then again: every answer says English. The suite samples
-/// `HEARTH_TEST_LANGUAGE_STARTS` commands (default 3; `tests/voice_language.sh` runs all 50).
+/// `HEARTH_TEST_LANGUAGE_STARTS` commands (default 2; `tests/voice_language.sh` runs all 50).
 #[test]
 fn the_first_transcription_after_a_start_hears_english() {
     let starts: usize =
-        std::env::var("HEARTH_TEST_LANGUAGE_STARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        std::env::var("HEARTH_TEST_LANGUAGE_STARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let starts = starts.clamp(1, COMMANDS.len());
     let picked: Vec<&str> = (0..starts).map(|i| COMMANDS[i * COMMANDS.len() / starts]).collect();
     // Spoken once, by a server of its own: the fresh ones below get nothing before.
