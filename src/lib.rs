@@ -13,6 +13,7 @@ pub mod backup;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod engine;
 pub mod error;
 pub mod governor;

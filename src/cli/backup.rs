@@ -146,7 +146,7 @@ pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCod
 
 /// `hearth export --user NAME [--format json|markdown] [-o FILE]`.
 pub fn export(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user named '{}'", args.user))?;
     let format = Format::parse(&args.format).context("format must be json or markdown")?;
     let bytes = export::export(&store, user.id, &user.name, format)?;
@@ -161,7 +161,7 @@ pub fn export(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode>
 
 /// `hearth import --user NAME FILE`.
 pub fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user named '{}'", args.user))?;
     let size =
         std::fs::metadata(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?.len();

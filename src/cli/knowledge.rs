@@ -72,7 +72,7 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
 
 pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(settings);
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(&settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user '{}'", args.user))?;
     let limit = settings.knowledge.max_upload_bytes;
     let mut queued: Vec<(String, Enqueued)> = Vec::new();
@@ -188,7 +188,7 @@ fn open_index_if_free(settings: &Settings) -> anyhow::Result<Option<SearchIndex>
 }
 
 pub fn index(command: IndexCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(&settings)?;
     let index = match SearchIndex::open(&settings.index_dir()) {
         Err(SearchError::Busy(dir)) => bail!(
             "the search index in {} is held by the running service; stop it first \
