@@ -75,7 +75,8 @@ pub struct ImportArgs {
 pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(BackupCommand::Verify { archive }) => {
-            let manifest = crate::backup::verify(&archive)?;
+            let keys = super::unlock::for_archive(settings, &archive)?;
+            let manifest = crate::backup::verify(&archive, keys.as_ref())?;
             println!(
                 "{}: OK ({} members, schema {}, made by hearth {} at {})",
                 archive.display(),
@@ -122,7 +123,8 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
 pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let data_dir = &settings.storage.data_dir;
     // audit: restore
-    let restored = crate::backup::restore(&args.archive, data_dir, args.force)?;
+    let keys = super::unlock::for_archive(settings, &args.archive)?;
+    let restored = crate::backup::restore(&args.archive, data_dir, args.force, keys.as_ref())?;
     println!(
         "restored {} (schema {}, made at {}) into {}",
         args.archive.display(),

@@ -111,19 +111,31 @@ pub fn at_start(settings: &Settings, tls: Option<crate::tls::Tls>) -> anyhow::Re
 pub fn for_command(settings: &mut Settings) -> anyhow::Result<()> {
     let data_dir = settings.storage.data_dir.clone();
     let Some(header) = crypt::header(&data_dir)? else { return Ok(()) };
-    let keys = match unattended(settings, &header)? {
-        Some(keys) => keys,
-        None => {
-            let secret = secret::read_passphrase(&format!("Passphrase for {}: ", data_dir.display()))?;
-            match header.unlock(&secret) {
-                Ok(keys) => keys,
-                Err(CryptError::WrongKey) => return Err(wrong_key("the passphrase", &data_dir)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
+    let keys = keys_for(settings, &header, &data_dir)?;
     settings.storage.unlocked = Unlocked(Some(keys));
     Ok(())
+}
+
+/// The keys for `header` (a data dir's or an encrypted archive's, called `what`): the key
+/// file or credential, else a passphrase typed here.
+fn keys_for(settings: &Settings, header: &Header, what: &Path) -> anyhow::Result<Keys> {
+    if let Some(keys) = unattended(settings, header)? {
+        return Ok(keys);
+    }
+    let secret = secret::read_passphrase(&format!("Passphrase for {}: ", what.display()))?;
+    match header.unlock(&secret) {
+        Ok(keys) => Ok(keys),
+        Err(CryptError::WrongKey) => Err(wrong_key("the passphrase", what)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The keys an archive needs: `None` for a plain one.
+pub fn for_archive(settings: &Settings, archive: &Path) -> anyhow::Result<Option<Keys>> {
+    match crate::backup::archive_header(archive)? {
+        None => Ok(None),
+        Some(header) => keys_for(settings, &header, archive).map(Some),
+    }
 }
 
 /// The database, keyed when the box is encrypted (after [`for_command`]).
