@@ -13,6 +13,7 @@ mod bad_models;
 mod chat;
 mod cli;
 mod docqa;
+mod encryption;
 mod engine;
 mod governor;
 mod import;
