@@ -9,6 +9,8 @@
 //!
 //! All calls block (disk and CPU): async callers use `spawn_blocking` / `Store::run`.
 
+#[cfg(test)]
+mod measure;
 mod query;
 mod schema;
 mod sync;
