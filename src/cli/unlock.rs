@@ -20,6 +20,10 @@ pub enum EncryptionCommand {
     /// starts locked until `hearth unlock`. Existing data is converted; a crash midway
     /// leaves the old box or the new one.
     Enable(EnableArgs),
+    /// Change the secret (the service must be stopped): asks for the current one (or uses
+    /// the configured key file or credential), then takes the new one like `enable` does.
+    /// Backups made before still open with the old secret only.
+    Rekey(EnableArgs),
     /// Say whether the data dir is encrypted and where its key would come from.
     Status,
 }
@@ -149,7 +153,45 @@ pub fn encryption(command: EncryptionCommand, settings: &Settings) -> anyhow::Re
     match command {
         EncryptionCommand::Status => status(settings),
         EncryptionCommand::Enable(args) => enable(args, settings),
+        EncryptionCommand::Rekey(args) => rekey(args, settings),
     }
+}
+
+fn rekey(args: EnableArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let data_dir = &settings.storage.data_dir;
+    let Some(header) = crypt::header(data_dir)? else {
+        anyhow::bail!("{} is not encrypted (hearth encryption enable)", data_dir.display());
+    };
+    let old = keys_for(settings, &header, data_dir)?;
+    let (secret, told) = new_secret(&args)?;
+    crypt::enable::rekey(data_dir, &old, &secret)?;
+    println!("{} has a new secret; {told}", data_dir.display());
+    println!("backups made before open with the old secret only; the KV disk cache was emptied");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The new secret `enable` and `rekey` take, and what to tell the owner about it.
+fn new_secret(args: &EnableArgs) -> anyhow::Result<(Secret, String)> {
+    Ok(match (&args.key_file, &args.new_key_file) {
+        (Some(path), _) => {
+            (secret::from_key_file(path)?, format!("set [storage] key_file = \"{}\"", path.display()))
+        }
+        (None, Some(path)) => (
+            secret::new_key_file(path)?,
+            format!(
+                "made the key file {0}: set [storage] key_file = \"{0}\" and keep a copy of it off this box",
+                path.display()
+            ),
+        ),
+        (None, None) => {
+            let first = secret::read_passphrase("New passphrase (8 characters or more): ")?;
+            let again = secret::read_passphrase("The same passphrase again: ")?;
+            if first.bytes() != again.bytes() {
+                anyhow::bail!("the passphrases differ; nothing was changed");
+            }
+            (first, "the service starts locked: unlock it with `hearth unlock` or its web page".to_string())
+        }
+    })
 }
 
 fn status(settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -187,26 +229,7 @@ fn enable(args: EnableArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("the service is running: stop it first (systemctl stop hearth)");
     }
-    let (secret, told): (Secret, String) = match (&args.key_file, &args.new_key_file) {
-        (Some(path), _) => {
-            (secret::from_key_file(path)?, format!("set [storage] key_file = \"{}\"", path.display()))
-        }
-        (None, Some(path)) => (
-            secret::new_key_file(path)?,
-            format!(
-                "made the key file {0}: set [storage] key_file = \"{0}\" and keep a copy of it off this box",
-                path.display()
-            ),
-        ),
-        (None, None) => {
-            let first = secret::read_passphrase("New passphrase (8 characters or more): ")?;
-            let again = secret::read_passphrase("The same passphrase again: ")?;
-            if first.bytes() != again.bytes() {
-                anyhow::bail!("the passphrases differ; nothing was changed");
-            }
-            (first, "the service starts locked: unlock it with `hearth unlock` or its web page".to_string())
-        }
-    };
+    let (secret, told) = new_secret(&args)?;
     let done = crypt::enable::enable(data_dir, &settings.backup_dir(), &secret)?;
     println!("{} is encrypted; {told}", data_dir.display());
     if !done.plain_backups.is_empty() {

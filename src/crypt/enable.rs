@@ -1,4 +1,5 @@
-//! Turning encryption on for a data dir, new or in use, in steps a crash cannot tear:
+//! Turning encryption on for a data dir, new or in use, and changing its secret later
+//! (`rekey`: the same steps from the encrypted database), in steps a crash cannot tear:
 //!
 //! 1. the plain database is copied into `hearth.db.encrypting` (SQLCipher's
 //!    `sqlcipher_export`), synced;
@@ -61,16 +62,42 @@ pub fn enable(data_dir: &Path, backup_dir: &Path, secret: &Secret) -> Result<Ena
         for leftover in [COPY, "hearth.db.encrypting-journal"] {
             remove_if_there(&data_dir.join(leftover))?;
         }
-        crate::store::encrypt_copy(&db, &copy, &keys.db).map_err(|e| CryptError::Invalid(e.to_string()))?;
+        crate::store::encrypted_copy(&db, None, &copy, &keys.db)
+            .map_err(|e| CryptError::Invalid(e.to_string()))?;
     }
+    commit(data_dir, &header)?;
+    let plain_backups = plain_backups(backup_dir);
+    Ok(Enabled { keys, plain_backups })
+}
+
+/// Steps 2 to 5: the header as pending, the copy over the database, the header in place.
+fn commit(data_dir: &Path, header: &Header) -> Result<(), CryptError> {
+    let (db, copy) = (data_dir.join(DB), data_dir.join(COPY));
     header.write(&data_dir.join(PENDING))?;
     if copy.exists() {
         rename(&copy, &db)?;
         sync_dir(data_dir);
     }
-    finish(data_dir)?;
-    let plain_backups = plain_backups(backup_dir);
-    Ok(Enabled { keys, plain_backups })
+    finish(data_dir)
+}
+
+/// Changes an encrypted data dir's secret: the database is copied under the new key, the
+/// KV disk cache (sealed with the old one) is dropped. The service must be stopped.
+/// Backups made before still need the old secret.
+pub fn rekey(data_dir: &Path, old: &Keys, secret: &Secret) -> Result<Keys, CryptError> {
+    recover(data_dir)?;
+    if !header_path(data_dir).exists() {
+        return Err(CryptError::Invalid(format!("{} is not encrypted", data_dir.display())));
+    }
+    let (header, keys) = Header::create(secret)?;
+    let (db, copy) = (data_dir.join(DB), data_dir.join(COPY));
+    remove_if_there(&copy)?;
+    crate::store::encrypted_copy(&db, Some(&old.db), &copy, &keys.db).map_err(|e| match e {
+        crate::store::StoreError::WrongKey(_) => CryptError::WrongKey,
+        e => CryptError::Invalid(e.to_string()),
+    })?;
+    commit(data_dir, &header)?;
+    Ok(keys)
 }
 
 /// Completes or rolls back an interrupted [`enable`].
@@ -152,6 +179,25 @@ mod tests {
         let store = Store::open_keyed(&db, Some(&enabled.keys.db)).unwrap();
         assert!(store.find_user("owner").is_ok(), "the data came along");
         assert!(matches!(enable(dir.path(), dir.path(), &secret()), Err(CryptError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_new_secret_replaces_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB);
+        let old = enable(dir.path(), dir.path(), &secret()).unwrap().keys;
+        Store::open_keyed(&db, Some(&old.db))
+            .unwrap()
+            .create_user("owner", crate::store::Role::Admin)
+            .unwrap();
+        let new_secret = Secret::from_bytes(b"the next secret, longer".to_vec());
+        let new = rekey(dir.path(), &old, &new_secret).unwrap();
+        assert!(matches!(Store::open_keyed(&db, Some(&old.db)), Err(crate::store::StoreError::WrongKey(_))));
+        let header = crate::crypt::header(dir.path()).unwrap().unwrap();
+        assert!(matches!(header.unlock(&secret()), Err(CryptError::WrongKey)));
+        header.unlock(&new_secret).unwrap();
+        let store = Store::open_keyed(&db, Some(&new.db)).unwrap();
+        assert!(store.find_user("owner").is_ok());
     }
 
     #[test]

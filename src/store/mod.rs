@@ -175,14 +175,13 @@ fn apply_key(conn: &Connection, key: Option<&DbKey>, path: &Path) -> Result<()> 
     }
 }
 
-/// Copies the plain database at `plain` into a new encrypted one at `out` (SQLCipher's
-/// `sqlcipher_export`, with the schema version), synced. `out` must not exist.
-pub fn encrypt_copy(plain: &Path, out: &Path, key: &DbKey) -> Result<()> {
-    let conn = Connection::open_with_flags(
-        plain,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-    )?;
-    apply_key(&conn, None, plain)?;
+/// Copies the database at `from` (plain, or encrypted with `from_key`) into a new one at
+/// `out` encrypted with `key` (SQLCipher's `sqlcipher_export`, with the schema version),
+/// synced. `out` must not exist.
+pub fn encrypted_copy(from: &Path, from_key: Option<&DbKey>, out: &Path, key: &DbKey) -> Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    let conn = Connection::open_with_flags(from, flags)?;
+    apply_key(&conn, from_key, from)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let target = out.to_string_lossy().replace('\'', "''");
     conn.execute_batch(&format!("ATTACH DATABASE '{target}' AS enc KEY \"{}\";", key.literal()))?;
