@@ -17,7 +17,7 @@ const HEADER_LIMIT: u32 = 64 * 1024;
 /// Where the compressed archive goes: the file, or the file through the seal.
 pub(super) enum Out<'k> {
     Plain(BufWriter<File>),
-    Sealed(SealWriter<'k, BufWriter<File>>),
+    Sealed(SealWriter<&'k FileKey, BufWriter<File>>),
 }
 
 impl<'k> Out<'k> {
@@ -97,7 +97,7 @@ pub(super) fn reader<'k>(archive: &Path, keys: Option<&'k Keys>) -> Result<Box<d
             "{} is encrypted: its box's key file or passphrase is needed",
             archive.display()
         ))),
-        (Some(_), Some(keys)) => Ok(Box::new(OpenReader::new(input, &keys.file, AAD))),
+        (Some(_), Some(keys)) => Ok(Box::new(OpenReader::new(input, &*keys.file, AAD))),
     }
 }
 

@@ -70,8 +70,9 @@ enum Command {
     Serve(ServeArgs),
     /// Chat in the terminal, with the running service (--url) or in-process.
     Chat(chat::ChatArgs),
-    /// Print a one-time setup code for creating the first administrator in the web UI.
-    Onboard,
+    /// Print a one-time setup code for creating the first administrator in the web UI
+    /// (with --encrypt or --encrypt-key-file: turn encryption at rest on first).
+    Onboard(unlock::OnboardArgs),
     /// Manage users.
     #[command(subcommand)]
     Users(admin::UsersCommand),
@@ -246,7 +247,7 @@ pub fn main() -> ExitCode {
 fn opens_data(command: &Command) -> bool {
     match command {
         Command::Chat(args) => args.in_process(),
-        Command::Onboard
+        Command::Onboard(_)
         | Command::Users(_)
         | Command::Tokens(_)
         | Command::Ingest(_)
@@ -268,7 +269,10 @@ fn run(command: Command, mut loaded: Loaded) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => unlock::unlock(args, &loaded.settings),
         Command::Serve(_) => serve::run(loaded).map(|()| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args, loaded).map(|()| ExitCode::SUCCESS),
-        Command::Onboard => onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Onboard(args) => {
+            unlock::encrypt_at_setup(&args, &mut loaded.settings)?;
+            onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS)
+        }
         Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Models(cmd) => models::run(cmd, &loaded.settings),

@@ -30,11 +30,15 @@ pub fn run(mut loaded: Loaded) -> anyhow::Result<()> {
     let tls = Tls::prepare(Arc::new(loaded.settings.clone()), names.clone(), metrics.clone()).with_context(
         || format!("cannot set up TLS (tls.mode = \"{}\")", loaded.settings.tls.mode.as_str()),
     )?;
-    match super::unlock::at_start(&loaded.settings, tls.clone())? {
-        super::unlock::AtStart::Plain => {}
-        super::unlock::AtStart::Unlocked(keys) => loaded.settings.storage.unlocked = Unlocked(Some(keys)),
+    // Held until `run` returns: `encryption rekey` refuses while it is.
+    let _held = match super::unlock::at_start(&loaded.settings, tls.clone())? {
+        super::unlock::AtStart::Plain => None,
+        super::unlock::AtStart::Unlocked(keys, held) => {
+            loaded.settings.storage.unlocked = Unlocked(Some(keys));
+            Some(held)
+        }
         super::unlock::AtStart::Stopped => return Ok(()),
-    }
+    };
     let settings = Arc::new(loaded.settings);
     let data_dir = &settings.storage.data_dir;
     let encrypted = settings.storage.unlocked.0.is_some();

@@ -47,11 +47,41 @@ pub struct UnlockArgs {
     url: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct OnboardArgs {
+    /// Encrypt the data dir at rest first (`hearth encryption enable`), with a passphrase
+    /// asked twice: the service then starts locked until `hearth unlock`.
+    #[arg(long, conflicts_with = "encrypt_key_file")]
+    encrypt: bool,
+    /// Encrypt the data dir at rest first, with a new key file made here (0600); set
+    /// `[storage] key_file` to it and keep a copy off the box.
+    #[arg(long, value_name = "FILE")]
+    encrypt_key_file: Option<PathBuf>,
+}
+
+/// `hearth onboard --encrypt…`: encryption on before the first administrator exists (the
+/// service must be stopped, as for `encryption enable`). Nothing when not asked for, or
+/// when the box is encrypted already.
+pub fn encrypt_at_setup(args: &OnboardArgs, settings: &mut Settings) -> anyhow::Result<()> {
+    if !args.encrypt && args.encrypt_key_file.is_none() {
+        return Ok(());
+    }
+    if settings.storage.unlocked.0.is_some() {
+        eprintln!("{} is encrypted already", settings.storage.data_dir.display());
+        return Ok(());
+    }
+    let enable_args = EnableArgs { key_file: None, new_key_file: args.encrypt_key_file.clone() };
+    let keys = enable_box(enable_args, settings)?;
+    settings.storage.unlocked = Unlocked(Some(keys));
+    Ok(())
+}
+
 /// What `serve` starts with.
 pub enum AtStart {
     /// Not encrypted.
     Plain,
-    Unlocked(Keys),
+    /// The keys, and the lock that tells `encryption rekey` the service runs.
+    Unlocked(Keys, crypt::Held),
     /// Told to stop while locked.
     Stopped,
 }
@@ -107,7 +137,10 @@ pub fn at_start(settings: &Settings, tls: Option<crate::tls::Tls>) -> anyhow::Re
         std::fs::remove_dir_all(&index).with_context(|| format!("cannot remove {}", index.display()))?;
     }
     tracing::info!("data dir unlocked");
-    Ok(AtStart::Unlocked(keys))
+    let held = crypt::hold(data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!("another hearth is serving {} or changing its key", data_dir.display())
+    })?;
+    Ok(AtStart::Unlocked(keys, held))
 }
 
 /// Sets the keys of an encrypted data dir for a command that opens it: from the key
@@ -161,6 +194,9 @@ fn rekey(args: EnableArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let data_dir = &settings.storage.data_dir;
     let Some(header) = crypt::header(data_dir)? else {
         anyhow::bail!("{} is not encrypted (hearth encryption enable)", data_dir.display());
+    };
+    let Some(_held) = crypt::hold(data_dir)? else {
+        anyhow::bail!("the service is running: stop it first (systemctl stop hearth)");
     };
     let old = keys_for(settings, &header, data_dir)?;
     let (secret, told) = new_secret(&args)?;
@@ -219,6 +255,10 @@ fn status(settings: &Settings) -> anyhow::Result<ExitCode> {
 }
 
 fn enable(args: EnableArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    enable_box(args, settings).map(|_| ExitCode::SUCCESS)
+}
+
+fn enable_box(args: EnableArgs, settings: &Settings) -> anyhow::Result<Keys> {
     let data_dir = &settings.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     if crypt::header(data_dir)?.is_some() {
@@ -238,7 +278,7 @@ fn enable(args: EnableArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
             println!("  {}", path.display());
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(done.keys)
 }
 
 /// `hearth unlock`: the passphrase to the locked service on this box.

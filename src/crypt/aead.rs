@@ -10,6 +10,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::io::{self, Read, Write};
+use std::ops::Deref;
 
 pub const BLOB_MAGIC: &[u8; 8] = b"HEARTHE1";
 pub const STREAM_MAGIC: &[u8; 8] = b"HEARTHS1";
@@ -91,9 +92,10 @@ impl FileKey {
 }
 
 /// Writes a sealed stream; call [`finish`](SealWriter::finish) to write the last chunk.
-pub struct SealWriter<'k, W: Write> {
+/// `K` holds the key: `&FileKey`, or an `Arc<FileKey>` for a writer that must be `'static`.
+pub struct SealWriter<K: Deref<Target = FileKey>, W: Write> {
     out: W,
-    key: &'k FileKey,
+    key: K,
     aad: Vec<u8>,
     prefix: [u8; 8],
     index: u32,
@@ -101,8 +103,8 @@ pub struct SealWriter<'k, W: Write> {
     started: bool,
 }
 
-impl<'k, W: Write> SealWriter<'k, W> {
-    pub fn new(out: W, key: &'k FileKey, aad: &[u8]) -> Self {
+impl<K: Deref<Target = FileKey>, W: Write> SealWriter<K, W> {
+    pub fn new(out: W, key: K, aad: &[u8]) -> Self {
         SealWriter {
             out,
             key,
@@ -144,7 +146,7 @@ impl<'k, W: Write> SealWriter<'k, W> {
     }
 }
 
-impl<W: Write> Write for SealWriter<'_, W> {
+impl<K: Deref<Target = FileKey>, W: Write> Write for SealWriter<K, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = CHUNK - self.buf.len();
         let n = room.min(data.len());
@@ -162,9 +164,9 @@ impl<W: Write> Write for SealWriter<'_, W> {
 
 /// Reads a sealed stream back; an error at the first chunk that fails (or when it ends
 /// before its last chunk).
-pub struct OpenReader<'k, R: Read> {
+pub struct OpenReader<K: Deref<Target = FileKey>, R: Read> {
     input: R,
-    key: &'k FileKey,
+    key: K,
     aad: Vec<u8>,
     prefix: Option<[u8; 8]>,
     index: u32,
@@ -173,8 +175,8 @@ pub struct OpenReader<'k, R: Read> {
     done: bool,
 }
 
-impl<'k, R: Read> OpenReader<'k, R> {
-    pub fn new(input: R, key: &'k FileKey, aad: &[u8]) -> Self {
+impl<K: Deref<Target = FileKey>, R: Read> OpenReader<K, R> {
+    pub fn new(input: R, key: K, aad: &[u8]) -> Self {
         OpenReader {
             input,
             key,
@@ -226,7 +228,7 @@ impl<'k, R: Read> OpenReader<'k, R> {
     }
 }
 
-impl<R: Read> Read for OpenReader<'_, R> {
+impl<K: Deref<Target = FileKey>, R: Read> Read for OpenReader<K, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.plain.len() {
             if self.done {

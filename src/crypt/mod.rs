@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What a sealed upload's stream names (`http/spool.rs` writes it, `store/` reads it).
+pub const UPLOAD_AAD: &[u8] = b"hearth-upload";
+
 /// The file that says a data dir is encrypted, and holds the salt and the key check.
 pub const HEADER_FILE: &str = "encryption.json";
 const CHECK_AAD: &[u8] = b"hearth-key-check";
@@ -189,6 +192,21 @@ impl Header {
         let json = serde_json::to_vec_pretty(self).expect("a header serializes");
         crate::private_files::write_private(path, &json).map_err(|e| CryptError::io(path, e))
     }
+}
+
+/// A lock on the data dir's `encryption.json` held while `serve` runs an encrypted box, so
+/// that `encryption rekey` can tell the service is running (the index, which locks a plain
+/// box, is in RAM). Released when dropped or when the process ends.
+pub struct Held(#[allow(dead_code)] std::fs::File);
+
+/// Takes the lock, or `None` when another process holds it.
+pub fn hold(data_dir: &Path) -> Result<Option<Held>, CryptError> {
+    use std::os::fd::AsRawFd;
+    let path = header_path(data_dir);
+    let file = std::fs::File::open(&path).map_err(|e| CryptError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; it only advises other flock callers.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(taken.then_some(Held(file)))
 }
 
 #[cfg(test)]

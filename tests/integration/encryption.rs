@@ -232,3 +232,25 @@ fn a_passphrase_box_starts_locked_and_unlocks_over_the_api() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(server.health().unwrap()["encrypted"], true);
 }
+
+#[test]
+fn onboarding_can_turn_encryption_on_and_rekey_changes_the_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (first, second) = (keys.path().join("first.key"), keys.path().join("second.key"));
+    let (first, second) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let (code, out, err) = hearth(data.path(), &["onboard", "--encrypt-key-file", first], &[], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.lines().last().unwrap().trim().is_empty(), "the setup code is printed: {out}");
+    let (_, status, _) = hearth(data.path(), &["encryption", "status"], &[("HEARTH_KEY_FILE", first)], "");
+    assert!(status.contains("encrypted (SQLCipher"), "{status}");
+    user(data.path(), "alice", &[("HEARTH_KEY_FILE", first)], "");
+    let env = [("HEARTH_KEY_FILE", first)];
+    let (code, out, err) = hearth(data.path(), &["encryption", "rekey", "--new-key-file", second], &env, "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = hearth(data.path(), &["users", "list"], &[("HEARTH_KEY_FILE", first)], "");
+    assert!(code != 0 && err.contains("wrong key"), "the old key no longer opens it: {err}");
+    let (code, out, err) = hearth(data.path(), &["users", "list"], &[("HEARTH_KEY_FILE", second)], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("alice"), "{out}");
+}
