@@ -188,7 +188,7 @@ fn open_index_if_free(settings: &Settings) -> anyhow::Result<Option<SearchIndex>
 }
 
 pub fn index(command: IndexCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = super::unlock::open_store(&settings)?;
+    let store = super::unlock::open_store(settings)?;
     let index = match SearchIndex::open(&settings.index_dir()) {
         Err(SearchError::Busy(dir)) => bail!(
             "the search index in {} is held by the running service; stop it first \
