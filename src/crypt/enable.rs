@@ -19,6 +19,33 @@ use std::path::{Path, PathBuf};
 const DB: &str = "hearth.db";
 const COPY: &str = "hearth.db.encrypting";
 const PENDING: &str = "encryption.json.pending";
+/// Held (flock) by `enable` and `rekey` from start to end, so that another process's
+/// [`recover`] never mistakes a conversion under way for an interrupted one.
+const LOCK: &str = "encryption.lock";
+
+/// The conversion lock, or `None` while another process holds it.
+fn lock(data_dir: &Path) -> Result<Option<fs::File>, CryptError> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CryptError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; it only advises other flock callers.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(taken.then_some(file))
+}
+
+fn lock_or_busy(data_dir: &Path) -> Result<fs::File, CryptError> {
+    lock(data_dir)?.ok_or_else(|| {
+        CryptError::Invalid(format!(
+            "another `hearth encryption` command is converting {}",
+            data_dir.display()
+        ))
+    })
+}
 
 fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
@@ -48,14 +75,15 @@ pub struct Enabled {
 /// Encrypts `data_dir` with `secret`. The service must be stopped. An error if it is
 /// encrypted already.
 pub fn enable(data_dir: &Path, backup_dir: &Path, secret: &Secret) -> Result<Enabled, CryptError> {
-    recover(data_dir)?;
+    fs::create_dir_all(data_dir).map_err(|e| CryptError::io(data_dir, e))?;
+    let _lock = lock_or_busy(data_dir)?;
+    recover_held(data_dir)?;
     if header_path(data_dir).exists() {
         return Err(CryptError::Invalid(format!(
             "{} is encrypted already (to change the secret: hearth encryption rekey)",
             data_dir.display()
         )));
     }
-    crate::private_files::private_dir(data_dir).map_err(|e| CryptError::io(data_dir, e))?;
     let (header, keys) = Header::create(secret)?;
     let (db, copy) = (data_dir.join(DB), data_dir.join(COPY));
     if db.exists() {
@@ -85,7 +113,8 @@ fn commit(data_dir: &Path, header: &Header) -> Result<(), CryptError> {
 /// KV disk cache (sealed with the old one) is dropped. The service must be stopped.
 /// Backups made before still need the old secret.
 pub fn rekey(data_dir: &Path, old: &Keys, secret: &Secret) -> Result<Keys, CryptError> {
-    recover(data_dir)?;
+    let _lock = lock_or_busy(data_dir)?;
+    recover_held(data_dir)?;
     if !header_path(data_dir).exists() {
         return Err(CryptError::Invalid(format!("{} is not encrypted", data_dir.display())));
     }
@@ -100,8 +129,19 @@ pub fn rekey(data_dir: &Path, old: &Keys, secret: &Secret) -> Result<Keys, Crypt
     Ok(keys)
 }
 
-/// Completes or rolls back an interrupted [`enable`].
+/// Completes or rolls back an interrupted [`enable`] or [`rekey`]; nothing while one is
+/// under way in another process, or when the data dir does not exist yet.
 pub fn recover(data_dir: &Path) -> Result<(), CryptError> {
+    if !data_dir.join(PENDING).exists() && !data_dir.join(COPY).exists() {
+        return Ok(());
+    }
+    match lock(data_dir)? {
+        Some(_lock) => recover_held(data_dir),
+        None => Ok(()),
+    }
+}
+
+fn recover_held(data_dir: &Path) -> Result<(), CryptError> {
     let (copy, pending) = (data_dir.join(COPY), data_dir.join(PENDING));
     if !pending.exists() {
         // Interrupted while copying: the plain database is untouched.
@@ -179,6 +219,19 @@ mod tests {
         let store = Store::open_keyed(&db, Some(&enabled.keys.db)).unwrap();
         assert!(store.find_user("owner").is_ok(), "the data came along");
         assert!(matches!(enable(dir.path(), dir.path(), &secret()), Err(CryptError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_conversion_under_way_in_another_process_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap().expect("free");
+        fs::write(dir.path().join(COPY), b"being written").unwrap();
+        recover(dir.path()).unwrap();
+        assert!(dir.path().join(COPY).exists(), "not mistaken for an interrupted one");
+        assert!(matches!(enable(dir.path(), dir.path(), &secret()), Err(CryptError::Invalid(_))));
+        drop(held);
+        recover(dir.path()).unwrap();
+        assert!(!dir.path().join(COPY).exists(), "once the lock is free, the leftover goes");
     }
 
     #[test]
