@@ -254,3 +254,35 @@ fn onboarding_can_turn_encryption_on_and_rekey_changes_the_secret() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("alice"), "{out}");
 }
+
+#[test]
+fn an_encrypted_backup_restores_on_a_new_box_with_its_key_only() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, other) = (keys.path().join("box.key"), keys.path().join("other.key"));
+    let (key, other) = (key.to_str().unwrap(), other.to_str().unwrap());
+    let (code, _, err) = hearth(data.path(), &["encryption", "enable", "--new-key-file", key], &[], "");
+    assert_eq!(code, 0, "{err}");
+    let env = [("HEARTH_KEY_FILE", key)];
+    user(data.path(), "marker-user-5521", &env, "");
+    let (code, out, err) = hearth(data.path(), &["backup"], &env, "");
+    assert_eq!(code, 0, "{err}");
+    let archive = out.lines().last().unwrap().trim().to_string();
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.starts_with(b"HEARTHB1"), "a sealed archive");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, _, err) =
+        hearth(elsewhere.path(), &["encryption", "enable", "--new-key-file", other], &[], "");
+    assert_eq!(code, 0, "{err}");
+    let target = tempfile::tempdir().unwrap();
+    let (code, _, err) = hearth(target.path(), &["restore", &archive], &[("HEARTH_KEY_FILE", other)], "");
+    assert!(code != 0 && err.contains("wrong key"), "another box's key: {err}");
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0, "nothing was written");
+    let (code, out, err) = hearth(target.path(), &["restore", &archive], &env, "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = hearth(target.path(), &["users", "list"], &env, "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("marker-user-5521"), "{out}");
+    assert!(files_holding(target.path(), "marker-user-5521").is_empty(), "restored encrypted");
+}
