@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 const DB: &str = "hearth.db";
 const COPY: &str = "hearth.db.encrypting";
+const COPY_JOURNAL: &str = "hearth.db.encrypting-journal";
 const PENDING: &str = "encryption.json.pending";
 /// Held (flock) by `enable` and `rekey` from start to end, so that another process's
 /// [`recover`] never mistakes a conversion under way for an interrupted one.
@@ -87,7 +88,7 @@ pub fn enable(data_dir: &Path, backup_dir: &Path, secret: &Secret) -> Result<Ena
     let (header, keys) = Header::create(secret)?;
     let (db, copy) = (data_dir.join(DB), data_dir.join(COPY));
     if db.exists() {
-        for leftover in [COPY, "hearth.db.encrypting-journal"] {
+        for leftover in [COPY, COPY_JOURNAL] {
             remove_if_there(&data_dir.join(leftover))?;
         }
         crate::store::encrypted_copy(&db, None, &copy, &keys.db)
@@ -132,7 +133,7 @@ pub fn rekey(data_dir: &Path, old: &Keys, secret: &Secret) -> Result<Keys, Crypt
 /// Completes or rolls back an interrupted [`enable`] or [`rekey`]; nothing while one is
 /// under way in another process, or when the data dir does not exist yet.
 pub fn recover(data_dir: &Path) -> Result<(), CryptError> {
-    if !data_dir.join(PENDING).exists() && !data_dir.join(COPY).exists() {
+    if ![PENDING, COPY, COPY_JOURNAL].iter().any(|f| data_dir.join(f).exists()) {
         return Ok(());
     }
     match lock(data_dir)? {
@@ -143,6 +144,8 @@ pub fn recover(data_dir: &Path) -> Result<(), CryptError> {
 
 fn recover_held(data_dir: &Path) -> Result<(), CryptError> {
     let (copy, pending) = (data_dir.join(COPY), data_dir.join(PENDING));
+    // The copy's own rollback journal, if the export was cut off.
+    remove_if_there(&data_dir.join(COPY_JOURNAL))?;
     if !pending.exists() {
         // Interrupted while copying: the plain database is untouched.
         remove_if_there(&copy)?;
