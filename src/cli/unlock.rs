@@ -1,4 +1,4 @@
-//! Encryption at rest on the command line: `hearth encryption enable|status`, `hearth
+//! Encryption at rest on the command line: `hearth encryption enable|rekey|status`, `hearth
 //! unlock` (the passphrase to a locked service), and the keys every command that opens
 //! the data dir needs (`for_command`, and `at_start` for `serve`).
 
