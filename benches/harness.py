@@ -339,10 +339,11 @@ def _wait_ready(name: str, proc: subprocess.Popen, log_path: Path, check, timeou
 
 def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: str,
                  extra_args: list[str] | None = None, settings: dict | None = None,
-                 timeout: float = 300.0) -> Server:
+                 timeout: float = 300.0, setup: list[list[str]] | None = None) -> Server:
     """Starts `hearth serve` on a fresh data dir with a bench user and token.
     threads=None leaves Hearth's own default (no --threads). `settings`: extra HEARTH_*
-    environment variables."""
+    environment variables. `setup`: hearth commands run on the new data dir first (e.g.
+    `encryption enable`); "{data}" in them names the data dir."""
     if not binary.is_file():
         raise BenchError(f"Hearth binary missing: {binary} (run benches/run.sh, which builds it)")
     data = WORK / "hearth-data" / tag
@@ -364,6 +365,8 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
             raise BenchError(f"hearth {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()[-500:]}")
         return r.stdout.decode()
 
+    for command in setup or []:
+        admin(*[c.replace("{data}", str(data)) for c in command])
     admin("users", "add", "bench")
     out = [l.strip() for l in admin("tokens", "create", "--user", "bench").splitlines() if l.strip()]
     if not out:

@@ -39,7 +39,7 @@ sudo=""
 
 # What the cross build needs, by Debian package name.
 packages=(rustc-web cargo-web "libstd-rust-web-dev:arm64" "gcc-$gnu" "g++-$gnu"
-          "libespeak-ng-dev:arm64" "libgomp1:arm64" cmake clang libclang-dev pkg-config python3)
+          "libespeak-ng-dev:arm64" "libgomp1:arm64" "libssl-dev:arm64" cmake clang libclang-dev pkg-config python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -74,6 +74,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-L native=$ggml/lib"
 export CC_aarch64_unknown_linux_gnu="$gnu-gcc" CXX_aarch64_unknown_linux_gnu="$gnu-g++"
 export AR_aarch64_unknown_linux_gnu="$gnu-ar"
 export PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH="/usr/lib/$gnu/pkgconfig"
+# SQLCipher (libsqlite3-sys, bundled-sqlcipher) links the arm64 libcrypto; Debian keeps its
+# arch-specific header (openssl/configuration.h) under /usr/include/$gnu, which the cross gcc
+# does not search by itself.
+export AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR="/usr/lib/$gnu"
+export AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR="/usr/include/$gnu"
 # bindgen (llama.cpp and whisper.cpp headers) parses with clang for the target.
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=$gnu -I/usr/$gnu/include"
 

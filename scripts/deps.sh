@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake clang libclang-dev pkg-config libssl-dev   # llama.cpp via bindgen
+  build-essential cmake clang libclang-dev pkg-config               # llama.cpp via bindgen
+  libssl-dev                                                         # SQLCipher's libcrypto
   python3 python3-pip python3-venv                                   # model fetcher, test clients
   libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
   libopus-dev                                                        # Telegram voice messages (static)

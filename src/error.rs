@@ -88,6 +88,8 @@ error_codes! {
     Shedding              => 503, "shedding_load",           "server_error";
     LoadsPaused           => 503, "model_loads_paused",      "server_error";
     FetcherUnavailable    => 503, "fetcher_unavailable",     "server_error";
+    Locked                => 503, "locked",                  "server_error";
+    WrongKey              => 401, "wrong_key",               "authentication_error";
     NoEmbeddingModel      => 400, "no_embedding_model",      "invalid_request_error";
     StorageError          => 500, "storage_error",           "server_error";
     SearchError           => 500, "search_error",            "server_error";
@@ -313,6 +315,17 @@ impl From<crate::notes::NoteError> for ApiError {
             }
             E::Store(e) => e.into(),
             E::Search(why) => ApiError::new(ErrorCode::SearchError, why),
+        }
+    }
+}
+
+impl From<crate::crypt::CryptError> for ApiError {
+    fn from(e: crate::crypt::CryptError) -> Self {
+        use crate::crypt::CryptError as E;
+        match e {
+            E::WrongKey => ApiError::new(ErrorCode::WrongKey, e.to_string()),
+            E::Invalid(why) => ApiError::invalid(why),
+            E::Io { .. } => ApiError::new(ErrorCode::StorageError, e.to_string()),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod crypt;
 pub mod engine;
 pub mod error;
 pub mod governor;

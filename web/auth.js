@@ -34,6 +34,15 @@ function caNote(fingerprint) {
     h('code', { class: 'fingerprint', text: fingerprint }));
 }
 
+/** Encryption at rest is chosen on the box, before the first administrator exists. */
+function encryptionNote(encrypted) {
+  if (encrypted === undefined) return null;
+  if (encrypted) return h('p', { class: 'encryption-note', text: 'This box keeps its data encrypted at rest.' });
+  return h('p', { class: 'encryption-note' },
+    'This box\'s data is not encrypted at rest. To encrypt it before setting up, stop Hearth and run ',
+    h('code', { text: 'hearth onboard --encrypt' }), ' on the box (see docs/encryption.md).');
+}
+
 /** Languages whisper hears well, in their own names; others can be set in the config. */
 const LANGUAGES = [['en', 'English'], ['de', 'Deutsch'], ['fr', 'Français'], ['es', 'Español'], ['it', 'Italiano'],
   ['nl', 'Nederlands'], ['pt', 'Português'], ['pl', 'Polski'], ['sv', 'Svenska'], ['da', 'Dansk'], ['no', 'Norsk'],
@@ -63,7 +72,8 @@ export function onboardPage(done, status = {}) {
     h('code', { text: 'sudo cat /var/lib/hearth/setup-code' }), '; the server log says where), or run ',
     h('code', { text: 'hearth onboard' }), ' on the box for a new one. Only the newest code works.');
   const [langField, lang] = languageField(status.language);
-  const fields = [codeField, nameField, passField, againField, langField, caNote(caFingerprint)].filter(Boolean);
+  const fields = [codeField, nameField, passField, againField, langField, caNote(caFingerprint),
+    encryptionNote(status.encrypted)].filter(Boolean);
   return card('Set up Hearth', intro, fields, 'Create administrator', async () => {
     if (pass.value !== again.value) throw new Error('The two passwords differ.');
     const body = { code: code.value, name: name.value.trim(), password: pass.value };

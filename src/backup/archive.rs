@@ -19,7 +19,7 @@ pub struct Manifest {
     pub schema_version: i64,
     /// Unix seconds.
     pub created_at: i64,
-    /// Encryption at rest does not exist yet: always `false` (see `create::seal`).
+    /// Made by an encrypted box: the archive is sealed (`sealed.rs`) with its keys.
     pub encrypted: bool,
     pub members: Vec<Member>,
 }

@@ -5,7 +5,7 @@ use super::tar;
 use super::BackupError;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,8 @@ pub struct Sources {
     pub workflows_dir: PathBuf,
     /// `model.path` as configured, recorded in `models.json`.
     pub model: String,
+    /// Encryption at rest: the box's keys and header; the archive is sealed with them.
+    pub keys: Option<crate::crypt::Keys>,
 }
 
 impl Sources {
@@ -27,6 +29,7 @@ impl Sources {
             config_file: config_file.map(Path::to_path_buf),
             workflows_dir: settings.workflows_dir(),
             model: settings.model.path.clone(),
+            keys: settings.storage.unlocked.0.clone(),
         }
     }
 }
@@ -64,12 +67,22 @@ pub fn create(
     let tmp = dir.join(format!(".{PREFIX}{stamp}-{pid}{SUFFIX}.tmp"));
     let result = (|| {
         crate::private_files::private_dir(&staging).map_err(|e| BackupError::io(staging.display(), e))?;
-        let schema_version = snapshot(&db, &staging.join("hearth.db"))?;
+        let db_key = sources.keys.as_ref().map(|k| &k.db);
+        let schema_version = snapshot(&db, &staging.join("hearth.db"), db_key)?;
+        let header = match &sources.keys {
+            Some(_) => Some(
+                crate::crypt::header(&sources.data_dir)
+                    .map_err(|e| BackupError::Io(e.to_string()))?
+                    .ok_or_else(|| BackupError::Io("the box has keys but no encryption.json".into()))?,
+            ),
+            None => None,
+        };
+        let seal = header.as_ref().zip(sources.keys.as_ref().map(|k| &*k.file));
         let models = staging.join("models.json");
         std::fs::write(&models, models_json(sources)).map_err(|e| BackupError::io(models.display(), e))?;
         let members = gather(sources, &staging)?;
         let total: u64 = members.iter().map(|(_, _, size)| size).sum();
-        let manifest = write_archive(&tmp, &members, schema_version, now.timestamp(), &mut |done| {
+        let manifest = write_archive(&tmp, &members, schema_version, now.timestamp(), seal, &mut |done| {
             progress(done, total)
         })?;
         let path = dir.join(&name);
@@ -88,14 +101,21 @@ pub fn create(
 
 /// A consistent copy of the live database (its WAL included) into `to`; returns its
 /// schema version.
-fn snapshot(db: &Path, to: &Path) -> Result<i64, BackupError> {
+/// With SQLCipher the copy is encrypted with the same key (`VACUUM INTO` attaches it so).
+fn snapshot(db: &Path, to: &Path, key: Option<&crate::crypt::DbKey>) -> Result<i64, BackupError> {
     let conn =
         Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(crate::store::StoreError::from)?;
+    let keyed = |c: &Connection| match key {
+        Some(key) => c.execute_batch(&key.pragma()).map_err(crate::store::StoreError::from),
+        None => Ok(()),
+    };
+    keyed(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(crate::store::StoreError::from)?;
     let target = to.to_str().ok_or_else(|| BackupError::Io(format!("{} is not UTF-8", to.display())))?;
     conn.execute("VACUUM INTO ?1", [target]).map_err(crate::store::StoreError::from)?;
     let copy = Connection::open(to).map_err(crate::store::StoreError::from)?;
+    keyed(&copy)?;
     let version =
         copy.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(crate::store::StoreError::from)?;
     Ok(version)
@@ -180,18 +200,21 @@ fn write_archive(
     members: &[(String, PathBuf, u64)],
     schema_version: i64,
     created_at: i64,
+    seal: Option<(&crate::crypt::Header, &crate::crypt::FileKey)>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Manifest, BackupError> {
     // Owner-only: the archive holds the keys and every user's data.
     let file = crate::private_files::create_private(tmp).map_err(|e| BackupError::io(tmp.display(), e))?;
-    let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
-    let mut writer = tar::Writer::new(seal(gz));
+    let encrypted = seal.is_some();
+    let out = super::sealed::Out::new(file, seal).map_err(|e| BackupError::io(tmp.display(), e))?;
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let mut writer = tar::Writer::new(gz);
     let mut manifest = Manifest {
         format: FORMAT,
         hearth_version: env!("CARGO_PKG_VERSION").into(),
         schema_version,
         created_at,
-        encrypted: false,
+        encrypted,
         members: Vec::new(),
     };
     let mut done = 0u64;
@@ -210,16 +233,10 @@ fn write_archive(
         .map_err(|e| BackupError::io(MANIFEST, e))?;
     let gz = writer.finish().map_err(|e| BackupError::io(tmp.display(), e))?;
     let out = gz.finish().map_err(|e| BackupError::io(tmp.display(), e))?;
-    let file = out.into_inner().map_err(|e| BackupError::io(tmp.display(), e.into_error()))?;
+    let file = out.finish().map_err(|e| BackupError::io(tmp.display(), e))?;
     // On disk before the rename makes it an archive.
     file.sync_all().map_err(|e| BackupError::io(tmp.display(), e))?;
     Ok(manifest)
-}
-
-/// The seam for encryption at rest: when it exists, the compressed stream is encrypted
-/// here (and `Manifest::encrypted` says so). Today it passes through.
-fn seal<W: Write>(out: W) -> W {
-    out
 }
 
 fn mode_of(file: &File) -> u32 {
@@ -275,5 +292,6 @@ pub(crate) fn test_sources(dir: &Path) -> Sources {
         config_file: None,
         workflows_dir: dir.join("workflows"),
         model: "m".into(),
+        keys: None,
     }
 }

@@ -20,12 +20,14 @@ pub mod export;
 mod restore;
 pub mod retention;
 mod schedule;
+mod sealed;
 mod tar;
 
 pub use archive::{list, prune, ArchiveInfo, Manifest, Member, FORMAT};
 pub use create::{create, Sources};
 pub use restore::{restore, verify, Restored};
 pub use schedule::{parse_every, Backups, Maintenance};
+pub use sealed::archive_header;
 
 /// What can go wrong with a backup or a restore.
 #[derive(Debug, thiserror::Error)]

@@ -3,17 +3,22 @@
 use super::archive::{safe_member, Manifest, FORMAT, MANIFEST};
 use super::tar;
 use super::BackupError;
+use crate::crypt::Keys;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The most a manifest may weigh.
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
-fn open(archive: &Path) -> Result<tar::Reader<impl std::io::Read>, BackupError> {
-    let file = File::open(archive).map_err(|e| BackupError::io(archive.display(), e))?;
-    Ok(tar::Reader::new(flate2::read::GzDecoder::new(BufReader::new(file))))
+/// With `keys`, a sealed archive (an encrypted box's) is opened with them.
+fn open<'k>(
+    archive: &Path,
+    keys: Option<&'k Keys>,
+) -> Result<tar::Reader<impl std::io::Read + 'k>, BackupError> {
+    let input = super::sealed::reader(archive, keys)?;
+    Ok(tar::Reader::new(flate2::read::GzDecoder::new(input)))
 }
 
 fn damaged(e: std::io::Error) -> BackupError {
@@ -22,8 +27,8 @@ fn damaged(e: std::io::Error) -> BackupError {
 
 /// Reads the whole archive and checks every member against the manifest (present, same
 /// size and sha256, nothing extra, names that stay inside a data dir); returns the manifest.
-pub fn verify(archive: &Path) -> Result<Manifest, BackupError> {
-    let mut reader = open(archive)?;
+pub fn verify(archive: &Path, keys: Option<&Keys>) -> Result<Manifest, BackupError> {
+    let mut reader = open(archive, keys)?;
     let mut seen = BTreeMap::new();
     let mut manifest_bytes = None;
     while let Some(entry) = reader.next().map_err(damaged)? {
@@ -87,8 +92,16 @@ pub struct Restored {
 /// `force`. The search index is not in archives: the next start rebuilds it from SQLite.
 /// The config file goes to `<data_dir>/restored-hearth.toml` (the owner decides whether it
 /// becomes `/etc/hearth/hearth.toml`).
-pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored, BackupError> {
-    let manifest = verify(archive)?;
+/// A sealed archive needs its box's `keys`; the data dir gets its `encryption.json`, so the
+/// same secret unlocks the restored box.
+pub fn restore(
+    archive: &Path,
+    data_dir: &Path,
+    force: bool,
+    keys: Option<&Keys>,
+) -> Result<Restored, BackupError> {
+    let manifest = verify(archive, keys)?;
+    let header = super::sealed::archive_header(archive)?;
     let ours = crate::store::schema_version();
     if manifest.schema_version > ours {
         return Err(BackupError::NewerSchema { archive: manifest.schema_version, ours });
@@ -100,7 +113,7 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
     std::fs::create_dir_all(data_dir).map_err(|e| BackupError::io(data_dir.display(), e))?;
     if occupied {
         // What the archive replaces, and what is derived from the old database.
-        for name in ["hearth.db", "hearth.db-wal", "hearth.db-shm"] {
+        for name in ["hearth.db", "hearth.db-wal", "hearth.db-shm", crate::crypt::HEADER_FILE] {
             let _ = std::fs::remove_file(data_dir.join(name));
         }
         for name in ["index", "kv-cache", "tls"] {
@@ -109,7 +122,7 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
     }
     let expected: BTreeMap<&str, &str> =
         manifest.members.iter().map(|m| (m.path.as_str(), m.sha256.as_str())).collect();
-    let mut reader = open(archive)?;
+    let mut reader = open(archive, keys)?;
     let mut config = None;
     while let Some(entry) = reader.next().map_err(damaged)? {
         let target = match entry.name.as_str() {
@@ -134,8 +147,12 @@ pub fn restore(archive: &Path, data_dir: &Path, force: bool) -> Result<Restored,
         out.flush().and_then(|()| out.sync_all()).map_err(|e| BackupError::io(partial.display(), e))?;
         std::fs::rename(&partial, &target).map_err(|e| BackupError::io(target.display(), e))?;
     }
+    if let Some(header) = &header {
+        header.write(&crate::crypt::header_path(data_dir)).map_err(|e| BackupError::Io(e.to_string()))?;
+    }
     // Opening applies the migrations an older archive lacks and proves the file is a database.
-    crate::store::Store::open(&data_dir.join("hearth.db"))?;
+    let db_key = keys.filter(|_| header.is_some()).map(|k| &k.db);
+    crate::store::Store::open_keyed(&data_dir.join("hearth.db"), db_key)?;
     Ok(Restored { manifest, config })
 }
 
@@ -147,7 +164,7 @@ fn set_mode(file: &File, mode: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::create::{create, test_sources};
+    use super::super::create::{create, test_sources, Sources};
     use super::*;
 
     fn data_dir_with_a_user() -> tempfile::TempDir {
@@ -168,7 +185,7 @@ mod tests {
         let mut calls = 0;
         let info = create(&test_sources(data.path()), backups.path(), &mut |_, _| calls += 1).unwrap();
         assert!(calls > 0);
-        let manifest = verify(&info.path).unwrap();
+        let manifest = verify(&info.path, None).unwrap();
         assert_eq!(manifest.schema_version, crate::store::schema_version());
         assert!(manifest.members.iter().any(|m| m.path == "tls/ca.key"));
         let leftovers: Vec<_> =
@@ -176,12 +193,50 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "only the archive: {leftovers:?}");
 
         let target = tempfile::tempdir().unwrap();
-        restore(&info.path, target.path(), false).unwrap();
+        restore(&info.path, target.path(), false, None).unwrap();
         let store = crate::store::Store::open(&target.path().join("hearth.db")).unwrap();
         assert!(store.login_candidate("alice").unwrap().is_some());
         assert_eq!(std::fs::read(target.path().join("tls/ca.key")).unwrap(), b"secret key");
-        assert!(matches!(restore(&info.path, target.path(), false), Err(BackupError::NotEmpty(_))));
-        restore(&info.path, target.path(), true).unwrap();
+        assert!(matches!(restore(&info.path, target.path(), false, None), Err(BackupError::NotEmpty(_))));
+        restore(&info.path, target.path(), true, None).unwrap();
+    }
+
+    #[test]
+    fn an_encrypted_box_makes_a_sealed_backup_that_only_its_secret_restores() {
+        let data = tempfile::tempdir().unwrap();
+        let secret = crate::crypt::Secret::from_bytes(b"the box's secret key".to_vec());
+        let keys = crate::crypt::enable::enable(data.path(), data.path(), &secret).unwrap().keys;
+        let db = data.path().join("hearth.db");
+        let store = crate::store::Store::open_keyed(&db, Some(&keys.db)).unwrap();
+        store
+            .create_account(
+                "marker-alice-7f3",
+                crate::store::Role::User,
+                "phc",
+                &crate::audit::Actor::system(),
+            )
+            .unwrap();
+        drop(store);
+        let backups = tempfile::tempdir().unwrap();
+        let sources = Sources { keys: Some(keys.clone()), ..test_sources(data.path()) };
+        let info = create(&sources, backups.path(), &mut |_, _| {}).unwrap();
+        let bytes = std::fs::read(&info.path).unwrap();
+        assert!(bytes.starts_with(b"HEARTHB1"));
+        assert!(verify(&info.path, None).unwrap_err().to_string().contains("encrypted"));
+        let header = crate::backup::archive_header(&info.path).unwrap().unwrap();
+        let other = crate::crypt::Secret::from_bytes(b"another secret here".to_vec());
+        assert!(matches!(header.unlock(&other), Err(crate::crypt::CryptError::WrongKey)));
+        let opened = header.unlock(&secret).unwrap();
+        assert!(verify(&info.path, Some(&opened)).unwrap().encrypted);
+
+        let target = tempfile::tempdir().unwrap();
+        restore(&info.path, target.path(), false, Some(&opened)).unwrap();
+        let restored = target.path().join("hearth.db");
+        let raw = std::fs::read(&restored).unwrap();
+        assert!(!raw.windows(10).any(|w| w == b"marker-ali"), "the restored database is encrypted");
+        assert!(crate::crypt::header(target.path()).unwrap().is_some());
+        let store = crate::store::Store::open_keyed(&restored, Some(&opened.db)).unwrap();
+        assert!(store.login_candidate("marker-alice-7f3").unwrap().is_some());
     }
 
     #[test]
@@ -208,13 +263,13 @@ mod tests {
             path
         };
         let bad = write(&tampered, "tampered.tar.gz");
-        let err = verify(&bad).unwrap_err().to_string();
+        let err = verify(&bad, None).unwrap_err().to_string();
         assert!(err.contains("tls/ca.key"), "{err}");
         let target = tempfile::tempdir().unwrap();
-        assert!(restore(&bad, target.path(), false).is_err());
+        assert!(restore(&bad, target.path(), false, None).is_err());
         assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0, "nothing written");
         let cut = write(&plain[..plain.len() / 2], "cut.tar.gz");
-        assert!(verify(&cut).is_err());
+        assert!(verify(&cut, None).is_err());
     }
 
     #[test]
@@ -237,9 +292,9 @@ mod tests {
         let text = serde_json::to_vec(&manifest).unwrap();
         writer.append(MANIFEST, 0o644, 0, text.len() as u64, &mut text.as_slice()).unwrap();
         writer.finish().unwrap().finish().unwrap();
-        verify(&path).unwrap();
+        verify(&path, None).unwrap();
         let target = tempfile::tempdir().unwrap();
-        let err = restore(&path, target.path(), false).unwrap_err();
+        let err = restore(&path, target.path(), false, None).unwrap_err();
         assert!(matches!(err, BackupError::NewerSchema { .. }), "{err}");
         assert!(err.to_string().contains("upgrade hearth"), "{err}");
         assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);

@@ -92,7 +92,7 @@ pub enum TokensCommand {
 fn open(settings: &Settings) -> anyhow::Result<Store> {
     let dir = &settings.storage.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(Store::open(&settings.database_path())?)
+    super::unlock::open_store(settings)
 }
 
 fn when(ts: i64) -> String {

@@ -76,7 +76,8 @@ pub struct ImportArgs {
 pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(BackupCommand::Verify { archive }) => {
-            let manifest = crate::backup::verify(&archive)?;
+            let keys = super::unlock::for_archive(settings, &archive)?;
+            let manifest = crate::backup::verify(&archive, keys.as_ref())?;
             println!(
                 "{}: OK ({} members, schema {}, made by hearth {} at {})",
                 archive.display(),
@@ -123,9 +124,10 @@ pub fn backup(args: BackupArgs, settings: &Settings, config_file: Option<&Path>)
 /// `hearth restore ARCHIVE [--force]` into the data dir.
 pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let data_dir = &settings.storage.data_dir;
-    let restored = crate::backup::restore(&args.archive, data_dir, args.force)?;
+    let keys = super::unlock::for_archive(settings, &args.archive)?;
+    let restored = crate::backup::restore(&args.archive, data_dir, args.force, keys.as_ref())?;
     // The restored log goes on from the backup's head: the restore is its next row.
-    let store = crate::store::Store::open(&settings.database_path())?;
+    let store = crate::store::Store::open_keyed(&settings.database_path(), keys.as_ref().map(|k| &k.db))?;
     let event = Event::new(&Actor::cli(), Action::Restore)
         .target(args.archive.display().to_string())
         .detail(serde_json::json!({"schema": restored.manifest.schema_version, "made_at": restored.manifest.created_at}));
@@ -153,7 +155,7 @@ pub fn restore(args: RestoreArgs, settings: &Settings) -> anyhow::Result<ExitCod
 
 /// `hearth export --user NAME [--format json|markdown] [-o FILE]`.
 pub fn export(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user named '{}'", args.user))?;
     let format = Format::parse(&args.format).context("format must be json or markdown")?;
     let bytes = export::export(&store, user.id, &user.name, format, &Actor::cli())?;
@@ -168,7 +170,7 @@ pub fn export(args: ExportArgs, settings: &Settings) -> anyhow::Result<ExitCode>
 
 /// `hearth import --user NAME FILE`.
 pub fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user named '{}'", args.user))?;
     let size =
         std::fs::metadata(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?.len();
@@ -197,7 +199,9 @@ fn record_backup(
             .outcome(Outcome::Failure)
             .detail(serde_json::json!({"error": e.to_string()})),
     };
-    let written = crate::store::Store::open(&settings.database_path()).and_then(|store| store.audit(&event));
+    let written =
+        crate::store::Store::open_keyed(&settings.database_path(), settings.storage.unlocked.db_key())
+            .and_then(|store| store.audit(&event));
     if let Err(e) = written {
         eprintln!("warning: the backup could not be written to the audit log: {e}");
     }

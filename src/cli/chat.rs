@@ -34,6 +34,13 @@ pub struct ChatArgs {
     pub model: ModelArgs,
 }
 
+impl ChatArgs {
+    /// Without --url the model runs here, with the data dir's disk cache.
+    pub fn in_process(&self) -> bool {
+        self.url.is_none()
+    }
+}
+
 /// One way of getting replies; prints tokens as they arrive and returns the reply.
 trait Backend {
     fn send(&mut self, message: &str, out: &mut dyn Write) -> anyhow::Result<String>;

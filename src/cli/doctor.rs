@@ -41,6 +41,7 @@ pub fn run(settings: &Settings) -> ExitCode {
         vec![data_dir(&settings.storage.data_dir), chat_model(settings), speech_to_text(settings)];
     checks.extend(text_to_speech(settings));
     checks.push(wyoming(settings));
+    checks.push(encryption(settings));
     checks.push(machine(settings));
     for c in &checks {
         let mark = match c.status {
@@ -169,6 +170,31 @@ fn text_to_speech(settings: &Settings) -> Vec<Check> {
         },
     };
     vec![voice, runtime]
+}
+
+/// Encryption at rest: off is a choice, not a problem; on without a readable key source
+/// means the service will start locked, which is said.
+fn encryption(settings: &Settings) -> Check {
+    let key_file = &settings.storage.key_file;
+    match crate::crypt::header(&settings.storage.data_dir) {
+        Ok(None) => Check {
+            component: "encryption",
+            status: Status::Off,
+            detail: "off: the data dir is readable by whoever has the disk".into(),
+            fix: Some("hearth encryption enable (docs/encryption.md)".into()),
+        },
+        Ok(Some(_)) => match crate::crypt::secret::unattended(key_file) {
+            Ok(Some(_)) => Check::ok("encryption", "on; the key comes from a key file or systemd credential"),
+            Ok(None) => Check::ok("encryption", "on; the service starts locked until `hearth unlock`"),
+            Err(e) => Check::bad(
+                "encryption",
+                Status::Failed,
+                format!("on, but {e}"),
+                "fix the key file's owner and mode (0600)",
+            ),
+        },
+        Err(e) => Check::bad("encryption", Status::Failed, e.to_string(), "see docs/encryption.md"),
+    }
 }
 
 fn wyoming(settings: &Settings) -> Check {

@@ -72,7 +72,7 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
 
 pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(settings);
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(&settings)?;
     let user = store.find_user(&args.user).with_context(|| format!("no user '{}'", args.user))?;
     let limit = settings.knowledge.max_upload_bytes;
     let mut queued: Vec<(String, Enqueued)> = Vec::new();
@@ -113,6 +113,7 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let index = open_index_if_free(&settings)?;
+    let encrypted = settings.storage.unlocked.0.is_some();
     let models =
         Registry::start(settings.clone(), Err("no chat model in `hearth ingest`".into()), Metrics::new());
     let knowledge = Knowledge { store: store.clone(), index: index.clone(), models, settings };
@@ -122,6 +123,9 @@ pub fn ingest(args: IngestArgs, settings: Settings) -> anyhow::Result<ExitCode> 
     match index {
         Some(index) => {
             index.sync(&store)?;
+        }
+        None if encrypted => {
+            eprintln!("the service indexes the new documents (its index is in RAM: the box is encrypted)")
         }
         None => eprintln!("the running service holds the search index; it indexes the new documents"),
     }
@@ -178,8 +182,12 @@ fn follow_jobs(store: &Store, user_id: i64, jobs: &[(String, String)]) -> anyhow
     Ok(failed)
 }
 
-/// The index, or `None` when the running service holds it.
+/// The index, or `None` when the running service holds it or the box is encrypted (its
+/// index lives in the service's RAM and follows the database).
 fn open_index_if_free(settings: &Settings) -> anyhow::Result<Option<SearchIndex>> {
+    if settings.storage.unlocked.0.is_some() {
+        return Ok(None);
+    }
     match SearchIndex::open(&settings.index_dir()) {
         Ok(index) => Ok(Some(index)),
         Err(SearchError::Busy(_)) => Ok(None),
@@ -188,7 +196,18 @@ fn open_index_if_free(settings: &Settings) -> anyhow::Result<Option<SearchIndex>
 }
 
 pub fn index(command: IndexCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
+    if settings.storage.unlocked.0.is_some() {
+        // Never a plain index on an encrypted box's disk.
+        println!(
+            "index:     in the service's RAM (the box is encrypted), built from the database at every start"
+        );
+        println!("database:  {} messages, chunks and notes", store.index_item_count()?);
+        if matches!(command, IndexCommand::Rebuild) {
+            println!("to rebuild it, restart the service (systemctl restart hearth)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let index = match SearchIndex::open(&settings.index_dir()) {
         Err(SearchError::Busy(dir)) => bail!(
             "the search index in {} is held by the running service; stop it first \

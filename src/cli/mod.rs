@@ -13,6 +13,7 @@ mod models_install;
 mod onboard;
 mod serve;
 mod speech;
+mod unlock;
 mod workflows;
 
 use crate::config::{self, FlagOverride, Loaded};
@@ -70,8 +71,9 @@ enum Command {
     Serve(ServeArgs),
     /// Chat in the terminal, with the running service (--url) or in-process.
     Chat(chat::ChatArgs),
-    /// Print a one-time setup code for creating the first administrator in the web UI.
-    Onboard,
+    /// Print a one-time setup code for creating the first administrator in the web UI
+    /// (with --encrypt or --encrypt-key-file: turn encryption at rest on first).
+    Onboard(unlock::OnboardArgs),
     /// Manage users.
     #[command(subcommand)]
     Users(admin::UsersCommand),
@@ -108,6 +110,11 @@ enum Command {
     Export(backup::ExportArgs),
     /// Add the conversations of a JSON export to a user's; importing twice adds nothing.
     Import(backup::ImportArgs),
+    /// Encryption at rest: `enable` for this box (at setup or later), `status`.
+    #[command(subcommand)]
+    Encryption(unlock::EncryptionCommand),
+    /// Unlock the running service of an encrypted box: asks for the passphrase and sends it.
+    Unlock(unlock::UnlockArgs),
     /// Ask the running service whether it is alive (--ready: ready), for HEALTHCHECKs.
     Health(health::HealthArgs),
     /// Check what this box has and lacks (models, speech, data folder, CPU), with fixes.
@@ -241,11 +248,36 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, loaded: Loaded) -> anyhow::Result<ExitCode> {
+/// Whether a command opens the data dir itself (an encrypted one needs its keys first).
+fn opens_data(command: &Command) -> bool {
     match command {
+        Command::Chat(args) => args.in_process(),
+        Command::Onboard(_)
+        | Command::Users(_)
+        | Command::Tokens(_)
+        | Command::Ingest(_)
+        | Command::Index(_)
+        | Command::Workflows(_)
+        | Command::Backup(_)
+        | Command::Export(_)
+        | Command::Import(_) => true,
+        _ => false,
+    }
+}
+
+fn run(command: Command, mut loaded: Loaded) -> anyhow::Result<ExitCode> {
+    if opens_data(&command) {
+        unlock::for_command(&mut loaded.settings)?;
+    }
+    match command {
+        Command::Encryption(cmd) => unlock::encryption(cmd, &loaded.settings),
+        Command::Unlock(args) => unlock::unlock(args, &loaded.settings),
         Command::Serve(_) => serve::run(loaded).map(|()| ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args, loaded).map(|()| ExitCode::SUCCESS),
-        Command::Onboard => onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS),
+        Command::Onboard(args) => {
+            unlock::encrypt_at_setup(&args, &mut loaded.settings)?;
+            onboard::run(&loaded.settings).map(|()| ExitCode::SUCCESS)
+        }
         Command::Users(cmd) => admin::users(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Tokens(cmd) => admin::tokens(cmd, &loaded.settings).map(|()| ExitCode::SUCCESS),
         Command::Audit(cmd) => audit::run(cmd, &loaded.settings),

@@ -100,7 +100,7 @@ pub fn announce_if_needed(store: &Store, settings: &Settings) -> anyhow::Result<
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let dir = &settings.storage.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(settings)?;
     if !store.needs_onboarding()? {
         anyhow::bail!(
             "this box is already set up: an administrator has a password. Log in to the web UI, or \

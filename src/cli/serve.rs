@@ -2,6 +2,7 @@
 
 use crate::assistant::Assistant;
 use crate::config::Loaded;
+use crate::crypt::Unlocked;
 use crate::engine::Registry;
 use crate::governor::Governor;
 use crate::http::{self, AppState};
@@ -20,13 +21,28 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn run(loaded: Loaded) -> anyhow::Result<()> {
+pub fn run(mut loaded: Loaded) -> anyhow::Result<()> {
+    let data_dir = loaded.settings.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let metrics = Metrics::new();
+    let names = SharedNames::new(BoxNames::discover(&loaded.settings));
+    let tls = Tls::prepare(Arc::new(loaded.settings.clone()), names.clone(), metrics.clone()).with_context(
+        || format!("cannot set up TLS (tls.mode = \"{}\")", loaded.settings.tls.mode.as_str()),
+    )?;
+    // Held until `run` returns: `encryption rekey` refuses while it is.
+    let _held = match super::unlock::at_start(&loaded.settings, tls.clone())? {
+        super::unlock::AtStart::Plain => None,
+        super::unlock::AtStart::Unlocked(keys, held) => {
+            loaded.settings.storage.unlocked = Unlocked(Some(keys));
+            Some(held)
+        }
+        super::unlock::AtStart::Stopped => return Ok(()),
+    };
     let settings = Arc::new(loaded.settings);
     let data_dir = &settings.storage.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Store::open(&settings.database_path())?;
-    let metrics = Metrics::new();
+    let encrypted = settings.storage.unlocked.0.is_some();
+    let store = Store::open_keyed(&settings.database_path(), settings.storage.unlocked.db_key())?;
     let g = &settings.governor;
     let readings = HostReadings::with_paths(data_dir, &g.thermal_dir, &g.meminfo_path);
     let every = std::time::Duration::from_millis(g.sample_interval_ms);
@@ -37,9 +53,6 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     );
     let governor = Governor::new(&settings, metrics.clone());
     governor.watch(&sampler);
-    let names = SharedNames::new(BoxNames::discover(&settings));
-    let tls = Tls::prepare(settings.clone(), names.clone(), metrics.clone())
-        .with_context(|| format!("cannot set up TLS (tls.mode = \"{}\")", settings.tls.mode.as_str()))?;
     super::onboard::announce_tls(&settings, tls.as_ref());
     super::onboard::announce_if_needed(&store, &settings)?;
     let satellite_user = satellite_user(&settings, &store)?;
@@ -59,8 +72,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
             registry.adopt_default(path);
         });
     }
-    let index = SearchIndex::open(&settings.index_dir())
-        .with_context(|| format!("cannot open the search index in {}", settings.index_dir().display()))?;
+    // Encrypted: the index lives in RAM and is rebuilt from the database (docs/encryption.md).
+    let index = match encrypted {
+        true => SearchIndex::in_ram().context("cannot create the search index in RAM")?,
+        false => SearchIndex::open(&settings.index_dir())
+            .with_context(|| format!("cannot open the search index in {}", settings.index_dir().display()))?,
+    };
     index.follow(store.clone(), std::time::Duration::from_secs(3));
     let knowledge = Knowledge {
         store: store.clone(),

@@ -57,7 +57,7 @@ pub fn run(cmd: WorkflowsCommand, settings: Settings) -> anyhow::Result<ExitCode
         _ => {}
     }
     std::fs::create_dir_all(&settings.storage.data_dir)?;
-    let store = Store::open(&settings.database_path())?;
+    let store = super::unlock::open_store(&settings)?;
     let workflows = Workflows::load(&settings, store.clone(), Default::default());
     match cmd {
         WorkflowsCommand::Check | WorkflowsCommand::Reload { .. } => unreachable!("answered above"),

@@ -76,6 +76,7 @@ const ENV_VARS: &[(&str, &str, Kind)] = &[
     ("HEARTH_EMBEDDING_MODEL", "model.embedding_model", Kind::Str),
     ("HEARTH_AUTO_PULL", "model.auto_pull", Kind::Bool),
     ("HEARTH_DATA_DIR", "storage.data_dir", Kind::Str),
+    ("HEARTH_KEY_FILE", "storage.key_file", Kind::Str),
     ("HEARTH_MAX_UPLOAD_BYTES", "knowledge.max_upload_bytes", Kind::Int),
     ("HEARTH_CHUNK_CHARS", "knowledge.chunk_chars", Kind::Int),
     ("HEARTH_KNOWLEDGE_CONTEXT_TOKENS", "knowledge.context_tokens", Kind::Int),

@@ -182,11 +182,18 @@ impl Default for ModelSettings {
 pub struct StorageSettings {
     /// Where the database, indexes and models live.
     pub data_dir: PathBuf,
+    /// With encryption at rest on (`hearth encryption enable`): a file holding the secret
+    /// (0600, owned by the service's user). Empty: the systemd credential `hearth-key`,
+    /// else a passphrase typed at unlock.
+    pub key_file: PathBuf,
+    /// The unlocked box's keys, set at start; never read from a file or printed.
+    #[serde(skip)]
+    pub unlocked: crate::crypt::Unlocked,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self { data_dir: PathBuf::from("./data"), key_file: PathBuf::new(), unlocked: Default::default() }
     }
 }
 

@@ -146,7 +146,7 @@ pub(super) fn run(
             loads: metrics.kv_loads.clone(),
             bytes: metrics.kv_saved_bytes.clone(),
         };
-        Spill::open(dir.clone(), model_key(&config.path), *budget, metrics)
+        Spill::open(dir.clone(), model_key(&config.path), *budget, metrics, config.disk_key.clone())
             .inspect_err(
                 |e| tracing::warn!(dir = %dir.display(), error = %e, "no disk cache for conversations"),
             )

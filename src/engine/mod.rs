@@ -91,6 +91,8 @@ pub(crate) struct WorkerConfig {
     pub idle_cache_tokens: u32,
     /// Where conversations that leave RAM are saved (`None`: nowhere), and how many bytes.
     pub disk_cache: Option<(PathBuf, u64)>,
+    /// Encryption at rest: the disk cache's files are sealed with this key.
+    pub disk_key: Option<Arc<crate::crypt::FileKey>>,
     pub timeout: Duration,
     /// `[model] threads` and `threads_batch` as set (0: automatic, following the load).
     pub threads_configured: u32,
@@ -150,6 +152,7 @@ impl Engine {
             kv_cache_tokens: settings.model.kv_cache_tokens,
             idle_cache_tokens: settings.model.idle_cache_tokens,
             disk_cache,
+            disk_key: settings.storage.unlocked.file_key(),
             timeout: Duration::from_secs(settings.model.request_timeout_secs),
             threads_configured: settings.model.threads,
             threads_batch_configured: settings.model.threads_batch,

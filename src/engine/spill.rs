@@ -19,6 +19,7 @@
 
 use super::slots::common_prefix;
 use super::Owner;
+use crate::crypt::FileKey;
 use prometheus::{IntCounter, IntGauge};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -32,6 +33,9 @@ use std::thread::JoinHandle;
 pub(super) const MIN_TOKENS: usize = 64;
 
 const MAGIC: &[u8; 8] = b"HEARTHKV";
+/// An encrypted file's magic (encryption at rest on).
+const SEALED_MAGIC: &[u8; 8] = b"HEARTHKX";
+const HEAD_AAD: &[u8] = b"hearth-kv-head";
 const VERSION: u32 = 2;
 /// Conversations waiting for the writer at most: beyond that (a slow disk) one is not
 /// saved rather than held in RAM.
@@ -70,6 +74,8 @@ struct Shared {
     budget: u64,
     index: Mutex<Index>,
     metrics: SpillMetrics,
+    /// Encryption at rest: files are sealed with this key.
+    cipher: Option<Arc<FileKey>>,
 }
 
 /// A conversation queued for the writer, with the epoch it was queued in.
@@ -159,11 +165,38 @@ struct File {
 }
 
 /// Reads a file's header and tokens; with `state`, also its entries, checked against
-/// the checksum.
-fn read(path: &Path, key: u64, state: bool) -> io::Result<File> {
+/// the checksum. With a key, the file is a sealed one (see [`write_sealed`]).
+fn read(path: &Path, key: u64, state: bool, cipher: Option<&FileKey>) -> io::Result<File> {
+    if let Some(cipher) = cipher {
+        return read_sealed(path, key, state, cipher);
+    }
     let mut f = io::BufReader::new(fs::File::open(path)?);
     let mut head = [0u8; HEADER];
     f.read_exact(&mut head)?;
+    let (owner, n, len, sum) = parse_head(&head, key)?;
+    let size = fs::metadata(path)?.len();
+    if size != HEADER as u64 + n as u64 * 4 + len {
+        return Err(invalid("truncated or padded"));
+    }
+    let mut raw = vec![0u8; n * 4];
+    f.read_exact(&mut raw)?;
+    let tokens = parse_tokens(&raw);
+    let mut bytes = Vec::new();
+    if state {
+        bytes = vec![0u8; len as usize];
+        f.read_exact(&mut bytes)?;
+        if checksum(owner, &tokens, &bytes) != sum {
+            return Err(invalid("checksum mismatch"));
+        }
+    }
+    Ok(File { owner, tokens, len, state: bytes })
+}
+
+/// The header's owner, token count, entries' length and checksum, if it is this model's.
+fn parse_head(head: &[u8], key: u64) -> io::Result<(Owner, usize, u64, u32)> {
+    if head.len() < HEADER {
+        return Err(invalid("not a Hearth KV file of this version"));
+    }
     let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8 bytes"));
     if &head[..8] != MAGIC || u32_at(8) != VERSION {
@@ -172,20 +205,63 @@ fn read(path: &Path, key: u64, state: bool) -> io::Result<File> {
     if u64_at(12) != key {
         return Err(invalid("written by another model or build"));
     }
-    let owner = Owner::from_key(u64_at(20) as i64);
-    let (n, len, sum) = (u32_at(28) as usize, u64_at(32), u32_at(40));
+    Ok((Owner::from_key(u64_at(20) as i64), u32_at(28) as usize, u64_at(32), u32_at(40)))
+}
+
+fn parse_tokens(raw: &[u8]) -> Vec<i32> {
+    raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+}
+
+/// The entries' seal names the header's seal (its nonce), so halves of two files
+/// cannot be put together.
+fn state_aad(sealed_head: &[u8]) -> Vec<u8> {
+    let mut aad = b"hearth-kv-state".to_vec();
+    aad.extend_from_slice(&sealed_head[..20.min(sealed_head.len())]);
+    aad
+}
+
+/// An encrypted file: `HEARTHKX | length (u32 LE) | sealed header and tokens | sealed
+/// entries`. The two halves are sealed apart so that indexing the folder at start opens
+/// only the small first one.
+fn write_sealed(out: &mut impl Write, cipher: &FileKey, head: &[u8], state: &[u8]) -> io::Result<u64> {
+    let sealed_head = cipher.seal(HEAD_AAD, head);
+    let sealed_state = cipher.seal(&state_aad(&sealed_head), state);
+    out.write_all(SEALED_MAGIC)?;
+    out.write_all(&(sealed_head.len() as u32).to_le_bytes())?;
+    out.write_all(&sealed_head)?;
+    out.write_all(&sealed_state)?;
+    Ok((12 + sealed_head.len() + sealed_state.len()) as u64)
+}
+
+fn read_sealed(path: &Path, key: u64, state: bool, cipher: &FileKey) -> io::Result<File> {
+    let mut f = io::BufReader::new(fs::File::open(path)?);
+    let mut start = [0u8; 12];
+    f.read_exact(&mut start)?;
+    if &start[..8] != SEALED_MAGIC {
+        return Err(invalid("not an encrypted Hearth KV file"));
+    }
+    let head_len = u32::from_le_bytes(start[8..].try_into().expect("4 bytes")) as usize;
+    if head_len > 64 << 20 {
+        return Err(invalid("damaged"));
+    }
+    let mut sealed_head = vec![0u8; head_len];
+    f.read_exact(&mut sealed_head)?;
+    let head = cipher.open(HEAD_AAD, &sealed_head)?;
+    let (owner, n, len, sum) = parse_head(&head, key)?;
+    if head.len() != HEADER + n * 4 {
+        return Err(invalid("damaged"));
+    }
+    let tokens = parse_tokens(&head[HEADER..]);
+    // The entries' seal: magic, nonce, the entries, the tag.
     let size = fs::metadata(path)?.len();
-    if size != HEADER as u64 + n as u64 * 4 + len {
+    if size != 12 + head_len as u64 + 8 + 12 + len + 16 {
         return Err(invalid("truncated or padded"));
     }
-    let mut raw = vec![0u8; n * 4];
-    f.read_exact(&mut raw)?;
-    let tokens: Vec<i32> =
-        raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
     let mut bytes = Vec::new();
     if state {
-        bytes = vec![0u8; len as usize];
-        f.read_exact(&mut bytes)?;
+        let mut sealed = Vec::with_capacity((size - 12 - head_len as u64) as usize);
+        f.read_to_end(&mut sealed)?;
+        bytes = cipher.open(&state_aad(&sealed_head), &sealed)?;
         if checksum(owner, &tokens, &bytes) != sum {
             return Err(invalid("checksum mismatch"));
         }
@@ -233,18 +309,27 @@ impl Shared {
             // Readable by this user only: the files hold what was said.
             crate::private_files::private_dir(&self.dir)?;
             let mut f = io::BufWriter::new(private_file(&tmp)?);
-            f.write_all(&encode_header(self.key, owner, &tokens, &state))?;
-            f.write_all(&state)?;
+            let head = encode_header(self.key, owner, &tokens, &state);
+            let size = match &self.cipher {
+                Some(cipher) => write_sealed(&mut f, cipher, &head, &state)?,
+                None => {
+                    f.write_all(&head)?;
+                    f.write_all(&state)?;
+                    (head.len() + state.len()) as u64
+                }
+            };
             f.flush()?;
             drop(f);
-            fs::rename(&tmp, &path)
+            fs::rename(&tmp, &path).map(|()| size)
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            tracing::warn!(dir = %self.dir.display(), error = %e, "could not save a conversation's cache");
-            return;
-        }
-        let bytes = (HEADER + tokens.len() * 4 + state.len()) as u64;
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not save a conversation's cache");
+                return;
+            }
+        };
         let mut index = self.index();
         if index.epoch != epoch {
             let _ = fs::remove_file(&path);
@@ -272,7 +357,15 @@ impl Shared {
 impl Spill {
     /// Opens (creating) a model's folder, indexes the files that are valid for this model and
     /// build, deletes the rest, and starts the writer thread.
-    pub fn open(dir: PathBuf, key: u64, budget_bytes: u64, metrics: SpillMetrics) -> io::Result<Spill> {
+    /// With `cipher` (encryption at rest), files are sealed with it, and files that it
+    /// does not open (plain ones from before, another key's) are deleted like stale ones.
+    pub fn open(
+        dir: PathBuf,
+        key: u64,
+        budget_bytes: u64,
+        metrics: SpillMetrics,
+        cipher: Option<Arc<FileKey>>,
+    ) -> io::Result<Spill> {
         crate::private_files::private_dir(&dir)?;
         let mut found = Vec::new();
         for item in fs::read_dir(&dir)? {
@@ -280,7 +373,7 @@ impl Spill {
             let id = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok());
             let is_kv = path.extension().is_some_and(|e| e == "kv");
             let checked = match id.filter(|_| is_kv) {
-                Some(id) => read(&path, key, false).map(|f| (id, f)),
+                Some(id) => read(&path, key, false, cipher.as_deref()).map(|f| (id, f)),
                 None => Err(invalid("not a cache file")),
             };
             match checked {
@@ -299,11 +392,13 @@ impl Spill {
         for (_, id, File { owner, tokens, len, .. }) in found {
             index.clock += 1;
             index.next_id = index.next_id.max(id);
-            let bytes = (HEADER + tokens.len() * 4) as u64 + len;
+            let bytes =
+                fs::metadata(file(&dir, id)).map_or((HEADER + tokens.len() * 4) as u64 + len, |m| m.len());
             index.bytes += bytes;
             index.entries.push(Entry { id, owner, tokens, bytes, used: index.clock });
         }
-        let shared = Arc::new(Shared { dir, key, budget: budget_bytes, index: Mutex::new(index), metrics });
+        let shared =
+            Arc::new(Shared { dir, key, budget: budget_bytes, index: Mutex::new(index), metrics, cipher });
         shared.trim(&mut shared.index());
         let (tx, rx) = sync_channel::<Saved>(QUEUED);
         let writer = shared.clone();
@@ -375,7 +470,7 @@ impl Spill {
             (e.owner, e.tokens)
         };
         let path = file(&self.shared.dir, id);
-        let got = read(&path, self.shared.key, true);
+        let got = read(&path, self.shared.key, true, self.shared.cipher.as_deref());
         let _ = fs::remove_file(&path);
         match got {
             Ok(f) if (f.owner, &f.tokens) == (expected.0, &expected.1) => {
@@ -433,12 +528,12 @@ mod tests {
 
     /// Saves conversations and waits for the writer (by closing and reopening the folder).
     fn saved(dir: &Path, budget: u64, items: Vec<(Vec<i32>, Vec<u8>)>) -> Spill {
-        let spill = Spill::open(dir.into(), 7, budget, metrics()).unwrap();
+        let spill = Spill::open(dir.into(), 7, budget, metrics(), None).unwrap();
         for (t, s) in items {
             spill.save(ALICE, t, s, true);
         }
         drop(spill);
-        Spill::open(dir.into(), 7, budget, metrics()).unwrap()
+        Spill::open(dir.into(), 7, budget, metrics(), None).unwrap()
     }
 
     #[test]
@@ -483,7 +578,7 @@ mod tests {
         assert_eq!(spill.stats().0, 1);
         spill.save(ALICE, long[..200].to_vec(), state(10, 0), true);
         drop(spill);
-        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), None).unwrap();
         assert_eq!(spill.stats().0, 1, "a prefix of a saved conversation adds nothing");
         // A longer version of it replaces it.
         let mut longer = long.clone();
@@ -526,7 +621,7 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         fs::write(dir.path().join("9.tmp"), b"half a write").unwrap();
         fs::write(dir.path().join("10.kv"), b"HEARTHKV short").unwrap();
-        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), None).unwrap();
         assert_eq!(spill.stats().0, 2, "the header still reads; the stray files are gone");
         assert!(!dir.path().join("9.tmp").exists() && !dir.path().join("10.kv").exists());
         assert_eq!(spill.take(ids[0]), None, "the checksum catches the flipped byte");
@@ -534,7 +629,7 @@ mod tests {
         assert_eq!(spill.take(ids[1]).map(|(t, _)| t), Some(tokens(5000, 100)));
         // Files another model or build wrote are not read.
         drop(saved(dir.path(), 1 << 20, vec![(tokens(0, 100), state(100, 1))]));
-        let other = Spill::open(dir.path().into(), 8, 1 << 20, metrics()).unwrap();
+        let other = Spill::open(dir.path().into(), 8, 1 << 20, metrics(), None).unwrap();
         assert_eq!(other.stats().0, 0);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -547,7 +642,7 @@ mod tests {
         spill.clear();
         spill.save(ALICE, tokens(2000, 100), state(100, 3), true);
         drop(spill);
-        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), None).unwrap();
         assert_eq!(spill.stats().0, 1, "only what was saved after clearing");
         assert!(spill.find(&tokens(2000, 100), 0, ALICE).is_some());
         spill.clear();
@@ -572,7 +667,7 @@ mod tests {
         // Bob's copy of the same tokens does not replace Alice's, nor is it skipped as hers.
         spill.save(BOB, t.clone(), state(500, 2), true);
         drop(spill);
-        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), None).unwrap();
         assert_eq!(spill.stats().0, 2);
         let (bob, _) = spill.find(&t, 0, BOB).unwrap();
         let (alice, _) = spill.find(&t, 0, ALICE).unwrap();
@@ -592,8 +687,32 @@ mod tests {
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         bytes.drain(20..28);
         fs::write(&only, bytes).unwrap();
-        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics()).unwrap();
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), None).unwrap();
         assert_eq!(spill.stats().0, 0);
         assert!(!only.exists());
+    }
+
+    #[test]
+    fn with_a_key_files_are_sealed_and_plain_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(FileKey::new(&[9; 32]));
+        let marker = b"MARKER-in-the-kv-state".repeat(8);
+        {
+            let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), Some(key.clone())).unwrap();
+            spill.save(ALICE, tokens(1, 100), marker.clone(), true);
+        }
+        let only = fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let bytes = fs::read(&only).unwrap();
+        assert!(bytes.starts_with(SEALED_MAGIC));
+        assert!(!bytes.windows(6).any(|w| w == b"MARKER"), "no plaintext on disk");
+        let spill = Spill::open(dir.path().into(), 7, 1 << 20, metrics(), Some(key)).unwrap();
+        let (id, _) = spill.find(&tokens(1, 120), 0, ALICE).unwrap();
+        assert_eq!(spill.take(id).unwrap(), (tokens(1, 100), marker.clone()));
+        drop(spill);
+        // A plain file from before encryption, or another key's, is deleted at start.
+        drop(saved(dir.path(), 1 << 20, vec![(tokens(1, 100), marker)]));
+        let other = Arc::new(FileKey::new(&[8; 32]));
+        drop(Spill::open(dir.path().into(), 7, 1 << 20, metrics(), Some(other)).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -174,7 +174,10 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Some(configured) => json!({ "configured": configured }),
         None => json!({ "default": crate::config::system_language() }),
     };
-    Ok(json(&json!({ "needed": needed, "ca_fingerprint": ca, "language": language })))
+    // Encryption at rest is chosen on the box before setup (`hearth onboard --encrypt`): the
+    // page says whether it is on.
+    let encrypted = state.settings.storage.unlocked.0.is_some();
+    Ok(json(&json!({ "needed": needed, "ca_fingerprint": ca, "language": language, "encrypted": encrypted })))
 }
 
 /// `POST /api/onboard`: creates the first administrator with a setup code, logs in.

@@ -64,6 +64,8 @@ struct Bounds {
     used: u64,
     quota: u64,
     dir: std::path::PathBuf,
+    /// Encryption at rest: uploads are sealed on disk with this key.
+    key: Option<std::sync::Arc<crate::crypt::FileKey>>,
 }
 
 async fn read_uploads(mut multipart: Multipart, bounds: &Bounds) -> Result<Vec<Upload>, ApiError> {
@@ -86,7 +88,7 @@ async fn read_uploads(mut multipart: Multipart, bounds: &Bounds) -> Result<Vec<U
         }
         let name = clean_name(disposition.as_ref().and_then(|d| d.get_filename()));
         let content_type = field.content_type().map(|m| m.essence_str().to_string());
-        let mut spooler = Spooler::create(bounds.dir.clone()).await?;
+        let mut spooler = Spooler::create(bounds.dir.clone(), bounds.key.clone()).await?;
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(multipart_error)?;
             let limit = bounds.per_file;
@@ -126,8 +128,13 @@ pub async fn upload(
     let knowledge = &state.settings.knowledge;
     let quota = knowledge.user_quota_bytes;
     let used = if quota > 0 { state.store.run(move |store| store.storage_used(user_id)).await? } else { 0 };
-    let bounds =
-        Bounds { per_file: knowledge.max_upload_bytes, used, quota, dir: state.settings.uploads_dir() };
+    let bounds = Bounds {
+        per_file: knowledge.max_upload_bytes,
+        used,
+        quota,
+        dir: state.settings.uploads_dir(),
+        key: state.settings.storage.unlocked.file_key(),
+    };
     let uploads = read_uploads(multipart, &bounds).await?;
     if let Some(recent) = recent {
         let more = u32::try_from(uploads.len()).unwrap_or(u32::MAX);
@@ -151,6 +158,7 @@ pub async fn upload(
             sha256: upload.file.sha256.clone(),
             size: upload.file.size,
             path: upload.file.path.clone(),
+            key: bounds.key.clone(),
         });
     }
     let stored: Vec<Enqueued> = state

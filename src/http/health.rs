@@ -49,6 +49,9 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         "ready": ready,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
+        // Encryption at rest: unlocked when serving; `hearth serve` answers "locked" before.
+        "locked": false,
+        "encrypted": state.settings.storage.unlocked.0.is_some(),
         "components": {
             "database": { "ready": database_ready },
             "index": index,

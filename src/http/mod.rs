@@ -16,6 +16,7 @@ mod documents;
 mod errors;
 mod health;
 mod limits;
+pub(crate) mod locked;
 mod notes;
 mod ollama;
 mod openai;

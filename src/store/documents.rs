@@ -98,6 +98,8 @@ pub struct NewDocument {
     pub sha256: String,
     pub size: u64,
     pub path: PathBuf,
+    /// On an encrypted box the file is sealed with this key (`http/spool.rs`).
+    pub key: Option<std::sync::Arc<crate::crypt::FileKey>>,
 }
 
 /// The user's document with this content, if any.
@@ -130,7 +132,13 @@ fn insert_blob_from_file(tx: &Transaction<'_>, file: &NewDocument, t: i64) -> Re
         return Ok(()); // another user already stored this content
     }
     let io = |e: std::io::Error| StoreError::Io(format!("cannot store {}: {e}", file.path.display()));
-    let mut source = std::fs::File::open(&file.path).map_err(io)?;
+    let source = std::io::BufReader::new(std::fs::File::open(&file.path).map_err(io)?);
+    let mut source: Box<dyn std::io::Read> = match &file.key {
+        None => Box::new(source),
+        Some(key) => {
+            Box::new(crate::crypt::aead::OpenReader::new(source, key.clone(), crate::crypt::UPLOAD_AAD))
+        }
+    };
     let mut blob = tx.blob_open(DatabaseName::Main, "blobs", "data", tx.last_insert_rowid(), false)?;
     let copied = std::io::copy(&mut source, &mut blob).map_err(io)?;
     if copied != file.size {
@@ -390,7 +398,7 @@ mod tests {
         let path = dir.join(format!("{name}.part"));
         std::fs::write(&path, data).unwrap();
         let (kind, sha256, size) = ("text".into(), sha256_hex(data), data.len() as u64);
-        NewDocument { name: name.into(), kind, sha256, size, path }
+        NewDocument { name: name.into(), kind, sha256, size, path, key: None }
     }
 
     #[test]

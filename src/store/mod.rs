@@ -43,6 +43,7 @@ pub use user_skills::UserSkills;
 pub use users::{valid_user_name, Role, TokenInfo, User};
 pub use workflows::{RunFilter, WorkflowRun};
 
+use crate::crypt::DbKey;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,6 +70,10 @@ pub enum StoreError {
     /// A file to be stored could not be read.
     #[error("{0}")]
     Io(String),
+    /// The database is encrypted with another key (or without one given), or is not a
+    /// database: it was opened read-only and nothing was written.
+    #[error("cannot open database {0}: wrong key, or not a Hearth database")]
+    WrongKey(PathBuf),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -87,19 +92,28 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens (creating if needed) an unencrypted database and applies pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_keyed(path, None)
+    }
+
+    /// Opens (creating if needed) the database, with SQLCipher's key when the box is
+    /// encrypted, and applies pending migrations. A wrong key is [`StoreError::WrongKey`],
+    /// found before anything is written.
+    pub fn open_keyed(path: &Path, key: Option<&DbKey>) -> Result<Store> {
         let open_err = |message: String| StoreError::Open { path: path.to_path_buf(), message };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
         }
         let mut writer = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        apply_key(&writer, key, path)?;
         configure(&writer).map_err(|e| open_err(e.to_string()))?;
         migrations::apply(&mut writer).map_err(|e| open_err(format!("migration failed: {e}")))?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let reader = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+            apply_key(&reader, key, path)?;
             reader.busy_timeout(std::time::Duration::from_secs(5))?;
             readers.push(Mutex::new(reader));
         }
@@ -153,8 +167,44 @@ impl Store {
     }
 }
 
+/// Keys a new connection (SQLCipher: the first statement on it) and reads the schema, which
+/// fails on a wrong key or an encrypted file opened without one.
+fn apply_key(conn: &Connection, key: Option<&DbKey>, path: &Path) -> Result<()> {
+    if let Some(key) = key {
+        conn.execute_batch(&key.pragma())?;
+        // Sorting and temporary tables stay in RAM, never in a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+    }
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            Err(StoreError::WrongKey(path.to_path_buf()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the database at `from` (plain, or encrypted with `from_key`) into a new one at
+/// `out` encrypted with `key` (SQLCipher's `sqlcipher_export`, with the schema version),
+/// synced. `out` must not exist.
+pub fn encrypted_copy(from: &Path, from_key: Option<&DbKey>, out: &Path, key: &DbKey) -> Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    let conn = Connection::open_with_flags(from, flags)?;
+    apply_key(&conn, from_key, from)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let target = out.to_string_lossy().replace('\'', "''");
+    conn.execute_batch(&format!("ATTACH DATABASE '{target}' AS enc KEY \"{}\";", key.literal()))?;
+    conn.query_row("SELECT sqlcipher_export('enc')", [], |_| Ok(()))?;
+    conn.execute_batch(&format!("PRAGMA enc.user_version = {version}; DETACH DATABASE enc;"))?;
+    drop(conn);
+    std::fs::File::open(out).and_then(|f| f.sync_all()).map_err(|e| StoreError::Io(e.to_string()))?;
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Deleted rows are overwritten, not left in free pages for anyone reading the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is synced at every commit, so acknowledged writes survive power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;

@@ -142,6 +142,21 @@ impl Server {
         server
     }
 
+    /// Starts a server on an existing data dir and waits only until its health answers
+    /// (an encrypted box waiting for its passphrase answers "locked").
+    pub fn start_in_locked(data_dir: &Path, options: ServerOptions) -> Server {
+        let mut server = Server::spawn(data_dir.to_path_buf(), options);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.health().is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("hearth exited early with {status}; log:\n{}", server.log());
+            }
+            assert!(Instant::now() < deadline, "no health answer; log:\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
     fn spawn(data_dir: PathBuf, options: ServerOptions) -> Server {
         let port = options.port.unwrap_or_else(free_port);
         let log = std::fs::File::create(data_dir.join("server.log")).unwrap();

@@ -14,6 +14,7 @@ mod bad_models;
 mod chat;
 mod cli;
 mod docqa;
+mod encryption;
 mod engine;
 mod fleet;
 mod governor;

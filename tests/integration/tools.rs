@@ -226,7 +226,9 @@ fn json_schema_replies_always_parse_and_match_the_schema() {
             .map(|w| {
                 let (server, token, body) = (&server, &token, &body);
                 scope.spawn(move || {
-                    (0..per_worker).map(|i| complete(server, token, &body(w * per_worker + i))).collect::<Vec<_>>()
+                    (0..per_worker)
+                        .map(|i| complete(server, token, &body(w * per_worker + i)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -243,7 +245,11 @@ fn json_schema_replies_always_parse_and_match_the_schema() {
         }
         distinct.insert(text.to_string());
     }
-    assert!(distinct.len() > replies.len() / 2, "temperature 1 gives varied replies: {} distinct", distinct.len());
+    assert!(
+        distinct.len() > replies.len() / 2,
+        "temperature 1 gives varied replies: {} distinct",
+        distinct.len()
+    );
     eprintln!("json_schema: {} replies, all valid, {} distinct", replies.len(), distinct.len());
 
     // json_object: any object.
