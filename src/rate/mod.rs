@@ -46,8 +46,8 @@ impl Refusal {
             Refusal::Requests { retry_after, .. }
             | Refusal::Tokens { retry_after, .. }
             | Refusal::Uploads { retry_after, .. } => *retry_after,
-            // A reply of one's own ends within seconds; no sooner than that.
-            Refusal::Generations { .. } => 2,
+            // A place comes back as soon as one of one's own replies ends.
+            Refusal::Generations { .. } => 1,
         }
     }
 
@@ -94,6 +94,9 @@ struct UserState {
 struct Inner {
     settings: LimitSettings,
     generations_per_user: u32,
+    /// The engine's places (`queue_size` + `parallel`), shared out among the users who
+    /// are generating.
+    places: u32,
     users: Mutex<HashMap<i64, UserState>>,
 }
 
@@ -108,10 +111,11 @@ impl Limiter {
     /// `queue_size` and `parallel` (from `[model]`) size the default generations per user.
     pub fn new(settings: LimitSettings, queue_size: usize, parallel: u32) -> Limiter {
         let generations_per_user = match settings.generations_per_user {
-            0 => ((queue_size as u32) / 4 + parallel).max(2),
+            0 => (u32::try_from(queue_size).unwrap_or(u32::MAX) / 4).saturating_add(parallel).max(2),
             n => n,
         };
-        Limiter { inner: Arc::new(Inner { settings, generations_per_user, users: Mutex::default() }) }
+        let places = u32::try_from(queue_size).unwrap_or(u32::MAX).saturating_add(parallel).max(1);
+        Limiter { inner: Arc::new(Inner { settings, generations_per_user, places, users: Mutex::default() }) }
     }
 
     /// No limits at all (the console, tests of other parts).
@@ -122,7 +126,7 @@ impl Limiter {
             uploads_per_day: 0,
             generations_per_user: u32::MAX,
         };
-        Limiter::new(settings, 0, 0)
+        Limiter::new(settings, usize::MAX, u32::MAX)
     }
 
     pub fn settings(&self) -> &LimitSettings {
@@ -171,7 +175,8 @@ impl Limiter {
                 .check(tokens, now)
                 .map_err(|retry_after| Refusal::Tokens { limit: tokens, retry_after })?;
         }
-        let limit = self.inner.generations_per_user;
+        let limit = self.fair_share(&users, user);
+        let state = users.entry(user).or_default();
         if state.generating >= limit {
             return Err(Refusal::Generations { limit });
         }
@@ -188,6 +193,15 @@ impl Limiter {
         }
         let retry_after = 86_400u64.saturating_sub(oldest_age_secs).max(1);
         Err(Refusal::Uploads { limit, retry_after })
+    }
+
+    /// How many places `user` may hold now: the configured most, and no more than an even
+    /// share of the engine's places among the users generating (`user` among them). When
+    /// every user keeps to their share the queue never fills, so each gets the same.
+    fn fair_share(&self, users: &HashMap<i64, UserState>, user: i64) -> u32 {
+        let others = users.iter().filter(|(id, s)| **id != user && s.generating > 0).count() as u32;
+        let even = (self.inner.places / (others + 1)).max(1);
+        self.inner.generations_per_user.min(even)
     }
 
     /// Replies being generated or queued for `user` now.

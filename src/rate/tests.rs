@@ -70,3 +70,29 @@ fn uploads_per_day_say_when_the_oldest_leaves_the_window() {
     assert_eq!(l.uploads(3, 86_000, 1), Err(Refusal::Uploads { limit: 3, retry_after: 400 }));
     assert!(l.uploads(0, 0, 4).is_err(), "one request over the limit at once");
 }
+
+#[test]
+fn the_engines_places_are_shared_evenly_among_the_users_generating() {
+    // 16 queued + 4 running = 20 places; a user may hold 8 on their own.
+    let l = limiter(0, 0, 0);
+    let mut held: Vec<Share> = (0..8).map(|_| l.admit(Owner::user(1)).unwrap()).collect();
+    assert!(l.admit(Owner::user(1)).is_err(), "8 at most alone");
+    // Nine more users arrive, one reply each: ten users generating, 2 places each.
+    for user in 2..=10 {
+        held.push(l.admit(Owner::user(user)).unwrap());
+    }
+    for user in 2..=10 {
+        held.push(l.admit(Owner::user(user)).unwrap());
+        assert_eq!(l.admit(Owner::user(user)).err(), Some(Refusal::Generations { limit: 2 }), "user {user}");
+    }
+    // User 1 holds more than an even share now: refused until theirs drop to it.
+    assert_eq!(l.admit(Owner::user(1)).err(), Some(Refusal::Generations { limit: 2 }));
+    assert_eq!(held.len(), 8 + 18);
+}
+
+#[test]
+fn unlimited_is_unlimited() {
+    let l = Limiter::unlimited();
+    let held: Vec<_> = (0..100).map(|_| l.admit(Owner::user(1)).unwrap()).collect();
+    assert_eq!(held.len(), 100);
+}
