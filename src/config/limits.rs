@@ -16,7 +16,8 @@ pub struct LimitSettings {
     /// Documents a user may upload per 24 hours (0: no limit).
     pub uploads_per_day: u32,
     /// Generations one user may have queued or running at once, so that one user's burst
-    /// cannot fill the engine's queue (0: a quarter of `model.queue_size` plus
+    /// cannot fill the engine's queue (and never more than an even share of the engine's
+    /// places among the users generating) (0: a quarter of `model.queue_size` plus
     /// `model.parallel`, at least 2).
     pub generations_per_user: u32,
 }
