@@ -352,7 +352,9 @@ def start_hearth(binary: Path, model: Path, threads: int | None, ctx: int, tag: 
     data.mkdir(parents=True)
     # Plain HTTP unless `settings` says otherwise: the chat benchmarks measure the engine
     # (benches/tls.py compares TLS with plain HTTP).
-    env = clean_env({"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off",
+    # No per-user request limit: benchmarks send requests as fast as they can and measure
+    # the engine (benches/load.py sets the limits it tests).
+    env = clean_env({"HEARTH_CONFIG": "/dev/null", "HEARTH_TLS_MODE": "off", "HEARTH_REQUESTS_PER_MINUTE": "0",
                      "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info"), **(settings or {})})
     tls = env["HEARTH_TLS_MODE"] != "off"
     log_path = LOGS / f"hearth-{tag}.log"
