@@ -14,7 +14,7 @@
 //! Health, admin reads and replies already running are never shed. Every change is
 //! logged with the reading that caused it, counted on `/metrics`
 //! (`hearth_governor_level`, `hearth_governor_changes_total`) and shown in `/api/system`
-//! and the MQTT state.
+//! and the MQTT state, which is published at once on a change ([`Governor::changes`]).
 
 mod busy;
 mod machine;
@@ -54,6 +54,17 @@ struct Inner {
     retry_after_secs: u32,
     decide: Mutex<Option<Decide>>,
     metrics: Option<Metrics>,
+    /// The level, for those who act on a change at once (the MQTT publisher).
+    watch: LevelWatch,
+}
+
+/// A `watch` channel of the level (a newtype for `Default`).
+struct LevelWatch(tokio::sync::watch::Sender<Level>);
+
+impl Default for LevelWatch {
+    fn default() -> LevelWatch {
+        LevelWatch(tokio::sync::watch::Sender::new(Level::Normal))
+    }
 }
 
 struct Decide {
@@ -116,6 +127,7 @@ impl Governor {
         let Some(change) = d.machine.observe(s) else { return };
         self.inner.level.store(change.to as u8, Ordering::Relaxed);
         self.inner.changes.fetch_add(1, Ordering::Relaxed);
+        self.inner.watch.0.send_replace(change.to);
         if let Some(m) = &self.inner.metrics {
             m.governor_level.set(change.to as i64);
             m.governor_changes.inc();
@@ -134,6 +146,11 @@ impl Governor {
             );
         }
         d.reason = change.reason;
+    }
+
+    /// A receiver that wakes on every change of the level (none for the default governor).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<Level> {
+        self.inner.watch.0.subscribe()
     }
 
     pub fn level(&self) -> Level {

@@ -197,6 +197,8 @@ async fn publish(
     let mut last_error: Option<String> = None;
     let mut tick = tokio::time::interval(plan.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // A change of the governor's level is published at once, not at the next interval.
+    let mut governor = plan.sources.models.governor().changes();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
@@ -234,6 +236,7 @@ async fn publish(
                 }
             },
             _ = tick.tick() => publish_state(&client, plan, connected),
+            Ok(()) = governor.changed() => publish_state(&client, plan, connected),
             done = next_result(&mut runner) => match done {
                 Some((request, outcome)) => answer(&client, plan, &request, outcome),
                 None => {

@@ -1,10 +1,12 @@
 //! Issue 24: the governor. The real readers read temperatures and memory from files the
 //! test writes (`[governor] thermal_dir`, `meminfo_path`); the server steps down to
 //! shedding (503 with Retry-After, model loads refused, health and admin reads answered)
-//! and back up. Then a real memory cgroup: Hearth counts its limit and refuses a second
+//! and back up, each change published over MQTT at once (a real mosquitto, the state's
+//! interval an hour). Then a real memory cgroup: Hearth counts its limit and refuses a second
 //! model that would not fit, and stays under the limit.
 
 use crate::common::{cli, code, default_model, small_model, Server, ServerOptions, BIN};
+use crate::mqtt::{Broker, Subscriber};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -120,15 +122,25 @@ fn the_governor_steps_down_sheds_and_recovers_on_injected_readings() {
          min_memory_available_mb = 300\nmax_temperature_c = 80.0\n",
     )
     .unwrap();
+    let broker = Broker::start(false);
+    let subscriber = Subscriber::start(&broker);
     let options = ServerOptions::new(small_model())
         .env("HEARTH_CONFIG", config.to_str().unwrap())
         .env("HEARTH_GOVERNOR_THERMAL_DIR", board.thermal_dir().to_str().unwrap())
         .env("HEARTH_GOVERNOR_MEMINFO_PATH", board.meminfo().to_str().unwrap());
-    let mut server = Server::start(options);
+    // State every hour: what arrives sooner comes from the connection and the changes.
+    let mut server = Server::start(broker.hearth(options, 3600));
     let token = admin(&server);
     let ask = json!({"message": "Say hi.", "max_tokens": 4, "temperature": 0});
+    let published = |server: &Server, level: &str| {
+        let topic = "hearth/testbox/state";
+        subscriber.wait(server, topic, &format!("a state at {level}"), |m| {
+            m.iter().any(|m| m.json()["governor_level"] == level)
+        });
+    };
 
     let g = wait_level(&server, &token, "normal");
+    published(&server, "normal");
     assert_eq!(g["enabled"], true, "{g}");
     let (status, _, reply) = chat(&server, &token, &ask);
     assert_eq!(status, 200, "{reply}");
@@ -159,6 +171,7 @@ fn the_governor_steps_down_sheds_and_recovers_on_injected_readings() {
     assert!(server.health().is_ok());
     assert_eq!(metric(&server, &token, "hearth_governor_level"), 3.0);
     assert!(server.alive());
+    published(&server, "shedding");
 
     // Cool again: back up one level at a time, and chats are answered.
     board.temperature(50.0);
