@@ -76,7 +76,7 @@ def measure(args) -> dict:
     cores = os.cpu_count() or 1
     interval_ms = 1000
     res: dict = {"cores": cores, "model": str(model), "tokens": args.tokens, "reps": args.reps,
-                 "machine": h.machine(), "load_at_start": os.getloadavg()[0]}
+                 "machine": h.machine(), "load_at_start": os.getloadavg()[0], "nice": os.nice(0)}
     ref_bin = Path(args.ref_bin) / "llama-bench"
     if not args.no_ref and not ref_bin.is_file():
         raise h.BenchError(f"llama-bench missing: {ref_bin} (benches/build_ref.sh builds it; --no-ref skips it)")
@@ -97,16 +97,28 @@ def measure(args) -> dict:
                                   for i in range(args.reps)]
             res["hearth_busy_threads"] = hearth_threads(srv)
             if not args.no_ref:
-                res["ref_busy"] = llama_bench(ref_bin, model, cores, args.tokens, args.reps, "busy")
+                # Every core against a busy one is slow (threads wait for each other): fewer runs.
+                res["ref_busy"] = llama_bench(ref_bin, model, cores, args.tokens, min(args.reps, 2), "busy")
     finally:
         srv.stop()
-    for k in ("ref_quiet", "ref_busy", "hearth_quiet", "hearth_busy"):
+    # The bound for the busy phase: with one core taken, generation has the others. Hearth
+    # on a quiet box held to cores-1 threads shows what that is on this machine.
+    srv = h.start_hearth(Path(args.hearth_bin), model, max(cores - 1, 1), 4096, "threads-fewer")
+    try:
+        hearth_tg(srv, 8, "a warm-up")
+        res["hearth_fewer"] = [hearth_tg(srv, args.tokens, TOPICS[(i + 3) % len(TOPICS)]) for i in range(args.reps)]
+    finally:
+        srv.stop()
+    for k in ("ref_quiet", "ref_busy", "hearth_quiet", "hearth_busy", "hearth_fewer"):
         res[k + "_median"] = median(res.get(k, []))
     rq, hq, hb, rb = (res.get(k + "_median") for k in ("ref_quiet", "hearth_quiet", "hearth_busy", "ref_busy"))
     res["quiet_vs_ref"] = hq / rq if hq and rq else None
     res["busy_vs_quiet"] = hb / hq if hb and hq else None
     res["busy_vs_ref_busy"] = hb / rb if hb and rb else None
     res["ref_busy_vs_quiet"] = rb / rq if rb and rq else None
+    hf = res.get("hearth_fewer_median")
+    res["fewer_vs_quiet"] = hf / hq if hf and hq else None
+    res["busy_vs_fewer"] = hb / hf if hb and hf else None
     return res
 
 
@@ -114,7 +126,9 @@ def markdown(res: dict, command: str) -> str:
     f = lambda x, d=1: "—" if x is None else f"{x:.{d}f}"
     m = res["machine"]
     lines = [SECTION, "",
-             f"`{command}` on {m.get('cpu', '?')} ({res['cores']} cores), load {res['load_at_start']:.2f} at start; "
+             f"`{command}` on {m.get('cpu', '?')} ({res['cores']} cores), load {res['load_at_start']:.2f} at start"
+             + (f", run at niceness {res['nice']} (the box was not quiet: other work ran at 0)" if res.get("nice") else "")
+             + "; "
              f"model `{Path(res['model']).name}`, {res['tokens']} generated tokens, median of {res['reps']}. "
              "Hearth runs with its default threads (no `--threads`): every core while nothing else is busy, "
              "one less while something is (`src/governor/threads.rs`); llama-bench gets every core (`-t`).", "",
@@ -123,10 +137,15 @@ def markdown(res: dict, command: str) -> str:
              f"| Hearth | {f(res['hearth_quiet_median'])} | {f(res['hearth_busy_median'])} | "
              f"{f(res['busy_vs_quiet'], 2)} | {res.get('hearth_quiet_threads')}, {res.get('hearth_busy_threads')} |",
              f"| llama-bench -t {res['cores']} | {f(res.get('ref_quiet_median'))} | {f(res.get('ref_busy_median'))} | "
-             f"{f(res.get('ref_busy_vs_quiet'), 2)} | {res['cores']}, {res['cores']} |", "",
+             f"{f(res.get('ref_busy_vs_quiet'), 2)} | {res['cores']}, {res['cores']} |",
+             f"| Hearth held to {max(res['cores'] - 1, 1)} thread(s), quiet | {f(res.get('hearth_fewer_median'))} | — | — | "
+             f"{max(res['cores'] - 1, 1)} |", "",
              f"Quiet, Hearth / llama-bench: **{f(res['quiet_vs_ref'], 2)}×** (goal ≥ 0.95). "
              f"Busy, Hearth / its quiet speed: **{f(res['busy_vs_quiet'], 2)}×** (goal ≥ 0.8); "
-             f"busy, Hearth / llama-bench busy: {f(res['busy_vs_ref_busy'], 2)}×.", ""]
+             f"busy, Hearth / llama-bench busy: {f(res['busy_vs_ref_busy'], 2)}×. "
+             f"With one core taken, generation has {max(res['cores'] - 1, 1)} of {res['cores']}: "
+             f"{max(res['cores'] - 1, 1)} thread(s) on a quiet box run at {f(res.get('fewer_vs_quiet'), 2)}× of every core, "
+             f"the most the busy phase can reach here; it reaches {f(res.get('busy_vs_fewer'), 2)}× of that.", ""]
     return "\n".join(lines)
 
 
