@@ -145,13 +145,19 @@ pub struct TokenGrant {
     pub scopes: Scopes,
     /// Unix seconds; `None`: until revoked.
     pub expires_at: Option<i64>,
+    /// Requests per minute this token may make, whatever its user's limit leaves
+    /// (`rate::Limiter::token_request`); `None`: only the user's limit.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl Default for TokenGrant {
     fn default() -> Self {
-        TokenGrant { scopes: Scopes::ALL, expires_at: None }
+        TokenGrant { scopes: Scopes::ALL, expires_at: None, requests_per_minute: None }
     }
 }
+
+/// Most requests per minute a token's own limit may be set to.
+pub const MAX_TOKEN_REQUESTS_PER_MINUTE: u32 = 100_000;
 
 /// Longest lifetime a token may be given, in days (ten years).
 pub const MAX_TOKEN_DAYS: u32 = 3650;
@@ -171,7 +177,17 @@ impl TokenGrant {
             }
             Some(_) => return Err(format!("expires_in_days must be between 1 and {MAX_TOKEN_DAYS}")),
         };
-        Ok(TokenGrant { scopes, expires_at })
+        Ok(TokenGrant { scopes, expires_at, requests_per_minute: None })
+    }
+
+    /// With a request limit of its own (`None`: only its user's).
+    pub fn with_requests_per_minute(self, limit: Option<u32>) -> Result<TokenGrant, String> {
+        if let Some(n) = limit.filter(|n| !(1..=MAX_TOKEN_REQUESTS_PER_MINUTE).contains(n)) {
+            return Err(format!(
+                "requests_per_minute must be between 1 and {MAX_TOKEN_REQUESTS_PER_MINUTE} (got {n})"
+            ));
+        }
+        Ok(TokenGrant { requests_per_minute: limit, ..self })
     }
 }
 

@@ -75,6 +75,10 @@ pub enum TokensCommand {
         /// Days until it stops working [default: until revoked]
         #[arg(long, value_name = "DAYS")]
         expires_days: Option<u32>,
+        /// Requests a minute this token may make, e.g. an integration kept below its
+        /// user's `[limits] requests_per_minute` [default: only the user's limit]
+        #[arg(long, value_name = "N")]
+        requests_per_minute: Option<u32>,
     },
     /// List tokens (prefixes only; secrets are never stored).
     List {
@@ -198,9 +202,10 @@ fn skill_changes(
 pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = open(settings)?;
     match cmd {
-        TokensCommand::Create { user, label, scopes, expires_days } => {
-            let grant =
-                crate::auth::scopes::TokenGrant::new(&scopes, expires_days).map_err(anyhow::Error::msg)?;
+        TokensCommand::Create { user, label, scopes, expires_days, requests_per_minute } => {
+            let grant = crate::auth::scopes::TokenGrant::new(&scopes, expires_days)
+                .and_then(|g| g.with_requests_per_minute(requests_per_minute))
+                .map_err(anyhow::Error::msg)?;
             let owner = store.find_user(&user).with_context(|| {
                 format!("no user '{user}'; create it first with `hearth users add {user}`")
             })?;
@@ -208,11 +213,13 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
             store.insert_token_with(owner.id, &label, &token.prefix, &token.hash, grant, &Actor::cli())?;
             let until =
                 grant.expires_at.map_or_else(|| "until revoked".into(), |t| format!("until {}", when(t)));
+            let rate = grant.requests_per_minute.map(|n| format!(", at most {n} requests a minute"));
             eprintln!(
-                "Created token {} for '{}' (label '{label}', scopes {}, {until}).",
+                "Created token {} for '{}' (label '{label}', scopes {}, {until}{}).",
                 token.prefix,
                 owner.name,
-                grant.scopes.names().join(",")
+                grant.scopes.names().join(","),
+                rate.unwrap_or_default()
             );
             eprintln!("Copy it now: it is shown only once. Use it as 'Authorization: Bearer <token>'.");
             println!("{}", token.secret);
@@ -232,15 +239,17 @@ pub fn tokens(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
                     "active"
                 };
                 let used = t.last_used_at.map_or_else(|| "never".into(), when);
+                let rate = t.requests_per_minute.map(|n| format!(" {n}/min"));
                 println!(
-                    "{:<14} {:<16} {:<16} {:<8} created {:<10} used {:<10} {}",
+                    "{:<14} {:<16} {:<16} {:<8} created {:<10} used {:<10} {}{}",
                     t.prefix,
                     t.user,
                     t.label,
                     status,
                     when(t.created_at),
                     used,
-                    t.scopes.join(",")
+                    t.scopes.join(","),
+                    rate.unwrap_or_default()
                 );
             }
         }

@@ -48,6 +48,9 @@ pub struct NewToken {
     /// Days until it stops working; absent: until revoked.
     #[serde(default)]
     expires_in_days: Option<u32>,
+    /// Its own request limit per minute, below its user's; absent: only the user's.
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
 }
 
 /// `GET /api/users`
@@ -175,12 +178,14 @@ pub async fn create_token(
     caller: Caller,
     body: web::Json<NewToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let NewToken { label, scopes, expires_in_days } = body.into_inner();
+    let NewToken { label, scopes, expires_in_days, requests_per_minute } = body.into_inner();
     let label = label.trim().to_string();
     if label.is_empty() || label.chars().count() > 64 {
         return Err(ApiError::invalid("label must have 1-64 characters"));
     }
-    let grant = TokenGrant::new(&scopes, expires_in_days).map_err(ApiError::invalid)?;
+    let grant = TokenGrant::new(&scopes, expires_in_days)
+        .and_then(|g| g.with_requests_per_minute(requests_per_minute))
+        .map_err(ApiError::invalid)?;
     // A token can do no more than the credential that makes it.
     if Scope::ALL.iter().any(|s| grant.scopes.has(*s) && !caller.scopes.has(*s)) {
         return Err(ApiError::new(
@@ -200,6 +205,7 @@ pub async fn create_token(
     Ok(HttpResponse::Created().json(json!({
         "id": id, "label": label, "prefix": token.prefix, "token": token.secret,
         "scopes": grant.scopes.names(), "expires_at": grant.expires_at,
+        "requests_per_minute": grant.requests_per_minute,
     })))
 }
 

@@ -62,6 +62,8 @@ pub struct Caller {
     pub scopes: Scopes,
     /// The TCP peer's address (never a forwarding header, which anyone can send).
     pub address: Option<IpAddr>,
+    /// A token's own request limit per minute (`None`: only the user's).
+    pub token_requests_per_minute: Option<u32>,
 }
 
 impl Caller {
@@ -112,7 +114,14 @@ pub async fn require_auth(
                 return Ok(req.into_response(response));
             }
             if let Some(state) = req.app_data::<web::Data<AppState>>() {
-                if let Err(refusal) = state.models.limiter().request(caller.user.id) {
+                let limiter = state.models.limiter();
+                let counted = limiter.request(caller.user.id).and_then(|()| {
+                    match (&caller.credential, caller.token_requests_per_minute) {
+                        (Credential::Token(id), Some(limit)) => limiter.token_request(*id, limit),
+                        _ => Ok(()),
+                    }
+                });
+                if let Err(refusal) = counted {
                     state.metrics.rate_limited.with_label_values(&[refusal.kind()]).inc();
                     let response = refusal_response(req.path(), ApiError::limited(refusal));
                     return Ok(req.into_response(response));
@@ -175,7 +184,7 @@ async fn token_caller(state: &AppState, hash: [u8; 32], address: Option<IpAddr>)
         .store
         .run(move |store| {
             let found = store.user_for_token_hash(&hash)?;
-            if let Some((token_id, _, _)) = &found {
+            if let Some((token_id, _, _, _)) = &found {
                 if let Err(e) = store.touch_token(*token_id) {
                     tracing::warn!(error = %e, "could not record token use");
                 }
@@ -183,8 +192,9 @@ async fn token_caller(state: &AppState, hash: [u8; 32], address: Option<IpAddr>)
             Ok(found)
         })
         .await?;
-    let (token_id, user, scopes) = found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
-    Ok(Caller { user, credential: Credential::Token(token_id), scopes, address })
+    let (token_id, user, scopes, token_requests_per_minute) =
+        found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
+    Ok(Caller { user, credential: Credential::Token(token_id), scopes, address, token_requests_per_minute })
 }
 
 async fn session_caller(
@@ -205,7 +215,13 @@ async fn session_caller(
         })
         .await?;
     let (session_id, user) = found.ok_or_else(|| unauthorized("the session has expired; log in again"))?;
-    Ok(Caller { user, credential: Credential::Session(session_id), scopes: Scopes::ALL, address })
+    Ok(Caller {
+        user,
+        credential: Credential::Session(session_id),
+        scopes: Scopes::ALL,
+        address,
+        token_requests_per_minute: None,
+    })
 }
 
 impl FromRequest for Caller {

@@ -2,7 +2,8 @@
 //! that one user's burst cannot starve the others.
 //!
 //! - Requests per minute per user (all their tokens and sessions together), checked by the
-//!   auth middleware once the caller is known.
+//!   auth middleware once the caller is known; and a token's own limit, when it was made
+//!   with one (an integration's token kept below its user's share).
 //! - Generated tokens per minute per user: a reply is counted when it ends (its
 //!   [`Share`] is charged), and a user over the limit starts no new generation until the
 //!   minute's share has refilled.
@@ -31,6 +32,8 @@ use std::time::Instant;
 pub enum Refusal {
     /// More than `requests_per_minute`.
     Requests { limit: u32, retry_after: u64 },
+    /// More than the token's own `requests_per_minute`.
+    TokenRequests { limit: u32, retry_after: u64 },
     /// More than `tokens_per_minute` generated.
     Tokens { limit: u32, retry_after: u64 },
     /// Already `generations_per_user` generations queued or running.
@@ -44,6 +47,7 @@ impl Refusal {
     pub fn retry_after(&self) -> u64 {
         match self {
             Refusal::Requests { retry_after, .. }
+            | Refusal::TokenRequests { retry_after, .. }
             | Refusal::Tokens { retry_after, .. }
             | Refusal::Uploads { retry_after, .. } => *retry_after,
             // A place comes back as soon as one of one's own replies ends.
@@ -55,6 +59,7 @@ impl Refusal {
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::Requests { .. } => "requests",
+            Refusal::TokenRequests { .. } => "token_requests",
             Refusal::Tokens { .. } => "tokens",
             Refusal::Generations { .. } => "generations",
             Refusal::Uploads { .. } => "uploads",
@@ -68,6 +73,10 @@ impl std::fmt::Display for Refusal {
             Refusal::Requests { limit, retry_after } => write!(
                 f,
                 "too many requests: the limit is {limit} a minute per user; retry in {retry_after} s"
+            ),
+            Refusal::TokenRequests { limit, retry_after } => write!(
+                f,
+                "too many requests: this token's limit is {limit} a minute; retry in {retry_after} s"
             ),
             Refusal::Tokens { limit, retry_after } => write!(
                 f,
@@ -98,6 +107,8 @@ struct Inner {
     /// are generating.
     places: u32,
     users: Mutex<HashMap<i64, UserState>>,
+    /// Request buckets of tokens with a limit of their own (and that limit), by token id.
+    tokens: Mutex<HashMap<i64, (u32, Bucket)>>,
 }
 
 /// The box's limits and each user's use of them. Cheap to clone; shared by every engine
@@ -115,7 +126,15 @@ impl Limiter {
             n => n,
         };
         let places = u32::try_from(queue_size).unwrap_or(u32::MAX).saturating_add(parallel).max(1);
-        Limiter { inner: Arc::new(Inner { settings, generations_per_user, places, users: Mutex::default() }) }
+        Limiter {
+            inner: Arc::new(Inner {
+                settings,
+                generations_per_user,
+                places,
+                users: Mutex::default(),
+                tokens: Mutex::default(),
+            }),
+        }
     }
 
     /// No limits at all (the console, tests of other parts).
@@ -140,6 +159,19 @@ impl Limiter {
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<i64, UserState>> {
         self.inner.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one request made with token `token` whose own limit is `limit` a minute
+    /// (after its user's [`Limiter::request`] passed).
+    pub fn token_request(&self, token: i64, limit: u32) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let mut tokens = self.inner.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (_, bucket) = tokens.entry(token).or_insert_with(|| (limit, Bucket::full(limit, now)));
+        let taken = bucket.take(1.0, limit, now);
+        if tokens.len() > 4096 {
+            tokens.retain(|_, (limit, b)| !b.is_full(*limit, now));
+        }
+        taken.map_err(|retry_after| Refusal::TokenRequests { limit, retry_after })
     }
 
     /// Counts one request of `user`'s.

@@ -24,6 +24,20 @@ fn requests_are_counted_per_user() {
 }
 
 #[test]
+fn a_tokens_own_limit_is_counted_per_token_even_with_no_user_limit() {
+    let l = limiter(0, 0, 0);
+    for _ in 0..2 {
+        l.token_request(7, 2).unwrap();
+    }
+    let refused = l.token_request(7, 2).unwrap_err();
+    assert!(matches!(refused, Refusal::TokenRequests { limit: 2, retry_after: 30 }), "{refused:?}");
+    assert_eq!(refused.kind(), "token_requests");
+    assert!(refused.to_string().contains("this token's limit is 2"), "{refused}");
+    // Another token, of the same user or not, has its own bucket.
+    l.token_request(8, 2).unwrap();
+}
+
+#[test]
 fn a_user_holds_at_most_their_share_of_generations() {
     let l = limiter(0, 0, 2);
     let a1 = l.admit(Owner::user(1)).unwrap();

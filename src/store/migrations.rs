@@ -293,6 +293,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
         SELECT RAISE(ABORT, 'audit_log is append-only');
     END;",
+    // 15: a token's own request limit (issue 25), below its user's `[limits]`; NULL: none.
+    "ALTER TABLE api_tokens ADD COLUMN requests_per_minute INTEGER;",
 ];
 
 /// The schema version this hearth brings its databases to.

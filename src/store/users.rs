@@ -52,6 +52,8 @@ pub struct TokenInfo {
     pub scopes: Vec<&'static str>,
     /// Unix seconds after which it no longer works; `None`: until revoked.
     pub expires_at: Option<i64>,
+    /// Its own request limit per minute; `None`: only its user's.
+    pub requests_per_minute: Option<u32>,
 }
 
 /// Names: 1-64 characters of letters, digits, `.`, `_`, `-` and `@`.
@@ -145,15 +147,26 @@ impl Store {
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
         tx.execute(
-            "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at, scopes, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![user_id, label, prefix, hash, now(), grant.scopes.to_stored(), grant.expires_at],
+            "INSERT INTO api_tokens (user_id, label, prefix, hash, created_at, scopes, expires_at,
+                                     requests_per_minute)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                user_id,
+                label,
+                prefix,
+                hash,
+                now(),
+                grant.scopes.to_stored(),
+                grant.expires_at,
+                grant.requests_per_minute
+            ],
         )?;
         let id = tx.last_insert_rowid();
         let event = Event::new(by, Action::TokenCreated).target(format!("token:{id} {prefix}")).detail(
             serde_json::json!({
                 "user": user_target(user_id, &owner), "label": label,
                 "scopes": grant.scopes.names(), "expires_at": grant.expires_at,
+                "requests_per_minute": grant.requests_per_minute,
             }),
         );
         audit::append(&tx, &event)?;
@@ -161,13 +174,13 @@ impl Store {
         Ok(id)
     }
 
-    /// The user owning a live (not revoked, not expired) token with this hash, and what
-    /// the token may do.
-    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User, Scopes)>> {
+    /// The user owning a live (not revoked, not expired) token with this hash, what the
+    /// token may do, and its own request limit per minute.
+    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User, Scopes, Option<u32>)>> {
         let found = self
             .reader()
             .query_row(
-                "SELECT t.id, u.id, u.name, u.role, u.created_at, t.scopes
+                "SELECT t.id, u.id, u.name, u.role, u.created_at, t.scopes, t.requests_per_minute
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                    AND u.disabled_at IS NULL",
@@ -180,7 +193,8 @@ impl Store {
                         role: Role::parse(&row.get::<_, String>(3)?),
                         created_at: row.get(4)?,
                     };
-                    Ok((token_id, user, Scopes::from_stored(row.get::<_, Option<String>>(5)?.as_deref())))
+                    let scopes = Scopes::from_stored(row.get::<_, Option<String>>(5)?.as_deref());
+                    Ok((token_id, user, scopes, row.get(6)?))
                 },
             )
             .optional()?;
@@ -202,7 +216,7 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(
             "SELECT t.id, u.name, t.label, t.prefix, t.created_at, t.last_used_at, t.revoked_at, t.scopes,
-                    t.expires_at
+                    t.expires_at, t.requests_per_minute
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE ?1 IS NULL OR u.name = ?1 ORDER BY t.id",
         )?;
@@ -218,6 +232,7 @@ impl Store {
                     revoked: row.get::<_, Option<i64>>(6)?.is_some(),
                     scopes: Scopes::from_stored(row.get::<_, Option<String>>(7)?.as_deref()).names(),
                     expires_at: row.get(8)?,
+                    requests_per_minute: row.get(9)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -276,7 +291,7 @@ mod tests {
         let (_dir, store) = temp_store();
         let user = store.create_user("alice", Role::User).unwrap();
         store.insert_token(user.id, "laptop", "hth_abcd", b"hash-1").unwrap();
-        let (_, found, _) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
+        let (_, found, _, _) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
         assert_eq!(found.name, "alice");
         assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
         store.revoke_token("hth_abcd", &Actor::cli()).unwrap();

@@ -290,7 +290,10 @@ impl Metrics {
             mqtt: MqttMetrics::new(r),
             rate_limited: {
                 let c = IntCounterVec::new(
-                    Opts::new("rate_limited_total", "Requests refused by a per-user limit, by limit"),
+                    Opts::new(
+                        "rate_limited_total",
+                        "Requests refused by a per-user or per-token limit, by limit",
+                    ),
                     &["limit"],
                 )
                 .expect("valid metric");

@@ -103,8 +103,30 @@ fn each_users_limits_refuse_with_429_and_retry_after_and_leave_others_alone() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["documents"].as_array().unwrap().len(), 0, "nothing of a refused upload is kept: {body}");
 
+    // A token's own limit, below its user's: its 4th request in the minute is refused,
+    // while the same user's other credential goes on; a limit out of range is a 400.
+    let wren = server.user("wren");
+    let made = |body: Value| server.call("POST", "/api/tokens", Some(&wren), Some(&body));
+    let (status, body) = made(json!({"label": "x", "requests_per_minute": 0}));
+    assert_eq!((status, code(&body)), (400, "invalid_request"), "{body}");
+    let (status, body) = made(json!({"label": "integration", "requests_per_minute": 3}));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["requests_per_minute"], 3, "{body}");
+    let integration = body["token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        assert_eq!(server.call("GET", "/api/me", Some(&integration), None).0, 200);
+    }
+    let (status, body) = server.call("GET", "/api/me", Some(&integration), None);
+    assert_eq!((status, code(&body)), (429, "rate_limited"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("this token's limit is 3"), "{body}");
+    assert_eq!(server.call("GET", "/api/me", Some(&wren), None).0, 200, "the user's other token is not held");
+    let (status, body) = server.call("GET", "/api/tokens", Some(&wren), None);
+    assert_eq!(status, 200, "{body}");
+    let listed = body["tokens"].as_array().unwrap().iter().find(|t| t["label"] == "integration").cloned();
+    assert_eq!(listed.unwrap()["requests_per_minute"], 3, "{body}");
+
     let counted = limited(&server);
-    for kind in ["requests", "tokens", "uploads"] {
+    for kind in ["requests", "token_requests", "tokens", "uploads"] {
         let line = counted.lines().find(|l| l.contains(&format!("limit=\"{kind}\""))).unwrap_or_default();
         let n: f64 = line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0.0);
         assert!(n >= 1.0, "{kind} refusals counted: {counted}");
