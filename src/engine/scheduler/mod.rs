@@ -122,7 +122,7 @@ impl<'m> Scheduler<'m> {
             ThreadSettings { configured: (0, 0), start: (0, 0), governor: Default::default() },
         );
         let governor = settings.governor.clone();
-        let threads = Plan::new(&ctx, settings);
+        let threads = Plan::new(settings);
         let count = limits.sequences.max(limits.parallel);
         let slots = Slots::new(count);
         let parked = Parked::new(limits.idle_cache_tokens, metrics.kv_parked_tokens.clone(), disk);
@@ -223,7 +223,7 @@ impl<'m> Scheduler<'m> {
             let parked = self.parked.park_idle(&mut self.ctx, &mut self.slots, &[]);
             self.metrics.kv_parks.inc_by(parked as u64);
         }
-        self.threads.apply();
+        self.threads.apply(&mut self.ctx);
         self.metrics.generation_threads.set(i64::from(self.threads.now().0));
         self.fill_batch();
         loop {
