@@ -8,7 +8,6 @@ packages=(
   libssl-dev                                                         # SQLCipher's libcrypto
   python3 python3-pip python3-venv                                   # model fetcher, test clients
   libespeak-ng-dev espeak-ng-data                                    # text to speech: phonemes
-  libopus-dev                                                        # Telegram voice messages (static)
   chromium                                                           # web UI end-to-end tests
   openssl pebble libnss3-tools iproute2                              # TLS tests: s_client, an ACME CA,
                                                                      # a CA in Chromium, network namespaces
