@@ -35,6 +35,16 @@ pub struct SpeechRequest {
     pub stream_format: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "openai",
+    description = "OpenAI's speech: `input`, `voice`, `model`, `response_format` (`wav`, `pcm`), `speed`.",
+    request_body = crate::http::openapi::Object,
+    responses((status = 200, description = "The speech", content(("audio/wav"), ("audio/pcm"))),
+        (status = 400, description = "`invalid_request`"),
+        (status = 404, description = "`voice_not_found`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn speech(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -101,6 +111,8 @@ fn pcm_bytes(samples: &[i16]) -> bytes::Bytes {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>().into()
 }
 
+#[utoipa::path(get, path = "/v1/audio/voices", tag = "openai",
+    responses((status = 200, description = "The voices (`object: list`, `voices`)", body = crate::http::openapi::Object)))]
 pub async fn voices(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "object": "list", "voices": state.voice.tts.voices() }))
 }

@@ -73,6 +73,13 @@ fn embed_neutral() -> Vec<(&'static str, Value)> {
     vec![("truncate", json!(false))]
 }
 
+#[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = crate::http::openapi::Object,
+    description = "Ollama's embed: `model`, `input` (text or texts), `truncate`, `options`.",
+    responses((status = 200, description = "`embeddings`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embed(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -100,6 +107,13 @@ pub async fn embed(
     })))
 }
 
+#[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = crate::http::openapi::Object,
+    description = "Ollama's older embeddings: `model`, `prompt`.",
+    responses((status = 200, description = "`embedding`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embeddings(
     state: web::Data<AppState>,
     _caller: Caller,

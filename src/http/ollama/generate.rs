@@ -73,6 +73,14 @@ impl GenerateRequest {
     }
 }
 
+#[utoipa::path(post, path = "/api/generate", tag = "ollama", request_body = crate::http::openapi::Object,
+    description = "Ollama's generate: `model`, `prompt`, `system`, `stream` (default true: NDJSON), `format`, `raw`, `options`...",
+    responses((status = 200, description = "The reply", content((crate::http::openapi::Object = "application/json"), (String = "application/x-ndjson"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn generate(
     http: HttpRequest,
     state: web::Data<AppState>,

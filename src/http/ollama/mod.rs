@@ -20,9 +20,9 @@
 //! only ([`is_ollama_only`]), in Hearth's on the shared `/api/chat`.
 
 mod chat;
-mod embed;
-mod generate;
-mod models;
+pub(super) mod embed;
+pub(super) mod generate;
+pub(super) mod models;
 mod stream;
 
 pub use embed::{embed, embeddings};
@@ -41,6 +41,15 @@ use std::time::{Duration, Instant, SystemTime};
 /// `POST /api/chat`: Ollama's chat when the body has `messages`, else Hearth's own
 /// (`{"message": ..., "conversation_id": ...}`, `http/chat.rs`). A body that is not JSON
 /// gets Hearth's error shape, as it is neither.
+#[utoipa::path(post, path = "/api/chat", tag = "chat",
+    description = "Two in one. Hearth's chat: `{\"message\", \"conversation_id\"?, \"stream\"?, ...}` gives the reply, its conversation, usage and citations (`stream`: server-sent events). Ollama's chat, when the body has `messages`: `model`, `messages`, `stream` (default true: NDJSON), `tools`, `format`, `options`...; its errors come in Ollama's shape.",
+    request_body = crate::http::openapi::Object,
+    responses((status = 200, description = "The reply", content((crate::http::openapi::Object = "application/json"), (String = "text/event-stream"), (String = "application/x-ndjson"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`, `tools_unsupported`", body = crate::http::openapi::EitherErrorBody),
+        (status = 404, description = "`conversation_not_found`, `model_not_found`, `unknown_model`", body = crate::http::openapi::EitherErrorBody),
+        (status = 429, description = "`overloaded` or `rate_limited`", body = crate::http::openapi::EitherErrorBody),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`", body = crate::http::openapi::EitherErrorBody),
+        (status = 504, description = "`timeout`", body = crate::http::openapi::EitherErrorBody)))]
 pub async fn api_chat(
     http: HttpRequest,
     state: web::Data<AppState>,

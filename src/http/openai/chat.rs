@@ -98,6 +98,15 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
 }
 
 /// A stateless turn: the conversation is the request's, and nothing is stored.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    description = "OpenAI's chat completions: `model`, `messages`, `stream`, `tools`, `tool_choice`, `response_format`, `max_tokens`, `temperature`, `top_p`, `seed`, `stop`... Unknown fields are 400 `unsupported_parameter`.",
+    request_body = crate::http::openapi::Object,
+    responses((status = 200, description = "A `chat.completion`, or with `stream` its chunks as server-sent events ending in `data: [DONE]`", content((crate::http::openapi::Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded` or `tools_unsupported`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn chat_completions(
     http: HttpRequest,
     state: web::Data<AppState>,

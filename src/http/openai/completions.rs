@@ -33,6 +33,15 @@ enum PromptInput {
     Many(Vec<String>),
 }
 
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    description = "OpenAI's (legacy) completions: `model`, `prompt`, `stream`, `max_tokens`, `temperature`, `stop`...",
+    request_body = crate::http::openapi::Object,
+    responses((status = 200, description = "A `text_completion`, or with `stream` its chunks as server-sent events", content((crate::http::openapi::Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter` or `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn completions(
     http: HttpRequest,
     state: web::Data<AppState>,

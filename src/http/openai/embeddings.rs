@@ -32,6 +32,15 @@ enum Input {
     Tokens(#[allow(dead_code)] Vec<Value>),
 }
 
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    description = "OpenAI's embeddings: `model`, `input` (text or texts), `encoding_format`, `dimensions`.",
+    request_body = crate::http::openapi::Object,
+    responses((status = 200, description = "A `list` of `embedding`s", body = crate::http::openapi::Object),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `no_embedding_model` or `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embeddings(
     state: web::Data<AppState>,
     _caller: Caller,

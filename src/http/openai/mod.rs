@@ -2,9 +2,9 @@
 //! `/v1/embeddings`, so the official `openai` clients, Open WebUI and LangChain work
 //! unchanged. These calls are stateless: the client sends the whole conversation each time.
 
-mod chat;
-mod completions;
-mod embeddings;
+pub(super) mod chat;
+pub(super) mod completions;
+pub(super) mod embeddings;
 mod stream;
 pub(super) mod tools;
 
@@ -119,6 +119,8 @@ impl Sampling {
 
 /// Installed models, the configured one first (unless it failed to load). `role` and
 /// `loaded` are Hearth's additions to OpenAI's model object.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "OpenAI's model list (`object: list`, `data`)", body = crate::http::openapi::Object)))]
 pub async fn models(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let default_failed = matches!(state.models.default_engine().state(), ModelState::Failed { .. });
     let data: Vec<Value> = state
