@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 #[allow(dead_code)]
 struct UserSkills {
     user_id: i64,
-    skills: Vec<serde_json::Map<String, serde_json::Value>>,
+    skills: Vec<crate::skills::Standing>,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct OwnSkills {
-    skills: Vec<serde_json::Map<String, serde_json::Value>>,
+    skills: Vec<crate::skills::Standing>,
 }
 
 #[utoipa::path(get, path = "/api/admin/users/{id}/skills", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),

@@ -31,8 +31,8 @@ fn default_limit() -> u32 {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct NoteList {
-    /// With `q`, each also has a `snippet`.
-    notes: Vec<crate::notes::Found>,
+    /// With `q`, each also has a `snippet` (`Found`).
+    notes: Vec<crate::store::Note>,
 }
 
 #[utoipa::path(get, path = "/api/notes", tag = "notes", params(ListQuery),

@@ -145,7 +145,7 @@ pub fn text() -> &'static str {
         super::speech::voices,
         super::voice_ws::ws,
     ),
-    components(schemas(ApiErrorBody, OllamaErrorBody, EitherErrorBody)),
+    components(schemas(ApiErrorBody, OllamaErrorBody, EitherErrorBody, crate::notes::Found)),
     modifiers(&Complete)
 )]
 struct ApiDoc;
@@ -274,11 +274,22 @@ impl Modify for Complete {
                 &mut item.options,
                 &mut item.trace,
             ];
-            for operation in operations.into_iter().flatten() {
-                complete(path, operation);
+            let methods = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+            for (method, operation) in methods.into_iter().zip(operations) {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(operation_id(method, path));
+                    complete(path, operation);
+                }
             }
         }
     }
+}
+
+/// A unique operation id from the method and path: `post_api_notes`,
+/// `get_api_notes_id` (handlers' names repeat from module to module).
+fn operation_id(method: &str, path: &str) -> String {
+    let words = path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty());
+    std::iter::once(method).chain(words).collect::<Vec<_>>().join("_")
 }
 
 /// An operation's role, as its annotation says (`x-hearth-role`): `user` when it says none.

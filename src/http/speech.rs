@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpeechRequest {
     /// `tts-1` and the like, or a voice model name: the installed voice answers either way.
@@ -37,7 +37,7 @@ pub struct SpeechRequest {
 
 #[utoipa::path(post, path = "/v1/audio/speech", tag = "openai",
     description = "OpenAI's speech: `input`, `voice`, `model`, `response_format` (`wav`, `pcm`), `speed`.",
-    request_body = crate::http::openapi::Object,
+    request_body = SpeechRequest,
     responses((status = 200, description = "The speech", content(("audio/wav"), ("audio/pcm"))),
         (status = 400, description = "`invalid_request`"),
         (status = 404, description = "`voice_not_found`"),

@@ -31,7 +31,7 @@ pub async fn index(req: HttpRequest) -> HttpResponse {
 #[utoipa::path(get, path = "/assets/{version}/{file}", tag = "web", description = "The web UI's files, public; cached for good when `version` is the running one.",
     params(("version" = String, Path, description = "The bundle's version"), ("file" = String, Path, description = "The file's name")),
     responses(
-        (status = 200, description = "The file", content(("text/javascript"), ("text/css"), ("image/svg+xml"), ("image/png"), ("application/manifest+json"), ("text/html"))),
+        (status = 200, description = "The file", content(("text/javascript"), ("text/css"), ("image/svg+xml"))),
         (status = 304, description = "Not modified (`If-None-Match`)"),
         (status = 404, description = "`not_found`: no such file")))]
 pub async fn asset(req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {

@@ -48,7 +48,6 @@ fn fuzz(server: &Server, schema: &std::path::Path, token: &str, examples: u32) -
         .args(["--max-examples", &examples.to_string()])
         .args(["--seed", "25"])
         .arg("--generation-deterministic")
-        .args(["--generation-database", "none"])
         .args(["--generation-with-security-parameters", "false"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--workers", "1"])
@@ -73,11 +72,12 @@ fn fuzz(server: &Server, schema: &std::path::Path, token: &str, examples: u32) -
 
 #[test]
 fn the_document_needs_a_user_and_the_fuzzer_finds_nothing() {
-    let server = Server::start(
-        ServerOptions::new(small_model())
-            .env("HEARTH_STT_MODEL", "whisper-tiny-en")
-            .env("HEARTH_TTS_VOICE", "piper-joe"),
-    );
+    // A small context bounds each generated reply (the fuzzer asks for any `max_tokens`).
+    let mut options = ServerOptions::new(small_model())
+        .env("HEARTH_STT_MODEL", "whisper-tiny-en")
+        .env("HEARTH_TTS_VOICE", "piper-joe");
+    options.context_size = 512;
+    let server = Server::start(options);
     let (status, _, err) = cli(&server.data_dir, &["users", "add", "root", "--admin"]);
     assert_eq!(status, 0, "{err}");
     let (status, out, err) = cli(&server.data_dir, &["tokens", "create", "--user", "root"]);

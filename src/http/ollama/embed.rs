@@ -73,7 +73,31 @@ fn embed_neutral() -> Vec<(&'static str, Value)> {
     vec![("truncate", json!(false))]
 }
 
-#[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = crate::http::openapi::Object,
+/// The requests' fields, for the OpenAPI document (`EmbedRequest`, `EmbeddingsRequest`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbedBody {
+    model: Option<String>,
+    /// A text or texts.
+    input: Vec<String>,
+    dimensions: Option<u32>,
+    truncate: Option<bool>,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingsBody {
+    model: Option<String>,
+    prompt: String,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = EmbedBody,
     description = "Ollama's embed: `model`, `input` (text or texts), `truncate`, `options`.",
     responses((status = 200, description = "`embeddings`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),
@@ -107,7 +131,7 @@ pub async fn embed(
     })))
 }
 
-#[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = crate::http::openapi::Object,
+#[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = EmbeddingsBody,
     description = "Ollama's older embeddings: `model`, `prompt`.",
     responses((status = 200, description = "`embedding`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),

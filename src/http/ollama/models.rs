@@ -185,8 +185,20 @@ impl NamedRequest {
     }
 }
 
+/// `/api/show`'s and `/api/pull`'s request, for the OpenAPI document (`NamedRequest`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NamedBody {
+    model: Option<String>,
+    /// The older name of `model`.
+    name: Option<String>,
+    stream: Option<bool>,
+    verbose: Option<bool>,
+    insecure: Option<bool>,
+}
+
 /// `POST /api/show`: a model's details, GGUF facts, chat template and capabilities.
-#[utoipa::path(post, path = "/api/show", tag = "ollama", request_body = crate::http::openapi::Object,
+#[utoipa::path(post, path = "/api/show", tag = "ollama", request_body = NamedBody,
     description = "A model's details: `{\"model\"}` (or `name`).",
     responses((status = 200, description = "What the model file says", body = crate::http::openapi::Object),
         (status = 400, description = "`invalid_request` or `unsupported_parameter`"),
@@ -266,7 +278,7 @@ pub async fn ps(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
 
 /// `POST /api/pull`: success for an installed model; Hearth never downloads from Ollama's
 /// library.
-#[utoipa::path(post, path = "/api/pull", tag = "ollama", request_body = crate::http::openapi::Object,
+#[utoipa::path(post, path = "/api/pull", tag = "ollama", request_body = NamedBody,
     description = "Downloads a model of the manifest: `{\"model\", \"stream\"?}`; streamed progress as NDJSON.",
     responses((status = 200, description = "Progress", content((crate::http::openapi::Object = "application/json"), (String = "application/x-ndjson"))),
         (status = 400, description = "`invalid_request` or `unsupported_parameter`"),

@@ -32,9 +32,22 @@ enum Input {
     Tokens(#[allow(dead_code)] Vec<Value>),
 }
 
+/// The request's fields, for the OpenAPI document (`EmbeddingRequest` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingBody {
+    /// A text or texts.
+    input: Vec<String>,
+    model: Option<String>,
+    /// `float` or `base64`.
+    encoding_format: Option<String>,
+    dimensions: Option<u32>,
+    user: Option<String>,
+}
+
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
     description = "OpenAI's embeddings: `model`, `input` (text or texts), `encoding_format`, `dimensions`.",
-    request_body = crate::http::openapi::Object,
+    request_body = EmbeddingBody,
     responses((status = 200, description = "A `list` of `embedding`s", body = crate::http::openapi::Object),
         (status = 400, description = "`invalid_request`, `unsupported_parameter`, `no_embedding_model` or `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),

@@ -106,6 +106,13 @@ fn operations_carry_security_and_their_errors() {
             }
         }
     }
+    let mut ids = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "operationId {id} twice");
+        }
+    }
     let admin = &doc["paths"]["/api/users"]["get"];
     assert_eq!(admin["x-hearth-role"], "admin");
     assert_eq!(admin["security"][0]["bearer"][0], "admin");
