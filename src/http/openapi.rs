@@ -333,6 +333,14 @@ fn complete(path: &str, operation: &mut Operation) {
         }
         operation.extensions.get_or_insert_with(Default::default).merge(extensions);
     }
+    // Handlers that reach the store, the index or a worker thread; the static files and
+    // answers that read memory only cannot fail this way.
+    let static_answer = matches!(path, "/" | "/api/health" | "/ca.crt" | "/ca.der" | "/api/openapi.json")
+        || path.starts_with("/assets/")
+        || path.starts_with("/.well-known/");
+    if !static_answer {
+        add(500, "`storage_error`, `search_error`, `engine_error` or `internal_error`: a failure on the box (logged)");
+    }
     let json_body =
         operation.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
     if json_body {
