@@ -51,7 +51,6 @@ pub struct NewToken {
     expires_in_days: Option<u32>,
 }
 
-/// `GET /api/users`
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct UserList {
@@ -109,6 +108,7 @@ struct SystemBody {
     uptime_seconds: u64,
 }
 
+/// `GET /api/users`
 #[utoipa::path(get, path = "/api/users", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
     responses((status = 200, description = "Every account", body = inline(UserList))))]
 pub async fn list_users(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {

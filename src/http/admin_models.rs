@@ -25,7 +25,6 @@ fn blocking_failed(e: actix_web::error::BlockingError) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-/// `GET /api/admin/models`: every manifest model, where it is installed, and its pull.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct ModelList {
@@ -41,6 +40,7 @@ struct PullStarted {
     pull: serde_json::Map<String, serde_json::Value>,
 }
 
+/// `GET /api/admin/models`: every manifest model, where it is installed, and its pull.
 #[utoipa::path(get, path = "/api/admin/models", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
     responses((status = 200, description = "The manifest's models, whether each is installed, and pulls", body = inline(ModelList))))]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {

@@ -9,8 +9,6 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// `GET /api/admin/users/{id}/skills`: each skill the box has, its default, this user's
-/// setting and whether they have it.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct UserSkills {
@@ -24,6 +22,8 @@ struct OwnSkills {
     skills: Vec<crate::skills::Standing>,
 }
 
+/// `GET /api/admin/users/{id}/skills`: each skill the box has, its default, this user's
+/// setting and whether they have it.
 #[utoipa::path(get, path = "/api/admin/users/{id}/skills", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
     responses((status = 200, description = "Each skill and whether the user may use it", body = inline(UserSkills)),
         (status = 404, description = "`not_found`: no such user")))]

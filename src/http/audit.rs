@@ -64,7 +64,6 @@ impl Query {
     }
 }
 
-/// `GET /api/audit`
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct AuditPage {
@@ -73,6 +72,7 @@ struct AuditPage {
     next_before: Option<i64>,
 }
 
+/// `GET /api/audit`
 #[utoipa::path(get, path = "/api/audit", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(Query),
     responses((status = 200, description = "Entries, newest first; `next_before` pages on", body = inline(AuditPage)),
         (status = 400, description = "`invalid_request`: a limit outside 1-500, an unknown action or outcome")))]

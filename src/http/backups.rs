@@ -13,7 +13,6 @@ use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-/// `GET /api/admin/backups`: the archives (newest first), the one under way, the last result.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct BackupStarted {
@@ -36,6 +35,7 @@ struct RetentionRun {
     deleted: Vec<crate::store::RetentionDeleted>,
 }
 
+/// `GET /api/admin/backups`: the archives (newest first), the one under way, the last result.
 #[utoipa::path(get, path = "/api/admin/backups", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
     responses((status = 200, description = "The backups made and the running one", body = crate::http::openapi::Object)))]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {

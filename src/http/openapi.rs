@@ -24,6 +24,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{
@@ -372,6 +373,25 @@ fn complete(path: &str, operation: &mut Operation) {
     }
     for (status, response) in responses.iter_mut() {
         let RefOr::T(response) = response else { continue };
+        let header = |text: &str, kind: Type| {
+            let mut header = Header::new(ObjectBuilder::new().schema_type(kind));
+            header.description = Some(text.to_string());
+            header
+        };
+        match status.as_str() {
+            "401" => {
+                let text = "`Bearer` (with `unauthorized`)";
+                response
+                    .headers
+                    .entry("WWW-Authenticate".into())
+                    .or_insert_with(|| header(text, Type::String));
+            }
+            "429" | "503" => {
+                let text = "Seconds to wait before retrying (where the code calls for it)";
+                response.headers.entry("Retry-After".into()).or_insert_with(|| header(text, Type::Integer));
+            }
+            _ => {}
+        }
         let is_error = status.starts_with('4') || status.starts_with('5');
         if is_error && response.content.is_empty() {
             response.content.insert("application/json".into(), Content::new(Some(error_schema.clone())));
