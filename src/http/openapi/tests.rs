@@ -2,8 +2,8 @@ use super::*;
 use std::collections::BTreeSet;
 
 /// Every method and path `http/mod.rs` registers (`resource("…")` then its
-/// `web::method()` routes, the Ollama scope's prefix applying to the resources after it)
-/// and the locked server's (`.route("…", web::method()…)` in `locked.rs`).
+/// `web::method()` routes, or `.route("…", web::method()…)`; the Ollama scope's prefix
+/// applies to the resources after it) and the locked server's (`locked.rs`).
 fn registered() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     let source = include_str!("../mod.rs");
@@ -12,6 +12,10 @@ fn registered() -> BTreeSet<(String, String)> {
     while let Some(at) = rest.find(|c| c == 'r' || c == 'w') {
         rest = &rest[at..];
         if let Some(tail) = rest.strip_prefix("resource(\"") {
+            let end = tail.find('"').expect("a closing quote");
+            resource = Some(format!("{prefix}{}", &tail[..end]));
+        } else if let Some(tail) = rest.strip_prefix("route(\"") {
+            // `.route("/path", web::get()...)` straight on the config.
             let end = tail.find('"').expect("a closing quote");
             resource = Some(format!("{prefix}{}", &tail[..end]));
         } else if let Some(tail) = rest.strip_prefix("web::scope(\"") {
