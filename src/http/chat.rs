@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Say hello.", "max_tokens": 8}))]
 pub struct ChatRequest {
     pub message: String,
     #[serde(default)]

@@ -234,6 +234,18 @@ impl ToSchema for EitherErrorBody {
 #[allow(dead_code)]
 pub struct Object {}
 
+/// One server-sent event of a `text/event-stream` answer, as a client reads it: its
+/// `data` is JSON text (OpenAI's chunks and `[DONE]`, Hearth's events).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// The event's name (`token`, `done`, `reminder`...); absent: `message`.
+    pub event: Option<String>,
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
+
 /// `{"ok": true}`.
 #[derive(ToSchema)]
 #[allow(dead_code)]

@@ -120,7 +120,7 @@ fn frame(notice: &Notice) -> Bytes {
 
 #[utoipa::path(get, path = "/api/events", tag = "reminders",
     description = "Server-sent events, endless: the notices the caller missed, then each as it happens (`event: reminder`, `event: workflow`); a comment every 20 s.",
-    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = crate::http::openapi::SseEvent)))]
 pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user_id = caller.user.id;
     // Subscribed before the missed ones are read: a notice in between comes twice at

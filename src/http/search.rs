@@ -53,9 +53,21 @@ struct Result {
     note_title: Option<String>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SearchBody {
+    query: String,
+    total: usize,
+    limit: usize,
+    offset: usize,
+    /// Each hit: `kind`, `score`, `snippet`, its ids and times, and the conversation's
+    /// title, the message's role, the document's name or the note's title.
+    results: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
 #[utoipa::path(get, path = "/api/search", tag = "search", params(Params),
     description = "Searches the caller's messages, documents and notes (`kind`: `message`, `chunk` or `note`).",
-    responses((status = 200, description = "Hits, best first", body = crate::http::openapi::Object),
+    responses((status = 200, description = "Hits, best first", body = inline(SearchBody)),
         (status = 400, description = "`invalid_request`: an empty or long `q`, a bad limit, offset or time"),
         (status = 500, description = "`search_error`: the index is not available")))]
 pub async fn search(

@@ -11,6 +11,7 @@ use serde_json::json;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": "Hello."}))]
 pub struct SpeechRequest {
     /// `tts-1` and the like, or a voice model name: the installed voice answers either way.
     #[serde(default)]

@@ -76,6 +76,7 @@ fn embed_neutral() -> Vec<(&'static str, Value)> {
 /// The requests' fields, for the OpenAPI document (`EmbedRequest`, `EmbeddingsRequest`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"input": "hello"}))]
 struct EmbedBody {
     model: Option<String>,
     /// A text or texts.
@@ -89,6 +90,7 @@ struct EmbedBody {
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"prompt": "hello"}))]
 struct EmbeddingsBody {
     model: Option<String>,
     prompt: String,
@@ -97,9 +99,18 @@ struct EmbeddingsBody {
     keep_alive: Option<serde_json::Value>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbedReply {
+    model: String,
+    embeddings: Vec<Vec<f32>>,
+    total_duration: u64,
+    prompt_eval_count: u64,
+}
+
 #[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = EmbedBody,
     description = "Ollama's embed: `model`, `input` (text or texts), `truncate`, `options`.",
-    responses((status = 200, description = "`embeddings`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+    responses((status = 200, description = "`embeddings`", body = inline(EmbedReply)), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),
         (status = 429, description = "`overloaded` or `rate_limited`"),
         (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
@@ -131,9 +142,15 @@ pub async fn embed(
     })))
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingReply {
+    embedding: Vec<f32>,
+}
+
 #[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = EmbeddingsBody,
     description = "Ollama's older embeddings: `model`, `prompt`.",
-    responses((status = 200, description = "`embedding`", body = crate::http::openapi::Object), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+    responses((status = 200, description = "`embedding`", body = inline(EmbeddingReply)), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),
         (status = 429, description = "`overloaded` or `rate_limited`"),
         (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),

@@ -76,6 +76,7 @@ impl GenerateRequest {
 /// The request's fields, for the OpenAPI document (`GenerateRequest` reads them).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"prompt": "Why is the sky blue?", "stream": false, "options": {"num_predict": 8}}))]
 struct GenerateBody {
     model: Option<String>,
     prompt: Option<String>,

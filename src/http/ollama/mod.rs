@@ -50,6 +50,7 @@ enum ApiChatBody {
 /// Ollama's chat request.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"messages": [{"role": "user", "content": "Say hello."}], "stream": false, "options": {"num_predict": 8}}))]
 struct OllamaChatBody {
     model: Option<String>,
     messages: Vec<OllamaMessage>,
@@ -117,7 +118,7 @@ struct OllamaChatReply {
 #[utoipa::path(post, path = "/api/chat", tag = "chat",
     description = "Two in one. Hearth's chat: `{\"message\", \"conversation_id\"?, \"stream\"?, ...}` gives the reply, its conversation, usage and citations (`stream`: server-sent events). Ollama's chat, when the body has `messages`: `model`, `messages`, `stream` (default true: NDJSON), `tools`, `format`, `options`...; its errors come in Ollama's shape.",
     request_body = ApiChatBody,
-    responses((status = 200, description = "The reply: Hearth's (JSON, or server-sent events `token`, `tool_call`, `tool_result`... `done`), or Ollama's (JSON, or NDJSON)", content((ApiChatReply = "application/json"), (String = "text/event-stream"), (String = "application/x-ndjson"))),
+    responses((status = 200, description = "The reply: Hearth's (JSON, or server-sent events `token`, `tool_call`, `tool_result`... `done`), or Ollama's (JSON, or NDJSON)", content((ApiChatReply = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"), (String = "application/x-ndjson"))),
         (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`, `tools_unsupported`", body = crate::http::openapi::EitherErrorBody),
         (status = 404, description = "`conversation_not_found`, `model_not_found`, `unknown_model`", body = crate::http::openapi::EitherErrorBody),
         (status = 429, description = "`overloaded` or `rate_limited`", body = crate::http::openapi::EitherErrorBody),

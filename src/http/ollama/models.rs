@@ -144,9 +144,30 @@ impl Described {
     }
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TagsBody {
+    models: Vec<TagBody>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TagBody {
+    /// `name:latest`.
+    name: String,
+    model: String,
+    /// RFC 3339.
+    modified_at: String,
+    size: u64,
+    /// The file's sha256 where the manifest knows it, else empty.
+    digest: String,
+    /// `format`, `family`, `parameter_size`, `quantization_level`...
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
 /// `GET /api/tags`: the installed models, the configured one first.
 #[utoipa::path(get, path = "/api/tags", tag = "ollama",
-    responses((status = 200, description = "The installed models (`models`)", body = crate::http::openapi::Object)))]
+    responses((status = 200, description = "The installed models (`models`)", body = inline(TagsBody))))]
 pub async fn tags(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let models: Vec<Value> = described(&state).await.iter().map(Described::listed).collect();
     HttpResponse::Ok().json(json!({ "models": models }))

@@ -100,6 +100,7 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
 /// The request's fields, for the OpenAPI document (`ChatCompletionRequest` reads them).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"model": "default", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}))]
 struct ChatCompletionBody {
     messages: Vec<ChatMessageBody>,
     /// Hearth extension: answer from the caller's documents, with `citations`.
@@ -152,7 +153,7 @@ struct ChatMessageBody {
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     description = "OpenAI's chat completions: `model`, `messages`, `stream`, `tools`, `tool_choice`, `response_format`, `max_tokens`, `temperature`, `top_p`, `seed`, `stop`... Unknown fields are 400 `unsupported_parameter`.",
     request_body = ChatCompletionBody,
-    responses((status = 200, description = "A `chat.completion`, or with `stream` its chunks as server-sent events ending in `data: [DONE]`", content((crate::http::openapi::Object = "application/json"), (String = "text/event-stream"))),
+    responses((status = 200, description = "A `chat.completion`, or with `stream` its chunks as server-sent events ending in `data: [DONE]`", content((crate::http::openapi::Object = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"))),
         (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded` or `tools_unsupported`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),
         (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),

@@ -36,6 +36,7 @@ enum PromptInput {
 /// The request's fields, for the OpenAPI document (`CompletionRequest` reads them).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"model": "default", "prompt": "Once upon a time", "max_tokens": 8}))]
 struct CompletionBody {
     /// A text (or texts: one only).
     prompt: String,
@@ -60,7 +61,7 @@ struct CompletionBody {
 #[utoipa::path(post, path = "/v1/completions", tag = "openai",
     description = "OpenAI's (legacy) completions: `model`, `prompt`, `stream`, `max_tokens`, `temperature`, `stop`...",
     request_body = CompletionBody,
-    responses((status = 200, description = "A `text_completion`, or with `stream` its chunks as server-sent events", content((crate::http::openapi::Object = "application/json"), (String = "text/event-stream"))),
+    responses((status = 200, description = "A `text_completion`, or with `stream` its chunks as server-sent events", content((crate::http::openapi::Object = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"))),
         (status = 400, description = "`invalid_request`, `unsupported_parameter` or `context_length_exceeded`"),
         (status = 404, description = "`model_not_found` / `unknown_model`"),
         (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
