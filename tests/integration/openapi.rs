@@ -63,7 +63,9 @@ fn fuzz(server: &Server, schema: &std::path::Path, token: &str, run: Run) -> Res
         .args(["--workers", "1"])
         .args(["--request-timeout", "120"])
         .args(["--suppress-health-check", "all"])
-        .arg("--no-color");
+        .arg("--no-color")
+        // Its cache (`.schemathesis/`) goes to the test's data dir, not the repository.
+        .current_dir(&server.data_dir);
     let out = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", python()));
     let report =
         format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
