@@ -41,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// `/api/chat`'s two bodies.
 #[derive(utoipa::ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)] // for the document only, never built
 enum ApiChatBody {
     Hearth(super::chat::ChatRequest),
     Ollama(OllamaChatBody),
@@ -89,7 +89,7 @@ struct OllamaMessage {
 /// `/api/chat`'s two answers.
 #[derive(utoipa::ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)] // for the document only, never built
 enum ApiChatReply {
     Hearth(super::chat::ChatResponse),
     Ollama(OllamaChatReply),

@@ -9,7 +9,7 @@ fn registered() -> BTreeSet<(String, String)> {
     let source = include_str!("../mod.rs");
     let (mut prefix, mut resource) = (String::new(), None::<String>);
     let mut rest = source;
-    while let Some(at) = rest.find(|c| c == 'r' || c == 'w') {
+    while let Some(at) = rest.find(['r', 'w']) {
         rest = &rest[at..];
         if let Some(tail) = rest.strip_prefix("resource(\"") {
             let end = tail.find('"').expect("a closing quote");
