@@ -13,8 +13,9 @@
 //!   `{"error": {"code", "message", "type"}}`, whose `code` lists every stable code of
 //!   `error.rs`, or Ollama's `{"error", "code"}` on the Ollama API's own paths.
 //!
-//! The test below compares the document with the routes `http/mod.rs` and `locked.rs`
-//! register, method by method, so a route cannot be added without its annotation.
+//! The tests compare the document with the routes `http/mod.rs` and `locked.rs`
+//! register, method by method, so a route cannot be added without its annotation, and
+//! each handler's [`super::Admin`] argument with its annotation's `x-hearth-role`.
 
 use super::Caller;
 use crate::auth::scopes::Scope;

@@ -122,3 +122,37 @@ fn operations_carry_security_and_their_errors() {
     assert_eq!(admin["security"][0]["bearer"][0], "admin");
     assert_eq!(doc["paths"]["/api/notes"]["get"]["x-hearth-scope"], "chat");
 }
+
+/// Each annotated handler's role in the document is the one its signature demands: an
+/// [`crate::http::Admin`] argument, and `x-hearth-role = "admin"` in its annotation, go
+/// together (read from the sources of `src/http/`).
+#[test]
+fn admin_handlers_and_admin_annotations_go_together() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"), &mut files);
+    let mut checked = 0;
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for block in source.split("#[utoipa::path(").skip(1) {
+            let start = block.find("async fn ").expect("an annotated fn");
+            let (annotation, function) = block.split_at(start);
+            let signature = &function[..function.find('{').unwrap_or(function.len())];
+            let takes_admin = signature.contains(": Admin");
+            let says_admin = annotation.contains(r#""x-hearth-role" = json!("admin")"#);
+            let name = signature.split(['(', '<']).next().unwrap_or_default();
+            assert_eq!(takes_admin, says_admin, "{}: {name}", file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "only {checked} annotated handlers found");
+}
