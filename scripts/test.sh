@@ -14,9 +14,10 @@ cargo build --locked
 python3 models/fetch.py test default all-minilm-l6-v2 whisper-tiny-en whisper-base piper-joe onnxruntime --hearth "${CARGO_TARGET_DIR:-target}/debug/hearth" >/dev/null
 
 venv=.venv-test
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, ollama, wyoming' 2>/dev/null; then
+# schemathesis fuzzes the OpenAPI document against the real server (tests/integration/openapi.rs).
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, ollama, wyoming, schemathesis' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' 'ollama>=0.4,<1' 'wyoming>=1.5,<2' >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check 'openai>=1.30,<3' 'ollama>=0.4,<1' 'wyoming>=1.5,<2' 'schemathesis>=4,<5' >&2
 fi
 export HEARTH_TEST_PYTHON="$PWD/$venv/bin/python"
 

@@ -124,7 +124,7 @@ impl FinishReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -143,7 +143,7 @@ impl Usage {
 }
 
 /// Where the time went, in llama-server's field names (benchmarks compare the two).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default, utoipa::ToSchema)]
 pub struct Timings {
     /// Prompt tokens evaluated for this request.
     pub prompt_n: u32,

@@ -27,14 +27,14 @@ use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use tokio::sync::OwnedSemaphorePermit;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     name: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
     code: String,
@@ -46,7 +46,7 @@ pub struct OnboardRequest {
     language: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current: String,
@@ -162,7 +162,41 @@ async fn start_session(state: &AppState, req: &HttpRequest, user: User) -> Resul
         .json(json!({ "user": user })))
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OnboardStatus {
+    needed: bool,
+    /// The local CA's fingerprint, to compare with the console's.
+    ca_fingerprint: Option<String>,
+    /// `{"configured": "en"}` or `{"default": "en"}`: the voice language question.
+    language: serde_json::Map<String, serde_json::Value>,
+    encrypted: bool,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct LoggedIn {
+    user: User,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Me {
+    user: User,
+    /// `session` or `token`.
+    auth: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PasswordChanged {
+    ok: Option<bool>,
+    user: Option<User>,
+}
+
 /// `GET /api/onboard`: whether first-run onboarding is still open.
+#[utoipa::path(get, path = "/api/onboard", tag = "account", description = "Whether first-run onboarding is still open; public.",
+    responses((status = 200, description = "Onboarding's state", body = inline(OnboardStatus))))]
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let needed = state.store.run(|store| store.needs_onboarding()).await?;
     // The setup page shows the local CA's fingerprint, to compare with the console's
@@ -181,6 +215,15 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// `POST /api/onboard`: creates the first administrator with a setup code, logs in.
+#[utoipa::path(post, path = "/api/onboard", tag = "account", description = "Creates the first administrator with the setup code and logs in (sets the session cookie); public, needs `X-Hearth-CSRF: 1`.",
+    params(("X-Hearth-CSRF" = String, Header, description = "`1`")),
+    request_body = OnboardRequest,
+    responses((status = 200, description = "Onboarded and logged in", body = inline(LoggedIn), headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 400, description = "`invalid_request`: a weak password, an unknown language"),
+        (status = 401, description = "`invalid_setup_code`"),
+        (status = 403, description = "`csrf_rejected`: no `X-Hearth-CSRF: 1`"),
+        (status = 409, description = "`already_onboarded`"),
+        (status = 429, description = "`too_many_attempts`: too many failures from this address, or the box is busy checking others")))]
 pub async fn onboard(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -260,6 +303,13 @@ pub async fn onboard(
 }
 
 /// `POST /api/login`: name and password in, session cookie out.
+#[utoipa::path(post, path = "/api/login", tag = "account", description = "Name and password in, session cookie out; public, needs `X-Hearth-CSRF: 1`.",
+    params(("X-Hearth-CSRF" = String, Header, description = "`1`")),
+    request_body = LoginRequest,
+    responses((status = 200, description = "Logged in", body = inline(LoggedIn), headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 401, description = "`invalid_credentials`"),
+        (status = 403, description = "`csrf_rejected`: no `X-Hearth-CSRF: 1`"),
+        (status = 429, description = "`too_many_attempts`: too many failures from this address, or the box is busy checking others")))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -312,6 +362,8 @@ pub async fn login(
 }
 
 /// `POST /api/logout`: ends this session and clears the cookie.
+#[utoipa::path(post, path = "/api/logout", tag = "account", description = "Ends this session (with a token: nothing to end) and clears the cookie.",
+    responses((status = 200, description = "Logged out", body = crate::http::openapi::Done)))]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -328,6 +380,8 @@ pub async fn logout(
 }
 
 /// `GET /api/me`: who is logged in, and how.
+#[utoipa::path(get, path = "/api/me", tag = "account",
+    responses((status = 200, description = "Who is calling, and how", body = inline(Me))))]
 pub async fn me(caller: Caller) -> HttpResponse {
     let via = match caller.credential {
         Credential::Session(_) => "session",
@@ -337,6 +391,12 @@ pub async fn me(caller: Caller) -> HttpResponse {
 }
 
 /// `PUT /api/me/password`: changes the caller's own password; other sessions end.
+#[utoipa::path(put, path = "/api/me/password", tag = "account", description = "Changes the caller's own password; other sessions end. With a session, a new session cookie comes back.",
+    request_body = PasswordChange,
+    responses((status = 200, description = "Changed (`{\"ok\": true}` with a token, `{\"user\"}` and a new cookie with a session)", body = inline(PasswordChanged)),
+        (status = 400, description = "`invalid_request`: a weak new password"),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong"),
+        (status = 429, description = "`too_many_attempts`")))]
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -16,7 +16,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
@@ -25,20 +25,21 @@ pub struct NewUser {
     admin: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPassword {
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TokenFilter {
     #[serde(default)]
     all: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     label: String,
@@ -53,13 +54,75 @@ pub struct NewToken {
     requests_per_minute: Option<u32>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserList {
+    users: Vec<crate::store::Account>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CreatedUser {
+    user: crate::store::User,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PasswordSet {
+    ok: bool,
+    tokens_revoked: usize,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DisabledSet {
+    ok: bool,
+    disabled: bool,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TokenList {
+    tokens: Vec<crate::store::TokenInfo>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CreatedToken {
+    id: i64,
+    label: String,
+    prefix: String,
+    /// The secret: shown this once.
+    token: String,
+    scopes: Vec<String>,
+    expires_at: Option<i64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SystemBody {
+    /// The latest sample: CPU, memory, swap, disk, temperatures, throttling.
+    system: serde_json::Map<String, serde_json::Value>,
+    /// Earlier samples (`at_ms`, `cpu_percent`, `memory_available_bytes`, ...).
+    history: Vec<serde_json::Map<String, serde_json::Value>>,
+    interval_seconds: f64,
+    engine: serde_json::Map<String, serde_json::Value>,
+    governor: serde_json::Value,
+    uptime_seconds: u64,
+}
+
 /// `GET /api/users`
+#[utoipa::path(get, path = "/api/users", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
+    responses((status = 200, description = "Every account", body = inline(UserList))))]
 pub async fn list_users(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let users = state.store.run(|store| store.list_accounts()).await?;
     Ok(json(&json!({ "users": users })))
 }
 
 /// `POST /api/users`: a user who logs in with a password.
+#[utoipa::path(post, path = "/api/users", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), request_body = NewUser,
+    responses((status = 201, description = "Created", body = inline(CreatedUser)),
+        (status = 400, description = "`invalid_request`: a weak password, a bad or taken name")))]
 pub async fn create_user(
     state: web::Data<AppState>,
     admin: Admin,
@@ -79,6 +142,11 @@ pub async fn create_user(
 
 /// `PUT /api/users/{id}/password`: sets any user's password (e.g. one made with the
 /// CLI, who has none yet); that user's sessions end.
+#[utoipa::path(put, path = "/api/users/{id}/password", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)), request_body = NewPassword,
+    description = "Sets a user's password; their sessions end and, for another user, their tokens are revoked.",
+    responses((status = 200, description = "Set", body = inline(PasswordSet)),
+        (status = 400, description = "`invalid_request`: a weak password"),
+        (status = 404, description = "`not_found`: no such user")))]
 pub async fn set_password(
     state: web::Data<AppState>,
     admin: Admin,
@@ -114,7 +182,35 @@ pub async fn set_password(
 
 /// `POST /api/users/{id}/disable` and `/enable`: a disabled account's credentials are
 /// refused at once (live connections too); its data stays.
-pub async fn set_disabled(
+/// `POST /api/users/{id}/disable`: refuses the user's credentials, keeps their data.
+#[utoipa::path(post, path = "/api/users/{id}/disable", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
+    responses((status = 200, description = "Disabled", body = inline(DisabledSet)),
+        (status = 400, description = "`invalid_request`: your own account"),
+        (status = 404, description = "`not_found`: no such user")))]
+pub async fn disable(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(req, state, admin, id).await
+}
+
+/// `POST /api/users/{id}/enable`.
+#[utoipa::path(post, path = "/api/users/{id}/enable", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
+    responses((status = 200, description = "Enabled", body = inline(DisabledSet)),
+        (status = 400, description = "`invalid_request`: your own account"),
+        (status = 404, description = "`not_found`: no such user")))]
+pub async fn enable(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(req, state, admin, id).await
+}
+
+async fn set_disabled(
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     admin: Admin,
@@ -135,6 +231,11 @@ pub async fn set_disabled(
 
 /// `DELETE /api/users/{id}`: the account and everything it owns (conversations,
 /// documents, tokens, its entries in the search index and its cached keys and values).
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
+    description = "Deletes a user with all their data.",
+    responses((status = 200, description = "Deleted", body = crate::http::openapi::Done),
+        (status = 400, description = "`invalid_request`: your own account"),
+        (status = 404, description = "`not_found`: no such user")))]
 pub async fn delete_user(
     state: web::Data<AppState>,
     admin: Admin,
@@ -155,6 +256,10 @@ pub async fn delete_user(
 
 /// `GET /api/tokens[?all=true]`: the caller's tokens; every user's for an admin asking for
 /// all (from an address `server.admin_allow` lets in; recorded as an `admin_read`).
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens", params(TokenFilter),
+    description = "The caller's tokens; an administrator's `all=true`: every user's (recorded in the audit log).",
+    responses((status = 200, description = "Tokens (never their secrets)", body = inline(TokenList)),
+        (status = 403, description = "`admin_address_refused`: `all=true` from an address `server.admin_allow` does not let in")))]
 pub async fn list_tokens(
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
@@ -173,6 +278,11 @@ pub async fn list_tokens(
 }
 
 /// `POST /api/tokens`: a new token for the caller; the secret is in this answer only.
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = NewToken,
+    description = "A new API token for the caller; its secret is shown once.",
+    responses((status = 201, description = "The token, with its secret", body = inline(CreatedToken)),
+        (status = 400, description = "`invalid_request`: a label outside 1-64 characters, an unknown scope, a bad expiry"),
+        (status = 403, description = "`insufficient_scope`: scopes the caller's credential lacks")))]
 pub async fn create_token(
     state: web::Data<AppState>,
     caller: Caller,
@@ -211,6 +321,10 @@ pub async fn create_token(
 
 /// `DELETE /api/tokens/{id}`: revokes one of the caller's tokens (any token, for an admin
 /// from an address `server.admin_allow` lets in; elsewhere an admin is as any user).
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
+    description = "Revokes one of the caller's tokens (an administrator: anyone's).",
+    responses((status = 200, description = "Revoked", body = crate::http::openapi::Done),
+        (status = 404, description = "`not_found`: no such token of the caller's")))]
 pub async fn revoke_token(
     state: web::Data<AppState>,
     caller: Caller,
@@ -234,6 +348,8 @@ fn admin_address_ok(state: &AppState, caller: &Caller) -> bool {
 
 /// `GET /api/system`: the sampler's latest figures and its recent history (oldest first),
 /// with the engine's, for the admin page.
+#[utoipa::path(get, path = "/api/system", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
+    responses((status = 200, description = "The machine's figures, their history, the engine's and the governor's state", body = inline(SystemBody))))]
 pub async fn system(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let m = &state.metrics;
     let latest = state.sampler.latest();

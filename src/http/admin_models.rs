@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::path::PathBuf;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullRequest {
     /// A manifest name (or file), or `default`.
@@ -25,7 +25,24 @@ fn blocking_failed(e: actix_web::error::BlockingError) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ModelList {
+    /// Each with `name`, `file`, `role`, `license`, `bytes`, `description`, `default`,
+    /// `installed`, `path`, `restart_required`, `pull`.
+    models: Vec<serde_json::Map<String, serde_json::Value>>,
+    folder: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PullStarted {
+    pull: serde_json::Map<String, serde_json::Value>,
+}
+
 /// `GET /api/admin/models`: every manifest model, where it is installed, and its pull.
+#[utoipa::path(get, path = "/api/admin/models", tag = "admin", extensions(("x-hearth-role" = json!("admin"))),
+    responses((status = 200, description = "The manifest's models, whether each is installed, and pulls", body = inline(ModelList))))]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let data_dir = state.settings.storage.data_dir.clone();
     let configured = PathBuf::from(&state.settings.model.path);
@@ -55,6 +72,11 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
 /// `POST /api/admin/models/pull`: starts downloading a manifest model into
 /// `<data_dir>/models` and answers 202 with the pull's state; poll `GET /api/admin/models`
 /// for its progress. One pull per model at a time (409 `pull_in_progress`).
+#[utoipa::path(post, path = "/api/admin/models/pull", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), request_body = PullRequest,
+    responses((status = 202, description = "The download started", body = inline(PullStarted)),
+        (status = 404, description = "`unknown_model`: not in the manifest"),
+        (status = 409, description = "`pull_in_progress`"),
+        (status = 503, description = "`fetcher_unavailable`: no way to download on this box")))]
 pub async fn pull(
     state: web::Data<AppState>,
     admin: Admin,

@@ -9,8 +9,24 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserSkills {
+    user_id: i64,
+    skills: Vec<crate::skills::Standing>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OwnSkills {
+    skills: Vec<crate::skills::Standing>,
+}
+
 /// `GET /api/admin/users/{id}/skills`: each skill the box has, its default, this user's
 /// setting and whether they have it.
+#[utoipa::path(get, path = "/api/admin/users/{id}/skills", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
+    responses((status = 200, description = "Each skill and whether the user may use it", body = inline(UserSkills)),
+        (status = 404, description = "`not_found`: no such user")))]
 pub async fn of_user(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -24,6 +40,11 @@ pub async fn of_user(
 /// `PUT /api/admin/users/{id}/skills` `{"clock": false, "calculate": true, "weather": null}`:
 /// on, off, or back to the box's default (`null`). All or nothing: an unknown name is a 400
 /// `unknown_skill` and nothing changes. Answers as the `GET`.
+#[utoipa::path(put, path = "/api/admin/users/{id}/skills", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
+    request_body(content = inline(std::collections::BTreeMap<String, Option<bool>>), description = "Skill name to allowed (`true`/`false`) or the default (`null`)"),
+    responses((status = 200, description = "The user's skills now", body = inline(UserSkills)),
+        (status = 400, description = "`unknown_skill`"),
+        (status = 404, description = "`not_found`: no such user")))]
 pub async fn set_for_user(
     state: web::Data<AppState>,
     admin: Admin,
@@ -39,6 +60,8 @@ pub async fn set_for_user(
 }
 
 /// `GET /api/skills`: the skills the box has and whether the caller has each.
+#[utoipa::path(get, path = "/api/skills", tag = "skills",
+    responses((status = 200, description = "The skills the caller may use", body = inline(OwnSkills))))]
 pub async fn own(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let skills = state.assistant.skills().standings_of(caller.user.id).await?;
     Ok(json(&json!({ "skills": skills })))

@@ -103,6 +103,17 @@ fn response_format(raw: Option<&str>) -> Result<ResponseFormat, ApiError> {
     })
 }
 
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
+    description = "OpenAI's transcriptions: multipart `file` (WAV), `model`, `language`, `prompt`, `response_format` (`json`, `text`, `verbose_json`, `srt`, `vtt`), `temperature`.",
+    request_body(content = crate::http::openapi::Object, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The transcript in the format asked", content((crate::http::openapi::Object = "application/json"), (String = "text/plain"), (String = "application/x-subrip"), (String = "text/vtt"))),
+        (status = 400, description = "`invalid_request` or `invalid_audio`"),
+        (status = 413, description = "`payload_too_large` or `audio_too_long`"),
+        (status = 415, description = "`unsupported_media_type`: not multipart"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn transcriptions(
     state: web::Data<AppState>,
     _caller: Caller,

@@ -13,7 +13,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     #[serde(default)]
@@ -63,7 +64,18 @@ impl Query {
     }
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct AuditPage {
+    /// Each with `id`, `at`, `actor`, `action`, `target`, `outcome`, `detail`...
+    entries: Vec<serde_json::Map<String, serde_json::Value>>,
+    next_before: Option<i64>,
+}
+
 /// `GET /api/audit`
+#[utoipa::path(get, path = "/api/audit", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(Query),
+    responses((status = 200, description = "Entries, newest first; `next_before` pages on", body = inline(AuditPage)),
+        (status = 400, description = "`invalid_request`: a limit outside 1-500, an unknown action or outcome")))]
 pub async fn list(
     state: web::Data<AppState>,
     _admin: Admin,

@@ -36,7 +36,7 @@ const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/login", "/api/onboard", "/c
 /// Inbound webhooks carry a signature instead of a token (`channels/hooks.rs`).
 const SIGNED_PREFIX: &str = "/api/hooks/";
 
-fn is_public(path: &str) -> bool {
+pub(super) fn is_public(path: &str) -> bool {
     PUBLIC_PATHS.contains(&path)
         || path.starts_with(SIGNED_PREFIX)
         || path == "/"

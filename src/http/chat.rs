@@ -16,8 +16,9 @@ use crate::skills::ToolRun;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Say hello.", "max_tokens": 8}))]
 pub struct ChatRequest {
     pub message: String,
     #[serde(default)]
@@ -44,12 +45,13 @@ pub struct ChatRequest {
     pub skills: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatResponse {
     pub conversation_id: String,
     pub message_id: i64,
     pub reply: String,
     pub model: String,
+    #[schema(value_type = String)]
     pub finish_reason: &'static str,
     pub usage: Usage,
     pub timings: Timings,
@@ -59,8 +61,10 @@ pub struct ChatResponse {
     /// Whether the caller's documents were consulted.
     pub knowledge: bool,
     /// The document excerpts given to the model, numbered as the reply cites them.
+    #[schema(value_type = Vec<Object>)]
     pub citations: Vec<Citation>,
     /// The skills the reply called, in order, with what they answered.
+    #[schema(value_type = Vec<Object>)]
     pub tool_calls: Vec<ToolRun>,
 }
 

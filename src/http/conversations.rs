@@ -7,6 +7,22 @@ use crate::store::{Conversation, Message, StoreError};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ConversationList {
+    conversations: Vec<Conversation>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Renamed {
+    ok: bool,
+    title: String,
+}
+
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(Page),
+    responses((status = 200, description = "The caller's conversations, newest first", body = inline(ConversationList)),
+        (status = 400, description = "`invalid_request`: a limit outside 1-500")))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -18,13 +34,16 @@ pub async fn list(
     Ok(json(&serde_json::json!({ "conversations": conversations })))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ConversationWithMessages {
     #[serde(flatten)]
     conversation: Conversation,
     messages: Vec<Message>,
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
+    responses((status = 200, description = "The conversation and its messages", body = inline(ConversationWithMessages)),
+        (status = 404, description = "`conversation_not_found`")))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -49,7 +68,7 @@ pub async fn get(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
     title: String,
@@ -63,6 +82,10 @@ fn not_found_as_conversation(e: StoreError) -> ApiError {
 }
 
 /// `PATCH /api/conversations/{id}` with `{"title"}`.
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)), request_body = Rename,
+    responses((status = 200, description = "Renamed", body = inline(Renamed)),
+        (status = 400, description = "`invalid_request`: the title must have 1-200 characters"),
+        (status = 404, description = "`conversation_not_found`")))]
 pub async fn rename(
     state: web::Data<AppState>,
     caller: Caller,
@@ -84,6 +107,9 @@ pub async fn rename(
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and its messages.
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path)),
+    responses((status = 200, description = "Deleted", body = crate::http::openapi::Done),
+        (status = 404, description = "`conversation_not_found`")))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -103,6 +129,9 @@ pub async fn delete(
 
 /// `DELETE /api/conversations/{id}/last-turn`: removes the newest question and its
 /// reply, so the web UI can regenerate an answer without duplicating history.
+#[utoipa::path(delete, path = "/api/conversations/{id}/last-turn", tag = "conversations", params(("id" = String, Path)),
+    responses((status = 200, description = "The newest question and its reply are gone", body = crate::http::openapi::Done),
+        (status = 404, description = "`conversation_not_found`")))]
 pub async fn delete_last_turn(
     state: web::Data<AppState>,
     caller: Caller,

@@ -118,6 +118,49 @@ async fn read_uploads(mut multipart: Multipart, bounds: &Bounds) -> Result<Vec<U
     Ok(uploads)
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// One or more files.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Uploaded {
+    documents: Vec<crate::store::Enqueued>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Storage {
+    used_bytes: i64,
+    /// `null`: no quota.
+    quota_bytes: Option<u64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocumentList {
+    documents: Vec<crate::store::Document>,
+    storage: Storage,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct JobList {
+    jobs: Vec<crate::store::Job>,
+}
+
+#[utoipa::path(post, path = "/api/documents", tag = "documents",
+    description = "Uploads documents (multipart `file` fields, at most 20) for ingestion into the knowledge base; each gets an ingest job.",
+    request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
+    responses((status = 202, description = "Stored; ingestion runs as jobs", body = inline(Uploaded)),
+        (status = 400, description = "`invalid_request`: no `file` field, an empty file, more than 20 files, a broken upload"),
+        (status = 413, description = "`payload_too_large` (a file over `knowledge.max_upload_bytes`) or `quota_exceeded` (the user's quota)"),
+        (status = 415, description = "`unsupported_media_type`: not multipart, or a kind of file that cannot be read"),
+        (status = 429, description = "`rate_limited`: `limits.uploads_per_day`")))]
 pub async fn upload(
     state: web::Data<AppState>,
     caller: Caller,
@@ -204,6 +247,9 @@ fn detect_error(name: &str, e: ExtractError) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/api/documents", tag = "documents", params(Page),
+    responses((status = 200, description = "The caller's documents and storage", body = inline(DocumentList)),
+        (status = 400, description = "`invalid_request`: a limit outside 1-500")))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -222,6 +268,9 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(get, path = "/api/documents/{id}", tag = "documents", params(("id" = i64, Path)),
+    responses((status = 200, description = "The document", body = crate::store::Document),
+        (status = 404, description = "`document_not_found`")))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -238,6 +287,8 @@ pub async fn get(
 
 /// Deletes the document and its chunks; the index follows before this returns, so the
 /// document is gone from search and answers at once.
+#[utoipa::path(delete, path = "/api/documents/{id}", tag = "documents", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted with its chunks"), (status = 404, description = "`document_not_found`")))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -260,6 +311,9 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/jobs", tag = "documents", params(Page),
+    responses((status = 200, description = "The caller's jobs", body = inline(JobList)),
+        (status = 400, description = "`invalid_request`: a limit outside 1-500")))]
 pub async fn jobs(
     state: web::Data<AppState>,
     caller: Caller,
@@ -270,6 +324,8 @@ pub async fn jobs(
     Ok(json(&serde_json::json!({ "jobs": jobs })))
 }
 
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "documents", params(("id" = String, Path)),
+    responses((status = 200, description = "The job", body = crate::store::Job), (status = 404, description = "`job_not_found`")))]
 pub async fn job(
     state: web::Data<AppState>,
     caller: Caller,

@@ -7,6 +7,25 @@ use crate::models::{manifest, PullState};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+/// `GET /api/health`'s body (the locked server's lacks `uptime_seconds`, `encrypted` and `components`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct HealthBody {
+    /// `ok`, `degraded`, or `locked` (the locked server).
+    status: String,
+    ready: bool,
+    version: String,
+    uptime_seconds: Option<u64>,
+    locked: bool,
+    encrypted: Option<bool>,
+    /// `database`, `index`, `jobs`, `model`, `speech_to_text`, `text_to_speech`, `tls` and
+    /// `models`, each with its readiness.
+    components: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[utoipa::path(get, path = "/api/health", tag = "meta",
+    description = "Liveness and readiness of each component; public. While the box is locked (encrypted, no key yet) the locked server answers `{\"status\": \"locked\", \"locked\": true, \"ready\": false, \"version\"}`.",
+    responses((status = 200, description = "The box's state", body = HealthBody)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     let database_ready = store.run(|s| s.ping()).await.is_ok();
@@ -75,6 +94,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "meta", extensions(("x-hearth-role" = json!("user"))),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }

@@ -19,14 +19,14 @@ use std::time::Duration;
 /// The pause after a wrong passphrase.
 const WRONG_PAUSE: Duration = Duration::from_secs(1);
 
-struct Gate {
+pub(super) struct Gate {
     header: Header,
     keys: Mutex<Option<tokio::sync::oneshot::Sender<Keys>>>,
     attempt: tokio::sync::Mutex<()>,
 }
 
-#[derive(serde::Deserialize)]
-struct UnlockBody {
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub(super) struct UnlockBody {
     passphrase: String,
 }
 
@@ -78,6 +78,12 @@ pub async fn serve(
     Ok(keys)
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Unlocked {
+    unlocked: bool,
+}
+
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "status": "locked",
@@ -126,12 +132,27 @@ async fn try_unlock(gate: &web::Data<Gate>, passphrase: String) -> Result<(), Ap
     }
 }
 
-async fn unlock_json(gate: web::Data<Gate>, body: web::Json<UnlockBody>) -> Result<HttpResponse, ApiError> {
+/// `POST /api/unlock`, served only while the box is locked.
+#[utoipa::path(post, path = "/api/unlock", tag = "meta", description = "Served only while the box is locked (encrypted data, no key file): the passphrase starts the real server. Any other route answers 503 `locked` meanwhile.",
+    request_body = UnlockBody,
+    responses(
+        (status = 200, description = "Unlocked; the service starts", body = inline(Unlocked)),
+        (status = 401, description = "`wrong_key`: wrong passphrase (after a pause)"),
+        (status = 429, description = "`too_many_attempts`: another attempt is running"),
+        (status = 503, description = "`locked`: the box is locked (every other route)")))]
+pub(super) async fn unlock_json(
+    gate: web::Data<Gate>,
+    body: web::Json<UnlockBody>,
+) -> Result<HttpResponse, ApiError> {
     try_unlock(&gate, body.into_inner().passphrase).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "unlocked": true })))
 }
 
-async fn unlock_form(gate: web::Data<Gate>, body: web::Form<UnlockBody>) -> HttpResponse {
+/// `POST /unlock`, the unlock page's form, served only while the box is locked.
+#[utoipa::path(post, path = "/unlock", tag = "meta", description = "The unlock page's form; served only while the box is locked.",
+    request_body(content = UnlockBody, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The page, saying whether it worked", content_type = "text/html", body = String)))]
+pub(super) async fn unlock_form(gate: web::Data<Gate>, body: web::Form<UnlockBody>) -> HttpResponse {
     match try_unlock(&gate, body.into_inner().passphrase).await {
         Ok(()) => {
             page_with("Unlocked. Hearth is starting; <a href=\"/\">continue</a> in a few seconds.", false)

@@ -20,6 +20,7 @@ pub(crate) mod locked;
 mod notes;
 mod ollama;
 mod openai;
+mod openapi;
 mod paging;
 mod peer;
 mod pieces;
@@ -95,11 +96,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(limits::path_config())
         .service(resource("/api/health").route(web::get().to(health::health)))
         .service(resource("/ca.crt").route(web::get().to(transport::ca_certificate)))
-        .service(resource("/ca.der").route(web::get().to(transport::ca_certificate)))
+        .service(resource("/ca.der").route(web::get().to(transport::ca_certificate_der)))
         .service(
             resource("/.well-known/acme-challenge/{token}").route(web::get().to(transport::acme_challenge)),
         )
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/api/openapi.json").route(web::get().to(openapi::document)))
         // Hearth's chat and Ollama's (`messages`): `ollama::api_chat` tells them apart.
         .service(resource("/api/chat").route(web::post().to(ollama::api_chat)))
         .service(resource("/api/conversations").route(web::get().to(conversations::list)))
@@ -171,8 +173,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(resource("/api/users/{id}").route(web::delete().to(admin::delete_user)))
         .service(resource("/api/users/{id}/password").route(web::put().to(admin::set_password)))
-        .service(resource("/api/users/{id}/disable").route(web::post().to(admin::set_disabled)))
-        .service(resource("/api/users/{id}/enable").route(web::post().to(admin::set_disabled)))
+        .service(resource("/api/users/{id}/disable").route(web::post().to(admin::disable)))
+        .service(resource("/api/users/{id}/enable").route(web::post().to(admin::enable)))
         .service(
             resource("/api/tokens")
                 .route(web::get().to(admin::list_tokens))

@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 const MAX_QUERY_CHARS: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default = "default_limit")]
@@ -27,6 +28,16 @@ fn default_limit() -> u32 {
     50
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NoteList {
+    /// With `q`, each also has a `snippet` (`Found`).
+    notes: Vec<crate::store::Note>,
+}
+
+#[utoipa::path(get, path = "/api/notes", tag = "notes", params(ListQuery),
+    responses((status = 200, description = "The caller's notes (with `q`: those that match, each with a `snippet`)", body = inline(NoteList)),
+        (status = 400, description = "`invalid_request`: a limit outside 1-500, an empty or long `q`, `offset` with `q`")))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -54,7 +65,7 @@ pub async fn list(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
     text: String,
@@ -62,6 +73,9 @@ pub struct NewNote {
     title: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/notes", tag = "notes", request_body = NewNote,
+    responses((status = 201, description = "The note", body = crate::store::Note),
+        (status = 400, description = "`invalid_request`: empty or too long")))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -72,6 +86,9 @@ pub async fn create(
     Ok(HttpResponse::Created().json(note))
 }
 
+#[utoipa::path(get, path = "/api/notes/{id}", tag = "notes", params(("id" = i64, Path)),
+    responses((status = 200, description = "The note", body = crate::store::Note),
+        (status = 404, description = "`note_not_found`")))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -80,7 +97,7 @@ pub async fn get(
     Ok(json(&state.notes.get(caller.user.id, id.into_inner()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     #[serde(default)]
@@ -89,6 +106,10 @@ pub struct Change {
     text: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/api/notes/{id}", tag = "notes", params(("id" = i64, Path)), request_body = Change,
+    responses((status = 200, description = "The note", body = crate::store::Note),
+        (status = 400, description = "`invalid_request`: empty or too long"),
+        (status = 404, description = "`note_not_found`")))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -100,6 +121,8 @@ pub async fn update(
     Ok(json(&note))
 }
 
+#[utoipa::path(delete, path = "/api/notes/{id}", tag = "notes", params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "`note_not_found`")))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,

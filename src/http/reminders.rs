@@ -27,13 +27,22 @@ use tokio::sync::broadcast::error::RecvError;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
     all: bool,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ReminderList {
+    reminders: Vec<crate::store::Reminder>,
+}
+
+#[utoipa::path(get, path = "/api/reminders", tag = "reminders", params(ListQuery),
+    responses((status = 200, description = "Pending reminders, soonest first (`all`: every one, newest first)", body = inline(ReminderList))))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -43,7 +52,7 @@ pub async fn list(
     Ok(json(&serde_json::json!({ "reminders": reminders })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReminder {
     #[serde(default)]
@@ -59,6 +68,10 @@ pub struct NewReminder {
     conversation_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/reminders", tag = "reminders", request_body = NewReminder,
+    responses((status = 201, description = "The reminder", body = crate::store::Reminder),
+        (status = 400, description = "`invalid_request`: neither or both of `at` and `in_seconds`, a time that does not parse, a wrong `kind`"),
+        (status = 404, description = "`conversation_not_found`: `conversation_id` is not the caller's")))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -88,6 +101,9 @@ pub async fn create(
     Ok(HttpResponse::Created().json(reminder))
 }
 
+#[utoipa::path(delete, path = "/api/reminders/{id}", tag = "reminders", params(("id" = i64, Path)),
+    responses((status = 200, description = "The cancelled reminder", body = crate::store::Reminder),
+        (status = 404, description = "`not_found`: no such pending reminder of the caller's")))]
 pub async fn cancel(
     state: web::Data<AppState>,
     caller: Caller,
@@ -102,6 +118,9 @@ fn frame(notice: &Notice) -> Bytes {
     sse_event(Some(name), &data.to_string())
 }
 
+#[utoipa::path(get, path = "/api/events", tag = "reminders",
+    description = "Server-sent events, endless: the notices the caller missed, then each as it happens (`event: reminder`, `event: workflow`); a comment every 20 s.",
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = crate::http::openapi::SseEvent)))]
 pub async fn events(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let user_id = caller.user.id;
     // Subscribed before the missed ones are read: a notice in between comes twice at

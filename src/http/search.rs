@@ -14,11 +14,14 @@ use serde::{Deserialize, Serialize};
 const MAX_QUERY_CHARS: usize = 1000;
 const SNIPPET_CHARS: usize = 160;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     q: String,
+    /// `message`, `chunk` or `note`.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     kind: Option<HitKind>,
     #[serde(default)]
     conversation_id: Option<String>,
@@ -50,6 +53,23 @@ struct Result {
     note_title: Option<String>,
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SearchBody {
+    query: String,
+    total: usize,
+    limit: usize,
+    offset: usize,
+    /// Each hit: `kind`, `score`, `snippet`, its ids and times, and the conversation's
+    /// title, the message's role, the document's name or the note's title.
+    results: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[utoipa::path(get, path = "/api/search", tag = "search", params(Params),
+    description = "Searches the caller's messages, documents and notes (`kind`: `message`, `chunk` or `note`).",
+    responses((status = 200, description = "Hits, best first", body = inline(SearchBody)),
+        (status = 400, description = "`invalid_request`: an empty or long `q`, a bad limit, offset or time"),
+        (status = 500, description = "`search_error`: the index is not available")))]
 pub async fn search(
     state: web::Data<AppState>,
     caller: Caller,

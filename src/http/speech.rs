@@ -9,8 +9,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": "Hello."}))]
 pub struct SpeechRequest {
     /// `tts-1` and the like, or a voice model name: the installed voice answers either way.
     #[serde(default)]
@@ -35,6 +36,16 @@ pub struct SpeechRequest {
     pub stream_format: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "openai",
+    description = "OpenAI's speech: `input`, `voice`, `model`, `response_format` (`wav`, `pcm`), `speed`.",
+    request_body = SpeechRequest,
+    responses((status = 200, description = "The speech", content(("audio/wav"), ("audio/pcm"))),
+        (status = 400, description = "`invalid_request`"),
+        (status = 404, description = "`voice_not_found`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn speech(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -101,6 +112,8 @@ fn pcm_bytes(samples: &[i16]) -> bytes::Bytes {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>().into()
 }
 
+#[utoipa::path(get, path = "/v1/audio/voices", tag = "openai",
+    responses((status = 200, description = "The voices (`object: list`, `voices`)", body = crate::http::openapi::Object)))]
 pub async fn voices(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "object": "list", "voices": state.voice.tts.voices() }))
 }

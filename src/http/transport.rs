@@ -68,6 +68,11 @@ pub async fn guard(
 
 /// `GET /ca.crt` (PEM) and `/ca.der` (DER): the local CA's certificate, without login, for
 /// installing on phones and computers. 404 unless `tls.mode` is `local`.
+#[utoipa::path(get, path = "/ca.crt", tag = "meta", description = "The local certificate authority's certificate (PEM), public; `X-Hearth-CA-Fingerprint` is its SHA-256 fingerprint.",
+    responses(
+        (status = 200, description = "The certificate", content_type = "application/x-x509-ca-cert", body = String,
+            headers(("X-Hearth-CA-Fingerprint" = String, description = "SHA-256 fingerprint"))),
+        (status = 404, description = "`not_found`: the box uses no local CA (`tls.mode`)")))]
 pub async fn ca_certificate(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let Some(ca) = state.tls.as_ref().and_then(|t| t.ca.as_ref()) else {
         return ApiError::new(ErrorCode::NotFound, "this box uses no local certificate authority (tls.mode)")
@@ -86,7 +91,22 @@ pub async fn ca_certificate(req: actix_web::HttpRequest, state: web::Data<AppSta
         .body(body)
 }
 
+/// `GET /ca.der`: the same certificate in DER form.
+#[utoipa::path(get, path = "/ca.der", tag = "meta", description = "The local certificate authority's certificate (DER), public.",
+    responses(
+        (status = 200, description = "The certificate", content_type = "application/x-x509-ca-cert", body = String,
+            headers(("X-Hearth-CA-Fingerprint" = String, description = "SHA-256 fingerprint"))),
+        (status = 404, description = "`not_found`: the box uses no local CA (`tls.mode`)")))]
+pub async fn ca_certificate_der(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    ca_certificate(req, state).await
+}
+
 /// `GET /.well-known/acme-challenge/{token}`: the ACME HTTP-01 answer while an order waits.
+#[utoipa::path(get, path = "/.well-known/acme-challenge/{token}", tag = "meta", description = "ACME HTTP-01 challenge answers, public.",
+    params(("token" = String, Path, description = "The challenge's token")),
+    responses(
+        (status = 200, description = "The key authorization", content_type = "application/octet-stream", body = String),
+        (status = 404, description = "`not_found`: no such challenge")))]
 pub async fn acme_challenge(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
     match state.tls.as_ref().and_then(|t| t.http01_answer(&token)) {
         Some(answer) => HttpResponse::Ok().content_type("application/octet-stream").body(answer),

@@ -15,6 +15,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// `GET /`
+#[utoipa::path(get, path = "/", tag = "web", description = "The web UI's page, public (the locked server's unlock page while locked).",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String), (status = 304, description = "Not modified (`If-None-Match`)")))]
 pub async fn index(req: HttpRequest) -> HttpResponse {
     let mut response = serve(&req, &bundle().index, "no-cache");
     let headers = response.headers_mut();
@@ -26,6 +28,12 @@ pub async fn index(req: HttpRequest) -> HttpResponse {
 
 /// `GET /assets/{version}/{file}`. An old version's URL (a page loaded before an
 /// upgrade) gets today's file, revalidated rather than cached forever.
+#[utoipa::path(get, path = "/assets/{version}/{file}", tag = "web", description = "The web UI's files, public; cached for good when `version` is the running one.",
+    params(("version" = String, Path, description = "The bundle's version"), ("file" = String, Path, description = "The file's name")),
+    responses(
+        (status = 200, description = "The file", content(("text/javascript"), ("text/css"), ("image/svg+xml"))),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 404, description = "`not_found`: no such file")))]
 pub async fn asset(req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (version, name) = path.into_inner();
     let bundle = bundle();

@@ -69,6 +69,12 @@ fn check_origin(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/ws", tag = "voice",
+    description = "The web UI's WebSocket (streamed replies, push-to-talk audio): a WebSocket upgrade from the box's own origin.",
+    params(("Upgrade" = String, Header, description = "`websocket`"), ("Sec-WebSocket-Key" = String, Header), ("Sec-WebSocket-Version" = String, Header, description = "`13`")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "`invalid_request`: not a WebSocket handshake"),
+        (status = 403, description = "`forbidden`: another origin")))]
 pub async fn ws(
     req: HttpRequest,
     body: web::Payload,

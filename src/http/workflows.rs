@@ -43,6 +43,30 @@ fn visible(state: &AppState, caller: &Caller, name: &str) -> Result<Loaded, ApiE
         .ok_or_else(|| ApiError::new(ErrorCode::WorkflowNotFound, format!("no workflow is named '{name}'")))
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WorkflowList {
+    workflows: Vec<serde_json::Map<String, serde_json::Value>>,
+    dir: String,
+    /// Administrators only: the files that did not load, and why.
+    errors: Option<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RunStarted {
+    run_id: i64,
+    state: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RunList {
+    runs: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[utoipa::path(get, path = "/api/workflows", tag = "workflows",
+    responses((status = 200, description = "The workflows the caller may use (an administrator: all, and the files' errors)", body = inline(WorkflowList))))]
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let workflows = state.workflows.clone();
     let mine: Vec<Loaded> = workflows.all().into_iter().filter(|l| may_use(&caller, l)).collect();
@@ -57,13 +81,19 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
     Ok(json(&body))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunNow {
     #[serde(default)]
     input: Option<serde_json::Value>,
 }
 
+#[utoipa::path(post, path = "/api/workflows/{name}/run", tag = "workflows", params(("name" = String, Path)),
+    request_body(content = Option<RunNow>, description = "Optional: the run's input"),
+    responses((status = 202, description = "Started", body = inline(RunStarted)),
+        (status = 400, description = "`invalid_request`: input is not an object"),
+        (status = 404, description = "`workflow_not_found`"),
+        (status = 503, description = "`model_not_ready`: what the workflow needs is not available")))]
 pub async fn run(
     state: web::Data<AppState>,
     caller: Caller,
@@ -79,12 +109,15 @@ pub async fn run(
     Ok(HttpResponse::Accepted().json(object!({ "run_id": id, "state": "running" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     enabled: bool,
 }
 
+#[utoipa::path(patch, path = "/api/workflows/{name}", tag = "workflows", params(("name" = String, Path)), request_body = Change,
+    responses((status = 200, description = "The workflow", body = crate::http::openapi::Object),
+        (status = 404, description = "`workflow_not_found`")))]
 pub async fn change(
     state: web::Data<AppState>,
     caller: Caller,
@@ -112,6 +145,9 @@ pub async fn change(
 
 /// `POST /api/workflows/reload` (administrators): reads the workflow files again.
 /// Recorded in the audit log.
+#[utoipa::path(post, path = "/api/workflows/reload", tag = "workflows", extensions(("x-hearth-role" = json!("admin"))),
+    description = "Reads the workflow files again.",
+    responses((status = 200, description = "What was loaded, and the files' errors", body = crate::http::openapi::Object)))]
 pub async fn reload(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, ApiError> {
     let workflows = state.workflows.clone();
     let reloaded = state.store.run(move |_| workflows.reload()).await?;
@@ -120,6 +156,9 @@ pub async fn reload(state: web::Data<AppState>, admin: Admin) -> Result<HttpResp
     Ok(json(&reloaded))
 }
 
+#[utoipa::path(get, path = "/api/workflows/{name}/runs", tag = "workflows", params(("name" = String, Path)),
+    responses((status = 200, description = "The workflow's newest 50 runs", body = inline(RunList)),
+        (status = 404, description = "`workflow_not_found`")))]
 pub async fn runs(
     state: web::Data<AppState>,
     caller: Caller,
@@ -135,6 +174,9 @@ pub async fn runs(
     Ok(json(&object!({ "runs": runs })))
 }
 
+#[utoipa::path(get, path = "/api/workflow-runs/{id}", tag = "workflows", params(("id" = i64, Path)),
+    responses((status = 200, description = "The run and its steps", body = crate::http::openapi::Object),
+        (status = 404, description = "`workflow_run_not_found`")))]
 pub async fn run_record(
     state: web::Data<AppState>,
     caller: Caller,
@@ -161,6 +203,17 @@ async fn read_by_admin(state: &AppState, caller: &Caller, what: String) -> Resul
 }
 
 /// `POST /api/hooks/{name}`: no token; the signature is checked before anything runs.
+#[utoipa::path(post, path = "/api/hooks/{name}", tag = "workflows",
+    description = "An inbound webhook (`[[hooks]]`): no token, signed with HMAC-SHA256 (`X-Hearth-Signature` over `X-Hearth-Timestamp` and the body).",
+    params(("name" = String, Path), ("X-Hearth-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Hearth-Signature" = Option<String>, Header, description = "`sha256=<hex>`")),
+    request_body(content = String, description = "Any body; the hook's workflow reads it", content_type = "application/octet-stream"),
+    responses((status = 200, description = "Received (a duplicate, or done)", body = crate::http::openapi::Object),
+        (status = 202, description = "Accepted: its workflow runs", body = crate::http::openapi::Object),
+        (status = 400, description = "`bad_payload`"),
+        (status = 401, description = "`invalid_signature`"),
+        (status = 404, description = "`hook_not_found`"),
+        (status = 413, description = "`payload_too_large`"),
+        (status = 429, description = "`rate_limited`")))]
 pub async fn hook(
     state: web::Data<AppState>,
     req: HttpRequest,

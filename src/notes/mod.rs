@@ -37,7 +37,7 @@ pub struct NoteChange {
 }
 
 /// A note found by words, with the part of it that matched.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Found {
     #[serde(flatten)]
     pub note: Note,

@@ -31,7 +31,7 @@ pub struct Known {
 }
 
 /// A skill as it stands for one user: what the owner's API and `hearth users skills` show.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Standing {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]

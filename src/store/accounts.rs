@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// A user as the admin page lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Account {
     #[serde(flatten)]
     pub user: User,

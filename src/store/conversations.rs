@@ -5,7 +5,7 @@ use super::{now, Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Conversation {
     pub id: String,
     pub title: String,
@@ -13,7 +13,7 @@ pub struct Conversation {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub id: i64,
     pub role: String,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Document {
     pub id: i64,
     pub name: String,
@@ -27,7 +27,7 @@ pub struct Document {
 
 /// What an upload stored: the document, the job that ingests it, and whether the same
 /// content was already there (then nothing new was stored).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Enqueued {
     pub document: Document,
     pub job_id: Option<String>,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub const MAX_ATTEMPTS: i64 = 3;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub kind: String,

@@ -5,7 +5,7 @@ use super::{now, Result, Store, StoreError};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Note {
     pub id: i64,
     #[serde(skip)]

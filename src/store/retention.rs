@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 /// A user's own retention; `None` for a field: the box's setting. 0 keeps forever.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     pub conversations_days: Option<u32>,
@@ -14,7 +14,7 @@ pub struct Retention {
 }
 
 /// What one pass deleted for one user.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RetentionDeleted {
     pub user_id: i64,
     pub conversations: Vec<String>,

@@ -6,7 +6,7 @@ use crate::auth::scopes::{Scopes, TokenGrant};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -30,7 +30,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
@@ -38,7 +38,7 @@ pub struct User {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: i64,
     pub user: String,
@@ -49,6 +49,7 @@ pub struct TokenInfo {
     pub last_used_at: Option<i64>,
     pub revoked: bool,
     /// What it may be used for (`chat`, `documents`, `voice`, `admin`).
+    #[schema(value_type = Vec<String>)]
     pub scopes: Vec<&'static str>,
     /// Unix seconds after which it no longer works; `None`: until revoked.
     pub expires_at: Option<i64>,

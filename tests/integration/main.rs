@@ -30,6 +30,7 @@ mod mqtt_commands;
 mod notes;
 mod ollama;
 mod openai;
+mod openapi;
 mod outbound;
 mod persistence;
 mod reminders;

@@ -73,6 +73,48 @@ fn embed_neutral() -> Vec<(&'static str, Value)> {
     vec![("truncate", json!(false))]
 }
 
+/// The requests' fields, for the OpenAPI document (`EmbedRequest`, `EmbeddingsRequest`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"input": "hello"}))]
+struct EmbedBody {
+    model: Option<String>,
+    /// A text or texts.
+    input: Vec<String>,
+    dimensions: Option<u32>,
+    truncate: Option<bool>,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"prompt": "hello"}))]
+struct EmbeddingsBody {
+    model: Option<String>,
+    prompt: String,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbedReply {
+    model: String,
+    embeddings: Vec<Vec<f32>>,
+    total_duration: u64,
+    prompt_eval_count: u64,
+}
+
+#[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = EmbedBody,
+    description = "Ollama's embed: `model`, `input` (text or texts), `truncate`, `options`.",
+    responses((status = 200, description = "`embeddings`", body = inline(EmbedReply)), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embed(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -100,6 +142,19 @@ pub async fn embed(
     })))
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingReply {
+    embedding: Vec<f32>,
+}
+
+#[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = EmbeddingsBody,
+    description = "Ollama's older embeddings: `model`, `prompt`.",
+    responses((status = 200, description = "`embedding`", body = inline(EmbeddingReply)), (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embeddings(
     state: web::Data<AppState>,
     _caller: Caller,

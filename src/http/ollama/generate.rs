@@ -73,6 +73,35 @@ impl GenerateRequest {
     }
 }
 
+/// The request's fields, for the OpenAPI document (`GenerateRequest` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"prompt": "Why is the sky blue?", "stream": false, "options": {"num_predict": 8}}))]
+struct GenerateBody {
+    model: Option<String>,
+    prompt: Option<String>,
+    system: Option<String>,
+    raw: Option<bool>,
+    /// `"json"` or a JSON schema.
+    format: Option<serde_json::Value>,
+    /// Default true: NDJSON.
+    stream: Option<bool>,
+    think: Option<serde_json::Value>,
+    suffix: Option<String>,
+    template: Option<String>,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[utoipa::path(post, path = "/api/generate", tag = "ollama", request_body = GenerateBody,
+    description = "Ollama's generate: `model`, `prompt`, `system`, `stream` (default true: NDJSON), `format`, `raw`, `options`...",
+    responses((status = 200, description = "The reply", content((crate::http::openapi::Object = "application/json"), (String = "application/x-ndjson"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn generate(
     http: HttpRequest,
     state: web::Data<AppState>,

@@ -20,9 +20,9 @@
 //! only ([`is_ollama_only`]), in Hearth's on the shared `/api/chat`.
 
 mod chat;
-mod embed;
-mod generate;
-mod models;
+pub(super) mod embed;
+pub(super) mod generate;
+pub(super) mod models;
 mod stream;
 
 pub use embed::{embed, embeddings};
@@ -38,9 +38,92 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
 
+/// `/api/chat`'s two bodies.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // for the document only, never built
+enum ApiChatBody {
+    Hearth(super::chat::ChatRequest),
+    Ollama(OllamaChatBody),
+}
+
+/// Ollama's chat request.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"messages": [{"role": "user", "content": "Say hello."}], "stream": false, "options": {"num_predict": 8}}))]
+struct OllamaChatBody {
+    model: Option<String>,
+    messages: Vec<OllamaMessage>,
+    tools: Option<Vec<serde_json::Value>>,
+    /// `"json"` or a JSON schema.
+    format: Option<serde_json::Value>,
+    /// Sampling: `temperature`, `top_p`, `top_k`, `num_predict`, `seed`, `stop`, `num_ctx`...
+    options: Option<serde_json::Map<String, Value>>,
+    /// Default true: NDJSON.
+    stream: Option<bool>,
+    think: Option<serde_json::Value>,
+    keep_alive: Option<serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum OllamaRole {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OllamaMessage {
+    role: OllamaRole,
+    content: Option<String>,
+    images: Option<Vec<serde_json::Value>>,
+    tool_calls: Option<Vec<serde_json::Value>>,
+    tool_name: Option<String>,
+    thinking: Option<String>,
+}
+
+/// `/api/chat`'s two answers.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // for the document only, never built
+enum ApiChatReply {
+    Hearth(super::chat::ChatResponse),
+    Ollama(OllamaChatReply),
+}
+
+/// Ollama's chat answer (not streamed).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OllamaChatReply {
+    model: String,
+    created_at: String,
+    message: serde_json::Map<String, Value>,
+    done: bool,
+    done_reason: Option<String>,
+    total_duration: Option<u64>,
+    load_duration: Option<u64>,
+    prompt_eval_count: Option<u64>,
+    prompt_eval_duration: Option<u64>,
+    eval_count: Option<u64>,
+    eval_duration: Option<u64>,
+}
+
 /// `POST /api/chat`: Ollama's chat when the body has `messages`, else Hearth's own
 /// (`{"message": ..., "conversation_id": ...}`, `http/chat.rs`). A body that is not JSON
 /// gets Hearth's error shape, as it is neither.
+#[utoipa::path(post, path = "/api/chat", tag = "chat",
+    description = "Two in one. Hearth's chat: `{\"message\", \"conversation_id\"?, \"stream\"?, ...}` gives the reply, its conversation, usage and citations (`stream`: server-sent events). Ollama's chat, when the body has `messages`: `model`, `messages`, `stream` (default true: NDJSON), `tools`, `format`, `options`...; its errors come in Ollama's shape.",
+    request_body = ApiChatBody,
+    responses((status = 200, description = "The reply: Hearth's (JSON, or server-sent events `token`, `tool_call`, `tool_result`... `done`), or Ollama's (JSON, or NDJSON)", content((ApiChatReply = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"), (String = "application/x-ndjson"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded`, `tools_unsupported`", body = crate::http::openapi::EitherErrorBody),
+        (status = 404, description = "`conversation_not_found`, `model_not_found`, `unknown_model`", body = crate::http::openapi::EitherErrorBody),
+        (status = 429, description = "`overloaded` or `rate_limited`", body = crate::http::openapi::EitherErrorBody),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`", body = crate::http::openapi::EitherErrorBody),
+        (status = 504, description = "`timeout`", body = crate::http::openapi::EitherErrorBody)))]
 pub async fn api_chat(
     http: HttpRequest,
     state: web::Data<AppState>,

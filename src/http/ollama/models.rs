@@ -23,6 +23,15 @@ use serde_json::{json, Value};
 /// `/api/embed`): clients that check the server's version before using a feature see it.
 pub const OLLAMA_API_VERSION: &str = "0.12.0";
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Version {
+    version: String,
+    hearth: String,
+}
+
+#[utoipa::path(get, path = "/api/version", tag = "ollama",
+    responses((status = 200, description = "The Ollama API version served, and Hearth's", body = inline(Version))))]
 pub async fn version(_caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "version": OLLAMA_API_VERSION, "hearth": env!("CARGO_PKG_VERSION") }))
 }
@@ -135,7 +144,30 @@ impl Described {
     }
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TagsBody {
+    models: Vec<TagBody>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TagBody {
+    /// `name:latest`.
+    name: String,
+    model: String,
+    /// RFC 3339.
+    modified_at: String,
+    size: u64,
+    /// The file's sha256 where the manifest knows it, else empty.
+    digest: String,
+    /// `format`, `family`, `parameter_size`, `quantization_level`...
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
 /// `GET /api/tags`: the installed models, the configured one first.
+#[utoipa::path(get, path = "/api/tags", tag = "ollama",
+    responses((status = 200, description = "The installed models (`models`)", body = inline(TagsBody))))]
 pub async fn tags(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let models: Vec<Value> = described(&state).await.iter().map(Described::listed).collect();
     HttpResponse::Ok().json(json!({ "models": models }))
@@ -174,7 +206,24 @@ impl NamedRequest {
     }
 }
 
+/// `/api/show`'s and `/api/pull`'s request, for the OpenAPI document (`NamedRequest`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NamedBody {
+    model: Option<String>,
+    /// The older name of `model`.
+    name: Option<String>,
+    stream: Option<bool>,
+    verbose: Option<bool>,
+    insecure: Option<bool>,
+}
+
 /// `POST /api/show`: a model's details, GGUF facts, chat template and capabilities.
+#[utoipa::path(post, path = "/api/show", tag = "ollama", request_body = NamedBody,
+    description = "A model's details: `{\"model\"}` (or `name`).",
+    responses((status = 200, description = "What the model file says", body = crate::http::openapi::Object),
+        (status = 400, description = "`invalid_request` or `unsupported_parameter`"),
+        (status = 404, description = "`model_not_found`")))]
 pub async fn show(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -224,6 +273,8 @@ pub async fn show(
 /// `GET /api/ps`: the loaded models. `size_vram` is 0 (Hearth runs on the CPU);
 /// `expires_at` is left out: the configured model stays, others go after
 /// `model.idle_unload_secs` without use.
+#[utoipa::path(get, path = "/api/ps", tag = "ollama",
+    responses((status = 200, description = "The loaded models (`models`)", body = crate::http::openapi::Object)))]
 pub async fn ps(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let described = described(&state).await;
     let models: Vec<Value> = state
@@ -248,6 +299,13 @@ pub async fn ps(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
 
 /// `POST /api/pull`: success for an installed model; Hearth never downloads from Ollama's
 /// library.
+#[utoipa::path(post, path = "/api/pull", tag = "ollama", request_body = NamedBody,
+    description = "Downloads a model of the manifest: `{\"model\", \"stream\"?}`; streamed progress as NDJSON.",
+    responses((status = 200, description = "Progress", content((crate::http::openapi::Object = "application/json"), (String = "application/x-ndjson"))),
+        (status = 400, description = "`invalid_request` or `unsupported_parameter`"),
+        (status = 404, description = "`unknown_model`"),
+        (status = 409, description = "`pull_in_progress`"),
+        (status = 503, description = "`fetcher_unavailable`")))]
 pub async fn pull(
     state: web::Data<AppState>,
     _caller: Caller,

@@ -97,7 +97,68 @@ fn chat_messages(messages: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiE
     Ok(out)
 }
 
+/// The request's fields, for the OpenAPI document (`ChatCompletionRequest` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"model": "default", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}))]
+struct ChatCompletionBody {
+    messages: Vec<ChatMessageBody>,
+    /// Hearth extension: answer from the caller's documents, with `citations`.
+    knowledge: Option<bool>,
+    model: Option<String>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    stream: Option<bool>,
+    /// `{"include_usage": bool}`.
+    stream_options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A text or texts.
+    stop: Option<Vec<String>>,
+    seed: Option<u32>,
+    /// 1 only.
+    #[schema(minimum = 1, maximum = 1)]
+    n: Option<u32>,
+    tools: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// `none`, `auto`, `required` or `{"type": "function", "function": {"name"}}`.
+    tool_choice: Option<serde_json::Value>,
+    parallel_tool_calls: Option<bool>,
+    /// `{"type": "text" | "json_object" | "json_schema", ...}`.
+    response_format: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RoleBody {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ChatMessageBody {
+    role: RoleBody,
+    /// Text, or content parts (`{"type": "text", "text"}`).
+    content: Option<String>,
+    tool_calls: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
+}
+
 /// A stateless turn: the conversation is the request's, and nothing is stored.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    description = "OpenAI's chat completions: `model`, `messages`, `stream`, `tools`, `tool_choice`, `response_format`, `max_tokens`, `temperature`, `top_p`, `seed`, `stop`... Unknown fields are 400 `unsupported_parameter`.",
+    request_body = ChatCompletionBody,
+    responses((status = 200, description = "A `chat.completion`, or with `stream` its chunks as server-sent events ending in `data: [DONE]`", content((crate::http::openapi::Object = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `context_length_exceeded` or `tools_unsupported`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn chat_completions(
     http: HttpRequest,
     state: web::Data<AppState>,

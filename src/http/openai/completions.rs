@@ -33,6 +33,40 @@ enum PromptInput {
     Many(Vec<String>),
 }
 
+/// The request's fields, for the OpenAPI document (`CompletionRequest` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"model": "default", "prompt": "Once upon a time", "max_tokens": 8}))]
+struct CompletionBody {
+    /// A text (or texts: one only).
+    prompt: String,
+    echo: Option<bool>,
+    suffix: Option<String>,
+    model: Option<String>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    stream: Option<bool>,
+    /// `{"include_usage": bool}`.
+    stream_options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A text or texts.
+    stop: Option<Vec<String>>,
+    seed: Option<u32>,
+    /// 1 only.
+    #[schema(minimum = 1, maximum = 1)]
+    n: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    description = "OpenAI's (legacy) completions: `model`, `prompt`, `stream`, `max_tokens`, `temperature`, `stop`...",
+    request_body = CompletionBody,
+    responses((status = 200, description = "A `text_completion`, or with `stream` its chunks as server-sent events", content((crate::http::openapi::Object = "application/json"), (crate::http::openapi::SseEvent = "text/event-stream"))),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter` or `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn completions(
     http: HttpRequest,
     state: web::Data<AppState>,

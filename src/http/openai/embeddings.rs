@@ -32,6 +32,50 @@ enum Input {
     Tokens(#[allow(dead_code)] Vec<Value>),
 }
 
+/// The request's fields, for the OpenAPI document (`EmbeddingRequest` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"input": "hello"}))]
+struct EmbeddingBody {
+    /// A text or texts.
+    input: Vec<String>,
+    model: Option<String>,
+    /// `float` or `base64`.
+    encoding_format: Option<String>,
+    dimensions: Option<u32>,
+    user: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingListBody {
+    /// `list`.
+    object: String,
+    data: Vec<EmbeddingItemBody>,
+    model: String,
+    /// `prompt_tokens`, `total_tokens`.
+    usage: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EmbeddingItemBody {
+    /// `embedding`.
+    object: String,
+    index: usize,
+    /// Numbers, or base64 of little-endian f32 (`encoding_format: base64`).
+    embedding: serde_json::Value,
+}
+
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    description = "OpenAI's embeddings: `model`, `input` (text or texts), `encoding_format`, `dimensions`.",
+    request_body = EmbeddingBody,
+    responses((status = 200, description = "A `list` of `embedding`s", body = inline(EmbeddingListBody)),
+        (status = 400, description = "`invalid_request`, `unsupported_parameter`, `no_embedding_model` or `context_length_exceeded`"),
+        (status = 404, description = "`model_not_found` / `unknown_model`"),
+        (status = 429, description = "`overloaded` or `rate_limited`: `Retry-After` says when to retry"),
+        (status = 503, description = "`model_not_ready`, `insufficient_memory`, `shedding_load` or `model_loads_paused`"),
+        (status = 504, description = "`timeout`")))]
 pub async fn embeddings(
     state: web::Data<AppState>,
     _caller: Caller,

@@ -2,9 +2,9 @@
 //! `/v1/embeddings`, so the official `openai` clients, Open WebUI and LangChain work
 //! unchanged. These calls are stateless: the client sends the whole conversation each time.
 
-mod chat;
-mod completions;
-mod embeddings;
+pub(super) mod chat;
+pub(super) mod completions;
+pub(super) mod embeddings;
 mod stream;
 pub(super) mod tools;
 
@@ -117,8 +117,33 @@ impl Sampling {
     }
 }
 
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ModelListBody {
+    /// `list`.
+    object: String,
+    data: Vec<ModelBody>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ModelBody {
+    id: String,
+    /// `model`.
+    object: String,
+    /// Unix seconds (the file's time).
+    created: u64,
+    owned_by: String,
+    /// Hearth extension: `chat`, `embedding`...
+    role: String,
+    /// Hearth extension: whether it is in memory.
+    loaded: bool,
+}
+
 /// Installed models, the configured one first (unless it failed to load). `role` and
 /// `loaded` are Hearth's additions to OpenAI's model object.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "OpenAI's model list (`object: list`, `data`)", body = inline(ModelListBody))))]
 pub async fn models(state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let default_failed = matches!(state.models.default_engine().state(), ModelState::Failed { .. });
     let data: Vec<Value> = state
