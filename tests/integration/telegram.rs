@@ -278,7 +278,11 @@ fn assert_token_not_logged(server: &Server) {
 #[test]
 fn an_allowlisted_chat_is_answered_in_its_conversation_and_other_chats_get_nothing() {
     let fake = FakeBot::start();
-    let server = Server::start(options(default_model(), &fake).env("HEARTH_MAX_TOKENS", "40"));
+    // Greedy: the answers' words are checked, and the default temperature (0.7, a random
+    // seed) once made the model say Milan for Italy's capital.
+    let server = Server::start(
+        options(default_model(), &fake).env("HEARTH_MAX_TOKENS", "40").env("HEARTH_TEMPERATURE", "0"),
+    );
     let alice = server.user("alice");
 
     fake.push_text(1, STRANGER_CHAT, "Hello? What is the capital of France?");
