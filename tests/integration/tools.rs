@@ -200,11 +200,11 @@ fn person_schema() -> Value {
 
 /// Replies at temperature 1 from the small model (which, unconstrained, rarely writes JSON at
 /// all): every one parses and matches the schema (checked with the `jsonschema` crate). The
-/// suite asks for `HEARTH_TEST_SCHEMA_RUNS` replies (default 24: grammar-constrained sampling
+/// suite asks for `HEARTH_TEST_SCHEMA_RUNS` replies (default 12: grammar-constrained sampling
 /// makes each take seconds); `tests/schema_runs.sh` asks for 100.
 #[test]
 fn json_schema_replies_always_parse_and_match_the_schema() {
-    let runs: u32 = std::env::var("HEARTH_TEST_SCHEMA_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let runs: u32 = std::env::var("HEARTH_TEST_SCHEMA_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
     let per_worker = runs.div_ceil(4).max(1);
     let server = Server::start(ServerOptions::new(small_model()));
     let token = server.user("alice");
