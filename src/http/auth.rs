@@ -184,17 +184,22 @@ async fn token_caller(state: &AppState, hash: [u8; 32], address: Option<IpAddr>)
         .store
         .run(move |store| {
             let found = store.user_for_token_hash(&hash)?;
-            if let Some((token_id, _, _, _)) = &found {
-                if let Err(e) = store.touch_token(*token_id) {
+            if let Some(owner) = &found {
+                if let Err(e) = store.touch_token(owner.token_id) {
                     tracing::warn!(error = %e, "could not record token use");
                 }
             }
             Ok(found)
         })
         .await?;
-    let (token_id, user, scopes, token_requests_per_minute) =
-        found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
-    Ok(Caller { user, credential: Credential::Token(token_id), scopes, address, token_requests_per_minute })
+    let owner = found.ok_or_else(|| unauthorized("invalid, expired or revoked token"))?;
+    Ok(Caller {
+        user: owner.user,
+        credential: Credential::Token(owner.token_id),
+        scopes: owner.scopes,
+        address,
+        token_requests_per_minute: owner.requests_per_minute,
+    })
 }
 
 async fn session_caller(

@@ -40,7 +40,7 @@ pub use retention::{Retention, RetentionDeleted};
 pub use telegram::TelegramReply;
 pub use transfer::{ExportedConversation, ExportedMessage, Imported};
 pub use user_skills::UserSkills;
-pub use users::{valid_user_name, Role, TokenInfo, User};
+pub use users::{valid_user_name, Role, TokenInfo, TokenOwner, User};
 pub use workflows::{RunFilter, WorkflowRun};
 
 use crate::crypt::DbKey;

@@ -38,6 +38,16 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// A live token's owner and what the token may do (`Store::user_for_token_hash`).
+#[derive(Debug, Clone)]
+pub struct TokenOwner {
+    pub token_id: i64,
+    pub user: User,
+    pub scopes: Scopes,
+    /// Its own request limit per minute; `None`: only its user's.
+    pub requests_per_minute: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: i64,
@@ -177,7 +187,7 @@ impl Store {
 
     /// The user owning a live (not revoked, not expired) token with this hash, what the
     /// token may do, and its own request limit per minute.
-    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<(i64, User, Scopes, Option<u32>)>> {
+    pub fn user_for_token_hash(&self, hash: &[u8]) -> Result<Option<TokenOwner>> {
         let found = self
             .reader()
             .query_row(
@@ -195,7 +205,7 @@ impl Store {
                         created_at: row.get(4)?,
                     };
                     let scopes = Scopes::from_stored(row.get::<_, Option<String>>(5)?.as_deref());
-                    Ok((token_id, user, scopes, row.get(6)?))
+                    Ok(TokenOwner { token_id, user, scopes, requests_per_minute: row.get(6)? })
                 },
             )
             .optional()?;
@@ -292,7 +302,7 @@ mod tests {
         let (_dir, store) = temp_store();
         let user = store.create_user("alice", Role::User).unwrap();
         store.insert_token(user.id, "laptop", "hth_abcd", b"hash-1").unwrap();
-        let (_, found, _, _) = store.user_for_token_hash(b"hash-1").unwrap().unwrap();
+        let found = store.user_for_token_hash(b"hash-1").unwrap().unwrap().user;
         assert_eq!(found.name, "alice");
         assert!(store.user_for_token_hash(b"hash-2").unwrap().is_none());
         store.revoke_token("hth_abcd", &Actor::cli()).unwrap();

@@ -197,6 +197,6 @@ impl VoiceServices for Satellites {
         let hash = crate::auth::hash_token(token);
         // Satellites speak: the token must allow voice.
         matches!(self.store.run(move |s| s.user_for_token_hash(&hash)).await,
-            Ok(Some((_, _, scopes, _))) if scopes.has(crate::auth::scopes::Scope::Voice))
+            Ok(Some(owner)) if owner.scopes.has(crate::auth::scopes::Scope::Voice))
     }
 }
