@@ -180,9 +180,9 @@ pub async fn set_password(
     Ok(json(&json!({ "ok": true, "tokens_revoked": tokens.len() })))
 }
 
-/// `POST /api/users/{id}/disable` and `/enable`: a disabled account's credentials are
-/// refused at once (live connections too); its data stays.
-/// `POST /api/users/{id}/disable`: refuses the user's credentials, keeps their data.
+/// `POST /api/users/{id}/disable`: a disabled account's credentials are refused at once
+/// (live connections too); its data stays. (`disable` and `enable` are two handlers only
+/// because an OpenAPI annotation describes one path; both are [`set_disabled`].)
 #[utoipa::path(post, path = "/api/users/{id}/disable", tag = "admin", extensions(("x-hearth-role" = json!("admin"))), params(("id" = i64, Path)),
     responses((status = 200, description = "Disabled", body = inline(DisabledSet)),
         (status = 400, description = "`invalid_request`: your own account"),
